@@ -1,0 +1,193 @@
+package backends
+
+import (
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"sort"
+	"strconv"
+	"strings"
+
+	"github.com/coalesce-ml/coalesce/config"
+)
+
+// Loader loads one model version from the file at path. Its key in the
+// registry's loader map is the file name it loads ("model.onnx").
+type Loader func(path string, cfg config.Model) (Backend, error)
+
+// Model is one loaded version of a model. It is immutable.
+type Model struct {
+	Name    string
+	Version string
+	Path    string // the model file
+	Config  config.Model
+	Backend Backend
+	Meta    *Metadata
+}
+
+// Registry resolves model names and versions to loaded models. It is
+// immutable after Load and safe for concurrent use.
+type Registry struct {
+	models map[string]*versions
+	names  []string // sorted
+}
+
+type versions struct {
+	byName map[string]*Model
+	order  []*Model // ascending version number
+}
+
+// LoadRepository loads every model of the repository dir, laid out as
+// <dir>/<name>/config.yaml (optional) and <dir>/<name>/<version>/<file>,
+// where <version> is a positive integer and <file> is a key of loaders.
+// Any model that fails to load fails the whole load, naming the path.
+func LoadRepository(dir string, loaders map[string]Loader) (*Registry, error) {
+	entries, err := os.ReadDir(dir)
+	if err != nil {
+		return nil, fmt.Errorf("model repository: %w", err)
+	}
+	r := &Registry{models: map[string]*versions{}}
+	for _, e := range entries {
+		if !e.IsDir() || strings.HasPrefix(e.Name(), ".") {
+			continue
+		}
+		vs, err := loadModel(filepath.Join(dir, e.Name()), e.Name(), loaders)
+		if err != nil {
+			r.Close()
+			return nil, err
+		}
+		r.models[e.Name()] = vs
+		r.names = append(r.names, e.Name())
+	}
+	if len(r.names) == 0 {
+		return nil, fmt.Errorf("model repository %s: no models; want <name>/<version>/%s", dir, loaderFiles(loaders))
+	}
+	sort.Strings(r.names)
+	return r, nil
+}
+
+func loadModel(dir, name string, loaders map[string]Loader) (*versions, error) {
+	cfg, err := config.LoadModel(filepath.Join(dir, "config.yaml"))
+	if err != nil {
+		return nil, fmt.Errorf("model %s: %w", name, err)
+	}
+	entries, err := os.ReadDir(dir)
+	if err != nil {
+		return nil, fmt.Errorf("model %s: %w", name, err)
+	}
+	vs := &versions{byName: map[string]*Model{}}
+	for _, e := range entries {
+		n, err := strconv.ParseUint(e.Name(), 10, 63)
+		if !e.IsDir() || err != nil || n == 0 {
+			continue // not a version directory (examples/, scripts, ...)
+		}
+		vdir := filepath.Join(dir, e.Name())
+		m, err := loadVersion(vdir, name, strconv.FormatUint(n, 10), cfg, loaders)
+		if err != nil {
+			for _, m := range vs.order {
+				m.Backend.Close()
+			}
+			return nil, err
+		}
+		vs.byName[m.Version] = m
+		vs.order = append(vs.order, m)
+	}
+	if len(vs.order) == 0 {
+		return nil, fmt.Errorf("model %s: no version directories in %s; want %s/1/%s", name, dir, dir, loaderFiles(loaders))
+	}
+	sort.Slice(vs.order, func(i, j int) bool {
+		a, _ := strconv.ParseUint(vs.order[i].Version, 10, 63)
+		b, _ := strconv.ParseUint(vs.order[j].Version, 10, 63)
+		return a < b
+	})
+	return vs, nil
+}
+
+func loadVersion(vdir, name, version string, cfg config.Model, loaders map[string]Loader) (*Model, error) {
+	for file, load := range loaders {
+		path := filepath.Join(vdir, file)
+		if _, err := os.Stat(path); err != nil {
+			continue
+		}
+		b, err := load(path, cfg)
+		if err != nil {
+			return nil, fmt.Errorf("model %s version %s: %w", name, version, err)
+		}
+		meta := b.Metadata()
+		if p := cfg.Predict; p.Output != "" && !hasSpec(meta.Outputs, p.Output) {
+			b.Close()
+			return nil, fmt.Errorf("model %s: config predict.output %q is not an output of the model; want one of %s", name, p.Output, specNames(meta.Outputs))
+		}
+		if p := cfg.Predict; p.Input != "" && !hasSpec(meta.Inputs, p.Input) {
+			b.Close()
+			return nil, fmt.Errorf("model %s: config predict.input %q is not an input of the model; want one of %s", name, p.Input, specNames(meta.Inputs))
+		}
+		return &Model{Name: name, Version: version, Path: path, Config: cfg, Backend: b, Meta: meta}, nil
+	}
+	return nil, fmt.Errorf("model %s version %s: no model file in %s; want %s", name, version, vdir, loaderFiles(loaders))
+}
+
+func hasSpec(specs []TensorSpec, name string) bool {
+	for _, s := range specs {
+		if s.Name == name {
+			return true
+		}
+	}
+	return false
+}
+
+func specNames(specs []TensorSpec) string {
+	names := make([]string, len(specs))
+	for i, s := range specs {
+		names[i] = strconv.Quote(s.Name)
+	}
+	return strings.Join(names, ", ")
+}
+
+func loaderFiles(loaders map[string]Loader) string {
+	var files []string
+	for f := range loaders {
+		files = append(files, f)
+	}
+	sort.Strings(files)
+	return strings.Join(files, " or ")
+}
+
+// Get returns the model name at version, or at its highest version when
+// version is empty. The error wraps ErrModelNotFound or ErrVersionNotFound.
+func (r *Registry) Get(name, version string) (*Model, error) {
+	vs := r.models[name]
+	if vs == nil {
+		return nil, fmt.Errorf("model %q: %w", name, ErrModelNotFound)
+	}
+	if version == "" {
+		return vs.order[len(vs.order)-1], nil
+	}
+	if m := vs.byName[version]; m != nil {
+		return m, nil
+	}
+	return nil, fmt.Errorf("model %q version %q: %w", name, version, ErrVersionNotFound)
+}
+
+// Names returns the names of all models, sorted.
+func (r *Registry) Names() []string { return r.names }
+
+// Versions returns every loaded version of model name, ascending, or nil.
+func (r *Registry) Versions(name string) []*Model {
+	if vs := r.models[name]; vs != nil {
+		return vs.order
+	}
+	return nil
+}
+
+// Close closes every backend and returns the first error.
+func (r *Registry) Close() error {
+	var errs []error
+	for _, vs := range r.models {
+		for _, m := range vs.order {
+			errs = append(errs, m.Backend.Close())
+		}
+	}
+	return errors.Join(errs...)
+}

@@ -1,0 +1,180 @@
+// Package config holds Coalesce's typed configuration and loads it with
+// koanf: defaults in code, then a YAML file, then COALESCE_* environment
+// variables, then command-line flags, each overriding the one before.
+//
+// Every key has exactly one spelling, its dotted koanf path ("http.addr"),
+// used as the YAML path, the flag name (--http.addr) and, upper-cased with
+// dots turned into underscores, the environment variable
+// (COALESCE_HTTP_ADDR). Unknown keys and values of the wrong type stop
+// loading with an error naming the key and what was expected.
+package config
+
+import (
+	"errors"
+	"fmt"
+	"net"
+	"os"
+	"path/filepath"
+	"time"
+)
+
+// Config is the whole configuration of a Coalesce process. The zero value
+// is not valid; start from Default.
+type Config struct {
+	HTTP     HTTP     `koanf:"http"`
+	Admin    Admin    `koanf:"admin"`
+	Models   Models   `koanf:"models"`
+	Limits   Limits   `koanf:"limits"`
+	Log      Log      `koanf:"log"`
+	Shutdown Shutdown `koanf:"shutdown"`
+}
+
+// HTTP configures the data plane (predict, KServe V2, TF Serving, health).
+type HTTP struct {
+	Addr           string        `koanf:"addr" help:"data-plane listen address (host:port)"`
+	ReadTimeout    time.Duration `koanf:"read_timeout" help:"maximum time to read one request, headers and body"`
+	WriteTimeout   time.Duration `koanf:"write_timeout" help:"maximum time to write one response"`
+	IdleTimeout    time.Duration `koanf:"idle_timeout" help:"keep-alive connections idle longer than this are closed"`
+	RequestTimeout time.Duration `koanf:"request_timeout" help:"default deadline of a request from arrival to answer"`
+	MaxConnections int           `koanf:"max_connections" help:"maximum concurrent client connections; more are refused with 503"`
+}
+
+// Admin configures the admin plane (/metrics, /debug/pprof).
+type Admin struct {
+	Addr  string `koanf:"addr" help:"admin listen address (host:port) for /metrics and pprof"`
+	Pprof bool   `koanf:"pprof" help:"serve /debug/pprof/ on the admin address"`
+}
+
+// Models configures the model repository.
+type Models struct {
+	Repository string `koanf:"repository" help:"model repository directory: <name>/config.yaml and <name>/<version>/model.onnx"`
+	Default    string `koanf:"default" help:"model served by POST /predict without ?model= (empty: the first model by name)"`
+	// Concurrency is how many inference calls one model runs at once;
+	// 0 means one per core (GOMAXPROCS).
+	Concurrency int `koanf:"concurrency" help:"inference calls one model runs at once (0 = one per core)"`
+}
+
+// Limits bound what one request may ask of the server.
+type Limits struct {
+	MaxBodyBytes      int  `koanf:"max_body_bytes" help:"largest request body in bytes; larger gets 413"`
+	MaxTensorElements int  `koanf:"max_tensor_elements" help:"largest number of elements in one input tensor"`
+	MaxJSONDepth      int  `koanf:"max_json_depth" help:"deepest nesting of JSON arrays and objects in a request"`
+	AllowNonFinite    bool `koanf:"allow_non_finite" help:"accept NaN and ±Inf in inputs (rejected with 400 by default)"`
+}
+
+// Log configures structured logging.
+type Log struct {
+	Level  string `koanf:"level" help:"log level: debug, info, warn or error"`
+	Format string `koanf:"format" help:"log format: json or text"`
+}
+
+// Shutdown configures graceful termination on SIGTERM or SIGINT.
+type Shutdown struct {
+	DrainDelay  time.Duration `koanf:"drain_delay" help:"after a signal, keep serving with readiness 503 this long before closing listeners"`
+	GracePeriod time.Duration `koanf:"grace_period" help:"maximum time to finish in-flight requests after the drain delay"`
+}
+
+// Default returns the built-in defaults, the lowest layer of configuration.
+func Default() Config {
+	return Config{
+		HTTP: HTTP{
+			Addr:           ":8080",
+			ReadTimeout:    10 * time.Second,
+			WriteTimeout:   10 * time.Second,
+			IdleTimeout:    60 * time.Second,
+			RequestTimeout: 5 * time.Second,
+			MaxConnections: 10000,
+		},
+		Admin:  Admin{Addr: ":9090"},
+		Models: Models{Repository: "models"},
+		Limits: Limits{
+			MaxBodyBytes:      16 << 20,
+			MaxTensorElements: 4 << 20,
+			MaxJSONDepth:      16,
+		},
+		Log:      Log{Level: "info", Format: "json"},
+		Shutdown: Shutdown{DrainDelay: 0, GracePeriod: 25 * time.Second},
+	}
+}
+
+// Validate checks every value and returns an error naming the first
+// offending key and what was expected.
+func (c *Config) Validate() error {
+	checks := []struct {
+		key string
+		err error
+	}{
+		{"http.addr", checkAddr(c.HTTP.Addr)},
+		{"admin.addr", checkAddr(c.Admin.Addr)},
+		{"http.read_timeout", positive(c.HTTP.ReadTimeout)},
+		{"http.write_timeout", positive(c.HTTP.WriteTimeout)},
+		{"http.idle_timeout", positive(c.HTTP.IdleTimeout)},
+		{"http.request_timeout", positive(c.HTTP.RequestTimeout)},
+		{"http.max_connections", atLeast(c.HTTP.MaxConnections, 1)},
+		{"models.repository", checkDir(c.Models.Repository)},
+		{"models.concurrency", atLeast(c.Models.Concurrency, 0)},
+		{"limits.max_body_bytes", atLeast(c.Limits.MaxBodyBytes, 64)},
+		{"limits.max_tensor_elements", atLeast(c.Limits.MaxTensorElements, 1)},
+		{"limits.max_json_depth", atLeast(c.Limits.MaxJSONDepth, 3)},
+		{"log.level", oneOf(c.Log.Level, "debug", "info", "warn", "error")},
+		{"log.format", oneOf(c.Log.Format, "json", "text")},
+		{"shutdown.drain_delay", atLeast(int(c.Shutdown.DrainDelay), 0)},
+		{"shutdown.grace_period", positive(c.Shutdown.GracePeriod)},
+	}
+	for _, ch := range checks {
+		if ch.err != nil {
+			return fmt.Errorf("config: %s: %w", ch.key, ch.err)
+		}
+	}
+	if c.HTTP.Addr == c.Admin.Addr {
+		return fmt.Errorf("config: admin.addr: %q is also http.addr; want a different address", c.Admin.Addr)
+	}
+	return nil
+}
+
+func checkAddr(a string) error {
+	host, port, err := net.SplitHostPort(a)
+	if err != nil || port == "" {
+		return fmt.Errorf("%q is not a listen address; want host:port such as :8080 or 127.0.0.1:8080", a)
+	}
+	_ = host
+	return nil
+}
+
+func positive(d time.Duration) error {
+	if d <= 0 {
+		return fmt.Errorf("%v is not positive; want a duration such as 500ms or 5s", d)
+	}
+	return nil
+}
+
+func atLeast(v, min int) error {
+	if v < min {
+		return fmt.Errorf("%d is too small; want at least %d", v, min)
+	}
+	return nil
+}
+
+func oneOf(v string, allowed ...string) error {
+	for _, a := range allowed {
+		if v == a {
+			return nil
+		}
+	}
+	return fmt.Errorf("%q is not allowed; want one of %v", v, allowed)
+}
+
+func checkDir(p string) error {
+	st, err := os.Stat(p)
+	if err != nil {
+		if errors.Is(err, os.ErrNotExist) {
+			abs, _ := filepath.Abs(p)
+			return fmt.Errorf("directory %q does not exist; want the model repository directory", abs)
+		}
+		return err
+	}
+	if !st.IsDir() {
+		return fmt.Errorf("%q is not a directory; want the model repository directory", p)
+	}
+	return nil
+}

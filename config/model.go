@@ -1,0 +1,72 @@
+package config
+
+import (
+	"fmt"
+	"os"
+
+	"github.com/knadh/koanf/parsers/yaml"
+	"github.com/knadh/koanf/providers/file"
+	"github.com/knadh/koanf/v2"
+)
+
+// Model is the per-model configuration read from
+// <repository>/<name>/config.yaml. Every key is optional.
+type Model struct {
+	Description string `koanf:"description" help:"one line shown in metadata"`
+	// MaxBatchSize is the largest number of rows one inference call
+	// takes; 0 means no limit.
+	MaxBatchSize int     `koanf:"max_batch_size" help:"largest number of rows per inference call (0 = no limit)"`
+	Predict      Predict `koanf:"predict"`
+}
+
+// Predict says how the seed's POST /predict answers for a model.
+type Predict struct {
+	// Input names the model input that "features" fills; empty means the
+	// model's only input.
+	Input string `koanf:"input" help:"model input that /predict's features fill (empty: the only input)"`
+	// Output names the model output that feeds "prediction"; empty means
+	// the first output.
+	Output string `koanf:"output" help:"model output that feeds /predict's prediction (empty: the first output)"`
+	// Transform is applied per row to Output: "none" returns the row as
+	// it is (a scalar when the row has one value), "argmax" the index of
+	// its largest value.
+	Transform string `koanf:"transform" help:"none or argmax"`
+	// Labels, when set, replace class indices by these names.
+	Labels []string `koanf:"labels" help:"class names by index"`
+}
+
+// DefaultModel returns the defaults of a model configuration.
+func DefaultModel() Model {
+	return Model{Predict: Predict{Transform: "none"}}
+}
+
+// LoadModel reads a model's config.yaml. A missing file gives the
+// defaults; an unknown key or a bad value is an error naming the key.
+func LoadModel(path string) (Model, error) {
+	m := DefaultModel()
+	if _, err := os.Stat(path); os.IsNotExist(err) {
+		return m, nil
+	}
+	k := koanf.New(".")
+	if err := k.Load(file.Provider(path), yaml.Parser()); err != nil {
+		return m, fmt.Errorf("%s: %w", path, err)
+	}
+	if err := Decode(k, &m); err != nil {
+		return m, fmt.Errorf("%s: %w", path, err)
+	}
+	if err := m.Validate(); err != nil {
+		return m, fmt.Errorf("%s: %w", path, err)
+	}
+	return m, nil
+}
+
+// Validate checks the values of m.
+func (m *Model) Validate() error {
+	if m.MaxBatchSize < 0 {
+		return fmt.Errorf("config: max_batch_size: %d is negative; want 0 (no limit) or more", m.MaxBatchSize)
+	}
+	if err := oneOf(m.Predict.Transform, "none", "argmax"); err != nil {
+		return fmt.Errorf("config: predict.transform: %w", err)
+	}
+	return nil
+}

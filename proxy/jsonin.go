@@ -1,0 +1,219 @@
+package proxy
+
+import (
+	"math"
+	"strconv"
+
+	"github.com/valyala/fastjson"
+
+	"github.com/coalesce-ml/coalesce/tensor"
+)
+
+// Limits bound the work one request can cause. The zero value allows
+// nothing; proxy.New fills it from the configuration.
+type Limits struct {
+	MaxBodyBytes      int  // larger bodies get 413
+	MaxTensorElements int  // per input tensor
+	MaxJSONDepth      int  // nesting of arrays and objects
+	AllowNonFinite    bool // accept NaN and ±Inf input values
+}
+
+// checkDepth reports whether body nests JSON arrays and objects deeper
+// than max. It runs before parsing so that a hostile body costs one linear
+// scan, and skips the contents of strings.
+func checkDepth(body []byte, max int) error {
+	depth := 0
+	for i := 0; i < len(body); i++ {
+		switch body[i] {
+		case '[', '{':
+			depth++
+			if depth > max {
+				return badRequest("request body: JSON nested deeper than %d levels at byte %d; want at most %d (limits.max_json_depth)", max, i, max)
+			}
+		case ']', '}':
+			depth--
+		case '"':
+			for i++; i < len(body) && body[i] != '"'; i++ {
+				if body[i] == '\\' {
+					i++
+				}
+			}
+		}
+	}
+	return nil
+}
+
+// parseJSON parses body with p after the depth check. The returned value
+// is valid until p is reused.
+func parseJSON(p *fastjson.Parser, body []byte, lim *Limits) (*fastjson.Value, error) {
+	if len(body) == 0 {
+		return nil, badRequest("request body is empty; want a JSON object")
+	}
+	if err := checkDepth(body, lim.MaxJSONDepth); err != nil {
+		return nil, err
+	}
+	v, err := p.ParseBytes(body)
+	if err != nil {
+		return nil, badRequest("request body is not valid JSON: %s", err)
+	}
+	if v.Type() != fastjson.TypeObject {
+		return nil, badRequest("request body is a JSON %s; want a JSON object", v.Type())
+	}
+	return v, nil
+}
+
+// inferShape returns the shape of the nested JSON arrays v, following the
+// first element at each level (a scalar has shape []).
+func inferShape(v *fastjson.Value) []int64 {
+	var shape []int64
+	for v.Type() == fastjson.TypeArray {
+		a, _ := v.Array()
+		shape = append(shape, int64(len(a)))
+		if len(a) == 0 {
+			break
+		}
+		v = a[0]
+	}
+	return shape
+}
+
+// jsonFiller writes JSON leaves into a tensor, converting each to the
+// tensor's datatype and naming the field in errors.
+type jsonFiller struct {
+	t     *tensor.Tensor
+	n     int // elements written
+	field string
+	lim   *Limits
+}
+
+// fillFlat writes every leaf of v, at any nesting, in row-major order
+// (KServe V2 allows nested or flat data whatever the shape).
+func (f *jsonFiller) fillFlat(v *fastjson.Value) error {
+	if v.Type() == fastjson.TypeArray {
+		a, _ := v.Array()
+		for _, e := range a {
+			if err := f.fillFlat(e); err != nil {
+				return err
+			}
+		}
+		return nil
+	}
+	return f.put(v)
+}
+
+// fillShaped writes v, which must be nested arrays of exactly shape.
+func (f *jsonFiller) fillShaped(v *fastjson.Value, shape []int64, path []byte) error {
+	if len(shape) == 0 {
+		if v.Type() == fastjson.TypeArray {
+			return badRequest("%s%s: got an array; want a scalar (the value is deeper than the shape %v)", f.field, path, f.t.Shape)
+		}
+		return f.put(v)
+	}
+	if v.Type() != fastjson.TypeArray {
+		return badRequest("%s%s: got %s; want an array of %d values (shape %v)", f.field, path, v.Type(), shape[0], f.t.Shape)
+	}
+	a, _ := v.Array()
+	if int64(len(a)) != shape[0] {
+		return badRequest("%s%s: has %d elements; want %d (arrays must be rectangular, shape %v)", f.field, path, len(a), shape[0], f.t.Shape)
+	}
+	for i, e := range a {
+		p := append(append(append(path, '['), strconv.Itoa(i)...), ']')
+		if err := f.fillShaped(e, shape[1:], p); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+func (f *jsonFiller) put(v *fastjson.Value) error {
+	i := f.n
+	if i >= f.t.Len() {
+		return badRequest("%s: has more than the %d values its shape %v holds", f.field, f.t.Len(), f.t.Shape)
+	}
+	dt := f.t.DType
+	switch v.Type() {
+	case fastjson.TypeNumber:
+	case fastjson.TypeTrue, fastjson.TypeFalse:
+		if dt != tensor.Bool {
+			return badRequest("%s: element %d is a boolean; want a number for datatype %s", f.field, i, dt)
+		}
+		if v.Type() == fastjson.TypeTrue {
+			f.t.Data[i] = 1
+		}
+		f.n++
+		return nil
+	default:
+		return badRequest("%s: element %d is %s; want a number for datatype %s", f.field, i, v.Type(), dt)
+	}
+	switch dt {
+	case tensor.FP32, tensor.FP64, tensor.FP16, tensor.BF16:
+		x, err := v.Float64()
+		if err != nil {
+			return badRequest("%s: element %d is not a number (%s); want a number for datatype %s", f.field, i, err, dt)
+		}
+		if !f.lim.AllowNonFinite && (math.IsNaN(x) || math.IsInf(x, 0)) {
+			return badRequest("%s: element %d is %v; want a finite number (NaN and Inf are rejected: limits.allow_non_finite)", f.field, i, x)
+		}
+		if dt == tensor.FP32 {
+			f.t.Float32s()[i] = float32(x)
+		} else {
+			f.t.SetFloat64(i, x)
+		}
+	case tensor.Bool:
+		x, err := v.Int64()
+		if err != nil || (x != 0 && x != 1) {
+			return badRequest("%s: element %d is %s; want true, false, 0 or 1 for datatype BOOL", f.field, i, v)
+		}
+		f.t.Data[i] = byte(x)
+	case tensor.Uint64:
+		x, err := v.Uint64()
+		if err != nil {
+			return badRequest("%s: element %d is %s; want an integer in [0, 2^64) for datatype UINT64", f.field, i, v)
+		}
+		f.t.SetInt64(i, int64(x))
+	default:
+		x, err := v.Int64()
+		lo, hi := intRange(dt)
+		if err != nil || x < lo || x > hi {
+			return badRequest("%s: element %d is %s; want an integer in [%d, %d] for datatype %s", f.field, i, v, lo, hi, dt)
+		}
+		f.t.SetInt64(i, x)
+	}
+	f.n++
+	return nil
+}
+
+func intRange(dt tensor.DataType) (int64, int64) {
+	switch dt {
+	case tensor.Int8:
+		return math.MinInt8, math.MaxInt8
+	case tensor.Int16:
+		return math.MinInt16, math.MaxInt16
+	case tensor.Int32:
+		return math.MinInt32, math.MaxInt32
+	case tensor.Uint8:
+		return 0, math.MaxUint8
+	case tensor.Uint16:
+		return 0, math.MaxUint16
+	case tensor.Uint32:
+		return 0, math.MaxUint32
+	}
+	return math.MinInt64, math.MaxInt64
+}
+
+// checkElements rejects shapes with negative dimensions or more elements
+// than the limit; it returns the element count.
+func checkElements(field string, shape []int64, lim *Limits) (int, error) {
+	for i, d := range shape {
+		if d < 0 {
+			return 0, badRequest("%s: dimension %d is %d; want a non-negative size", field, i, d)
+		}
+	}
+	n := tensor.NumElements(shape)
+	if n < 0 || n > int64(lim.MaxTensorElements) {
+		return 0, &Error{Status: 413, Msg: "" + field + ": shape " + fmtShape(shape) + " has more elements than the limit of " + strconv.Itoa(lim.MaxTensorElements) + " (limits.max_tensor_elements)"}
+	}
+	return int(n), nil
+}
+
+func fmtShape(shape []int64) string { return string(appendShape(nil, shape)) }
