@@ -26,12 +26,6 @@ func badRequest(format string, args ...any) *Error {
 	return &Error{Status: fasthttp.StatusBadRequest, Msg: fmt.Sprintf(format, args...)}
 }
 
-// Sentinel errors of the proxy.
-var (
-	// ErrDraining is returned for inference requests during shutdown.
-	ErrDraining = errors.New("server is shutting down")
-)
-
 // StatusOf maps an error to its HTTP status code. It is the one place
 // where error kinds become status codes.
 func StatusOf(err error) int {
@@ -45,8 +39,6 @@ func StatusOf(err error) int {
 		return fasthttp.StatusBadRequest
 	case errors.Is(err, context.DeadlineExceeded):
 		return fasthttp.StatusGatewayTimeout
-	case errors.Is(err, ErrDraining):
-		return fasthttp.StatusServiceUnavailable
 	}
 	return fasthttp.StatusInternalServerError
 }

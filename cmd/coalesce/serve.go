@@ -1,0 +1,138 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"os/signal"
+	"runtime"
+	"syscall"
+	"time"
+
+	"github.com/VictoriaMetrics/metrics"
+	"github.com/valyala/fasthttp"
+
+	"github.com/coalesce-ml/coalesce/backends"
+	"github.com/coalesce-ml/coalesce/backends/cpu"
+	"github.com/coalesce-ml/coalesce/config"
+	"github.com/coalesce-ml/coalesce/proxy"
+)
+
+// loaders maps model file names to the backends that load them.
+func loaders(cfg *config.Config) map[string]backends.Loader {
+	return map[string]backends.Loader{
+		"model.onnx": func(path string, mc config.Model) (backends.Backend, error) {
+			return cpu.Load(path, cpu.Options{MaxBatchSize: mc.MaxBatchSize, Concurrency: cfg.Models.Concurrency})
+		},
+	}
+}
+
+func newLogger(cfg *config.Config, w io.Writer) *slog.Logger {
+	var level slog.Level
+	_ = level.UnmarshalText([]byte(cfg.Log.Level)) // validated by config
+	opts := &slog.HandlerOptions{Level: level}
+	if cfg.Log.Format == "text" {
+		return slog.New(slog.NewTextHandler(w, opts))
+	}
+	return slog.New(slog.NewJSONHandler(w, opts))
+}
+
+// serve runs the server until SIGTERM or SIGINT, then drains: readiness
+// turns 503 at once, in-flight requests finish, and it returns exitOK
+// when they did within shutdown.grace_period.
+func serve(cfg *config.Config, stdout, stderr io.Writer) int {
+	log := newLogger(cfg, stdout)
+	reg, err := backends.LoadRepository(cfg.Models.Repository, loaders(cfg))
+	if err != nil {
+		fmt.Fprintf(stderr, "coalesce: %v\n", err)
+		return exitConfig
+	}
+	defer reg.Close()
+
+	set := metrics.NewSet()
+	srv, err := proxy.New(proxy.Config{
+		DefaultModel:   cfg.Models.Default,
+		RequestTimeout: cfg.HTTP.RequestTimeout,
+		Version:        version,
+		ReadTimeout:    cfg.HTTP.ReadTimeout,
+		WriteTimeout:   cfg.HTTP.WriteTimeout,
+		IdleTimeout:    cfg.HTTP.IdleTimeout,
+		MaxConnections: cfg.HTTP.MaxConnections,
+		Limits: proxy.Limits{
+			MaxBodyBytes:      cfg.Limits.MaxBodyBytes,
+			MaxTensorElements: cfg.Limits.MaxTensorElements,
+			MaxJSONDepth:      cfg.Limits.MaxJSONDepth,
+			AllowNonFinite:    cfg.Limits.AllowNonFinite,
+		},
+	}, reg, set, log)
+	if err != nil {
+		fmt.Fprintf(stderr, "coalesce: %v\n", err)
+		return exitConfig
+	}
+	set.NewGauge(`coalesce_build_info{version="`+version+`",goversion="`+runtime.Version()+`"}`, func() float64 { return 1 })
+
+	dataLn, err := net.Listen("tcp", cfg.HTTP.Addr)
+	if err != nil {
+		fmt.Fprintf(stderr, "coalesce: http.addr: %v\n", err)
+		return exitFail
+	}
+	adminLn, err := net.Listen("tcp", cfg.Admin.Addr)
+	if err != nil {
+		dataLn.Close()
+		fmt.Fprintf(stderr, "coalesce: admin.addr: %v\n", err)
+		return exitFail
+	}
+	data := srv.HTTPServer()
+	admin := &fasthttp.Server{
+		Handler:         srv.AdminHandler(set, cfg.Admin.Pprof),
+		Name:            "coalesce-admin",
+		ReadTimeout:     cfg.HTTP.ReadTimeout,
+		WriteTimeout:    time.Minute, // pprof profiles stream for up to 30s by default
+		IdleTimeout:     cfg.HTTP.IdleTimeout,
+		CloseOnShutdown: true,
+	}
+	errc := make(chan error, 2) // one per server; nobody closes it
+	go func() { errc <- data.Serve(dataLn) }()
+	go func() { errc <- admin.Serve(adminLn) }()
+
+	var models []any
+	for _, name := range reg.Names() {
+		var vs []string
+		for _, m := range reg.Versions(name) {
+			vs = append(vs, m.Version)
+		}
+		m, _ := reg.Get(name, "")
+		models = append(models, slog.Group(name, "versions", vs, "inputs", len(m.Meta.Inputs), "outputs", len(m.Meta.Outputs), "engine", m.Meta.Info))
+	}
+	log.Info("coalesce started",
+		"version", version, "http", dataLn.Addr().String(), "admin", adminLn.Addr().String(),
+		"default_model", srv.DefaultModel(), "gomaxprocs", runtime.GOMAXPROCS(0), slog.Group("models", models...))
+
+	sigCtx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, syscall.SIGINT)
+	defer stop()
+	select {
+	case <-sigCtx.Done():
+	case err := <-errc:
+		log.Error("server stopped", "err", err)
+		return exitFail
+	}
+	stop() // a second signal now kills the process the default way
+	srv.SetDraining()
+	log.Info("shutting down: readiness is 503", "drain_delay", cfg.Shutdown.DrainDelay.String(), "grace_period", cfg.Shutdown.GracePeriod.String())
+	if cfg.Shutdown.DrainDelay > 0 {
+		// Keep serving while endpoints propagate that we are not ready.
+		t := time.NewTimer(cfg.Shutdown.DrainDelay)
+		<-t.C
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), cfg.Shutdown.GracePeriod)
+	defer cancel()
+	if err := data.ShutdownWithContext(ctx); err != nil {
+		log.Error("in-flight requests did not finish within the grace period", "err", err)
+		return exitFail
+	}
+	_ = admin.ShutdownWithContext(ctx)
+	log.Info("shutdown complete")
+	return exitOK
+}

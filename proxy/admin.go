@@ -1,0 +1,54 @@
+package proxy
+
+import (
+	"bytes"
+	"net/http/pprof"
+
+	"github.com/VictoriaMetrics/metrics"
+	"github.com/valyala/fasthttp"
+	"github.com/valyala/fasthttp/fasthttpadaptor"
+)
+
+// AdminHandler returns the admin-plane handler: GET /metrics in Prometheus
+// text format (the metrics of set plus process and Go runtime metrics),
+// GET /v2/health/live and /v2/health/ready mirrored from the data plane,
+// and /debug/pprof/ when pprofOn is true. It never shares a port with
+// clients.
+func (s *Server) AdminHandler(set *metrics.Set, pprofOn bool) fasthttp.RequestHandler {
+	pprofIndex := fasthttpadaptor.NewFastHTTPHandlerFunc(pprof.Index)
+	pprofHandlers := map[string]fasthttp.RequestHandler{
+		"/debug/pprof/cmdline": fasthttpadaptor.NewFastHTTPHandlerFunc(pprof.Cmdline),
+		"/debug/pprof/profile": fasthttpadaptor.NewFastHTTPHandlerFunc(pprof.Profile),
+		"/debug/pprof/symbol":  fasthttpadaptor.NewFastHTTPHandlerFunc(pprof.Symbol),
+		"/debug/pprof/trace":   fasthttpadaptor.NewFastHTTPHandlerFunc(pprof.Trace),
+	}
+	return func(ctx *fasthttp.RequestCtx) {
+		path := ctx.Path()
+		switch {
+		case bytes.Equal(path, []byte("/metrics")):
+			if !isGet(ctx) {
+				writeError(ctx, methodNotAllowed(ctx, "GET"))
+				return
+			}
+			ctx.SetContentType("text/plain; version=0.0.4; charset=utf-8")
+			set.WritePrometheus(ctx)
+			metrics.WriteProcessMetrics(ctx)
+		case bytes.Equal(path, []byte("/v2/health/live")):
+			if err := s.health(ctx, true); err != nil {
+				writeError(ctx, err)
+			}
+		case bytes.Equal(path, []byte("/v2/health/ready")):
+			if err := s.health(ctx, !s.draining.Load()); err != nil {
+				writeError(ctx, err)
+			}
+		case pprofOn && bytes.HasPrefix(path, []byte("/debug/pprof/")):
+			if h := pprofHandlers[string(path)]; h != nil {
+				h(ctx)
+			} else {
+				pprofIndex(ctx)
+			}
+		default:
+			writeError(ctx, &Error{Status: fasthttp.StatusNotFound, Msg: "no admin endpoint " + string(path) + "; want /metrics" + map[bool]string{true: " or /debug/pprof/", false: ""}[pprofOn]})
+		}
+	}
+}

@@ -1,0 +1,218 @@
+package proxy
+
+import (
+	"context"
+	"errors"
+	"io"
+	"log/slog"
+	"net"
+	"os"
+	"path/filepath"
+	"testing"
+	"time"
+
+	"github.com/VictoriaMetrics/metrics"
+	"github.com/valyala/fasthttp"
+	"github.com/valyala/fasthttp/fasthttputil"
+
+	"github.com/coalesce-ml/coalesce/backends"
+	"github.com/coalesce-ml/coalesce/config"
+	"github.com/coalesce-ml/coalesce/tensor"
+)
+
+// fakeBackend is a deterministic backend for protocol tests; the real
+// engine has its own tests in backends/cpu.
+type fakeBackend struct {
+	meta backends.Metadata
+	run  func(ctx context.Context, in []*tensor.Tensor) ([]*tensor.Tensor, error)
+}
+
+func (f *fakeBackend) Metadata() *backends.Metadata { return &f.meta }
+func (f *fakeBackend) Close() error                 { return nil }
+func (f *fakeBackend) Infer(ctx context.Context, in []*tensor.Tensor) ([]*tensor.Tensor, error) {
+	return f.run(ctx, in)
+}
+
+// The fake models:
+//
+//	double: x FP32 [-1,4] -> y FP32 [-1,4] = 2x, cls INT64 [-1] = argmax(x)
+//	        (/predict: cls with labels a..d)
+//	multi:  a FP32 [-1,2], b INT32 [-1,2] -> sum FP64 [-1,2] = a+b
+//	panic:  x FP32 [-1,1] -> panics
+//	slow:   x FP32 [-1,1] -> waits for the deadline
+var fakeModels = map[string]func() *fakeBackend{
+	"double": func() *fakeBackend {
+		return &fakeBackend{
+			meta: backends.Metadata{
+				Platform:     "fake",
+				Inputs:       []backends.TensorSpec{{Name: "x", DType: tensor.FP32, Shape: []int64{-1, 4}}},
+				Outputs:      []backends.TensorSpec{{Name: "y", DType: tensor.FP32, Shape: []int64{-1, 4}}, {Name: "cls", DType: tensor.Int64, Shape: []int64{-1}}},
+				MaxBatchSize: 8,
+				Concurrency:  1,
+			},
+			run: func(_ context.Context, in []*tensor.Tensor) ([]*tensor.Tensor, error) {
+				x := in[0].Float32s()
+				rows := in[0].BatchSize()
+				y := tensor.New("y", tensor.FP32, in[0].Shape)
+				cls := tensor.New("cls", tensor.Int64, []int64{int64(rows)})
+				for r := 0; r < rows; r++ {
+					best := 0
+					for j := 0; j < 4; j++ {
+						y.Float32s()[r*4+j] = 2 * x[r*4+j]
+						if x[r*4+j] > x[r*4+best] {
+							best = j
+						}
+					}
+					cls.Int64s()[r] = int64(best)
+				}
+				return []*tensor.Tensor{y, cls}, nil
+			},
+		}
+	},
+	"multi": func() *fakeBackend {
+		return &fakeBackend{
+			meta: backends.Metadata{
+				Platform: "fake",
+				Inputs: []backends.TensorSpec{
+					{Name: "a", DType: tensor.FP32, Shape: []int64{-1, 2}},
+					{Name: "b", DType: tensor.Int32, Shape: []int64{-1, 2}},
+				},
+				Outputs:     []backends.TensorSpec{{Name: "sum", DType: tensor.FP64, Shape: []int64{-1, 2}}},
+				Concurrency: 1,
+			},
+			run: func(_ context.Context, in []*tensor.Tensor) ([]*tensor.Tensor, error) {
+				out := tensor.New("sum", tensor.FP64, in[0].Shape)
+				for i := range out.Float64s() {
+					out.Float64s()[i] = float64(in[0].Float32s()[i]) + float64(in[1].Int32s()[i])
+				}
+				return []*tensor.Tensor{out}, nil
+			},
+		}
+	},
+	"panic": func() *fakeBackend {
+		return &fakeBackend{
+			meta: backends.Metadata{Platform: "fake", Concurrency: 1,
+				Inputs:  []backends.TensorSpec{{Name: "x", DType: tensor.FP32, Shape: []int64{-1, 1}}},
+				Outputs: []backends.TensorSpec{{Name: "y", DType: tensor.FP32, Shape: []int64{-1, 1}}}},
+			run: func(context.Context, []*tensor.Tensor) ([]*tensor.Tensor, error) { panic("boom") },
+		}
+	},
+	"slow": func() *fakeBackend {
+		return &fakeBackend{
+			meta: backends.Metadata{Platform: "fake", Concurrency: 1,
+				Inputs:  []backends.TensorSpec{{Name: "x", DType: tensor.FP32, Shape: []int64{-1, 1}}},
+				Outputs: []backends.TensorSpec{{Name: "y", DType: tensor.FP32, Shape: []int64{-1, 1}}}},
+			run: func(ctx context.Context, _ []*tensor.Tensor) ([]*tensor.Tensor, error) {
+				<-ctx.Done()
+				return nil, ctx.Err()
+			},
+		}
+	},
+}
+
+// fakeConfigs are the config.yaml files of the fake models.
+var fakeConfigs = map[string]string{
+	"double": "max_batch_size: 8\npredict:\n  output: cls\n  labels: [a, b, c, d]\n",
+	"multi":  "description: two inputs\n",
+}
+
+// testRegistry builds a model repository of the fake models in a temp
+// dir; "double" has versions 1 and 2.
+func testRegistry(t testing.TB) *backends.Registry {
+	t.Helper()
+	dir := t.TempDir()
+	for name := range fakeModels {
+		versions := []string{"1"}
+		if name == "double" {
+			versions = []string{"1", "2"}
+		}
+		for _, v := range versions {
+			must(t, os.MkdirAll(filepath.Join(dir, name, v), 0o755))
+			must(t, os.WriteFile(filepath.Join(dir, name, v, "model.fake"), []byte(name), 0o644))
+		}
+		if c := fakeConfigs[name]; c != "" {
+			must(t, os.WriteFile(filepath.Join(dir, name, "config.yaml"), []byte(c), 0o644))
+		}
+	}
+	loaders := map[string]backends.Loader{"model.fake": func(path string, mc config.Model) (backends.Backend, error) {
+		b, err := os.ReadFile(path)
+		if err != nil {
+			return nil, err
+		}
+		mk := fakeModels[string(b)]
+		if mk == nil {
+			return nil, errors.New("unknown fake model")
+		}
+		return mk(), nil
+	}}
+	reg, err := backends.LoadRepository(dir, loaders)
+	must(t, err)
+	return reg
+}
+
+func must(t testing.TB, err error) {
+	t.Helper()
+	if err != nil {
+		t.Fatal(err)
+	}
+}
+
+func testLimits() Limits {
+	return Limits{MaxBodyBytes: 1 << 16, MaxTensorElements: 1000, MaxJSONDepth: 8}
+}
+
+// testServer starts a Server on the fake models over an in-memory
+// listener and returns it with a client for it.
+func testServer(t testing.TB) (*Server, *fasthttp.HostClient, *metrics.Set) {
+	t.Helper()
+	set := metrics.NewSet()
+	log := slog.New(slog.NewTextHandler(io.Discard, nil))
+	s, err := New(Config{
+		DefaultModel:   "double",
+		RequestTimeout: 200 * time.Millisecond,
+		Version:        "test",
+		ReadTimeout:    5 * time.Second, WriteTimeout: 5 * time.Second, IdleTimeout: 5 * time.Second,
+		MaxConnections: 100,
+		Limits:         testLimits(),
+	}, testRegistry(t), set, log)
+	must(t, err)
+	ln := fasthttputil.NewInmemoryListener()
+	srv := s.HTTPServer()
+	go srv.Serve(ln) //nolint:errcheck // returns when the listener closes
+	t.Cleanup(func() { srv.Shutdown(); ln.Close() })
+	c := &fasthttp.HostClient{Addr: "test", Dial: func(string) (net.Conn, error) { return ln.Dial() }}
+	return s, c, set
+}
+
+// do sends one request and returns status, body and the response
+// headers of interest.
+type result struct {
+	status int
+	body   string
+	header map[string]string
+}
+
+func do(t testing.TB, c *fasthttp.HostClient, method, path string, body []byte, headers ...string) result {
+	t.Helper()
+	req, resp := fasthttp.AcquireRequest(), fasthttp.AcquireResponse()
+	defer fasthttp.ReleaseRequest(req)
+	defer fasthttp.ReleaseResponse(resp)
+	req.Header.SetMethod(method)
+	req.SetRequestURI("http://test" + path)
+	for i := 0; i+1 < len(headers); i += 2 {
+		req.Header.Set(headers[i], headers[i+1])
+	}
+	if body != nil {
+		req.SetBody(body)
+	}
+	if err := c.DoTimeout(req, resp, 5*time.Second); err != nil {
+		t.Fatalf("%s %s: %v", method, path, err)
+	}
+	r := result{status: resp.StatusCode(), body: string(resp.Body()), header: map[string]string{}}
+	for _, h := range []string{"Content-Type", "Inference-Header-Content-Length", "Allow", "Retry-After", "Connection"} {
+		if v := resp.Header.Peek(h); v != nil {
+			r.header[h] = string(v)
+		}
+	}
+	return r
+}

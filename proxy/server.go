@@ -1,0 +1,260 @@
+// Package proxy is Coalesce's HTTP front end: the fasthttp servers of the
+// data plane and the admin plane, routing, the protocol codecs (the seed's
+// POST /predict, KServe V2 with binary tensors, TF Serving REST), and the
+// one place where errors become status codes (StatusOf).
+//
+// Nothing below this package sees a *fasthttp.RequestCtx: handlers decode
+// the request into tensors they own, call the backend, and encode the
+// answer before they return.
+package proxy
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"runtime/debug"
+	"sync/atomic"
+	"time"
+
+	"github.com/VictoriaMetrics/metrics"
+	"github.com/valyala/fasthttp"
+	"github.com/valyala/fastjson"
+
+	"github.com/coalesce-ml/coalesce/backends"
+	"github.com/coalesce-ml/coalesce/tensor"
+)
+
+// Config holds what the proxy needs from the process configuration.
+type Config struct {
+	// DefaultModel is served by POST /predict without ?model=; empty
+	// means the registry's first model by name.
+	DefaultModel string
+	// RequestTimeout is the deadline of a request from arrival.
+	RequestTimeout time.Duration
+	Limits         Limits
+	// Version is reported by GET /v2.
+	Version string
+	// ReadTimeout, WriteTimeout and IdleTimeout configure the data-plane
+	// server; MaxConnections bounds its open connections.
+	ReadTimeout, WriteTimeout, IdleTimeout time.Duration
+	MaxConnections                         int
+}
+
+// Server serves the data plane. Create it with New; it is safe for
+// concurrent use.
+type Server struct {
+	cfg      Config
+	reg      *backends.Registry
+	log      *slog.Logger
+	met      *serverMetrics
+	parsers  fastjson.ParserPool
+	draining atomic.Bool // set by SetDraining: readiness 503, inference 503
+	defModel *backends.Model
+}
+
+// New returns a Server for the models of reg. Metrics are registered on
+// set, which must not already hold Coalesce's metrics.
+func New(cfg Config, reg *backends.Registry, set *metrics.Set, log *slog.Logger) (*Server, error) {
+	s := &Server{cfg: cfg, reg: reg, log: log}
+	name := cfg.DefaultModel
+	if name == "" {
+		name = reg.Names()[0]
+	}
+	m, err := reg.Get(name, "")
+	if err != nil {
+		return nil, fmt.Errorf("models.default: %w; want one of %v", err, reg.Names())
+	}
+	s.defModel = m
+	s.met = newServerMetrics(set, reg)
+	return s, nil
+}
+
+// DefaultModel returns the name of the model POST /predict serves.
+func (s *Server) DefaultModel() string { return s.defModel.Name }
+
+// SetDraining marks the server as shutting down: readiness answers 503
+// at once, so that load balancers stop sending, and every response closes
+// its connection; requests keep being served until the listener closes.
+func (s *Server) SetDraining() { s.draining.Store(true) }
+
+// HTTPServer returns a fasthttp server for the data plane with the
+// configured limits and timeouts.
+func (s *Server) HTTPServer() *fasthttp.Server {
+	return &fasthttp.Server{
+		Handler:               s.Handler,
+		Name:                  "coalesce",
+		ReadTimeout:           s.cfg.ReadTimeout,
+		WriteTimeout:          s.cfg.WriteTimeout,
+		IdleTimeout:           s.cfg.IdleTimeout,
+		MaxRequestBodySize:    s.cfg.Limits.MaxBodyBytes,
+		Concurrency:           s.cfg.MaxConnections,
+		CloseOnShutdown:       true,
+		NoDefaultServerHeader: false,
+		ErrorHandler:          s.errorHandler,
+	}
+}
+
+// errorHandler answers requests fasthttp could not parse, in JSON.
+func (s *Server) errorHandler(ctx *fasthttp.RequestCtx, err error) {
+	var e *Error
+	var se *fasthttp.ErrSmallBuffer
+	switch {
+	case errors.Is(err, fasthttp.ErrBodyTooLarge):
+		e = &Error{Status: fasthttp.StatusRequestEntityTooLarge, Msg: fmt.Sprintf("request body is larger than the limit of %d bytes (limits.max_body_bytes)", s.cfg.Limits.MaxBodyBytes)}
+	case errors.As(err, &se):
+		e = &Error{Status: fasthttp.StatusRequestHeaderFieldsTooLarge, Msg: "request headers are too large"}
+	default:
+		var te interface{ Timeout() bool }
+		if errors.As(err, &te) && te.Timeout() {
+			e = &Error{Status: fasthttp.StatusRequestTimeout, Msg: "request was not read in time"}
+		} else {
+			e = badRequest("malformed HTTP request: %s", err)
+		}
+	}
+	writeError(ctx, e)
+	s.met.observe("", protoOther, e.Status, time.Now())
+}
+
+// Handler is the data-plane request handler. It never panics: a panic in
+// a handler is logged and answered with 500.
+func (s *Server) Handler(ctx *fasthttp.RequestCtx) {
+	start := time.Now()
+	model, proto := "", protoOther
+	defer func() {
+		if r := recover(); r != nil {
+			s.log.Error("panic in request handler", "panic", fmt.Sprint(r), "path", string(ctx.Path()), "stack", string(debug.Stack()))
+			writeError(ctx, &Error{Status: fasthttp.StatusInternalServerError, Msg: fmt.Sprintf("internal error: %v", r)})
+		}
+		s.met.observe(model, proto, ctx.Response.StatusCode(), start)
+	}()
+	path := ctx.Path()
+	var err error
+	switch {
+	case bytes.Equal(path, []byte("/predict")):
+		proto = protoPredict
+		model, err = s.predict(ctx)
+	case bytes.HasPrefix(path, []byte("/v2")):
+		proto = protoV2
+		model, err = s.routeV2(ctx, path)
+	case bytes.HasPrefix(path, []byte("/v1/models/")):
+		proto = protoTFS
+		model, err = s.routeTFS(ctx, path[len("/v1/models/"):])
+	default:
+		err = &Error{Status: fasthttp.StatusNotFound, Msg: fmt.Sprintf("no endpoint %q; see /v2 (KServe V2), /v1/models/{m} (TF Serving) and /predict", path)}
+	}
+	if err != nil {
+		writeError(ctx, err)
+	}
+	if s.draining.Load() {
+		// Tell keep-alive clients to go elsewhere while we still answer.
+		ctx.SetConnectionClose()
+	}
+}
+
+// methodNotAllowed answers 405 naming the allowed method.
+func methodNotAllowed(ctx *fasthttp.RequestCtx, allow string) error {
+	ctx.Response.Header.Set("Allow", allow)
+	return &Error{Status: fasthttp.StatusMethodNotAllowed, Msg: fmt.Sprintf("method %s is not allowed on %s; want %s", ctx.Method(), ctx.Path(), allow)}
+}
+
+// isGet reports whether the request is GET or HEAD.
+func isGet(ctx *fasthttp.RequestCtx) bool { return ctx.IsGet() || ctx.IsHead() }
+
+// lookup resolves a model name and version from the path.
+func (s *Server) lookup(name, version []byte) (*backends.Model, error) {
+	return s.reg.Get(string(name), string(version))
+}
+
+// infer runs one decoded request on model m and returns its outputs in
+// the model's output order. inputs are in the model's input order.
+func (s *Server) infer(m *backends.Model, inputs []*tensor.Tensor) ([]*tensor.Tensor, error) {
+	rows := 0
+	if len(inputs) > 0 {
+		rows = inputs[0].BatchSize()
+	}
+	if max := m.Meta.MaxBatchSize; max > 0 && rows > max {
+		return nil, badRequest("batch of %d rows is larger than model %s's max_batch_size %d", rows, m.Name, max)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), s.cfg.RequestTimeout)
+	defer cancel()
+	start := time.Now()
+	out, err := m.Backend.Infer(ctx, inputs)
+	if err != nil {
+		if errors.Is(err, context.DeadlineExceeded) {
+			return nil, &Error{Status: fasthttp.StatusGatewayTimeout, Msg: fmt.Sprintf("model %s did not answer within the request deadline (%v)", m.Name, s.cfg.RequestTimeout)}
+		}
+		return nil, fmt.Errorf("model %s version %s: %w", m.Name, m.Version, err)
+	}
+	if len(out) != len(m.Meta.Outputs) {
+		return nil, fmt.Errorf("BUG: model %s returned %d outputs; declared %d", m.Name, len(out), len(m.Meta.Outputs))
+	}
+	s.met.inference(m, rows, start)
+	return out, nil
+}
+
+// prepareInputs checks named input tensors against model m and returns
+// them in the model's input order, converted to the declared datatypes.
+// field names where the inputs came from, for error messages.
+func prepareInputs(m *backends.Model, byName map[string]*tensor.Tensor, field string) ([]*tensor.Tensor, error) {
+	specs := m.Meta.Inputs
+	for name := range byName {
+		found := false
+		for _, sp := range specs {
+			found = found || sp.Name == name
+		}
+		if !found {
+			return nil, badRequest("%s: model %s has no input %q; want %s", field, m.Name, name, inputList(specs))
+		}
+	}
+	out := make([]*tensor.Tensor, len(specs))
+	batch := int64(-1)
+	for i, sp := range specs {
+		t := byName[sp.Name]
+		if t == nil {
+			return nil, badRequest("%s: input %q of model %s is missing; want %s", field, sp.Name, m.Name, inputList(specs))
+		}
+		if len(t.Shape) != len(sp.Shape) {
+			return nil, badRequest("%s: input %q has shape %v; want %d dimensions like %v (-1 = any size)", field, sp.Name, t.Shape, len(sp.Shape), sp.Shape)
+		}
+		for d, want := range sp.Shape {
+			if want >= 0 && t.Shape[d] != want {
+				return nil, badRequest("%s: input %q has shape %v; want %v (-1 = any size)", field, sp.Name, t.Shape, sp.Shape)
+			}
+		}
+		if len(t.Shape) > 0 {
+			if batch >= 0 && t.Shape[0] != batch {
+				return nil, badRequest("%s: input %q has batch size %d but other inputs have %d; want the same first dimension for every input", field, sp.Name, t.Shape[0], batch)
+			}
+			batch = t.Shape[0]
+		}
+		ct, err := tensor.Convert(t, sp.DType)
+		if err != nil {
+			return nil, badRequest("%s: input %q: %s; want datatype %s", field, sp.Name, err, sp.DType)
+		}
+		out[i] = ct
+	}
+	return out, nil
+}
+
+func inputList(specs []backends.TensorSpec) string {
+	var b []byte
+	for i, sp := range specs {
+		if i > 0 {
+			b = append(b, ", "...)
+		}
+		b = fmt.Appendf(b, "%q %s %v", sp.Name, sp.DType, sp.Shape)
+	}
+	return string(b)
+}
+
+// outputIndex returns the position of output name in m, or -1.
+func outputIndex(m *backends.Model, name string) int {
+	for i, sp := range m.Meta.Outputs {
+		if sp.Name == name {
+			return i
+		}
+	}
+	return -1
+}
