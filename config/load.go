@@ -121,7 +121,14 @@ func Load(fs *pflag.FlagSet, environ []string) (*Config, error) {
 	if err := loadEnv(k, environ); err != nil {
 		return nil, err
 	}
-	if err := k.Load(posflag.Provider(fs, ".", k), nil); err != nil {
+	// Passing k makes unset flags keep the values of earlier layers.
+	flags := posflag.ProviderWithFlag(fs, ".", k, func(f *pflag.Flag) (string, any) {
+		if f.Name == "config" {
+			return "", nil // selects the file; not a configuration key
+		}
+		return f.Name, posflag.FlagVal(fs, f)
+	})
+	if err := k.Load(flags, nil); err != nil {
 		return nil, fmt.Errorf("config: flags: %w", err)
 	}
 	cfg := Default()

@@ -1,0 +1,415 @@
+package main
+
+import (
+	"bytes"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"net"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/valyala/fasthttp"
+
+	"github.com/coalesce-ml/coalesce/config"
+)
+
+// These tests build the real binary and run it as a user would, on
+// 127.0.0.1 ports, against the shipped model repository.
+
+var binPath string
+
+func TestMain(m *testing.M) {
+	dir, err := os.MkdirTemp("", "coalesce-bin")
+	if err != nil {
+		panic(err)
+	}
+	binPath = filepath.Join(dir, "coalesce")
+	out, err := exec.Command("go", "build", "-o", binPath, ".").CombinedOutput()
+	if err != nil {
+		fmt.Fprintf(os.Stderr, "go build: %v\n%s", err, out)
+		os.Exit(1)
+	}
+	code := m.Run()
+	os.RemoveAll(dir)
+	os.Exit(code)
+}
+
+const repoRoot = "../.."
+
+// freeAddr returns a 127.0.0.1 address that was free a moment ago.
+func freeAddr(t *testing.T) string {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	return ln.Addr().String()
+}
+
+type server struct {
+	cmd          *exec.Cmd
+	addr, admin  string
+	stdout       *bytes.Buffer
+	stderr       *bytes.Buffer
+	done         chan struct{}
+	exitCode     int
+	waitErr      error
+	extraArgsFor []string
+}
+
+// startServer starts the binary with the given extra flags and waits
+// until it answers ready.
+func startServer(t *testing.T, extra ...string) *server {
+	t.Helper()
+	s := &server{addr: freeAddr(t), admin: freeAddr(t), stdout: &bytes.Buffer{}, stderr: &bytes.Buffer{}, done: make(chan struct{})}
+	args := append([]string{"serve", "--http.addr", s.addr, "--admin.addr", s.admin,
+		"--models.repository", filepath.Join(repoRoot, "models"), "--config", filepath.Join(repoRoot, "configs", "coalesce.yaml")}, extra...)
+	s.cmd = exec.Command(binPath, args...)
+	s.cmd.Stdout, s.cmd.Stderr = &lockedWriter{w: s.stdout}, &lockedWriter{w: s.stderr}
+	if err := s.cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	go func() {
+		s.waitErr = s.cmd.Wait()
+		s.exitCode = s.cmd.ProcessState.ExitCode()
+		close(s.done)
+	}()
+	t.Cleanup(func() {
+		select {
+		case <-s.done:
+		default:
+			s.cmd.Process.Kill()
+			<-s.done
+		}
+	})
+	deadline := time.Now().Add(30 * time.Second)
+	for time.Now().Before(deadline) {
+		select {
+		case <-s.done:
+			t.Fatalf("server exited early (%d): %s", s.exitCode, s.stderr)
+		default:
+		}
+		if st, _, _ := httpDo(s.addr, "GET", "/v2/health/ready", nil, nil); st == 200 {
+			return s
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	t.Fatalf("server not ready within 30s: %s", s.stderr)
+	return nil
+}
+
+type lockedWriter struct {
+	mu sync.Mutex
+	w  *bytes.Buffer
+}
+
+func (l *lockedWriter) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.w.Write(p)
+}
+
+var client = &fasthttp.Client{MaxConnsPerHost: 64}
+
+// httpDo sends one request and returns status, body and the response's
+// Connection: close flag.
+func httpDo(addr, method, path string, body []byte, headers map[string]string) (int, []byte, error) {
+	req, resp := fasthttp.AcquireRequest(), fasthttp.AcquireResponse()
+	defer fasthttp.ReleaseRequest(req)
+	defer fasthttp.ReleaseResponse(resp)
+	req.SetRequestURI("http://" + addr + path)
+	req.Header.SetMethod(method)
+	for k, v := range headers {
+		req.Header.Set(k, v)
+	}
+	if body != nil {
+		req.SetBody(body)
+	}
+	if err := client.DoTimeout(req, resp, 10*time.Second); err != nil {
+		return 0, nil, err
+	}
+	if resp.ConnectionClose() {
+		return resp.StatusCode(), append([]byte(nil), resp.Body()...), errConnClose
+	}
+	return resp.StatusCode(), append([]byte(nil), resp.Body()...), nil
+}
+
+var errConnClose = errors.New("response asked to close the connection")
+
+func readFile(t *testing.T, parts ...string) []byte {
+	t.Helper()
+	b, err := os.ReadFile(filepath.Join(append([]string{repoRoot}, parts...)...))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return b
+}
+
+// TestShippedExamples sends each model's example requests, as the README's
+// curl examples do, and checks the documented answers.
+func TestShippedExamples(t *testing.T) {
+	s := startServer(t)
+	for _, model := range []string{"digits-mlp", "iris-logreg"} {
+		t.Run(model, func(t *testing.T) {
+			var expected struct {
+				Label         int64     `json:"label"`
+				Probabilities []float64 `json:"probabilities"`
+			}
+			if err := json.Unmarshal(readFile(t, "models", model, "examples", "expected.json"), &expected); err != nil {
+				t.Fatal(err)
+			}
+			var labels []string
+			if model == "iris-logreg" {
+				labels = []string{"setosa", "versicolor", "virginica"}
+			}
+			wantPrediction := fmt.Sprint(expected.Label)
+			if labels != nil {
+				wantPrediction = `"` + labels[expected.Label] + `"`
+			}
+
+			st, body, err := httpDo(s.addr, "POST", "/predict?model="+model, readFile(t, "models", model, "examples", "predict.json"), nil)
+			if err != nil || st != 200 || string(body) != `{"prediction":[`+wantPrediction+`]}` {
+				t.Errorf("/predict = %d %s %v; want 200 {\"prediction\":[%s]}", st, body, err, wantPrediction)
+			}
+
+			st, body, err = httpDo(s.addr, "POST", "/v2/models/"+model+"/infer", readFile(t, "models", model, "examples", "v2.json"), nil)
+			if err != nil || st != 200 {
+				t.Fatalf("v2 infer = %d %s %v", st, body, err)
+			}
+			var v2 struct {
+				ID      string `json:"id"`
+				Outputs []struct {
+					Name string    `json:"name"`
+					Data []float64 `json:"data"`
+				} `json:"outputs"`
+			}
+			if err := json.Unmarshal(body, &v2); err != nil {
+				t.Fatal(err)
+			}
+			if v2.ID != "example-1" {
+				t.Errorf("v2 id = %q; want example-1 echoed", v2.ID)
+			}
+			for _, o := range v2.Outputs {
+				switch o.Name {
+				case "label":
+					if len(o.Data) != 1 || int64(o.Data[0]) != expected.Label {
+						t.Errorf("v2 label = %v; want [%d]", o.Data, expected.Label)
+					}
+				case "probabilities":
+					assertClose(t, "v2 probabilities", o.Data, expected.Probabilities, 1e-5)
+				}
+			}
+
+			st, body, err = httpDo(s.addr, "POST", "/v1/models/"+model+":predict", readFile(t, "models", model, "examples", "tfs.json"), nil)
+			if err != nil || st != 200 {
+				t.Fatalf("tfs predict = %d %s %v", st, body, err)
+			}
+			var tfs struct {
+				Predictions []struct {
+					Label         int64     `json:"label"`
+					Probabilities []float64 `json:"probabilities"`
+				} `json:"predictions"`
+			}
+			if err := json.Unmarshal(body, &tfs); err != nil {
+				t.Fatal(err)
+			}
+			if len(tfs.Predictions) != 1 || tfs.Predictions[0].Label != expected.Label {
+				t.Fatalf("tfs predictions = %s; want label %d", body, expected.Label)
+			}
+			assertClose(t, "tfs probabilities", tfs.Predictions[0].Probabilities, expected.Probabilities, 1e-5)
+		})
+	}
+
+	st, body, _ := httpDo(s.admin, "GET", "/metrics", nil, nil)
+	if st != 200 || !bytes.Contains(body, []byte(`coalesce_requests_total{model="digits-mlp",protocol="v2",code="200"} 1`)) {
+		t.Errorf("admin /metrics = %d, missing the v2 request counter:\n%.2000s", st, body)
+	}
+	if !strings.Contains(s.stdout.String(), `"msg":"coalesce started"`) {
+		t.Errorf("no JSON start-up line in the log: %s", s.stdout)
+	}
+}
+
+func assertClose(t *testing.T, what string, got, want []float64, tol float64) {
+	t.Helper()
+	if len(got) != len(want) {
+		t.Errorf("%s has %d values; want %d", what, len(got), len(want))
+		return
+	}
+	for i := range got {
+		if d := got[i] - want[i]; d > tol || d < -tol {
+			t.Errorf("%s[%d] = %v; want %v ± %g", what, i, got[i], want[i], tol)
+		}
+	}
+}
+
+// TestSIGTERMDuringLoad sends SIGTERM while clients are sending requests:
+// readiness must turn 503, every request must be answered 200, and the
+// process must exit 0.
+func TestSIGTERMDuringLoad(t *testing.T) {
+	s := startServer(t, "--shutdown.drain_delay", "300ms", "--shutdown.grace_period", "5s")
+	body := readFile(t, "models", "digits-mlp", "examples", "predict.json")
+	const clients = 8
+	var (
+		wg       sync.WaitGroup
+		mu       sync.Mutex
+		ok       int
+		failures []string
+	)
+	started := make(chan struct{}, clients)
+	for i := 0; i < clients; i++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			sentFirst := false
+			for n := 0; n < 100000; n++ { // bounded; ends when the server says goodbye
+				st, b, err := httpDo(s.addr, "POST", "/predict", body, nil)
+				if !sentFirst {
+					sentFirst = true
+					started <- struct{}{}
+				}
+				var ne *net.OpError
+				switch {
+				case errors.Is(err, errConnClose) && st == 200:
+					// Draining: the server answered and asked us to go away.
+					mu.Lock()
+					ok++
+					mu.Unlock()
+					return
+				case err != nil && errors.As(err, &ne) && ne.Op == "dial":
+					return // the listener is closed: nothing was sent
+				case err != nil || st != 200:
+					mu.Lock()
+					failures = append(failures, fmt.Sprintf("status %d body %s err %v", st, b, err))
+					mu.Unlock()
+					return
+				}
+				mu.Lock()
+				ok++
+				mu.Unlock()
+			}
+		}()
+	}
+	for i := 0; i < clients; i++ {
+		<-started
+	}
+	time.Sleep(100 * time.Millisecond) // let the load run
+	if err := s.cmd.Process.Signal(syscall.SIGTERM); err != nil {
+		t.Fatal(err)
+	}
+	// Readiness turns 503 at once, while the drain delay keeps serving.
+	deadline := time.Now().Add(250 * time.Millisecond)
+	ready := 0
+	for time.Now().Before(deadline) {
+		if ready, _, _ = httpDo(s.addr, "GET", "/v2/health/ready", nil, nil); ready == 503 {
+			break
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	if ready != 503 {
+		t.Errorf("readiness during drain = %d; want 503", ready)
+	}
+	wg.Wait()
+	select {
+	case <-s.done:
+	case <-time.After(10 * time.Second):
+		t.Fatal("server did not exit within 10s of SIGTERM")
+	}
+	if s.exitCode != 0 {
+		t.Errorf("exit code = %d; want 0 (stderr: %s)", s.exitCode, s.stderr)
+	}
+	if len(failures) > 0 {
+		t.Errorf("%d failed requests (of %d ok), first: %s", len(failures), ok, failures[0])
+	}
+	if ok < clients {
+		t.Errorf("only %d requests succeeded; want load during the test", ok)
+	}
+	t.Logf("%d requests answered 200 across SIGTERM", ok)
+}
+
+// TestStartupErrors checks that bad configuration stops start-up with one
+// line naming the problem and exit status 2.
+func TestStartupErrors(t *testing.T) {
+	emptyRepo := t.TempDir()
+	badModel := t.TempDir()
+	if err := os.MkdirAll(filepath.Join(badModel, "m", "1"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(badModel, "m", "1", "model.onnx"), []byte("not onnx"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	noFile := t.TempDir()
+	if err := os.MkdirAll(filepath.Join(noFile, "m", "1"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	tests := []struct {
+		name string
+		args []string
+		env  []string
+		want string
+	}{
+		{"unknown flag", []string{"--http.adr", ":1"}, nil, "unknown flag: --http.adr"},
+		{"malformed duration", []string{"--http.read_timeout", "5x"}, nil, "http.read_timeout"},
+		{"env duration", nil, []string{"COALESCE_HTTP_WRITE_TIMEOUT=fast"}, "http.write_timeout"},
+		{"missing repository", []string{"--models.repository", "/nonexistent"}, nil, "models.repository"},
+		{"empty repository", []string{"--models.repository", emptyRepo}, nil, "no models"},
+		{"model file missing", []string{"--models.repository", noFile}, nil, "no model file"},
+		{"malformed model", []string{"--models.repository", badModel}, nil, "model m version 1"},
+		{"unknown default model", []string{"--models.default", "nope"}, nil, "models.default"},
+		{"unknown command", []string{"srve"}, nil, `unknown command "srve"`},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			args := tt.args
+			if len(args) == 0 || args[0] != "srve" {
+				args = append([]string{"serve", "--http.addr", "127.0.0.1:0", "--admin.addr", "127.0.0.1:1", "--config", filepath.Join(repoRoot, "configs", "coalesce.yaml"), "--models.repository", filepath.Join(repoRoot, "models")}, args...)
+			}
+			cmd := exec.Command(binPath, args...)
+			cmd.Env = append(os.Environ(), tt.env...)
+			var stderr bytes.Buffer
+			cmd.Stderr = &stderr
+			err := cmd.Run()
+			var ee *exec.ExitError
+			if !errors.As(err, &ee) || ee.ExitCode() != 2 {
+				t.Fatalf("exit = %v; want status 2 (stderr %s)", err, stderr.String())
+			}
+			msg := strings.TrimRight(stderr.String(), "\n")
+			if strings.Contains(msg, "\n") || !strings.Contains(msg, tt.want) {
+				t.Errorf("stderr = %q; want one line containing %q", msg, tt.want)
+			}
+		})
+	}
+}
+
+func TestHealthcheckAndVersion(t *testing.T) {
+	s := startServer(t)
+	cmd := exec.Command(binPath, "healthcheck", "--http.addr", s.addr, "--admin.addr", freeAddr(t), "--models.repository", filepath.Join(repoRoot, "models"))
+	if out, err := cmd.CombinedOutput(); err != nil {
+		t.Errorf("healthcheck against a ready server: %v %s", err, out)
+	}
+	cmd = exec.Command(binPath, "healthcheck", "--http.addr", freeAddr(t), "--admin.addr", freeAddr(t), "--models.repository", filepath.Join(repoRoot, "models"))
+	var ee *exec.ExitError
+	if err := cmd.Run(); !errors.As(err, &ee) || ee.ExitCode() != 1 {
+		t.Errorf("healthcheck with no server = %v; want exit status 1", err)
+	}
+	out, err := exec.Command(binPath, "version").Output()
+	if err != nil || !strings.HasPrefix(string(out), "coalesce ") || !strings.Contains(string(out), "go1.") || !strings.Contains(string(out), "commit ") {
+		t.Errorf("version = %q, %v; want version, commit and Go version", out, err)
+	}
+	out, err = exec.Command(binPath, "--help").Output()
+	if err != nil {
+		t.Fatalf("--help: %v", err)
+	}
+	for _, key := range append(config.Keys(), "config") {
+		if !strings.Contains(string(out), "--"+key+" ") {
+			t.Errorf("--help does not list --%s", key)
+		}
+	}
+}
