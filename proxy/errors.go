@@ -16,13 +16,20 @@ import (
 type Error struct {
 	Status int
 	Msg    string
+	allow  string // for 405: the Allow header, which RFC 9110 §15.5.6 requires
 }
 
 func (e *Error) Error() string { return e.Msg }
 
 // badRequest returns a 400 error; the message names the field and what was
 // expected.
+// Shapes ([]int64) are written as JSON arrays, [1,4], as clients wrote them.
 func badRequest(format string, args ...any) *Error {
+	for i, a := range args {
+		if shape, ok := a.([]int64); ok {
+			args[i] = fmtShape(shape)
+		}
+	}
 	return &Error{Status: fasthttp.StatusBadRequest, Msg: fmt.Sprintf(format, args...)}
 }
 
@@ -50,6 +57,12 @@ func writeError(ctx *fasthttp.RequestCtx, err error) int {
 	ctx.Response.Reset()
 	ctx.SetStatusCode(status)
 	ctx.SetContentType("application/json")
+	// The reset above drops headers set before the error, so Allow
+	// travels in the error.
+	var pe *Error
+	if errors.As(err, &pe) && pe.allow != "" {
+		ctx.Response.Header.Set("Allow", pe.allow)
+	}
 	if status == fasthttp.StatusServiceUnavailable {
 		ctx.Response.Header.Set("Retry-After", "1")
 	}

@@ -93,7 +93,16 @@ func (s *Server) HTTPServer() *fasthttp.Server {
 		CloseOnShutdown:       true,
 		NoDefaultServerHeader: false,
 		ErrorHandler:          s.errorHandler,
+		Logger:                fasthttpLogger{s.log},
 	}
+}
+
+// fasthttpLogger sends fasthttp's own messages (connection errors that
+// ErrorHandler already answered) to the structured log at debug level.
+type fasthttpLogger struct{ log *slog.Logger }
+
+func (l fasthttpLogger) Printf(format string, args ...any) {
+	l.log.Debug(fmt.Sprintf(format, args...), "source", "fasthttp")
 }
 
 // errorHandler answers requests fasthttp could not parse, in JSON.
@@ -155,8 +164,7 @@ func (s *Server) Handler(ctx *fasthttp.RequestCtx) {
 
 // methodNotAllowed answers 405 naming the allowed method.
 func methodNotAllowed(ctx *fasthttp.RequestCtx, allow string) error {
-	ctx.Response.Header.Set("Allow", allow)
-	return &Error{Status: fasthttp.StatusMethodNotAllowed, Msg: fmt.Sprintf("method %s is not allowed on %s; want %s", ctx.Method(), ctx.Path(), allow)}
+	return &Error{Status: fasthttp.StatusMethodNotAllowed, Msg: fmt.Sprintf("method %s is not allowed on %s; want %s", ctx.Method(), ctx.Path(), allow), allow: allow}
 }
 
 // isGet reports whether the request is GET or HEAD.
@@ -229,7 +237,7 @@ func prepareInputs(m *backends.Model, byName map[string]*tensor.Tensor, field st
 			}
 			batch = t.Shape[0]
 		}
-		ct, err := tensor.Convert(t, sp.DType)
+		ct, err := convertExact(t, sp.DType)
 		if err != nil {
 			return nil, badRequest("%s: input %q: %s; want datatype %s", field, sp.Name, err, sp.DType)
 		}
@@ -244,7 +252,7 @@ func inputList(specs []backends.TensorSpec) string {
 		if i > 0 {
 			b = append(b, ", "...)
 		}
-		b = fmt.Appendf(b, "%q %s %v", sp.Name, sp.DType, sp.Shape)
+		b = fmt.Appendf(b, "%q %s %s", sp.Name, sp.DType, fmtShape(sp.Shape))
 	}
 	return string(b)
 }

@@ -408,7 +408,7 @@ func TestHealthcheckAndVersion(t *testing.T) {
 		t.Fatalf("--help: %v", err)
 	}
 	for _, key := range append(config.Keys(), "config") {
-		if !strings.Contains(string(out), "--"+key+" ") {
+		if !strings.Contains(string(out), "--"+key+" ") && !strings.Contains(string(out), "--"+key+"[") {
 			t.Errorf("--help does not list --%s", key)
 		}
 	}
