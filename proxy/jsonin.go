@@ -1,6 +1,7 @@
 package proxy
 
 import (
+	"fmt"
 	"math"
 	"strconv"
 
@@ -116,8 +117,13 @@ func (f *jsonFiller) fillShaped(v *fastjson.Value, shape []int64, path []byte) e
 	if int64(len(a)) != shape[0] {
 		return badRequest("%s%s: has %d elements; want %d (arrays must be rectangular, shape %v)", f.field, path, len(a), shape[0], f.t.Shape)
 	}
+	if path == nil {
+		// One buffer for the whole walk, not one per element: siblings
+		// overwrite each other's suffix, and errors format it at once.
+		path = make([]byte, 0, 32)
+	}
 	for i, e := range a {
-		p := append(append(append(path, '['), strconv.Itoa(i)...), ']')
+		p := append(strconv.AppendInt(append(path, '['), int64(i), 10), ']')
 		if err := f.fillShaped(e, shape[1:], p); err != nil {
 			return err
 		}
@@ -159,6 +165,10 @@ func (f *jsonFiller) put(v *fastjson.Value) error {
 		} else {
 			f.t.SetFloat64(i, x)
 		}
+		// A finite float64 such as 1e39 rounds to ±Inf in a narrower type.
+		if y := f.t.Float64At(i); !f.lim.AllowNonFinite && math.IsInf(y, 0) {
+			return badRequest("%s: element %d is %v, which overflows %s to %v; want a finite number in range (limits.allow_non_finite)", f.field, i, x, dt, y)
+		}
 	case tensor.Bool:
 		x, err := v.Int64()
 		if err != nil || (x != 0 && x != 1) {
@@ -199,6 +209,53 @@ func intRange(dt tensor.DataType) (int64, int64) {
 		return 0, math.MaxUint32
 	}
 	return math.MinInt64, math.MaxInt64
+}
+
+// convertExact converts t to datatype dt like tensor.Convert, but fails
+// on the first element dt cannot hold: Convert wraps integers, truncates
+// fractions and overflows floats to ±Inf silently, so a client's 3e9 sent
+// as INT64 would otherwise reach an INT32 input as -1294967296.
+func convertExact(t *tensor.Tensor, dt tensor.DataType) (*tensor.Tensor, error) {
+	if t.DType == dt {
+		return t, nil
+	}
+	n := t.Len()
+	if !dt.IsFloat() && t.DType.IsNumeric() && dt.IsNumeric() {
+		lo, hi := intRange(dt)
+		loF, hiF := float64(lo), float64(hi)+1 // hiF is exclusive; float64(MaxInt64)+1 rounds to 2^63
+		switch dt {
+		case tensor.Bool:
+			lo, hi, loF, hiF = 0, 1, 0, 2
+		case tensor.Uint64:
+			lo, loF, hiF = 0, 0, 1<<64
+		}
+		for i := 0; i < n; i++ {
+			switch t.DType {
+			case tensor.Int64:
+				if v := t.Int64At(i); v < lo || v > hi {
+					return nil, fmt.Errorf("element %d is %d, out of range for %s", i, v, dt)
+				}
+			case tensor.Uint64:
+				if v := uint64(t.Int64At(i)); v > uint64(hi) {
+					return nil, fmt.Errorf("element %d is %d, out of range for %s", i, v, dt)
+				}
+			default:
+				if v := t.Float64At(i); v != math.Trunc(v) || v < loF || v >= hiF {
+					return nil, fmt.Errorf("element %d is %v, not an integer in the range of %s", i, v, dt)
+				}
+			}
+		}
+	}
+	ct, err := tensor.Convert(t, dt)
+	if err != nil || !dt.IsFloat() {
+		return ct, err
+	}
+	for i := 0; i < n; i++ {
+		if x, y := t.Float64At(i), ct.Float64At(i); math.IsInf(y, 0) && !math.IsInf(x, 0) {
+			return nil, fmt.Errorf("element %d is %v, which overflows %s to %v", i, x, dt, y)
+		}
+	}
+	return ct, nil
 }
 
 // checkElements rejects shapes with negative dimensions or more elements

@@ -41,7 +41,7 @@ func (s *Server) predict(ctx *fasthttp.RequestCtx) (string, error) {
 	if err != nil {
 		return m.Name, err
 	}
-	out, err := s.infer(m, inputs)
+	out, err := s.infer(ctx.Time(), m, inputs)
 	if err != nil {
 		return m.Name, err
 	}

@@ -50,7 +50,7 @@ type Server struct {
 	log      *slog.Logger
 	met      *serverMetrics
 	parsers  fastjson.ParserPool
-	draining atomic.Bool // set by SetDraining: readiness 503, inference 503
+	draining atomic.Bool // set by SetDraining: readiness 503, responses close their connection
 	defModel *backends.Model
 }
 
@@ -136,6 +136,12 @@ func (s *Server) Handler(ctx *fasthttp.RequestCtx) {
 			s.log.Error("panic in request handler", "panic", fmt.Sprint(r), "path", string(ctx.Path()), "stack", string(debug.Stack()))
 			writeError(ctx, &Error{Status: fasthttp.StatusInternalServerError, Msg: fmt.Sprintf("internal error: %v", r)})
 		}
+		if s.draining.Load() {
+			// Tell keep-alive clients to go elsewhere while we still
+			// answer; here, after writeError's reset, so that no path
+			// misses it.
+			ctx.SetConnectionClose()
+		}
 		s.met.observe(model, proto, ctx.Response.StatusCode(), start)
 	}()
 	path := ctx.Path()
@@ -156,10 +162,6 @@ func (s *Server) Handler(ctx *fasthttp.RequestCtx) {
 	if err != nil {
 		writeError(ctx, err)
 	}
-	if s.draining.Load() {
-		// Tell keep-alive clients to go elsewhere while we still answer.
-		ctx.SetConnectionClose()
-	}
 }
 
 // methodNotAllowed answers 405 naming the allowed method.
@@ -176,16 +178,20 @@ func (s *Server) lookup(name, version []byte) (*backends.Model, error) {
 }
 
 // infer runs one decoded request on model m and returns its outputs in
-// the model's output order. inputs are in the model's input order.
-func (s *Server) infer(m *backends.Model, inputs []*tensor.Tensor) ([]*tensor.Tensor, error) {
+// the model's output order. inputs are in the model's input order;
+// arrived is when the request arrived (its deadline counts from then).
+func (s *Server) infer(arrived time.Time, m *backends.Model, inputs []*tensor.Tensor) ([]*tensor.Tensor, error) {
 	rows := 0
 	if len(inputs) > 0 {
 		rows = inputs[0].BatchSize()
 	}
+	if rows == 0 {
+		return nil, badRequest("batch of 0 rows; want at least one row (the first dimension of every input)")
+	}
 	if max := m.Meta.MaxBatchSize; max > 0 && rows > max {
 		return nil, badRequest("batch of %d rows is larger than model %s's max_batch_size %d", rows, m.Name, max)
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), s.cfg.RequestTimeout)
+	ctx, cancel := context.WithDeadline(context.Background(), arrived.Add(s.cfg.RequestTimeout))
 	defer cancel()
 	start := time.Now()
 	out, err := m.Backend.Infer(ctx, inputs)

@@ -2,6 +2,7 @@ package proxy
 
 import (
 	"bytes"
+	"slices"
 	"strconv"
 
 	"github.com/valyala/bytebufferpool"
@@ -137,7 +138,7 @@ func (s *Server) tfsPredict(ctx *fasthttp.RequestCtx, m *backends.Model) error {
 	if err != nil {
 		return err
 	}
-	out, err := s.infer(m, req.inputs)
+	out, err := s.infer(ctx.Time(), m, req.inputs)
 	if err != nil {
 		return err
 	}
@@ -248,12 +249,21 @@ func decodeInstances(v *fastjson.Value, m *backends.Model, lim *Limits) (map[str
 		}
 		o, _ := row.Object()
 		if o.Len() != len(byName) {
-			var extra string
+			// Every input is present, so a key is either unknown or repeated.
+			var extra, dup string
+			var seen []string
 			o.Visit(func(k []byte, _ *fastjson.Value) {
 				if byName[string(k)] == nil && extra == "" {
 					extra = string(k)
 				}
+				if slices.Contains(seen, string(k)) && dup == "" {
+					dup = string(k)
+				}
+				seen = append(seen, string(k))
 			})
+			if extra == "" {
+				return nil, badRequest("instances[%d]: input %q appears twice; want each input once", i, dup)
+			}
 			return nil, badRequest("instances[%d]: model %s has no input %q; want %s", i, m.Name, extra, inputList(m.Meta.Inputs))
 		}
 	}
@@ -282,6 +292,10 @@ func decodeColumns(v *fastjson.Value, m *backends.Model, lim *Limits) (map[strin
 			return
 		}
 		name := string(k)
+		if byName[name] != nil {
+			err = badRequest("inputs.%s: input %q appears twice; want each input once", name, name)
+			return
+		}
 		dt := tensor.FP32
 		for _, sp := range m.Meta.Inputs {
 			if sp.Name == name {

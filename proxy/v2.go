@@ -157,7 +157,7 @@ func (s *Server) v2Infer(ctx *fasthttp.RequestCtx, m *backends.Model) error {
 	if err != nil {
 		return err
 	}
-	out, err := s.infer(m, req.inputs)
+	out, err := s.infer(ctx.Time(), m, req.inputs)
 	if err != nil {
 		return err
 	}

@@ -1,0 +1,312 @@
+package proxy
+
+import (
+	"bytes"
+	"context"
+	"encoding/binary"
+	"encoding/json"
+	"errors"
+	"math"
+	"strconv"
+	"testing"
+
+	"github.com/valyala/fastjson"
+
+	"github.com/coalesce-ml/coalesce/backends"
+	"github.com/coalesce-ml/coalesce/tensor"
+)
+
+// The fuzz targets call the decoders directly, not over HTTP, and check
+// what every handler relies on: a decoder never panics, fails only with
+// a client error (*Error, 4xx), and on success returns tensors that are
+// valid, finite and fit the model's input specs exactly.
+
+// fuzzModels are the models the fuzz targets decode for, picked by a
+// fuzzed byte. Only double and multi are run after decoding; panic and
+// slow are single-input [-1,1] models that are only decoded.
+var fuzzModels = []string{"double", "multi", "panic", "slow"}
+
+func fuzzModel(f *testing.F) func(sel uint8) *backends.Model {
+	reg := testRegistry(f)
+	models := make([]*backends.Model, len(fuzzModels))
+	for i, name := range fuzzModels {
+		m, err := reg.Get(name, "")
+		must(f, err)
+		models[i] = m
+	}
+	return func(sel uint8) *backends.Model { return models[int(sel)%len(models)] }
+}
+
+// checkDecodeErr fails unless err is nil or a client error.
+func checkDecodeErr(t *testing.T, err error) {
+	t.Helper()
+	if err == nil {
+		return
+	}
+	var pe *Error
+	if !errors.As(err, &pe) {
+		t.Fatalf("error %v (%T) is not a *proxy.Error", err, err)
+	}
+	if s := StatusOf(err); s < 400 || s > 499 {
+		t.Fatalf("error %q has status %d; want 4xx", err, s)
+	}
+	if pe.Msg == "" {
+		t.Fatalf("error with status %d has no message", pe.Status)
+	}
+}
+
+// checkInputs fails unless inputs are valid tensors in m's input order
+// with m's datatypes, fixed dimensions and one batch size, within lim.
+func checkInputs(t *testing.T, m *backends.Model, inputs []*tensor.Tensor, lim *Limits) {
+	t.Helper()
+	if len(inputs) != len(m.Meta.Inputs) {
+		t.Fatalf("decoded %d inputs; model %s has %d", len(inputs), m.Name, len(m.Meta.Inputs))
+	}
+	for i, in := range inputs {
+		sp := m.Meta.Inputs[i]
+		if err := in.Validate(); err != nil {
+			t.Fatalf("input %d: Validate() = %v", i, err)
+		}
+		if in.Name != sp.Name || in.DType != sp.DType || len(in.Shape) != len(sp.Shape) {
+			t.Fatalf("input %d = %q %s %v; want %q %s %v", i, in.Name, in.DType, in.Shape, sp.Name, sp.DType, sp.Shape)
+		}
+		for d, want := range sp.Shape {
+			if want >= 0 && in.Shape[d] != want {
+				t.Fatalf("input %q shape %v; want %v", in.Name, in.Shape, sp.Shape)
+			}
+		}
+		if in.Shape[0] != inputs[0].Shape[0] {
+			t.Fatalf("input %q has batch %d; input %q has %d", in.Name, in.Shape[0], inputs[0].Name, inputs[0].Shape[0])
+		}
+		if in.Len() > lim.MaxTensorElements {
+			t.Fatalf("input %q has %d elements; limit %d", in.Name, in.Len(), lim.MaxTensorElements)
+		}
+		if in.DType.IsFloat() && !lim.AllowNonFinite {
+			for j := range in.Len() {
+				if x := in.Float64At(j); math.IsNaN(x) || math.IsInf(x, 0) {
+					t.Fatalf("input %q element %d is %v; want finite", in.Name, j, x)
+				}
+			}
+		}
+	}
+}
+
+// runFake runs a decoded request on the fake backends that are safe to
+// run (double and multi) and returns nil for the others.
+func runFake(t *testing.T, m *backends.Model, inputs []*tensor.Tensor) []*tensor.Tensor {
+	t.Helper()
+	if m.Name != "double" && m.Name != "multi" {
+		return nil
+	}
+	out, err := m.Backend.Infer(context.Background(), inputs)
+	if err != nil {
+		t.Fatalf("Infer: %v", err)
+	}
+	return out
+}
+
+func allFinite(out []*tensor.Tensor) bool {
+	for _, o := range out {
+		if !o.DType.IsFloat() {
+			continue
+		}
+		for j := range o.Len() {
+			if x := o.Float64At(j); math.IsNaN(x) || math.IsInf(x, 0) {
+				return false
+			}
+		}
+	}
+	return true
+}
+
+func FuzzDecodeV2(f *testing.F) {
+	model := fuzzModel(f)
+	lim := testLimits()
+	bin := func(hdr string, vals ...float32) []byte {
+		b := []byte(hdr)
+		for _, v := range vals {
+			b = binary.LittleEndian.AppendUint32(b, math.Float32bits(v))
+		}
+		return b
+	}
+	binHdr := `{"inputs":[{"name":"x","shape":[1,4],"datatype":"FP32","parameters":{"binary_data_size":16}}],"outputs":[{"name":"y","parameters":{"binary_data":true}}]}`
+	multiHdr := `{"inputs":[{"name":"a","shape":[1,2],"datatype":"FP32","parameters":{"binary_data_size":8}},{"name":"b","shape":[1,2],"datatype":"INT32","data":[1,2]}]}`
+	seeds := []struct {
+		body  []byte
+		hdr   string // "" = no Inference-Header-Content-Length
+		model uint8
+	}{
+		{[]byte(`{"id":"r1","inputs":[{"name":"x","shape":[1,4],"datatype":"FP32","data":[1,2,3,0.5]}]}`), "", 0},
+		{[]byte(`{"inputs":[{"name":"x","shape":[2,4],"datatype":"FP64","data":[[1,2,3,4],[4,3,2,1]]}],"outputs":[{"name":"cls"}],"parameters":{"binary_data_output":true}}`), "", 0},
+		{[]byte(`{"inputs":[{"name":"b","shape":[1,2],"datatype":"INT64","data":[1,2]},{"name":"a","shape":[1,2],"datatype":"FP32","data":[0.5,0.25]}]}`), "", 1},
+		{[]byte(`{"inputs":[{"name":"x","shape":[1,1],"datatype":"BOOL","data":[true]}]}`), "", 2},
+		{[]byte(`{"inputs":[{"name":"x","shape":[1,4],"datatype":"FP16","data":[1,NaN,-Inf,65504]}]}`), "", 0},
+		{bin(binHdr, 1, 2, 3, 4), strconv.Itoa(len(binHdr)), 0},
+		{bin(multiHdr, 1, 2), strconv.Itoa(len(multiHdr)), 1},
+		{bin("", 1, 2, 3, 4), "0", 0},
+		{bin("", 7), "0", 3},
+		{[]byte(`{"inputs":[{"name":"x","shape":[1,4],"datatype":"UINT64","data":[18446744073709551615,0,0,0]}]}`), "", 0},
+		{[]byte(`{"inputs":[{"name":"b","shape":[1,2],"datatype":"INT64","data":[3000000000,1]},{"name":"a","shape":[1,2],"datatype":"FP64","data":[1e300,0]}]}`), "", 1},
+	}
+	for _, s := range seeds {
+		f.Add(s.body, s.hdr, s.model)
+	}
+	f.Fuzz(func(t *testing.T, body []byte, hdr string, sel uint8) {
+		m := model(sel)
+		var h []byte
+		if hdr != "" {
+			h = []byte(hdr)
+		}
+		var p fastjson.Parser
+		req, err := decodeV2(&p, body, h, m, &lim)
+		checkDecodeErr(t, err)
+		if err != nil {
+			return
+		}
+		checkInputs(t, m, req.inputs, &lim)
+		seen := map[int]bool{}
+		for _, o := range req.outputs {
+			if o.index < 0 || o.index >= len(m.Meta.Outputs) || seen[o.index] {
+				t.Fatalf("outputs %+v; model %s has %d outputs, each wanted once", req.outputs, m.Name, len(m.Meta.Outputs))
+			}
+			seen[o.index] = true
+		}
+		out := runFake(t, m, req.inputs)
+		if out == nil {
+			return
+		}
+		enc, jsonLen := encodeV2(nil, m, req, out)
+		if jsonLen < 0 {
+			jsonLen = len(enc)
+		}
+		if !json.Valid(enc[:jsonLen]) {
+			t.Fatalf("encodeV2 wrote invalid JSON %q", enc[:jsonLen])
+		}
+	})
+}
+
+func FuzzDecodeTFS(f *testing.F) {
+	model := fuzzModel(f)
+	lim := testLimits()
+	for _, s := range []struct {
+		body  string
+		model uint8
+	}{
+		{`{"instances":[[1,2,3,4]]}`, 0},
+		{`{"signature_name":"serving_default","instances":[{"x":[1,2,3,4]},{"x":[5,6,7,8]}]}`, 0},
+		{`{"inputs":[[1,0,0,0]]}`, 0},
+		{`{"inputs":{"x":[[1,0,0,0],[0,1,0,0]]}}`, 0},
+		{`{"instances":[{"a":[1,2],"b":[3,4]},{"a":[0,0],"b":[1,1]}]}`, 1},
+		{`{"inputs":{"a":[[1,2]],"b":[[3,4]]}}`, 1},
+		{`{"instances":[{"a":[1,2],"b":[3,4],"a":[5,6]}]}`, 1},
+		{`{"instances":[[1],[2]]}`, 2},
+		{`{"instances":[[NaN],[inf]]}`, 3},
+		{`{"instances":[[3e38,3e38,-3e38,0]]}`, 0},
+	} {
+		f.Add([]byte(s.body), s.model)
+	}
+	f.Fuzz(func(t *testing.T, body []byte, sel uint8) {
+		m := model(sel)
+		var p fastjson.Parser
+		req, err := decodeTFS(&p, body, m, &lim)
+		checkDecodeErr(t, err)
+		if err != nil {
+			return
+		}
+		checkInputs(t, m, req.inputs, &lim)
+		out := runFake(t, m, req.inputs)
+		if out == nil {
+			return
+		}
+		// TF Serving writes NaN and Infinity tokens, which are not JSON.
+		if enc := encodeTFS(nil, m, req, out); allFinite(out) && !json.Valid(enc) {
+			t.Fatalf("encodeTFS wrote invalid JSON %q", enc)
+		}
+	})
+}
+
+func FuzzDecodePredict(f *testing.F) {
+	model := fuzzModel(f)
+	lim := testLimits()
+	for _, s := range []struct {
+		body  string
+		model uint8
+	}{
+		{`{"features":[1,5,2,3]}`, 0},
+		{`{"features":[[1,5,2,3],[9,0,0,0]]}`, 0},
+		{`{"features":[[1,2]]}`, 1},
+		{`{"features":[1]}`, 2},
+		{`{"features":[[1],[2],[3]]}`, 3},
+		{`{"features":[]}`, 0},
+		{`{"features":[[]]}`, 0},
+		{`{"features":[[1,2,3,4],[1,2,3]]}`, 0},
+	} {
+		f.Add([]byte(s.body), s.model)
+	}
+	f.Fuzz(func(t *testing.T, body []byte, sel uint8) {
+		m := model(sel)
+		var p fastjson.Parser
+		inputs, err := decodePredict(&p, body, m, &lim)
+		checkDecodeErr(t, err)
+		if err != nil {
+			return
+		}
+		checkInputs(t, m, inputs, &lim)
+		if inputs[0].Shape[0] == 0 {
+			t.Fatalf("decoded an empty batch %v", inputs[0].Shape)
+		}
+		out := runFake(t, m, inputs)
+		if out == nil {
+			return
+		}
+		if enc, err := encodePredict(nil, m, out); err != nil || !json.Valid(enc) {
+			t.Fatalf("encodePredict = %q, %v; want valid JSON", enc, err)
+		}
+	})
+}
+
+// jsonDepth returns the deepest nesting of arrays and objects in the
+// valid JSON text b, by encoding/json's tokenizer.
+func jsonDepth(b []byte) int {
+	dec := json.NewDecoder(bytes.NewReader(b))
+	depth, deepest := 0, 0
+	for {
+		tok, err := dec.Token()
+		if err != nil {
+			return deepest
+		}
+		switch tok {
+		case json.Delim('['), json.Delim('{'):
+			depth++
+			deepest = max(deepest, depth)
+		case json.Delim(']'), json.Delim('}'):
+			depth--
+		}
+	}
+}
+
+func FuzzCheckDepth(f *testing.F) {
+	for _, s := range []string{
+		`{}`, `[[[[[[[[1]]]]]]]]`, `[[[[[[[[[1]]]]]]]]]`, `{"a":"[[[[[[[[[[[["}`, `{"a\"[[[[[[[[[":1}`,
+		`"\\"`, `["\\\"[[[[[[[[[["]`, `]]]]]]]]]][[[[[[[[[[`, `{"a":[{"b":[{"c":[]}]}]}`,
+	} {
+		f.Add([]byte(s), uint8(8))
+	}
+	f.Fuzz(func(t *testing.T, body []byte, limit uint8) {
+		err := checkDepth(body, int(limit))
+		if err != nil {
+			var pe *Error
+			if !errors.As(err, &pe) || pe.Status != 400 {
+				t.Fatalf("checkDepth(%q, %d) = %v; want nil or a 400 *Error", body, limit, err)
+			}
+		}
+		if !json.Valid(body) {
+			return
+		}
+		// On valid JSON the scan must agree with a real parser.
+		d := jsonDepth(body)
+		if got, want := err == nil, d <= int(limit); got != want {
+			t.Fatalf("checkDepth(%q, %d) = %v; the JSON is %d deep", body, limit, err, d)
+		}
+	})
+}
