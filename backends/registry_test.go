@@ -1,0 +1,146 @@
+package backends
+
+import (
+	"context"
+	"errors"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync/atomic"
+	"testing"
+
+	"github.com/coalesce-ml/coalesce/config"
+	"github.com/coalesce-ml/coalesce/tensor"
+)
+
+type stubBackend struct {
+	meta   Metadata
+	closed *atomic.Int32
+}
+
+func (s *stubBackend) Metadata() *Metadata { return &s.meta }
+func (s *stubBackend) Infer(context.Context, []*tensor.Tensor) ([]*tensor.Tensor, error) {
+	return nil, errors.New("stub")
+}
+func (s *stubBackend) Close() error { s.closed.Add(1); return nil }
+
+// stubLoaders loads "model.stub" files; a file containing "fail" fails.
+func stubLoaders(closed *atomic.Int32) map[string]Loader {
+	return map[string]Loader{"model.stub": func(path string, cfg config.Model) (Backend, error) {
+		b, err := os.ReadFile(path)
+		if err != nil {
+			return nil, err
+		}
+		if string(b) == "fail" {
+			return nil, errors.New("cannot load " + filepath.Base(filepath.Dir(path)))
+		}
+		return &stubBackend{closed: closed, meta: Metadata{
+			Inputs:  []TensorSpec{{Name: "in", DType: tensor.FP32, Shape: []int64{-1, 2}}},
+			Outputs: []TensorSpec{{Name: "out", DType: tensor.FP32, Shape: []int64{-1, 2}}},
+		}}, nil
+	}}
+}
+
+// repo writes files (path -> content) under a temp dir.
+func repo(t *testing.T, files map[string]string) string {
+	t.Helper()
+	dir := t.TempDir()
+	for p, content := range files {
+		full := filepath.Join(dir, p)
+		if err := os.MkdirAll(filepath.Dir(full), 0o755); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(full, []byte(content), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	return dir
+}
+
+func TestRegistryVersions(t *testing.T) {
+	var closed atomic.Int32
+	dir := repo(t, map[string]string{
+		"a/1/model.stub":   "",
+		"a/2/model.stub":   "",
+		"a/10/model.stub":  "", // numeric order: 10 is the highest
+		"a/examples/x.txt": "", // not a version directory
+		"a/config.yaml":    "max_batch_size: 4\n",
+		"b/3/model.stub":   "",
+		"README.md":        "not a model",
+		".hidden/1/x":      "",
+	})
+	r, err := LoadRepository(dir, stubLoaders(&closed))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := strings.Join(r.Names(), ","); got != "a,b" {
+		t.Errorf("Names() = %s; want a,b", got)
+	}
+	var vs []string
+	for _, m := range r.Versions("a") {
+		vs = append(vs, m.Version)
+	}
+	if strings.Join(vs, ",") != "1,2,10" {
+		t.Errorf("Versions(a) = %v; want 1,2,10", vs)
+	}
+	m, err := r.Get("a", "")
+	if err != nil || m.Version != "10" || m.Config.MaxBatchSize != 4 {
+		t.Errorf("Get(a, latest) = %+v, %v; want version 10 with max_batch_size 4", m, err)
+	}
+	if m, err := r.Get("a", "2"); err != nil || m.Version != "2" {
+		t.Errorf("Get(a, 2) = %v, %v", m, err)
+	}
+	if _, err := r.Get("a", "7"); !errors.Is(err, ErrVersionNotFound) {
+		t.Errorf("Get(a, 7) = %v; want ErrVersionNotFound", err)
+	}
+	if _, err := r.Get("c", ""); !errors.Is(err, ErrModelNotFound) {
+		t.Errorf("Get(c) = %v; want ErrModelNotFound", err)
+	}
+	if err := r.Close(); err != nil || closed.Load() != 4 {
+		t.Errorf("Close() = %v, closed %d backends; want 4", err, closed.Load())
+	}
+}
+
+func TestRegistryErrors(t *testing.T) {
+	tests := []struct {
+		name  string
+		files map[string]string
+		want  []string
+	}{
+		{"empty repository", map[string]string{"README.md": ""}, []string{"no models", "model.stub"}},
+		{"no versions", map[string]string{"m/config.yaml": ""}, []string{"model m", "no version directories"}},
+		{"no model file", map[string]string{"m/1/other.bin": ""}, []string{"model m version 1", "no model file", "model.stub"}},
+		{"load failure", map[string]string{"m/1/model.stub": "fail"}, []string{"model m version 1", "cannot load 1"}},
+		{"bad config", map[string]string{"m/1/model.stub": "", "m/config.yaml": "max_batch: 3\n"}, []string{"model m", `unknown key "max_batch"`}},
+		{"unknown predict output", map[string]string{"m/1/model.stub": "", "m/config.yaml": "predict:\n  output: prob\n"}, []string{`predict.output "prob"`, `"out"`}},
+		{"unknown predict input", map[string]string{"m/1/model.stub": "", "m/config.yaml": "predict:\n  input: x\n"}, []string{`predict.input "x"`, `"in"`}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			var closed atomic.Int32
+			// A good model beside the bad one must be closed again.
+			files := map[string]string{"good/1/model.stub": ""}
+			for k, v := range tt.files {
+				files[k] = v
+			}
+			if tt.name == "empty repository" {
+				files = tt.files
+			}
+			_, err := LoadRepository(repo(t, files), stubLoaders(&closed))
+			if err == nil {
+				t.Fatal("LoadRepository() = nil error")
+			}
+			for _, w := range tt.want {
+				if !strings.Contains(err.Error(), w) {
+					t.Errorf("error %q does not contain %q", err, w)
+				}
+			}
+			if tt.name != "empty repository" && closed.Load() != 1 {
+				t.Errorf("closed %d backends after a failed load; want the 1 loaded before it", closed.Load())
+			}
+		})
+	}
+	if _, err := LoadRepository(filepath.Join(t.TempDir(), "absent"), nil); err == nil {
+		t.Error("LoadRepository(absent dir) = nil error")
+	}
+}
