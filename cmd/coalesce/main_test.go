@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"math"
 	"net"
 	"os"
 	"os/exec"
@@ -412,4 +413,103 @@ func TestHealthcheckAndVersion(t *testing.T) {
 			t.Errorf("--help does not list --%s", key)
 		}
 	}
+}
+
+// golden is the format of models/<name>/golden.json.
+type golden struct {
+	Framework string `json:"framework"`
+	Inputs    map[string]goldenTensor
+	Outputs   map[string]goldenTensor
+}
+
+type goldenTensor struct {
+	Datatype string    `json:"datatype"`
+	Shape    []int64   `json:"shape"`
+	Data     []float64 `json:"data"`
+}
+
+// TestGoldenOverHTTP sends every golden input row of every shipped model
+// through the whole server, as KServe V2 JSON and as binary tensors, and
+// compares every output with the producing framework's (≤ 1e-5).
+func TestGoldenOverHTTP(t *testing.T) {
+	s := startServer(t)
+	dirs, _ := filepath.Glob(filepath.Join(repoRoot, "models", "*", "golden.json"))
+	if len(dirs) < 2 {
+		t.Fatalf("found %d golden files; want one per shipped model", len(dirs))
+	}
+	for _, path := range dirs {
+		model := filepath.Base(filepath.Dir(path))
+		raw, err := os.ReadFile(path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var g golden
+		if err := json.Unmarshal(raw, &g); err != nil {
+			t.Fatal(err)
+		}
+		for _, binary := range []bool{false, true} {
+			t.Run(fmt.Sprintf("%s/binary=%v", model, binary), func(t *testing.T) {
+				var hdr bytes.Buffer
+				var blob []byte
+				hdr.WriteString(`{"inputs":[`)
+				first := true
+				for name, in := range g.Inputs {
+					if !first {
+						hdr.WriteString(",")
+					}
+					first = false
+					shape, _ := json.Marshal(in.Shape)
+					if binary {
+						for _, v := range in.Data {
+							blob = appendF32(blob, float32(v))
+						}
+						fmt.Fprintf(&hdr, `{"name":%q,"shape":%s,"datatype":%q,"parameters":{"binary_data_size":%d}}`, name, shape, in.Datatype, 4*len(in.Data))
+					} else {
+						data, _ := json.Marshal(in.Data)
+						fmt.Fprintf(&hdr, `{"name":%q,"shape":%s,"datatype":%q,"data":%s}`, name, shape, in.Datatype, data)
+					}
+				}
+				hdr.WriteString(`]}`)
+				headers := map[string]string{}
+				body := hdr.Bytes()
+				if binary {
+					headers["Inference-Header-Content-Length"] = fmt.Sprint(hdr.Len())
+					body = append(append([]byte(nil), body...), blob...)
+				}
+				st, resp, err := httpDo(s.addr, "POST", "/v2/models/"+model+"/infer", body, headers)
+				if err != nil || st != 200 {
+					t.Fatalf("infer = %d %s %v", st, resp, err)
+				}
+				var out struct {
+					Outputs []struct {
+						Name  string    `json:"name"`
+						Shape []int64   `json:"shape"`
+						Data  []float64 `json:"data"`
+					} `json:"outputs"`
+				}
+				if err := json.Unmarshal(resp, &out); err != nil {
+					t.Fatal(err)
+				}
+				if len(out.Outputs) != len(g.Outputs) {
+					t.Fatalf("%d outputs; want %d", len(out.Outputs), len(g.Outputs))
+				}
+				for _, o := range out.Outputs {
+					want, ok := g.Outputs[o.Name]
+					if !ok {
+						t.Errorf("unexpected output %q", o.Name)
+						continue
+					}
+					if fmt.Sprint(o.Shape) != fmt.Sprint(want.Shape) {
+						t.Errorf("%s shape %v; want %v", o.Name, o.Shape, want.Shape)
+					}
+					assertClose(t, o.Name, o.Data, want.Data, 1e-5)
+				}
+			})
+		}
+	}
+}
+
+func appendF32(b []byte, f float32) []byte {
+	u := math.Float32bits(f)
+	return append(b, byte(u), byte(u>>8), byte(u>>16), byte(u>>24))
 }
