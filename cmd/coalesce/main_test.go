@@ -56,25 +56,24 @@ func freeAddr(t *testing.T) string {
 }
 
 type server struct {
-	cmd          *exec.Cmd
-	addr, admin  string
-	stdout       *bytes.Buffer
-	stderr       *bytes.Buffer
-	done         chan struct{}
-	exitCode     int
-	waitErr      error
-	extraArgsFor []string
+	cmd         *exec.Cmd
+	addr, admin string
+	stdout      *lockedWriter
+	stderr      *lockedWriter
+	done        chan struct{}
+	exitCode    int
+	waitErr     error
 }
 
 // startServer starts the binary with the given extra flags and waits
 // until it answers ready.
 func startServer(t *testing.T, extra ...string) *server {
 	t.Helper()
-	s := &server{addr: freeAddr(t), admin: freeAddr(t), stdout: &bytes.Buffer{}, stderr: &bytes.Buffer{}, done: make(chan struct{})}
+	s := &server{addr: freeAddr(t), admin: freeAddr(t), stdout: &lockedWriter{w: &bytes.Buffer{}}, stderr: &lockedWriter{w: &bytes.Buffer{}}, done: make(chan struct{})}
 	args := append([]string{"serve", "--http.addr", s.addr, "--admin.addr", s.admin,
 		"--models.repository", filepath.Join(repoRoot, "models"), "--config", filepath.Join(repoRoot, "configs", "coalesce.yaml")}, extra...)
 	s.cmd = exec.Command(binPath, args...)
-	s.cmd.Stdout, s.cmd.Stderr = &lockedWriter{w: s.stdout}, &lockedWriter{w: s.stderr}
+	s.cmd.Stdout, s.cmd.Stderr = s.stdout, s.stderr
 	if err := s.cmd.Start(); err != nil {
 		t.Fatal(err)
 	}
@@ -116,6 +115,12 @@ func (l *lockedWriter) Write(p []byte) (int, error) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	return l.w.Write(p)
+}
+
+func (l *lockedWriter) String() string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.w.String()
 }
 
 var client = &fasthttp.Client{MaxConnsPerHost: 64}

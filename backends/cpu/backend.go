@@ -1,0 +1,266 @@
+package cpu
+
+import (
+	"encoding/binary"
+	"fmt"
+	"os"
+	"runtime"
+	"sync"
+	"sync/atomic"
+
+	"github.com/coalesce-ml/coalesce/backends"
+	"github.com/coalesce-ml/coalesce/tensor"
+)
+
+// maxPlans bounds the plan cache (one plan per distinct set of dynamic
+// dimensions, usually per batch size); past it the cache starts over.
+const maxPlans = 256
+
+// Options configures a Backend. The zero value is usable.
+type Options struct {
+	// MaxBatchSize is the largest batch (dimension 0) one Infer call
+	// accepts; 0 means no limit.
+	MaxBatchSize int
+	// Concurrency is how many Infer calls run at once, each on its own
+	// arena; 0 means runtime.GOMAXPROCS(0).
+	Concurrency int
+}
+
+// Backend runs one ONNX model on the CPU. It implements backends.Backend
+// and is safe for concurrent use; at most Concurrency calls run at once.
+type Backend struct {
+	g    *graph
+	meta backends.Metadata
+	// workers holds the idle workers; its capacity is Concurrency. Taking
+	// one is the concurrency semaphore.
+	workers chan *worker
+	plans   atomic.Pointer[map[string]*plan] // copy on write
+	mu      sync.Mutex                       // serializes writers of plans
+	closed  atomic.Bool
+}
+
+// worker is one concurrency slot: an arena and the frames bound to it.
+type worker struct {
+	arena  []byte
+	frames map[*plan]*frame
+	key    []byte // scratch for the plan cache key
+}
+
+// Load reads and compiles the ONNX model at path; see LoadBytes.
+func Load(path string, opts Options) (*Backend, error) {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return nil, fmt.Errorf("cpu: %w", err)
+	}
+	be, err := LoadBytes(b, opts)
+	if err != nil {
+		return nil, fmt.Errorf("load %s: %w", path, err)
+	}
+	return be, nil
+}
+
+// LoadBytes decodes and compiles a serialized ONNX ModelProto. Every
+// shape and datatype is checked here: an unsupported operator or a
+// mismatch is an error (wrapping ErrMalformed, ErrInvalidModel or
+// ErrUnsupported) that names the node. b is not retained.
+func LoadBytes(b []byte, opts Options) (be *Backend, err error) {
+	defer func() {
+		// Every malformed input is meant to be an error; a panic here is a
+		// bug in this package, reported rather than crashing the server.
+		if r := recover(); r != nil {
+			be, err = nil, fmt.Errorf("cpu: BUG: panic while loading: %v", r)
+		}
+	}()
+	if opts.MaxBatchSize < 0 || opts.Concurrency < 0 {
+		return nil, fmt.Errorf("cpu: options: negative MaxBatchSize or Concurrency")
+	}
+	if opts.Concurrency == 0 {
+		opts.Concurrency = runtime.GOMAXPROCS(0)
+	}
+	m, err := decodeModel(b)
+	if err != nil {
+		return nil, fmt.Errorf("cpu: decode: %w", err)
+	}
+	g, err := buildGraph(m)
+	if err != nil {
+		return nil, fmt.Errorf("cpu: %w", err)
+	}
+	if err := foldConstants(g); err != nil {
+		return nil, fmt.Errorf("cpu: %w", err)
+	}
+	be = &Backend{g: g, workers: make(chan *worker, opts.Concurrency)}
+	for range opts.Concurrency {
+		be.workers <- &worker{frames: map[*plan]*frame{}}
+	}
+	plans := map[string]*plan{}
+	var probed []*plan
+	for _, v := range probeSizes(g, opts.MaxBatchSize) {
+		shapes := make([][]int64, len(g.inputs))
+		for i, in := range g.inputs {
+			shapes[i] = clone(in.spec.Shape)
+			for d := range shapes[i] {
+				if shapes[i][d] < 0 {
+					shapes[i][d] = v
+				}
+			}
+		}
+		p, err := newPlan(g, shapes)
+		if err != nil {
+			if hasDynamic(g) {
+				return nil, fmt.Errorf("cpu: with dynamic dims = %d: %w", v, err)
+			}
+			return nil, fmt.Errorf("cpu: %w", err)
+		}
+		plans[string(be.planKey(nil, shapes))] = p
+		probed = append(probed, p)
+	}
+	be.plans.Store(&plans)
+	outs, err := outputSpecs(g, probed)
+	if err != nil {
+		return nil, fmt.Errorf("cpu: %w", err)
+	}
+	be.meta = backends.Metadata{
+		Platform:     "onnx_onnxv1",
+		Outputs:      outs,
+		MaxBatchSize: opts.MaxBatchSize,
+		Concurrency:  opts.Concurrency,
+		Info:         map[string]string{"engine": "pure-go", "kernels": "generic"},
+	}
+	for _, in := range g.inputs {
+		be.meta.Inputs = append(be.meta.Inputs, backends.TensorSpec{Name: in.spec.Name, DType: in.spec.DType, Shape: clone(in.spec.Shape)})
+	}
+	return be, nil
+}
+
+// hasDynamic reports whether any graph input has a dynamic dimension.
+func hasDynamic(g *graph) bool {
+	for _, in := range g.inputs {
+		for _, d := range in.spec.Shape {
+			if d < 0 {
+				return true
+			}
+		}
+	}
+	return false
+}
+
+// probeSizes returns the values given to dynamic dimensions when checking
+// the graph at load: two distinct sizes, so that output dimensions that
+// follow the batch can be told from fixed ones, within MaxBatchSize.
+func probeSizes(g *graph, maxBatch int) []int64 {
+	if !hasDynamic(g) {
+		return []int64{0} // unused: no dimension to fill
+	}
+	var out []int64
+	for _, v := range []int64{2, 3, 1} {
+		if len(out) < 2 && (maxBatch == 0 || v <= int64(maxBatch)) {
+			out = append(out, v)
+		}
+	}
+	return out
+}
+
+// outputSpecs describes the graph outputs from the probe plans: a
+// dimension is -1 when it differs between probes, or when only one probe
+// ran and the model declares it without a value.
+func outputSpecs(g *graph, probed []*plan) ([]backends.TensorSpec, error) {
+	specs := make([]backends.TensorSpec, len(g.outputs))
+	for i, o := range g.outputs {
+		s := probed[0].slots[o.id]
+		spec := backends.TensorSpec{Name: g.names[o.id], DType: s.dtype, Shape: clone(s.shape)}
+		decl := o.declared
+		if decl.tensorType && decl.elemType != 0 {
+			if dt, _ := dtypeFromONNX(decl.elemType); dt != s.dtype {
+				return nil, fmt.Errorf("%w: graph output %q is declared as element type %d but computes %s", ErrInvalidModel, spec.Name, decl.elemType, s.dtype)
+			}
+		}
+		if decl.hasShape && len(decl.dims) != len(s.shape) {
+			return nil, fmt.Errorf("%w: graph output %q is declared with rank %d but computes shape %v", ErrInvalidModel, spec.Name, len(decl.dims), s.shape)
+		}
+		for d := range spec.Shape {
+			dynamic := false
+			for _, p := range probed[1:] {
+				dynamic = dynamic || p.slots[o.id].shape[d] != s.shape[d]
+			}
+			if len(probed) == 1 && hasDynamic(g) && (!decl.hasShape || !decl.dims[d].hasValue) {
+				dynamic = true
+			}
+			if dynamic {
+				spec.Shape[d] = -1
+			} else if decl.hasShape && decl.dims[d].hasValue && decl.dims[d].value != s.shape[d] {
+				return nil, fmt.Errorf("%w: graph output %q is declared with shape dimension %d = %d but computes %d", ErrInvalidModel, spec.Name, d, decl.dims[d].value, s.shape[d])
+			}
+		}
+		specs[i] = spec
+	}
+	return specs, nil
+}
+
+// Metadata returns the model's description. The caller must not modify
+// it.
+func (b *Backend) Metadata() *backends.Metadata { return &b.meta }
+
+// Close marks the backend closed: later Infer calls fail with ErrClosed,
+// in-flight calls finish. It never fails and may be called more than
+// once.
+func (b *Backend) Close() error {
+	b.closed.Store(true)
+	return nil
+}
+
+// planKey appends the input shapes' dynamic dimensions to dst: the plan
+// cache key.
+func (b *Backend) planKey(dst []byte, shapes [][]int64) []byte {
+	for i, in := range b.g.inputs {
+		for d, want := range in.spec.Shape {
+			if want < 0 {
+				dst = binary.AppendUvarint(dst, uint64(shapes[i][d]))
+			}
+		}
+	}
+	return dst
+}
+
+// plan returns the cached plan for key, compiling and caching it for
+// shapes when absent.
+func (b *Backend) plan(key []byte, shapes [][]int64) (*plan, error) {
+	if p := (*b.plans.Load())[string(key)]; p != nil {
+		return p, nil
+	}
+	p, err := newPlan(b.g, shapes)
+	if err != nil {
+		return nil, err
+	}
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	old := *b.plans.Load()
+	if q := old[string(key)]; q != nil {
+		return q, nil
+	}
+	next := make(map[string]*plan, len(old)+1)
+	if len(old) < maxPlans {
+		for k, v := range old {
+			next[k] = v
+		}
+	}
+	next[string(key)] = p
+	b.plans.Store(&next)
+	return p, nil
+}
+
+// frame returns w's frame for p, growing the arena when p needs more.
+func (w *worker) frame(p *plan) *frame {
+	if f := w.frames[p]; f != nil {
+		return f
+	}
+	if p.arenaSize > len(w.arena) {
+		w.arena = tensor.Alloc(p.arenaSize)
+		clear(w.frames) // they point into the old arena
+	}
+	if len(w.frames) >= maxPlans {
+		clear(w.frames)
+	}
+	f := newFrame(p, w.arena)
+	w.frames[p] = f
+	return f
+}

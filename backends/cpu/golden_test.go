@@ -1,0 +1,131 @@
+package cpu
+
+import (
+	"context"
+	"encoding/json"
+	"math"
+	"os"
+	"path/filepath"
+	"testing"
+
+	"github.com/coalesce-ml/coalesce/tensor"
+)
+
+// goldenTensor is one tensor of a models/*/golden.json file.
+type goldenTensor struct {
+	Datatype string    `json:"datatype"`
+	Shape    []int64   `json:"shape"`
+	Data     []float64 `json:"data"`
+}
+
+// goldenFile is models/<name>/golden.json: the original framework's
+// outputs on fixed inputs (see models/README.md).
+type goldenFile struct {
+	Framework string                  `json:"framework"`
+	Model     string                  `json:"model"`
+	Inputs    map[string]goldenTensor `json:"inputs"`
+	Outputs   map[string]goldenTensor `json:"outputs"`
+}
+
+// TestGoldenModels runs every model of the repository's models/ directory
+// on its golden inputs and compares with the framework's outputs: FP32
+// within 1e-5 relative to magnitude (max(1, |want|)), INT64 exactly.
+func TestGoldenModels(t *testing.T) {
+	dirs, err := filepath.Glob("../../models/*/golden.json")
+	if err != nil {
+		t.Fatal(err)
+	}
+	found := 0
+	for _, g := range dirs {
+		dir := filepath.Dir(g)
+		modelPath := filepath.Join(dir, "1", "model.onnx")
+		if _, err := os.Stat(modelPath); err != nil {
+			continue
+		}
+		found++
+		t.Run(filepath.Base(dir), func(t *testing.T) {
+			raw, err := os.ReadFile(g)
+			if err != nil {
+				t.Fatal(err)
+			}
+			var gf goldenFile
+			if err := json.Unmarshal(raw, &gf); err != nil {
+				t.Fatalf("%s: %v", g, err)
+			}
+			be, err := Load(modelPath, Options{Concurrency: 2})
+			if err != nil {
+				t.Fatalf("Load: %v", err)
+			}
+			md := be.Metadata()
+			inputs := make([]*tensor.Tensor, len(md.Inputs))
+			for i, spec := range md.Inputs {
+				gt, ok := gf.Inputs[spec.Name]
+				if !ok {
+					t.Fatalf("golden.json has no input %q", spec.Name)
+				}
+				inputs[i] = goldenToTensor(t, spec.Name, gt)
+			}
+			outs, err := be.Infer(context.Background(), inputs)
+			if err != nil {
+				t.Fatalf("Infer: %v", err)
+			}
+			if len(gf.Outputs) != len(outs) {
+				t.Errorf("model has %d outputs, golden.json %d", len(outs), len(gf.Outputs))
+			}
+			for _, out := range outs {
+				want, ok := gf.Outputs[out.Name]
+				if !ok {
+					t.Errorf("golden.json has no output %q", out.Name)
+					continue
+				}
+				compareGolden(t, out, want)
+			}
+		})
+	}
+	if found == 0 {
+		t.Fatalf("no models with golden.json and 1/model.onnx under ../../models: the golden models are missing")
+	}
+}
+
+func goldenToTensor(t *testing.T, name string, g goldenTensor) *tensor.Tensor {
+	t.Helper()
+	dt, ok := tensor.ParseDataType(g.Datatype)
+	if !ok {
+		t.Fatalf("input %q: datatype %q", name, g.Datatype)
+	}
+	x := tensor.New(name, dt, g.Shape)
+	if x.Len() != len(g.Data) {
+		t.Fatalf("input %q: shape %v but %d values", name, g.Shape, len(g.Data))
+	}
+	for i, v := range g.Data {
+		x.SetFloat64(i, v)
+	}
+	return x
+}
+
+func compareGolden(t *testing.T, got *tensor.Tensor, want goldenTensor) {
+	t.Helper()
+	if got.DType.String() != want.Datatype || !sameShape(got.Shape, want.Shape) {
+		t.Errorf("output %q is %s%v, want %s%v", got.Name, got.DType, got.Shape, want.Datatype, want.Shape)
+		return
+	}
+	worst, worstAbs, at := 0.0, 0.0, -1
+	for i, w := range want.Data {
+		g := got.Float64At(i)
+		if got.DType == tensor.Int64 {
+			if got.Int64At(i) != int64(w) {
+				t.Errorf("output %q[%d] = %d, want %d", got.Name, i, got.Int64At(i), int64(w))
+				return
+			}
+			continue
+		}
+		worstAbs = max(worstAbs, math.Abs(g-w))
+		if d := math.Abs(g-w) / max(1, math.Abs(w)); d > worst || math.IsNaN(d) {
+			worst, at = d, i
+		}
+	}
+	if worst > 1e-5 || math.IsNaN(worst) {
+		t.Errorf("output %q: max relative diff %.3g at %d (got %v, want %v)", got.Name, worst, at, got.Float64At(at), want.Data[at])
+	}
+	t.Logf("output %q %s%v: max relative diff %.3g, max absolute diff %.3g", got.Name, got.DType, got.Shape, worst, worstAbs)
+}

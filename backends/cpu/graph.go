@@ -1,0 +1,323 @@
+package cpu
+
+import (
+	"fmt"
+
+	"github.com/coalesce-ml/coalesce/backends"
+	"github.com/coalesce-ml/coalesce/tensor"
+)
+
+// The ai.onnx opset versions whose semantics the operators implement.
+// Opsets 22 and 23 only widened type constraints of the supported
+// operators, so they are accepted too.
+const (
+	minOpset = 7
+	maxOpset = 23
+)
+
+// graph is a checked, topologically ordered ONNX graph. Values (tensors)
+// are numbered; constants (initializers and folded nodes) are known
+// tensors. A graph is immutable once built and shared by all plans.
+type graph struct {
+	opset   int64
+	names   []string         // value id → name
+	consts  []*tensor.Tensor // value id → constant value, nil when computed
+	nodes   []*node          // topological order, folded nodes removed
+	inputs  []graphInput
+	outputs []graphOutput
+	packs   packCache // packed constant weights, shared by all plans
+}
+
+// graphInput is one runtime input of the graph.
+type graphInput struct {
+	id   int
+	spec backends.TensorSpec // shape: -1 for dynamic dims
+}
+
+// graphOutput is one output of the graph.
+type graphOutput struct {
+	id       int
+	declared *onnxValueInfo
+}
+
+// node is one operator application.
+type node struct {
+	index   int // position in the model's node list
+	name    string
+	op      string
+	in, out []int // value ids; -1 for an absent optional input or output
+	attrs   attrs
+	def     *opDef
+}
+
+// String names the node for error messages: node "/fc1/Gemm" (Gemm).
+func (n *node) String() string {
+	if n.name == "" {
+		return fmt.Sprintf("node #%d (%s)", n.index, n.op)
+	}
+	return fmt.Sprintf("node %q (%s)", n.name, n.op)
+}
+
+// buildGraph checks a decoded model and turns it into a graph.
+func buildGraph(m *onnxModel) (*graph, error) {
+	g := &graph{}
+	for _, o := range m.opsets {
+		if o.domain == "" || o.domain == "ai.onnx" {
+			g.opset = o.version
+		}
+	}
+	if g.opset == 0 {
+		return nil, fmt.Errorf("%w: no opset_import for the ai.onnx domain", ErrInvalidModel)
+	}
+	if g.opset < minOpset || g.opset > maxOpset {
+		return nil, fmt.Errorf("%w: ai.onnx opset %d (supported: %d to %d)", ErrUnsupported, g.opset, minOpset, maxOpset)
+	}
+	og := m.graph
+	if og.sparseInits > 0 {
+		return nil, fmt.Errorf("%w: sparse initializers", ErrUnsupported)
+	}
+	ids := map[string]int{}
+	add := func(name string, c *tensor.Tensor) int {
+		ids[name] = len(g.names)
+		g.names = append(g.names, name)
+		g.consts = append(g.consts, c)
+		return len(g.names) - 1
+	}
+	for _, it := range og.initializers {
+		if it.name == "" {
+			return nil, fmt.Errorf("%w: initializer without a name", ErrInvalidModel)
+		}
+		if _, dup := ids[it.name]; dup {
+			return nil, fmt.Errorf("%w: initializer %q defined twice", ErrInvalidModel, it.name)
+		}
+		t, err := it.toTensor()
+		if err != nil {
+			return nil, fmt.Errorf("initializer: %w", err)
+		}
+		add(it.name, t)
+	}
+	for _, vi := range og.inputs {
+		if _, isInit := ids[vi.name]; isInit {
+			continue // IR < 4 lists initializers as inputs; IR >= 4 allows overriding them, which we do not
+		}
+		spec, err := specFromValueInfo(vi)
+		if err != nil {
+			return nil, fmt.Errorf("graph input %q: %w", vi.name, err)
+		}
+		g.inputs = append(g.inputs, graphInput{id: add(vi.name, nil), spec: spec})
+	}
+	nodes := make([]*node, len(og.nodes))
+	for i, on := range og.nodes {
+		n := &node{index: i, name: on.name, op: on.opType, attrs: on.attrs}
+		nodes[i] = n
+		if err := n.checkDef(on); err != nil {
+			return nil, fmt.Errorf("%s: %w", n, err)
+		}
+		for _, name := range on.outputs {
+			if name == "" {
+				n.out = append(n.out, -1)
+				continue
+			}
+			if _, dup := ids[name]; dup {
+				return nil, fmt.Errorf("%s: %w: output %q is already defined", n, ErrInvalidModel, name)
+			}
+			n.out = append(n.out, add(name, nil))
+		}
+	}
+	for i, on := range og.nodes {
+		for _, name := range on.inputs {
+			id := -1
+			if name != "" {
+				var ok bool
+				if id, ok = ids[name]; !ok {
+					return nil, fmt.Errorf("%s: %w: input %q is not a graph input, initializer or node output", nodes[i], ErrInvalidModel, name)
+				}
+			}
+			nodes[i].in = append(nodes[i].in, id)
+		}
+	}
+	for _, vi := range og.outputs {
+		id, ok := ids[vi.name]
+		if !ok {
+			return nil, fmt.Errorf("%w: graph output %q is not produced by the graph", ErrInvalidModel, vi.name)
+		}
+		if vi.otherType {
+			return nil, fmt.Errorf("graph output %q: %w: non-tensor type", vi.name, ErrUnsupported)
+		}
+		g.outputs = append(g.outputs, graphOutput{id: id, declared: vi})
+	}
+	if len(g.outputs) == 0 {
+		return nil, fmt.Errorf("%w: graph has no outputs", ErrInvalidModel)
+	}
+	var err error
+	if g.nodes, err = topoSort(nodes, len(g.names)); err != nil {
+		return nil, err
+	}
+	g.nodes = g.live(g.nodes)
+	return g, nil
+}
+
+// checkDef resolves the operator and checks the domain, the number of
+// inputs and outputs and the attribute names.
+func (n *node) checkDef(on *onnxNode) error {
+	if on.domain != "" && on.domain != "ai.onnx" {
+		return fmt.Errorf("%w: domain %q", ErrUnsupported, on.domain)
+	}
+	n.def = lookupOp(on.opType)
+	if n.def == nil {
+		return fmt.Errorf("%w: operator %q", ErrUnsupported, on.opType)
+	}
+	if k := len(on.inputs); k < n.def.minIn || k > n.def.maxIn {
+		return fmt.Errorf("%w: %d inputs, want %d to %d", ErrInvalidModel, k, n.def.minIn, n.def.maxIn)
+	}
+	if k := len(on.outputs); k < 1 || k > n.def.maxOut {
+		return fmt.Errorf("%w: %d outputs, want 1 to %d", ErrInvalidModel, k, n.def.maxOut)
+	}
+	for i, a := range on.attrs {
+		if a.refName != "" {
+			return fmt.Errorf("%w: attribute %s refers to function attribute %q", ErrUnsupported, a.name, a.refName)
+		}
+		for _, b := range on.attrs[:i] {
+			if b.name == a.name {
+				return fmt.Errorf("%w: attribute %s given twice", ErrInvalidModel, a.name)
+			}
+		}
+		known := false
+		for _, name := range n.def.attrs {
+			known = known || name == a.name
+		}
+		if !known {
+			return fmt.Errorf("%w: attribute %q", ErrUnsupported, a.name)
+		}
+	}
+	return nil
+}
+
+// topoSort orders nodes so that each comes after the producers of its
+// inputs, keeping the model's order where it is already valid (Kahn's
+// algorithm with a FIFO over the original order).
+func topoSort(nodes []*node, nvals int) ([]*node, error) {
+	producer := make([]int, nvals)
+	for i := range producer {
+		producer[i] = -1
+	}
+	for i, n := range nodes {
+		for _, v := range n.out {
+			if v >= 0 {
+				producer[v] = i
+			}
+		}
+	}
+	pending := make([]int, len(nodes))
+	users := make([][]int, len(nodes))
+	for i, n := range nodes {
+		for _, v := range n.in {
+			if v >= 0 && producer[v] >= 0 {
+				pending[i]++
+				users[producer[v]] = append(users[producer[v]], i)
+			}
+		}
+	}
+	var queue []int
+	for i := range nodes {
+		if pending[i] == 0 {
+			queue = append(queue, i)
+		}
+	}
+	order := make([]*node, 0, len(nodes))
+	for len(queue) > 0 {
+		i := queue[0]
+		queue = queue[1:]
+		order = append(order, nodes[i])
+		for _, u := range users[i] {
+			if pending[u]--; pending[u] == 0 {
+				queue = append(queue, u)
+			}
+		}
+	}
+	if len(order) < len(nodes) {
+		for i, n := range nodes {
+			if pending[i] > 0 {
+				return nil, fmt.Errorf("%s: %w: the graph has a cycle through this node", n, ErrInvalidModel)
+			}
+		}
+	}
+	return order, nil
+}
+
+// live returns the nodes (in order) that some graph output depends on.
+func (g *graph) live(nodes []*node) []*node {
+	need := make([]bool, len(g.names))
+	for _, o := range g.outputs {
+		need[o.id] = true
+	}
+	keep := make([]bool, len(nodes))
+	for i := len(nodes) - 1; i >= 0; i-- {
+		for _, v := range nodes[i].out {
+			if v >= 0 && need[v] {
+				keep[i] = true
+			}
+		}
+		if keep[i] {
+			for _, v := range nodes[i].in {
+				if v >= 0 {
+					need[v] = true
+				}
+			}
+		}
+	}
+	out := nodes[:0:0]
+	for i, n := range nodes {
+		if keep[i] {
+			out = append(out, n)
+		}
+	}
+	return out
+}
+
+// specFromValueInfo turns a declared graph input into a TensorSpec; dims
+// without a value (dim_param or nothing) are -1.
+func specFromValueInfo(vi *onnxValueInfo) (backends.TensorSpec, error) {
+	spec := backends.TensorSpec{Name: vi.name}
+	if vi.name == "" {
+		return spec, fmt.Errorf("%w: graph input without a name", ErrInvalidModel)
+	}
+	if !vi.tensorType || vi.otherType {
+		return spec, fmt.Errorf("%w: not a tensor type", ErrUnsupported)
+	}
+	dt, ok := dtypeFromONNX(vi.elemType)
+	if !ok {
+		return spec, fmt.Errorf("%w: element type %d", ErrUnsupported, vi.elemType)
+	}
+	if !vi.hasShape {
+		return spec, fmt.Errorf("%w: no shape declared (the engine needs at least the rank)", ErrUnsupported)
+	}
+	if len(vi.dims) > maxRank {
+		return spec, fmt.Errorf("%w: rank %d (at most %d)", ErrUnsupported, len(vi.dims), maxRank)
+	}
+	spec.DType = dt
+	spec.Shape = make([]int64, len(vi.dims))
+	for i, d := range vi.dims {
+		switch {
+		case !d.hasValue:
+			spec.Shape[i] = -1
+		case d.value < 0:
+			return spec, fmt.Errorf("%w: dimension %d is %d", ErrInvalidModel, i, d.value)
+		default:
+			spec.Shape[i] = d.value
+		}
+	}
+	if tensor.NumElements(positive(spec.Shape)) < 0 {
+		return spec, fmt.Errorf("%w: shape %v too large", ErrInvalidModel, spec.Shape)
+	}
+	return spec, nil
+}
+
+// positive returns shape with -1 dims replaced by 1.
+func positive(shape []int64) []int64 {
+	out := make([]int64, len(shape))
+	for i, d := range shape {
+		out[i] = max(d, 1)
+	}
+	return out
+}

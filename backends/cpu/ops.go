@@ -1,0 +1,63 @@
+package cpu
+
+// opDef describes one operator: how many inputs and outputs it takes, the
+// attributes it understands (any other is a load error, so that an
+// attribute this engine ignores can never change a result) and its
+// compile function.
+type opDef struct {
+	minIn, maxIn int
+	maxOut       int
+	attrs        []string
+	compile      func(c *opCtx) (kernel, error)
+}
+
+// lookupOp returns the definition of an ai.onnx operator, or nil when the
+// engine does not implement it.
+func lookupOp(op string) *opDef {
+	switch op {
+	case "Add", "Sub", "Mul", "Div":
+		return &opDef{2, 2, 1, nil, compileBinary}
+	case "Relu", "Sigmoid", "Tanh", "Exp", "Log", "Sqrt", "Neg", "Abs":
+		return &opDef{1, 1, 1, nil, compileUnary}
+	case "LeakyRelu":
+		return &opDef{1, 1, 1, []string{"alpha"}, compileUnary}
+	case "Clip":
+		return &opDef{1, 3, 1, []string{"min", "max"}, compileClip}
+	case "Gemm":
+		return &opDef{2, 3, 1, []string{"alpha", "beta", "transA", "transB"}, compileGemm}
+	case "MatMul":
+		return &opDef{2, 2, 1, nil, compileMatMul}
+	case "Softmax", "LogSoftmax":
+		return &opDef{1, 1, 1, []string{"axis"}, compileSoftmax}
+	case "ArgMax", "ArgMin":
+		return &opDef{1, 1, 1, []string{"axis", "keepdims", "select_last_index"}, compileArgMax}
+	case "BatchNormalization":
+		return &opDef{5, 5, 5, []string{"epsilon", "momentum", "spatial", "training_mode"}, compileBatchNorm}
+	case "Constant":
+		return &opDef{0, 0, 1, []string{"value", "value_float", "value_floats", "value_int", "value_ints",
+			"value_string", "value_strings", "sparse_value"}, compileConstant}
+	case "Identity":
+		return &opDef{1, 1, 1, nil, compileIdentity}
+	case "Dropout":
+		return &opDef{1, 3, 2, []string{"ratio", "seed"}, compileDropout}
+	case "Shape":
+		return &opDef{1, 1, 1, []string{"start", "end"}, compileShape}
+	case "Reshape":
+		return &opDef{2, 2, 1, []string{"allowzero"}, compileReshape}
+	case "Flatten":
+		return &opDef{1, 1, 1, []string{"axis"}, compileFlatten}
+	case "Squeeze":
+		return &opDef{1, 2, 1, []string{"axes"}, compileSqueeze}
+	case "Unsqueeze":
+		return &opDef{1, 2, 1, []string{"axes"}, compileUnsqueeze}
+	case "Concat":
+		return &opDef{1, 1 << 16, 1, []string{"axis"}, compileConcat}
+	case "Gather":
+		return &opDef{2, 2, 1, []string{"axis"}, compileGather}
+	case "Transpose":
+		return &opDef{1, 1, 1, []string{"perm"}, compileTranspose}
+	case "Cast":
+		return &opDef{1, 1, 1, []string{"to", "saturate"}, compileCast}
+	}
+	return nil
+}

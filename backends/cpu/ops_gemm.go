@@ -1,0 +1,193 @@
+package cpu
+
+import (
+	"github.com/coalesce-ml/coalesce/tensor"
+)
+
+// compileGemm compiles Gemm: Y = alpha·A'·B' + beta·C with A' = transA ?
+// Aᵀ : A, B' likewise, and C unidirectionally broadcast to [M, N]. A
+// constant B stored transposed (PyTorch's Linear exports transB=1) is
+// transposed once here so the run-time kernel streams rows of B.
+func compileGemm(c *opCtx) (kernel, error) {
+	A, B, C := c.input(0), c.input(1), c.input(2)
+	alpha, err := c.n.attrs.float("alpha", 1)
+	if err != nil {
+		return nil, err
+	}
+	beta, err := c.n.attrs.float("beta", 1)
+	if err != nil {
+		return nil, err
+	}
+	transA, err := c.n.attrs.boolInt("transA", false)
+	if err != nil {
+		return nil, err
+	}
+	transB, err := c.n.attrs.boolInt("transB", false)
+	if err != nil {
+		return nil, err
+	}
+	if A == nil || B == nil {
+		return nil, invalidf("inputs A and B are required")
+	}
+	for i, name := range []string{"A", "B", "C"} {
+		if err := c.wantDType(i, name, tensor.FP32); err != nil {
+			return nil, err
+		}
+	}
+	if len(A.shape) != 2 {
+		return nil, invalidf("input A has shape %v, want rank 2", A.shape)
+	}
+	if len(B.shape) != 2 {
+		return nil, invalidf("input B has shape %v, want rank 2", B.shape)
+	}
+	m, k := int(A.shape[0]), int(A.shape[1])
+	if transA {
+		m, k = k, m
+	}
+	kb, n := int(B.shape[0]), int(B.shape[1])
+	if transB {
+		kb, n = n, kb
+	}
+	if kb != k {
+		return nil, invalidf("input B has shape %v, want K=%d (transB=%v, input A has shape %v, transA=%v)",
+			B.shape, k, transB, A.shape, transA)
+	}
+	out := []int64{int64(m), int64(n)}
+	if C != nil {
+		if len(C.shape) > 2 {
+			return nil, invalidf("input C has shape %v, want rank <= 2 broadcastable to %v", C.shape, out)
+		}
+		for i := range C.shape {
+			if d := dimFromEnd(C.shape, i); d != 1 && d != out[1-i] {
+				return nil, invalidf("input C has shape %v, not broadcastable to %v", C.shape, out)
+			}
+		}
+	}
+	c.setOut(0, tensor.FP32, out)
+	var packedB []float32
+	if B.konst != nil {
+		packedB = c.packB(B.konst, transB, k, n, int(B.shape[1]))
+	}
+	var cStrides []int
+	if C != nil && beta != 0 {
+		cStrides = broadcastStrides(C.shape, out)
+	}
+	lda := int(A.shape[1])
+	return kernelFunc(func(in, outs []*tensor.Tensor) error {
+		a, y := viewAs[float32](in[0].Data), viewAs[float32](outs[0].Data)
+		b, ldb, tb := packedB, k, true
+		if b == nil {
+			b, ldb, tb = viewAs[float32](in[1].Data), int(B.shape[1]), transB
+		}
+		bet := float32(0)
+		if cStrides != nil {
+			fillBroadcast(y, viewAs[float32](in[2].Data), m, n, cStrides, beta)
+			bet = 1
+		}
+		sgemm(transA, tb, m, n, k, alpha, a, lda, b, ldb, bet, y, n)
+		return nil
+	}), nil
+}
+
+// fillBroadcast sets the m×n matrix y to beta·C, C broadcast with the
+// given strides (row, column).
+func fillBroadcast(y, cv []float32, m, n int, strides []int, beta float32) {
+	sr, sc := strides[0], strides[1]
+	for i := range m {
+		row := y[i*n : i*n+n]
+		if sc == 1 {
+			src := cv[i*sr : i*sr+n]
+			for j, v := range src {
+				row[j] = beta * v
+			}
+			continue
+		}
+		v := beta * cv[i*sr]
+		for j := range row {
+			row[j] = v
+		}
+	}
+}
+
+// compileMatMul compiles MatMul with numpy semantics: 1-D operands are
+// promoted (and the added dim removed from the result), leading dims
+// broadcast. When B has no batch dims, A's batch dims fold into M and the
+// product is one sgemm call.
+func compileMatMul(c *opCtx) (kernel, error) {
+	A, B := c.input(0), c.input(1)
+	for i, name := range []string{"A", "B"} {
+		if err := c.wantDType(i, name, tensor.FP32); err != nil {
+			return nil, err
+		}
+	}
+	if len(A.shape) == 0 || len(B.shape) == 0 {
+		return nil, invalidf("MatMul of a scalar (shapes %v and %v)", A.shape, B.shape)
+	}
+	as, bs := clone(A.shape), clone(B.shape)
+	if len(as) == 1 {
+		as = []int64{1, as[0]}
+	}
+	if len(bs) == 1 {
+		bs = []int64{bs[0], 1}
+	}
+	m, k := int(as[len(as)-2]), int(as[len(as)-1])
+	kb, n := int(bs[len(bs)-2]), int(bs[len(bs)-1])
+	if kb != k {
+		return nil, invalidf("input B has shape %v, want K=%d (input A has shape %v)", B.shape, k, A.shape)
+	}
+	aBatch, bBatch := as[:len(as)-2], bs[:len(bs)-2]
+	batch, err := broadcast(aBatch, bBatch)
+	if err != nil {
+		return nil, invalidf("batch dims of input A %v and input B %v do not broadcast", A.shape, B.shape)
+	}
+	out := append(clone(batch), int64(m), int64(n))
+	if len(A.shape) == 1 {
+		out = append(out[:len(out)-2], out[len(out)-1])
+	}
+	if len(B.shape) == 1 {
+		out = out[:len(out)-1]
+	}
+	c.setOut(0, tensor.FP32, out)
+	if len(bBatch) == 0 {
+		rows := prod(aBatch) * m
+		var packed []float32
+		if B.konst != nil {
+			packed = c.packB(B.konst, false, k, n, n)
+		}
+		return kernelFunc(func(in, outs []*tensor.Tensor) error {
+			a, y := viewAs[float32](in[0].Data), viewAs[float32](outs[0].Data)
+			if packed != nil {
+				sgemm(false, true, rows, n, k, 1, a, k, packed, k, 0, y, n)
+				return nil
+			}
+			sgemm(false, false, rows, n, k, 1, a, k, viewAs[float32](in[1].Data), n, 0, y, n)
+			return nil
+		}), nil
+	}
+	// One (A offset, B offset) pair per output matrix, in output order.
+	sa, sb := broadcastStrides(aBatch, batch), broadcastStrides(bBatch, batch)
+	nb := prod(batch)
+	offs := make([][2]int, nb)
+	var idx [maxRank]int
+	for t := range nb {
+		oa, ob := 0, 0
+		for d := range batch {
+			oa += idx[d] * sa[d]
+			ob += idx[d] * sb[d]
+		}
+		offs[t] = [2]int{oa * m * k, ob * k * n}
+		for d := len(batch) - 1; d >= 0; d-- {
+			if idx[d]++; idx[d] < int(batch[d]) {
+				break
+			}
+			idx[d] = 0
+		}
+	}
+	return kernelFunc(func(in, outs []*tensor.Tensor) error {
+		a, b, y := viewAs[float32](in[0].Data), viewAs[float32](in[1].Data), viewAs[float32](outs[0].Data)
+		for t, o := range offs {
+			sgemm(false, false, m, n, k, 1, a[o[0]:], k, b[o[1]:], n, 0, y[t*m*n:], n)
+		}
+		return nil
+	}), nil
+}
