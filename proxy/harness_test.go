@@ -3,6 +3,7 @@ package proxy
 import (
 	"context"
 	"errors"
+	"fmt"
 	"io"
 	"log/slog"
 	"net"
@@ -194,6 +195,16 @@ type result struct {
 
 func do(t testing.TB, c *fasthttp.HostClient, method, path string, body []byte, headers ...string) result {
 	t.Helper()
+	r, err := doErr(c, method, path, body, headers...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return r
+}
+
+// doErr is do for goroutines other than the test's: it returns errors
+// instead of failing the test.
+func doErr(c *fasthttp.HostClient, method, path string, body []byte, headers ...string) (result, error) {
 	req, resp := fasthttp.AcquireRequest(), fasthttp.AcquireResponse()
 	defer fasthttp.ReleaseRequest(req)
 	defer fasthttp.ReleaseResponse(resp)
@@ -206,7 +217,7 @@ func do(t testing.TB, c *fasthttp.HostClient, method, path string, body []byte, 
 		req.SetBody(body)
 	}
 	if err := c.DoTimeout(req, resp, 5*time.Second); err != nil {
-		t.Fatalf("%s %s: %v", method, path, err)
+		return result{}, fmt.Errorf("%s %s: %w", method, path, err)
 	}
 	r := result{status: resp.StatusCode(), body: string(resp.Body()), header: map[string]string{}}
 	for _, h := range []string{"Content-Type", "Inference-Header-Content-Length", "Allow", "Retry-After", "Connection"} {
@@ -214,5 +225,5 @@ func do(t testing.TB, c *fasthttp.HostClient, method, path string, body []byte, 
 			r.header[h] = string(v)
 		}
 	}
-	return r
+	return r, nil
 }

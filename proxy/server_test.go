@@ -235,24 +235,6 @@ func TestDraining(t *testing.T) {
 	}
 }
 
-// doErr is do for goroutines other than the test's: it returns errors
-// instead of failing the test.
-func doErr(c *fasthttp.HostClient, method, path string, body []byte, headers ...string) (result, error) {
-	req, resp := fasthttp.AcquireRequest(), fasthttp.AcquireResponse()
-	defer fasthttp.ReleaseRequest(req)
-	defer fasthttp.ReleaseResponse(resp)
-	req.Header.SetMethod(method)
-	req.SetRequestURI("http://test" + path)
-	for i := 0; i+1 < len(headers); i += 2 {
-		req.Header.Set(headers[i], headers[i+1])
-	}
-	req.SetBody(body)
-	if err := c.DoTimeout(req, resp, 5*time.Second); err != nil {
-		return result{}, fmt.Errorf("%s %s: %w", method, path, err)
-	}
-	return result{status: resp.StatusCode(), body: string(resp.Body())}, nil
-}
-
 // concurrentCase returns request number i of goroutine g and the exact
 // response it must get. Inputs differ for every (g, i), so a response
 // built from another request's buffers cannot pass.
