@@ -1,0 +1,406 @@
+// Package loadgen generates HTTP load and measures latency honestly.
+//
+// Two load models: a closed loop (N connections, each sends its next
+// request when the previous answer arrives, like wrk) and an open loop (a
+// constant or Poisson arrival rate spread over N connections; latency is
+// measured from each request's intended send time, so a server that
+// stalls shows its queueing delay instead of hiding it: no coordinated
+// omission, like wrk2). A warm-up period is excluded from the figures, and
+// every run is bounded in time and request count.
+package loadgen
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"math"
+	"math/rand/v2"
+	"net"
+	"strconv"
+	"sync"
+	"sync/atomic"
+	"syscall"
+	"time"
+
+	"github.com/HdrHistogram/hdrhistogram-go"
+)
+
+// Mode is a load model.
+type Mode int
+
+// The load models.
+const (
+	Closed Mode = iota // N connections, each waits for its answer
+	Open               // requests arrive at a set rate, whatever the answers do
+)
+
+func (m Mode) String() string {
+	if m == Open {
+		return "open"
+	}
+	return "closed"
+}
+
+// Config describes one run. The zero value of an optional field says what
+// it does.
+type Config struct {
+	Addr string // host:port
+	// Requests is the mix to send; connection i starts at a different
+	// offset and walks it in order, so connections send different bodies.
+	Requests    []Request
+	Mode        Mode
+	Connections int // at least 1
+	// Rate is the total arrival rate in requests/s (open loop only).
+	Rate float64
+	// Poisson draws exponential gaps between arrivals instead of a
+	// constant interval (open loop only).
+	Poisson  bool
+	Warmup   time.Duration // sent but not measured
+	Duration time.Duration // measured; must be positive
+	// MaxRequests stops the run once this many requests were measured;
+	// 0 means no limit other than Duration.
+	MaxRequests int64
+	// Timeout bounds each request; 0 means 10s.
+	Timeout time.Duration
+	// Drain is how long an open loop that fell behind may keep sending its
+	// backlog after Duration; requests still unsent then are counted as
+	// errors "unsent". 0 means 2s.
+	Drain time.Duration
+	// Progress receives a live line every second; nil means none.
+	Progress io.Writer
+	Label    string // shown in the progress line
+	Seed     uint64 // for Poisson gaps
+}
+
+// Result holds the figures of one run.
+type Result struct {
+	Seconds  float64 // measured window
+	Requests int64   // answered within the window, any status
+	OK       int64   // 2xx
+	Shed     int64   // 429 and 503
+	// Errors counts other outcomes: status codes ("500"), and "dial",
+	// "timeout", "net" for requests that got no answer, "unsent" for
+	// open-loop arrivals that could not be sent in time.
+	Errors map[string]int64
+	// Latency of every answered request, in microseconds (open loop: from
+	// the intended send time).
+	Latency   *hdrhistogram.Histogram
+	Offered   float64 // open loop: intended arrivals per second
+	ClientCPU float64 // seconds of CPU this process used during the run
+}
+
+// Throughput returns OK answers per second.
+func (r *Result) Throughput() float64 {
+	if r.Seconds <= 0 {
+		return 0
+	}
+	return float64(r.OK) / r.Seconds
+}
+
+// Latency histograms track 1µs to 100s with 3 significant figures.
+const maxLatencyUS = 100_000_000
+
+// NewHistogram returns an empty latency histogram in microseconds.
+func NewHistogram() *hdrhistogram.Histogram { return hdrhistogram.New(1, maxLatencyUS, 3) }
+
+// worker is one connection's state and figures.
+type worker struct {
+	c conn
+
+	mu       sync.Mutex // guards the fields below; the progress line reads them
+	hist     *hdrhistogram.Histogram
+	interval *hdrhistogram.Histogram // since the last progress line
+	requests int64
+	ok, shed int64
+	errors   map[string]int64
+}
+
+// run is the shared state of one Run.
+type run struct {
+	cfg            Config
+	measureStart   time.Time
+	measureEnd     time.Time
+	stop           atomic.Bool
+	measured       atomic.Int64
+	stopAt         atomic.Int64 // UnixNano when MaxRequests was reached
+	timeout, drain time.Duration
+}
+
+// Run performs one run and returns its figures. It returns early, with
+// the figures so far, when ctx ends.
+func Run(ctx context.Context, cfg Config) (*Result, error) {
+	if err := check(&cfg); err != nil {
+		return nil, err
+	}
+	r := &run{cfg: cfg, timeout: cfg.Timeout, drain: cfg.Drain}
+	if r.timeout == 0 {
+		r.timeout = 10 * time.Second
+	}
+	if r.drain == 0 {
+		r.drain = 2 * time.Second
+	}
+	workers := make([]*worker, cfg.Connections)
+	for i := range workers {
+		workers[i] = &worker{c: conn{addr: cfg.Addr}, hist: NewHistogram(), interval: NewHistogram(), errors: map[string]int64{}}
+	}
+	cpu0 := cpuSeconds()
+	start := time.Now()
+	r.measureStart = start.Add(cfg.Warmup)
+	r.measureEnd = r.measureStart.Add(cfg.Duration)
+
+	stopCtx := context.AfterFunc(ctx, func() { r.stop.Store(true) })
+	defer stopCtx()
+	done := make(chan struct{}) // closed when every worker returned
+	var wg sync.WaitGroup
+	for i, w := range workers {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			defer w.c.close()
+			if cfg.Mode == Open {
+				r.open(i, w, start)
+			} else {
+				r.closed(i, w)
+			}
+		}()
+	}
+	go func() { wg.Wait(); close(done) }()
+	if cfg.Progress != nil {
+		r.progress(workers, done)
+	}
+	<-done
+
+	res := &Result{Latency: NewHistogram(), Errors: map[string]int64{}, ClientCPU: cpuSeconds() - cpu0}
+	for _, w := range workers {
+		res.Latency.Merge(w.hist)
+		res.Requests += w.requests
+		res.OK += w.ok
+		res.Shed += w.shed
+		for k, v := range w.errors {
+			res.Errors[k] += v
+		}
+	}
+	end := r.measureEnd
+	if at := r.stopAt.Load(); at != 0 && time.Unix(0, at).Before(end) {
+		end = time.Unix(0, at)
+	}
+	if now := time.Now(); now.Before(end) { // cancelled early
+		end = now
+	}
+	res.Seconds = end.Sub(r.measureStart).Seconds()
+	if res.Seconds < 0 {
+		res.Seconds = 0
+	}
+	if cfg.Mode == Open {
+		res.Offered = cfg.Rate
+	}
+	return res, ctx.Err()
+}
+
+func check(cfg *Config) error {
+	switch {
+	case cfg.Addr == "":
+		return errors.New("loadgen: no address")
+	case len(cfg.Requests) == 0:
+		return errors.New("loadgen: no requests to send")
+	case cfg.Connections < 1:
+		return fmt.Errorf("loadgen: %d connections; want at least 1", cfg.Connections)
+	case cfg.Duration <= 0:
+		return errors.New("loadgen: duration must be positive")
+	case cfg.Mode == Open && !(cfg.Rate > 0):
+		return errors.New("loadgen: open loop needs a positive rate")
+	}
+	return nil
+}
+
+// closed runs connection i of a closed loop: send, wait for the answer,
+// send the next, until the window ends.
+func (r *run) closed(i int, w *worker) {
+	n := len(r.cfg.Requests)
+	idx := i * n / r.cfg.Connections
+	for !r.stop.Load() {
+		t0 := time.Now()
+		if !t0.Before(r.measureEnd) {
+			return
+		}
+		req := &r.cfg.Requests[idx%n]
+		idx++
+		status, err := w.c.do(req, t0.Add(r.timeout))
+		r.record(w, t0, time.Now(), status, err)
+		var de *DialError
+		if errors.As(err, &de) {
+			pause(time.Millisecond) // the server is not listening: don't spin
+		}
+	}
+}
+
+// open runs connection i of an open loop. Its arrivals are a share of the
+// total rate, phase-shifted so that connections interleave; a request is
+// sent at its intended time or, when the connection is behind, at once,
+// and its latency counts from the intended time.
+func (r *run) open(i int, w *worker, start time.Time) {
+	n := len(r.cfg.Requests)
+	idx := i * n / r.cfg.Connections
+	perConn := r.cfg.Rate / float64(r.cfg.Connections)
+	rng := rand.New(rand.NewPCG(r.cfg.Seed, uint64(i)))
+	gap := func() time.Duration {
+		if r.cfg.Poisson {
+			return time.Duration(rng.ExpFloat64() / perConn * float64(time.Second))
+		}
+		return time.Duration(float64(time.Second) / perConn)
+	}
+	next := start.Add(time.Duration(float64(i) / r.cfg.Rate * float64(time.Second)))
+	if r.cfg.Poisson {
+		next = start.Add(gap())
+	}
+	for next.Before(r.measureEnd) {
+		if r.stop.Load() {
+			return
+		}
+		now := time.Now()
+		if now.Before(next) {
+			pause(next.Sub(now))
+		} else if now.After(r.measureEnd.Add(r.drain)) {
+			// Too far behind: count what is left of the schedule as unsent.
+			unsent := int64(0)
+			for ; next.Before(r.measureEnd); next = next.Add(gap()) {
+				if !next.Before(r.measureStart) {
+					unsent++
+				}
+			}
+			w.mu.Lock()
+			w.errors["unsent"] += unsent
+			w.mu.Unlock()
+			return
+		}
+		req := &r.cfg.Requests[idx%n]
+		idx++
+		status, err := w.c.do(req, time.Now().Add(r.timeout))
+		r.record(w, next, time.Now(), status, err)
+		next = next.Add(gap())
+	}
+}
+
+// record files one outcome under w. Only requests whose intended time
+// falls in the measured window count; every answer feeds the live line.
+func (r *run) record(w *worker, intended, end time.Time, status int, err error) {
+	us := end.Sub(intended).Microseconds()
+	if us < 1 {
+		us = 1
+	}
+	if us > maxLatencyUS {
+		us = maxLatencyUS
+	}
+	answered := err == nil || status > 0
+	measured := !intended.Before(r.measureStart) && intended.Before(r.measureEnd)
+	w.mu.Lock()
+	if answered {
+		w.interval.RecordValue(us)
+	}
+	if !measured {
+		w.mu.Unlock()
+		return
+	}
+	switch {
+	case answered:
+		w.requests++
+		w.hist.RecordValue(us)
+		switch {
+		case status >= 200 && status < 300:
+			w.ok++
+		case status == 429 || status == 503:
+			w.shed++
+		default:
+			w.errors[strconv.Itoa(status)]++
+		}
+	default:
+		w.errors[errorKind(err)]++
+	}
+	w.mu.Unlock()
+	if m := r.cfg.MaxRequests; m > 0 && r.measured.Add(1) == m {
+		r.stopAt.Store(time.Now().UnixNano())
+		r.stop.Store(true)
+	}
+}
+
+func errorKind(err error) string {
+	var de *DialError
+	var ne net.Error
+	switch {
+	case errors.As(err, &de):
+		return "dial"
+	case errors.As(err, &ne) && ne.Timeout():
+		return "timeout"
+	}
+	return "net"
+}
+
+// progress writes a live line every second until done is closed.
+func (r *run) progress(workers []*worker, done <-chan struct{}) {
+	tick := time.NewTicker(time.Second)
+	defer tick.Stop()
+	merged := NewHistogram()
+	start := time.Now()
+	last := start
+	for {
+		select {
+		case <-done:
+			fmt.Fprintln(r.cfg.Progress)
+			return
+		case now := <-tick.C:
+			merged.Reset()
+			for _, w := range workers {
+				w.mu.Lock()
+				merged.Merge(w.interval)
+				w.interval.Reset()
+				w.mu.Unlock()
+			}
+			phase := "measure"
+			if now.Before(r.measureStart) {
+				phase = "warm-up"
+			}
+			rps := float64(merged.TotalCount()) / now.Sub(last).Seconds()
+			last = now
+			fmt.Fprintf(r.cfg.Progress, "\r%-40s %5.1fs %-7s %9.0f req/s  p99 %8.3f ms   ",
+				r.cfg.Label, now.Sub(start).Seconds(), phase, rps, float64(merged.ValueAtQuantile(99))/1000)
+		}
+	}
+}
+
+// pause sleeps for d.
+func pause(d time.Duration) {
+	t := time.NewTimer(d)
+	<-t.C
+}
+
+// cpuSeconds returns the CPU time (user + system) this process used.
+func cpuSeconds() float64 {
+	var ru syscall.Rusage
+	if err := syscall.Getrusage(syscall.RUSAGE_SELF, &ru); err != nil {
+		return math.NaN()
+	}
+	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano()).Seconds()
+}
+
+// Percentiles are latency figures in microseconds.
+type Percentiles struct {
+	P50, P90, P99, P999, Max, Mean float64
+}
+
+// Summarize returns the percentiles of a latency histogram (zeros when it
+// is empty). HDR histograms report the highest value equivalent to the
+// bucket a percentile falls in, so figures are upper bounds within 0.1%.
+func Summarize(h *hdrhistogram.Histogram) Percentiles {
+	if h.TotalCount() == 0 {
+		return Percentiles{}
+	}
+	return Percentiles{
+		P50:  float64(h.ValueAtQuantile(50)),
+		P90:  float64(h.ValueAtQuantile(90)),
+		P99:  float64(h.ValueAtQuantile(99)),
+		P999: float64(h.ValueAtQuantile(99.9)),
+		Max:  float64(h.Max()),
+		Mean: h.Mean(),
+	}
+}
