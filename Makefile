@@ -5,7 +5,7 @@ COMMIT    ?= $(shell git rev-parse HEAD 2>/dev/null || echo unknown)
 LDFLAGS   := -s -w -X main.version=$(VERSION) -X main.commit=$(COMMIT)
 BIN       := bin/coalesce
 
-.PHONY: run build test test-short lint fuzz bench clean
+.PHONY: run build test test-short lint fuzz bench bench-go clean
 
 build:
 	CGO_ENABLED=0 $(GO) build -trimpath -ldflags "$(LDFLAGS)" -o $(BIN) ./cmd/coalesce
@@ -35,7 +35,14 @@ lint:
 	$(GO) vet ./...
 	@out=$$(gofmt -l .); if [ -n "$$out" ]; then echo "gofmt needed:"; echo "$$out"; exit 1; fi
 
+# The standard load-test suite (bench/scenarios/standard.yaml): a few minutes;
+# the report and charts go to bench/results/<timestamp>/.
+BENCH_ARGS ?=
 bench:
+	BENCH_COMMAND="make bench $(BENCH_ARGS)" $(GO) run ./bench suite $(BENCH_ARGS)
+
+# Go micro-benchmarks of every package.
+bench-go:
 	$(GO) test -run '^$$' -bench . -benchmem ./...
 
 clean:

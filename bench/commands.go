@@ -1,0 +1,202 @@
+package main
+
+import (
+	"bufio"
+	"context"
+	"flag"
+	"fmt"
+	"net"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"runtime"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/coalesce-ml/coalesce/bench/loadgen"
+	"github.com/coalesce-ml/coalesce/bench/report"
+	"github.com/coalesce-ml/coalesce/bench/targets"
+	"github.com/coalesce-ml/coalesce/bench/workload"
+)
+
+// runCmd measures one server that is already running.
+func runCmd(ctx context.Context, args []string) error {
+	fs := flag.NewFlagSet("bench run", flag.ContinueOnError)
+	addr := fs.String("addr", "127.0.0.1:8080", "server address host:port")
+	name := fs.String("name", "target", "label of the server in the report")
+	protocol := fs.String("protocol", "predict", "predict, v2-json, v2-binary or tfs")
+	model := fs.String("model", "digits-mlp", "model whose golden rows make the bodies")
+	models := fs.String("models", "models", "model repository holding <model>/golden.json")
+	path := fs.String("path", "", "request path (default: the protocol's path for -model)")
+	batch := fs.String("batch", "1", "rows per request, a comma-separated mix drawn uniformly, e.g. 1,1,4,16")
+	repeat := fs.Float64("repeat", 0, "share of requests (0..1) that repeat a hot set of 8 inputs")
+	conns := fs.String("c", "16", "closed loop: comma-separated connection counts to sweep")
+	rates := fs.String("rate", "", "open loop: comma-separated arrival rates (req/s) to sweep; replaces -c")
+	openConns := fs.Int("open-conns", 64, "open loop: connections (concurrency cap)")
+	poisson := fs.Bool("poisson", true, "open loop: Poisson arrivals (false: constant interval)")
+	warmup := fs.Duration("warmup", time.Second, "warm-up per run, not measured")
+	duration := fs.Duration("d", 5*time.Second, "measured duration per run")
+	maxReq := fs.Int64("n", 0, "stop a run after this many measured requests (0: no limit)")
+	reps := fs.Int("reps", 1, "repetitions of every level")
+	pid := fs.Int("pid", 0, "server PID: its CPU (and its children's) is measured from /proc")
+	metricsURL := fs.String("metrics", "", "server /metrics URL: scraped before and after each run")
+	out := fs.String("out", "bench/results", "directory under which the report is written")
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	mix, err := ints(*batch)
+	if err != nil {
+		return fmt.Errorf("-batch: %w", err)
+	}
+	reqs, err := workload.Build(workload.Spec{Model: *model, ModelsDir: *models, Protocol: *protocol, Path: *path, Batch: mix, RepeatShare: *repeat}, *addr)
+	if err != nil {
+		return err
+	}
+	var loads []load
+	if *rates != "" {
+		rs, err := floats(*rates)
+		if err != nil {
+			return fmt.Errorf("-rate: %w", err)
+		}
+		for _, r := range rs {
+			loads = append(loads, load{mode: loadgen.Open, level: r, conns: *openConns, poisson: *poisson})
+		}
+	} else {
+		cs, err := ints(*conns)
+		if err != nil {
+			return fmt.Errorf("-c: %w", err)
+		}
+		for _, c := range cs {
+			loads = append(loads, load{mode: loadgen.Closed, level: float64(c)})
+		}
+	}
+	s := server{name: *name, addr: *addr, pid: *pid, metricsURL: *metricsURL}
+	r := &report.Report{Header: header(commandLine(append([]string{"run"}, args...)), &Scenario{Name: "run"})}
+	for _, l := range loads {
+		for rep := 0; rep < *reps; rep++ {
+			l := l
+			l.scenario, l.protocol, l.rep, l.reqs = *protocol, *protocol, rep, reqs
+			l.warmup, l.duration, l.maxRequests = *warmup, *duration, *maxReq
+			run, err := measure(ctx, s, l, os.Stderr)
+			if err != nil {
+				return err
+			}
+			r.Runs = append(r.Runs, run)
+		}
+	}
+	r.Points, r.Ratios = report.Summarize(r.Runs, "")
+	dir := filepath.Join(*out, time.Now().Format("20060102-150405")+"-run")
+	files, err := report.Write(dir, r)
+	if err != nil {
+		return err
+	}
+	if err := report.WriteMarkdown(os.Stdout, r); err != nil {
+		return err
+	}
+	fmt.Fprintf(os.Stderr, "report written:\n  %s\n", strings.Join(files, "\n  "))
+	return nil
+}
+
+// noopCmd serves the bare fasthttp ceiling until ctx ends.
+func noopCmd(ctx context.Context, args []string) error {
+	fs := flag.NewFlagSet("bench noop", flag.ContinueOnError)
+	addr := fs.String("addr", "127.0.0.1:18080", "listen address")
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	ln, err := net.Listen("tcp", *addr)
+	if err != nil {
+		return err
+	}
+	go func() { <-ctx.Done(); ln.Close() }()
+	if err := targets.ServeNoop(ln); err != nil && ctx.Err() == nil {
+		return err
+	}
+	return nil
+}
+
+func ints(s string) ([]int, error) {
+	var out []int
+	for _, f := range strings.Split(s, ",") {
+		n, err := strconv.Atoi(strings.TrimSpace(f))
+		if err != nil || n < 1 {
+			return nil, fmt.Errorf("%q is not a positive integer", f)
+		}
+		out = append(out, n)
+	}
+	return out, nil
+}
+
+func floats(s string) ([]float64, error) {
+	var out []float64
+	for _, f := range strings.Split(s, ",") {
+		n, err := strconv.ParseFloat(strings.TrimSpace(f), 64)
+		if err != nil || !(n > 0) {
+			return nil, fmt.Errorf("%q is not a positive number", f)
+		}
+		out = append(out, n)
+	}
+	return out, nil
+}
+
+// header describes this machine, this commit and this command.
+func header(command string, sc *Scenario) report.Header {
+	h := report.Header{
+		Title:    "Coalesce benchmark: " + sc.Name,
+		Date:     time.Now().UTC(),
+		Commit:   gitCommit(),
+		Command:  command,
+		Baseline: sc.Baseline,
+		Machine: report.Machine{
+			CPU: cpuModel(), Cores: runtime.NumCPU(), GOMAXPROCS: runtime.GOMAXPROCS(0),
+			MemoryGiB: memGiB(), Go: runtime.Version(),
+		},
+	}
+	if b, err := os.ReadFile("/proc/sys/kernel/osrelease"); err == nil {
+		h.Machine.Kernel = "Linux " + strings.TrimSpace(string(b))
+	}
+	h.Notes = append(h.Notes, "client and servers share this machine's cores; every figure is load generator + server on one box")
+	return h
+}
+
+func gitCommit() string {
+	out, err := exec.Command("git", "rev-parse", "--short=12", "HEAD").Output()
+	if err != nil {
+		return "unknown"
+	}
+	c := strings.TrimSpace(string(out))
+	if st, err := exec.Command("git", "status", "--porcelain", "--untracked-files=no").Output(); err == nil && len(st) > 0 {
+		c += "-dirty"
+	}
+	return c
+}
+
+func cpuModel() string {
+	f, err := os.Open("/proc/cpuinfo")
+	if err != nil {
+		return runtime.GOARCH
+	}
+	defer f.Close()
+	sc := bufio.NewScanner(f)
+	for sc.Scan() {
+		if k, v, ok := strings.Cut(sc.Text(), ":"); ok && strings.TrimSpace(k) == "model name" {
+			return strings.TrimSpace(v)
+		}
+	}
+	return runtime.GOARCH
+}
+
+func memGiB() float64 {
+	b, err := os.ReadFile("/proc/meminfo")
+	if err != nil {
+		return 0
+	}
+	for _, line := range strings.Split(string(b), "\n") {
+		if f := strings.Fields(line); len(f) >= 2 && f[0] == "MemTotal:" {
+			kb, _ := strconv.ParseFloat(f[1], 64)
+			return float64(int(kb/1024/1024*10+0.5)) / 10
+		}
+	}
+	return 0
+}
