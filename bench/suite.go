@@ -22,8 +22,8 @@ import (
 // suiteFlags are the flags of bench suite.
 type suiteFlags struct {
 	scenario, out, models, peers, coalesceBin, only string
-	quick                                         bool
-	progress                                      io.Writer
+	quick                                           bool
+	progress                                        io.Writer
 }
 
 func suiteCmd(ctx context.Context, args []string) error {
