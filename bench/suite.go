@@ -227,9 +227,9 @@ func startTargets(ctx context.Context, sc *Scenario, f suiteFlags, wanted []stri
 func peerNote(name string) string {
 	switch name {
 	case "flask":
-		return "flask: the seed's Flask example as written (its built-in server), scikit-learn MLPClassifier(256, 256) on digits"
+		return "flask: the seed's Flask example as written (its built-in server, werkzeug), scikit-learn MLPClassifier(256, 256) on digits; it answers every request with Connection: close, so its figures include a TCP connection per request"
 	case "gunicorn":
-		return "gunicorn: the same Flask app under gunicorn with 2 sync workers"
+		return "gunicorn: the same Flask app under gunicorn with 2 sync workers; sync workers also close the connection after every response"
 	case "noop-fasthttp":
 		return "noop-fasthttp: a bare fasthttp server that reads the body and answers a fixed JSON (no model): the HTTP ceiling of this machine"
 	}

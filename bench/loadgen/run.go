@@ -75,10 +75,12 @@ type Config struct {
 
 // Result holds the figures of one run.
 type Result struct {
-	Seconds  float64 // measured window
-	Requests int64   // answered within the window, any status
-	OK       int64   // 2xx
-	Shed     int64   // 429 and 503
+	// Seconds is the measured window, stretched to the last answer of a
+	// request sent within it when that came later.
+	Seconds  float64
+	Requests int64 // answered within the window, any status
+	OK       int64 // 2xx
+	Shed     int64 // 429 and 503
 	// Errors counts other outcomes: status codes ("500"), and "dial",
 	// "timeout", "net" for requests that got no answer, "unsent" for
 	// open-loop arrivals that could not be sent in time.
@@ -114,6 +116,7 @@ type worker struct {
 	requests int64
 	ok, shed int64
 	errors   map[string]int64
+	lastEnd  time.Time // when the last measured answer arrived
 }
 
 // run is the shared state of one Run.
@@ -172,7 +175,11 @@ func Run(ctx context.Context, cfg Config) (*Result, error) {
 	<-done
 
 	res := &Result{Latency: NewHistogram(), Errors: map[string]int64{}, ClientCPU: cpuSeconds() - cpu0}
+	var lastEnd time.Time
 	for _, w := range workers {
+		if w.lastEnd.After(lastEnd) {
+			lastEnd = w.lastEnd
+		}
 		res.Latency.Merge(w.hist)
 		res.Requests += w.requests
 		res.OK += w.ok
@@ -187,6 +194,12 @@ func Run(ctx context.Context, cfg Config) (*Result, error) {
 	}
 	if now := time.Now(); now.Before(end) { // cancelled early
 		end = now
+	}
+	// Answers that arrive after the window (an open loop that fell
+	// behind) stretch it: throughput is what was answered per second of
+	// answering, never more than the server really delivered.
+	if lastEnd.After(end) && r.stopAt.Load() == 0 {
+		end = lastEnd
 	}
 	res.Seconds = end.Sub(r.measureStart).Seconds()
 	if res.Seconds < 0 {
@@ -306,6 +319,9 @@ func (r *run) record(w *worker, intended, end time.Time, status int, err error) 
 	case answered:
 		w.requests++
 		w.hist.RecordValue(us)
+		if end.After(w.lastEnd) {
+			w.lastEnd = end
+		}
 		switch {
 		case status >= 200 && status < 300:
 			w.ok++
