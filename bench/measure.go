@@ -52,16 +52,20 @@ func measure(ctx context.Context, s server, l load, progress io.Writer) (report.
 	} else {
 		cfg.Connections = int(l.level)
 	}
+	// Server-side figures are taken when the warm-up ends, so that they
+	// cover the measured window only.
 	var before *targets.Metrics
-	if s.metricsURL != "" {
-		if m, err := targets.Scrape(ctx, s.metricsURL); err == nil { // a missing view is not fatal
-			before = &m
-		}
-	}
 	cpu0 := -1.0
-	if s.pid > 0 {
-		if c, err := targets.CPUSeconds(s.pid); err == nil {
-			cpu0 = c
+	cfg.MeasureStart = func() {
+		if s.metricsURL != "" {
+			if m, err := targets.Scrape(ctx, s.metricsURL); err == nil { // a missing view is not fatal
+				before = &m
+			}
+		}
+		if s.pid > 0 {
+			if c, err := targets.CPUSeconds(s.pid); err == nil {
+				cpu0 = c
+			}
 		}
 	}
 	res, err := loadgen.Run(ctx, cfg)

@@ -98,7 +98,7 @@ func TestSmokeSuite(t *testing.T) {
 				if run.OK == 0 || run.OK != run.Requests {
 					t.Fatalf("%s %v: %d OK of %d (errors %v)", s.name, l.mode, run.OK, run.Requests, run.Errors)
 				}
-				if s.name == "coalesce" && (run.Server["inference_calls"] < float64(run.OK) || run.ServerCPU <= 0) {
+				if s.name == "coalesce" && (run.Server["inference_calls"] < 0.9*float64(run.OK) || run.ServerCPU <= 0) {
 					t.Errorf("coalesce server view = %v, CPU %v; want ≥ %d inference calls and CPU > 0", run.Server, run.ServerCPU, run.OK)
 				}
 				r.Runs = append(r.Runs, run)

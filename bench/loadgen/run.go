@@ -71,6 +71,10 @@ type Config struct {
 	Progress io.Writer
 	Label    string // shown in the progress line
 	Seed     uint64 // for Poisson gaps
+	// MeasureStart, when set, is called once when the warm-up ends and
+	// the measured window begins (on its own goroutine), so that a caller
+	// can snapshot server-side counters at the same moment.
+	MeasureStart func()
 }
 
 // Result holds the figures of one run.
@@ -154,6 +158,17 @@ func Run(ctx context.Context, cfg Config) (*Result, error) {
 
 	stopCtx := context.AfterFunc(ctx, func() { r.stop.Store(true) })
 	defer stopCtx()
+	var hook sync.WaitGroup // MeasureStart has returned
+	if cfg.MeasureStart != nil {
+		hook.Add(1)
+		t := time.AfterFunc(time.Until(r.measureStart), func() { defer hook.Done(); cfg.MeasureStart() })
+		defer func() {
+			if t.Stop() { // never ran: the run was cancelled during warm-up
+				hook.Done()
+			}
+			hook.Wait()
+		}()
+	}
 	done := make(chan struct{}) // closed when every worker returned
 	var wg sync.WaitGroup
 	for i, w := range workers {
