@@ -39,9 +39,10 @@ func NewRequest(method, host, path string, body []byte, headers ...string) Reque
 // prepared request and reads just enough of the response to know its
 // status and where it ends. It is not safe for concurrent use.
 type conn struct {
-	addr string
-	nc   net.Conn
-	br   *bufio.Reader
+	addr     string
+	nc       net.Conn
+	br       *bufio.Reader
+	deadline time.Time // the connection's current I/O deadline
 }
 
 var errMalformed = errors.New("malformed HTTP response")
@@ -49,20 +50,29 @@ var errMalformed = errors.New("malformed HTTP response")
 // do sends req and reads the whole response. It returns the status code
 // and whether the connection must be closed afterwards. On any error the
 // connection is closed and the next call redials.
-func (c *conn) do(req *Request, deadline time.Time) (status int, err error) {
+//
+// Moving a connection's deadline costs a timer update, so it is moved
+// only when the wanted one is more than slack past it, and then to slack
+// beyond the wanted one: a request's timeout is within ±slack of the
+// wanted timeout.
+func (c *conn) do(req *Request, deadline time.Time, slack time.Duration) (status int, err error) {
 	if c.nc == nil {
 		nc, err := net.DialTimeout("tcp", c.addr, time.Until(deadline))
 		if err != nil {
 			return 0, &DialError{Err: err}
 		}
 		c.nc = nc
+		c.deadline = time.Time{}
 		if c.br == nil {
 			c.br = bufio.NewReaderSize(nc, 16<<10)
 		} else {
 			c.br.Reset(nc)
 		}
 	}
-	c.nc.SetDeadline(deadline)
+	if deadline.Sub(c.deadline) > slack {
+		c.deadline = deadline.Add(slack)
+		c.nc.SetDeadline(c.deadline)
+	}
 	if _, err := c.nc.Write(req.wire); err != nil {
 		c.close()
 		return 0, err

@@ -254,7 +254,7 @@ func (r *run) closed(i int, w *worker) {
 		}
 		req := &r.cfg.Requests[idx%n]
 		idx++
-		status, err := w.c.do(req, t0.Add(r.timeout))
+		status, err := w.c.do(req, t0.Add(r.timeout), r.timeout/4)
 		r.record(w, t0, time.Now(), status, err)
 		var de *DialError
 		if errors.As(err, &de) {
@@ -304,7 +304,7 @@ func (r *run) open(i int, w *worker, start time.Time) {
 		}
 		req := &r.cfg.Requests[idx%n]
 		idx++
-		status, err := w.c.do(req, time.Now().Add(r.timeout))
+		status, err := w.c.do(req, time.Now().Add(r.timeout), r.timeout/4)
 		r.record(w, next, time.Now(), status, err)
 		next = next.Add(gap())
 	}
