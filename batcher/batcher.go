@@ -1,0 +1,386 @@
+package batcher
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"sync"
+	"time"
+
+	"github.com/coalesce-ml/coalesce/backends"
+	"github.com/coalesce-ml/coalesce/tensor"
+)
+
+// Config configures the batcher of one model version. Zero values are
+// replaced by the defaults New documents.
+type Config struct {
+	// Enabled turns batching on; when false every request runs alone
+	// (batches of one request), with the same queue, deadlines and
+	// shedding, as the baseline batching is measured against.
+	Enabled bool
+	// MaxBatchSize is the most rows one batch holds; 0 means the
+	// backend's maximum, or 64 when it declares none.
+	MaxBatchSize int
+	// MaxQueueDelay is the longest a request may wait in the queue for
+	// more requests to join its batch; 0 means never wait.
+	MaxQueueDelay time.Duration
+	// QueueCapacity bounds the queue in rows; 0 means 16 × MaxBatchSize.
+	QueueCapacity int
+	// PriorityLevels is the number of priority levels (1 = highest);
+	// 0 means 1.
+	PriorityLevels int
+}
+
+// Request is one inference request submitted to a batcher.
+type Request struct {
+	// Inputs are in the model's input order, all with the same batch
+	// size (dimension 0). The batcher does not modify them.
+	Inputs []*tensor.Tensor
+	// Deadline is when the answer is no longer useful; a request still
+	// queued then is answered with ErrExpired and never executed.
+	Deadline time.Time
+	// Priority is 1 (highest) to PriorityLevels; 0 means the lowest
+	// level.
+	Priority int
+}
+
+// Errors of Submit. The proxy maps ErrQueueFull, ErrOverloaded and
+// ErrClosed to 503 with Retry-After, and ErrExpired to 504.
+var (
+	ErrQueueFull  = errors.New("batcher: queue full")
+	ErrOverloaded = errors.New("batcher: the request cannot be served before its deadline")
+	ErrExpired    = errors.New("batcher: deadline passed while queued")
+	ErrClosed     = errors.New("batcher: closed")
+)
+
+// Reasons a batch is released, the label values of the batches metric.
+const (
+	ReleaseFull     = "full"     // the batch reached MaxBatchSize rows
+	ReleaseIdle     = "idle"     // a worker was free and waiting would not pay
+	ReleaseDelay    = "delay"    // the oldest request waited MaxQueueDelay
+	ReleaseDeadline = "deadline" // waiting longer would miss a deadline
+	ReleaseClose    = "close"    // the batcher is closing and flushes its queue
+)
+
+// call is one queued request and its answer.
+type call struct {
+	req      Request
+	rows     int
+	shape    []int64 // non-batch dims of every input, flattened: the compatibility key
+	enqueued time.Time
+	done     chan result // capacity 1; written once by the batcher
+}
+
+type result struct {
+	out []*tensor.Tensor
+	err error
+}
+
+// batch is a set of calls run together.
+type batch struct {
+	calls  []*call
+	rows   int
+	reason string
+}
+
+// Batcher coalesces concurrent requests for one backend into batches. It
+// is safe for concurrent use. Create it with New and stop it with Close.
+type Batcher struct {
+	backend backends.Backend
+	cfg     Config
+	workers int
+	clock   Clock
+	met     *Metrics // nil: no metrics
+
+	wake    chan struct{} // capacity 1: "state changed, look again"
+	batches chan *batch   // unbuffered: scheduler → workers
+	stopped chan struct{} // closed when the scheduler has exited
+	wg      sync.WaitGroup
+
+	mu       sync.Mutex // guards the fields below
+	queues   [][]*call  // one FIFO per priority level, index 0 = priority 1
+	rows     int        // queued rows, all levels
+	requests int        // queued requests
+	idle     int        // workers waiting for a batch
+	closing  bool
+	cost     costModel
+	arrivals rateMeter
+
+	onWait func() // tests: called each time the scheduler is about to block
+}
+
+// New returns a running batcher for b with cfg; met may be nil.
+// Concurrency is the backend's declared concurrency (at least 1). clock
+// nil means the real clock.
+func New(b backends.Backend, cfg Config, met *Metrics, clock Clock) *Batcher {
+	return newBatcher(b, cfg, met, clock, nil)
+}
+
+func newBatcher(b backends.Backend, cfg Config, met *Metrics, clock Clock, onWait func()) *Batcher {
+	meta := b.Metadata()
+	if cfg.MaxBatchSize <= 0 {
+		cfg.MaxBatchSize = meta.MaxBatchSize
+		if cfg.MaxBatchSize <= 0 {
+			cfg.MaxBatchSize = 64
+		}
+	}
+	if meta.MaxBatchSize > 0 && cfg.MaxBatchSize > meta.MaxBatchSize {
+		cfg.MaxBatchSize = meta.MaxBatchSize
+	}
+	if cfg.QueueCapacity <= 0 {
+		cfg.QueueCapacity = 16 * cfg.MaxBatchSize
+	}
+	if cfg.PriorityLevels <= 0 {
+		cfg.PriorityLevels = 1
+	}
+	if clock == nil {
+		clock = realClock{}
+	}
+	bt := &Batcher{
+		backend: b, cfg: cfg, workers: max(1, meta.Concurrency), clock: clock, met: met,
+		wake: make(chan struct{}, 1), batches: make(chan *batch), stopped: make(chan struct{}),
+		queues: make([][]*call, cfg.PriorityLevels), onWait: onWait,
+	}
+	bt.idle = bt.workers
+	bt.wg.Add(bt.workers)
+	for range bt.workers {
+		go bt.worker()
+	}
+	go bt.schedule()
+	return bt
+}
+
+// Config returns the effective configuration (defaults filled in).
+func (bt *Batcher) Config() Config { return bt.cfg }
+
+// Submit queues req and waits for its outputs, in the model's output
+// order with req's rows. It returns ErrQueueFull or ErrOverloaded at once
+// when the request cannot be admitted, ErrExpired when its deadline passes
+// while queued, and the backend's error when its batch fails.
+func (bt *Batcher) Submit(req Request) ([]*tensor.Tensor, error) {
+	c, err := bt.enqueue(req)
+	if err != nil {
+		return nil, err
+	}
+	r := <-c.done // the batcher answers every call it accepted
+	return r.out, r.err
+}
+
+func (bt *Batcher) enqueue(req Request) (*call, error) {
+	if len(req.Inputs) == 0 {
+		return nil, fmt.Errorf("batcher: no inputs: %w", backends.ErrInvalidInput)
+	}
+	rows := req.Inputs[0].BatchSize()
+	if rows < 1 || rows > bt.cfg.MaxBatchSize {
+		return nil, fmt.Errorf("batcher: %d rows; want 1 to max_batch_size %d: %w", rows, bt.cfg.MaxBatchSize, backends.ErrInvalidInput)
+	}
+	level := req.Priority
+	if level <= 0 || level > bt.cfg.PriorityLevels {
+		if level > bt.cfg.PriorityLevels {
+			return nil, fmt.Errorf("batcher: priority %d; want 1 (highest) to %d, or 0 for the default: %w", level, bt.cfg.PriorityLevels, backends.ErrInvalidInput)
+		}
+		level = bt.cfg.PriorityLevels
+	}
+	c := &call{req: req, rows: rows, shape: shapeKey(req.Inputs), done: make(chan result, 1)}
+	now := bt.clock.Now()
+	bt.mu.Lock()
+	switch {
+	case bt.closing:
+		bt.mu.Unlock()
+		return nil, ErrClosed
+	case !req.Deadline.After(now):
+		bt.mu.Unlock()
+		bt.met.expired()
+		return nil, ErrExpired
+	case bt.rows+rows > bt.cfg.QueueCapacity:
+		bt.mu.Unlock()
+		bt.met.shed("queue_full")
+		return nil, ErrQueueFull
+	}
+	if est, ok := bt.waitEstimate(rows, level); ok && now.Add(est).After(req.Deadline) {
+		bt.mu.Unlock()
+		bt.met.shed("admission")
+		return nil, ErrOverloaded
+	}
+	c.enqueued = now
+	bt.arrivals.arrive(now, rows)
+	bt.queues[level-1] = append(bt.queues[level-1], c)
+	bt.rows += rows
+	bt.requests++
+	bt.met.depth(bt.rows, bt.requests)
+	bt.mu.Unlock()
+	bt.poke()
+	return c, nil
+}
+
+// waitEstimate returns how long a request of rows rows at level would
+// take to be answered: the batches queued ahead of it spread over the
+// workers, plus its own. False when the cost model knows nothing yet.
+// Called with mu held.
+func (bt *Batcher) waitEstimate(rows, level int) (time.Duration, bool) {
+	ahead := 0
+	for l := 0; l < level; l++ {
+		for _, c := range bt.queues[l] {
+			ahead += c.rows
+		}
+	}
+	total := ahead + rows
+	per, ok := bt.cost.estimate(min(total, bt.cfg.MaxBatchSize))
+	if !ok {
+		return 0, false
+	}
+	batches := (total + bt.cfg.MaxBatchSize - 1) / bt.cfg.MaxBatchSize
+	rounds := (batches + bt.workers - 1) / bt.workers
+	if bt.idle == 0 {
+		rounds++ // every worker is busy: count one batch each must finish first
+	}
+	return time.Duration(rounds) * per, true
+}
+
+// poke tells the scheduler that something changed.
+func (bt *Batcher) poke() {
+	select {
+	case bt.wake <- struct{}{}:
+	default:
+	}
+}
+
+// shapeKey returns the non-batch dimensions of all inputs: requests with
+// different keys cannot share a batch.
+func shapeKey(in []*tensor.Tensor) []int64 {
+	var k []int64
+	for _, t := range in {
+		if len(t.Shape) > 0 {
+			k = append(k, t.Shape[1:]...)
+		}
+		k = append(k, -1) // separator
+	}
+	return k
+}
+
+func sameShape(a, b []int64) bool {
+	if len(a) != len(b) {
+		return false
+	}
+	for i := range a {
+		if a[i] != b[i] {
+			return false
+		}
+	}
+	return true
+}
+
+// Close stops accepting requests, runs what is queued, waits for every
+// batch in flight, and stops the batcher's goroutines. It returns ctx's
+// error if that ends first (the goroutines still stop once the work is
+// done).
+func (bt *Batcher) Close(ctx context.Context) error {
+	bt.mu.Lock()
+	bt.closing = true
+	bt.mu.Unlock()
+	bt.poke()
+	select {
+	case <-bt.stopped:
+		return nil
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+}
+
+// runBatch executes b on the backend and answers its calls.
+func (bt *Batcher) runBatch(b *batch) {
+	start := bt.clock.Now()
+	for _, c := range b.calls {
+		bt.met.queueWait(start.Sub(c.enqueued))
+	}
+	bt.met.batch(b.rows, b.reason)
+	out, err := bt.execute(b)
+	elapsed := bt.clock.Now().Sub(start)
+	if err == nil {
+		bt.mu.Lock()
+		bt.cost.observe(b.rows, elapsed)
+		bt.mu.Unlock()
+	}
+	for i, c := range b.calls {
+		if err != nil {
+			c.done <- result{err: err}
+			continue
+		}
+		c.done <- result{out: out[i]}
+	}
+}
+
+// execute merges the calls' inputs, runs the backend, and splits the
+// outputs back, one slice of rows per call, in order.
+func (bt *Batcher) execute(b *batch) (out [][]*tensor.Tensor, err error) {
+	defer func() {
+		if r := recover(); r != nil {
+			err = fmt.Errorf("batcher: backend panicked: %v", r)
+		}
+	}()
+	var inputs []*tensor.Tensor
+	if len(b.calls) == 1 {
+		inputs = b.calls[0].req.Inputs
+	} else {
+		n := len(b.calls[0].req.Inputs)
+		inputs = make([]*tensor.Tensor, n)
+		parts := make([]*tensor.Tensor, len(b.calls))
+		for i := range n {
+			for j, c := range b.calls {
+				parts[j] = c.req.Inputs[i]
+			}
+			if inputs[i], err = tensor.Concat(parts[0].Name, parts); err != nil {
+				return nil, fmt.Errorf("batcher: merging input %d: %w", i, err)
+			}
+		}
+	}
+	// The batch runs until its last member's deadline: no member is
+	// failed by another's tighter one.
+	deadline := b.calls[0].req.Deadline
+	for _, c := range b.calls[1:] {
+		if c.req.Deadline.After(deadline) {
+			deadline = c.req.Deadline
+		}
+	}
+	ctx, cancel := context.WithDeadline(context.Background(), deadline)
+	defer cancel()
+	res, err := bt.backend.Infer(ctx, inputs)
+	if err != nil {
+		return nil, err
+	}
+	out = make([][]*tensor.Tensor, len(b.calls))
+	if len(b.calls) == 1 {
+		out[0] = res
+		return out, nil
+	}
+	rows := make([]int, len(b.calls))
+	for j, c := range b.calls {
+		rows[j] = c.rows
+		out[j] = make([]*tensor.Tensor, len(res))
+	}
+	for i, t := range res {
+		if t.BatchSize() != b.rows {
+			return nil, fmt.Errorf("batcher: output %q has %d rows for a batch of %d", t.Name, t.BatchSize(), b.rows)
+		}
+		pieces, err := tensor.Split(t, rows)
+		if err != nil {
+			return nil, fmt.Errorf("batcher: splitting output %q: %w", t.Name, err)
+		}
+		for j := range b.calls {
+			out[j][i] = pieces[j]
+		}
+	}
+	return out, nil
+}
+
+// worker runs batches until the scheduler closes the channel.
+func (bt *Batcher) worker() {
+	defer bt.wg.Done()
+	for b := range bt.batches {
+		bt.runBatch(b)
+		bt.mu.Lock()
+		bt.idle++
+		bt.mu.Unlock()
+		bt.poke()
+	}
+}
