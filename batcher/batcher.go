@@ -315,7 +315,7 @@ func (bt *Batcher) runBatch(b *batch) {
 func (bt *Batcher) execute(b *batch) (out [][]*tensor.Tensor, err error) {
 	defer func() {
 		if r := recover(); r != nil {
-			err = fmt.Errorf("batcher: backend panicked: %v", r)
+			err = fmt.Errorf("batcher: internal error: backend panicked: %v", r)
 		}
 	}()
 	var inputs []*tensor.Tensor

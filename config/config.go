@@ -25,6 +25,7 @@ type Config struct {
 	Admin    Admin    `koanf:"admin"`
 	Models   Models   `koanf:"models"`
 	Limits   Limits   `koanf:"limits"`
+	Batching Batching `koanf:"batching"`
 	Log      Log      `koanf:"log"`
 	Shutdown Shutdown `koanf:"shutdown"`
 }
@@ -62,6 +63,22 @@ type Limits struct {
 	AllowNonFinite    bool `koanf:"allow_non_finite" help:"accept NaN and ±Inf in inputs (rejected with 400 by default)"`
 }
 
+// Batching holds the defaults of every model's adaptive batcher; a
+// model's config.yaml overrides them.
+type Batching struct {
+	Enabled bool `koanf:"enabled" help:"coalesce concurrent requests into batches (false: every request runs alone)"`
+	// MaxBatchSize 0 means the model's max_batch_size, else 64.
+	MaxBatchSize int `koanf:"max_batch_size" help:"most rows in one batch (0 = the model's max_batch_size, else 64)"`
+	// MaxQueueDelay is the longest a request waits for company; the
+	// batcher waits only when its cost model says waiting pays.
+	MaxQueueDelay time.Duration `koanf:"max_queue_delay" help:"longest a request may wait for others to join its batch"`
+	// QueueCapacity 0 means 16 × the batch size.
+	QueueCapacity int `koanf:"queue_capacity" help:"queue bound in rows; a full queue answers 503 (0 = 16 x max_batch_size)"`
+	// DefaultTimeout 0 means http.request_timeout.
+	DefaultTimeout time.Duration `koanf:"default_timeout" help:"request deadline when the client sets none (0 = http.request_timeout)"`
+	PriorityLevels int           `koanf:"priority_levels" help:"number of priority levels, 1 = highest"`
+}
+
 // Log configures structured logging.
 type Log struct {
 	Level  string `koanf:"level" help:"log level: debug, info, warn or error"`
@@ -92,6 +109,7 @@ func Default() Config {
 			MaxTensorElements: 4 << 20,
 			MaxJSONDepth:      16,
 		},
+		Batching: Batching{Enabled: true, MaxQueueDelay: time.Millisecond, PriorityLevels: 1},
 		Log:      Log{Level: "info", Format: "json"},
 		Shutdown: Shutdown{DrainDelay: 0, GracePeriod: 25 * time.Second},
 	}
@@ -116,6 +134,11 @@ func (c *Config) Validate() error {
 		{"limits.max_body_bytes", atLeast(c.Limits.MaxBodyBytes, 64)},
 		{"limits.max_tensor_elements", atLeast(c.Limits.MaxTensorElements, 1)},
 		{"limits.max_json_depth", atLeast(c.Limits.MaxJSONDepth, 3)},
+		{"batching.max_batch_size", atLeast(c.Batching.MaxBatchSize, 0)},
+		{"batching.max_queue_delay", atLeast(int(c.Batching.MaxQueueDelay), 0)},
+		{"batching.queue_capacity", atLeast(c.Batching.QueueCapacity, 0)},
+		{"batching.default_timeout", atLeast(int(c.Batching.DefaultTimeout), 0)},
+		{"batching.priority_levels", atLeast(c.Batching.PriorityLevels, 1)},
 		{"log.level", oneOf(c.Log.Level, "debug", "info", "warn", "error")},
 		{"log.format", oneOf(c.Log.Format, "json", "text")},
 		{"shutdown.drain_delay", atLeast(int(c.Shutdown.DrainDelay), 0)},

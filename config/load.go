@@ -320,6 +320,12 @@ func setValue(v reflect.Value, raw any) error {
 		default:
 			return fmt.Errorf("%v is not a boolean; want true or false", raw)
 		}
+	case v.Kind() == reflect.Pointer && v.Type().Elem().Kind() == reflect.Bool:
+		p := reflect.New(v.Type().Elem())
+		if err := setValue(p.Elem(), raw); err != nil {
+			return err
+		}
+		v.Set(p)
 	case v.Kind() == reflect.Slice && v.Type().Elem().Kind() == reflect.String:
 		switch x := raw.(type) {
 		case []any:

@@ -3,6 +3,7 @@ package config
 import (
 	"fmt"
 	"os"
+	"time"
 
 	"github.com/knadh/koanf/parsers/yaml"
 	"github.com/knadh/koanf/providers/file"
@@ -15,8 +16,16 @@ type Model struct {
 	Description string `koanf:"description" help:"one line shown in metadata"`
 	// MaxBatchSize is the largest number of rows one inference call
 	// takes; 0 means no limit.
-	MaxBatchSize int     `koanf:"max_batch_size" help:"largest number of rows per inference call (0 = no limit)"`
-	Predict      Predict `koanf:"predict"`
+	MaxBatchSize int `koanf:"max_batch_size" help:"largest number of rows per inference call (0 = no limit)"`
+	// Batching overrides batching.enabled for this model; nil keeps it.
+	Batching *bool `koanf:"batching" help:"batch this model's requests (unset: batching.enabled)"`
+	// The batcher settings below override the batching.* defaults when
+	// non-zero.
+	MaxQueueDelay  time.Duration `koanf:"max_queue_delay" help:"longest a request waits for others to join its batch"`
+	QueueCapacity  int           `koanf:"queue_capacity" help:"queue bound in rows"`
+	DefaultTimeout time.Duration `koanf:"default_timeout" help:"request deadline when the client sets none"`
+	PriorityLevels int           `koanf:"priority_levels" help:"number of priority levels"`
+	Predict        Predict       `koanf:"predict"`
 }
 
 // Predict says how the seed's POST /predict answers for a model.
@@ -64,6 +73,15 @@ func LoadModel(path string) (Model, error) {
 func (m *Model) Validate() error {
 	if m.MaxBatchSize < 0 {
 		return fmt.Errorf("config: max_batch_size: %d is negative; want 0 (no limit) or more", m.MaxBatchSize)
+	}
+	for _, c := range []struct {
+		key string
+		v   int64
+	}{{"max_queue_delay", int64(m.MaxQueueDelay)}, {"queue_capacity", int64(m.QueueCapacity)},
+		{"default_timeout", int64(m.DefaultTimeout)}, {"priority_levels", int64(m.PriorityLevels)}} {
+		if c.v < 0 {
+			return fmt.Errorf("config: %s: %d is negative; want 0 (the batching.* default) or more", c.key, c.v)
+		}
 	}
 	if err := oneOf(m.Predict.Transform, "none", "argmax"); err != nil {
 		return fmt.Errorf("config: predict.transform: %w", err)

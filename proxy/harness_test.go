@@ -174,13 +174,14 @@ func testServer(t testing.TB) (*Server, *fasthttp.HostClient, *metrics.Set) {
 		Version:        "test",
 		ReadTimeout:    5 * time.Second, WriteTimeout: 5 * time.Second, IdleTimeout: 5 * time.Second,
 		MaxConnections: 100,
+		Batching:       config.Batching{Enabled: true, MaxQueueDelay: time.Millisecond, PriorityLevels: 2},
 		Limits:         testLimits(),
 	}, testRegistry(t), set, log)
 	must(t, err)
 	ln := fasthttputil.NewInmemoryListener()
 	srv := s.HTTPServer()
 	go srv.Serve(ln) //nolint:errcheck // returns when the listener closes
-	t.Cleanup(func() { srv.Shutdown(); ln.Close() })
+	t.Cleanup(func() { srv.Shutdown(); ln.Close(); s.Close(context.Background()) })
 	c := &fasthttp.HostClient{Addr: "test", Dial: func(string) (net.Conn, error) { return ln.Dial() }}
 	return s, c, set
 }

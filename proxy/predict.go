@@ -41,7 +41,11 @@ func (s *Server) predict(ctx *fasthttp.RequestCtx) (string, error) {
 	if err != nil {
 		return m.Name, err
 	}
-	out, err := s.infer(ctx.Time(), m, inputs)
+	h, err := headerHints(ctx)
+	if err != nil {
+		return m.Name, err
+	}
+	out, err := s.infer(ctx.Time(), m, inputs, h)
 	if err != nil {
 		return m.Name, err
 	}

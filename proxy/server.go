@@ -15,6 +15,7 @@ import (
 	"fmt"
 	"log/slog"
 	"runtime/debug"
+	"strconv"
 	"sync/atomic"
 	"time"
 
@@ -23,6 +24,8 @@ import (
 	"github.com/valyala/fastjson"
 
 	"github.com/coalesce-ml/coalesce/backends"
+	"github.com/coalesce-ml/coalesce/batcher"
+	"github.com/coalesce-ml/coalesce/config"
 	"github.com/coalesce-ml/coalesce/tensor"
 )
 
@@ -31,8 +34,12 @@ type Config struct {
 	// DefaultModel is served by POST /predict without ?model=; empty
 	// means the registry's first model by name.
 	DefaultModel string
-	// RequestTimeout is the deadline of a request from arrival.
+	// RequestTimeout is the deadline of a request from arrival when
+	// neither the model nor batching.default_timeout sets one.
 	RequestTimeout time.Duration
+	// Batching holds the batcher defaults; each model's config.yaml
+	// overrides them.
+	Batching config.Batching
 	Limits         Limits
 	// Version is reported by GET /v2.
 	Version string
@@ -52,6 +59,14 @@ type Server struct {
 	parsers  fastjson.ParserPool
 	draining atomic.Bool // set by SetDraining: readiness 503, responses close their connection
 	defModel *backends.Model
+	// batchers holds one batcher per model version; read-only after New.
+	batchers map[*backends.Model]*modelBatcher
+}
+
+// modelBatcher is a model version's batcher and its request deadline.
+type modelBatcher struct {
+	*batcher.Batcher
+	timeout time.Duration // default deadline from arrival
 }
 
 // New returns a Server for the models of reg. Metrics are registered on
@@ -68,7 +83,54 @@ func New(cfg Config, reg *backends.Registry, set *metrics.Set, log *slog.Logger)
 	}
 	s.defModel = m
 	s.met = newServerMetrics(set, reg)
+	s.batchers = map[*backends.Model]*modelBatcher{}
+	for _, name := range reg.Names() {
+		for _, m := range reg.Versions(name) {
+			bc, timeout := batcherConfig(cfg, m.Config)
+			s.batchers[m] = &modelBatcher{batcher.New(m.Backend, bc, batcher.NewMetrics(set, m.Name, m.Version), nil), timeout}
+		}
+	}
 	return s, nil
+}
+
+// batcherConfig merges the batching defaults with a model's overrides.
+func batcherConfig(cfg Config, mc config.Model) (batcher.Config, time.Duration) {
+	d := cfg.Batching
+	bc := batcher.Config{Enabled: d.Enabled, MaxBatchSize: d.MaxBatchSize, MaxQueueDelay: d.MaxQueueDelay,
+		QueueCapacity: d.QueueCapacity, PriorityLevels: d.PriorityLevels}
+	if mc.Batching != nil {
+		bc.Enabled = *mc.Batching
+	}
+	if mc.MaxBatchSize > 0 {
+		bc.MaxBatchSize = mc.MaxBatchSize
+	}
+	if mc.MaxQueueDelay > 0 {
+		bc.MaxQueueDelay = mc.MaxQueueDelay
+	}
+	if mc.QueueCapacity > 0 {
+		bc.QueueCapacity = mc.QueueCapacity
+	}
+	if mc.PriorityLevels > 0 {
+		bc.PriorityLevels = mc.PriorityLevels
+	}
+	timeout := cfg.RequestTimeout
+	if d.DefaultTimeout > 0 {
+		timeout = d.DefaultTimeout
+	}
+	if mc.DefaultTimeout > 0 {
+		timeout = mc.DefaultTimeout
+	}
+	return bc, timeout
+}
+
+// Close stops the batchers after the queued requests ran. Call it after
+// the HTTP server has shut down.
+func (s *Server) Close(ctx context.Context) error {
+	var errs []error
+	for _, b := range s.batchers {
+		errs = append(errs, b.Close(ctx))
+	}
+	return errors.Join(errs...)
 }
 
 // DefaultModel returns the name of the model POST /predict serves.
@@ -177,10 +239,17 @@ func (s *Server) lookup(name, version []byte) (*backends.Model, error) {
 	return s.reg.Get(string(name), string(version))
 }
 
-// infer runs one decoded request on model m and returns its outputs in
-// the model's output order. inputs are in the model's input order;
-// arrived is when the request arrived (its deadline counts from then).
-func (s *Server) infer(arrived time.Time, m *backends.Model, inputs []*tensor.Tensor) ([]*tensor.Tensor, error) {
+// hints are what a client may ask of the scheduling of its request.
+type hints struct {
+	timeout  time.Duration // 0 = the model's default; only shortens it
+	priority int           // 0 = the lowest level
+}
+
+// infer runs one decoded request on model m through its batcher and
+// returns its outputs in the model's output order. inputs are in the
+// model's input order; arrived is when the request arrived (its deadline
+// counts from then).
+func (s *Server) infer(arrived time.Time, m *backends.Model, inputs []*tensor.Tensor, h hints) ([]*tensor.Tensor, error) {
 	rows := 0
 	if len(inputs) > 0 {
 		rows = inputs[0].BatchSize()
@@ -188,16 +257,26 @@ func (s *Server) infer(arrived time.Time, m *backends.Model, inputs []*tensor.Te
 	if rows == 0 {
 		return nil, badRequest("batch of 0 rows; want at least one row (the first dimension of every input)")
 	}
-	if max := m.Meta.MaxBatchSize; max > 0 && rows > max {
+	b := s.batchers[m]
+	if max := b.Config().MaxBatchSize; rows > max {
 		return nil, badRequest("batch of %d rows is larger than model %s's max_batch_size %d", rows, m.Name, max)
 	}
-	ctx, cancel := context.WithDeadline(context.Background(), arrived.Add(s.cfg.RequestTimeout))
-	defer cancel()
+	timeout := b.timeout
+	if h.timeout > 0 && h.timeout < timeout {
+		timeout = h.timeout
+	}
 	start := time.Now()
-	out, err := m.Backend.Infer(ctx, inputs)
+	out, err := b.Submit(batcher.Request{Inputs: inputs, Deadline: arrived.Add(timeout), Priority: h.priority})
 	if err != nil {
-		if errors.Is(err, context.DeadlineExceeded) {
-			return nil, &Error{Status: fasthttp.StatusGatewayTimeout, Msg: fmt.Sprintf("model %s did not answer within the request deadline (%v)", m.Name, s.cfg.RequestTimeout)}
+		switch {
+		case errors.Is(err, batcher.ErrExpired), errors.Is(err, context.DeadlineExceeded):
+			return nil, &Error{Status: fasthttp.StatusGatewayTimeout, Msg: fmt.Sprintf("model %s did not answer within the request deadline (%v)", m.Name, timeout)}
+		case errors.Is(err, batcher.ErrQueueFull):
+			return nil, &Error{Status: fasthttp.StatusServiceUnavailable, Msg: fmt.Sprintf("model %s is overloaded: its queue is full; retry later", m.Name)}
+		case errors.Is(err, batcher.ErrOverloaded):
+			return nil, &Error{Status: fasthttp.StatusServiceUnavailable, Msg: fmt.Sprintf("model %s cannot answer within the request deadline (%v) at its current load; retry later", m.Name, timeout)}
+		case errors.Is(err, batcher.ErrClosed):
+			return nil, &Error{Status: fasthttp.StatusServiceUnavailable, Msg: "server is shutting down; retry on another instance"}
 		}
 		return nil, fmt.Errorf("model %s version %s: %w", m.Name, m.Version, err)
 	}
@@ -206,6 +285,34 @@ func (s *Server) infer(arrived time.Time, m *backends.Model, inputs []*tensor.Te
 	}
 	s.met.inference(m, rows, start)
 	return out, nil
+}
+
+// headerHints reads the Coalesce-Timeout (a duration such as 250ms, or
+// milliseconds) and Coalesce-Priority headers.
+func headerHints(ctx *fasthttp.RequestCtx) (hints, error) {
+	var h hints
+	if v := ctx.Request.Header.Peek("Coalesce-Timeout"); len(v) > 0 {
+		d, err := time.ParseDuration(string(v))
+		if err != nil {
+			ms, err2 := strconv.ParseUint(string(v), 10, 32)
+			if err2 != nil {
+				return h, badRequest("header Coalesce-Timeout: %q; want a duration such as 250ms or 2s, or milliseconds", v)
+			}
+			d = time.Duration(ms) * time.Millisecond
+		}
+		if d <= 0 {
+			return h, badRequest("header Coalesce-Timeout: %q; want a positive duration", v)
+		}
+		h.timeout = d
+	}
+	if v := ctx.Request.Header.Peek("Coalesce-Priority"); len(v) > 0 {
+		p, err := strconv.ParseUint(string(v), 10, 16)
+		if err != nil {
+			return h, badRequest("header Coalesce-Priority: %q; want a priority level, 1 = highest (0 = the default)", v)
+		}
+		h.priority = int(p)
+	}
+	return h, nil
 }
 
 // prepareInputs checks named input tensors against model m and returns

@@ -138,7 +138,11 @@ func (s *Server) tfsPredict(ctx *fasthttp.RequestCtx, m *backends.Model) error {
 	if err != nil {
 		return err
 	}
-	out, err := s.infer(ctx.Time(), m, req.inputs)
+	h, err := headerHints(ctx)
+	if err != nil {
+		return err
+	}
+	out, err := s.infer(ctx.Time(), m, req.inputs, h)
 	if err != nil {
 		return err
 	}

@@ -157,7 +157,17 @@ func (s *Server) v2Infer(ctx *fasthttp.RequestCtx, m *backends.Model) error {
 	if err != nil {
 		return err
 	}
-	out, err := s.infer(ctx.Time(), m, req.inputs)
+	h, err := headerHints(ctx)
+	if err != nil {
+		return err
+	}
+	if req.timeout > 0 { // Triton's schedule_policy parameters win over headers
+		h.timeout = req.timeout
+	}
+	if req.priority > 0 {
+		h.priority = req.priority
+	}
+	out, err := s.infer(ctx.Time(), m, req.inputs, h)
 	if err != nil {
 		return err
 	}

@@ -3,6 +3,7 @@ package proxy
 import (
 	"fmt"
 	"strconv"
+	"time"
 
 	"github.com/valyala/fastjson"
 
@@ -21,6 +22,10 @@ type v2Request struct {
 	outputs    []v2Output
 	binaryAll  bool // parameters.binary_data_output
 	rawRequest bool // Inference-Header-Content-Length: 0
+	// parameters.timeout (µs, Triton's schedule_policy extension) and
+	// parameters.priority (1 = highest); 0 when absent.
+	timeout  time.Duration
+	priority int
 }
 
 type v2Output struct {
@@ -61,6 +66,20 @@ func decodeV2(p *fastjson.Parser, body, hdr []byte, m *backends.Model, lim *Limi
 	if pv := v.Get("parameters"); pv != nil {
 		if pv.Type() != fastjson.TypeObject {
 			return nil, badRequest("parameters: got %s; want an object", pv.Type())
+		}
+		if tv := pv.Get("timeout"); tv != nil {
+			us, err := tv.Int64()
+			if err != nil || us < 0 {
+				return nil, badRequest("parameters.timeout: %s; want a non-negative integer of microseconds", tv)
+			}
+			req.timeout = time.Duration(min(us, int64(time.Hour/time.Microsecond))) * time.Microsecond
+		}
+		if pr := pv.Get("priority"); pr != nil {
+			p, err := pr.Int64()
+			if err != nil || p < 0 || p > 1<<16 {
+				return nil, badRequest("parameters.priority: %s; want a priority level, 1 = highest (0 = the default)", pr)
+			}
+			req.priority = int(p)
 		}
 		if bo := pv.Get("binary_data_output"); bo != nil {
 			b, err := bo.Bool()

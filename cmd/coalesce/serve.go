@@ -60,6 +60,7 @@ func serve(cfg *config.Config, stdout, stderr io.Writer) int {
 		WriteTimeout:   cfg.HTTP.WriteTimeout,
 		IdleTimeout:    cfg.HTTP.IdleTimeout,
 		MaxConnections: cfg.HTTP.MaxConnections,
+		Batching:       cfg.Batching,
 		Limits: proxy.Limits{
 			MaxBodyBytes:      cfg.Limits.MaxBodyBytes,
 			MaxTensorElements: cfg.Limits.MaxTensorElements,
@@ -71,6 +72,7 @@ func serve(cfg *config.Config, stdout, stderr io.Writer) int {
 		fmt.Fprintf(stderr, "coalesce: %v\n", err)
 		return exitConfig
 	}
+	defer srv.Close(context.Background()) // on early exits; a second Close is a no-op
 	set.NewGauge(`coalesce_build_info{version="`+version+`",goversion="`+runtime.Version()+`"}`, func() float64 { return 1 })
 
 	dataLn, err := net.Listen("tcp", cfg.HTTP.Addr)
@@ -130,6 +132,10 @@ func serve(cfg *config.Config, stdout, stderr io.Writer) int {
 	defer cancel()
 	if err := data.ShutdownWithContext(ctx); err != nil {
 		log.Error("in-flight requests did not finish within the grace period", "err", err)
+		return exitFail
+	}
+	if err := srv.Close(ctx); err != nil {
+		log.Error("queued requests did not finish within the grace period", "err", err)
 		return exitFail
 	}
 	_ = admin.ShutdownWithContext(ctx)
