@@ -324,7 +324,7 @@ func TestDelayBound(t *testing.T) {
 	h.noBatch() // heavy traffic and a fixed cost: waiting for company pays
 	h.clock.Advance(200 * time.Microsecond)
 	h.settle()
-	h.noBatch() // still worth waiting for (about 4 more rows expected)
+	h.noBatch()                             // still worth waiting for (about 4 more rows expected)
 	h.clock.Advance(150 * time.Microsecond) // past the oldest's 300µs
 	h.settle()
 	if b := h.batch(); len(b) != 1 {

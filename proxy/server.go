@@ -40,7 +40,7 @@ type Config struct {
 	// Batching holds the batcher defaults; each model's config.yaml
 	// overrides them.
 	Batching config.Batching
-	Limits         Limits
+	Limits   Limits
 	// Version is reported by GET /v2.
 	Version string
 	// ReadTimeout, WriteTimeout and IdleTimeout configure the data-plane
