@@ -203,7 +203,11 @@ func TestLoadModel(t *testing.T) {
 	if m.MaxBatchSize != 16 || m.Predict.Output != "label" || m.Predict.Transform != "none" || !reflect.DeepEqual(m.Predict.Labels, []string{"a", "b"}) {
 		t.Errorf("LoadModel() = %+v", m)
 	}
-	if m, err := LoadModel(filepath.Join(dir, "absent.yaml")); err != nil || m.Predict.Transform != "none" {
+	m, err = LoadModel(write("batching: false\nmax_queue_delay: 3ms\nqueue_capacity: 10\ndefault_timeout: 2s\npriority_levels: 3\n"))
+	if err != nil || m.Batching == nil || *m.Batching || m.MaxQueueDelay != 3*time.Millisecond || m.QueueCapacity != 10 || m.DefaultTimeout != 2*time.Second || m.PriorityLevels != 3 {
+		t.Errorf("LoadModel(batching overrides) = %+v, %v", m, err)
+	}
+	if m, err := LoadModel(filepath.Join(dir, "absent.yaml")); err != nil || m.Predict.Transform != "none" || m.Batching != nil {
 		t.Errorf("LoadModel(absent) = %+v, %v; want the defaults", m, err)
 	}
 	for _, bad := range []struct{ yml, want string }{
@@ -211,6 +215,8 @@ func TestLoadModel(t *testing.T) {
 		{"max_batch_size: -1\n", "max_batch_size"},
 		{"predict:\n  transform: softmax\n", "predict.transform"},
 		{"predict:\n  labels: [1, [2]]\n", "predict.labels"},
+		{"batching: maybe\n", "batching"},
+		{"max_queue_delay: -1s\n", "max_queue_delay"},
 	} {
 		if _, err := LoadModel(write(bad.yml)); err == nil || !strings.Contains(err.Error(), bad.want) {
 			t.Errorf("LoadModel(%q) = %v; want an error containing %q", bad.yml, err, bad.want)

@@ -115,6 +115,7 @@ var fakeModels = map[string]func() *fakeBackend{
 var fakeConfigs = map[string]string{
 	"double": "max_batch_size: 8\npredict:\n  output: cls\n  labels: [a, b, c, d]\n",
 	"multi":  "description: two inputs\n",
+	"slow":   "queue_capacity: 2\n",
 }
 
 // testRegistry builds a model repository of the fake models in a temp

@@ -1,0 +1,104 @@
+package proxy
+
+import (
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/coalesce-ml/coalesce/config"
+)
+
+// TestQueueingErrors drives the "slow" fake model (one worker that holds
+// every batch until its deadline, a queue of 2 rows) into each of the
+// batcher's refusals, over HTTP.
+func TestQueueingErrors(t *testing.T) {
+	_, c, _ := testServer(t)
+	body := []byte(`{"features":[1]}`)
+	var wg sync.WaitGroup
+	results := make(chan result, 3)
+	// The first request occupies the worker for the 200ms request timeout.
+	wg.Add(1)
+	go func() { defer wg.Done(); r, _ := doErr(c, "POST", "/predict?model=slow", body); results <- r }()
+	time.Sleep(30 * time.Millisecond)
+	// A queued request whose own deadline (50ms) passes while it waits is
+	// answered 504 at its deadline, long before the worker frees.
+	start := time.Now()
+	r := do(t, c, "POST", "/predict?model=slow", body, "Coalesce-Timeout", "50ms")
+	if r.status != 504 || !strings.Contains(errorMessage(t, r), "deadline (50ms)") {
+		t.Errorf("queued past its deadline: %d %s; want 504 naming the 50ms deadline", r.status, r.body)
+	}
+	if e := time.Since(start); e >= 150*time.Millisecond {
+		t.Errorf("the expired request was answered after %v; want at its 50ms deadline", e)
+	}
+	// Two more fill the queue of 2 rows; the next is shed at once.
+	for i := 0; i < 2; i++ {
+		wg.Add(1)
+		go func() { defer wg.Done(); r, _ := doErr(c, "POST", "/predict?model=slow", body); results <- r }()
+	}
+	time.Sleep(30 * time.Millisecond)
+	r = do(t, c, "POST", "/predict?model=slow", body)
+	if r.status != 503 || r.header["Retry-After"] == "" || !strings.Contains(errorMessage(t, r), "queue is full") {
+		t.Errorf("queue full: %d %s (Retry-After %q); want 503 with Retry-After", r.status, r.body, r.header["Retry-After"])
+	}
+	wg.Wait()
+	close(results)
+	for r := range results {
+		if r.status != 504 {
+			t.Errorf("a request held until its deadline: %d %s; want 504", r.status, r.body)
+		}
+	}
+}
+
+// TestSchedulingHints checks the client's deadline and priority controls.
+func TestSchedulingHints(t *testing.T) {
+	_, c, _ := testServer(t)
+	v2 := func(params string) []byte {
+		return []byte(`{"parameters":{` + params + `},"inputs":[{"name":"x","shape":[1,4],"datatype":"FP32","data":[1,2,3,4]}],"outputs":[{"name":"cls"}]}`)
+	}
+	tests := []struct {
+		name    string
+		path    string
+		body    []byte
+		headers []string
+		status  int
+		want    string
+	}{
+		{"v2 timeout and priority", "/v2/models/double/infer", v2(`"timeout":100000,"priority":1`), nil, 200, `"data":[3]`},
+		{"v2 priority 0 is the default", "/v2/models/double/infer", v2(`"priority":0`), nil, 200, `"data":[3]`},
+		{"header hints", "/predict", []byte(`{"features":[1,2,3,4]}`), []string{"Coalesce-Timeout", "1s", "Coalesce-Priority", "2"}, 200, `"d"`},
+		{"header timeout in ms", "/predict", []byte(`{"features":[1,2,3,4]}`), []string{"Coalesce-Timeout", "250"}, 200, `"d"`},
+		{"v2 timeout not a number", "/v2/models/double/infer", v2(`"timeout":"soon"`), nil, 400, "parameters.timeout"},
+		{"v2 negative timeout", "/v2/models/double/infer", v2(`"timeout":-5`), nil, 400, "microseconds"},
+		{"v2 priority not an integer", "/v2/models/double/infer", v2(`"priority":1.5`), nil, 400, "parameters.priority"},
+		{"v2 priority above the levels", "/v2/models/double/infer", v2(`"priority":3`), nil, 400, "priority 3"},
+		{"bad timeout header", "/v1/models/double:predict", []byte(`{"instances":[[1,2,3,4]]}`), []string{"Coalesce-Timeout", "soon"}, 400, "Coalesce-Timeout"},
+		{"zero timeout header", "/predict", []byte(`{"features":[1,2,3,4]}`), []string{"Coalesce-Timeout", "0s"}, 400, "positive"},
+		{"bad priority header", "/predict", []byte(`{"features":[1,2,3,4]}`), []string{"Coalesce-Priority", "high"}, 400, "Coalesce-Priority"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			r := do(t, c, "POST", tt.path, tt.body, tt.headers...)
+			if r.status != tt.status || !strings.Contains(r.body, tt.want) {
+				t.Errorf("POST %s = %d %s; want %d containing %q", tt.path, r.status, r.body, tt.status, tt.want)
+			}
+		})
+	}
+}
+
+func TestBatcherConfig(t *testing.T) {
+	off := false
+	cfg := Config{RequestTimeout: 5 * time.Second, Batching: config.Batching{Enabled: true, MaxBatchSize: 32, MaxQueueDelay: time.Millisecond, QueueCapacity: 100, PriorityLevels: 1}}
+	bc, timeout := batcherConfig(cfg, config.Model{})
+	if !bc.Enabled || bc.MaxBatchSize != 32 || bc.MaxQueueDelay != time.Millisecond || bc.QueueCapacity != 100 || bc.PriorityLevels != 1 || timeout != 5*time.Second {
+		t.Errorf("defaults: %+v, %v", bc, timeout)
+	}
+	cfg.Batching.DefaultTimeout = 2 * time.Second
+	bc, timeout = batcherConfig(cfg, config.Model{Batching: &off, MaxBatchSize: 8, MaxQueueDelay: 3 * time.Millisecond, QueueCapacity: 9, DefaultTimeout: time.Second, PriorityLevels: 4})
+	if bc.Enabled || bc.MaxBatchSize != 8 || bc.MaxQueueDelay != 3*time.Millisecond || bc.QueueCapacity != 9 || bc.PriorityLevels != 4 || timeout != time.Second {
+		t.Errorf("model overrides: %+v, %v", bc, timeout)
+	}
+	if _, timeout = batcherConfig(cfg, config.Model{}); timeout != 2*time.Second {
+		t.Errorf("batching.default_timeout: %v; want 2s", timeout)
+	}
+}
