@@ -83,6 +83,8 @@ func measure(ctx context.Context, s server, l load, progress io.Writer) (report.
 	}
 	p := loadgen.Summarize(res.Latency)
 	run.Latency = report.Latency{P50: p.P50, P90: p.P90, P99: p.P99, P999: p.P999, Max: p.Max, Mean: p.Mean}
+	sp := loadgen.Summarize(res.ShedLatency)
+	run.ShedLatency = report.Latency{P50: sp.P50, P90: sp.P90, P99: sp.P99, P999: sp.P999, Max: sp.Max, Mean: sp.Mean}
 	if cpu0 >= 0 {
 		if c, err := targets.CPUSeconds(s.pid); err == nil {
 			run.ServerCPU = c - cpu0

@@ -22,12 +22,19 @@ type Scenario struct {
 	Warmup   Duration `yaml:"warmup"`
 	Duration Duration `yaml:"duration"` // measured, per run
 	Reps     int      `yaml:"reps"`     // repetitions of every run, interleaved
-	// Targets lists the servers to measure: coalesce, flask, gunicorn,
+	// Targets lists the servers to measure: coalesce, coalesce-nobatch
+	// (the same binary with --batching.enabled=false), flask, gunicorn,
 	// noop-fasthttp. Each workload may narrow it.
 	Targets   []string   `yaml:"targets"`
 	Baseline  string     `yaml:"baseline"` // ratios divide by this target
 	Workloads []Workload `yaml:"workloads"`
 	Overhead  *Overhead  `yaml:"overhead"`
+	// CoalesceArgs are extra flags for both Coalesce targets, e.g.
+	// ["--http.request_timeout", "1s"].
+	CoalesceArgs []string `yaml:"coalesce_args"`
+	// CoalesceEnv are extra environment variables (NAME=value) for both
+	// Coalesce targets, e.g. GOMAXPROCS=1 to leave the client a core.
+	CoalesceEnv []string `yaml:"coalesce_env"`
 }
 
 // Workload is one kind of traffic, swept over load levels.
@@ -69,12 +76,12 @@ func (d *Duration) UnmarshalYAML(n *yaml.Node) error {
 }
 
 // knownTargets are the servers the suite can start.
-var knownTargets = []string{"coalesce", "flask", "gunicorn", "noop-fasthttp"}
+var knownTargets = []string{"coalesce", "coalesce-nobatch", "flask", "gunicorn", "noop-fasthttp"}
 
 // speaks reports whether target serves protocol with batch mix batch: the
 // peers serve only the seed's /predict with one row per request.
 func speaks(target, protocol string, batch []int) bool {
-	if target == "coalesce" {
+	if target == "coalesce" || target == "coalesce-nobatch" {
 		return true
 	}
 	return protocol == workload.Predict && (len(batch) == 0 || slices.Equal(batch, []int{1}))

@@ -107,7 +107,7 @@ func runSuite(ctx context.Context, sc *Scenario, f suiteFlags, command string) (
 				continue
 			}
 			spec := workload.Spec{Model: sc.Model, ModelsDir: f.models, Protocol: w.Protocol, Batch: w.Batch, RepeatShare: w.RepeatShare, Seed: uint64(i) + 1}
-			if name != "coalesce" {
+			if !strings.HasPrefix(name, "coalesce") {
 				spec.Path = "/predict" // the peers serve one model at /predict
 			}
 			reqs, err := workload.Build(spec, t.Addr)
@@ -155,6 +155,9 @@ func runSuite(ctx context.Context, sc *Scenario, f suiteFlags, command string) (
 		}
 		r.Overhead = o
 	}
+	if len(sc.CoalesceArgs) > 0 || len(sc.CoalesceEnv) > 0 {
+		r.Header.Notes = append(r.Header.Notes, fmt.Sprintf("Coalesce ran with extra flags %v and environment %v", sc.CoalesceArgs, sc.CoalesceEnv))
+	}
 	r.Points, r.Ratios = report.Summarize(r.Runs, sc.Baseline)
 	return r, nil
 }
@@ -174,15 +177,24 @@ func startTargets(ctx context.Context, sc *Scenario, f suiteFlags, wanted []stri
 		var t *targets.Target
 		var err error
 		switch name {
-		case "coalesce":
+		case "coalesce", "coalesce-nobatch":
 			bin := f.coalesceBin
 			if bin == "" {
 				bin = filepath.Join(work, "coalesce")
-				if out, err := exec.CommandContext(ctx, "go", "build", "-o", bin, "./cmd/coalesce").CombinedOutput(); err != nil {
-					return running, notes, fmt.Errorf("building coalesce: %v\n%s", err, out)
+				if _, err := os.Stat(bin); err != nil {
+					if out, err := exec.CommandContext(ctx, "go", "build", "-o", bin, "./cmd/coalesce").CombinedOutput(); err != nil {
+						return running, notes, fmt.Errorf("building coalesce: %v\n%s", err, out)
+					}
 				}
 			}
-			t, err = targets.StartCoalesce(ctx, bin, f.models)
+			args := sc.CoalesceArgs
+			if name == "coalesce-nobatch" {
+				args = append(append([]string(nil), args...), "--batching.enabled=false")
+			}
+			t, err = targets.StartCoalesceEnv(ctx, bin, f.models, sc.CoalesceEnv, args...)
+			if t != nil {
+				t.Name = name
+			}
 		case "noop-fasthttp":
 			self, err2 := os.Executable()
 			if err2 != nil {
@@ -226,6 +238,9 @@ func startTargets(ctx context.Context, sc *Scenario, f suiteFlags, wanted []stri
 
 func peerNote(name string) string {
 	switch name {
+	case "coalesce-nobatch":
+		return "coalesce-nobatch: the same binary with --batching.enabled=false: every request runs alone (same queue, deadlines and shedding)"
+
 	case "flask":
 		return "flask: the seed's Flask example as written (its built-in server, werkzeug), scikit-learn MLPClassifier(256, 256) on digits; it answers every request with Connection: close, so its figures include a TCP connection per request"
 	case "gunicorn":

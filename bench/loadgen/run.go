@@ -91,8 +91,11 @@ type Result struct {
 	Errors map[string]int64
 	// Latency of every answered request, in microseconds (open loop: from
 	// the intended send time).
-	Latency   *hdrhistogram.Histogram
-	Offered   float64 // open loop: intended arrivals per second
+	Latency *hdrhistogram.Histogram
+	// ShedLatency holds the 429 and 503 answers alone: how fast the server
+	// refused load.
+	ShedLatency *hdrhistogram.Histogram
+	Offered     float64 // open loop: intended arrivals per second
 	ClientCPU float64 // seconds of CPU this process used during the run
 }
 
@@ -116,6 +119,7 @@ type worker struct {
 
 	mu       sync.Mutex // guards the fields below; the progress line reads them
 	hist     *hdrhistogram.Histogram
+	shedHist *hdrhistogram.Histogram
 	interval *hdrhistogram.Histogram // since the last progress line
 	requests int64
 	ok, shed int64
@@ -149,7 +153,7 @@ func Run(ctx context.Context, cfg Config) (*Result, error) {
 	}
 	workers := make([]*worker, cfg.Connections)
 	for i := range workers {
-		workers[i] = &worker{c: conn{addr: cfg.Addr}, hist: NewHistogram(), interval: NewHistogram(), errors: map[string]int64{}}
+		workers[i] = &worker{c: conn{addr: cfg.Addr}, hist: NewHistogram(), shedHist: NewHistogram(), interval: NewHistogram(), errors: map[string]int64{}}
 	}
 	cpu0 := cpuSeconds()
 	start := time.Now()
@@ -189,13 +193,14 @@ func Run(ctx context.Context, cfg Config) (*Result, error) {
 	}
 	<-done
 
-	res := &Result{Latency: NewHistogram(), Errors: map[string]int64{}, ClientCPU: cpuSeconds() - cpu0}
+	res := &Result{Latency: NewHistogram(), ShedLatency: NewHistogram(), Errors: map[string]int64{}, ClientCPU: cpuSeconds() - cpu0}
 	var lastEnd time.Time
 	for _, w := range workers {
 		if w.lastEnd.After(lastEnd) {
 			lastEnd = w.lastEnd
 		}
 		res.Latency.Merge(w.hist)
+		res.ShedLatency.Merge(w.shedHist)
 		res.Requests += w.requests
 		res.OK += w.ok
 		res.Shed += w.shed
@@ -342,6 +347,7 @@ func (r *run) record(w *worker, intended, end time.Time, status int, err error) 
 			w.ok++
 		case status == 429 || status == 503:
 			w.shed++
+			w.shedHist.RecordValue(us)
 		default:
 			w.errors[strconv.Itoa(status)]++
 		}

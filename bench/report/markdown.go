@@ -153,7 +153,7 @@ func writeSection(b *bytes.Buffer, s section, ratios []Ratio, charts map[string]
 	for _, p := range s.points {
 		row := []string{cell(p.Target), fmtLevel(p.Level), fmtRate(p.Throughput),
 			fmtMs(p.Latency.P50), fmtMs(p.Latency.P90), fmtMs(p.Latency.P99),
-			fmtMs(p.Latency.P999), fmtMs(p.Latency.Max), fmtInt(p.Shed), fmtInt(p.Errors),
+			fmtMs(p.Latency.P999), fmtMs(p.Latency.Max), fmtShed(p), fmtInt(p.Errors),
 			fmtCPU(p.ServerCPUPerRequest)}
 		if view {
 			row = append(row, cell(serverView(p.Server)))
@@ -200,6 +200,7 @@ var serverKeys = []struct {
 	{"mean_batch_size", "batch", func(v float64) string { return sig(v, 2) }},
 	{"mean_queue_wait_us", "queue", fmtMs},
 	{"inference_calls", "calls", fmtRate},
+	{"rss_mb", "RSS MB", func(v float64) string { return sig(v, 3) }},
 }
 
 // serverView summarises a point's Server figures in a few words,
@@ -223,6 +224,15 @@ func serverView(m map[string]float64) string {
 		parts = append(parts, k+" "+sig(m[k], 3))
 	}
 	return strings.Join(parts, ", ")
+}
+
+// fmtShed is the shed count, with how fast the refusals came when there
+// were any.
+func fmtShed(p Point) string {
+	if p.Shed == 0 || p.ShedP99 <= 0 {
+		return fmtInt(p.Shed)
+	}
+	return fmtInt(p.Shed) + " (p99 " + fmtMs(p.ShedP99) + ")"
 }
 
 func writeOverhead(b *bytes.Buffer, o *Overhead) {

@@ -105,6 +105,7 @@ func summarizeGroup(rs []Run) Point {
 		Max:  field(func(r Run) float64 { return r.Latency.Max }),
 		Mean: field(func(r Run) float64 { return r.Latency.Mean }),
 	}
+	p.ShedP99 = field(func(r Run) float64 { return r.ShedLatency.P99 })
 	for _, r := range rs {
 		p.OK += r.OK
 		p.Shed += r.Shed

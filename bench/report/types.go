@@ -79,6 +79,9 @@ type Run struct {
 	// Latency covers every answered request; in open loop it is measured
 	// from the intended send time, so it includes queueing delay.
 	Latency Latency `json:"latency"`
+	// ShedLatency covers the 429 and 503 answers alone: how fast load was
+	// refused.
+	ShedLatency Latency `json:"shed_latency"`
 
 	ClientCPU float64 `json:"client_cpu_s"` // seconds of CPU the load generator used
 	// ServerCPU is the seconds of CPU the server process (and its
@@ -104,6 +107,8 @@ type Point struct {
 	OK         int64   `json:"ok"`         // sums over the repetitions
 	Shed       int64   `json:"shed"`
 	Errors     int64   `json:"errors"`
+	// ShedP99 is the median p99 latency of the shed answers, µs (0: none).
+	ShedP99 float64 `json:"shed_p99_us"`
 	// ServerCPUPerRequest is the median server CPU per answered request
 	// in microseconds, or -1 when unknown.
 	ServerCPUPerRequest float64            `json:"server_cpu_per_request_us"`

@@ -3,6 +3,7 @@ package targets
 import (
 	"context"
 	"net/http"
+	"os"
 )
 
 // StartCoalesce runs the Coalesce binary bin serving modelsDir:
@@ -14,6 +15,16 @@ import (
 // them. The returned Target's MetricsURL is http://B/metrics. The start is
 // bounded by ctx and by 60s.
 func StartCoalesce(ctx context.Context, bin, modelsDir string, extraArgs ...string) (*Target, error) {
+	return StartCoalesceEnv(ctx, bin, modelsDir, nil, extraArgs...)
+}
+
+// StartCoalesceEnv is StartCoalesce with extra environment variables
+// (NAME=value, e.g. GOMAXPROCS=1) added to this process's environment.
+func StartCoalesceEnv(ctx context.Context, bin, modelsDir string, env []string, extraArgs ...string) (*Target, error) {
+	var full []string
+	if len(env) > 0 {
+		full = append(os.Environ(), env...)
+	}
 	return startRetrying(ctx, func() (spec, error) {
 		addrs, err := freeAddrs(2)
 		if err != nil {
@@ -27,6 +38,7 @@ func StartCoalesce(ctx context.Context, bin, modelsDir string, extraArgs ...stri
 		}, extraArgs...)
 		return spec{
 			name:       "coalesce",
+			env:        full,
 			path:       bin,
 			args:       args,
 			addr:       addrs[0],

@@ -182,6 +182,8 @@ func Summary(delta Metrics) map[string]float64 {
 	put("mean_batch_size", rows/calls, okCalls && okRows && calls > 0)
 	mean, ok := idx.mean("coalesce_inference_duration_seconds")
 	put("mean_inference_us", mean*1e6, ok)
+	rss, ok := idx.sum("process_resident_memory_bytes") // a gauge: the value after the run
+	put("rss_mb", rss/(1<<20), ok)
 
 	if fam := idx.family("coalesce_queue_wait_seconds"); fam != "" {
 		mean, ok := idx.mean(fam)
