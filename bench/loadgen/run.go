@@ -96,7 +96,7 @@ type Result struct {
 	// refused load.
 	ShedLatency *hdrhistogram.Histogram
 	Offered     float64 // open loop: intended arrivals per second
-	ClientCPU float64 // seconds of CPU this process used during the run
+	ClientCPU   float64 // seconds of CPU this process used during the run
 }
 
 // Throughput returns OK answers per second.
