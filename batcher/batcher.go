@@ -106,7 +106,8 @@ type Batcher struct {
 	cost     costModel
 	arrivals rateMeter
 
-	onWait func() // tests: called each time the scheduler is about to block
+	onWait    func() // tests: called each time the scheduler is about to block
+	onEnqueue func() // tests: called when a Submit has been admitted or refused
 }
 
 // New returns a running batcher for b with cfg; met may be nil.
@@ -116,7 +117,7 @@ func New(b backends.Backend, cfg Config, met *Metrics, clock Clock) *Batcher {
 	return newBatcher(b, cfg, met, clock, nil)
 }
 
-func newBatcher(b backends.Backend, cfg Config, met *Metrics, clock Clock, onWait func()) *Batcher {
+func newBatcher(b backends.Backend, cfg Config, met *Metrics, clock Clock, onWait func(), onEnqueue ...func()) *Batcher {
 	meta := b.Metadata()
 	if cfg.MaxBatchSize <= 0 {
 		cfg.MaxBatchSize = meta.MaxBatchSize
@@ -141,6 +142,9 @@ func newBatcher(b backends.Backend, cfg Config, met *Metrics, clock Clock, onWai
 		wake: make(chan struct{}, 1), batches: make(chan *batch), stopped: make(chan struct{}),
 		queues: make([][]*call, cfg.PriorityLevels), onWait: onWait,
 	}
+	if len(onEnqueue) > 0 {
+		bt.onEnqueue = onEnqueue[0]
+	}
 	bt.idle = bt.workers
 	bt.wg.Add(bt.workers)
 	for range bt.workers {
@@ -158,26 +162,50 @@ func (bt *Batcher) Config() Config { return bt.cfg }
 // when the request cannot be admitted, ErrExpired when its deadline passes
 // while queued, and the backend's error when its batch fails.
 func (bt *Batcher) Submit(req Request) ([]*tensor.Tensor, error) {
-	c, err := bt.enqueue(req)
+	c, b, err := bt.enqueue(req)
+	if bt.onEnqueue != nil {
+		bt.onEnqueue()
+	}
 	if err != nil {
 		return nil, err
+	}
+	if b != nil {
+		// Fast path: a worker was idle, nothing was queued and waiting
+		// would not pay, so this goroutine runs the batch itself instead
+		// of handing it to the scheduler and a worker (two goroutine
+		// switches each way saved on every lone request).
+		bt.runBatch(b)
+		bt.release()
 	}
 	r := <-c.done // the batcher answers every call it accepted
 	return r.out, r.err
 }
 
-func (bt *Batcher) enqueue(req Request) (*call, error) {
+// release returns a worker slot taken by the fast path.
+func (bt *Batcher) release() {
+	bt.mu.Lock()
+	bt.idle++
+	wake := bt.requests > 0 || bt.closing
+	bt.mu.Unlock()
+	if wake {
+		bt.poke()
+	}
+}
+
+// enqueue admits req and queues it, or, on the fast path, returns the
+// batch of it alone that the caller must run.
+func (bt *Batcher) enqueue(req Request) (*call, *batch, error) {
 	if len(req.Inputs) == 0 {
-		return nil, fmt.Errorf("batcher: no inputs: %w", backends.ErrInvalidInput)
+		return nil, nil, fmt.Errorf("batcher: no inputs: %w", backends.ErrInvalidInput)
 	}
 	rows := req.Inputs[0].BatchSize()
 	if rows < 1 || rows > bt.cfg.MaxBatchSize {
-		return nil, fmt.Errorf("batcher: %d rows; want 1 to max_batch_size %d: %w", rows, bt.cfg.MaxBatchSize, backends.ErrInvalidInput)
+		return nil, nil, fmt.Errorf("batcher: %d rows; want 1 to max_batch_size %d: %w", rows, bt.cfg.MaxBatchSize, backends.ErrInvalidInput)
 	}
 	level := req.Priority
 	if level <= 0 || level > bt.cfg.PriorityLevels {
 		if level > bt.cfg.PriorityLevels {
-			return nil, fmt.Errorf("batcher: priority %d; want 1 (highest) to %d, or 0 for the default: %w", level, bt.cfg.PriorityLevels, backends.ErrInvalidInput)
+			return nil, nil, fmt.Errorf("batcher: priority %d; want 1 (highest) to %d, or 0 for the default: %w", level, bt.cfg.PriorityLevels, backends.ErrInvalidInput)
 		}
 		level = bt.cfg.PriorityLevels
 	}
@@ -187,30 +215,39 @@ func (bt *Batcher) enqueue(req Request) (*call, error) {
 	switch {
 	case bt.closing:
 		bt.mu.Unlock()
-		return nil, ErrClosed
+		return nil, nil, ErrClosed
 	case !req.Deadline.After(now):
 		bt.mu.Unlock()
 		bt.met.expired()
-		return nil, ErrExpired
+		return nil, nil, ErrExpired
 	case bt.rows+rows > bt.cfg.QueueCapacity:
 		bt.mu.Unlock()
 		bt.met.shed("queue_full")
-		return nil, ErrQueueFull
+		return nil, nil, ErrQueueFull
 	}
 	if est, ok := bt.waitEstimate(rows, level); ok && now.Add(est).After(req.Deadline) {
 		bt.mu.Unlock()
 		bt.met.shed("admission")
-		return nil, ErrOverloaded
+		return nil, nil, ErrOverloaded
 	}
 	c.enqueued = now
 	bt.arrivals.arrive(now, rows)
+	if bt.requests == 0 && bt.idle > 0 && (!bt.cfg.Enabled || bt.cfg.MaxQueueDelay <= 0 || float64(rows) >= bt.target(now)) {
+		bt.idle--
+		bt.mu.Unlock()
+		reason := ReleaseIdle
+		if rows >= bt.cfg.MaxBatchSize {
+			reason = ReleaseFull
+		}
+		return c, &batch{calls: []*call{c}, rows: rows, reason: reason}, nil
+	}
 	bt.queues[level-1] = append(bt.queues[level-1], c)
 	bt.rows += rows
 	bt.requests++
 	bt.met.depth(bt.rows, bt.requests)
 	bt.mu.Unlock()
 	bt.poke()
-	return c, nil
+	return c, nil, nil
 }
 
 // waitEstimate returns how long a request of rows rows at level would

@@ -142,13 +142,14 @@ type harness struct {
 	bt      *Batcher
 	met     *Metrics
 	waits   chan struct{}
+	admits  chan struct{}
 }
 
 func newHarness(t *testing.T, cfg Config, concurrency int, gated bool) *harness {
 	t.Helper()
-	h := &harness{t: t, clock: newFakeClock(), backend: newFakeBackend(concurrency, gated), waits: make(chan struct{}, 1000)}
+	h := &harness{t: t, clock: newFakeClock(), backend: newFakeBackend(concurrency, gated), waits: make(chan struct{}, 1000), admits: make(chan struct{}, 1000)}
 	h.met = NewMetrics(metrics.NewSet(), "m", "1")
-	h.bt = newBatcher(h.backend, cfg, h.met, h.clock, func() { h.waits <- struct{}{} })
+	h.bt = newBatcher(h.backend, cfg, h.met, h.clock, func() { h.waits <- struct{}{} }, func() { h.admits <- struct{}{} })
 	h.settle()
 	t.Cleanup(func() {
 		close(h.backend.gate) // release anything still gated
@@ -159,13 +160,13 @@ func newHarness(t *testing.T, cfg Config, concurrency int, gated bool) *harness 
 	return h
 }
 
-// settle waits until the scheduler has blocked with nothing left to do.
+// settle waits until the scheduler has blocked with nothing left to do
+// (a request run on the submitter's fast path never wakes it).
 func (h *harness) settle() {
 	h.t.Helper()
 	select {
 	case <-h.waits:
-	case <-time.After(5 * time.Second):
-		h.t.Fatal("scheduler did not settle")
+	case <-time.After(100 * time.Millisecond):
 	}
 	for { // absorb further passes caused by the same event
 		select {
@@ -186,6 +187,11 @@ func (h *harness) submit(deadline time.Duration, priority int, xs ...float32) ch
 		out, err := h.bt.Submit(req)
 		ch <- result{out, err}
 	}()
+	select { // admitted (queued or running) or refused, before the next step
+	case <-h.admits:
+	case <-time.After(5 * time.Second):
+		h.t.Fatal("Submit was not admitted")
+	}
 	return ch
 }
 
@@ -449,6 +455,7 @@ func TestPriorities(t *testing.T) {
 				Deadline: h.clock.Now().Add(time.Second), Priority: 4}); !errors.Is(err, backends.ErrInvalidInput) {
 				t.Errorf("priority 4 of 3 levels: error %v; want ErrInvalidInput", err)
 			}
+			<-h.admits
 		})
 	}
 }
@@ -484,6 +491,7 @@ func TestIncompatibleShapesWait(t *testing.T) {
 	wide := Request{Inputs: []*tensor.Tensor{tensor.FromFloat32s("x", []int64{1, 2}, []float32{3, 3})}, Deadline: h.clock.Now().Add(time.Second)}
 	wch := make(chan result, 1)
 	go func() { out, err := h.bt.Submit(wide); wch <- result{out, err} }()
+	<-h.admits
 	h.settle()
 	c := h.submit(time.Second, 0, 4)
 	h.settle()
