@@ -150,7 +150,8 @@ func Delta(before, after Metrics) Metrics {
 //	requests            coalesce_requests_total
 //	inference_calls     coalesce_inference_calls_total
 //	inference_rows      coalesce_inference_rows_total
-//	mean_batch_size     rows / calls (else the batch size histogram's sum / count)
+//	mean_batch_size     the batch size histogram's sum / count (else rows / calls)
+//	rss_mb              process_resident_memory_bytes after the run, MiB
 //	mean_inference_us   coalesce_inference_duration_seconds _sum / _count
 //	mean_queue_wait_us  histogram coalesce_queue_wait_seconds*: _sum / _count
 //	p50_queue_wait_us, p99_queue_wait_us
@@ -194,10 +195,10 @@ func Summary(delta Metrics) map[string]float64 {
 		put("p99_queue_wait_us", q*1e6, ok)
 	}
 	if fam := idx.family("coalesce_batch_size"); fam != "" {
-		if _, have := out["mean_batch_size"]; !have {
-			mean, ok := idx.mean(fam)
-			put("mean_batch_size", mean, ok)
-		}
+		// The batcher's own histogram counts batches; the inference
+		// counters above count requests, so this one wins.
+		mean, ok := idx.mean(fam)
+		put("mean_batch_size", mean, ok)
 		q, ok := idx.quantile(fam, 0.5)
 		put("batch_size_p50", q, ok)
 		q, ok = idx.quantile(fam, 0.99)
