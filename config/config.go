@@ -38,6 +38,9 @@ type HTTP struct {
 	IdleTimeout    time.Duration `koanf:"idle_timeout" help:"keep-alive connections idle longer than this are closed"`
 	RequestTimeout time.Duration `koanf:"request_timeout" help:"default deadline of a request from arrival to answer"`
 	MaxConnections int           `koanf:"max_connections" help:"maximum concurrent client connections; more are refused with 503"`
+	// MaxInflight bounds the POST requests being handled at once; 0 means
+	// no bound beyond max_connections.
+	MaxInflight int `koanf:"max_inflight" help:"most POST requests handled at once; more are answered 503 at once (0 = no limit)"`
 }
 
 // Admin configures the admin plane (/metrics, /debug/pprof).
@@ -101,6 +104,7 @@ func Default() Config {
 			IdleTimeout:    60 * time.Second,
 			RequestTimeout: 5 * time.Second,
 			MaxConnections: 10000,
+			MaxInflight:    1024,
 		},
 		Admin:  Admin{Addr: ":9090"},
 		Models: Models{Repository: "models"},
@@ -129,6 +133,7 @@ func (c *Config) Validate() error {
 		{"http.idle_timeout", positive(c.HTTP.IdleTimeout)},
 		{"http.request_timeout", positive(c.HTTP.RequestTimeout)},
 		{"http.max_connections", atLeast(c.HTTP.MaxConnections, 1)},
+		{"http.max_inflight", atLeast(c.HTTP.MaxInflight, 0)},
 		{"models.repository", checkDir(c.Models.Repository)},
 		{"models.concurrency", atLeast(c.Models.Concurrency, 0)},
 		{"limits.max_body_bytes", atLeast(c.Limits.MaxBodyBytes, 64)},

@@ -102,3 +102,25 @@ func TestBatcherConfig(t *testing.T) {
 		t.Errorf("batching.default_timeout: %v; want 2s", timeout)
 	}
 }
+
+func TestMaxInflightShedsAtTheEdge(t *testing.T) {
+	s, c, _ := testServer(t)
+	s.cfg.MaxInflight = 1
+	held := make(chan result, 1)
+	go func() { r, _ := doErr(c, "POST", "/predict?model=slow", []byte(`{"features":[1]}`)); held <- r }()
+	deadline := time.Now().Add(2 * time.Second)
+	for s.inflight.Load() == 0 && time.Now().Before(deadline) {
+		time.Sleep(time.Millisecond)
+	}
+	r := do(t, c, "POST", "/predict", []byte(`{"features":[1,2,3,4]}`))
+	if r.status != 503 || r.header["Retry-After"] == "" || !strings.Contains(errorMessage(t, r), "http.max_inflight") {
+		t.Errorf("second request while one is in flight: %d %s; want 503 naming http.max_inflight", r.status, r.body)
+	}
+	if r := do(t, c, "GET", "/v2/health/ready", nil); r.status != 200 {
+		t.Errorf("GET readiness = %d; want 200: only POSTs count", r.status)
+	}
+	<-held
+	if r := do(t, c, "POST", "/predict", []byte(`{"features":[1,2,3,4]}`)); r.status != 200 {
+		t.Errorf("after the slow request ended: %d %s; want 200", r.status, r.body)
+	}
+}

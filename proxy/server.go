@@ -47,6 +47,9 @@ type Config struct {
 	// server; MaxConnections bounds its open connections.
 	ReadTimeout, WriteTimeout, IdleTimeout time.Duration
 	MaxConnections                         int
+	// MaxInflight bounds the POST requests handled at once; more are
+	// answered 503 at once. 0 means no bound.
+	MaxInflight int
 }
 
 // Server serves the data plane. Create it with New; it is safe for
@@ -58,6 +61,7 @@ type Server struct {
 	met      *serverMetrics
 	parsers  fastjson.ParserPool
 	draining atomic.Bool // set by SetDraining: readiness 503, responses close their connection
+	inflight atomic.Int64 // POST requests being handled
 	defModel *backends.Model
 	// batchers holds one batcher per model version; read-only after New.
 	batchers map[*backends.Model]*modelBatcher
@@ -208,6 +212,16 @@ func (s *Server) Handler(ctx *fasthttp.RequestCtx) {
 	}()
 	path := ctx.Path()
 	var err error
+	if ctx.IsPost() {
+		n := s.inflight.Add(1)
+		defer s.inflight.Add(-1)
+		if max := int64(s.cfg.MaxInflight); max > 0 && n > max {
+			// Shed at the edge, before decoding: under overload the
+			// cheapest answer is the one that does no work.
+			writeError(ctx, &Error{Status: fasthttp.StatusServiceUnavailable, Msg: fmt.Sprintf("server is overloaded: %d requests in flight (http.max_inflight); retry later", max)})
+			return
+		}
+	}
 	switch {
 	case bytes.Equal(path, []byte("/predict")):
 		proto = protoPredict

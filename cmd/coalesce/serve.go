@@ -60,6 +60,7 @@ func serve(cfg *config.Config, stdout, stderr io.Writer) int {
 		WriteTimeout:   cfg.HTTP.WriteTimeout,
 		IdleTimeout:    cfg.HTTP.IdleTimeout,
 		MaxConnections: cfg.HTTP.MaxConnections,
+		MaxInflight:    cfg.HTTP.MaxInflight,
 		Batching:       cfg.Batching,
 		Limits: proxy.Limits{
 			MaxBodyBytes:      cfg.Limits.MaxBodyBytes,
