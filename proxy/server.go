@@ -60,7 +60,7 @@ type Server struct {
 	log      *slog.Logger
 	met      *serverMetrics
 	parsers  fastjson.ParserPool
-	draining atomic.Bool // set by SetDraining: readiness 503, responses close their connection
+	draining atomic.Bool  // set by SetDraining: readiness 503, responses close their connection
 	inflight atomic.Int64 // POST requests being handled
 	defModel *backends.Model
 	// batchers holds one batcher per model version; read-only after New.
