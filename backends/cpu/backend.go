@@ -24,6 +24,11 @@ type Options struct {
 	// Concurrency is how many Infer calls run at once, each on its own
 	// arena; 0 means runtime.GOMAXPROCS(0).
 	Concurrency int
+	// Kernels selects the matrix-multiply kernels: "avx512", "avx2" or
+	// "generic" (portable Go); "" or "auto" means the fastest this CPU
+	// supports. Asking for kernels the CPU or build (the purego tag)
+	// lacks is an error. Metadata().Info["kernels"] reports the choice.
+	Kernels string
 }
 
 // Backend runs one ONNX model on the CPU. It implements backends.Backend
@@ -44,6 +49,10 @@ type worker struct {
 	arena  []byte
 	frames map[*plan]*frame
 	key    []byte // scratch for the plan cache key
+	// last is the frame of the previous call and lastKey its plan key:
+	// consecutive calls with the same shapes skip both map lookups.
+	last    *frame
+	lastKey []byte
 }
 
 // Load reads and compiles the ONNX model at path; see LoadBytes.
@@ -77,6 +86,10 @@ func LoadBytes(b []byte, opts Options) (be *Backend, err error) {
 	if opts.Concurrency == 0 {
 		opts.Concurrency = runtime.GOMAXPROCS(0)
 	}
+	ks, err := kernelsFor(opts.Kernels)
+	if err != nil {
+		return nil, fmt.Errorf("cpu: options: %w", err)
+	}
 	m, err := decodeModel(b)
 	if err != nil {
 		return nil, fmt.Errorf("cpu: decode: %w", err)
@@ -85,9 +98,11 @@ func LoadBytes(b []byte, opts Options) (be *Backend, err error) {
 	if err != nil {
 		return nil, fmt.Errorf("cpu: %w", err)
 	}
+	g.kernels = ks
 	if err := foldConstants(g); err != nil {
 		return nil, fmt.Errorf("cpu: %w", err)
 	}
+	fuse(g)
 	be = &Backend{g: g, workers: make(chan *worker, opts.Concurrency)}
 	for range opts.Concurrency {
 		be.workers <- &worker{frames: map[*plan]*frame{}}
@@ -124,7 +139,7 @@ func LoadBytes(b []byte, opts Options) (be *Backend, err error) {
 		Outputs:      outs,
 		MaxBatchSize: opts.MaxBatchSize,
 		Concurrency:  opts.Concurrency,
-		Info:         map[string]string{"engine": "pure-go", "kernels": "generic"},
+		Info:         map[string]string{"engine": "pure-go", "kernels": ks.name},
 	}
 	for _, in := range g.inputs {
 		be.meta.Inputs = append(be.meta.Inputs, backends.TensorSpec{Name: in.spec.Name, DType: in.spec.DType, Shape: clone(in.spec.Shape)})
@@ -256,9 +271,11 @@ func (w *worker) frame(p *plan) *frame {
 	if p.arenaSize > len(w.arena) {
 		w.arena = tensor.Alloc(p.arenaSize)
 		clear(w.frames) // they point into the old arena
+		w.last = nil
 	}
 	if len(w.frames) >= maxPlans {
 		clear(w.frames)
+		w.last = nil
 	}
 	f := newFrame(p, w.arena)
 	w.frames[p] = f

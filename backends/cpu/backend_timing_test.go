@@ -9,35 +9,42 @@ import (
 	"github.com/coalesce-ml/coalesce/tensor"
 )
 
-// BenchmarkDigitsMLP runs the repository's digits-mlp model (64-256-256-10
-// with Div, Gemm, Relu, Softmax, ArgMax) at several batch sizes; ns/row is
-// the cost per input row. When the model file is absent it runs a
-// synthetic MLP of the same shape.
-func BenchmarkDigitsMLP(b *testing.B) {
+// BenchmarkMLP runs the repository's digits-mlp model (64-256-256-10
+// with Div, Gemm+Relu, Softmax, ArgMax) through Infer on one worker at
+// several batch sizes, with the auto-chosen kernels: ns/op is the cost
+// of one call, ns/row per input row. When the model file is absent it
+// runs a synthetic MLP of the same shape. Sub-benchmarks named after a
+// kernel set (BenchmarkMLP/avx2/batch=64) force that set.
+func BenchmarkMLP(b *testing.B) {
 	model, err := os.ReadFile("../../models/digits-mlp/1/model.onnx")
 	if err != nil {
 		b.Logf("digits-mlp not found (%v): using a synthetic 64-256-256-10 MLP", err)
 		model = syntheticDigits()
 	}
-	be, err := LoadBytes(model, Options{Concurrency: 1})
-	if err != nil {
-		b.Fatal(err)
-	}
-	r := newRand()
-	for _, n := range []int64{1, 8, 64} {
-		b.Run(fmt.Sprintf("batch=%d", n), func(b *testing.B) {
-			x := randTensor(r, tensor.FP32, n, 64)
-			in := []*tensor.Tensor{x}
-			ctx := context.Background()
-			b.ReportAllocs()
-			b.ResetTimer()
-			for b.Loop() {
-				if _, err := be.Infer(ctx, in); err != nil {
-					b.Fatal(err)
+	run := func(b *testing.B, kernels string) {
+		be, err := LoadBytes(model, Options{Concurrency: 1, Kernels: kernels})
+		if err != nil {
+			b.Fatal(err)
+		}
+		r := newRand()
+		for _, n := range []int64{1, 8, 64, 256} {
+			b.Run(fmt.Sprintf("batch=%d", n), func(b *testing.B) {
+				x := randTensor(r, tensor.FP32, n, 64)
+				in := []*tensor.Tensor{x}
+				ctx := context.Background()
+				b.ReportAllocs()
+				for b.Loop() {
+					if _, err := be.Infer(ctx, in); err != nil {
+						b.Fatal(err)
+					}
 				}
-			}
-			b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(int64(b.N)*n), "ns/row")
-		})
+				b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(int64(b.N)*n), "ns/row")
+			})
+		}
+	}
+	run(b, "auto")
+	for _, ks := range kernelSets() {
+		b.Run(ks.name, func(b *testing.B) { run(b, ks.name) })
 	}
 }
 
@@ -61,32 +68,34 @@ func syntheticDigits() []byte {
 		node("/ArgMax", "ArgMax", []string{"logits"}, []string{"label"}, aInt("axis", 1), aInt("keepdims", 0)).bytes()
 }
 
-// BenchmarkSgemm compares the two loop orders on a digits-sized layer
-// (batch×256 by 256×256): sgemmNN (i-k-j, used for B computed at run
-// time) and sgemmNT (2×4 register-tiled dot products over B stored as
-// n×k, what Gemm and MatMul use for packed constant weights).
+// BenchmarkSgemm measures C = A·B for a digits-sized layer (M×256 by a
+// constant 256×256 B packed beforehand, as Gemm does at load) on every
+// kernel set this CPU supports (BenchmarkSgemm/avx2/M=8) and on the
+// auto-chosen one (BenchmarkSgemm/M=8), reporting GFLOPS.
 func BenchmarkSgemm(b *testing.B) {
-	r := newRand()
 	const k, n = 256, 256
-	for _, m := range []int{1, 8, 64} {
-		a, w, c := make([]float32, m*k), make([]float32, k*n), make([]float32, m*n)
-		for i := range a {
-			a[i] = float32(r.Float64())
-		}
-		for i := range w {
-			w[i] = float32(r.Float64())
-		}
-		b.Run(fmt.Sprintf("NN/m=%d", m), func(b *testing.B) {
-			for b.Loop() {
-				sgemm(false, false, m, n, k, 1, a, k, w, n, 0, c, n)
+	r := newRand()
+	w := make([]float32, k*n)
+	for i := range w {
+		w[i] = float32(r.Float64())
+	}
+	run := func(b *testing.B, ks *kernelSet) {
+		pb := ks.packB(make([]float32, ks.packedLen(k, n)), false, k, n, w, n, 1)
+		for _, m := range []int{1, 8, 64, 256} {
+			a, c := make([]float32, m*k), make([]float32, m*n)
+			for i := range a {
+				a[i] = float32(r.Float64())
 			}
-			b.ReportMetric(float64(2*m*n*k)*float64(b.N)/b.Elapsed().Seconds()/1e9, "GFLOP/s")
-		})
-		b.Run(fmt.Sprintf("NT/m=%d", m), func(b *testing.B) {
-			for b.Loop() {
-				sgemm(false, true, m, n, k, 1, a, k, w, k, 0, c, n)
-			}
-			b.ReportMetric(float64(2*m*n*k)*float64(b.N)/b.Elapsed().Seconds()/1e9, "GFLOP/s")
-		})
+			b.Run(fmt.Sprintf("M=%d", m), func(b *testing.B) {
+				for b.Loop() {
+					ks.gemm(m, a, k, &pb, c, n, 0)
+				}
+				b.ReportMetric(float64(2*m*n*k)*float64(b.N)/b.Elapsed().Seconds()/1e9, "GFLOPS")
+			})
+		}
+	}
+	run(b, kernelSets()[0])
+	for _, ks := range kernelSets() {
+		b.Run(ks.name, func(b *testing.B) { run(b, ks) })
 	}
 }

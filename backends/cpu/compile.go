@@ -3,6 +3,7 @@ package cpu
 import (
 	"fmt"
 	"sync"
+	"unsafe"
 
 	"github.com/coalesce-ml/coalesce/tensor"
 )
@@ -44,11 +45,12 @@ type valueInfo struct {
 }
 
 // opCtx is the state an operator's compile function works on: the node,
-// the opset, what is known about the inputs, and the outputs it must
-// describe.
+// the opset, the kernel set, what is known about the inputs, and the
+// outputs it must describe.
 type opCtx struct {
 	n     *node
 	opset int64
+	ks    *kernelSet
 	packs *packCache
 	in    []*valueInfo // nil for an absent optional input
 	out   []valueInfo
@@ -59,35 +61,43 @@ type opCtx struct {
 // use.
 type packCache struct {
 	mu sync.Mutex
-	m  map[packKey][]float32 // guarded by mu
+	m  map[packKey]*packedB // guarded by mu
 }
 
 // packKey identifies packed weights by the constant's memory (views of
-// one constant, e.g. through Reshape, share it) and the packing.
+// one constant, e.g. through Reshape, share it), the packing and the
+// folded scale and bias.
 type packKey struct {
-	data      *byte
-	transB    bool
-	k, n, ldb int
+	data        *byte
+	transB      bool
+	k, n, ldb   int
+	alpha, beta float32
+	bias        *byte
 }
 
-// packB returns packB(transB, k, n, t's data, ldb), computed once per
-// constant and packing.
-func (c *opCtx) packB(t *tensor.Tensor, transB bool, k, n, ldb int) []float32 {
-	if len(t.Data) == 0 {
-		return packB(transB, k, n, nil, ldb)
-	}
+// packB returns c.ks.packB of alpha·op(B) for the constant t (see
+// kernelSet.packB) with the bias beta·C folded in when C is not nil (C
+// holds one value or one per column), computed once per constant and
+// packing.
+func (c *opCtx) packB(t *tensor.Tensor, transB bool, k, n, ldb int, alpha float32, C *tensor.Tensor, beta float32) *packedB {
 	c.packs.mu.Lock()
 	defer c.packs.mu.Unlock()
-	key := packKey{&t.Data[0], transB, k, n, ldb}
+	key := packKey{data: unsafe.SliceData(t.Data), transB: transB, k: k, n: n, ldb: ldb, alpha: alpha}
+	if C != nil {
+		key.bias, key.beta = unsafe.SliceData(C.Data), beta
+	}
 	if p, ok := c.packs.m[key]; ok {
 		return p
 	}
 	if c.packs.m == nil {
-		c.packs.m = map[packKey][]float32{}
+		c.packs.m = map[packKey]*packedB{}
 	}
-	p := packB(transB, k, n, viewAs[float32](t.Data), ldb)
-	c.packs.m[key] = p
-	return p
+	p := c.ks.packB(make([]float32, c.ks.packedLen(k, n)), transB, k, n, viewAs[float32](t.Data), ldb, alpha)
+	if C != nil {
+		p.bias = c.ks.packBias(viewAs[float32](C.Data), n, beta)
+	}
+	c.packs.m[key] = &p
+	return &p
 }
 
 // input returns input i, or nil when it is absent.
@@ -155,7 +165,7 @@ func unsupportedf(format string, args ...any) error {
 // and returns its kernel (nil when every output is a compile-time
 // constant) and output descriptions.
 func compileNode(g *graph, n *node, infos []valueInfo) (kernel, []valueInfo, error) {
-	c := opCtx{n: n, opset: g.opset, packs: &g.packs, in: make([]*valueInfo, len(n.in)), out: make([]valueInfo, len(n.out))}
+	c := opCtx{n: n, opset: g.opset, ks: g.kernels, packs: &g.packs, in: make([]*valueInfo, len(n.in)), out: make([]valueInfo, len(n.out))}
 	for i, v := range n.in {
 		if v >= 0 {
 			c.in[i] = &infos[v]

@@ -28,8 +28,9 @@ type goldenFile struct {
 }
 
 // TestGoldenModels runs every model of the repository's models/ directory
-// on its golden inputs and compares with the framework's outputs: FP32
-// within 1e-5 relative to magnitude (max(1, |want|)), INT64 exactly.
+// on its golden inputs, with every kernel set this CPU supports, and
+// compares with the framework's outputs: FP32 within 1e-5 relative to
+// magnitude (max(1, |want|)), INT64 exactly.
 func TestGoldenModels(t *testing.T) {
 	dirs, err := filepath.Glob("../../models/*/golden.json")
 	if err != nil {
@@ -43,47 +44,53 @@ func TestGoldenModels(t *testing.T) {
 			continue
 		}
 		found++
-		t.Run(filepath.Base(dir), func(t *testing.T) {
-			raw, err := os.ReadFile(g)
-			if err != nil {
-				t.Fatal(err)
-			}
-			var gf goldenFile
-			if err := json.Unmarshal(raw, &gf); err != nil {
-				t.Fatalf("%s: %v", g, err)
-			}
-			be, err := Load(modelPath, Options{Concurrency: 2})
-			if err != nil {
-				t.Fatalf("Load: %v", err)
-			}
-			md := be.Metadata()
-			inputs := make([]*tensor.Tensor, len(md.Inputs))
-			for i, spec := range md.Inputs {
-				gt, ok := gf.Inputs[spec.Name]
-				if !ok {
-					t.Fatalf("golden.json has no input %q", spec.Name)
-				}
-				inputs[i] = goldenToTensor(t, spec.Name, gt)
-			}
-			outs, err := be.Infer(context.Background(), inputs)
-			if err != nil {
-				t.Fatalf("Infer: %v", err)
-			}
-			if len(gf.Outputs) != len(outs) {
-				t.Errorf("model has %d outputs, golden.json %d", len(outs), len(gf.Outputs))
-			}
-			for _, out := range outs {
-				want, ok := gf.Outputs[out.Name]
-				if !ok {
-					t.Errorf("golden.json has no output %q", out.Name)
-					continue
-				}
-				compareGolden(t, out, want)
-			}
-		})
+		for _, ks := range kernelSets() {
+			t.Run(filepath.Base(dir)+"/"+ks.name, func(t *testing.T) { runGolden(t, g, modelPath, ks.name) })
+		}
 	}
 	if found == 0 {
 		t.Fatalf("no models with golden.json and 1/model.onnx under ../../models: the golden models are missing")
+	}
+}
+
+// runGolden checks the model at modelPath against golden file g with the
+// named kernel set.
+func runGolden(t *testing.T, g, modelPath, kernels string) {
+	raw, err := os.ReadFile(g)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var gf goldenFile
+	if err := json.Unmarshal(raw, &gf); err != nil {
+		t.Fatalf("%s: %v", g, err)
+	}
+	be, err := Load(modelPath, Options{Concurrency: 2, Kernels: kernels})
+	if err != nil {
+		t.Fatalf("Load: %v", err)
+	}
+	md := be.Metadata()
+	inputs := make([]*tensor.Tensor, len(md.Inputs))
+	for i, spec := range md.Inputs {
+		gt, ok := gf.Inputs[spec.Name]
+		if !ok {
+			t.Fatalf("golden.json has no input %q", spec.Name)
+		}
+		inputs[i] = goldenToTensor(t, spec.Name, gt)
+	}
+	outs, err := be.Infer(context.Background(), inputs)
+	if err != nil {
+		t.Fatalf("Infer: %v", err)
+	}
+	if len(gf.Outputs) != len(outs) {
+		t.Errorf("model has %d outputs, golden.json %d", len(outs), len(gf.Outputs))
+	}
+	for _, out := range outs {
+		want, ok := gf.Outputs[out.Name]
+		if !ok {
+			t.Errorf("golden.json has no output %q", out.Name)
+			continue
+		}
+		compareGolden(t, out, want)
 	}
 }
 

@@ -25,7 +25,8 @@ type graph struct {
 	nodes   []*node          // topological order, folded nodes removed
 	inputs  []graphInput
 	outputs []graphOutput
-	packs   packCache // packed constant weights, shared by all plans
+	kernels *kernelSet // the SGEMM kernels; packing depends on them
+	packs   packCache  // packed constant weights, shared by all plans
 }
 
 // graphInput is one runtime input of the graph.
@@ -48,6 +49,13 @@ type node struct {
 	in, out []int // value ids; -1 for an absent optional input or output
 	attrs   attrs
 	def     *opDef
+	// Set by fuse on Gemm and MatMul nodes (see fuse): scale (a power of
+	// two, 0 for none) multiplies A, bias (MatMul only: a constant with
+	// one value per column, or one value) is added to each row, relu
+	// applies max(0, y). The node's output is then the last fused node's.
+	scale float32
+	bias  *tensor.Tensor
+	relu  bool
 }
 
 // String names the node for error messages: node "/fc1/Gemm" (Gemm).

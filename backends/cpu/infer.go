@@ -1,9 +1,11 @@
 package cpu
 
 import (
+	"bytes"
 	"context"
 	"encoding/binary"
 	"fmt"
+	"unsafe"
 
 	"github.com/coalesce-ml/coalesce/backends"
 	"github.com/coalesce-ml/coalesce/tensor"
@@ -29,9 +31,13 @@ func (b *Backend) Infer(ctx context.Context, inputs []*tensor.Tensor) ([]*tensor
 	}
 	var w *worker
 	select {
-	case w = <-b.workers:
-	case <-ctx.Done():
-		return nil, fmt.Errorf("cpu: waiting for a worker: %w", ctx.Err())
+	case w = <-b.workers: // an idle worker: no need to watch ctx
+	default:
+		select {
+		case w = <-b.workers:
+		case <-ctx.Done():
+			return nil, fmt.Errorf("cpu: waiting for a worker: %w", ctx.Err())
+		}
 	}
 	defer func() { b.workers <- w }()
 	if err := ctx.Err(); err != nil {
@@ -57,17 +63,21 @@ func (b *Backend) run(w *worker, inputs []*tensor.Tensor) (outs []*tensor.Tensor
 			}
 		}
 	}
-	p := (*b.plans.Load())[string(w.key)]
-	if p == nil { // first call with these shapes: compile and cache a plan
-		shapes := make([][]int64, len(inputs))
-		for i, in := range inputs {
-			shapes[i] = clone(in.Shape)
+	f := w.last
+	if f == nil || !bytes.Equal(w.key, w.lastKey) {
+		p := (*b.plans.Load())[string(w.key)]
+		if p == nil { // first call with these shapes: compile and cache a plan
+			shapes := make([][]int64, len(inputs))
+			for i, in := range inputs {
+				shapes[i] = clone(in.Shape)
+			}
+			if p, err = b.plan(w.key, shapes); err != nil {
+				return nil, fmt.Errorf("%w: input shapes %v: %w", backends.ErrInvalidInput, shapes, err)
+			}
 		}
-		if p, err = b.plan(w.key, shapes); err != nil {
-			return nil, fmt.Errorf("%w: input shapes %v: %w", backends.ErrInvalidInput, shapes, err)
-		}
+		f = w.frame(p)
+		w.last, w.lastKey = f, append(w.lastKey[:0], w.key...)
 	}
-	f := w.frame(p)
 	for i, in := range inputs {
 		if !aligned(in.Data, in.DType.Size()) {
 			inputs = alignedCopy(inputs, i)
@@ -78,14 +88,51 @@ func (b *Backend) run(w *worker, inputs []*tensor.Tensor) (outs []*tensor.Tensor
 	if err := f.exec(); err != nil {
 		return nil, err
 	}
-	outs = make([]*tensor.Tensor, len(b.g.outputs))
-	for i, o := range b.g.outputs {
+	return b.outputs(f), nil
+}
+
+// outputs copies the graph outputs out of f into new tensors owned by the
+// caller. It allocates twice whatever the number of outputs (up to
+// maxPackedOutputs; three times beyond): one block of words holding every
+// output's shape and data (no pointers, so the GC does not scan it), and
+// one for the tensor headers and the result slice together.
+func (b *Backend) outputs(f *frame) []*tensor.Tensor {
+	p := f.p
+	block := make([]uint64, p.outWords)
+	var ts []tensor.Tensor
+	var outs []*tensor.Tensor
+	if n := len(p.outs); n <= maxPackedOutputs {
+		h := new(outHeaders)
+		ts, outs = h.ts[:n:n], h.ptrs[:n:n]
+	} else {
+		ts, outs = make([]tensor.Tensor, n), make([]*tensor.Tensor, n)
+	}
+	for i, o := range p.outs {
 		v := f.value(o.id)
-		t := tensor.New(b.meta.Outputs[i].Name, v.DType, v.Shape)
-		copy(t.Data, v.Data)
+		t := &ts[i]
+		t.Name, t.DType = b.meta.Outputs[i].Name, v.DType
+		if n := len(v.Shape); n > 0 {
+			t.Shape = unsafe.Slice((*int64)(unsafe.Pointer(&block[o.shapeOff])), n)
+			copy(t.Shape, v.Shape)
+		}
+		t.Data = []byte{}
+		if o.size > 0 {
+			t.Data = unsafe.Slice((*byte)(unsafe.Pointer(&block[o.dataOff])), o.size)
+			copy(t.Data, v.Data)
+		}
 		outs[i] = t
 	}
-	return outs, nil
+	return outs
+}
+
+// maxPackedOutputs is the number of outputs whose headers and result slice
+// come in one allocation (outHeaders); typical models have one to three.
+const maxPackedOutputs = 4
+
+// outHeaders holds the result of an Infer call with few outputs.
+type outHeaders struct {
+	ptrs [maxPackedOutputs]*tensor.Tensor
+	ts   [maxPackedOutputs]tensor.Tensor
 }
 
 // alignedCopy returns inputs with input i replaced by an aligned copy (the

@@ -1,13 +1,21 @@
 package cpu
 
 import (
+	"fmt"
+
 	"github.com/coalesce-ml/coalesce/tensor"
 )
 
 // compileGemm compiles Gemm: Y = alpha·A'·B' + beta·C with A' = transA ?
-// Aᵀ : A, B' likewise, and C unidirectionally broadcast to [M, N]. A
-// constant B stored transposed (PyTorch's Linear exports transB=1) is
-// transposed once here so the run-time kernel streams rows of B.
+// Aᵀ : A, B' likewise, and C unidirectionally broadcast to [M, N], then
+// max(Y, 0) when a Relu was fused into the node (see fuse).
+//
+// A constant B (the weights: PyTorch's Linear exports transB=1) is packed
+// once with alpha folded in; a constant C that is one value per column
+// (the bias, shape [N] or [1, N], or a scalar) becomes beta·C in the
+// kernel's epilogue. Any other C is copied into Y as beta·C first and the
+// product accumulated onto it; a B computed at run time is packed per
+// call.
 func compileGemm(c *opCtx) (kernel, error) {
 	A, B, C := c.input(0), c.input(1), c.input(2)
 	alpha, err := c.n.attrs.float("alpha", 1)
@@ -28,6 +36,9 @@ func compileGemm(c *opCtx) (kernel, error) {
 	}
 	if A == nil || B == nil {
 		return nil, invalidf("inputs A and B are required")
+	}
+	if c.n.scale != 0 {
+		alpha *= c.n.scale // a power of two: exact
 	}
 	for i, name := range []string{"A", "B", "C"} {
 		if err := c.wantDType(i, name, tensor.FP32); err != nil {
@@ -64,29 +75,67 @@ func compileGemm(c *opCtx) (kernel, error) {
 		}
 	}
 	c.setOut(0, tensor.FP32, out)
-	var packedB []float32
+	ks, lda, ldb := c.ks, int(A.shape[1]), int(B.shape[1])
+	flags := 0
+	if c.n.relu {
+		flags |= flagRelu
+	}
+	useC := C != nil && beta != 0
+	var pb *packedB
 	if B.konst != nil {
-		packedB = c.packB(B.konst, transB, k, n, int(B.shape[1]))
+		var bias *tensor.Tensor
+		if useC && C.konst != nil && (len(C.shape) < 2 || C.shape[0] == 1) {
+			bias, useC = C.konst, false
+			flags |= flagBias
+		}
+		if alpha == 0 {
+			// alpha·A·B is zero, even where A or B holds Inf or NaN.
+			pb = c.packB(B.konst, transB, 0, n, ldb, 0, bias, beta)
+		} else {
+			pb = c.packB(B.konst, transB, k, n, ldb, alpha, bias, beta)
+		}
 	}
 	var cStrides []int
-	if C != nil && beta != 0 {
+	if useC {
 		cStrides = broadcastStrides(C.shape, out)
+		flags |= flagAcc
 	}
-	lda := int(A.shape[1])
+	sc := new(scratch)
 	return kernelFunc(func(in, outs []*tensor.Tensor) error {
 		a, y := viewAs[float32](in[0].Data), viewAs[float32](outs[0].Data)
-		b, ldb, tb := packedB, k, true
-		if b == nil {
-			b, ldb, tb = viewAs[float32](in[1].Data), int(B.shape[1]), transB
-		}
-		bet := float32(0)
-		if cStrides != nil {
+		if useC {
 			fillBroadcast(y, viewAs[float32](in[2].Data), m, n, cStrides, beta)
-			bet = 1
 		}
-		sgemm(transA, tb, m, n, k, alpha, a, lda, b, ldb, bet, y, n)
+		switch {
+		case pb != nil && pb.k == 0:
+			ks.gemm(m, nil, 0, pb, y, n, flags)
+		case pb != nil && !transA:
+			ks.gemm(m, a, lda, pb, y, n, flags)
+		case pb != nil:
+			buf := sc.get(m * k)
+			transpose(*buf, a, k, m, lda)
+			ks.gemm(m, *buf, k, pb, y, n, flags)
+			sc.put(buf)
+		default:
+			bet := float32(0)
+			if flags&flagAcc != 0 {
+				bet = 1
+			}
+			ks.sgemm(sc, transA, transB, m, n, k, alpha, a, lda, viewAs[float32](in[1].Data), ldb, bet, y, n, flags&flagRelu)
+		}
 		return nil
 	}), nil
+}
+
+// transpose stores the transpose of the rows×cols matrix src (row stride
+// lds) into dst (cols×rows, dense).
+func transpose(dst, src []float32, rows, cols, lds int) {
+	dst = dst[:rows*cols]
+	for r := range rows {
+		for j, v := range src[r*lds : r*lds+cols] {
+			dst[j*rows+r] = v
+		}
+	}
 }
 
 // fillBroadcast sets the m×n matrix y to beta·C, C broadcast with the
@@ -148,19 +197,36 @@ func compileMatMul(c *opCtx) (kernel, error) {
 		out = out[:len(out)-1]
 	}
 	c.setOut(0, tensor.FP32, out)
+	ks, sc := c.ks, new(scratch)
+	if len(bBatch) == 0 && B.konst != nil {
+		// Constant weights, with what fuse merged into the node: a
+		// power-of-two scale of A, a per-column bias (a following Add) and
+		// a Relu.
+		alpha, flags := float32(1), 0
+		if c.n.scale != 0 {
+			alpha = c.n.scale
+		}
+		if c.n.bias != nil {
+			flags |= flagBias
+		}
+		if c.n.relu {
+			flags |= flagRelu
+		}
+		rows := prod(aBatch) * m
+		pb := c.packB(B.konst, false, k, n, n, alpha, c.n.bias, 1)
+		return kernelFunc(func(in, outs []*tensor.Tensor) error {
+			ks.gemm(rows, viewAs[float32](in[0].Data), k, pb, viewAs[float32](outs[0].Data), n, flags)
+			return nil
+		}), nil
+	}
+	if c.n.scale != 0 || c.n.bias != nil || c.n.relu {
+		return nil, fmt.Errorf("BUG: fused MatMul without constant 2-D weights (B has shape %v)", B.shape)
+	}
 	if len(bBatch) == 0 {
 		rows := prod(aBatch) * m
-		var packed []float32
-		if B.konst != nil {
-			packed = c.packB(B.konst, false, k, n, n)
-		}
 		return kernelFunc(func(in, outs []*tensor.Tensor) error {
-			a, y := viewAs[float32](in[0].Data), viewAs[float32](outs[0].Data)
-			if packed != nil {
-				sgemm(false, true, rows, n, k, 1, a, k, packed, k, 0, y, n)
-				return nil
-			}
-			sgemm(false, false, rows, n, k, 1, a, k, viewAs[float32](in[1].Data), n, 0, y, n)
+			a, b, y := viewAs[float32](in[0].Data), viewAs[float32](in[1].Data), viewAs[float32](outs[0].Data)
+			ks.sgemm(sc, false, false, rows, n, k, 1, a, k, b, n, 0, y, n, 0)
 			return nil
 		}), nil
 	}
@@ -186,7 +252,7 @@ func compileMatMul(c *opCtx) (kernel, error) {
 	return kernelFunc(func(in, outs []*tensor.Tensor) error {
 		a, b, y := viewAs[float32](in[0].Data), viewAs[float32](in[1].Data), viewAs[float32](outs[0].Data)
 		for t, o := range offs {
-			sgemm(false, false, m, n, k, 1, a[o[0]:], k, b[o[1]:], n, 0, y[t*m*n:], n)
+			ks.sgemm(sc, false, false, m, n, k, 1, a[o[0]:], k, b[o[1]:], n, 0, y[t*m*n:], n, 0)
 		}
 		return nil
 	}), nil

@@ -143,7 +143,15 @@ func TestClip(t *testing.T) {
 	})
 }
 
+// TestGemm runs Gemm through the backend with every kernel set for all
+// transpositions, C shapes, constant or computed B and scales.
 func TestGemm(t *testing.T) {
+	for _, ks := range kernelSets() {
+		t.Run(ks.name, func(t *testing.T) { testGemm(t, Options{Concurrency: 1, Kernels: ks.name}) })
+	}
+}
+
+func testGemm(t *testing.T, opts Options) {
 	r := newRand()
 	const m, k, n = 5, 7, 6
 	cShapes := [][]int64{nil, sh(), sh(n), sh(1, n), sh(m, 1), sh(m, n), sh(1, 1)}
@@ -172,7 +180,7 @@ func TestGemm(t *testing.T) {
 							}
 							attrs := [][]byte{aInt("transA", b2i(transA)), aInt("transB", b2i(transB)),
 								aFloat("alpha", ab[0]), aFloat("beta", ab[1])}
-							outs := runModel(t, oneNode(13, "Gemm", args, 1, attrs...), graphInputs(args)...)
+							outs := runModelWith(t, opts, oneNode(13, "Gemm", args, 1, attrs...), graphInputs(args)...)
 							expectClose(t, outs[0], refGemm(toRef(a), toRef(b), cref, float64(ab[0]), float64(ab[1]), transA, transB))
 						})
 					}
@@ -204,14 +212,16 @@ func TestMatMul(t *testing.T) {
 	}
 	for _, tc := range tests {
 		for _, konstB := range []bool{false, true} {
-			t.Run(fmt.Sprintf("%v@%v/const=%v", tc.a, tc.b, konstB), func(t *testing.T) {
-				a, b := randTensor(r, tensor.FP32, tc.a...), randTensor(r, tensor.FP32, tc.b...)
-				args := []arg{in("a", a), {name: "b", t: b, konst: konstB}}
-				outs := runModel(t, oneNode(13, "MatMul", args, 1), graphInputs(args)...)
-				want := refMatMul(toRef(a), toRef(b))
-				// Sums of k products: the float32 rounding grows like sqrt(k).
-				expectCloseTol(t, outs[0], want, 1e-5*math.Sqrt(float64(tc.a[len(tc.a)-1])))
-			})
+			a, b := randTensor(r, tensor.FP32, tc.a...), randTensor(r, tensor.FP32, tc.b...)
+			for _, ks := range kernelSets() {
+				t.Run(fmt.Sprintf("%v@%v/const=%v/%s", tc.a, tc.b, konstB, ks.name), func(t *testing.T) {
+					args := []arg{in("a", a), {name: "b", t: b, konst: konstB}}
+					outs := runModelWith(t, Options{Concurrency: 1, Kernels: ks.name}, oneNode(13, "MatMul", args, 1), graphInputs(args)...)
+					want := refMatMul(toRef(a), toRef(b))
+					// Sums of k products: the float32 rounding grows like sqrt(k).
+					expectCloseTol(t, outs[0], want, 1e-5*math.Sqrt(float64(tc.a[len(tc.a)-1])))
+				})
+			}
 		}
 	}
 }

@@ -36,6 +36,9 @@ func compileSoftmax(c *opCtx) (kernel, error) {
 	log := c.n.op == "LogSoftmax"
 	switch x.dtype {
 	case tensor.FP32:
+		if inner == 1 && !log && n > 0 {
+			return softmaxRowsKernel(c.ks.softmaxRows, outer, n), nil
+		}
 		return softmaxKernel[float32](outer, n, inner, log), nil
 	case tensor.FP64:
 		return softmaxKernel[float64](outer, n, inner, log), nil
@@ -79,6 +82,93 @@ func softmaxKernel[T float](outer, n, inner int, log bool) kernel {
 		}
 		return nil
 	})
+}
+
+// softmaxRowsKernel is softmaxKernel for FP32 rows of n ≥ 1 contiguous
+// elements (the common case: class scores). vec, when not nil, is the
+// kernel set's vectorised version; otherwise softmaxRows32.
+func softmaxRowsKernel(vec func(x, y []float32, rows, n int), rows, n int) kernel {
+	return kernelFunc(func(in, out []*tensor.Tensor) error {
+		x, y := viewAs[float32](in[0].Data), viewAs[float32](out[0].Data)
+		switch {
+		case rows == 0:
+		case vec != nil:
+			vec(x, y, rows, n)
+		default:
+			softmaxRows32(x, y, rows, n)
+		}
+		return nil
+	})
+}
+
+// softmaxRows32 computes softmaxKernel's result for FP32 rows of n
+// contiguous elements, with the exponential inlined (see expRow32).
+func softmaxRows32(x, y []float32, rows, n int) {
+	for o := range rows {
+		xs, ys := x[o*n:o*n+n], y[o*n:o*n+n]
+		mx := math.Inf(-1)
+		for _, v := range xs {
+			mx = max(mx, float64(v))
+		}
+		inv := 1 / expRow32(ys, xs, mx)
+		for j, v := range ys {
+			ys[j] = float32(float64(v) * inv)
+		}
+	}
+}
+
+// expRow32 sets dst[i] = e**(src[i]-shift) and returns the sum of the
+// unrounded values. The exponential has a relative error below 1e-11,
+// ample for a result rounded to float32 (spacing 6e-8), and math.Exp's
+// special cases (NaN, ±Inf, underflow to 0). It is written out in the
+// loop because math.Exp costs about 13 ns a call on amd64 and a call
+// spills every register: it dominated the softmax of digits-mlp at batch
+// 256. x = k·ln2 + r with |r| ≤ ln2/2 (ln2 split in two so that k·ln2Hi
+// is exact), e**r by its degree-9 Taylor polynomial evaluated in Estrin's
+// scheme (short dependency chains), then scaled by 2**k.
+func expRow32(dst, src []float32, shift float64) float64 {
+	const (
+		ln2Hi = 6.93147180369123816490e-01
+		ln2Lo = 1.90821492927058770002e-10
+		log2e = 1.44269504088896338700e+00
+		round = 0x1.8p52 // adding it rounds a float64 of magnitude < 2**51 to an integer
+	)
+	dst = dst[:len(src)]
+	sum := 0.0
+	for i, v := range src {
+		x := float64(v) - shift
+		var e float64
+		switch {
+		case x != x:
+			e = x
+		case x > 709.8:
+			e = math.Inf(1)
+		case x < -745.2:
+			e = 0
+		default:
+			k := (x*log2e + round) - round
+			r := (x - k*ln2Hi) - k*ln2Lo
+			r2 := r * r
+			r4 := r2 * r2
+			p01 := 1 + r
+			p23 := 1.0/2 + r*(1.0/6)
+			p45 := 1.0/24 + r*(1.0/120)
+			p67 := 1.0/720 + r*(1.0/5040)
+			p89 := 1.0/40320 + r*(1.0/362880)
+			p := (p01 + r2*p23) + r4*((p45+r2*p67)+r4*p89)
+			switch ki := int64(k); { // scale by 2**k in two steps where 2**k is not a normal float64
+			case ki < -1021:
+				e = p * math.Float64frombits(uint64(ki+1023+60)<<52) * 0x1p-60
+			case ki > 1023:
+				e = p * math.Float64frombits(uint64(ki+1023-60)<<52) * 0x1p60
+			default:
+				e = p * math.Float64frombits(uint64(ki+1023)<<52)
+			}
+		}
+		dst[i] = float32(e)
+		sum += e
+	}
+	return sum
 }
 
 // compileArgMax compiles ArgMax and ArgMin (INT64 indices; ties go to the
@@ -135,6 +225,23 @@ func compileArgMax(c *opCtx) (kernel, error) {
 }
 
 func argKernel[T number](outer, n, inner int, isMax, last bool) kernel {
+	if inner == 1 && isMax && !last {
+		// The common case (class scores) in a loop with one comparison.
+		return kernelFunc(func(in, out []*tensor.Tensor) error {
+			x, y := viewAs[T](in[0].Data), viewAs[int64](out[0].Data)
+			for o := range outer {
+				row := x[o*n : o*n+n]
+				best, bi := row[0], 0
+				for j, v := range row {
+					if v > best {
+						best, bi = v, j
+					}
+				}
+				y[o] = int64(bi)
+			}
+			return nil
+		})
+	}
 	return kernelFunc(func(in, out []*tensor.Tensor) error {
 		x, y := viewAs[T](in[0].Data), viewAs[int64](out[0].Data)
 		for o := range outer {

@@ -24,6 +24,18 @@ type plan struct {
 	slots     []slot  // per value id
 	inputs    [][]int // per graph input: value ids whose data is that input
 	arenaSize int     // bytes
+	// outs places the graph outputs, in order, in the one block of
+	// outWords words that each call allocates for them.
+	outs     []outPlace
+	outWords int
+}
+
+// outPlace is where one graph output's shape and data go in the output
+// block (offsets in 8-byte words).
+type outPlace struct {
+	id                int // value id
+	shapeOff, dataOff int
+	size              int // bytes
 }
 
 // step is one kernel invocation.
@@ -118,9 +130,14 @@ func newPlan(g *graph, inShapes [][]int64) (*plan, error) {
 		s.dtype, s.shape = infos[id].dtype, infos[id].shape
 	}
 	for _, o := range g.outputs {
-		if p.slots[o.id].kind == slotNone {
+		s := p.slots[o.id]
+		if s.kind == slotNone {
 			return nil, fmt.Errorf("BUG: graph output %q has no storage", g.names[o.id])
 		}
+		size := prod(s.shape) * s.dtype.Size()
+		op := outPlace{id: o.id, shapeOff: p.outWords, dataOff: p.outWords + len(s.shape), size: size}
+		p.outWords = op.dataOff + (size+7)/8
+		p.outs = append(p.outs, op)
 	}
 	return p, nil
 }

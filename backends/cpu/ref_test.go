@@ -276,7 +276,13 @@ func graphInputs(args []arg) []*tensor.Tensor {
 // runModel loads model and runs it on inputs, failing the test on error.
 func runModel(t *testing.T, model []byte, inputs ...*tensor.Tensor) []*tensor.Tensor {
 	t.Helper()
-	be, err := LoadBytes(model, Options{Concurrency: 1})
+	return runModelWith(t, Options{Concurrency: 1}, model, inputs...)
+}
+
+// runModelWith is runModel with the given options.
+func runModelWith(t *testing.T, opts Options, model []byte, inputs ...*tensor.Tensor) []*tensor.Tensor {
+	t.Helper()
+	be, err := LoadBytes(model, opts)
 	if err != nil {
 		t.Fatalf("LoadBytes: %v", err)
 	}
