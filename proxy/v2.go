@@ -2,6 +2,7 @@ package proxy
 
 import (
 	"bytes"
+	"slices"
 	"strconv"
 
 	"github.com/valyala/bytebufferpool"
@@ -51,7 +52,22 @@ func (s *Server) v2ServerMetadata(ctx *fasthttp.RequestCtx) error {
 	}
 	b := append([]byte(nil), `{"name":"coalesce","version":`...)
 	b = appendString(b, s.cfg.Version)
-	b = append(b, `,"extensions":["binary_tensor_data"]}`...)
+	b = append(b, `,"extensions":["binary_tensor_data"]`...)
+	// The engine facts of the default model (e.g. the kernels chosen for
+	// this CPU) are shown here too; clients ignore fields they don't know.
+	if info := s.defModel.Meta.Info; len(info) > 0 {
+		b = append(b, `,"engine":{`...)
+		for i, k := range sortedKeys(info) {
+			if i > 0 {
+				b = append(b, ',')
+			}
+			b = appendString(b, k)
+			b = append(b, ':')
+			b = appendString(b, info[k])
+		}
+		b = append(b, '}')
+	}
+	b = append(b, '}')
 	ctx.SetContentType("application/json")
 	ctx.SetBody(b)
 	return nil
@@ -119,11 +135,11 @@ func (s *Server) v2ModelMetadata(ctx *fasthttp.RequestCtx, m *backends.Model) er
 		b = append(b, `,"description":`...)
 		b = appendString(b, m.Config.Description)
 	}
-	for k, v := range m.Meta.Info {
+	for _, k := range sortedKeys(m.Meta.Info) {
 		b = append(b, ',')
 		b = appendString(b, k)
 		b = append(b, ':')
-		b = appendString(b, v)
+		b = appendString(b, m.Meta.Info[k])
 	}
 	b = append(b, `}}`...)
 	ctx.SetContentType("application/json")
@@ -183,4 +199,13 @@ func (s *Server) v2Infer(ctx *fasthttp.RequestCtx, m *backends.Model) error {
 	ctx.SetBody(bb.B)
 	bytebufferpool.Put(bb)
 	return nil
+}
+
+func sortedKeys(m map[string]string) []string {
+	keys := make([]string, 0, len(m))
+	for k := range m {
+		keys = append(keys, k)
+	}
+	slices.Sort(keys)
+	return keys
 }

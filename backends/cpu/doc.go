@@ -8,7 +8,12 @@
 // names the node, never a wrong answer at run time. Nodes whose inputs are
 // all constants are folded once at load; then fuse (fuse.go) merges into
 // each matrix multiply the neighbours its kernel applies for free: a
-// power-of-two scaling of its input, a bias Add after a MatMul, a Relu.
+// power-of-two scaling of its input, a bias Add after a MatMul, a Relu,
+// and a BatchNormalization after a Gemm (folded into its weights and
+// bias).
+//
+// conformance_test.go runs the ONNX node test cases of Debian's
+// libonnx-testdata package for every operator the engine implements.
 //
 // Dynamic dimensions (the batch dimension, declared -1 or with a dim_param)
 // are handled by compiling one concrete plan per set of input shapes: the

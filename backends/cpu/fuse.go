@@ -2,6 +2,7 @@ package cpu
 
 import (
 	"math"
+	"slices"
 
 	"github.com/coalesce-ml/coalesce/tensor"
 )
@@ -19,6 +20,12 @@ import (
 //     MatMul's output becomes the kernel's bias epilogue, which performs
 //     the same float32 addition (Gemm has its own bias input, C);
 //   - a Relu of the output is applied by the kernel as it stores C.
+//
+// One rewrite is not bit-identical: a BatchNormalization (inference form)
+// of a Gemm's output, with constant weights and statistics, is folded
+// into the Gemm's weights and bias (see foldBatchNorm). That rounds
+// differently from normalising after the product (a few ulps), which is
+// what every exporter's constant folding does too.
 //
 // A fused node's intermediate value disappears from the graph, so it must
 // be read by that node only and not be a graph output. fuse runs after
@@ -68,6 +75,11 @@ func fuse(g *graph) {
 			continue
 		}
 		switch {
+		case n.op == "BatchNormalization":
+			if p := only(n.in[0]); p != nil && p.op == "Gemm" && g.fusable(p) && p.bias == nil && !p.relu && g.foldBatchNorm(p, n) {
+				p.out = n.out[:1]
+				producer[n.out[0]], drop[n] = p, true
+			}
 		case n.op == "Add" && len(n.in) == 2 && n.in[0] >= 0 && n.in[1] >= 0:
 			for i := range 2 {
 				p, b := only(n.in[i]), g.consts[n.in[1-i]]
@@ -139,4 +151,97 @@ func (g *graph) powerOfTwoScale(n *node) (x int, s float32, ok bool) {
 		return 0, 0, false // not a power of two, or far from 1 (alpha·s must stay normal)
 	}
 	return x, float32(v), true
+}
+
+// foldBatchNorm rewrites the Gemm p so that it computes bn(p) when bn is
+// a BatchNormalization in inference form whose only output is Y and
+// whose scale γ, bias β, mean μ and variance σ² are constant FP32
+// vectors over p's columns, p's B is a constant FP32 matrix and its C is
+// absent or a constant with one value per column (or one value). With
+// s = γ/√(σ²+ε) per column n, Y = α·A·op(B)·s + s·(βc·C − μ) + β, so
+// op(B)'s column n is scaled by s_n (in float64, rounded once) and C
+// becomes s·(βc·C − μ) + β with beta 1. It reports whether it did.
+func (g *graph) foldBatchNorm(p, bn *node) bool {
+	if len(bn.in) != 5 || slices.ContainsFunc(bn.out[1:], func(v int) bool { return v >= 0 }) {
+		return false
+	}
+	eps, err := bn.attrs.float("epsilon", 1e-5)
+	if err != nil {
+		return false
+	}
+	if on, err := bn.attrs.boolInt("spatial", true); err != nil || !on {
+		return false
+	}
+	if tm, err := bn.attrs.boolInt("training_mode", false); err != nil || tm {
+		return false
+	}
+	transB, err1 := p.attrs.boolInt("transB", false)
+	betaC, err2 := p.attrs.float("beta", 1)
+	if err1 != nil || err2 != nil || len(p.in) < 2 {
+		return false
+	}
+	b := g.consts[p.in[1]]
+	if b == nil || b.DType != tensor.FP32 || len(b.Shape) != 2 {
+		return false
+	}
+	n := int(b.Shape[1])
+	if transB {
+		n = int(b.Shape[0])
+	}
+	var params [4][]float32 // γ, β, μ, σ²
+	for i := range params {
+		c := g.consts[bn.in[i+1]]
+		if c == nil || c.DType != tensor.FP32 || len(c.Shape) != 1 || int(c.Shape[0]) != n {
+			return false
+		}
+		params[i] = viewAs[float32](c.Data)
+	}
+	var cv []float32 // C per column, nil when absent
+	if len(p.in) > 2 && p.in[2] >= 0 {
+		c := g.consts[p.in[2]]
+		if c == nil || c.DType != tensor.FP32 || len(c.Shape) > 2 {
+			return false
+		}
+		perColumn := sameShape(c.Shape, []int64{int64(n)}) || sameShape(c.Shape, []int64{1, int64(n)})
+		if !perColumn && c.Len() != 1 {
+			return false
+		}
+		src := viewAs[float32](c.Data)
+		cv = make([]float32, n)
+		for j := range cv {
+			cv[j] = src[min(j, len(src)-1)]
+		}
+	}
+	gamma, beta, mean, vr := params[0], params[1], params[2], params[3]
+	scale := make([]float64, n)
+	for j := range scale {
+		scale[j] = float64(gamma[j]) / math.Sqrt(float64(vr[j])+float64(eps))
+	}
+	nb := tensor.New(g.names[p.in[1]]+"/bn_folded", tensor.FP32, clone(b.Shape))
+	src, dst := viewAs[float32](b.Data), viewAs[float32](nb.Data)
+	for i, v := range src {
+		j := i % n // column of op(B) that element i belongs to
+		if transB {
+			j = i / int(b.Shape[1])
+		}
+		dst[i] = float32(float64(v) * scale[j])
+	}
+	nc := tensor.New(g.names[bn.out[0]]+"/bn_bias", tensor.FP32, []int64{int64(n)})
+	bias := viewAs[float32](nc.Data)
+	for j := range bias {
+		c := 0.0
+		if cv != nil {
+			c = float64(betaC) * float64(cv[j])
+		}
+		bias[j] = float32(scale[j]*(c-float64(mean[j])) + float64(beta[j]))
+	}
+	add := func(t *tensor.Tensor) int {
+		g.names = append(g.names, t.Name)
+		g.consts = append(g.consts, t)
+		return len(g.names) - 1
+	}
+	in := []int{p.in[0], add(nb), add(nc)}
+	p.in = in
+	p.attrs = slices.DeleteFunc(slices.Clone(p.attrs), func(a *onnxAttr) bool { return a.name == "beta" })
+	return true
 }

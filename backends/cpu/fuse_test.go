@@ -211,3 +211,81 @@ func TestExpRow32(t *testing.T) {
 		}
 	}
 }
+
+// TestFoldBatchNorm checks that a BatchNormalization after a Gemm is
+// folded into it (with the Relu after it fused too), for every form of
+// B and C, and that the result matches the unfolded graph within FP32
+// rounding; where folding is not allowed, the node stays.
+func TestFoldBatchNorm(t *testing.T) {
+	const k, n = 24, 40
+	r := newRand()
+	w, wt := randTensor(r, tensor.FP32, k, n), randTensor(r, tensor.FP32, n, k)
+	b, b1n := randTensor(r, tensor.FP32, n), randTensor(r, tensor.FP32, 1, n)
+	vr := randTensor(r, tensor.FP32, n)
+	for i := range vr.Len() {
+		vr.SetFloat64(i, math.Abs(vr.Float64At(i))+0.1)
+	}
+	tests := []struct {
+		name      string
+		gemmIn    []string
+		gemmAttrs [][]byte
+		bnAttrs   [][]byte
+		readTwice bool // the Gemm's output is also a graph output
+		wantNodes int
+	}{
+		{"B", []string{"x", "w", "b"}, nil, nil, false, 1},
+		{"transB", []string{"x", "wt", "b"}, [][]byte{aInt("transB", 1)}, nil, false, 1},
+		{"C [1,N], alpha, beta", []string{"x", "w", "b1n"}, [][]byte{aFloat("alpha", 0.5), aFloat("beta", -2)}, [][]byte{aFloat("epsilon", 1e-3)}, false, 1},
+		{"scalar C", []string{"x", "w", "one"}, nil, nil, false, 1},
+		{"no C", []string{"x", "wt"}, [][]byte{aInt("transB", 1)}, nil, false, 1},
+		{"Gemm read twice", []string{"x", "w", "b"}, nil, nil, true, 3},
+	}
+	x := randTensor(r, tensor.FP32, 5, k)
+	for _, tc := range tests {
+		build := func(exportAll bool) []byte {
+			m := newModel(15)
+			m.input("x", tFloat, "batch", k)
+			m.init("w", w).init("wt", wt).init("b", b).init("b1n", b1n).init("one", f32(sh(), 1)).
+				init("gamma", randTensor(r, tensor.FP32, n)).init("beta", randTensor(r, tensor.FP32, n)).
+				init("mean", randTensor(r, tensor.FP32, n)).init("var", vr)
+			m.node("gemm", "Gemm", tc.gemmIn, []string{"v0"}, tc.gemmAttrs...)
+			m.node("bn", "BatchNormalization", []string{"v0", "gamma", "beta", "mean", "var"}, []string{"v1"}, tc.bnAttrs...)
+			m.node("relu", "Relu", []string{"v1"}, []string{"v2"})
+			if exportAll || tc.readTwice {
+				m.output("v0")
+			}
+			if exportAll {
+				m.output("v1")
+			}
+			m.output("v2")
+			return m.bytes()
+		}
+		for _, ks := range kernelSets() {
+			t.Run(tc.name+"/"+ks.name, func(t *testing.T) {
+				r = newRand() // same constants in both builds
+				folded, err := LoadBytes(build(false), Options{Concurrency: 1, Kernels: ks.name})
+				if err != nil {
+					t.Fatal(err)
+				}
+				if got := len(folded.g.nodes); got != tc.wantNodes {
+					t.Errorf("%d nodes after folding, want %d", got, tc.wantNodes)
+				}
+				r = newRand()
+				plain, err := LoadBytes(build(true), Options{Concurrency: 1, Kernels: ks.name})
+				if err != nil {
+					t.Fatal(err)
+				}
+				got, err := folded.Infer(context.Background(), []*tensor.Tensor{x})
+				if err != nil {
+					t.Fatal(err)
+				}
+				want, err := plain.Infer(context.Background(), []*tensor.Tensor{x})
+				if err != nil {
+					t.Fatal(err)
+				}
+				g, wv := got[len(got)-1], want[len(want)-1]
+				expectClose(t, g, toRef(wv))
+			})
+		}
+	}
+}

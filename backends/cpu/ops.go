@@ -17,7 +17,7 @@ func lookupOp(op string) *opDef {
 	switch op {
 	case "Add", "Sub", "Mul", "Div":
 		return &opDef{2, 2, 1, nil, compileBinary}
-	case "Relu", "Sigmoid", "Tanh", "Exp", "Log", "Sqrt", "Neg", "Abs":
+	case "Relu", "Sigmoid", "Tanh", "Exp", "Log", "Sqrt", "Neg", "Abs", "Erf":
 		return &opDef{1, 1, 1, nil, compileUnary}
 	case "LeakyRelu":
 		return &opDef{1, 1, 1, []string{"alpha"}, compileUnary}
@@ -56,6 +56,10 @@ func lookupOp(op string) *opDef {
 		return &opDef{2, 2, 1, []string{"axis"}, compileGather}
 	case "Transpose":
 		return &opDef{1, 1, 1, []string{"perm"}, compileTranspose}
+	case "Slice":
+		return &opDef{1, 5, 1, []string{"starts", "ends", "axes"}, compileSlice}
+	case "Pow":
+		return &opDef{2, 2, 1, nil, compilePow}
 	case "Cast":
 		return &opDef{1, 1, 1, []string{"to", "saturate"}, compileCast}
 	}

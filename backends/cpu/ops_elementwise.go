@@ -32,8 +32,20 @@ func compileBinary(c *opCtx) (kernel, error) {
 		return binaryKernel(bc, binaryFns[int32](c.n.op)), nil
 	case tensor.Int64:
 		return binaryKernel(bc, binaryFns[int64](c.n.op)), nil
+	case tensor.Int8:
+		return binaryKernel(bc, binaryFns[int8](c.n.op)), nil
+	case tensor.Int16:
+		return binaryKernel(bc, binaryFns[int16](c.n.op)), nil
+	case tensor.Uint8:
+		return binaryKernel(bc, binaryFns[uint8](c.n.op)), nil
+	case tensor.Uint16:
+		return binaryKernel(bc, binaryFns[uint16](c.n.op)), nil
+	case tensor.Uint32:
+		return binaryKernel(bc, binaryFns[uint32](c.n.op)), nil
+	case tensor.Uint64:
+		return binaryKernel(bc, binaryFns[uint64](c.n.op)), nil
 	}
-	return nil, unsupportedf("datatype %s (supported: FP32, FP64, INT32, INT64)", a.dtype)
+	return nil, unsupportedf("datatype %s (supported: FP32, FP64 and the integer types)", a.dtype)
 }
 
 func binaryKernel[T number](bc *bcast, fns binFns[T]) kernel {
@@ -134,7 +146,8 @@ func binaryFns[T number](op string) binFns[T] {
 }
 
 // compileUnary compiles the elementwise activations and math functions.
-// Every one runs on FP32 and FP64; Relu, Neg and Abs also on INT32 and
+// Every one runs on FP32 and FP64 (transcendental ones, Erf included,
+// computed in float64); Relu, Neg and Abs also on INT32 and
 // INT64.
 func compileUnary(c *opCtx) (kernel, error) {
 	x := c.input(0)
@@ -212,6 +225,8 @@ func unaryFloat[T float](op string, alpha float32) func(d, s []T) {
 		f = math.Log
 	case "Sqrt":
 		f = math.Sqrt
+	case "Erf":
+		f = math.Erf // float64 to within an ulp, so the FP32 result is correctly rounded or next to it
 	default:
 		panic("BUG: unaryFloat(" + op + ")")
 	}
@@ -296,6 +311,18 @@ func compileClip(c *opCtx) (kernel, error) {
 		return clipKernel[int32](lo, hi, bound), nil
 	case tensor.Int64:
 		return clipKernel[int64](lo, hi, bound), nil
+	case tensor.Int8:
+		return clipKernel[int8](lo, hi, bound), nil
+	case tensor.Int16:
+		return clipKernel[int16](lo, hi, bound), nil
+	case tensor.Uint8:
+		return clipKernel[uint8](lo, hi, bound), nil
+	case tensor.Uint16:
+		return clipKernel[uint16](lo, hi, bound), nil
+	case tensor.Uint32:
+		return clipKernel[uint32](lo, hi, bound), nil
+	case tensor.Uint64:
+		return clipKernel[uint64](lo, hi, bound), nil
 	}
 	return nil, unsupportedf("datatype %s", x.dtype)
 }
