@@ -56,6 +56,9 @@ type Models struct {
 	// Concurrency is how many inference calls one model runs at once;
 	// 0 means one per core (GOMAXPROCS).
 	Concurrency int `koanf:"concurrency" help:"inference calls one model runs at once (0 = one per core)"`
+	// Kernels forces the CPU engine's matrix kernels; "auto" picks the
+	// fastest this CPU supports.
+	Kernels string `koanf:"kernels" help:"CPU engine kernels: auto, avx512, avx2 or generic"`
 }
 
 // Limits bound what one request may ask of the server.
@@ -107,7 +110,7 @@ func Default() Config {
 			MaxInflight:    1024,
 		},
 		Admin:  Admin{Addr: ":9090"},
-		Models: Models{Repository: "models"},
+		Models: Models{Repository: "models", Kernels: "auto"},
 		Limits: Limits{
 			MaxBodyBytes:      16 << 20,
 			MaxTensorElements: 4 << 20,
@@ -136,6 +139,7 @@ func (c *Config) Validate() error {
 		{"http.max_inflight", atLeast(c.HTTP.MaxInflight, 0)},
 		{"models.repository", checkDir(c.Models.Repository)},
 		{"models.concurrency", atLeast(c.Models.Concurrency, 0)},
+		{"models.kernels", oneOf(c.Models.Kernels, "auto", "avx512", "avx2", "generic")},
 		{"limits.max_body_bytes", atLeast(c.Limits.MaxBodyBytes, 64)},
 		{"limits.max_tensor_elements", atLeast(c.Limits.MaxTensorElements, 1)},
 		{"limits.max_json_depth", atLeast(c.Limits.MaxJSONDepth, 3)},

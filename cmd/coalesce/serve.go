@@ -24,7 +24,7 @@ import (
 func loaders(cfg *config.Config) map[string]backends.Loader {
 	return map[string]backends.Loader{
 		"model.onnx": func(path string, mc config.Model) (backends.Backend, error) {
-			return cpu.Load(path, cpu.Options{MaxBatchSize: mc.MaxBatchSize, Concurrency: cfg.Models.Concurrency})
+			return cpu.Load(path, cpu.Options{MaxBatchSize: mc.MaxBatchSize, Concurrency: cfg.Models.Concurrency, Kernels: cfg.Models.Kernels})
 		},
 	}
 }
