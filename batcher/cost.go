@@ -30,7 +30,11 @@ func (c *costModel) observe(rows int, d time.Duration) {
 	if c.len < costWindow {
 		c.len++
 	}
-	c.fit()
+	// Refit while learning, then every 8th batch: the fit reads the whole
+	// window, and one batch barely moves it.
+	if c.len < 16 || c.next%8 == 0 {
+		c.fit()
+	}
 }
 
 func (c *costModel) fit() {

@@ -117,6 +117,26 @@ func (f *jsonFiller) fillShaped(v *fastjson.Value, shape []int64, path []byte) e
 	if int64(len(a)) != shape[0] {
 		return badRequest("%s%s: has %d elements; want %d (arrays must be rectangular, shape %v)", f.field, path, len(a), shape[0], f.t.Shape)
 	}
+	if len(shape) == 1 && f.t.DType == tensor.FP32 && f.n+len(a) <= f.t.Len() {
+		// The hot case, a row of FP32 features: convert in place; any
+		// element that is not a plain finite number goes through put,
+		// which names the problem exactly as the general path would.
+		dst := f.t.Float32s()
+		for i, e := range a {
+			if e.Type() != fastjson.TypeNumber {
+				p := append(strconv.AppendInt(append(path, '['), int64(i), 10), ']')
+				return f.fillShaped(e, shape[1:], p) // the general path's error
+			}
+			x, err := e.Float64()
+			y := float32(x)
+			if err != nil || (!f.lim.AllowNonFinite && (x != x || math.IsInf(float64(y), 0))) {
+				return f.put(e)
+			}
+			dst[f.n] = y
+			f.n++
+		}
+		return nil
+	}
 	if path == nil {
 		// One buffer for the whole walk, not one per element: siblings
 		// overwrite each other's suffix, and errors format it at once.
