@@ -68,8 +68,18 @@ type call struct {
 	rows     int
 	shape    []int64 // non-batch dims of every input, flattened: the compatibility key
 	enqueued time.Time
-	done     chan result // capacity 1; written once by the batcher
+	done     chan result // capacity 1; written once per use by the batcher
+
+	// solo is the batch of this call alone on the fast path, and its
+	// one-element slice: no allocation for a lone request.
+	solo  batch
+	soloC [1]*call
 }
+
+// calls recycles call structs and their channels: a call returns to the
+// pool once Submit has read its answer, after which the batcher holds no
+// reference it will use again.
+var calls = sync.Pool{New: func() any { return &call{done: make(chan result, 1)} }}
 
 type result struct {
 	out []*tensor.Tensor
@@ -81,6 +91,7 @@ type batch struct {
 	calls  []*call
 	rows   int
 	reason string
+	ctx    deadlineContext // the backend call's context
 }
 
 // Batcher coalesces concurrent requests for one backend into batches. It
@@ -178,6 +189,8 @@ func (bt *Batcher) Submit(req Request) ([]*tensor.Tensor, error) {
 		bt.release()
 	}
 	r := <-c.done // the batcher answers every call it accepted
+	c.req, c.shape, c.soloC[0], c.solo = Request{}, nil, nil, batch{}
+	calls.Put(c)
 	return r.out, r.err
 }
 
@@ -209,25 +222,30 @@ func (bt *Batcher) enqueue(req Request) (*call, *batch, error) {
 		}
 		level = bt.cfg.PriorityLevels
 	}
-	c := &call{req: req, rows: rows, shape: shapeKey(req.Inputs), done: make(chan result, 1)}
+	c := calls.Get().(*call)
+	c.req, c.rows, c.shape = req, rows, nil
 	now := bt.clock.Now()
 	bt.mu.Lock()
 	switch {
 	case bt.closing:
 		bt.mu.Unlock()
+		calls.Put(c)
 		return nil, nil, ErrClosed
 	case !req.Deadline.After(now):
 		bt.mu.Unlock()
 		bt.met.expired()
+		calls.Put(c)
 		return nil, nil, ErrExpired
 	case bt.rows+rows > bt.cfg.QueueCapacity:
 		bt.mu.Unlock()
 		bt.met.shed("queue_full")
+		calls.Put(c)
 		return nil, nil, ErrQueueFull
 	}
 	if est, ok := bt.waitEstimate(rows, level); ok && now.Add(est).After(req.Deadline) {
 		bt.mu.Unlock()
 		bt.met.shed("admission")
+		calls.Put(c)
 		return nil, nil, ErrOverloaded
 	}
 	c.enqueued = now
@@ -239,8 +257,11 @@ func (bt *Batcher) enqueue(req Request) (*call, *batch, error) {
 		if rows >= bt.cfg.MaxBatchSize {
 			reason = ReleaseFull
 		}
-		return c, &batch{calls: []*call{c}, rows: rows, reason: reason}, nil
+		c.soloC[0] = c
+		c.solo = batch{calls: c.soloC[:], rows: rows, reason: reason}
+		return c, &c.solo, nil
 	}
+	c.shape = shapeKey(req.Inputs) // only queued requests are compared
 	bt.queues[level-1] = append(bt.queues[level-1], c)
 	bt.rows += rows
 	bt.requests++
@@ -379,9 +400,9 @@ func (bt *Batcher) execute(b *batch) (out [][]*tensor.Tensor, err error) {
 			deadline = c.req.Deadline
 		}
 	}
-	ctx, cancel := context.WithDeadline(context.Background(), deadline)
-	defer cancel()
-	res, err := bt.backend.Infer(ctx, inputs)
+	b.ctx = deadlineContext{deadline: deadline}
+	res, err := bt.backend.Infer(&b.ctx, inputs)
+	b.ctx.stop()
 	if err != nil {
 		return nil, err
 	}
@@ -419,5 +440,48 @@ func (bt *Batcher) worker() {
 		bt.idle++
 		bt.mu.Unlock()
 		bt.poke()
+	}
+}
+
+// deadlineContext carries a batch's deadline to the backend without the
+// allocations and timer of context.WithDeadline on every batch: its Done
+// channel and timer are made only if a backend asks for Done (the CPU
+// engine does so only when it has to wait for a worker). The batcher
+// enforces deadlines itself; a request that expires while queued is
+// answered and never run.
+type deadlineContext struct {
+	deadline time.Time
+	once     sync.Once
+	done     chan struct{}
+	timer    *time.Timer
+}
+
+func (c *deadlineContext) Deadline() (time.Time, bool) { return c.deadline, true }
+func (*deadlineContext) Value(any) any                 { return nil }
+
+func (c *deadlineContext) Done() <-chan struct{} {
+	c.once.Do(func() {
+		c.done = make(chan struct{})
+		d := time.Until(c.deadline)
+		if d <= 0 {
+			close(c.done)
+			return
+		}
+		c.timer = time.AfterFunc(d, func() { close(c.done) })
+	})
+	return c.done
+}
+
+func (c *deadlineContext) Err() error {
+	if time.Now().Before(c.deadline) {
+		return nil
+	}
+	return context.DeadlineExceeded
+}
+
+// stop releases the timer, if Done made one.
+func (c *deadlineContext) stop() {
+	if c.timer != nil {
+		c.timer.Stop()
 	}
 }

@@ -117,7 +117,7 @@ func decodePredict(p *fastjson.Parser, body []byte, m *backends.Model, lim *Limi
 	if err := f.fillShaped(fv, fillShape, nil); err != nil {
 		return nil, err
 	}
-	return prepareInputs(m, map[string]*tensor.Tensor{sp.Name: t}, "features")
+	return prepareOne(m, t, "features")
 }
 
 // encodePredict appends {"prediction": [...]} with one element per row.

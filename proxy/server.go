@@ -350,27 +350,51 @@ func prepareInputs(m *backends.Model, byName map[string]*tensor.Tensor, field st
 		if t == nil {
 			return nil, badRequest("%s: input %q of model %s is missing; want %s", field, sp.Name, m.Name, inputList(specs))
 		}
-		if len(t.Shape) != len(sp.Shape) {
-			return nil, badRequest("%s: input %q has shape %v; want %d dimensions like %v (-1 = any size)", field, sp.Name, t.Shape, len(sp.Shape), sp.Shape)
-		}
-		for d, want := range sp.Shape {
-			if want >= 0 && t.Shape[d] != want {
-				return nil, badRequest("%s: input %q has shape %v; want %v (-1 = any size)", field, sp.Name, t.Shape, sp.Shape)
-			}
-		}
-		if len(t.Shape) > 0 {
-			if batch >= 0 && t.Shape[0] != batch {
-				return nil, badRequest("%s: input %q has batch size %d but other inputs have %d; want the same first dimension for every input", field, sp.Name, t.Shape[0], batch)
-			}
-			batch = t.Shape[0]
-		}
-		ct, err := convertExact(t, sp.DType)
+		ct, err := checkInput(sp, t, field, &batch)
 		if err != nil {
-			return nil, badRequest("%s: input %q: %s; want datatype %s", field, sp.Name, err, sp.DType)
+			return nil, err
 		}
 		out[i] = ct
 	}
 	return out, nil
+}
+
+// prepareOne is prepareInputs for one tensor, without building a map: the
+// common case of a single-input model.
+func prepareOne(m *backends.Model, t *tensor.Tensor, field string) ([]*tensor.Tensor, error) {
+	if len(m.Meta.Inputs) != 1 || m.Meta.Inputs[0].Name != t.Name {
+		return prepareInputs(m, map[string]*tensor.Tensor{t.Name: t}, field)
+	}
+	batch := int64(-1)
+	ct, err := checkInput(m.Meta.Inputs[0], t, field, &batch)
+	if err != nil {
+		return nil, err
+	}
+	return []*tensor.Tensor{ct}, nil
+}
+
+// checkInput checks t against its spec and the batch size of the inputs
+// before it (*batch, -1 for none), and converts it to the declared type.
+func checkInput(sp backends.TensorSpec, t *tensor.Tensor, field string, batch *int64) (*tensor.Tensor, error) {
+	if len(t.Shape) != len(sp.Shape) {
+		return nil, badRequest("%s: input %q has shape %v; want %d dimensions like %v (-1 = any size)", field, sp.Name, t.Shape, len(sp.Shape), sp.Shape)
+	}
+	for d, want := range sp.Shape {
+		if want >= 0 && t.Shape[d] != want {
+			return nil, badRequest("%s: input %q has shape %v; want %v (-1 = any size)", field, sp.Name, t.Shape, sp.Shape)
+		}
+	}
+	if len(t.Shape) > 0 {
+		if *batch >= 0 && t.Shape[0] != *batch {
+			return nil, badRequest("%s: input %q has batch size %d but other inputs have %d; want the same first dimension for every input", field, sp.Name, t.Shape[0], *batch)
+		}
+		*batch = t.Shape[0]
+	}
+	ct, err := convertExact(t, sp.DType)
+	if err != nil {
+		return nil, badRequest("%s: input %q: %s; want datatype %s", field, sp.Name, err, sp.DType)
+	}
+	return ct, nil
 }
 
 func inputList(specs []backends.TensorSpec) string {
