@@ -29,6 +29,16 @@ type Options struct {
 	// supports. Asking for kernels the CPU or build (the purego tag)
 	// lacks is an error. Metadata().Info["kernels"] reports the choice.
 	Kernels string
+	// SplitRows is the number of rows (the batch size, for a Gemm or
+	// MatMul on a batch of vectors) from which a matrix product with
+	// constant weights is split into row chunks computed in parallel by
+	// the calling worker and idle helper goroutines (GOMAXPROCS-1 per
+	// Backend, stopped by Close). Helpers are used only while fewer than
+	// GOMAXPROCS goroutines of the Backend compute, so splitting adds no
+	// work when every core already serves a call. 0 means the measured
+	// default (16); a negative value never splits. Results are identical
+	// either way.
+	SplitRows int
 }
 
 // Backend runs one ONNX model on the CPU. It implements backends.Backend
@@ -39,6 +49,7 @@ type Backend struct {
 	// workers holds the idle workers; its capacity is Concurrency. Taking
 	// one is the concurrency semaphore.
 	workers chan *worker
+	split   *splitter                        // helpers for large products; nil when not splitting
 	plans   atomic.Pointer[map[string]*plan] // copy on write
 	mu      sync.Mutex                       // serializes writers of plans
 	closed  atomic.Bool
@@ -99,11 +110,12 @@ func LoadBytes(b []byte, opts Options) (be *Backend, err error) {
 		return nil, fmt.Errorf("cpu: %w", err)
 	}
 	g.kernels = ks
+	g.split = newSplitter(opts.SplitRows, opts.Concurrency)
 	if err := foldConstants(g); err != nil {
 		return nil, fmt.Errorf("cpu: %w", err)
 	}
 	fuse(g)
-	be = &Backend{g: g, workers: make(chan *worker, opts.Concurrency)}
+	be = &Backend{g: g, workers: make(chan *worker, opts.Concurrency), split: g.split}
 	for range opts.Concurrency {
 		be.workers <- &worker{frames: map[*plan]*frame{}}
 	}
@@ -143,6 +155,12 @@ func LoadBytes(b []byte, opts Options) (be *Backend, err error) {
 	}
 	for _, in := range g.inputs {
 		be.meta.Inputs = append(be.meta.Inputs, backends.TensorSpec{Name: in.spec.Name, DType: in.spec.DType, Shape: clone(in.spec.Shape)})
+	}
+	if be.split != nil {
+		be.split.start()
+		// A Backend dropped without Close stops its helpers when collected
+		// (they reference the splitter, not the Backend).
+		runtime.AddCleanup(be, func(sp *splitter) { sp.stop(false) }, be.split)
 	}
 	return be, nil
 }
@@ -216,10 +234,12 @@ func outputSpecs(g *graph, probed []*plan) ([]backends.TensorSpec, error) {
 func (b *Backend) Metadata() *backends.Metadata { return &b.meta }
 
 // Close marks the backend closed: later Infer calls fail with ErrClosed,
-// in-flight calls finish. It never fails and may be called more than
-// once.
+// in-flight calls finish (without helpers). It stops the helper
+// goroutines and waits until they have exited. It never fails and may be
+// called more than once.
 func (b *Backend) Close() error {
 	b.closed.Store(true)
+	b.split.stop(true)
 	return nil
 }
 

@@ -265,6 +265,18 @@ func TestInferAllocations(t *testing.T) {
 		t.Fatalf("Infer allocates %v times per call, want <= 2", allocs)
 	}
 	t.Logf("%v allocations per call", allocs)
+	// A batch split over the helpers (SplitRows 1 forces it).
+	be = testMLP(t, Options{Concurrency: 1, SplitRows: 1})
+	defer be.Close()
+	in = []*tensor.Tensor{randTensor(newRand(), tensor.FP32, 100, 8)}
+	allocs = testing.AllocsPerRun(50, func() {
+		if _, err := be.Infer(ctx, in); err != nil {
+			t.Fatal(err)
+		}
+	})
+	if allocs > 2 {
+		t.Fatalf("Infer of a split batch allocates %v times per call, want <= 2", allocs)
+	}
 }
 
 func TestLoadFile(t *testing.T) {

@@ -14,20 +14,24 @@ import (
 // several batch sizes, with the auto-chosen kernels: ns/op is the cost
 // of one call, ns/row per input row. When the model file is absent it
 // runs a synthetic MLP of the same shape. Sub-benchmarks named after a
-// kernel set (BenchmarkMLP/avx2/batch=64) force that set.
+// kernel set (BenchmarkMLP/avx2/batch=64) force that set; split and
+// nosplit force intra-operator splitting on (SplitRows 1) and off
+// (SplitRows -1), to measure where it pays (the default splits from
+// defaultSplitRows rows).
 func BenchmarkMLP(b *testing.B) {
 	model, err := os.ReadFile("../../models/digits-mlp/1/model.onnx")
 	if err != nil {
 		b.Logf("digits-mlp not found (%v): using a synthetic 64-256-256-10 MLP", err)
 		model = syntheticDigits()
 	}
-	run := func(b *testing.B, kernels string) {
-		be, err := LoadBytes(model, Options{Concurrency: 1, Kernels: kernels})
+	run := func(b *testing.B, kernels string, splitRows int, batches ...int64) {
+		be, err := LoadBytes(model, Options{Concurrency: 1, Kernels: kernels, SplitRows: splitRows})
 		if err != nil {
 			b.Fatal(err)
 		}
+		defer be.Close()
 		r := newRand()
-		for _, n := range []int64{1, 8, 64, 256} {
+		for _, n := range batches {
 			b.Run(fmt.Sprintf("batch=%d", n), func(b *testing.B) {
 				x := randTensor(r, tensor.FP32, n, 64)
 				in := []*tensor.Tensor{x}
@@ -42,9 +46,16 @@ func BenchmarkMLP(b *testing.B) {
 			})
 		}
 	}
-	run(b, "auto")
+	std := []int64{1, 8, 64, 256}
+	run(b, "auto", 0, std...)
+	for _, s := range []struct {
+		name string
+		rows int
+	}{{"split", 1}, {"nosplit", -1}} {
+		b.Run(s.name, func(b *testing.B) { run(b, "auto", s.rows, 16, 24, 32, 48, 64, 128, 256) })
+	}
 	for _, ks := range kernelSets() {
-		b.Run(ks.name, func(b *testing.B) { run(b, ks.name) })
+		b.Run(ks.name, func(b *testing.B) { run(b, ks.name, 0, std...) })
 	}
 }
 
@@ -120,5 +131,42 @@ func BenchmarkLoad(b *testing.B) {
 				be.Close()
 			}
 		})
+	}
+}
+
+// BenchmarkSplitGemm measures M×256 by a packed 256×256 B with the
+// auto-chosen kernels, split over the helpers from one row (split) and
+// unsplit, reporting GFLOPS: the driver-level gain of splitting.
+func BenchmarkSplitGemm(b *testing.B) {
+	const k, n = 256, 256
+	ks := kernelSets()[0]
+	r := newRand()
+	w := make([]float32, k*n)
+	for i := range w {
+		w[i] = float32(r.Float64())
+	}
+	pb := ks.packB(make([]float32, ks.packedLen(k, n)), false, k, n, w, n, 1)
+	sp := newSplitter(1, 1)
+	if sp == nil {
+		b.Skip("GOMAXPROCS is 1")
+	}
+	sp.start()
+	defer sp.stop(true)
+	for _, m := range []int{16, 32, 64, 256} {
+		a, c := make([]float32, m*k), make([]float32, m*n)
+		for _, split := range []bool{false, true} {
+			b.Run(fmt.Sprintf("split=%v/M=%d", split, m), func(b *testing.B) {
+				sp.enter()
+				defer sp.leave()
+				for b.Loop() {
+					if split {
+						sp.gemm(ks, m, a, k, &pb, c, n, 0)
+					} else {
+						ks.gemm(m, a, k, &pb, c, n, 0)
+					}
+				}
+				b.ReportMetric(float64(2*m*n*k)*float64(b.N)/b.Elapsed().Seconds()/1e9, "GFLOPS")
+			})
+		}
 	}
 }

@@ -52,6 +52,7 @@ type opCtx struct {
 	opset int64
 	ks    *kernelSet
 	packs *packCache
+	sp    *splitter    // splits large products with constant B over helpers
 	in    []*valueInfo // nil for an absent optional input
 	out   []valueInfo
 }
@@ -165,7 +166,7 @@ func unsupportedf(format string, args ...any) error {
 // and returns its kernel (nil when every output is a compile-time
 // constant) and output descriptions.
 func compileNode(g *graph, n *node, infos []valueInfo) (kernel, []valueInfo, error) {
-	c := opCtx{n: n, opset: g.opset, ks: g.kernels, packs: &g.packs, in: make([]*valueInfo, len(n.in)), out: make([]valueInfo, len(n.out))}
+	c := opCtx{n: n, opset: g.opset, ks: g.kernels, packs: &g.packs, sp: g.split, in: make([]*valueInfo, len(n.in)), out: make([]valueInfo, len(n.out))}
 	for i, v := range n.in {
 		if v >= 0 {
 			c.in[i] = &infos[v]

@@ -88,6 +88,12 @@
 //
 //	go test -run '^$' -bench 'Sgemm|MLP|FMAPeak' -benchtime 2s -count 3 ./backends/cpu/
 //
+// A product with constant weights and at least Options.SplitRows rows
+// (default 16) is split into chunks of whole row strips, computed by the
+// calling worker and idle helper goroutines of the Backend (split.go);
+// the results are bit-identical to the unsplit driver's.
+// BenchmarkMLP/split and /nosplit force it on and off.
+//
 // BenchmarkSgemm/M=<m> multiplies M×256 by a packed 256×256 B (GFLOPS),
 // BenchmarkMLP/batch=<n> runs digits-mlp through Infer on one worker
 // (ns/op is the time of one call), BenchmarkFMAPeak is the core's FMA rate

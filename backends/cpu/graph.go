@@ -27,6 +27,7 @@ type graph struct {
 	outputs []graphOutput
 	kernels *kernelSet // the SGEMM kernels; packing depends on them
 	packs   packCache  // packed constant weights, shared by all plans
+	split   *splitter  // helpers for large products (nil: never split)
 }
 
 // graphInput is one runtime input of the graph.

@@ -43,6 +43,8 @@ func (b *Backend) Infer(ctx context.Context, inputs []*tensor.Tensor) ([]*tensor
 	if err := ctx.Err(); err != nil {
 		return nil, fmt.Errorf("cpu: infer: %w", err)
 	}
+	b.split.enter()
+	defer b.split.leave()
 	return b.run(w, inputs)
 }
 

@@ -152,15 +152,28 @@ func (ks *kernelSet) gemm(m int, a []float32, lda int, pb *packedB, c []float32,
 	if m == 0 || n == 0 {
 		return
 	}
+	ks.checkGemm(m, a, lda, pb, c, ldc, flags)
+	if k == 0 {
+		epilogueOnly(m, n, c, ldc, pb.bias, flags)
+		return
+	}
+	ks.gemmBlocks(m, a, lda, pb, c, ldc, flags)
+}
+
+// checkGemm panics, naming the sizes, when the arguments of gemm violate
+// a length the kernels rely on (m, n >= 1).
+func (ks *kernelSet) checkGemm(m int, a []float32, lda int, pb *packedB, c []float32, ldc int, flags int) {
+	k, n := pb.k, pb.n
 	if lda < k || ldc < n || len(a) < (m-1)*lda+k || len(c) < (m-1)*ldc+n ||
 		len(pb.data) < ks.packedLen(k, n) || pb.nr != ks.nr || flags&flagBias != 0 && len(pb.bias) < ks.paddedWidth(n) {
 		panic(fmt.Sprintf("BUG: gemm %s: m=%d k=%d n=%d lda=%d ldc=%d len(a)=%d len(c)=%d len(b)=%d nr=%d",
 			ks.name, m, k, n, lda, ldc, len(a), len(c), len(pb.data), pb.nr))
 	}
-	if k == 0 {
-		epilogueOnly(m, n, c, ldc, pb.bias, flags)
-		return
-	}
+}
+
+// gemmBlocks is gemm for checked arguments with k >= 1.
+func (ks *kernelSet) gemmBlocks(m int, a []float32, lda int, pb *packedB, c []float32, ldc int, flags int) {
+	k, n := pb.k, pb.n
 	nr, mr := ks.nr, ks.mr
 	// Split K evenly into blocks of at most maxKC.
 	kc := k

@@ -75,7 +75,7 @@ func compileGemm(c *opCtx) (kernel, error) {
 		}
 	}
 	c.setOut(0, tensor.FP32, out)
-	ks, lda, ldb := c.ks, int(A.shape[1]), int(B.shape[1])
+	ks, sp, lda, ldb := c.ks, c.sp, int(A.shape[1]), int(B.shape[1])
 	flags := 0
 	if c.n.relu {
 		flags |= flagRelu
@@ -110,11 +110,11 @@ func compileGemm(c *opCtx) (kernel, error) {
 		case pb != nil && pb.k == 0:
 			ks.gemm(m, nil, 0, pb, y, n, flags)
 		case pb != nil && !transA:
-			ks.gemm(m, a, lda, pb, y, n, flags)
+			sp.gemm(ks, m, a, lda, pb, y, n, flags)
 		case pb != nil:
 			buf := sc.get(m * k)
 			transpose(*buf, a, k, m, lda)
-			ks.gemm(m, *buf, k, pb, y, n, flags)
+			sp.gemm(ks, m, *buf, k, pb, y, n, flags)
 			sc.put(buf)
 		default:
 			bet := float32(0)
@@ -197,7 +197,7 @@ func compileMatMul(c *opCtx) (kernel, error) {
 		out = out[:len(out)-1]
 	}
 	c.setOut(0, tensor.FP32, out)
-	ks, sc := c.ks, new(scratch)
+	ks, sp, sc := c.ks, c.sp, new(scratch)
 	if len(bBatch) == 0 && B.konst != nil {
 		// Constant weights, with what fuse merged into the node: a
 		// power-of-two scale of A, a per-column bias (a following Add) and
@@ -215,7 +215,7 @@ func compileMatMul(c *opCtx) (kernel, error) {
 		rows := prod(aBatch) * m
 		pb := c.packB(B.konst, false, k, n, n, alpha, c.n.bias, 1)
 		return kernelFunc(func(in, outs []*tensor.Tensor) error {
-			ks.gemm(rows, viewAs[float32](in[0].Data), k, pb, viewAs[float32](outs[0].Data), n, flags)
+			sp.gemm(ks, rows, viewAs[float32](in[0].Data), k, pb, viewAs[float32](outs[0].Data), n, flags)
 			return nil
 		}), nil
 	}

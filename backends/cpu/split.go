@@ -1,0 +1,337 @@
+package cpu
+
+import (
+	"runtime"
+	"sync"
+	"sync/atomic"
+	"time"
+)
+
+// Intra-operator splitting: a matrix product with packed constant B and at
+// least Options.SplitRows rows is cut into chunks of whole row strips that
+// the calling worker and idle helper goroutines compute in parallel. Each
+// chunk writes its own rows of C, so the data needs no lock.
+//
+// A helper that has served a task polls for the next one for spinTime
+// before it parks, and a caller whose last chunk is on a helper polls for
+// its completion: parking costs a thread wake-up (tens of microseconds on
+// a virtual machine), more than a chunk takes at these sizes.
+//
+// The helpers (GOMAXPROCS-1 goroutines) belong to the Backend: started at
+// the end of LoadBytes, stopped by Close (or when the Backend is garbage
+// collected without Close). Every Infer call counts as one computing
+// goroutine, and a call hands a chunk job to a helper only when it can
+// take a token, i.e. when fewer than GOMAXPROCS goroutines of this backend
+// compute (calls plus busy helpers); it never waits for one. When all
+// cores serve other calls, a split product runs every chunk on its caller:
+// the cost over the unsplit path is a few atomic operations.
+//
+// Chunks are claimed dynamically from a per-call counter, by the caller
+// and by the helpers it woke, so a helper that wakes late takes whatever
+// remains (possibly nothing) instead of delaying the call. The caller
+// waits (on a channel of capacity 1) only when a helper finished the last
+// chunk. Chunk boundaries are boundaries of the unsplit strip sequence
+// (see stripRows), so that every row is computed by the same kernel body
+// as without splitting: the results are bit-identical.
+
+// defaultSplitRows is the measured threshold of Options.SplitRows (rows
+// of the product, the batch size for a Gemm on a batch of vectors).
+// BenchmarkMLP/split vs /nosplit on digits-mlp, AVX-512, 2 cores (µs per
+// call, medians of 3): batch 16 28 vs 33, 24 36 vs 48, 32 48 vs 55,
+// 48 57 vs 93, 64 77 vs 114, 256 303 vs 503. Below 16 rows an AVX-512
+// product has a single 12-row strip plus a tail and nothing to share.
+const defaultSplitRows = 16
+
+// maxChunksPerProc bounds the chunks of one product per computing
+// goroutine: more chunks balance a late helper better, each costs one
+// driver call.
+const maxChunksPerProc = 4
+
+// splitter is the helper pool of one Backend. A nil *splitter never
+// splits.
+type splitter struct {
+	minRows int   // split products of at least this many rows; <= 0: never
+	procs   int32 // bound on computing goroutines (calls + busy helpers)
+	// busy counts the calls running (enter/leave) and the helpers holding
+	// a token (taken by acquire, given back by the helper).
+	busy    atomic.Int32
+	live    atomic.Bool    // helpers running: tasks are served
+	tasks   chan splitTask // capacity procs-1: never blocks (tokens bound it)
+	jobs    chan *splitJob // free list of job records
+	quit    chan struct{}  // closed by stop
+	stopped sync.Once      // guards close(quit)
+	wg      sync.WaitGroup // helpers running, for stop
+	started atomic.Bool    // start ran
+	_       [0]func()      // not comparable
+}
+
+// splitTask asks a helper to join job j while its sequence number is seq.
+type splitTask struct {
+	j   *splitJob
+	seq uint32
+}
+
+// splitJob is one split product. Its fields other than the atomics are
+// written by the caller before it publishes the job (state) and read by
+// the goroutines that claim chunks of it.
+type splitJob struct {
+	// state packs seq (bits 32-63), the chunk count (16-31) and the next
+	// chunk to claim (0-15). A helper whose task's seq differs from the
+	// state's is late for a finished job and leaves.
+	state atomic.Uint64
+	done  atomic.Int32  // chunks finished
+	fin   chan struct{} // capacity 1: the helper finishing the last chunk sends
+	seq   uint32
+	perr  atomic.Pointer[chunkPanic] // first panic of a chunk, re-raised by the caller
+
+	ks              *kernelSet
+	pb              *packedB
+	a, c            []float32
+	m, lda, ldc, fl int
+	units, chunks   int // boundaries: multiples of mr, see chunkRows
+}
+
+// newSplitter returns the pool for minRows (Options.SplitRows: 0 is the
+// default, < 0 never) and concurrency calls; it does not start it. It
+// returns nil when splitting is off or there is a single processor.
+func newSplitter(minRows, concurrency int) *splitter {
+	procs := runtime.GOMAXPROCS(0)
+	if minRows == 0 {
+		minRows = defaultSplitRows
+	}
+	if minRows < 0 || procs < 2 {
+		return nil
+	}
+	return &splitter{
+		minRows: max(minRows, 1),
+		procs:   int32(procs),
+		tasks:   make(chan splitTask, procs-1),
+		jobs:    make(chan *splitJob, concurrency+procs),
+		quit:    make(chan struct{}),
+	}
+}
+
+// start starts the helpers.
+func (sp *splitter) start() {
+	if sp == nil || !sp.started.CompareAndSwap(false, true) {
+		return
+	}
+	for range sp.procs - 1 {
+		sp.wg.Add(1)
+		go sp.helper()
+	}
+	sp.live.Store(true)
+}
+
+// stop stops the helpers and, when wait is set, waits until they have
+// exited (a helper in a chunk finishes it first). Calls still running
+// compute their chunks themselves.
+func (sp *splitter) stop(wait bool) {
+	if sp == nil {
+		return
+	}
+	sp.live.Store(false)
+	sp.stopped.Do(func() { close(sp.quit) })
+	if wait {
+		sp.wg.Wait()
+	}
+}
+
+// enter and leave bracket an Infer call: it computes on its own goroutine.
+func (sp *splitter) enter() {
+	if sp != nil {
+		sp.busy.Add(1)
+	}
+}
+
+func (sp *splitter) leave() {
+	if sp != nil {
+		sp.busy.Add(-1)
+	}
+}
+
+// acquire takes a helper token if fewer than procs goroutines compute.
+func (sp *splitter) acquire() bool {
+	for {
+		v := sp.busy.Load()
+		if v >= sp.procs {
+			return false
+		}
+		if sp.busy.CompareAndSwap(v, v+1) {
+			return true
+		}
+	}
+}
+
+func (sp *splitter) helper() {
+	defer sp.wg.Done()
+	for {
+		select {
+		case <-sp.quit:
+			return
+		case t := <-sp.tasks:
+			t.j.work(t.seq, sp)
+			sp.spin()
+		}
+	}
+}
+
+// spinTime is how long a helper that has just served a task keeps
+// polling for the next one before it parks: the next product of the same
+// call (the next layer) usually follows within microseconds, while waking
+// a parked goroutine costs an OS thread wake-up, tens of microseconds on
+// a virtual machine, by which time the caller has done the chunks itself.
+const spinTime = 50 * time.Microsecond
+
+// spin polls for tasks for spinTime after the last one, yielding the
+// processor between polls, and stops as soon as every core of the
+// backend's budget computes (calls and busy helpers).
+func (sp *splitter) spin() {
+	deadline := time.Now().Add(spinTime)
+	for {
+		select {
+		case t := <-sp.tasks:
+			t.j.work(t.seq, sp)
+			deadline = time.Now().Add(spinTime)
+			continue
+		default:
+		}
+		if sp.busy.Load() >= sp.procs || time.Now().After(deadline) {
+			return
+		}
+		runtime.Gosched()
+	}
+}
+
+// gemm is ks.gemm, split over the helpers when m is large enough and
+// helpers are free.
+func (sp *splitter) gemm(ks *kernelSet, m int, a []float32, lda int, pb *packedB, c []float32, ldc int, flags int) {
+	if sp == nil || m < sp.minRows || pb.k == 0 || pb.n == 0 || !sp.live.Load() {
+		ks.gemm(m, a, lda, pb, c, ldc, flags)
+		return
+	}
+	units := splitUnits(m, ks.mr)
+	chunks := min(units, maxChunksPerProc*int(sp.procs), 1<<15)
+	if chunks < 2 {
+		ks.gemm(m, a, lda, pb, c, ldc, flags)
+		return
+	}
+	ks.checkGemm(m, a, lda, pb, c, ldc, flags) // panics here, on the caller, never in a helper
+	var j *splitJob
+	select {
+	case j = <-sp.jobs:
+	default:
+		j = &splitJob{fin: make(chan struct{}, 1)}
+	}
+	j.ks, j.pb, j.a, j.c = ks, pb, a, c
+	j.m, j.lda, j.ldc, j.fl = m, lda, ldc, flags
+	j.units, j.chunks = units, chunks
+	j.seq++
+	j.done.Store(0)
+	j.state.Store(uint64(j.seq)<<32 | uint64(chunks)<<16)
+	for range min(chunks-1, int(sp.procs)-1) {
+		if !sp.acquire() {
+			break
+		}
+		sp.tasks <- splitTask{j, j.seq}
+	}
+	last := false
+	for {
+		i, n, ok := j.claim(j.seq)
+		if !ok {
+			break
+		}
+		j.run(i)
+		if j.done.Add(1) == int32(n) {
+			last = true
+		}
+	}
+	if !last {
+		// A helper is finishing the last chunk: poll rather than park,
+		// which would cost a thread wake-up when it sends.
+		for deadline := time.Now().Add(spinTime); j.done.Load() != int32(chunks) && time.Now().Before(deadline); {
+			runtime.Gosched()
+		}
+		<-j.fin // sent right after the last count
+	}
+	p := j.perr.Swap(nil)
+	j.a, j.c, j.pb = nil, nil, nil
+	select {
+	case sp.jobs <- j:
+	default:
+	}
+	if p != nil {
+		panic(p.v)
+	}
+}
+
+// splitUnits returns the number of row blocks m rows can be cut into on
+// boundaries of the unsplit strip sequence: multiples u·mr with
+// m-u·mr > mr/6 (stripRows halves a last mr+r rows, r <= mr/6).
+func splitUnits(m, mr int) int {
+	if m-mr/6-1 < 0 {
+		return 1
+	}
+	return (m-mr/6-1)/mr + 1
+}
+
+// claim takes the next chunk of the job with sequence number seq: its
+// index and the chunk count, ok false when none is left or the job has
+// moved on.
+func (j *splitJob) claim(seq uint32) (i, n int, ok bool) {
+	for {
+		s := j.state.Load()
+		i, n = int(s&0xffff), int(s>>16&0xffff)
+		if uint32(s>>32) != seq || i >= n {
+			return 0, 0, false
+		}
+		if j.state.CompareAndSwap(s, s+1) {
+			return i, n, true
+		}
+	}
+}
+
+// run computes chunk i: units [i·units/chunks, (i+1)·units/chunks), the
+// last chunk up to row m. A panic is kept for the caller.
+func (j *splitJob) run(i int) {
+	defer func() {
+		if r := recover(); r != nil {
+			j.perr.CompareAndSwap(nil, &chunkPanic{r})
+		}
+	}()
+	mr := j.ks.mr
+	r0 := i * j.units / j.chunks * mr
+	r1 := (i + 1) * j.units / j.chunks * mr
+	if i == j.chunks-1 {
+		r1 = j.m
+	}
+	j.ks.gemm(r1-r0, j.a[r0*j.lda:], j.lda, j.pb, j.c[r0*j.ldc:], j.ldc, j.fl)
+}
+
+// work is a helper's part of job j (task seq): claim and run chunks, then
+// give the token back. The token goes back before the helper's last chunk
+// is counted, so that the caller's next product finds it free; after that
+// count the helper touches only j's atomic state.
+func (j *splitJob) work(seq uint32, sp *splitter) {
+	i, n, ok := j.claim(seq)
+	fin := j.fin // read while the job waits for a chunk this helper holds
+	released := false
+	for ok {
+		j.run(i)
+		next, _, more := j.claim(seq)
+		if !more {
+			sp.busy.Add(-1)
+			released = true
+		}
+		if j.done.Add(1) == int32(n) {
+			fin <- struct{}{}
+		}
+		i, ok = next, more
+	}
+	if !released {
+		sp.busy.Add(-1)
+	}
+}
+
+// chunkPanic holds a panic raised in a chunk.
+type chunkPanic struct{ v any }
