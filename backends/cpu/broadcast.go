@@ -42,21 +42,31 @@ type binFns[T any] struct {
 
 // run computes out = a op b over the broadcast.
 func (fns binFns[T]) run(bc *bcast, a, b, out []T) {
+	bc.walk(len(out), func(o, offA, offB, n, sa, sb int) {
+		d := out[o : o+n]
+		switch {
+		case sa != 0 && sb != 0:
+			fns.vv(d, a[offA:offA+n], b[offB:offB+n])
+		case sa != 0:
+			fns.vs(d, a[offA:offA+n], b[offB:offB+1])
+		default:
+			fns.sv(d, a[offA:offA+1], b[offB:offB+n])
+		}
+	})
+}
+
+// walk calls f for each innermost run of the broadcast over an output of
+// total elements: the run's output offset o, the operands' offsets, the
+// run length n and the operands' strides along it (1, or 0 when
+// broadcast).
+func (bc *bcast) walk(total int, f func(o, offA, offB, n, sa, sb int)) {
 	r := len(bc.dims)
 	inner := bc.dims[r-1]
 	ia, ib := bc.sa[r-1], bc.sb[r-1]
 	var idx [maxRank]int
 	offA, offB := 0, 0
-	for o := 0; o+inner <= len(out); o += inner {
-		d := out[o : o+inner]
-		switch {
-		case ia != 0 && ib != 0:
-			fns.vv(d, a[offA:offA+inner], b[offB:offB+inner])
-		case ia != 0:
-			fns.vs(d, a[offA:offA+inner], b[offB:offB+1])
-		default:
-			fns.sv(d, a[offA:offA+1], b[offB:offB+inner])
-		}
+	for o := 0; o+inner <= total; o += inner {
+		f(o, offA, offB, inner, min(ia, 1), min(ib, 1))
 		for k := r - 2; k >= 0; k-- {
 			idx[k]++
 			offA += bc.sa[k]

@@ -155,48 +155,13 @@ func compileTranspose(c *opCtx) (kernel, error) {
 	}
 	switch x.dtype.Size() {
 	case 1:
-		return transposeKernel[uint8](dims, st), nil
+		return stridedKernel[uint8](0, dims, st), nil
 	case 2:
-		return transposeKernel[uint16](dims, st), nil
+		return stridedKernel[uint16](0, dims, st), nil
 	case 4:
-		return transposeKernel[uint32](dims, st), nil
+		return stridedKernel[uint32](0, dims, st), nil
 	case 8:
-		return transposeKernel[uint64](dims, st), nil
+		return stridedKernel[uint64](0, dims, st), nil
 	}
 	return nil, unsupportedf("datatype %s", x.dtype)
-}
-
-// transposeKernel walks the output in order with an index counter,
-// reading the input through the permuted strides.
-func transposeKernel[T any](dims, st []int) kernel {
-	return kernelFunc(func(in, out []*tensor.Tensor) error {
-		src, dst := viewAs[T](in[0].Data), viewAs[T](out[0].Data)
-		if len(dst) == 0 {
-			return nil
-		}
-		if len(dims) == 0 {
-			dst[0] = src[0]
-			return nil
-		}
-		r := len(dims)
-		var idx [maxRank]int
-		inner, is := dims[r-1], st[r-1]
-		off := 0
-		for o := 0; o < len(dst); o += inner {
-			row := dst[o : o+inner]
-			for j := range row {
-				row[j] = src[off+j*is]
-			}
-			for k := r - 2; k >= 0; k-- {
-				idx[k]++
-				off += st[k]
-				if idx[k] < dims[k] {
-					break
-				}
-				off -= st[k] * dims[k]
-				idx[k] = 0
-			}
-		}
-		return nil
-	})
 }

@@ -61,29 +61,3 @@ func powKernel[T number](bc *bcast) kernel {
 		return nil
 	})
 }
-
-// walk calls f for each innermost run of the broadcast over an output of
-// total elements: the run's output offset o, the operands' offsets, the
-// run length n and the operands' strides along it (1, or 0 when
-// broadcast).
-func (bc *bcast) walk(total int, f func(o, offA, offB, n, sa, sb int)) {
-	r := len(bc.dims)
-	inner := bc.dims[r-1]
-	ia, ib := bc.sa[r-1], bc.sb[r-1]
-	var idx [maxRank]int
-	offA, offB := 0, 0
-	for o := 0; o+inner <= total; o += inner {
-		f(o, offA, offB, inner, min(ia, 1), min(ib, 1))
-		for k := r - 2; k >= 0; k-- {
-			idx[k]++
-			offA += bc.sa[k]
-			offB += bc.sb[k]
-			if idx[k] < bc.dims[k] {
-				break
-			}
-			offA -= bc.sa[k] * bc.dims[k]
-			offB -= bc.sb[k] * bc.dims[k]
-			idx[k] = 0
-		}
-	}
-}
