@@ -17,7 +17,7 @@ func (bt *Batcher) schedule() {
 	for {
 		now := bt.clock.Now()
 		bt.mu.Lock()
-		expired := bt.expire(now)
+		expired, next := bt.expire(now)
 		ready = ready[:0]
 		var wakeAt time.Time
 		for bt.idle > 0 && bt.requests > 0 {
@@ -29,8 +29,8 @@ func (bt *Batcher) schedule() {
 			bt.idle--
 			ready = append(ready, b)
 		}
-		if next := bt.earliestDeadline(); !next.IsZero() && (wakeAt.IsZero() || next.Before(wakeAt)) {
-			wakeAt = next
+		if !next.IsZero() && (wakeAt.IsZero() || next.Before(wakeAt)) {
+			wakeAt = next // the tightest deadline of what is still queued
 		}
 		finished := bt.closing && bt.requests == 0
 		bt.met.depth(bt.rows, bt.requests)
@@ -62,14 +62,18 @@ func (bt *Batcher) schedule() {
 }
 
 // expire removes the queued calls whose deadline is not after now and
-// returns them, to be answered outside the lock. Called with mu held.
-func (bt *Batcher) expire(now time.Time) []*call {
-	var out []*call
+// returns them, to be answered outside the lock, with the tightest
+// deadline of the calls that remain (zero if none): one pass for both.
+// Called with mu held.
+func (bt *Batcher) expire(now time.Time) (out []*call, next time.Time) {
 	for l, q := range bt.queues {
 		kept := q[:0]
 		for _, c := range q {
 			if c.req.Deadline.After(now) {
 				kept = append(kept, c)
+				if next.IsZero() || c.req.Deadline.Before(next) {
+					next = c.req.Deadline
+				}
 				continue
 			}
 			out = append(out, c)
@@ -82,21 +86,7 @@ func (bt *Batcher) expire(now time.Time) []*call {
 	for range out {
 		bt.met.expired()
 	}
-	return out
-}
-
-// earliestDeadline returns the tightest deadline in the queue, or zero.
-// Called with mu held.
-func (bt *Batcher) earliestDeadline() time.Time {
-	var d time.Time
-	for _, q := range bt.queues {
-		for _, c := range q {
-			if d.IsZero() || c.req.Deadline.Before(d) {
-				d = c.req.Deadline
-			}
-		}
-	}
-	return d
+	return out, next
 }
 
 // decide applies the dispatch policy for one idle worker at now: it
