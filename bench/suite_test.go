@@ -5,7 +5,6 @@ import (
 	"encoding/json"
 	"image/png"
 	"io"
-	"log/slog"
 	"net"
 	"os"
 	"path/filepath"
@@ -13,17 +12,11 @@ import (
 	"testing"
 	"time"
 
-	"github.com/VictoriaMetrics/metrics"
-	"github.com/valyala/fasthttp"
-
-	"github.com/coalesce-ml/coalesce/backends"
-	"github.com/coalesce-ml/coalesce/backends/cpu"
+	"github.com/coalesce-ml/coalesce/bench/internal/inproc"
 	"github.com/coalesce-ml/coalesce/bench/loadgen"
 	"github.com/coalesce-ml/coalesce/bench/report"
 	"github.com/coalesce-ml/coalesce/bench/targets"
 	"github.com/coalesce-ml/coalesce/bench/workload"
-	"github.com/coalesce-ml/coalesce/config"
-	"github.com/coalesce-ml/coalesce/proxy"
 )
 
 const modelsDir = "../models"
@@ -32,38 +25,8 @@ const modelsDir = "../models"
 // admin handler, in this process.
 func inProcessCoalesce(t *testing.T) server {
 	t.Helper()
-	reg, err := backends.LoadRepository(modelsDir, map[string]backends.Loader{
-		"model.onnx": func(path string, mc config.Model) (backends.Backend, error) {
-			return cpu.Load(path, cpu.Options{MaxBatchSize: mc.MaxBatchSize})
-		},
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { reg.Close() })
-	set := metrics.NewSet()
-	s, err := proxy.New(proxy.Config{RequestTimeout: 5 * time.Second, ReadTimeout: 5 * time.Second,
-		WriteTimeout: 5 * time.Second, IdleTimeout: 5 * time.Second, MaxConnections: 100,
-		Limits: proxy.Limits{MaxBodyBytes: 1 << 20, MaxTensorElements: 1 << 16, MaxJSONDepth: 8}},
-		reg, set, slog.New(slog.NewTextHandler(io.Discard, nil)))
-	if err != nil {
-		t.Fatal(err)
-	}
-	data := serve(t, s.HTTPServer().Handler)
-	admin := serve(t, s.AdminHandler(set, false))
-	return server{name: "coalesce", addr: data, pid: os.Getpid(), metricsURL: "http://" + admin + "/metrics"}
-}
-
-func serve(t *testing.T, h fasthttp.RequestHandler) string {
-	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	srv := &fasthttp.Server{Handler: h}
-	go srv.Serve(ln) //nolint:errcheck // ends with Shutdown
-	t.Cleanup(func() { srv.Shutdown() })
-	return ln.Addr().String()
+	addr, metricsURL := inproc.Start(t, modelsDir)
+	return server{name: "coalesce", addr: addr, pid: os.Getpid(), metricsURL: metricsURL}
 }
 
 // TestSmokeSuite is a few seconds of the whole pipeline: in-process

@@ -3,56 +3,19 @@ package workload
 import (
 	"bytes"
 	"context"
-	"io"
-	"log/slog"
-	"net"
 	"testing"
 	"time"
 
-	"github.com/VictoriaMetrics/metrics"
-
-	"github.com/coalesce-ml/coalesce/backends"
-	"github.com/coalesce-ml/coalesce/backends/cpu"
+	"github.com/coalesce-ml/coalesce/bench/internal/inproc"
 	"github.com/coalesce-ml/coalesce/bench/loadgen"
-	"github.com/coalesce-ml/coalesce/config"
-	"github.com/coalesce-ml/coalesce/proxy"
 )
 
 const modelsDir = "../../models"
 
-// startCoalesce serves the shipped models in-process on 127.0.0.1.
-func startCoalesce(t *testing.T) string {
-	t.Helper()
-	reg, err := backends.LoadRepository(modelsDir, map[string]backends.Loader{
-		"model.onnx": func(path string, mc config.Model) (backends.Backend, error) {
-			return cpu.Load(path, cpu.Options{MaxBatchSize: mc.MaxBatchSize})
-		},
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { reg.Close() })
-	s, err := proxy.New(proxy.Config{RequestTimeout: 5 * time.Second, ReadTimeout: 5 * time.Second,
-		WriteTimeout: 5 * time.Second, IdleTimeout: 5 * time.Second, MaxConnections: 100,
-		Limits: proxy.Limits{MaxBodyBytes: 1 << 20, MaxTensorElements: 1 << 16, MaxJSONDepth: 8}},
-		reg, metrics.NewSet(), slog.New(slog.NewTextHandler(io.Discard, nil)))
-	if err != nil {
-		t.Fatal(err)
-	}
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	srv := s.HTTPServer()
-	go srv.Serve(ln) //nolint:errcheck // ends with Shutdown
-	t.Cleanup(func() { srv.Shutdown() })
-	return ln.Addr().String()
-}
-
 // TestEveryProtocolIsServed sends each protocol's pool, with a batch mix
 // and repeats, to a real Coalesce server: every request must succeed.
 func TestEveryProtocolIsServed(t *testing.T) {
-	addr := startCoalesce(t)
+	addr, _ := inproc.Start(t, modelsDir)
 	for _, proto := range []string{Predict, V2JSON, V2Binary, TFS} {
 		for _, model := range []string{"digits-mlp", "iris-logreg"} {
 			reqs, err := Build(Spec{Model: model, ModelsDir: modelsDir, Protocol: proto, Batch: []int{1, 2, 5}, RepeatShare: 0.3, Count: 40}, addr)
