@@ -20,8 +20,8 @@ What it does:
   * writes config.yaml, golden.json (sklearn's outputs on the first 32 test
     rows) and example request bodies under examples/.
 """
-import json
 import os
+import sys
 
 import numpy as np
 import onnx
@@ -34,6 +34,9 @@ from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
 
 HERE = os.path.dirname(os.path.abspath(__file__))
+sys.dont_write_bytecode = True  # no __pycache__ folder in the model repository
+sys.path.insert(0, os.path.dirname(HERE))  # models/: the shared modelkit
+import modelkit  # noqa: E402
 MODEL_NAME = "iris-logreg"
 VERSION = "1"
 OPSET = 13
@@ -85,27 +88,6 @@ def eval_onnx_numpy(model_proto, x):
     label = np.argmax(logits, axis=1).astype(np.int64)
     assert logits.dtype == probs.dtype == np.float32
     return logits, probs, label
-
-
-def fl(values):
-    """float array -> list of Python floats holding exact float32 values."""
-    return [float(v) for v in np.asarray(values, dtype=np.float32).ravel()]
-
-
-def short(values):
-    """float array -> list of Python floats written with the shortest decimal
-    that still parses to the same float32 (5.8 rather than 5.800000190734863);
-    used for the human-facing example request bodies."""
-    return [float(str(v)) for v in np.asarray(values, dtype=np.float32).ravel()]
-
-
-def write_json(rel, obj):
-    path = os.path.join(HERE, rel)
-    os.makedirs(os.path.dirname(path), exist_ok=True)
-    with open(path, "w") as f:
-        json.dump(obj, f)
-        f.write("\n")
-    print("wrote", os.path.relpath(path, HERE))
 
 
 CONFIG_YAML = """\
@@ -162,32 +144,11 @@ def main():
     print(f"onnx graph (numpy float32) vs sklearn: max |dprob|={dp:.2e}, max |dlogit|={dl:.2e}, labels equal")
 
     n = N_GOLDEN  # the iris test split has 38 rows; the first 32 are used
-    write_json("golden.json", {
-        "framework": f"scikit-learn {sklearn.__version__}",
-        "model": MODEL_NAME,
-        "version": VERSION,
-        "inputs": {"input": {"datatype": "FP32", "shape": [n, 4], "data": fl(x_test[:n])}},
-        "outputs": {
-            "logits": {"datatype": "FP32", "shape": [n, 3], "data": fl(ref_logits[:n])},
-            "probabilities": {"datatype": "FP32", "shape": [n, 3], "data": fl(ref_probs[:n])},
-            "label": {"datatype": "INT64", "shape": [n], "data": [int(v) for v in ref_label[:n]]},
-        },
-    })
-
-    # ---- example request bodies (held-out test rows 0 and 1) -----------
-    row0, row1 = short(x_test[0]), short(x_test[1])
-    write_json("examples/predict.json", {"features": row0})
-    write_json("examples/predict-batch.json", {"features": [row0, row1]})
-    write_json("examples/v2.json", {"id": "example-1", "inputs": [
-        {"name": "input", "shape": [1, 4], "datatype": "FP32", "data": row0}]})
-    write_json("examples/tfs.json", {"instances": [row0]})
-    write_json("examples/expected.json", {"label": int(ref_label[0]), "probabilities": fl(ref_probs[0])})
+    modelkit.write_outputs(HERE, framework=f"scikit-learn {sklearn.__version__}", model=MODEL_NAME,
+                           version=VERSION, x=x_test[:n], logits=ref_logits[:n], probs=ref_probs[:n],
+                           label=ref_label[:n], config_yaml=CONFIG_YAML)
     print(f"example row 0: true={int(y_test[0])} predicted={int(ref_label[0])} "
           f"({iris.target_names[ref_label[0]]}) p={float(ref_probs[0].max()):.4f}")
-
-    with open(os.path.join(HERE, "config.yaml"), "w") as f:
-        f.write(CONFIG_YAML)
-    print("wrote config.yaml")
 
 
 if __name__ == "__main__":
