@@ -185,24 +185,14 @@ func (bt *Batcher) Submit(req Request) ([]*tensor.Tensor, error) {
 		// would not pay, so this goroutine runs the batch itself instead
 		// of handing it to the scheduler and a worker (two goroutine
 		// switches each way saved on every lone request).
-		bt.runBatch(b)
-		bt.release()
+		if elapsed, ok := bt.runBatch(b); bt.free(b.rows, elapsed, ok) {
+			bt.poke()
+		}
 	}
 	r := <-c.done // the batcher answers every call it accepted
 	c.req, c.shape, c.soloC[0], c.solo = Request{}, nil, nil, batch{}
 	calls.Put(c)
 	return r.out, r.err
-}
-
-// release returns a worker slot taken by the fast path.
-func (bt *Batcher) release() {
-	bt.mu.Lock()
-	bt.idle++
-	wake := bt.requests > 0 || bt.closing
-	bt.mu.Unlock()
-	if wake {
-		bt.poke()
-	}
 }
 
 // enqueue admits req and queues it, or, on the fast path, returns the
@@ -346,7 +336,10 @@ func (bt *Batcher) Close(ctx context.Context) error {
 }
 
 // runBatch executes b on the backend and answers its calls.
-func (bt *Batcher) runBatch(b *batch) {
+//
+// It returns how long the backend took and whether it succeeded, for the
+// cost model; the caller hands both to free.
+func (bt *Batcher) runBatch(b *batch) (time.Duration, bool) {
 	start := bt.clock.Now()
 	for _, c := range b.calls {
 		bt.met.queueWait(start.Sub(c.enqueued))
@@ -354,11 +347,6 @@ func (bt *Batcher) runBatch(b *batch) {
 	bt.met.batch(b.rows, b.reason)
 	out, err := bt.execute(b)
 	elapsed := bt.clock.Now().Sub(start)
-	if err == nil {
-		bt.mu.Lock()
-		bt.cost.observe(b.rows, elapsed)
-		bt.mu.Unlock()
-	}
 	for i, c := range b.calls {
 		if err != nil {
 			c.done <- result{err: err}
@@ -366,6 +354,20 @@ func (bt *Batcher) runBatch(b *batch) {
 		}
 		c.done <- result{out: out[i]}
 	}
+	return elapsed, err == nil
+}
+
+// free returns the worker slot of a finished batch of rows rows and, when
+// it succeeded, feeds its duration to the cost model: one lock for both.
+// It reports whether the scheduler has work to look at.
+func (bt *Batcher) free(rows int, elapsed time.Duration, ok bool) bool {
+	bt.mu.Lock()
+	defer bt.mu.Unlock()
+	if ok {
+		bt.cost.observe(rows, elapsed)
+	}
+	bt.idle++
+	return bt.requests > 0 || bt.closing
 }
 
 // execute merges the calls' inputs, runs the backend, and splits the
@@ -435,11 +437,9 @@ func (bt *Batcher) execute(b *batch) (out [][]*tensor.Tensor, err error) {
 func (bt *Batcher) worker() {
 	defer bt.wg.Done()
 	for b := range bt.batches {
-		bt.runBatch(b)
-		bt.mu.Lock()
-		bt.idle++
-		bt.mu.Unlock()
-		bt.poke()
+		elapsed, ok := bt.runBatch(b)
+		bt.free(b.rows, elapsed, ok)
+		bt.poke() // the scheduler counts on hearing of every free worker
 	}
 }
 
