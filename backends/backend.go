@@ -16,6 +16,12 @@ type TensorSpec struct {
 	Name  string
 	DType tensor.DataType
 	Shape []int64
+	// Keys, when set, says that each row of this output (shape [N, K]) is
+	// a map from Keys[k] to the row's k-th value, as ONNX-ML's ZipMap
+	// produces (class label -> probability). Protocols whose JSON can
+	// carry objects (/predict, TF Serving) render such rows as objects;
+	// KServe V2 sends the plain tensor.
+	Keys []string
 }
 
 // Metadata describes what a backend serves. It is fixed once the backend is

@@ -77,10 +77,14 @@ func FromInt64s(name string, shape []int64, v []int64) *Tensor {
 	return t
 }
 
-// Len returns the number of elements in t.
+// Len returns the number of elements in t (for Bytes, counted from the
+// shape).
 func (t *Tensor) Len() int {
 	if s := t.DType.Size(); s > 0 {
 		return len(t.Data) / s
+	}
+	if t.DType == Bytes {
+		return int(NumElements(t.Shape))
 	}
 	return 0
 }
@@ -95,6 +99,20 @@ func (t *Tensor) BatchSize() int {
 
 // Validate checks that t's data length matches its datatype and shape.
 func (t *Tensor) Validate() error {
+	if t.DType == Bytes {
+		n := NumElements(t.Shape)
+		if n < 0 {
+			return fmt.Errorf("tensor %q: invalid shape %v", t.Name, t.Shape)
+		}
+		got, err := CountStrings(t.Data)
+		if err != nil {
+			return fmt.Errorf("tensor %q: BYTES data: %v: %w", t.Name, err, ErrShape)
+		}
+		if int64(got) != n {
+			return fmt.Errorf("tensor %q: %d BYTES elements, shape %v needs %d: %w", t.Name, got, t.Shape, n, ErrShape)
+		}
+		return nil
+	}
 	if t.DType.Size() == 0 {
 		return fmt.Errorf("tensor %q: datatype %s has no fixed element size", t.Name, t.DType)
 	}
@@ -193,13 +211,21 @@ func Split(t *Tensor, rows []int) ([]*Tensor, error) {
 	if total > 0 {
 		rowBytes = len(t.Data) / total
 	}
+	rowElems := 0
+	if total > 0 {
+		rowElems = int(NumElements(t.Shape[1:]))
+	}
 	out := make([]*Tensor, len(rows))
 	off := 0
 	for i, r := range rows {
 		shape := append([]int64(nil), t.Shape...)
 		shape[0] = int64(r)
-		out[i] = &Tensor{Name: t.Name, DType: t.DType, Shape: shape, Data: t.Data[off : off+r*rowBytes : off+r*rowBytes]}
-		off += r * rowBytes
+		n := r * rowBytes
+		if t.DType == Bytes {
+			n = stringRowOffset(t.Data[off:], r*rowElems)
+		}
+		out[i] = &Tensor{Name: t.Name, DType: t.DType, Shape: shape, Data: t.Data[off : off+n : off+n]}
+		off += n
 	}
 	return out, nil
 }
