@@ -207,6 +207,14 @@ func TestLoadModel(t *testing.T) {
 	if err != nil || m.Batching == nil || *m.Batching || m.MaxQueueDelay != 3*time.Millisecond || m.QueueCapacity != 10 || m.DefaultTimeout != 2*time.Second || m.PriorityLevels != 3 {
 		t.Errorf("LoadModel(batching overrides) = %+v, %v", m, err)
 	}
+	m, err = LoadModel(write("inputs:\n  - name: x\n    datatype: FP64\n    dims: [30]\noutputs:\n  - name: label\n  - name: margin\n"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	wantIO := []TensorConfig{{Name: "x", DataType: "FP64", Dims: []int64{30}}}
+	if !reflect.DeepEqual(m.Inputs, wantIO) || !reflect.DeepEqual(m.Outputs, []TensorConfig{{Name: "label"}, {Name: "margin"}}) {
+		t.Errorf("LoadModel(inputs/outputs) = %+v %+v", m.Inputs, m.Outputs)
+	}
 	if m, err := LoadModel(filepath.Join(dir, "absent.yaml")); err != nil || m.Predict.Transform != "none" || m.Batching != nil {
 		t.Errorf("LoadModel(absent) = %+v, %v; want the defaults", m, err)
 	}
@@ -217,6 +225,14 @@ func TestLoadModel(t *testing.T) {
 		{"predict:\n  labels: [1, [2]]\n", "predict.labels"},
 		{"batching: maybe\n", "batching"},
 		{"max_queue_delay: -1s\n", "max_queue_delay"},
+		{"inputs:\n  - name: x\n    dtype: FP32\n", `unknown key "dtype"`},
+		{"inputs:\n  - name: x\n    datatype: INT8\n", "inputs[0].datatype"},
+		{"inputs:\n  - name: x\n    dims: [0]\n", "inputs[0].dims"},
+		{"inputs:\n  - name: x\n    dims: [a]\n", "inputs"},
+		{"inputs:\n  - datatype: FP32\n", "inputs[0].name"},
+		{"inputs: [a]\n", "not a mapping"},
+		{"inputs:\n  - name: a\n  - name: b\n", "one input"},
+		{"outputs:\n  - name: label\n    dims: [2]\n", "outputs[0]"},
 	} {
 		if _, err := LoadModel(write(bad.yml)); err == nil || !strings.Contains(err.Error(), bad.want) {
 			t.Errorf("LoadModel(%q) = %v; want an error containing %q", bad.yml, err, bad.want)

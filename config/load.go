@@ -349,8 +349,71 @@ func setValue(v reflect.Value, raw any) error {
 		default:
 			return fmt.Errorf("%v is not a list of strings", raw)
 		}
+	case v.Kind() == reflect.Slice && v.Type().Elem().Kind() == reflect.Int64:
+		x, ok := raw.([]any)
+		if !ok {
+			return fmt.Errorf("%v is not a list; want a list of integers such as [30]", raw)
+		}
+		out := reflect.MakeSlice(v.Type(), len(x), len(x))
+		for i, e := range x {
+			if err := setValue(out.Index(i), e); err != nil {
+				return fmt.Errorf("element %d: %w", i, err)
+			}
+		}
+		v.Set(out)
+	case v.Kind() == reflect.Slice && v.Type().Elem().Kind() == reflect.Struct:
+		// A list of mappings (YAML), each decoded by the element's koanf
+		// tags; an unknown key in an element is an error.
+		x, ok := raw.([]any)
+		if !ok {
+			return fmt.Errorf("%v is not a list; want a list of mappings", raw)
+		}
+		out := reflect.MakeSlice(v.Type(), len(x), len(x))
+		for i, e := range x {
+			m, ok := e.(map[string]any)
+			if !ok {
+				return fmt.Errorf("element %d (%v) is not a mapping", i, e)
+			}
+			if err := setStruct(out.Index(i), m); err != nil {
+				return fmt.Errorf("element %d: %w", i, err)
+			}
+		}
+		v.Set(out)
+	case v.Kind() == reflect.Int64:
+		var n reflect.Value = reflect.New(reflect.TypeOf(0)).Elem()
+		if err := setValue(n, raw); err != nil {
+			return err
+		}
+		v.SetInt(n.Int())
 	default:
 		panic("BUG: config: unsupported field type " + v.Type().String())
+	}
+	return nil
+}
+
+// setStruct fills the fields of the struct v from m by their koanf tags.
+func setStruct(v reflect.Value, m map[string]any) error {
+	t := v.Type()
+	var names []string
+	known := map[string]int{}
+	for i := range t.NumField() {
+		tag := t.Field(i).Tag.Get("koanf")
+		known[tag] = i
+		names = append(names, tag)
+	}
+	keys := make([]string, 0, len(m))
+	for k := range m {
+		keys = append(keys, k)
+	}
+	sort.Strings(keys)
+	for _, k := range keys {
+		i, ok := known[k]
+		if !ok {
+			return fmt.Errorf("unknown key %q; want one of %s", k, strings.Join(names, ", "))
+		}
+		if err := setValue(v.Field(i), m[k]); err != nil {
+			return fmt.Errorf("%s: %w", k, err)
+		}
 	}
 	return nil
 }

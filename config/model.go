@@ -26,6 +26,18 @@ type Model struct {
 	DefaultTimeout time.Duration `koanf:"default_timeout" help:"request deadline when the client sets none"`
 	PriorityLevels int           `koanf:"priority_levels" help:"number of priority levels"`
 	Predict        Predict       `koanf:"predict"`
+	// Inputs and Outputs describe the tensors of a model whose file does
+	// not (XGBoost model.json, LightGBM model.txt); ONNX models declare
+	// their own and must leave them empty.
+	Inputs  []TensorConfig `koanf:"inputs" help:"native tree models: the input (name, datatype FP32|FP64, dims [features])"`
+	Outputs []TensorConfig `koanf:"outputs" help:"native tree models: outputs served, in order (label, probabilities, margin; regressors: prediction, margin)"`
+}
+
+// TensorConfig names one input or output of a native model.
+type TensorConfig struct {
+	Name     string  `koanf:"name"`
+	DataType string  `koanf:"datatype"`
+	Dims     []int64 `koanf:"dims"`
 }
 
 // Predict says how the seed's POST /predict answers for a model.
@@ -81,6 +93,28 @@ func (m *Model) Validate() error {
 		{"default_timeout", int64(m.DefaultTimeout)}, {"priority_levels", int64(m.PriorityLevels)}} {
 		if c.v < 0 {
 			return fmt.Errorf("config: %s: %d is negative; want 0 (the batching.* default) or more", c.key, c.v)
+		}
+	}
+	if len(m.Inputs) > 1 {
+		return fmt.Errorf("config: inputs: %d entries; native tree models have one input", len(m.Inputs))
+	}
+	for i, in := range m.Inputs {
+		if in.Name == "" {
+			return fmt.Errorf("config: inputs[%d].name: empty; want the input's name", i)
+		}
+		if in.DataType != "" && in.DataType != "FP32" && in.DataType != "FP64" {
+			return fmt.Errorf("config: inputs[%d].datatype: %q; want FP32 or FP64", i, in.DataType)
+		}
+		if len(in.Dims) > 1 || (len(in.Dims) == 1 && in.Dims[0] <= 0) {
+			return fmt.Errorf("config: inputs[%d].dims: %v; want [features] (rows are the batch dimension)", i, in.Dims)
+		}
+	}
+	for i, out := range m.Outputs {
+		if out.Name == "" {
+			return fmt.Errorf("config: outputs[%d].name: empty; want one of label, probabilities, margin, prediction", i)
+		}
+		if out.DataType != "" || len(out.Dims) != 0 {
+			return fmt.Errorf("config: outputs[%d] (%s): datatype and dims are fixed by the model; set only name", i, out.Name)
 		}
 	}
 	if err := oneOf(m.Predict.Transform, "none", "argmax"); err != nil {

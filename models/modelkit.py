@@ -31,31 +31,63 @@ def write_json(here, rel, obj):
     print("wrote", os.path.relpath(path, here))
 
 
-def write_outputs(here, *, framework, model, version, x, logits, probs, label, config_yaml):
-    """Write golden.json (the framework's outputs on the golden rows x), the
-    example requests (rows 0 and 1 of x) with expected.json (row 0's answer),
-    and config.yaml, for a model with one FP32 input "input" [n, features]
-    and outputs logits, probabilities [n, classes] and label [n]."""
+def fl_missing(values):
+    """Like fl, but NaN (a missing value) becomes None, written as JSON null
+    (NaN is not valid JSON). Identical to fl for arrays without NaN."""
+    return [None if np.isnan(v) else float(v) for v in np.asarray(values, dtype=np.float32).ravel()]
+
+
+def tensor(datatype, values):
+    """{"datatype", "shape", "data"} of a golden tensor, flat and row-major:
+    FP32 as exact float32 values (NaN -> null), INT64 as ints, BYTES as
+    strings."""
+    a = np.asarray(values)
+    if datatype == "FP32":
+        data = fl_missing(a)
+    elif datatype == "INT64":
+        data = [int(v) for v in a.ravel()]
+    elif datatype == "BYTES":
+        data = [str(v) for v in a.ravel()]
+    else:
+        raise ValueError(f"unsupported datatype {datatype}")
+    return {"datatype": datatype, "shape": list(a.shape), "data": data}
+
+
+def write_model_files(here, *, framework, model, version, x, outputs, expected, config_yaml):
+    """Write golden.json (the framework's outputs on the golden rows x, FP32
+    input "input" [n, features], NaN written as null), the example requests
+    (rows 0 and 1 of x, which must be complete) with expected.json (the dict
+    `expected`, row 0's answer), and config.yaml. outputs maps each output
+    name, in the order to write, to (datatype, array) with the batch first."""
+    x = np.asarray(x, dtype=np.float32)
     n, features = x.shape
-    classes = np.asarray(logits).shape[1]
     write_json(here, "golden.json", {
         "framework": framework,
         "model": model,
         "version": version,
-        "inputs": {"input": {"datatype": "FP32", "shape": [n, features], "data": fl(x)}},
-        "outputs": {
-            "logits": {"datatype": "FP32", "shape": [n, classes], "data": fl(logits)},
-            "probabilities": {"datatype": "FP32", "shape": [n, classes], "data": fl(probs)},
-            "label": {"datatype": "INT64", "shape": [n], "data": [int(v) for v in label]},
-        },
+        "inputs": {"input": tensor("FP32", x)},
+        "outputs": {name: tensor(dt, v) for name, (dt, v) in outputs.items()},
     })
+    assert not np.isnan(x[:2]).any(), "example rows 0 and 1 must not contain missing values"
     row0, row1 = short(x[0]), short(x[1])
     write_json(here, "examples/predict.json", {"features": row0})
     write_json(here, "examples/predict-batch.json", {"features": [row0, row1]})
     write_json(here, "examples/v2.json", {"id": "example-1", "inputs": [
         {"name": "input", "shape": [1, features], "datatype": "FP32", "data": row0}]})
     write_json(here, "examples/tfs.json", {"instances": [row0]})
-    write_json(here, "examples/expected.json", {"label": int(label[0]), "probabilities": fl(probs[0])})
+    write_json(here, "examples/expected.json", expected)
     with open(os.path.join(here, "config.yaml"), "w") as f:
         f.write(config_yaml)
     print("wrote config.yaml")
+
+
+def write_outputs(here, *, framework, model, version, x, logits, probs, label, config_yaml):
+    """Write golden.json (the framework's outputs on the golden rows x), the
+    example requests (rows 0 and 1 of x) with expected.json (row 0's answer),
+    and config.yaml, for a model with one FP32 input "input" [n, features]
+    and outputs logits, probabilities [n, classes] and label [n]."""
+    write_model_files(here, framework=framework, model=model, version=version, x=x,
+                      outputs={"logits": ("FP32", logits), "probabilities": ("FP32", probs),
+                               "label": ("INT64", label)},
+                      expected={"label": int(label[0]), "probabilities": fl(probs[0])},
+                      config_yaml=config_yaml)

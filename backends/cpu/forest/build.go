@@ -203,6 +203,9 @@ func (b *Builder) Build(o Options) (*Forest, error) {
 	f.base = make([]float64, b.numTargets)
 	copy(f.base, o.Base)
 	f.depth = b.depth
+	for _, d := range f.depth {
+		f.maxDepth = max(f.maxDepth, d)
+	}
 	b.f = nil
 	return f, nil
 }

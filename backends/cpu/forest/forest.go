@@ -134,11 +134,12 @@ type Forest struct {
 	base                    []float64
 	float32Sum              bool
 
-	nodes   []node
-	thr64   []float64 // per node: the threshold for float64 inputs
-	roots   []int32   // per tree
-	depth   []int32   // per tree: edges on its longest root-to-leaf path
-	general bool      // some node needs the general loop
+	nodes    []node
+	thr64    []float64 // per node: the threshold for float64 inputs
+	roots    []int32   // per tree
+	depth    []int32   // per tree: edges on its longest root-to-leaf path
+	maxDepth int32
+	general  bool // some node needs the general loop
 
 	leafOff    []int32 // per leaf: start in leafTarget/leafW; len = leaves+1
 	leafTarget []int32
@@ -148,6 +149,7 @@ type Forest struct {
 	scored     []bool // per target: does any leaf score it
 
 	scratch sync.Pool // *[]float64 accumulators
+	posPool sync.Pool // *[]int32, one node position per tree
 }
 
 type bitset []uint64

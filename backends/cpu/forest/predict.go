@@ -2,6 +2,7 @@ package forest
 
 import (
 	"math"
+	"unsafe"
 )
 
 // blockRows is how many rows walk one tree before the next tree: their
@@ -30,18 +31,19 @@ func (f *Forest) Predict(x []float32, rows int, out []float32) {
 		accp = f.accumulators(min(rows, blockRows) * nt)
 		acc = *accp
 	}
-	var leaves [blockRows]int32
+	var leaves [blockRows]int32 // node positions, then leaf indices
 	for r0 := 0; r0 < rows; r0 += blockRows {
 		n := min(blockRows, rows-r0)
 		xb := x[r0*nf : (r0+n)*nf]
 		if acc != nil {
 			f.initAcc(acc[:n*nt])
 		}
-		if n < 4 && len(f.roots) >= 4 && !f.general {
+		if n < 4 && !f.general {
 			f.rowsByTrees(xb, n, out[r0*nt:], acc)
 		} else {
+			noNaN := !hasNaN(xb)
 			for t := range f.roots {
-				f.treeLeaves(t, xb, n, leaves[:n])
+				f.treeLeaves(t, xb, n, leaves[:n], noNaN)
 				if f.float32Sum {
 					f.add32(leaves[:n], out[r0*nt:])
 				} else {
@@ -166,41 +168,64 @@ func (f *Forest) add64(leaves []int32, acc []float64) {
 	}
 }
 
-// rowsByTrees scores fewer than four rows by walking four trees at a time
-// per row; leaves are added in tree order.
+// rowsByTrees scores fewer than four rows: each row walks every tree at
+// once, one level at a time (the steps of different trees are independent,
+// so the CPU overlaps their loads); leaves are then added in tree order.
 func (f *Forest) rowsByTrees(x []float32, rows int, out []float32, acc []float64) {
 	nf, nt := f.numFeatures, f.numTargets
-	var ls [4]int32
+	pos := f.positions()
+	idx := *pos
 	for r := 0; r < rows; r++ {
 		row := x[r*nf : r*nf+nf]
-		t := 0
-		for ; t+4 <= len(f.roots); t += 4 {
-			d := max(f.depth[t], f.depth[t+1], f.depth[t+2], f.depth[t+3])
-			ls[0], ls[1], ls[2], ls[3] = walk4(f.nodes, f.roots[t], f.roots[t+1], f.roots[t+2], f.roots[t+3], d, row, row, row, row)
-			for i := range ls {
-				ls[i] = f.leafIndex(ls[i])
-			}
-			f.addRow(ls[:], r, out, acc, nt)
+		copy(idx, f.roots)
+		walkLevels(f.nodes, idx, f.maxDepth, func(int) []float32 { return row })
+		for i, p := range idx {
+			idx[i] = f.leafIndex(p)
 		}
-		for ; t < len(f.roots); t++ {
-			ls[0] = f.leafIndex(walk1(f.nodes, f.roots[t], f.depth[t], row))
-			f.addRow(ls[:1], r, out, acc, nt)
+		if f.float32Sum {
+			f.add32one(idx, out[r*nt:r*nt+nt])
+		} else {
+			f.add64one(idx, acc[r*nt:r*nt+nt])
+		}
+	}
+	f.posPool.Put(pos)
+}
+
+func (f *Forest) positions() *[]int32 {
+	if p, ok := f.posPool.Get().(*[]int32); ok {
+		return p
+	}
+	s := make([]int32, len(f.roots))
+	return &s
+}
+
+// add32one adds the weights of several leaves (in order) to one row.
+func (f *Forest) add32one(leaves []int32, o []float32) {
+	for _, l := range leaves {
+		for k := f.leafOff[l]; k < f.leafOff[l+1]; k++ {
+			o[f.leafTarget[k]] += f.leafW32[k]
 		}
 	}
 }
 
-func (f *Forest) addRow(ls []int32, r int, out []float32, acc []float64, nt int) {
-	for _, l := range ls {
-		if f.float32Sum {
-			f.add32([]int32{l}, out[r*nt:r*nt+nt])
-		} else {
-			f.add64([]int32{l}, acc[r*nt:r*nt+nt])
+func (f *Forest) add64one(leaves []int32, a []float64) {
+	for _, l := range leaves {
+		for k := f.leafOff[l]; k < f.leafOff[l+1]; k++ {
+			w, t := f.leafW64[k], f.leafTarget[k]
+			switch f.agg {
+			case Min:
+				a[t] = math.Min(a[t], w)
+			case Max:
+				a[t] = math.Max(a[t], w)
+			default:
+				a[t] += w
+			}
 		}
 	}
 }
 
 // treeLeaves writes the leaf index each row of x reaches in tree t.
-func (f *Forest) treeLeaves(t int, x []float32, rows int, leaves []int32) {
+func (f *Forest) treeLeaves(t int, x []float32, rows int, leaves []int32, noNaN bool) {
 	nf := f.numFeatures
 	root := f.roots[t]
 	if f.general {
@@ -209,15 +234,16 @@ func (f *Forest) treeLeaves(t int, x []float32, rows int, leaves []int32) {
 		}
 		return
 	}
-	d := f.depth[t]
-	r := 0
-	for ; r+4 <= rows; r += 4 {
-		a, b, c, e := walk4(f.nodes, root, root, root, root, d,
-			x[r*nf:r*nf+nf], x[(r+1)*nf:(r+1)*nf+nf], x[(r+2)*nf:(r+2)*nf+nf], x[(r+3)*nf:(r+3)*nf+nf])
-		leaves[r], leaves[r+1], leaves[r+2], leaves[r+3] = f.leafIndex(a), f.leafIndex(b), f.leafIndex(c), f.leafIndex(e)
+	for r := range leaves {
+		leaves[r] = root
 	}
-	for ; r < rows; r++ {
-		leaves[r] = f.leafIndex(walk1(f.nodes, root, d, x[r*nf:r*nf+nf]))
+	if noNaN {
+		walkRowsFast(f.nodes, leaves, f.depth[t], x, nf)
+	} else {
+		walkRows(f.nodes, leaves, f.depth[t], x, nf)
+	}
+	for r, p := range leaves {
+		leaves[r] = f.leafIndex(p)
 	}
 }
 
@@ -236,25 +262,62 @@ func step(n *node, v float32) int32 {
 	return n.first + c&int32(n.step)
 }
 
-func walk1(nodes []node, i, depth int32, x []float32) int32 {
+// walkRows moves rows of x (nf features each) down one tree, one level at a
+// time for all rows: the rows' steps are independent, so the CPU overlaps
+// their memory loads. pos holds each row's node, the root at first.
+func walkRows(nodes []node, pos []int32, depth int32, x []float32, nf int) {
 	for d := int32(0); d < depth; d++ {
-		n := &nodes[i]
-		i = step(n, x[n.feat])
+		for r, i := range pos {
+			n := &nodes[i]
+			pos[r] = step(n, x[r*nf+int(n.feat)])
+		}
 	}
-	return i
 }
 
-// walk4 runs four independent walks of the same depth bound, so that their
-// memory latencies overlap.
-func walk4(nodes []node, i0, i1, i2, i3, depth int32, x0, x1, x2, x3 []float32) (int32, int32, int32, int32) {
-	for d := int32(0); d < depth; d++ {
-		n0, n1, n2, n3 := &nodes[i0], &nodes[i1], &nodes[i2], &nodes[i3]
-		i0 = step(n0, x0[n0.feat])
-		i1 = step(n1, x1[n1.feat])
-		i2 = step(n2, x2[n2.feat])
-		i3 = step(n3, x3[n3.feat])
+// walkRowsFast is walkRows for rows without NaN, without bounds checks:
+// Build guarantees that every child index is inside nodes and every
+// feature index below nf, and the caller that x holds len(pos) rows.
+func walkRowsFast(nodes []node, pos []int32, depth int32, x []float32, nf int) {
+	if len(pos) == 0 {
+		return
 	}
-	return i0, i1, i2, i3
+	base := unsafe.Pointer(unsafe.SliceData(nodes))
+	x0 := unsafe.Pointer(unsafe.SliceData(x))
+	stride := uintptr(nf) * 4
+	for d := int32(0); d < depth; d++ {
+		xr := x0
+		for r, i := range pos {
+			n := (*node)(unsafe.Add(base, uintptr(i)<<4))
+			v := *(*float32)(unsafe.Add(xr, uintptr(n.feat)<<2))
+			c := int32(1)
+			if v < n.thr32 {
+				c = 0
+			}
+			pos[r] = n.first + c&int32(n.step)
+			xr = unsafe.Add(xr, stride)
+		}
+	}
+}
+
+// hasNaN reports whether x holds a NaN.
+func hasNaN(x []float32) bool {
+	for _, v := range x {
+		if v != v {
+			return true
+		}
+	}
+	return false
+}
+
+// walkLevels moves one row down many trees, one level at a time.
+func walkLevels(nodes []node, pos []int32, depth int32, row func(int) []float32) {
+	x := row(0)
+	for d := int32(0); d < depth; d++ {
+		for t, i := range pos {
+			n := &nodes[i]
+			pos[t] = step(n, x[n.feat])
+		}
+	}
 }
 
 // walkGeneral walks one row through a tree with any node kinds.
