@@ -22,6 +22,11 @@ type TensorSpec struct {
 	// carry objects (/predict, TF Serving) render such rows as objects;
 	// KServe V2 sends the plain tensor.
 	Keys []string
+	// Missing (inputs) says that NaN is a meaningful value of this input:
+	// a missing value, which tree models send down each node's default
+	// branch. The protocols then accept NaN (JSON null, or NaN in binary
+	// data) even when limits.allow_non_finite is off; ±Inf stays refused.
+	Missing bool
 }
 
 // Metadata describes what a backend serves. It is fixed once the backend is

@@ -64,6 +64,13 @@ type worker struct {
 	// consecutive calls with the same shapes skip both map lookups.
 	last    *frame
 	lastKey []byte
+	// BYTES inputs as ids (see internInputs): per input its id buffer and
+	// header, the inputs as the plan sees them, and the call's elements
+	// outside the vocabulary.
+	strIDs  [][]byte
+	strHdrs []tensor.Tensor
+	strIns  []*tensor.Tensor
+	unknown [][]byte
 }
 
 // Load reads and compiles the ONNX model at path; see LoadBytes.
@@ -91,6 +98,20 @@ func LoadBytes(b []byte, opts Options) (be *Backend, err error) {
 			be, err = nil, fmt.Errorf("cpu: BUG: panic while loading: %v", r)
 		}
 	}()
+	m, err := decodeModel(b)
+	if err != nil {
+		return nil, fmt.Errorf("cpu: decode: %w", err)
+	}
+	g, err := buildGraph(m)
+	if err != nil {
+		return nil, fmt.Errorf("cpu: %w", err)
+	}
+	return newBackend(g, opts, "onnx_onnxv1")
+}
+
+// newBackend compiles a built graph into a Backend: constants folded,
+// nodes fused, plans probed, workers made.
+func newBackend(g *graph, opts Options, platform string) (be *Backend, err error) {
 	if opts.MaxBatchSize < 0 || opts.Concurrency < 0 {
 		return nil, fmt.Errorf("cpu: options: negative MaxBatchSize or Concurrency")
 	}
@@ -100,14 +121,6 @@ func LoadBytes(b []byte, opts Options) (be *Backend, err error) {
 	ks, err := kernelsFor(opts.Kernels)
 	if err != nil {
 		return nil, fmt.Errorf("cpu: options: %w", err)
-	}
-	m, err := decodeModel(b)
-	if err != nil {
-		return nil, fmt.Errorf("cpu: decode: %w", err)
-	}
-	g, err := buildGraph(m)
-	if err != nil {
-		return nil, fmt.Errorf("cpu: %w", err)
 	}
 	g.kernels = ks
 	g.split = newSplitter(opts.SplitRows, opts.Concurrency)
@@ -142,19 +155,22 @@ func LoadBytes(b []byte, opts Options) (be *Backend, err error) {
 		probed = append(probed, p)
 	}
 	be.plans.Store(&plans)
+	// Every string constant is interned by now (see vocab.intern).
+	g.vocab.frozen = true
 	outs, err := outputSpecs(g, probed)
 	if err != nil {
 		return nil, fmt.Errorf("cpu: %w", err)
 	}
 	be.meta = backends.Metadata{
-		Platform:     "onnx_onnxv1",
+		Platform:     platform,
 		Outputs:      outs,
 		MaxBatchSize: opts.MaxBatchSize,
 		Concurrency:  opts.Concurrency,
 		Info:         map[string]string{"engine": "pure-go", "kernels": ks.name},
 	}
 	for _, in := range g.inputs {
-		be.meta.Inputs = append(be.meta.Inputs, backends.TensorSpec{Name: in.spec.Name, DType: in.spec.DType, Shape: clone(in.spec.Shape)})
+		be.meta.Inputs = append(be.meta.Inputs, backends.TensorSpec{Name: in.spec.Name, DType: in.spec.DType, Shape: clone(in.spec.Shape),
+			Missing: in.spec.Missing || acceptsMissing(g)})
 	}
 	if be.split != nil {
 		be.split.start()
@@ -201,6 +217,9 @@ func outputSpecs(g *graph, probed []*plan) ([]backends.TensorSpec, error) {
 	for i, o := range g.outputs {
 		s := probed[0].slots[o.id]
 		spec := backends.TensorSpec{Name: g.names[o.id], DType: s.dtype, Shape: clone(s.shape)}
+		if o.keys != nil {
+			spec.Keys = append([]string(nil), o.keys...)
+		}
 		decl := o.declared
 		if decl.tensorType && decl.elemType != 0 {
 			if dt, _ := dtypeFromONNX(decl.elemType); dt != s.dtype {

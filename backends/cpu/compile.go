@@ -45,16 +45,18 @@ type valueInfo struct {
 }
 
 // opCtx is the state an operator's compile function works on: the node,
-// the opset, the kernel set, what is known about the inputs, and the
-// outputs it must describe.
+// the opsets, the kernel set, the string vocabulary, what is known about
+// the inputs, and the outputs it must describe.
 type opCtx struct {
-	n     *node
-	opset int64
-	ks    *kernelSet
-	packs *packCache
-	sp    *splitter    // splits large products with constant B over helpers
-	in    []*valueInfo // nil for an absent optional input
-	out   []valueInfo
+	n       *node
+	opset   int64 // ai.onnx
+	mlOpset int64 // ai.onnx.ml (0 when the model uses no ONNX-ML operator)
+	vocab   *vocab
+	ks      *kernelSet
+	packs   *packCache
+	sp      *splitter    // splits large products with constant B over helpers
+	in      []*valueInfo // nil for an absent optional input
+	out     []valueInfo
 }
 
 // packCache keeps the packed form of constant weights, so that the plans
@@ -166,10 +168,14 @@ func unsupportedf(format string, args ...any) error {
 // and returns its kernel (nil when every output is a compile-time
 // constant) and output descriptions.
 func compileNode(g *graph, n *node, infos []valueInfo) (kernel, []valueInfo, error) {
-	c := opCtx{n: n, opset: g.opset, ks: g.kernels, packs: &g.packs, sp: g.split, in: make([]*valueInfo, len(n.in)), out: make([]valueInfo, len(n.out))}
+	c := opCtx{n: n, opset: g.opset, mlOpset: g.mlOpset, vocab: g.vocab, ks: g.kernels, packs: &g.packs, sp: g.split,
+		in: make([]*valueInfo, len(n.in)), out: make([]valueInfo, len(n.out))}
 	for i, v := range n.in {
 		if v >= 0 {
 			c.in[i] = &infos[v]
+			if infos[v].dtype == tensor.Bytes && !acceptsBytes(n) {
+				return nil, nil, fmt.Errorf("%s: %w: input %d is BYTES (strings)", n, ErrUnsupported, i)
+			}
 		}
 	}
 	for i := range n.def.minIn {
@@ -186,7 +192,7 @@ func compileNode(g *graph, n *node, infos []valueInfo) (kernel, []valueInfo, err
 			continue
 		}
 		o := c.out[i]
-		if o.dtype == tensor.Invalid || o.dtype.Size() == 0 {
+		if o.dtype == tensor.Invalid || elemSize(o.dtype) == 0 {
 			return nil, nil, fmt.Errorf("%s: %w: output %d is not supported", n, ErrUnsupported, i)
 		}
 		if err := checkShape(o.shape); err != nil {
@@ -197,6 +203,25 @@ func compileNode(g *graph, n *node, infos []valueInfo) (kernel, []valueInfo, err
 		}
 	}
 	return k, c.out, nil
+}
+
+// acceptsBytes reports whether n's operator takes BYTES (string id)
+// inputs: the ONNX-ML operators that read strings, and the ai.onnx
+// operators that only move elements, which handle ids like any 8-byte
+// type. Every other operator computes on numbers and would misread ids.
+func acceptsBytes(n *node) bool {
+	if n.domain == mlDomain {
+		switch n.op {
+		case "LabelEncoder", "OneHotEncoder", "ArrayFeatureExtractor":
+			return true
+		}
+		return false
+	}
+	switch n.op {
+	case "Identity", "Reshape", "Flatten", "Squeeze", "Unsqueeze", "Concat", "Gather", "Transpose", "Slice", "Shape":
+		return true
+	}
+	return false
 }
 
 // foldable reports whether a node with these inputs and outputs can be
@@ -211,7 +236,7 @@ func foldable(n *node, infos []valueInfo, outs []valueInfo) bool {
 	size := 0
 	for i, v := range n.out {
 		if v >= 0 {
-			size += prod(outs[i].shape) * outs[i].dtype.Size()
+			size += prod(outs[i].shape) * elemSize(outs[i].dtype)
 		}
 	}
 	return size <= maxFoldBytes
@@ -236,7 +261,7 @@ func fold(n *node, k kernel, infos []valueInfo, outs []valueInfo) (err error) {
 			out[i] = &tensor.Tensor{DType: outs[i].dtype, Shape: outs[i].shape, Data: in[0].Data}
 			continue
 		}
-		out[i] = tensor.New("", outs[i].dtype, outs[i].shape)
+		out[i] = newValue(outs[i].dtype, outs[i].shape)
 	}
 	if _, ok := k.(aliasKernel); !ok {
 		defer func() {

@@ -138,10 +138,10 @@ func TestLoadErrors(t *testing.T) {
 	}(), ErrMalformed, "float_data has 1 values, dims [3] need 3")
 	f("non-default domain", func() []byte {
 		m := newModel(13).input("x", tFloat, 3).output("y")
-		nd := pbString(pbString(pbString(pbString(nil, 1, "x"), 2, "y"), 4, "Scaler"), 7, "ai.onnx.ml")
+		nd := pbString(pbString(pbString(pbString(nil, 1, "x"), 2, "y"), 4, "FusedGemm"), 7, "com.microsoft")
 		m.nodes = append(m.nodes, nd)
 		return m.bytes()
-	}(), ErrUnsupported, `node #0 (Scaler): unsupported: domain "ai.onnx.ml"`)
+	}(), ErrUnsupported, `node #0 (FusedGemm): unsupported: domain "com.microsoft"`)
 	f("dropout training", newModel(13).input("x", tFloat, "N", 3).output("y").init("tm", func() *tensor.Tensor {
 		b := tensor.New("", tensor.Bool, sh())
 		b.Data[0] = 1

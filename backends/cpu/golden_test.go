@@ -6,16 +6,46 @@ import (
 	"math"
 	"os"
 	"path/filepath"
+	"slices"
+	"strings"
 	"testing"
 
+	"github.com/coalesce-ml/coalesce/config"
 	"github.com/coalesce-ml/coalesce/tensor"
 )
 
-// goldenTensor is one tensor of a models/*/golden.json file.
+// goldenTensor is one tensor of a models/*/golden.json file: numbers
+// (null for a missing value, NaN, in inputs), or strings for BYTES.
 type goldenTensor struct {
-	Datatype string    `json:"datatype"`
-	Shape    []int64   `json:"shape"`
-	Data     []float64 `json:"data"`
+	Datatype string          `json:"datatype"`
+	Shape    []int64         `json:"shape"`
+	Data     []float64       `json:"-"`
+	Strings  []string        `json:"-"`
+	Raw      json.RawMessage `json:"data"`
+}
+
+// UnmarshalJSON decodes data as numbers (null as NaN) or, for BYTES,
+// strings.
+func (g *goldenTensor) UnmarshalJSON(b []byte) error {
+	type plain goldenTensor
+	if err := json.Unmarshal(b, (*plain)(g)); err != nil {
+		return err
+	}
+	if g.Datatype == "BYTES" {
+		return json.Unmarshal(g.Raw, &g.Strings)
+	}
+	var vs []*float64
+	if err := json.Unmarshal(g.Raw, &vs); err != nil {
+		return err
+	}
+	g.Data = make([]float64, len(vs))
+	for i, v := range vs {
+		g.Data[i] = math.NaN()
+		if v != nil {
+			g.Data[i] = *v
+		}
+	}
+	return nil
 }
 
 // goldenFile is models/<name>/golden.json: the original framework's
@@ -28,9 +58,11 @@ type goldenFile struct {
 }
 
 // TestGoldenModels runs every model of the repository's models/ directory
-// on its golden inputs, with every kernel set this CPU supports, and
-// compares with the framework's outputs: FP32 within 1e-5 relative to
-// magnitude (max(1, |want|)), INT64 exactly.
+// (ONNX, XGBoost JSON, LightGBM text, loaded as the server does, with the
+// model's config.yaml) on its golden inputs, with every kernel set this
+// CPU supports, and compares with the framework's outputs: FP32 within
+// 1e-5 relative to magnitude (max(1, |want|)), INT64 and BYTES exactly,
+// and XGBoost's margins bit for bit.
 func TestGoldenModels(t *testing.T) {
 	dirs, err := filepath.Glob("../../models/*/golden.json")
 	if err != nil {
@@ -39,8 +71,13 @@ func TestGoldenModels(t *testing.T) {
 	found := 0
 	for _, g := range dirs {
 		dir := filepath.Dir(g)
-		modelPath := filepath.Join(dir, "1", "model.onnx")
-		if _, err := os.Stat(modelPath); err != nil {
+		var modelPath string
+		for _, f := range []string{"model.onnx", "model.json", "model.txt"} {
+			if _, err := os.Stat(filepath.Join(dir, "1", f)); err == nil {
+				modelPath = filepath.Join(dir, "1", f)
+			}
+		}
+		if modelPath == "" {
 			continue
 		}
 		found++
@@ -64,10 +101,16 @@ func runGolden(t *testing.T, g, modelPath, kernels string) {
 	if err := json.Unmarshal(raw, &gf); err != nil {
 		t.Fatalf("%s: %v", g, err)
 	}
-	be, err := Load(modelPath, Options{Concurrency: 2, Kernels: kernels})
+	mc, err := config.LoadModel(filepath.Join(filepath.Dir(g), "config.yaml"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	mc.MaxBatchSize = 0
+	b, err := Loaders(Options{Concurrency: 2, Kernels: kernels})[filepath.Base(modelPath)](modelPath, mc)
 	if err != nil {
 		t.Fatalf("Load: %v", err)
 	}
+	be := b.(*Backend)
 	md := be.Metadata()
 	inputs := make([]*tensor.Tensor, len(md.Inputs))
 	for i, spec := range md.Inputs {
@@ -90,7 +133,7 @@ func runGolden(t *testing.T, g, modelPath, kernels string) {
 			t.Errorf("golden.json has no output %q", out.Name)
 			continue
 		}
-		compareGolden(t, out, want)
+		compareGolden(t, out, want, strings.HasPrefix(gf.Framework, "xgboost") && out.Name == "margin")
 	}
 }
 
@@ -99,6 +142,12 @@ func goldenToTensor(t *testing.T, name string, g goldenTensor) *tensor.Tensor {
 	dt, ok := tensor.ParseDataType(g.Datatype)
 	if !ok {
 		t.Fatalf("input %q: datatype %q", name, g.Datatype)
+	}
+	if dt == tensor.Bytes {
+		if int64(len(g.Strings)) != tensor.NumElements(g.Shape) {
+			t.Fatalf("input %q: shape %v but %d strings", name, g.Shape, len(g.Strings))
+		}
+		return tensor.FromStrings(name, g.Shape, g.Strings)
 	}
 	x := tensor.New(name, dt, g.Shape)
 	if x.Len() != len(g.Data) {
@@ -110,10 +159,27 @@ func goldenToTensor(t *testing.T, name string, g goldenTensor) *tensor.Tensor {
 	return x
 }
 
-func compareGolden(t *testing.T, got *tensor.Tensor, want goldenTensor) {
+func compareGolden(t *testing.T, got *tensor.Tensor, want goldenTensor, bitExact bool) {
 	t.Helper()
 	if got.DType.String() != want.Datatype || !sameShape(got.Shape, want.Shape) {
 		t.Errorf("output %q is %s%v, want %s%v", got.Name, got.DType, got.Shape, want.Datatype, want.Shape)
+		return
+	}
+	if got.DType == tensor.Bytes {
+		if gs := got.Strings(); !slices.Equal(gs, want.Strings) {
+			t.Errorf("output %q = %q, want %q", got.Name, gs, want.Strings)
+		}
+		return
+	}
+	if bitExact {
+		for i, w := range want.Data {
+			g := got.Float32s()[i]
+			if math.Float32bits(g) != math.Float32bits(float32(w)) && !(g == 0 && w == 0) {
+				t.Errorf("output %q[%d] = %v (%#x), want bit-exact %v (%#x)", got.Name, i, g, math.Float32bits(g), w, math.Float32bits(float32(w)))
+				return
+			}
+		}
+		t.Logf("output %q %s%v: bit-exact", got.Name, got.DType, got.Shape)
 		return
 	}
 	worst, worstAbs, at := 0.0, 0.0, -1

@@ -15,11 +15,22 @@ const (
 	maxOpset = 23
 )
 
+// mlDomain is the ONNX-ML operator domain, whose opsets 1 to 3 the
+// engine implements (ops_ml*.go; opset 4 changed LabelEncoder's
+// attributes and 5 added TreeEnsemble).
+const (
+	mlDomain   = "ai.onnx.ml"
+	minMLOpset = 1
+	maxMLOpset = 3
+)
+
 // graph is a checked, topologically ordered ONNX graph. Values (tensors)
 // are numbered; constants (initializers and folded nodes) are known
 // tensors. A graph is immutable once built and shared by all plans.
 type graph struct {
-	opset   int64
+	opset   int64            // ai.onnx
+	mlOpset int64            // ai.onnx.ml; 0 when the graph has no ONNX-ML node
+	vocab   *vocab           // string constants (see strings.go)
 	names   []string         // value id → name
 	consts  []*tensor.Tensor // value id → constant value, nil when computed
 	nodes   []*node          // topological order, folded nodes removed
@@ -28,6 +39,9 @@ type graph struct {
 	kernels *kernelSet // the SGEMM kernels; packing depends on them
 	packs   packCache  // packed constant weights, shared by all plans
 	split   *splitter  // helpers for large products (nil: never split)
+	// stringInputs is set when a graph input is BYTES: Infer then maps its
+	// elements to vocabulary ids.
+	stringInputs bool
 }
 
 // graphInput is one runtime input of the graph.
@@ -40,12 +54,16 @@ type graphInput struct {
 type graphOutput struct {
 	id       int
 	declared *onnxValueInfo
+	// keys is set for the output of a ZipMap (a sequence of maps, served
+	// as its FP32 [N, C] input): the class labels, see zipMapOutput.
+	keys []string
 }
 
 // node is one operator application.
 type node struct {
 	index   int // position in the model's node list
 	name    string
+	domain  string // "" for ai.onnx, or mlDomain
 	op      string
 	in, out []int // value ids; -1 for an absent optional input or output
 	attrs   attrs
@@ -69,14 +87,26 @@ func (n *node) String() string {
 
 // buildGraph checks a decoded model and turns it into a graph.
 func buildGraph(m *onnxModel) (*graph, error) {
-	g := &graph{}
+	g := &graph{vocab: &vocab{}}
 	for _, o := range m.opsets {
-		if o.domain == "" || o.domain == "ai.onnx" {
+		switch o.domain {
+		case "", "ai.onnx":
 			g.opset = o.version
+		case mlDomain:
+			g.mlOpset = o.version
 		}
 	}
+	if g.mlOpset != 0 && (g.mlOpset < minMLOpset || g.mlOpset > maxMLOpset) {
+		return nil, fmt.Errorf("%w: %s opset %d (supported: %d to %d)", ErrUnsupported, mlDomain, g.mlOpset, minMLOpset, maxMLOpset)
+	}
 	if g.opset == 0 {
-		return nil, fmt.Errorf("%w: no opset_import for the ai.onnx domain", ErrInvalidModel)
+		if g.mlOpset == 0 {
+			return nil, fmt.Errorf("%w: no opset_import for the ai.onnx domain", ErrInvalidModel)
+		}
+		// An ONNX-ML-only graph (Scaler → LinearClassifier, say).
+		// onnxruntime gives a domain the model does not import its latest
+		// opset; so do we.
+		g.opset = maxOpset
 	}
 	if g.opset < minOpset || g.opset > maxOpset {
 		return nil, fmt.Errorf("%w: ai.onnx opset %d (supported: %d to %d)", ErrUnsupported, g.opset, minOpset, maxOpset)
@@ -114,10 +144,17 @@ func buildGraph(m *onnxModel) (*graph, error) {
 			return nil, fmt.Errorf("graph input %q: %w", vi.name, err)
 		}
 		g.inputs = append(g.inputs, graphInput{id: add(vi.name, nil), spec: spec})
+		g.stringInputs = g.stringInputs || spec.DType == tensor.Bytes
 	}
 	nodes := make([]*node, len(og.nodes))
 	for i, on := range og.nodes {
 		n := &node{index: i, name: on.name, op: on.opType, attrs: on.attrs}
+		if on.domain == mlDomain {
+			n.domain = mlDomain
+			if g.mlOpset == 0 {
+				g.mlOpset = maxMLOpset // not imported: the latest, as onnxruntime does
+			}
+		}
 		nodes[i] = n
 		if err := n.checkDef(on); err != nil {
 			return nil, fmt.Errorf("%s: %w", n, err)
@@ -145,15 +182,38 @@ func buildGraph(m *onnxModel) (*graph, error) {
 			nodes[i].in = append(nodes[i].in, id)
 		}
 	}
+	// ZipMap outputs (sequences of maps) may only be graph outputs, which
+	// are served as ZipMap's tensor input plus the keys.
+	zipMaps := map[int]*node{}
+	for _, n := range nodes {
+		if n.domain == mlDomain && n.op == "ZipMap" && n.out[0] >= 0 {
+			zipMaps[n.out[0]] = n
+		}
+	}
+	for _, n := range nodes {
+		for _, v := range n.in {
+			if zm := zipMaps[v]; zm != nil {
+				return nil, fmt.Errorf("%s: %w: input %q is the output of %s, a sequence of maps (only a graph output may be)",
+					n, ErrUnsupported, g.names[v], zm)
+			}
+		}
+	}
 	for _, vi := range og.outputs {
 		id, ok := ids[vi.name]
 		if !ok {
 			return nil, fmt.Errorf("%w: graph output %q is not produced by the graph", ErrInvalidModel, vi.name)
 		}
-		if vi.otherType {
-			return nil, fmt.Errorf("graph output %q: %w: non-tensor type", vi.name, ErrUnsupported)
+		out := graphOutput{id: id, declared: vi}
+		if zm := zipMaps[id]; zm != nil {
+			keys, err := zipMapOutput(zm, vi)
+			if err != nil {
+				return nil, fmt.Errorf("graph output %q: %w", vi.name, err)
+			}
+			out.keys = keys
+		} else if vi.otherType {
+			return nil, fmt.Errorf("graph output %q: %w: non-tensor type (only a ZipMap may produce a sequence of maps)", vi.name, ErrUnsupported)
 		}
-		g.outputs = append(g.outputs, graphOutput{id: id, declared: vi})
+		g.outputs = append(g.outputs, out)
 	}
 	if len(g.outputs) == 0 {
 		return nil, fmt.Errorf("%w: graph has no outputs", ErrInvalidModel)
@@ -169,11 +229,18 @@ func buildGraph(m *onnxModel) (*graph, error) {
 // checkDef resolves the operator and checks the domain, the number of
 // inputs and outputs and the attribute names.
 func (n *node) checkDef(on *onnxNode) error {
-	if on.domain != "" && on.domain != "ai.onnx" {
+	switch on.domain {
+	case "", "ai.onnx":
+		n.def = lookupOp(on.opType)
+	case mlDomain:
+		n.def = lookupMLOp(on.opType)
+	default:
 		return fmt.Errorf("%w: domain %q", ErrUnsupported, on.domain)
 	}
-	n.def = lookupOp(on.opType)
 	if n.def == nil {
+		if n.domain == mlDomain {
+			return fmt.Errorf("%w: operator %q of domain %s", ErrUnsupported, on.opType, mlDomain)
+		}
 		return fmt.Errorf("%w: operator %q", ErrUnsupported, on.opType)
 	}
 	if k := len(on.inputs); k < n.def.minIn || k > n.def.maxIn {

@@ -80,6 +80,10 @@ func (b *Backend) run(w *worker, inputs []*tensor.Tensor) (outs []*tensor.Tensor
 		f = w.frame(p)
 		w.last, w.lastKey = f, append(w.lastKey[:0], w.key...)
 	}
+	if b.g.stringInputs {
+		inputs = w.internInputs(b.g.vocab, inputs)
+		defer w.releaseStrings()
+	}
 	for i, in := range inputs {
 		if !aligned(in.Data, in.DType.Size()) {
 			inputs = alignedCopy(inputs, i)
@@ -90,15 +94,16 @@ func (b *Backend) run(w *worker, inputs []*tensor.Tensor) (outs []*tensor.Tensor
 	if err := f.exec(); err != nil {
 		return nil, err
 	}
-	return b.outputs(f), nil
+	return b.outputs(f, w), nil
 }
 
 // outputs copies the graph outputs out of f into new tensors owned by the
 // caller. It allocates twice whatever the number of outputs (up to
 // maxPackedOutputs; three times beyond): one block of words holding every
 // output's shape and data (no pointers, so the GC does not scan it), and
-// one for the tensor headers and the result slice together.
-func (b *Backend) outputs(f *frame) []*tensor.Tensor {
+// one for the tensor headers and the result slice together. A BYTES
+// output's data is built from its string ids in one more allocation.
+func (b *Backend) outputs(f *frame, w *worker) []*tensor.Tensor {
 	p := f.p
 	block := make([]uint64, p.outWords)
 	var ts []tensor.Tensor
@@ -118,7 +123,9 @@ func (b *Backend) outputs(f *frame) []*tensor.Tensor {
 			copy(t.Shape, v.Shape)
 		}
 		t.Data = []byte{}
-		if o.size > 0 {
+		if o.strings {
+			t.Data = b.g.vocab.appendStrings(nil, viewAs[int64](v.Data), w.unknown)
+		} else if o.size > 0 {
 			t.Data = unsafe.Slice((*byte)(unsafe.Pointer(&block[o.dataOff])), o.size)
 			copy(t.Data, v.Data)
 		}

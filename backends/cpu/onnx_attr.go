@@ -207,3 +207,17 @@ func (as attrs) boolInt(name string, def bool) (bool, error) {
 	}
 	return v == 1, nil
 }
+
+// strs returns the STRINGS attribute name as strings and whether it is
+// present.
+func (as attrs) strs(name string) ([]string, bool, error) {
+	a, err := as.get(name, attrStrings)
+	if a == nil || err != nil {
+		return nil, false, err
+	}
+	out := make([]string, len(a.strings))
+	for i, s := range a.strings {
+		out[i] = string(s)
+	}
+	return out, true, nil
+}

@@ -50,7 +50,19 @@ type onnxValueInfo struct {
 	elemType   int32
 	hasShape   bool
 	dims       []onnxDim
+	// A sequence type's element type (seqElem), a map type's key element
+	// type and value type (mapKey, mapValue), decoded down to
+	// maxTypeDepth levels (enough for ZipMap's seq(map(K, float))).
+	// Nested types have no name.
+	seqElem  *onnxValueInfo
+	mapKey   int32
+	mapValue *onnxValueInfo
 }
+
+// maxTypeDepth bounds the nesting of sequence and map types that
+// decodeTypeProto follows; deeper types are only marked otherType, so
+// that a hostile model cannot recurse without bound.
+const maxTypeDepth = 4
 
 // onnxDim is a TensorShapeProto.Dimension.
 type onnxDim struct {
@@ -218,15 +230,15 @@ func decodeValueInfo(b []byte) (*onnxValueInfo, error) {
 			if err != nil {
 				return 0, err
 			}
-			return n, decodeTypeProto(p, vi)
+			return n, decodeTypeProto(p, vi, 0)
 		}
 		return -1, nil
 	})
 	return vi, err
 }
 
-// decodeTypeProto reads a TypeProto into vi.
-func decodeTypeProto(b []byte, vi *onnxValueInfo) error {
+// decodeTypeProto reads a TypeProto into vi, nested depth levels deep.
+func decodeTypeProto(b []byte, vi *onnxValueInfo, depth int) error {
 	return decodeMessage(b, func(num protowire.Number, typ protowire.Type, b []byte) (int, error) {
 		switch num {
 		case 1: // tensor_type
@@ -236,10 +248,54 @@ func decodeTypeProto(b []byte, vi *onnxValueInfo) error {
 			}
 			vi.tensorType = true
 			return n, decodeTensorType(p, vi)
-		case 4, 5, 8, 9: // sequence, map, sparse tensor, optional
+		case 4, 5: // sequence_type, map_type
+			vi.otherType = true
+			if depth >= maxTypeDepth {
+				return -1, nil
+			}
+			p, n, err := consumeBytes(num, typ, b)
+			if err != nil {
+				return 0, err
+			}
+			if num == 4 {
+				vi.seqElem = &onnxValueInfo{}
+				return n, decodeNestedType(p, 1, vi.seqElem, depth)
+			}
+			vi.mapValue = &onnxValueInfo{}
+			return n, decodeMessage(p, func(num protowire.Number, typ protowire.Type, b []byte) (int, error) {
+				switch num {
+				case 1: // key_type
+					v, n, err := consumeVarint(num, typ, b)
+					vi.mapKey = int32(v)
+					return n, err
+				case 2: // value_type
+					p, n, err := consumeBytes(num, typ, b)
+					if err != nil {
+						return 0, err
+					}
+					return n, decodeTypeProto(p, vi.mapValue, depth+1)
+				}
+				return -1, nil
+			})
+		case 8, 9: // sparse tensor, optional
 			vi.otherType = true
 		}
 		return -1, nil
+	})
+}
+
+// decodeNestedType reads the TypeProto in field num of message b (a
+// TypeProto.Sequence's elem_type) into vi.
+func decodeNestedType(b []byte, field protowire.Number, vi *onnxValueInfo, depth int) error {
+	return decodeMessage(b, func(num protowire.Number, typ protowire.Type, b []byte) (int, error) {
+		if num != field {
+			return -1, nil
+		}
+		p, n, err := consumeBytes(num, typ, b)
+		if err != nil {
+			return 0, err
+		}
+		return n, decodeTypeProto(p, vi, depth+1)
 	})
 }
 

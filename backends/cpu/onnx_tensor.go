@@ -31,9 +31,12 @@ const (
 // FP32): larger ones are rejected rather than allocated.
 const maxConstElements = 1 << 28
 
-// dtypeFromONNX maps an ONNX element type to a tensor datatype.
+// dtypeFromONNX maps an ONNX element type to a tensor datatype; STRING
+// is BYTES (string ids inside the engine, see strings.go).
 func dtypeFromONNX(t int32) (tensor.DataType, bool) {
 	switch t {
+	case onnxString:
+		return tensor.Bytes, true
 	case onnxFloat:
 		return tensor.FP32, true
 	case onnxUint8:

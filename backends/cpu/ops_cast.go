@@ -4,7 +4,8 @@ import (
 	"github.com/coalesce-ml/coalesce/tensor"
 )
 
-// compileCast compiles Cast between all fixed-size numeric types and BOOL.
+// compileCast compiles Cast between all fixed-size numeric types and BOOL
+// (not from or to STRING: compileNode rejects BYTES inputs).
 // Float to integer truncates toward zero; out-of-range values are
 // undefined by the spec (Go's conversion result is returned). saturate
 // (opset 19) only concerns float8 targets, which are unsupported, so it is
@@ -22,7 +23,7 @@ func compileCast(c *opCtx) (kernel, error) {
 		return nil, err
 	}
 	dt, ok := dtypeFromONNX(int32(to))
-	if !ok || int64(int32(to)) != to {
+	if !ok || int64(int32(to)) != to || dt == tensor.Bytes {
 		return nil, unsupportedf("cast to element type %d", to)
 	}
 	c.setOut(0, dt, clone(x.shape))

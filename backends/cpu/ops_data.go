@@ -49,7 +49,7 @@ func compileConcat(c *opCtx) (kernel, error) {
 	}
 	c.setOut(0, first.dtype, out)
 	outer := prod(first.shape[:ax])
-	innerBytes := prod(first.shape[ax+1:]) * first.dtype.Size()
+	innerBytes := prod(first.shape[ax+1:]) * elemSize(first.dtype)
 	chunks := make([]int, len(c.in)) // bytes per outer index of each input
 	for i, in := range c.in {
 		chunks[i] = int(in.shape[ax]) * innerBytes
@@ -93,7 +93,7 @@ func compileGather(c *opCtx) (kernel, error) {
 	}
 	c.setOut(0, data.dtype, out)
 	outer, dim := prod(data.shape[:ax]), int(data.shape[ax])
-	rowBytes := prod(data.shape[ax+1:]) * data.dtype.Size()
+	rowBytes := prod(data.shape[ax+1:]) * elemSize(data.dtype)
 	nIdx := prod(idx.shape)
 	return kernelFunc(func(in, outs []*tensor.Tensor) error {
 		src, dst, ix := in[0].Data, outs[0].Data, in[1]
@@ -153,7 +153,7 @@ func compileTranspose(c *opCtx) (kernel, error) {
 	for i, d := range out {
 		dims[i] = int(d)
 	}
-	switch x.dtype.Size() {
+	switch elemSize(x.dtype) {
 	case 1:
 		return stridedKernel[uint8](0, dims, st), nil
 	case 2:

@@ -47,7 +47,26 @@ func compileConstant(c *opCtx) (kernel, error) {
 			return nil, err
 		}
 		t = tensor.FromInt64s("", []int64{int64(len(v))}, v)
-	default: // value_string(s), sparse_value
+	case "value_string", "value_strings":
+		// BYTES values are vocabulary ids (strings.go).
+		var ids []int64
+		shape := []int64{}
+		if a.name == "value_string" {
+			s, err := c.n.attrs.str(a.name, "")
+			if err != nil {
+				return nil, err
+			}
+			ids = []int64{c.stringID(s)}
+		} else {
+			ss, _, err := c.n.attrs.strs(a.name)
+			if err != nil {
+				return nil, err
+			}
+			ids, shape = c.stringIDs(ss), []int64{int64(len(ss))}
+		}
+		t = newValue(tensor.Bytes, shape)
+		copy(viewAs[int64](t.Data), ids)
+	default: // sparse_value
 		return nil, unsupportedf("Constant attribute %s", a.name)
 	}
 	c.setConst(0, t)

@@ -99,7 +99,7 @@ func compileSlice(c *opCtx) (kernel, error) {
 	for d, n := range out {
 		dims[d] = int(n)
 	}
-	switch x.dtype.Size() {
+	switch elemSize(x.dtype) {
 	case 1:
 		return stridedKernel[uint8](base, dims, st), nil
 	case 2:

@@ -35,7 +35,8 @@ type plan struct {
 type outPlace struct {
 	id                int // value id
 	shapeOff, dataOff int
-	size              int // bytes
+	size              int  // bytes
+	strings           bool // a BYTES output: data is built from string ids, not copied (size is 0)
 }
 
 // step is one kernel invocation.
@@ -134,8 +135,11 @@ func newPlan(g *graph, inShapes [][]int64) (*plan, error) {
 		if s.kind == slotNone {
 			return nil, fmt.Errorf("BUG: graph output %q has no storage", g.names[o.id])
 		}
-		size := prod(s.shape) * s.dtype.Size()
-		op := outPlace{id: o.id, shapeOff: p.outWords, dataOff: p.outWords + len(s.shape), size: size}
+		size, str := prod(s.shape)*elemSize(s.dtype), s.dtype == tensor.Bytes
+		if str {
+			size = 0
+		}
+		op := outPlace{id: o.id, shapeOff: p.outWords, dataOff: p.outWords + len(s.shape), size: size, strings: str}
 		p.outWords = op.dataOff + (size+7)/8
 		p.outs = append(p.outs, op)
 	}
@@ -173,9 +177,9 @@ func (p *plan) assignArena(g *graph, root []int, infos []valueInfo) {
 			if v < 0 {
 				continue
 			}
-			size := alignUp(prod(infos[v].shape) * infos[v].dtype.Size())
-			off := takeSpan(&free, size, &p.arenaSize)
-			p.slots[v] = slot{kind: slotArena, off: off, size: prod(infos[v].shape) * infos[v].dtype.Size()}
+			size := prod(infos[v].shape) * elemSize(infos[v].dtype)
+			off := takeSpan(&free, alignUp(size), &p.arenaSize)
+			p.slots[v] = slot{kind: slotArena, off: off, size: size}
 		}
 		for _, v := range st.out {
 			if v >= 0 && lastUse[v] == s {

@@ -2,6 +2,7 @@ package forest
 
 import (
 	"math"
+	"slices"
 )
 
 // Builder collects trees and builds a Forest.
@@ -205,6 +206,17 @@ func (b *Builder) Build(o Options) (*Forest, error) {
 	f.depth = b.depth
 	for _, d := range f.depth {
 		f.maxDepth = max(f.maxDepth, d)
+	}
+	f.byDepth = make([]int32, len(f.roots))
+	for i := range f.byDepth {
+		f.byDepth[i] = int32(i)
+	}
+	slices.SortStableFunc(f.byDepth, func(a, b int32) int { return int(f.depth[b] - f.depth[a]) })
+	f.deeper = make([]int32, f.maxDepth)
+	for _, d := range f.depth {
+		for l := range d {
+			f.deeper[l]++
+		}
 	}
 	b.f = nil
 	return f, nil

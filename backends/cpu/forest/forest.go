@@ -139,7 +139,9 @@ type Forest struct {
 	roots    []int32   // per tree
 	depth    []int32   // per tree: edges on its longest root-to-leaf path
 	maxDepth int32
-	general  bool // some node needs the general loop
+	byDepth  []int32 // tree indices, deepest first
+	deeper   []int32 // deeper[d]: how many trees are deeper than d
+	general  bool    // some node needs the general loop
 
 	leafOff    []int32 // per leaf: start in leafTarget/leafW; len = leaves+1
 	leafTarget []int32

@@ -170,32 +170,64 @@ func (f *Forest) add64(leaves []int32, acc []float64) {
 
 // rowsByTrees scores fewer than four rows: each row walks every tree at
 // once, one level at a time (the steps of different trees are independent,
-// so the CPU overlaps their loads); leaves are then added in tree order.
+// so the CPU overlaps their loads), deepest trees first so that level d
+// only visits the trees deeper than d; leaves are then added in tree order.
 func (f *Forest) rowsByTrees(x []float32, rows int, out []float32, acc []float64) {
 	nf, nt := f.numFeatures, f.numTargets
 	pos := f.positions()
 	idx := *pos
 	for r := 0; r < rows; r++ {
 		row := x[r*nf : r*nf+nf]
-		copy(idx, f.roots)
-		walkLevels(f.nodes, idx, f.maxDepth, func(int) []float32 { return row })
-		for i, p := range idx {
-			idx[i] = f.leafIndex(p)
+		for j, t := range f.byDepth {
+			idx[j] = f.roots[t]
+		}
+		if hasNaN(row) {
+			for d := int32(0); d < f.maxDepth; d++ {
+				for j, i := range idx[:f.deeper[d]] {
+					n := &f.nodes[i]
+					idx[j] = step(n, row[n.feat])
+				}
+			}
+		} else {
+			walkTreesFast(f.nodes, idx, f.deeper, row)
+		}
+		// Back to tree order: idx[j] is tree byDepth[j]'s leaf.
+		leaves := idx[len(f.roots):]
+		for j, t := range f.byDepth {
+			leaves[t] = f.leafIndex(idx[j])
 		}
 		if f.float32Sum {
-			f.add32one(idx, out[r*nt:r*nt+nt])
+			f.add32one(leaves, out[r*nt:r*nt+nt])
 		} else {
-			f.add64one(idx, acc[r*nt:r*nt+nt])
+			f.add64one(leaves, acc[r*nt:r*nt+nt])
 		}
 	}
 	f.posPool.Put(pos)
+}
+
+// walkTreesFast moves one NaN-free row down every tree, level by level;
+// deeper[d] is how many trees (the first ones of pos) are deeper than d.
+func walkTreesFast(nodes []node, pos []int32, deeper []int32, row []float32) {
+	base := unsafe.Pointer(unsafe.SliceData(nodes))
+	x := unsafe.Pointer(unsafe.SliceData(row))
+	for _, n := range deeper {
+		for j, i := range pos[:n] {
+			nd := (*node)(unsafe.Add(base, uintptr(i)<<4))
+			v := *(*float32)(unsafe.Add(x, uintptr(nd.feat)<<2))
+			c := int32(1)
+			if v < nd.thr32 {
+				c = 0
+			}
+			pos[j] = nd.first + c&int32(nd.step)
+		}
+	}
 }
 
 func (f *Forest) positions() *[]int32 {
 	if p, ok := f.posPool.Get().(*[]int32); ok {
 		return p
 	}
-	s := make([]int32, len(f.roots))
+	s := make([]int32, 2*len(f.roots))
 	return &s
 }
 
@@ -307,17 +339,6 @@ func hasNaN(x []float32) bool {
 		}
 	}
 	return false
-}
-
-// walkLevels moves one row down many trees, one level at a time.
-func walkLevels(nodes []node, pos []int32, depth int32, row func(int) []float32) {
-	x := row(0)
-	for d := int32(0); d < depth; d++ {
-		for t, i := range pos {
-			n := &nodes[i]
-			pos[t] = step(n, x[n.feat])
-		}
-	}
 }
 
 // walkGeneral walks one row through a tree with any node kinds.
