@@ -7,6 +7,8 @@ import (
 
 	"github.com/coalesce-ml/coalesce/backends"
 	"github.com/coalesce-ml/coalesce/backends/cpu/forest"
+	"github.com/coalesce-ml/coalesce/backends/cpu/forest/lightgbm"
+	"github.com/coalesce-ml/coalesce/backends/cpu/forest/xgboost"
 	"github.com/coalesce-ml/coalesce/config"
 	"github.com/coalesce-ml/coalesce/tensor"
 )
@@ -66,12 +68,11 @@ func LoadNative(path string, io NativeIO, opts Options) (*Backend, error) {
 	if err != nil {
 		return nil, fmt.Errorf("cpu: %w", err)
 	}
-	_ = data
 	var m *forest.Model
 	if strings.HasSuffix(path, ".json") {
-		err = fmt.Errorf("xgboost reader not yet wired")
+		m, err = xgboost.Read(data)
 	} else {
-		err = fmt.Errorf("lightgbm reader not yet wired")
+		m, err = lightgbm.Read(data)
 	}
 	if err != nil {
 		return nil, fmt.Errorf("load %s: %w", path, err)

@@ -20,13 +20,11 @@ import (
 	"github.com/coalesce-ml/coalesce/proxy"
 )
 
-// loaders maps model file names to the backends that load them.
+// loaders maps model file names to the backends that load them: the CPU
+// engine reads ONNX (model.onnx), XGBoost JSON (model.json) and LightGBM
+// text (model.txt).
 func loaders(cfg *config.Config) map[string]backends.Loader {
-	return map[string]backends.Loader{
-		"model.onnx": func(path string, mc config.Model) (backends.Backend, error) {
-			return cpu.Load(path, cpu.Options{MaxBatchSize: mc.MaxBatchSize, Concurrency: cfg.Models.Concurrency, Kernels: cfg.Models.Kernels})
-		},
-	}
+	return cpu.Loaders(cpu.Options{Concurrency: cfg.Models.Concurrency, Kernels: cfg.Models.Kernels})
 }
 
 func newLogger(cfg *config.Config, w io.Writer) *slog.Logger {

@@ -181,16 +181,7 @@ func (f *Forest) rowsByTrees(x []float32, rows int, out []float32, acc []float64
 		for j, t := range f.byDepth {
 			idx[j] = f.roots[t]
 		}
-		if hasNaN(row) {
-			for d := int32(0); d < f.maxDepth; d++ {
-				for j, i := range idx[:f.deeper[d]] {
-					n := &f.nodes[i]
-					idx[j] = step(n, row[n.feat])
-				}
-			}
-		} else {
-			walkTreesFast(f.nodes, idx, f.deeper, row)
-		}
+		walkTreesVec(f.nodes, idx, f.deeper, row, !hasNaN(row))
 		// Back to tree order: idx[j] is tree byDepth[j]'s leaf.
 		leaves := idx[len(f.roots):]
 		for j, t := range f.byDepth {
@@ -205,21 +196,41 @@ func (f *Forest) rowsByTrees(x []float32, rows int, out []float32, acc []float64
 	f.posPool.Put(pos)
 }
 
-// walkTreesFast moves one NaN-free row down every tree, level by level;
+// walkTreesScalar moves one row down the trees pos[from:] level by level;
 // deeper[d] is how many trees (the first ones of pos) are deeper than d.
-func walkTreesFast(nodes []node, pos []int32, deeper []int32, row []float32) {
-	base := unsafe.Pointer(unsafe.SliceData(nodes))
-	x := unsafe.Pointer(unsafe.SliceData(row))
+func walkTreesScalar(nodes []node, pos []int32, from int, deeper []int32, row []float32, noNaN bool) {
 	for _, n := range deeper {
-		for j, i := range pos[:n] {
+		if int(n) <= from {
+			break
+		}
+		if !noNaN {
+			for j, i := range pos[from:n] {
+				nd := &nodes[i]
+				pos[from+j] = step(nd, row[nd.feat])
+			}
+			continue
+		}
+		base := unsafe.Pointer(unsafe.SliceData(nodes))
+		x := unsafe.Pointer(unsafe.SliceData(row))
+		for j, i := range pos[from:n] {
 			nd := (*node)(unsafe.Add(base, uintptr(i)<<4))
 			v := *(*float32)(unsafe.Add(x, uintptr(nd.feat)<<2))
 			c := int32(1)
 			if v < nd.thr32 {
 				c = 0
 			}
-			pos[j] = nd.first + c&int32(nd.step)
+			pos[from+j] = nd.first + c&int32(nd.step)
 		}
+	}
+}
+
+// walkRowsScalar is the portable walk of rows (walkRowsFast for NaN-free
+// rows, walkRows otherwise).
+func walkRowsScalar(nodes []node, pos []int32, depth int32, x []float32, nf int, noNaN bool) {
+	if noNaN {
+		walkRowsFast(nodes, pos, depth, x, nf)
+	} else {
+		walkRows(nodes, pos, depth, x, nf)
 	}
 }
 
@@ -269,11 +280,7 @@ func (f *Forest) treeLeaves(t int, x []float32, rows int, leaves []int32, noNaN 
 	for r := range leaves {
 		leaves[r] = root
 	}
-	if noNaN {
-		walkRowsFast(f.nodes, leaves, f.depth[t], x, nf)
-	} else {
-		walkRows(f.nodes, leaves, f.depth[t], x, nf)
-	}
+	walkRowsVec(f.nodes, leaves, f.depth[t], x, nf, noNaN)
 	for r, p := range leaves {
 		leaves[r] = f.leafIndex(p)
 	}

@@ -16,7 +16,6 @@ import (
 
 	"github.com/coalesce-ml/coalesce/backends"
 	"github.com/coalesce-ml/coalesce/backends/cpu"
-	"github.com/coalesce-ml/coalesce/config"
 	"github.com/coalesce-ml/coalesce/proxy"
 )
 
@@ -24,11 +23,7 @@ import (
 // data-plane address and the admin plane's /metrics URL.
 func Start(tb testing.TB, modelsDir string) (addr, metricsURL string) {
 	tb.Helper()
-	reg, err := backends.LoadRepository(modelsDir, map[string]backends.Loader{
-		"model.onnx": func(path string, mc config.Model) (backends.Backend, error) {
-			return cpu.Load(path, cpu.Options{MaxBatchSize: mc.MaxBatchSize})
-		},
-	})
+	reg, err := backends.LoadRepository(modelsDir, cpu.Loaders(cpu.Options{}))
 	if err != nil {
 		tb.Fatal(err)
 	}
