@@ -22,9 +22,23 @@ import (
 // valid, finite and fit the model's input specs exactly.
 
 // fuzzModels are the models the fuzz targets decode for, picked by a
-// fuzzed byte. Only double and multi are run after decoding; panic and
-// slow are single-input [-1,1] models that are only decoded.
-var fuzzModels = []string{"double", "multi", "panic", "slow"}
+// fuzzed byte. panic and slow are single-input [-1,1] models that are only
+// decoded; the others are run and their outputs encoded. strs takes BYTES
+// (strings) and returns BYTES; zip and zipmax return a map output (Keys);
+// missing takes missing values (null, NaN).
+var fuzzModels = []string{"double", "multi", "panic", "slow", "strs", "zip", "zipmax", "missing"}
+
+// The indices of fuzzModels, for seeds.
+const (
+	fzDouble uint8 = iota
+	fzMulti
+	fzPanic
+	fzSlow
+	fzStrs
+	fzZip
+	fzZipmax
+	fzMissing
+)
 
 func fuzzModel(f *testing.F) func(sel uint8) *backends.Model {
 	reg := testRegistry(f)
@@ -83,8 +97,8 @@ func checkInputs(t *testing.T, m *backends.Model, inputs []*tensor.Tensor, lim *
 		}
 		if in.DType.IsFloat() && !lim.AllowNonFinite {
 			for j := range in.Len() {
-				if x := in.Float64At(j); math.IsNaN(x) || math.IsInf(x, 0) {
-					t.Fatalf("input %q element %d is %v; want finite", in.Name, j, x)
+				if x := in.Float64At(j); (math.IsNaN(x) && !sp.Missing) || math.IsInf(x, 0) {
+					t.Fatalf("input %q element %d is %v; want finite (NaN only for an input taking missing values)", in.Name, j, x)
 				}
 			}
 		}
@@ -92,10 +106,10 @@ func checkInputs(t *testing.T, m *backends.Model, inputs []*tensor.Tensor, lim *
 }
 
 // runFake runs a decoded request on the fake backends that are safe to
-// run (double and multi) and returns nil for the others.
+// run (all but panic and slow) and returns nil for the others.
 func runFake(t *testing.T, m *backends.Model, inputs []*tensor.Tensor) []*tensor.Tensor {
 	t.Helper()
-	if m.Name != "double" && m.Name != "multi" {
+	if m.Name == "panic" || m.Name == "slow" {
 		return nil
 	}
 	out, err := m.Backend.Infer(context.Background(), inputs)
@@ -131,6 +145,7 @@ func FuzzDecodeV2(f *testing.F) {
 	}
 	binHdr := `{"inputs":[{"name":"x","shape":[1,4],"datatype":"FP32","parameters":{"binary_data_size":16}}],"outputs":[{"name":"y","parameters":{"binary_data":true}}]}`
 	multiHdr := `{"inputs":[{"name":"a","shape":[1,2],"datatype":"FP32","parameters":{"binary_data_size":8}},{"name":"b","shape":[1,2],"datatype":"INT32","data":[1,2]}]}`
+	strHdr := `{"inputs":[{"name":"s","shape":[1,2],"datatype":"BYTES","parameters":{"binary_data_size":13}}],"outputs":[{"name":"echo","parameters":{"binary_data":true}},{"name":"label"}]}`
 	seeds := []struct {
 		body  []byte
 		hdr   string // "" = no Inference-Header-Content-Length
@@ -147,6 +162,18 @@ func FuzzDecodeV2(f *testing.F) {
 		{bin("", 7), "0", 3},
 		{[]byte(`{"inputs":[{"name":"x","shape":[1,4],"datatype":"UINT64","data":[18446744073709551615,0,0,0]}]}`), "", 0},
 		{[]byte(`{"inputs":[{"name":"b","shape":[1,2],"datatype":"INT64","data":[3000000000,1]},{"name":"a","shape":[1,2],"datatype":"FP64","data":[1e300,0]}]}`), "", 1},
+		// BYTES: JSON strings flat and nested, binary, raw, broken layouts.
+		{[]byte(`{"inputs":[{"name":"s","shape":[1,2],"datatype":"BYTES","data":["a","b"]}]}`), "", fzStrs},
+		{[]byte(`{"inputs":[{"name":"s","shape":[2,2],"datatype":"BYTES","data":[["\u00e9\"","\\\n"],["","\ud800"]]}],"outputs":[{"name":"label"},{"name":"echo","parameters":{"binary_data":true}}]}`), "", fzStrs},
+		{[]byte(`{"inputs":[{"name":"s","shape":[1,2],"datatype":"BYTES","data":[1,"b"]}]}`), "", fzStrs},
+		{[]byte(`{"inputs":[{"name":"x","shape":[1,4],"datatype":"BYTES","data":["1","2","3","4"]}]}`), "", fzDouble},
+		{[]byte(`{"inputs":[{"name":"s","shape":[1,2],"datatype":"FP32","data":[1,2]}]}`), "", fzStrs},
+		{append([]byte(strHdr), strBlob("ab", "\xff\x00")...), strconv.Itoa(len(strHdr)), fzStrs},
+		{append([]byte(strHdr), "\x09\x00\x00\x00ab\x01\x00\x00\x00c"...), strconv.Itoa(len(strHdr)), fzStrs},
+		{[]byte(strBlob("x", "yz")), "0", fzStrs},
+		{[]byte("\xff\xff\xff\x7fab"), "0", fzStrs},
+		{[]byte(`{"inputs":[{"name":"x","shape":[2,3],"datatype":"FP32","data":[1,4,2,6,0,-1]}],"parameters":{"binary_data_output":true}}`), "", fzZip},
+		{[]byte(`{"inputs":[{"name":"x","shape":[1,2],"datatype":"FP32","data":[null,1]}]}`), "", fzMissing},
 	}
 	for _, s := range seeds {
 		f.Add(s.body, s.hdr, s.model)
@@ -202,6 +229,15 @@ func FuzzDecodeTFS(f *testing.F) {
 		{`{"instances":[[1],[2]]}`, 2},
 		{`{"instances":[[NaN],[inf]]}`, 3},
 		{`{"instances":[[3e38,3e38,-3e38,0]]}`, 0},
+		{`{"instances":[["a","b"],["\u00e9","\\"]]}`, fzStrs},
+		{`{"instances":[{"s":["a",{"b64":"/wA="}]}]}`, fzStrs},
+		{`{"inputs":[[{"b64":"aGk"},"x"]]}`, fzStrs},
+		{`{"inputs":{"s":[["a",1]]}}`, fzStrs},
+		{`{"instances":[{"b64":"YQ=="}]}`, fzStrs},
+		{`{"instances":[["1","2","3","4"]]}`, fzDouble},
+		{`{"instances":[[1,4,2],[6,0,-1]]}`, fzZip},
+		{`{"inputs":[[1,4,2]]}`, fzZip},
+		{`{"instances":[[null,1],[2,null]]}`, fzMissing},
 	} {
 		f.Add([]byte(s.body), s.model)
 	}
@@ -240,6 +276,14 @@ func FuzzDecodePredict(f *testing.F) {
 		{`{"features":[]}`, 0},
 		{`{"features":[[]]}`, 0},
 		{`{"features":[[1,2,3,4],[1,2,3]]}`, 0},
+		{`{"features":["a","b"]}`, fzStrs},
+		{`{"features":[["a\"","\u0000"],["",""]]}`, fzStrs},
+		{`{"features":[1,"b"]}`, fzStrs},
+		{`{"features":["1","2","3","4"]}`, fzDouble},
+		{`{"features":[[1,4,2],[6,0,-1]]}`, fzZip},
+		{`{"features":[1,4,2]}`, fzZipmax},
+		{`{"features":[[1,null],[null,null]]}`, fzMissing},
+		{`{"features":[null,null,3,4]}`, fzDouble},
 	} {
 		f.Add([]byte(s.body), s.model)
 	}

@@ -16,6 +16,9 @@ func BenchmarkHandler(b *testing.B) {
 		{"predict", "/predict", `{"features":[1,5,2,3]}`},
 		{"v2", "/v2/models/double/infer", `{"inputs":[{"name":"x","shape":[1,4],"datatype":"FP32","data":[1,5,2,3]}]}`},
 		{"tfs", "/v1/models/double:predict", `{"instances":[[1,5,2,3]]}`},
+		// Strings (BYTES) in and out, and a map output (Keys).
+		{"v2-bytes", "/v2/models/strs/infer", `{"inputs":[{"name":"s","shape":[1,2],"datatype":"BYTES","data":["setosa","virginica"]}]}`},
+		{"predict-map", "/predict?model=zip", `{"features":[1,5,2]}`},
 	}
 	for _, c := range cases {
 		b.Run(c.name, func(b *testing.B) {

@@ -9,6 +9,7 @@ import (
 	"net"
 	"os"
 	"path/filepath"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -26,12 +27,70 @@ import (
 type fakeBackend struct {
 	meta backends.Metadata
 	run  func(ctx context.Context, in []*tensor.Tensor) ([]*tensor.Tensor, error)
+	// delay (ns) holds every call that long, so that concurrent requests
+	// queue up behind it and are batched; calls counts the calls and
+	// maxRows is the largest batch seen.
+	delay, calls, maxRows atomic.Int64
 }
 
 func (f *fakeBackend) Metadata() *backends.Metadata { return &f.meta }
 func (f *fakeBackend) Close() error                 { return nil }
 func (f *fakeBackend) Infer(ctx context.Context, in []*tensor.Tensor) ([]*tensor.Tensor, error) {
+	f.calls.Add(1)
+	if len(in) > 0 {
+		for rows := int64(in[0].BatchSize()); ; {
+			cur := f.maxRows.Load()
+			if rows <= cur || f.maxRows.CompareAndSwap(cur, rows) {
+				break
+			}
+		}
+	}
+	if d := time.Duration(f.delay.Load()); d > 0 {
+		tm := time.NewTimer(d)
+		select {
+		case <-tm.C:
+		case <-ctx.Done():
+			tm.Stop()
+			return nil, ctx.Err()
+		}
+	}
 	return f.run(ctx, in)
+}
+
+// zipKeys are the keys of the zip model's probs output; one needs JSON
+// escaping.
+var zipKeys = []string{"cat", "dog", `e"el`}
+
+// newZip is the zip model: x FP32 [-1,3] -> label INT64 [-1] = argmax(x),
+// probs FP32 [-1,3] = x/2, a map per row keyed by zipKeys.
+func newZip() *fakeBackend {
+	return &fakeBackend{
+		meta: backends.Metadata{
+			Platform: "fake",
+			Inputs:   []backends.TensorSpec{{Name: "x", DType: tensor.FP32, Shape: []int64{-1, 3}}},
+			Outputs: []backends.TensorSpec{
+				{Name: "label", DType: tensor.Int64, Shape: []int64{-1}},
+				{Name: "probs", DType: tensor.FP32, Shape: []int64{-1, 3}, Keys: zipKeys},
+			},
+			MaxBatchSize: 8,
+			Concurrency:  1,
+		},
+		run: func(_ context.Context, in []*tensor.Tensor) ([]*tensor.Tensor, error) {
+			x := in[0].Float32s()
+			rows := in[0].BatchSize()
+			label := tensor.New("label", tensor.Int64, []int64{int64(rows)})
+			probs := tensor.New("probs", tensor.FP32, in[0].Shape)
+			for r := range rows {
+				for j := range 3 {
+					probs.Float32s()[r*3+j] = x[r*3+j] / 2
+					if x[r*3+j] > x[r*3+int(label.Int64s()[r])] {
+						label.Int64s()[r] = int64(j)
+					}
+				}
+			}
+			return []*tensor.Tensor{label, probs}, nil
+		},
+	}
 }
 
 // The fake models:
@@ -41,7 +100,71 @@ func (f *fakeBackend) Infer(ctx context.Context, in []*tensor.Tensor) ([]*tensor
 //	multi:  a FP32 [-1,2], b INT32 [-1,2] -> sum FP64 [-1,2] = a+b
 //	panic:  x FP32 [-1,1] -> panics
 //	slow:   x FP32 [-1,1] -> waits for the deadline
+//	strs:   s BYTES [-1,2] -> echo BYTES [-1,2] = s,
+//	        label BYTES [-1] = s[r][0] + "+" + s[r][1],
+//	        len INT64 [-1] = the row's bytes (/predict: label)
+//	zip:    see newZip (/predict: probs, a map per row)
+//	zipmax: zip with /predict transform argmax on probs
+//	badbytes: x FP32 [-1,1] -> y BYTES [-1] with a broken layout
+//	missing: x FP32 [-1,2], takes missing values -> nans INT64 [-1] = the
+//	         row's NaN count
 var fakeModels = map[string]func() *fakeBackend{
+	"missing": func() *fakeBackend {
+		return &fakeBackend{
+			meta: backends.Metadata{Platform: "fake", Concurrency: 1, MaxBatchSize: 8,
+				Inputs:  []backends.TensorSpec{{Name: "x", DType: tensor.FP32, Shape: []int64{-1, 2}, Missing: true}},
+				Outputs: []backends.TensorSpec{{Name: "nans", DType: tensor.Int64, Shape: []int64{-1}}}},
+			run: func(_ context.Context, in []*tensor.Tensor) ([]*tensor.Tensor, error) {
+				x := in[0].Float32s()
+				out := tensor.New("nans", tensor.Int64, []int64{int64(in[0].BatchSize())})
+				for i, v := range x {
+					if v != v {
+						out.Int64s()[i/2]++
+					}
+				}
+				return []*tensor.Tensor{out}, nil
+			},
+		}
+	},
+	"strs": func() *fakeBackend {
+		return &fakeBackend{
+			meta: backends.Metadata{
+				Platform: "fake",
+				Inputs:   []backends.TensorSpec{{Name: "s", DType: tensor.Bytes, Shape: []int64{-1, 2}}},
+				Outputs: []backends.TensorSpec{
+					{Name: "echo", DType: tensor.Bytes, Shape: []int64{-1, 2}},
+					{Name: "label", DType: tensor.Bytes, Shape: []int64{-1}},
+					{Name: "len", DType: tensor.Int64, Shape: []int64{-1}},
+				},
+				MaxBatchSize: 8,
+				Concurrency:  1,
+			},
+			run: func(_ context.Context, in []*tensor.Tensor) ([]*tensor.Tensor, error) {
+				s := in[0].Strings()
+				rows := in[0].BatchSize()
+				labels := make([]string, rows)
+				n := tensor.New("len", tensor.Int64, []int64{int64(rows)})
+				for r := range rows {
+					labels[r] = s[2*r] + "+" + s[2*r+1]
+					n.Int64s()[r] = int64(len(s[2*r]) + len(s[2*r+1]))
+				}
+				return []*tensor.Tensor{tensor.FromStrings("echo", in[0].Shape, s), tensor.FromStrings("label", []int64{int64(rows)}, labels), n}, nil
+			},
+		}
+	},
+	"zip":    newZip,
+	"zipmax": newZip,
+	"badbytes": func() *fakeBackend {
+		return &fakeBackend{
+			meta: backends.Metadata{Platform: "fake", Concurrency: 1,
+				Inputs:  []backends.TensorSpec{{Name: "x", DType: tensor.FP32, Shape: []int64{-1, 1}}},
+				Outputs: []backends.TensorSpec{{Name: "y", DType: tensor.Bytes, Shape: []int64{-1}}}},
+			run: func(_ context.Context, in []*tensor.Tensor) ([]*tensor.Tensor, error) {
+				// One element whose length runs past the data.
+				return []*tensor.Tensor{{Name: "y", DType: tensor.Bytes, Shape: []int64{int64(in[0].BatchSize())}, Data: []byte{9, 0, 0, 0, 'a'}}}, nil
+			},
+		}
+	},
 	"double": func() *fakeBackend {
 		return &fakeBackend{
 			meta: backends.Metadata{
@@ -116,6 +239,9 @@ var fakeConfigs = map[string]string{
 	"double": "max_batch_size: 8\npredict:\n  output: cls\n  labels: [a, b, c, d]\n",
 	"multi":  "description: two inputs\n",
 	"slow":   "queue_capacity: 2\n",
+	"strs":   "predict:\n  output: label\n",
+	"zip":    "predict:\n  output: probs\n",
+	"zipmax": "predict:\n  output: probs\n  transform: argmax\n",
 }
 
 // testRegistry builds a model repository of the fake models in a temp

@@ -1,6 +1,8 @@
 package proxy
 
 import (
+	"encoding/base64"
+	"encoding/binary"
 	"fmt"
 	"math"
 	"strconv"
@@ -79,12 +81,20 @@ func inferShape(v *fastjson.Value) []int64 {
 }
 
 // jsonFiller writes JSON leaves into a tensor, converting each to the
-// tensor's datatype and naming the field in errors.
+// tensor's datatype and naming the field in errors. A numeric tensor's
+// Data is allocated up front and filled in place; a BYTES tensor's Data
+// starts empty and grows by one length-prefixed element per leaf, so its
+// size is bounded by the body's (limits.max_body_bytes) plus 4 bytes per
+// element (limits.max_tensor_elements).
 type jsonFiller struct {
 	t     *tensor.Tensor
 	n     int // elements written
 	field string
 	lim   *Limits
+	b64   bool // BYTES leaves may be {"b64": "..."} (TF Serving's binary strings)
+	// missing: the input takes missing values (backends.TensorSpec.Missing):
+	// null is NaN and NaN is accepted whatever lim.AllowNonFinite says.
+	missing bool
 }
 
 // fillFlat writes every leaf of v, at any nesting, in row-major order
@@ -121,16 +131,23 @@ func (f *jsonFiller) fillShaped(v *fastjson.Value, shape []int64, path []byte) e
 		// The hot case, a row of FP32 features: convert in place; any
 		// element that is not a plain finite number goes through put,
 		// which names the problem exactly as the general path would.
+		// Null (a missing value) goes through put as well.
 		dst := f.t.Float32s()
 		for i, e := range a {
 			if e.Type() != fastjson.TypeNumber {
 				p := append(strconv.AppendInt(append(path, '['), int64(i), 10), ']')
-				return f.fillShaped(e, shape[1:], p) // the general path's error
+				if err := f.fillShaped(e, shape[1:], p); err != nil {
+					return err
+				}
+				continue
 			}
 			x, err := e.Float64()
 			y := float32(x)
 			if err != nil || (!f.lim.AllowNonFinite && (x != x || math.IsInf(float64(y), 0))) {
-				return f.put(e)
+				if err := f.put(e); err != nil {
+					return err
+				}
+				continue
 			}
 			dst[f.n] = y
 			f.n++
@@ -157,8 +174,18 @@ func (f *jsonFiller) put(v *fastjson.Value) error {
 		return badRequest("%s: has more than the %d values its shape %v holds", f.field, f.t.Len(), f.t.Shape)
 	}
 	dt := f.t.DType
+	if dt == tensor.Bytes {
+		return f.putString(v)
+	}
 	switch v.Type() {
 	case fastjson.TypeNumber:
+	case fastjson.TypeNull:
+		if !f.missing || !dt.IsFloat() {
+			return badRequest("%s: element %d is null; want a number for datatype %s (null, a missing value, is accepted only by models that take missing values, such as tree ensembles)", f.field, i, dt)
+		}
+		f.t.SetFloat64(i, math.NaN())
+		f.n++
+		return nil
 	case fastjson.TypeTrue, fastjson.TypeFalse:
 		if dt != tensor.Bool {
 			return badRequest("%s: element %d is a boolean; want a number for datatype %s", f.field, i, dt)
@@ -177,7 +204,7 @@ func (f *jsonFiller) put(v *fastjson.Value) error {
 		if err != nil {
 			return badRequest("%s: element %d is not a number (%s); want a number for datatype %s", f.field, i, err, dt)
 		}
-		if !f.lim.AllowNonFinite && (math.IsNaN(x) || math.IsInf(x, 0)) {
+		if !f.lim.AllowNonFinite && ((math.IsNaN(x) && !f.missing) || math.IsInf(x, 0)) {
 			return badRequest("%s: element %d is %v; want a finite number (NaN and Inf are rejected: limits.allow_non_finite)", f.field, i, x)
 		}
 		if dt == tensor.FP32 {
@@ -213,6 +240,68 @@ func (f *jsonFiller) put(v *fastjson.Value) error {
 	return nil
 }
 
+// putString appends leaf v, a JSON string (or, with f.b64, a {"b64": ...}
+// object), as the next element of a BYTES tensor.
+func (f *jsonFiller) putString(v *fastjson.Value) error {
+	i := f.n
+	switch v.Type() {
+	case fastjson.TypeString:
+		sb, _ := v.StringBytes()
+		f.t.Data = tensor.AppendString(f.t.Data, sb)
+	case fastjson.TypeObject:
+		enc := b64Value(v)
+		if !f.b64 || enc == nil {
+			return f.notString(v)
+		}
+		// Decode in place after a length placeholder: no buffer per element.
+		start := len(f.t.Data)
+		data := append(f.t.Data, 0, 0, 0, 0)
+		out, err := base64.StdEncoding.AppendDecode(data, enc)
+		if err != nil {
+			out, err = base64.RawStdEncoding.AppendDecode(data, enc)
+		}
+		if err != nil {
+			return badRequest("%s: element %d: b64 is not base64 (%s); want {\"b64\": \"standard base64\"}", f.field, i, err)
+		}
+		binary.LittleEndian.PutUint32(out[start:], uint32(len(out)-start-4))
+		f.t.Data = out
+	default:
+		return f.notString(v)
+	}
+	f.n++
+	return nil
+}
+
+// notString is the error for a leaf v of a BYTES tensor that is not a
+// string.
+func (f *jsonFiller) notString(v *fastjson.Value) error {
+	if f.b64 {
+		return badRequest("%s: element %d is %s; want a string for datatype BYTES (or {\"b64\": \"...\"} for binary data)", f.field, f.n, v.Type())
+	}
+	return badRequest("%s: element %d is %s; want a string for datatype BYTES", f.field, f.n, v.Type())
+}
+
+// b64Value returns the encoded bytes of v when v is TF Serving's binary
+// string form {"b64": "..."} (exactly that one key), else nil.
+func b64Value(v *fastjson.Value) []byte {
+	o, err := v.Object()
+	if err != nil || o.Len() != 1 {
+		return nil
+	}
+	bv := o.Get("b64")
+	if bv == nil {
+		return nil
+	}
+	sb, err := bv.StringBytes()
+	if err != nil {
+		return nil
+	}
+	if sb == nil {
+		return []byte{}
+	}
+	return sb
+}
+
 func intRange(dt tensor.DataType) (int64, int64) {
 	switch dt {
 	case tensor.Int8:
@@ -238,6 +327,11 @@ func intRange(dt tensor.DataType) (int64, int64) {
 func convertExact(t *tensor.Tensor, dt tensor.DataType) (*tensor.Tensor, error) {
 	if t.DType == dt {
 		return t, nil
+	}
+	if t.DType == tensor.Bytes || dt == tensor.Bytes {
+		// Strings and numbers do not convert (tensor.Convert would refuse
+		// too, with a message about tensors rather than the request).
+		return nil, fmt.Errorf("got datatype %s, which does not convert to %s", t.DType, dt)
 	}
 	n := t.Len()
 	if !dt.IsFloat() && t.DType.IsNumeric() && dt.IsNumeric() {

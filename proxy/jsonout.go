@@ -4,7 +4,9 @@ import (
 	"math"
 	"strconv"
 	"unicode/utf8"
+	"unsafe"
 
+	"github.com/coalesce-ml/coalesce/backends"
 	"github.com/coalesce-ml/coalesce/tensor"
 )
 
@@ -92,8 +94,41 @@ func appendElem(dst []byte, t *tensor.Tensor, i int, nf nonFinite) []byte {
 			return append(dst, "true"...)
 		}
 		return append(dst, "false"...)
+	case tensor.Bytes:
+		// Elements have no fixed size: walk to element i. Loops over a
+		// BYTES tensor use appendStringAt with a running offset instead.
+		off := 0
+		for ; i > 0; i-- {
+			e, _, ok := tensor.NextString(t.Data[off:])
+			if !ok {
+				return append(dst, "null"...)
+			}
+			off += 4 + len(e)
+		}
+		dst, _ = appendStringAt(dst, t.Data, off)
+		return dst
+	case tensor.Invalid:
+		return append(dst, "null"...)
 	}
 	return strconv.AppendInt(dst, int64(t.Float64At(i)), 10)
+}
+
+// appendBytesString appends the bytes b as a JSON string, like
+// appendString; b is only read during the call.
+func appendBytesString(dst, b []byte) []byte {
+	return appendString(dst, unsafe.String(unsafe.SliceData(b), len(b)))
+}
+
+// appendStringAt appends the BYTES element at byte offset off of data as a
+// JSON string and returns the offset after it. Data that does not hold a
+// whole element there (a backend bug: infer validates BYTES outputs)
+// appends null and leaves off where it was, so nothing panics.
+func appendStringAt(dst, data []byte, off int) ([]byte, int) {
+	e, _, ok := tensor.NextString(data[off:])
+	if !ok {
+		return append(dst, "null"...), off
+	}
+	return appendBytesString(dst, e), off + 4 + len(e)
 }
 
 // appendFlat appends t's elements as one flat JSON array.
@@ -109,6 +144,16 @@ func appendFlat(dst []byte, t *tensor.Tensor, nf nonFinite) []byte {
 		}
 		return append(dst, ']')
 	}
+	if t.DType == tensor.Bytes {
+		off := 0
+		for i := 0; i < n; i++ {
+			if i > 0 {
+				dst = append(dst, ',')
+			}
+			dst, off = appendStringAt(dst, t.Data, off)
+		}
+		return append(dst, ']')
+	}
 	for i := 0; i < n; i++ {
 		if i > 0 {
 			dst = append(dst, ',')
@@ -121,8 +166,13 @@ func appendFlat(dst []byte, t *tensor.Tensor, nf nonFinite) []byte {
 // appendNested appends the elements of t starting at element off as a
 // JSON value of the given shape: a scalar for an empty shape, else nested
 // arrays. It returns the buffer and the offset after the last element.
+// For a BYTES tensor, whose elements have no fixed size, off is a byte
+// offset into t.Data instead of an element index.
 func appendNested(dst []byte, t *tensor.Tensor, shape []int64, off int, nf nonFinite) ([]byte, int) {
 	if len(shape) == 0 {
+		if t.DType == tensor.Bytes {
+			return appendStringAt(dst, t.Data, off)
+		}
 		return appendElem(dst, t, off, nf), off + 1
 	}
 	dst = append(dst, '[')
@@ -145,4 +195,30 @@ func appendShape(dst []byte, shape []int64) []byte {
 		dst = strconv.AppendInt(dst, d, 10)
 	}
 	return append(dst, ']')
+}
+
+// mapKeys returns the keys of output spec sp when its tensor t is a map
+// per row (ONNX-ML ZipMap): sp.Keys is set, t is numeric and of shape
+// [N, len(Keys)]. It returns nil otherwise, and t is written as it is.
+func mapKeys(sp *backends.TensorSpec, t *tensor.Tensor) []string {
+	if len(sp.Keys) == 0 || !t.DType.IsNumeric() || len(t.Shape) != 2 || t.Shape[1] != int64(len(sp.Keys)) {
+		return nil
+	}
+	return sp.Keys
+}
+
+// appendMapRow appends the row of t starting at element off as a JSON
+// object {keys[0]: value, ...} in keys order, and returns the offset after
+// the row.
+func appendMapRow(dst []byte, t *tensor.Tensor, keys []string, off int, nf nonFinite) ([]byte, int) {
+	dst = append(dst, '{')
+	for k, key := range keys {
+		if k > 0 {
+			dst = append(dst, ',')
+		}
+		dst = appendString(dst, key)
+		dst = append(dst, ':')
+		dst = appendElem(dst, t, off+k, nf)
+	}
+	return append(dst, '}'), off + len(keys)
 }

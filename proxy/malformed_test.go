@@ -103,6 +103,17 @@ func TestMalformedRequests(t *testing.T) {
 	binXSize := func(size int) string {
 		return `{"inputs":[{"name":"x","shape":[1,4],"datatype":"FP32","parameters":{"binary_data_size":` + strconv.Itoa(size) + `}}]}`
 	}
+	const (
+		v2strs  = "/v2/models/strs/infer"
+		tfsStrs = "/v1/models/strs:predict"
+		strs    = "/predict?model=strs"
+	)
+	sv := func(shape, datatype, data string) string { // one V2 input "s" of model strs
+		return `{"inputs":[{"name":"s","shape":` + shape + `,"datatype":"` + datatype + `","data":` + data + `}]}`
+	}
+	binS := func(size int) string { // a binary BYTES input "s" [1,2] of model strs
+		return `{"inputs":[{"name":"s","shape":[1,2],"datatype":"BYTES","parameters":{"binary_data_size":` + strconv.Itoa(size) + `}}]}`
+	}
 	deep := strings.Repeat("[", 9) + "1" + strings.Repeat("]", 9)
 	huge := `{"features":[` + strings.Repeat("0,", 40000) + `0]}`
 
@@ -180,7 +191,7 @@ func TestMalformedRequests(t *testing.T) {
 		{name: "v2 datatype missing", method: "POST", path: v2, body: `{"inputs":[{"name":"x","shape":[1,4],"data":[1,2,3,4]}]}`, status: 400, want: []string{"inputs[0].datatype: missing"}},
 		{name: "v2 datatype unknown", method: "POST", path: v2, body: `{"inputs":[{"name":"x","shape":[1,4],"datatype":"FLOAT32","data":[1,2,3,4]}]}`, status: 400, want: []string{`inputs[0].datatype: "FLOAT32" is not a datatype`, "FP32"}},
 		{name: "v2 datatype lowercase", method: "POST", path: v2, body: `{"inputs":[{"name":"x","shape":[1,4],"datatype":"fp32","data":[1,2,3,4]}]}`, status: 400, want: []string{`"fp32" is not a datatype`, "FP32"}},
-		{name: "v2 datatype BYTES", method: "POST", path: v2, body: `{"inputs":[{"name":"x","shape":[1,4],"datatype":"BYTES","data":["a","b","c","d"]}]}`, status: 400, want: []string{"inputs[0].datatype: BYTES", "numeric datatype"}},
+		{name: "v2 datatype BYTES", method: "POST", path: v2, body: `{"inputs":[{"name":"x","shape":[1,4],"datatype":"BYTES","data":["a","b","c","d"]}]}`, status: 400, want: []string{"inputs[0].datatype: BYTES", `input "x" of model double is FP32`, "want datatype FP32"}},
 		{name: "v2 shape missing", method: "POST", path: v2, body: `{"inputs":[{"name":"x","datatype":"FP32","data":[1,2,3,4]}]}`, status: 400, want: []string{"inputs[0].shape: missing"}},
 		{name: "v2 shape not an array", method: "POST", path: v2, body: x(`"1,4"`, "[1,2,3,4]"), status: 400, want: []string{"inputs[0].shape: got string", "want an array"}},
 		{name: "v2 shape negative", method: "POST", path: v2, body: x("[-1,4]", "[1,2,3,4]"), status: 400, want: []string{"inputs[0].shape[0]: -1", "non-negative integer"}},
@@ -239,6 +250,43 @@ func TestMalformedRequests(t *testing.T) {
 		{name: "raw empty body", method: "POST", path: v2, headers: []string{"Inference-Header-Content-Length", "0"}, body: "", status: 400, want: []string{"body has 0 bytes", "want 16"}},
 		{name: "raw to multi-input model", method: "POST", path: v2multi, headers: []string{"Inference-Header-Content-Length", "0"}, body: le32(1, 2) + le32bits(1, 2), status: 400, want: []string{"raw binary request", "model multi with 2 inputs", "exactly one input"}},
 		{name: "raw NaN", method: "POST", path: v2, headers: []string{"Inference-Header-Content-Length", "0"}, body: le32(1, float32(math.NaN()), 3, 4), status: 400, want: []string{"raw input: element 1 is NaN", "finite"}},
+
+		// BYTES (strings) tensors: the strs model, s BYTES [-1,2].
+		{name: "v2 numeric datatype for a BYTES input", method: "POST", path: v2strs, body: sv("[1,2]", "FP32", "[1,2]"), status: 400, want: []string{"inputs[0].datatype: FP32", `input "s" of model strs is BYTES`, "want datatype BYTES"}},
+		{name: "v2 BYTES numbers", method: "POST", path: v2strs, body: sv("[1,2]", "BYTES", `[1,"b"]`), status: 400, want: []string{"inputs[0].data: element 0 is number", "want a string for datatype BYTES"}},
+		{name: "v2 BYTES null", method: "POST", path: v2strs, body: sv("[1,2]", "BYTES", `["a",null]`), status: 400, want: []string{"inputs[0].data: element 1 is null", "want a string"}},
+		{name: "v2 BYTES b64 object", method: "POST", path: v2strs, body: sv("[1,2]", "BYTES", `[{"b64":"YQ=="},"b"]`), status: 400, want: []string{"inputs[0].data: element 0 is object", "want a string for datatype BYTES"}},
+		{name: "v2 BYTES too few strings", method: "POST", path: v2strs, body: sv("[1,2]", "BYTES", `["a"]`), status: 400, want: []string{"inputs[0].data: has 1 values", "want 2 for shape [1,2]"}},
+		{name: "v2 BYTES too many strings", method: "POST", path: v2strs, body: sv("[1,2]", "BYTES", `["a","b","c"]`), status: 400, want: []string{"inputs[0].data", "more than the 2 values"}},
+		{name: "v2 BYTES data a string", method: "POST", path: v2strs, body: sv("[1,2]", "BYTES", `"ab"`), status: 400, want: []string{"inputs[0].data: got string", "want an array of 2 values"}},
+		{name: "v2 BYTES wrong shape", method: "POST", path: v2strs, body: sv("[1,3]", "BYTES", `["a","b","c"]`), status: 400, want: []string{`input "s" has shape [1,3]`, "want [-1,2]"}},
+		{name: "v2 BYTES too many elements", method: "POST", path: v2strs, body: sv("[501,2]", "BYTES", `[]`), status: 413, want: []string{"inputs[0].shape", "max_tensor_elements"}},
+		{name: "v2 BYTES too deep", method: "POST", path: v2strs, body: sv("[1,2]", "BYTES", strings.Repeat("[", 8)+`"a","b"`+strings.Repeat("]", 8)), status: 400, want: []string{"deeper than 8", "max_json_depth"}},
+		{name: "bin BYTES length past the end", method: "POST", path: v2strs, headers: hdrLen(binS(10)), body: binS(10) + strBlob("a") + "\x09\x00\x00\x00x", status: 400,
+			want: []string{"inputs[0]: BYTES binary data: element 1: length 9 runs past the end", "want 2 elements, each a 4-byte little-endian length"}},
+		{name: "bin BYTES truncated length", method: "POST", path: v2strs, headers: hdrLen(binS(7)), body: binS(7) + strBlob("a") + "\x01\x00", status: 400, want: []string{"inputs[0]: BYTES binary data: element 1: 2 bytes left", "4-byte length"}},
+		{name: "bin BYTES too many elements", method: "POST", path: v2strs, headers: hdrLen(binS(15)), body: binS(15) + strBlob("a", "b", "c"), status: 400, want: []string{"inputs[0]: BYTES binary data of 15 bytes holds 3 elements", "want 2 for shape [1,2]"}},
+		{name: "bin BYTES too few elements", method: "POST", path: v2strs, headers: hdrLen(binS(5)), body: binS(5) + strBlob("a"), status: 400, want: []string{"holds 1 elements", "want 2"}},
+		{name: "bin BYTES blob too short", method: "POST", path: v2strs, headers: hdrLen(binS(40)), body: binS(40) + strBlob("a", "b"), status: 400, want: []string{"binary_data_size: 40 bytes", "only 10 bytes"}},
+		{name: "bin BYTES leftover bytes", method: "POST", path: v2strs, headers: hdrLen(binS(10)), body: binS(10) + strBlob("a", "b") + "zz", status: 400, want: []string{"2 bytes of binary data beyond"}},
+		{name: "raw BYTES wrong count", method: "POST", path: v2strs, headers: []string{"Inference-Header-Content-Length", "0"}, body: strBlob("a"), status: 400, want: []string{"raw binary request: BYTES binary data of 5 bytes holds 1 elements", "want 2"}},
+		{name: "raw BYTES broken layout", method: "POST", path: v2strs, headers: []string{"Inference-Header-Content-Length", "0"}, body: "\xff\xff\xff\xffab", status: 400, want: []string{"raw binary request: BYTES binary data", "runs past the end"}},
+		{name: "tfs number for a BYTES input", method: "POST", path: tfsStrs, body: `{"instances":[[1,"b"]]}`, status: 400, want: []string{"instances: element 0 is number", "want a string for datatype BYTES"}},
+		{name: "tfs boolean for a BYTES input", method: "POST", path: tfsStrs, body: `{"instances":[{"s":["a",true]}]}`, status: 400, want: []string{"instances[0].s: element 1 is true", "want a string"}},
+		{name: "tfs columnar unknown input with strings", method: "POST", path: tfsStrs, body: `{"inputs":{"s":[["a","b"]],"t":[["c"]]}}`, status: 400, want: []string{`inputs.t: model strs has no input "t"`, `"s" BYTES [-1,2]`}},
+		{name: "tfs columnar number for a BYTES input", method: "POST", path: tfsStrs, body: `{"inputs":{"s":[["a",2]]}}`, status: 400, want: []string{"inputs.s: element 1 is number", "want a string for datatype BYTES"}},
+		{name: "tfs bad b64", method: "POST", path: tfsStrs, body: `{"instances":[[{"b64":"!!!"},"b"]]}`, status: 400, want: []string{"instances: element 0: b64 is not base64", "standard base64"}},
+		{name: "tfs b64 not a string", method: "POST", path: tfsStrs, body: `{"instances":[[{"b64":7},"b"]]}`, status: 400, want: []string{"instances: element 0 is object", "want a string for datatype BYTES"}},
+		{name: "tfs object with other keys for a BYTES input", method: "POST", path: tfsStrs, body: `{"instances":[{"s":[{"b64":"YQ==","x":1},"b"]}]}`, status: 400, want: []string{"instances[0].s: element 0 is object", "want a string"}},
+		{name: "tfs BYTES wrong shape", method: "POST", path: tfsStrs, body: `{"instances":[["a","b","c"]]}`, status: 400, want: []string{`instances: input "s" has shape [1,3]`, "want [-1,2]"}},
+		{name: "tfs BYTES too many elements", method: "POST", path: tfsStrs, body: `{"instances":` + strings.ReplaceAll(rows(501, 2), "0", `""`) + `}`, status: 413, want: []string{"instances", "max_tensor_elements"}},
+		{name: "predict number for a BYTES input", method: "POST", path: strs, body: `{"features":[1,"b"]}`, status: 400, want: []string{"features: element 0 is number", "want a string for datatype BYTES"}},
+		{name: "predict string for a BYTES input row", method: "POST", path: strs, body: `{"features":"ab"}`, status: 400, want: []string{"features: got string", "want an array of strings"}},
+		{name: "predict BYTES ragged rows", method: "POST", path: strs, body: `{"features":[["a","b"],["c"]]}`, status: 400, want: []string{"features[1]", "has 1 elements; want 2"}},
+		{name: "predict BYTES wrong row length", method: "POST", path: strs, body: `{"features":["a","b","c"]}`, status: 400, want: []string{`features: input "s" has shape [1,3]`, "want [-1,2]"}},
+		{name: "predict BYTES nested too far", method: "POST", path: strs, body: `{"features":[["a",["b"]]]}`, status: 400, want: []string{"features[0][1]", "want a scalar"}},
+		{name: "predict BYTES over max_batch_size", method: "POST", path: strs, body: `{"features":` + strings.ReplaceAll(rows(9, 2), "0", `"x"`) + `}`, status: 400, want: []string{"9 rows", "max_batch_size 8"}},
+		{name: "predict BYTES too deep", method: "POST", path: strs, body: `{"features":` + strings.Repeat("[", 9) + `"a"` + strings.Repeat("]", 9) + `}`, status: 400, want: []string{"deeper than 8", "max_json_depth"}},
 
 		// TF Serving predict.
 		{name: "tfs empty body", method: "POST", path: tfs, body: "", status: 400, want: []string{"body is empty"}},

@@ -1,6 +1,7 @@
 package proxy
 
 import (
+	"fmt"
 	"strconv"
 
 	"github.com/valyala/bytebufferpool"
@@ -81,17 +82,21 @@ func decodePredict(p *fastjson.Parser, body []byte, m *backends.Model, lim *Limi
 		return nil, err
 	}
 	fv := v.Get("features")
-	if fv == nil {
-		return nil, badRequest("features: missing; want {\"features\": [numbers]} for one row or [[numbers], ...] for several")
-	}
-	if fv.Type() != fastjson.TypeArray {
-		return nil, badRequest("features: got %s; want an array of numbers (one row) or of rows", fv.Type())
-	}
 	idx, err := predictInput(m)
 	if err != nil {
 		return nil, err
 	}
 	sp := m.Meta.Inputs[idx]
+	values := "numbers"
+	if sp.DType == tensor.Bytes {
+		values = "strings"
+	}
+	if fv == nil {
+		return nil, badRequest("features: missing; want {\"features\": [%s]} for one row or [[%s], ...] for several", values, values)
+	}
+	if fv.Type() != fastjson.TypeArray {
+		return nil, badRequest("features: got %s; want an array of %s (one row) or of rows", fv.Type(), values)
+	}
 	shape := inferShape(fv)
 	switch {
 	case len(shape) == len(sp.Shape)-1: // one row
@@ -109,7 +114,7 @@ func decodePredict(p *fastjson.Parser, body []byte, m *backends.Model, lim *Limi
 		return nil, err
 	}
 	t := &tensor.Tensor{Name: sp.Name, DType: sp.DType, Shape: shape, Data: tensor.Alloc(n * sp.DType.Size())}
-	f := jsonFiller{t: t, field: "features", lim: lim}
+	f := jsonFiller{t: t, field: "features", lim: lim, missing: sp.Missing}
 	fillShape := shape
 	if len(inferShape(fv)) < len(shape) {
 		fillShape = shape[1:]
@@ -120,7 +125,11 @@ func decodePredict(p *fastjson.Parser, body []byte, m *backends.Model, lim *Limi
 	return prepareOne(m, t, "features")
 }
 
-// encodePredict appends {"prediction": [...]} with one element per row.
+// encodePredict appends {"prediction": [...]} with one element per row:
+// the row as it is (a scalar when it holds one value; an object when the
+// output's spec has Keys), or with transform argmax the class of its
+// largest value. BYTES rows are JSON strings, and labels do not apply to
+// them.
 func encodePredict(dst []byte, m *backends.Model, out []*tensor.Tensor) ([]byte, error) {
 	pc := m.Config.Predict
 	idx := 0
@@ -128,12 +137,18 @@ func encodePredict(dst []byte, m *backends.Model, out []*tensor.Tensor) ([]byte,
 		idx = outputIndex(m, pc.Output)
 	}
 	t := out[idx]
+	sp := &m.Meta.Outputs[idx]
+	if t.DType == tensor.Bytes && pc.Transform == "argmax" {
+		return dst, fmt.Errorf("model %s: predict.transform argmax needs numbers but output %q is BYTES; want predict.transform none in its config.yaml", m.Name, sp.Name)
+	}
+	keys := mapKeys(sp, t)
 	rows := t.BatchSize()
 	var rowShape []int64
 	if len(t.Shape) > 0 {
 		rowShape = t.Shape[1:]
 	}
 	rowLen := int(tensor.NumElements(rowShape))
+	boff := 0 // BYTES: the byte offset of row r in t.Data
 	dst = append(dst, `{"prediction":[`...)
 	for r := 0; r < rows; r++ {
 		if r > 0 {
@@ -141,6 +156,12 @@ func encodePredict(dst []byte, m *backends.Model, out []*tensor.Tensor) ([]byte,
 		}
 		off := r * rowLen
 		switch {
+		case t.DType == tensor.Bytes:
+			if rowLen == 1 {
+				dst, boff = appendStringAt(dst, t.Data, boff)
+			} else {
+				dst, boff = appendNested(dst, t, rowShape, boff, nonFiniteNull)
+			}
 		case pc.Transform == "argmax":
 			best := off
 			for i := off + 1; i < off+rowLen; i++ {
@@ -148,7 +169,14 @@ func encodePredict(dst []byte, m *backends.Model, out []*tensor.Tensor) ([]byte,
 					best = i
 				}
 			}
-			dst = appendClass(dst, int64(best-off), pc.Labels)
+			class := int64(best - off)
+			if len(pc.Labels) == 0 && class < int64(len(keys)) {
+				dst = appendString(dst, keys[class]) // the map's key names the class
+			} else {
+				dst = appendClass(dst, class, pc.Labels)
+			}
+		case keys != nil:
+			dst, _ = appendMapRow(dst, t, keys, off, nonFiniteNull)
 		case rowLen == 1 && !t.DType.IsFloat() && len(pc.Labels) > 0:
 			dst = appendClass(dst, t.Int64At(off), pc.Labels)
 		case rowLen == 1:

@@ -297,6 +297,15 @@ func (s *Server) infer(arrived time.Time, m *backends.Model, inputs []*tensor.Te
 	if len(out) != len(m.Meta.Outputs) {
 		return nil, fmt.Errorf("BUG: model %s returned %d outputs; declared %d", m.Name, len(out), len(m.Meta.Outputs))
 	}
+	for _, t := range out {
+		// The encoders walk BYTES data element by element; check its
+		// layout once here rather than trusting it in each of them.
+		if t.DType == tensor.Bytes {
+			if err := t.Validate(); err != nil {
+				return nil, fmt.Errorf("model %s version %s: output: %w", m.Name, m.Version, err)
+			}
+		}
+	}
 	s.met.inference(m, rows, start)
 	return out, nil
 }

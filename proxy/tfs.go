@@ -207,12 +207,12 @@ func decodeInstances(v *fastjson.Value, m *backends.Model, lim *Limits) (map[str
 	if len(arr) == 0 {
 		return nil, badRequest("instances: empty; want at least one row")
 	}
-	if arr[0].Type() != fastjson.TypeObject {
+	if arr[0].Type() != fastjson.TypeObject || b64Value(arr[0]) != nil {
 		if len(m.Meta.Inputs) != 1 {
 			return nil, badRequest("instances: rows are plain values but model %s has %d inputs; want rows of {\"input name\": value}", m.Name, len(m.Meta.Inputs))
 		}
 		sp := m.Meta.Inputs[0]
-		t, err := tensorFromJSON("instances", v, sp.Name, sp.DType, lim)
+		t, err := tensorFromJSON("instances", v, sp.Name, sp.DType, lim, sp.Missing)
 		if err != nil {
 			return nil, err
 		}
@@ -231,7 +231,7 @@ func decodeInstances(v *fastjson.Value, m *backends.Model, lim *Limits) (map[str
 			return nil, err
 		}
 		t := &tensor.Tensor{Name: sp.Name, DType: sp.DType, Shape: shape, Data: tensor.Alloc(n * sp.DType.Size())}
-		f := jsonFiller{t: t, lim: lim}
+		f := jsonFiller{t: t, lim: lim, b64: true, missing: sp.Missing}
 		for i, row := range arr {
 			f.field = "instances[" + strconv.Itoa(i) + "]." + sp.Name
 			if row.Type() != fastjson.TypeObject {
@@ -277,12 +277,12 @@ func decodeInstances(v *fastjson.Value, m *backends.Model, lim *Limits) (map[str
 // decodeColumns decodes the columnar format: one tensor for a
 // single-input model, or an object of named tensors.
 func decodeColumns(v *fastjson.Value, m *backends.Model, lim *Limits) (map[string]*tensor.Tensor, error) {
-	if v.Type() != fastjson.TypeObject {
+	if v.Type() != fastjson.TypeObject || b64Value(v) != nil {
 		if len(m.Meta.Inputs) != 1 {
 			return nil, badRequest("inputs: got one tensor but model %s has %d inputs; want {\"input name\": tensor, ...}", m.Name, len(m.Meta.Inputs))
 		}
 		sp := m.Meta.Inputs[0]
-		t, err := tensorFromJSON("inputs", v, sp.Name, sp.DType, lim)
+		t, err := tensorFromJSON("inputs", v, sp.Name, sp.DType, lim, sp.Missing)
 		if err != nil {
 			return nil, err
 		}
@@ -300,27 +300,34 @@ func decodeColumns(v *fastjson.Value, m *backends.Model, lim *Limits) (map[strin
 			err = badRequest("inputs.%s: input %q appears twice; want each input once", name, name)
 			return
 		}
-		dt := tensor.FP32
+		dt := tensor.Invalid
 		for _, sp := range m.Meta.Inputs {
 			if sp.Name == name {
 				dt = sp.DType
 			}
 		}
-		byName[name], err = tensorFromJSON("inputs."+name, val, name, dt, lim)
+		if dt == tensor.Invalid {
+			// Say so before reading the values: with no datatype to fill,
+			// their errors would name the wrong problem.
+			err = badRequest("inputs.%s: model %s has no input %q; want %s", name, m.Name, name, inputList(m.Meta.Inputs))
+			return
+		}
+		byName[name], err = tensorFromJSON("inputs."+name, val, name, dt, lim, inputMissing(m, name))
 	})
 	return byName, err
 }
 
 // tensorFromJSON builds a tensor of datatype dt whose shape is that of the
-// nested JSON arrays v.
-func tensorFromJSON(field string, v *fastjson.Value, name string, dt tensor.DataType, lim *Limits) (*tensor.Tensor, error) {
+// nested JSON arrays v. A BYTES tensor takes JSON strings or TF Serving's
+// {"b64": "..."} for binary ones.
+func tensorFromJSON(field string, v *fastjson.Value, name string, dt tensor.DataType, lim *Limits, missing bool) (*tensor.Tensor, error) {
 	shape := inferShape(v)
 	n, err := checkElements(field, shape, lim)
 	if err != nil {
 		return nil, err
 	}
 	t := &tensor.Tensor{Name: name, DType: dt, Shape: shape, Data: tensor.Alloc(n * dt.Size())}
-	f := jsonFiller{t: t, field: field, lim: lim}
+	f := jsonFiller{t: t, field: field, lim: lim, b64: true, missing: missing}
 	if err := f.fillShaped(v, shape, nil); err != nil {
 		return nil, err
 	}
@@ -328,13 +335,14 @@ func tensorFromJSON(field string, v *fastjson.Value, name string, dt tensor.Data
 }
 
 // encodeTFS appends the predict response: {"predictions": [...]} for the
-// row format, {"outputs": ...} for the columnar format.
+// row format, {"outputs": ...} for the columnar format. BYTES outputs are
+// JSON strings; an output whose spec has Keys gives one object per row.
 func encodeTFS(dst []byte, m *backends.Model, req *tfsRequest, out []*tensor.Tensor) []byte {
 	single := len(out) == 1
 	if req.columnar {
 		dst = append(dst, `{"outputs":`...)
 		if single {
-			dst, _ = appendNested(dst, out[0], out[0].Shape, 0, nonFiniteTokens)
+			dst = appendTFSColumn(dst, &m.Meta.Outputs[0], out[0])
 			return append(dst, '}')
 		}
 		dst = append(dst, '{')
@@ -344,7 +352,7 @@ func encodeTFS(dst []byte, m *backends.Model, req *tfsRequest, out []*tensor.Ten
 			}
 			dst = appendString(dst, m.Meta.Outputs[i].Name)
 			dst = append(dst, ':')
-			dst, _ = appendNested(dst, t, t.Shape, 0, nonFiniteTokens)
+			dst = appendTFSColumn(dst, &m.Meta.Outputs[i], t)
 		}
 		return append(dst, "}}"...)
 	}
@@ -366,10 +374,15 @@ func encodeTFS(dst []byte, m *backends.Model, req *tfsRequest, out []*tensor.Ten
 				dst = appendString(dst, m.Meta.Outputs[i].Name)
 				dst = append(dst, ':')
 			}
+			if keys := mapKeys(&m.Meta.Outputs[i], t); keys != nil {
+				dst, offs[i] = appendMapRow(dst, t, keys, offs[i], nonFiniteTokens)
+				continue
+			}
 			var rowShape []int64
 			if len(t.Shape) > 0 {
 				rowShape = t.Shape[1:]
 			}
+			// offs[i] is an element index, or a byte offset for BYTES.
 			dst, offs[i] = appendNested(dst, t, rowShape, offs[i], nonFiniteTokens)
 		}
 		if !single {
@@ -377,4 +390,24 @@ func encodeTFS(dst []byte, m *backends.Model, req *tfsRequest, out []*tensor.Ten
 		}
 	}
 	return append(dst, "]}"...)
+}
+
+// appendTFSColumn appends output t in the columnar format: nested arrays
+// of its shape, or for a map output (see mapKeys) an array of one object
+// per row.
+func appendTFSColumn(dst []byte, sp *backends.TensorSpec, t *tensor.Tensor) []byte {
+	keys := mapKeys(sp, t)
+	if keys == nil {
+		dst, _ = appendNested(dst, t, t.Shape, 0, nonFiniteTokens)
+		return dst
+	}
+	dst = append(dst, '[')
+	off := 0
+	for r := range t.BatchSize() {
+		if r > 0 {
+			dst = append(dst, ',')
+		}
+		dst, off = appendMapRow(dst, t, keys, off, nonFiniteTokens)
+	}
+	return append(dst, ']')
 }

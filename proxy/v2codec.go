@@ -89,7 +89,7 @@ func decodeV2(p *fastjson.Parser, body, hdr []byte, m *backends.Model, lim *Limi
 			req.binaryAll = b
 		}
 	}
-	byName, rest, err := decodeV2Inputs(v.Get("inputs"), bin, lim)
+	byName, rest, err := decodeV2Inputs(v.Get("inputs"), bin, m, lim)
 	if err != nil {
 		return nil, err
 	}
@@ -105,7 +105,12 @@ func decodeV2(p *fastjson.Parser, body, hdr []byte, m *backends.Model, lim *Limi
 	return req, nil
 }
 
-func decodeV2Inputs(iv *fastjson.Value, bin []byte, lim *Limits) (map[string]*tensor.Tensor, []byte, error) {
+// decodeV2Inputs decodes the inputs array into tensors by name, taking
+// binary data from bin in input order, and returns what is left of bin.
+// Datatypes are checked against m's inputs here only where they cannot
+// convert (BYTES against a numeric input or the reverse); prepareInputs
+// checks the rest.
+func decodeV2Inputs(iv *fastjson.Value, bin []byte, m *backends.Model, lim *Limits) (map[string]*tensor.Tensor, []byte, error) {
 	if iv == nil {
 		return nil, nil, badRequest("inputs: missing; want an array of input tensors")
 	}
@@ -135,10 +140,14 @@ func decodeV2Inputs(iv *fastjson.Value, bin []byte, lim *Limits) (map[string]*te
 		}
 		dt, ok := tensor.ParseDataType(dtName)
 		if !ok {
-			return nil, nil, badRequest("%s.datatype: %q is not a datatype; want one of BOOL, UINT8, UINT16, UINT32, UINT64, INT8, INT16, INT32, INT64, FP16, FP32, FP64, BF16", field, dtName)
+			return nil, nil, badRequest("%s.datatype: %q is not a datatype; want one of BOOL, UINT8, UINT16, UINT32, UINT64, INT8, INT16, INT32, INT64, FP16, FP32, FP64, BF16, BYTES", field, dtName)
 		}
-		if dt == tensor.Bytes {
-			return nil, nil, badRequest("%s.datatype: BYTES tensors are not supported by these models; want a numeric datatype", field)
+		for _, sp := range m.Meta.Inputs {
+			if sp.Name == name && (dt == tensor.Bytes) != (sp.DType == tensor.Bytes) {
+				// Numbers convert between numeric datatypes; strings
+				// convert to nothing, so say so before reading the data.
+				return nil, nil, badRequest("%s.datatype: %s, but input %q of model %s is %s; want datatype %s", field, dt, name, m.Name, sp.DType, sp.DType)
+			}
 		}
 		shape, err := shapeField(in, field)
 		if err != nil {
@@ -155,6 +164,18 @@ func decodeV2Inputs(iv *fastjson.Value, bin []byte, lim *Limits) (map[string]*te
 		}
 		data := in.Get("data")
 		switch {
+		case hasSize && dt == tensor.Bytes:
+			if data != nil {
+				return nil, nil, badRequest("%s: has both data and parameters.binary_data_size; want one of them", field)
+			}
+			if size > len(bin) {
+				return nil, nil, badRequest("%s.parameters.binary_data_size: %d bytes but only %d bytes of binary data remain; want the blobs after the JSON header, in input order", field, size, len(bin))
+			}
+			if err := checkStrings(bin[:size], n, field, shape); err != nil {
+				return nil, nil, err
+			}
+			t.Data = append(make([]byte, 0, size), bin[:size]...) // the request owns its tensors
+			bin = bin[size:]
 		case hasSize:
 			if data != nil {
 				return nil, nil, badRequest("%s: has both data and parameters.binary_data_size; want one of them", field)
@@ -167,13 +188,13 @@ func decodeV2Inputs(iv *fastjson.Value, bin []byte, lim *Limits) (map[string]*te
 			}
 			copy(t.Data, bin[:size])
 			bin = bin[size:]
-			if err := checkFinite(t, field, lim); err != nil {
+			if err := checkFinite(t, field, lim, inputMissing(m, name)); err != nil {
 				return nil, nil, err
 			}
 		case data == nil:
 			return nil, nil, badRequest("%s.data: missing; want the tensor's values (or parameters.binary_data_size with binary data)", field)
 		default:
-			f := jsonFiller{t: t, field: field + ".data", lim: lim}
+			f := jsonFiller{t: t, field: field + ".data", lim: lim, missing: inputMissing(m, name)}
 			if data.Type() != fastjson.TypeArray {
 				return nil, nil, badRequest("%s.data: got %s; want an array of %d values", field, data.Type(), n)
 			}
@@ -253,12 +274,19 @@ func decodeV2Raw(body []byte, m *backends.Model, lim *Limits) (*v2Request, error
 	if err != nil {
 		return nil, err
 	}
+	if sp.DType == tensor.Bytes {
+		if err := checkStrings(body, n, "raw binary request", shape); err != nil {
+			return nil, err
+		}
+		t := &tensor.Tensor{Name: sp.Name, DType: sp.DType, Shape: shape, Data: append(make([]byte, 0, len(body)), body...)}
+		return &v2Request{inputs: []*tensor.Tensor{t}, binaryAll: true, rawRequest: true}, nil
+	}
 	if len(body) != n*sp.DType.Size() {
 		return nil, badRequest("raw binary request: body has %d bytes; want %d (one row of %s %v)", len(body), n*sp.DType.Size(), sp.DType, sp.Shape[1:])
 	}
 	t := &tensor.Tensor{Name: sp.Name, DType: sp.DType, Shape: shape, Data: tensor.Alloc(len(body))}
 	copy(t.Data, body)
-	if err := checkFinite(t, "raw input", lim); err != nil {
+	if err := checkFinite(t, "raw input", lim, sp.Missing); err != nil {
 		return nil, err
 	}
 	return &v2Request{inputs: []*tensor.Tensor{t}, binaryAll: true, rawRequest: true}, nil
@@ -382,16 +410,31 @@ func binarySize(v *fastjson.Value, field string) (int, bool, error) {
 	return int(n), true, nil
 }
 
+// checkStrings checks that data, binary BYTES data of the tensor in field,
+// holds exactly n elements in the V2 layout (a 4-byte little-endian length
+// before each element's bytes).
+func checkStrings(data []byte, n int, field string, shape []int64) error {
+	got, err := tensor.CountStrings(data)
+	if err != nil {
+		return badRequest("%s: BYTES binary data: %s; want %d elements, each a 4-byte little-endian length followed by that many bytes", field, err, n)
+	}
+	if got != n {
+		return badRequest("%s: BYTES binary data of %d bytes holds %d elements; want %d for shape %v", field, len(data), got, n, shape)
+	}
+	return nil
+}
+
 // checkFinite rejects NaN and ±Inf in floating-point binary data unless
-// the limits allow them.
-func checkFinite(t *tensor.Tensor, field string, lim *Limits) error {
+// the limits allow them; missing (an input that takes missing values)
+// accepts NaN.
+func checkFinite(t *tensor.Tensor, field string, lim *Limits, missing bool) error {
 	if lim.AllowNonFinite || !t.DType.IsFloat() {
 		return nil
 	}
 	n := t.Len()
 	for i := 0; i < n; i++ {
 		x := t.Float64At(i)
-		if x != x || x > maxFinite || x < -maxFinite {
+		if (x != x && !missing) || x > maxFinite || x < -maxFinite {
 			return badRequest("%s: element %d is %v; want a finite number (NaN and Inf are rejected: limits.allow_non_finite)", field, i, x)
 		}
 	}
@@ -399,6 +442,16 @@ func checkFinite(t *tensor.Tensor, field string, lim *Limits) error {
 }
 
 const maxFinite = 1.7976931348623157e308
+
+// inputMissing reports whether model m's input name takes missing values.
+func inputMissing(m *backends.Model, name string) bool {
+	for _, sp := range m.Meta.Inputs {
+		if sp.Name == name {
+			return sp.Missing
+		}
+	}
+	return false
+}
 
 func outputNames(m *backends.Model) string {
 	s := ""
