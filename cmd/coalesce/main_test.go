@@ -10,6 +10,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"sync"
 	"syscall"
@@ -256,6 +257,93 @@ func assertClose(t *testing.T, what string, got, want []float64, tol float64) {
 	}
 }
 
+// TestClassicExamples sends the example requests of the classic-ML models
+// (XGBoost JSON, ONNX-ML random forest with string labels and ZipMap,
+// ONNX-ML linear pipeline) through the three protocols and checks the
+// framework's answer from examples/expected.json.
+func TestClassicExamples(t *testing.T) {
+	s := startServer(t)
+	for _, tc := range []struct {
+		model   string
+		predict string // /predict's answer: the class name
+		zipMap  bool   // TF Serving renders probabilities as a label → probability object
+	}{
+		{"cancer-xgb", `{"prediction":["malignant"]}`, false},
+		{"wine-forest", `{"prediction":["class_0"]}`, true},
+		{"wine-linear", `{"prediction":["class_0"]}`, false},
+	} {
+		t.Run(tc.model, func(t *testing.T) {
+			var expected struct {
+				Label         any       `json:"label"`
+				Probabilities []float64 `json:"probabilities"`
+			}
+			if err := json.Unmarshal(readFile(t, "models", tc.model, "examples", "expected.json"), &expected); err != nil {
+				t.Fatal(err)
+			}
+			st, body, err := httpDo(s.addr, "POST", "/predict?model="+tc.model, readFile(t, "models", tc.model, "examples", "predict.json"), nil)
+			if err != nil || st != 200 || string(body) != tc.predict {
+				t.Errorf("/predict = %d %s %v; want 200 %s", st, body, err, tc.predict)
+			}
+			st, body, err = httpDo(s.addr, "POST", "/v2/models/"+tc.model+"/infer", readFile(t, "models", tc.model, "examples", "v2.json"), nil)
+			if err != nil || st != 200 {
+				t.Fatalf("v2 infer = %d %s %v", st, body, err)
+			}
+			var v2 struct {
+				Outputs []struct {
+					Name string `json:"name"`
+					Data []any  `json:"data"`
+				} `json:"outputs"`
+			}
+			if err := json.Unmarshal(body, &v2); err != nil {
+				t.Fatal(err)
+			}
+			for _, o := range v2.Outputs {
+				switch o.Name {
+				case "label":
+					if len(o.Data) != 1 || fmt.Sprint(o.Data[0]) != fmt.Sprint(expected.Label) {
+						t.Errorf("v2 label = %v; want [%v]", o.Data, expected.Label)
+					}
+				case "probabilities":
+					got := make([]float64, len(o.Data))
+					for i, v := range o.Data {
+						got[i], _ = v.(float64)
+					}
+					assertClose(t, "v2 probabilities", got, expected.Probabilities, 1e-5)
+				}
+			}
+			st, body, err = httpDo(s.addr, "POST", "/v1/models/"+tc.model+":predict", readFile(t, "models", tc.model, "examples", "tfs.json"), nil)
+			if err != nil || st != 200 {
+				t.Fatalf("tfs predict = %d %s %v", st, body, err)
+			}
+			var tfs struct {
+				Predictions []struct {
+					Label         any             `json:"label"`
+					Probabilities json.RawMessage `json:"probabilities"`
+				} `json:"predictions"`
+			}
+			if err := json.Unmarshal(body, &tfs); err != nil || len(tfs.Predictions) != 1 {
+				t.Fatalf("tfs predictions = %s (%v)", body, err)
+			}
+			if fmt.Sprint(tfs.Predictions[0].Label) != fmt.Sprint(expected.Label) {
+				t.Errorf("tfs label = %v; want %v", tfs.Predictions[0].Label, expected.Label)
+			}
+			var probs []float64
+			if tc.zipMap {
+				var m map[string]float64
+				if err := json.Unmarshal(tfs.Predictions[0].Probabilities, &m); err != nil {
+					t.Fatalf("tfs probabilities %s: want an object (ZipMap): %v", tfs.Predictions[0].Probabilities, err)
+				}
+				for k := range len(m) {
+					probs = append(probs, m[fmt.Sprintf("class_%d", k)])
+				}
+			} else if err := json.Unmarshal(tfs.Predictions[0].Probabilities, &probs); err != nil {
+				t.Fatal(err)
+			}
+			assertClose(t, "tfs probabilities", probs, expected.Probabilities, 1e-5)
+		})
+	}
+}
+
 // TestSIGTERMDuringLoad sends SIGTERM while clients are sending requests:
 // readiness must turn 503, every request must be answered 200, and the
 // process must exit 0.
@@ -427,20 +515,69 @@ type golden struct {
 	Outputs   map[string]goldenTensor
 }
 
+// goldenTensor holds numbers (null: a missing value, NaN) or, for BYTES,
+// strings.
 type goldenTensor struct {
-	Datatype string    `json:"datatype"`
-	Shape    []int64   `json:"shape"`
-	Data     []float64 `json:"data"`
+	Datatype string          `json:"datatype"`
+	Shape    []int64         `json:"shape"`
+	Raw      json.RawMessage `json:"data"`
+	Data     []float64       `json:"-"`
+	Strings  []string        `json:"-"`
+}
+
+func (g *goldenTensor) UnmarshalJSON(b []byte) error {
+	type plain goldenTensor
+	if err := json.Unmarshal(b, (*plain)(g)); err != nil {
+		return err
+	}
+	return decodeData(g.Datatype, g.Raw, &g.Data, &g.Strings)
+}
+
+// decodeData decodes a JSON data array: strings for BYTES, else numbers
+// with null as NaN.
+func decodeData(datatype string, raw json.RawMessage, nums *[]float64, strs *[]string) error {
+	if datatype == "BYTES" {
+		return json.Unmarshal(raw, strs)
+	}
+	var vs []*float64
+	if err := json.Unmarshal(raw, &vs); err != nil {
+		return err
+	}
+	*nums = make([]float64, len(vs))
+	for i, v := range vs {
+		(*nums)[i] = math.NaN()
+		if v != nil {
+			(*nums)[i] = *v
+		}
+	}
+	return nil
+}
+
+// jsonNumbers writes vs as a JSON array, NaN as null.
+func jsonNumbers(vs []float64) []byte {
+	b := []byte{'['}
+	for i, v := range vs {
+		if i > 0 {
+			b = append(b, ',')
+		}
+		if math.IsNaN(v) {
+			b = append(b, "null"...)
+		} else {
+			b = strconv.AppendFloat(b, v, 'g', -1, 64)
+		}
+	}
+	return append(b, ']')
 }
 
 // TestGoldenOverHTTP sends every golden input row of every shipped model
-// through the whole server, as KServe V2 JSON and as binary tensors, and
-// compares every output with the producing framework's (≤ 1e-5).
+// through the whole server, as KServe V2 JSON (missing values as null) and
+// as binary tensors (NaN), and compares every output with the producing
+// framework's: ≤ 1e-5, labels exactly, XGBoost margins bit for bit.
 func TestGoldenOverHTTP(t *testing.T) {
 	s := startServer(t)
 	dirs, _ := filepath.Glob(filepath.Join(repoRoot, "models", "*", "golden.json"))
-	if len(dirs) < 2 {
-		t.Fatalf("found %d golden files; want one per shipped model", len(dirs))
+	if len(dirs) < 6 {
+		t.Fatalf("found %d golden files; want one per shipped model (6)", len(dirs))
 	}
 	for _, path := range dirs {
 		model := filepath.Base(filepath.Dir(path))
@@ -450,7 +587,7 @@ func TestGoldenOverHTTP(t *testing.T) {
 		}
 		var g golden
 		if err := json.Unmarshal(raw, &g); err != nil {
-			t.Fatal(err)
+			t.Fatalf("%s: %v", path, err)
 		}
 		for _, binary := range []bool{false, true} {
 			t.Run(fmt.Sprintf("%s/binary=%v", model, binary), func(t *testing.T) {
@@ -470,8 +607,7 @@ func TestGoldenOverHTTP(t *testing.T) {
 						}
 						fmt.Fprintf(&hdr, `{"name":%q,"shape":%s,"datatype":%q,"parameters":{"binary_data_size":%d}}`, name, shape, in.Datatype, 4*len(in.Data))
 					} else {
-						data, _ := json.Marshal(in.Data)
-						fmt.Fprintf(&hdr, `{"name":%q,"shape":%s,"datatype":%q,"data":%s}`, name, shape, in.Datatype, data)
+						fmt.Fprintf(&hdr, `{"name":%q,"shape":%s,"datatype":%q,"data":%s}`, name, shape, in.Datatype, jsonNumbers(in.Data))
 					}
 				}
 				hdr.WriteString(`]}`)
@@ -487,9 +623,10 @@ func TestGoldenOverHTTP(t *testing.T) {
 				}
 				var out struct {
 					Outputs []struct {
-						Name  string    `json:"name"`
-						Shape []int64   `json:"shape"`
-						Data  []float64 `json:"data"`
+						Name     string          `json:"name"`
+						Datatype string          `json:"datatype"`
+						Shape    []int64         `json:"shape"`
+						Data     json.RawMessage `json:"data"`
 					} `json:"outputs"`
 				}
 				if err := json.Unmarshal(resp, &out); err != nil {
@@ -504,10 +641,28 @@ func TestGoldenOverHTTP(t *testing.T) {
 						t.Errorf("unexpected output %q", o.Name)
 						continue
 					}
-					if fmt.Sprint(o.Shape) != fmt.Sprint(want.Shape) {
-						t.Errorf("%s shape %v; want %v", o.Name, o.Shape, want.Shape)
+					if fmt.Sprint(o.Shape) != fmt.Sprint(want.Shape) || o.Datatype != want.Datatype {
+						t.Errorf("%s: %s%v; want %s%v", o.Name, o.Datatype, o.Shape, want.Datatype, want.Shape)
 					}
-					assertClose(t, o.Name, o.Data, want.Data, 1e-5)
+					var nums []float64
+					var strs []string
+					if err := decodeData(o.Datatype, o.Data, &nums, &strs); err != nil {
+						t.Fatalf("%s: %v", o.Name, err)
+					}
+					switch {
+					case o.Datatype == "BYTES":
+						if fmt.Sprint(strs) != fmt.Sprint(want.Strings) {
+							t.Errorf("%s = %q; want %q", o.Name, strs, want.Strings)
+						}
+					case strings.HasPrefix(g.Framework, "xgboost") && o.Name == "margin":
+						for i := range nums {
+							if float32(nums[i]) != float32(want.Data[i]) {
+								t.Errorf("margin[%d] = %v; want bit-exact %v", i, float32(nums[i]), float32(want.Data[i]))
+							}
+						}
+					default:
+						assertClose(t, o.Name, nums, want.Data, 1e-5)
+					}
 				}
 			})
 		}
