@@ -1,6 +1,7 @@
 package forest
 
 import (
+	"fmt"
 	"math"
 	"slices"
 )
@@ -125,14 +126,14 @@ func (b *Builder) branch(src *Node) (n node, t64 float64, swap bool, err error) 
 		n.thr32, t64, swap = up32(t), t, true
 	case LEQ, GT: // LEQ: yes iff x < next(t); GT: yes iff !(x <= t)
 		swap = src.Mode == GT
-		if math.IsInf(t, 1) {
-			n.kind = kindTrue
-			break
-		}
-		n.thr32, t64 = math.Nextafter32(down32(t), float32(math.Inf(1))), math.Nextafter(t, math.Inf(1))
-		if src.ZeroMissing {
+		switch {
+		case src.ZeroMissing && src.Mode == LEQ:
 			// Compared as x <= t in the general loop.
 			n.kind, n.thr32, t64 = kindZero, down32(t), t
+		case math.IsInf(t, 1):
+			n.kind = kindTrue
+		default:
+			n.thr32, t64 = math.Nextafter32(down32(t), float32(math.Inf(1))), math.Nextafter(t, math.Inf(1))
 		}
 	case EQ, NEQ:
 		n.kind = kindEQ
@@ -148,7 +149,7 @@ func (b *Builder) branch(src *Node) (n node, t64 float64, swap bool, err error) 
 		var s bitset
 		for _, c := range src.Categories {
 			if c < 0 || c > MaxCategory {
-				return n, 0, false, errorf("category %d; want 0 to %d", c, MaxCategory)
+				return n, 0, false, fmt.Errorf("category %d; want 0 to %d", c, MaxCategory)
 			}
 			for c>>6 >= len(s) {
 				s = append(s, 0)
@@ -159,7 +160,7 @@ func (b *Builder) branch(src *Node) (n node, t64 float64, swap bool, err error) 
 		b.f.sets = append(b.f.sets, s)
 	}
 	if src.ZeroMissing && n.kind != kindZero {
-		return n, 0, false, errorf("zero-as-missing needs mode BRANCH_LEQ, not %s", src.Mode)
+		return n, 0, false, fmt.Errorf("zero-as-missing needs mode BRANCH_LEQ, not %s", src.Mode)
 	}
 	// NaN takes the first child when it should go to Yes and Yes is first,
 	// or to No and No is first.
@@ -221,8 +222,6 @@ func (b *Builder) Build(o Options) (*Forest, error) {
 	b.f = nil
 	return f, nil
 }
-
-func errorf(format string, args ...any) error { return invalid(format, args...) }
 
 // down32 is the largest float32 <= t; up32 the smallest float32 >= t.
 func down32(t float64) float32 {

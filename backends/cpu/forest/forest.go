@@ -72,7 +72,7 @@ type Node struct {
 	// No (for NEQ, whose comparison holds for NaN, too: missing values
 	// follow this flag in every mode).
 	MissingYes bool
-	// ZeroMissing also treats values with |x| <= 1e-35 as missing
+	// ZeroMissing also treats values with |x| <= 1e-35 (as a float32) as missing
 	// (LightGBM's missing_type "Zero").
 	ZeroMissing bool
 	// Categories (InSet) lists the categories that take Yes.

@@ -15,7 +15,7 @@ func refWalk(nodes []Node, i int, x []float64) int {
 			return i
 		}
 		v := x[n.Feature]
-		missing := math.IsNaN(v) || (n.ZeroMissing && math.Abs(v) <= 1e-35)
+		missing := math.IsNaN(v) || (n.ZeroMissing && math.Abs(v) <= zeroThreshold)
 		var yes bool
 		switch {
 		case missing:
@@ -34,7 +34,7 @@ func refWalk(nodes []Node, i int, x []float64) int {
 			yes = v != n.Threshold
 		case n.Mode == InSet:
 			yes = false
-			if v >= 0 {
+			if v > -1 { // truncated toward zero, as LightGBM does
 				for _, c := range n.Categories {
 					if int(v) == c {
 						yes = true

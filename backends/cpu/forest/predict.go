@@ -404,7 +404,7 @@ func (f *Forest) walk64(i int32, x []float64) int32 {
 		case n.kind == kindTrue:
 			second = false
 		case n.kind == kindZero:
-			if v >= -1e-35 && v <= 1e-35 {
+			if v >= -zeroThreshold && v <= zeroThreshold {
 				second = n.nan == 1
 			} else {
 				second = !(v <= t)
@@ -419,10 +419,14 @@ func (f *Forest) walk64(i int32, x []float64) int32 {
 	}
 }
 
-// inSet reports whether v is a non-negative integer-valued category in s
-// (LightGBM truncates the value to an int first).
+// zeroThreshold bounds the values LightGBM's zero-as-missing splits treat
+// as zero: its kZeroThreshold, the float32 nearest 1e-35.
+const zeroThreshold = float64(float32(1e-35))
+
+// inSet reports whether v, truncated toward zero to an int as LightGBM
+// does (-0.5 is category 0), is a category in s.
 func inSet(s bitset, v float64) bool {
-	if !(v >= 0) || v > MaxCategory {
+	if !(v > -1) || v > MaxCategory {
 		return false
 	}
 	return s.has(int(v))

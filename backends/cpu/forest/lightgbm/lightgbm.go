@@ -11,6 +11,22 @@
 // values actually present before anything of that size is allocated, and
 // every index against what it indexes, so that a malformed or hostile file
 // is an error, never a panic or an allocation far larger than the file.
+//
+// In brief, with kZeroThreshold = 1e-35f: values with |x| <= kZeroThreshold
+// reach the trees as 0 (LightGBM's dense predictors drop them). A
+// numerical split goes left when x <= threshold, compared in double; a
+// NaN reads 0 under missing type None, and takes the default direction
+// under NaN, as do 0 and NaN under Zero. A categorical split goes left
+// when x, truncated to an int, is a non-negative category set in its
+// bitset; NaN goes right. Scores add up per class in tree order in
+// float64, are averaged over iterations in random-forest mode, then
+// transformed as the objective's ConvertOutput does.
+//
+// Where forest cannot follow LightGBM (see TestKnownDivergences): a
+// categorical value in (-1, 0), which LightGBM reads as category 0, goes
+// right; Forest.Predict64 takes values in (1e-35, 1e-35f] for nonzero
+// under missing type Zero; and under missing type Zero with threshold
+// +Inf and default right, x = +Inf goes right, not left.
 package lightgbm
 
 import (
@@ -50,8 +66,8 @@ func invalidf(line int, format string, args ...any) error {
 // header holds the keys of the model's first section that Read uses.
 type header struct {
 	version, numClass, perIteration, labelIndex, maxFeatureIdx field
-	objective, averageOutput, featureNames, featureInfos     field
-	treeSizes                                                 field
+	objective, averageOutput, featureNames, featureInfos       field
+	treeSizes                                                  field
 }
 
 func (h *header) field(key string) *field {
@@ -80,14 +96,17 @@ func (h *header) field(key string) *field {
 	return nil // other keys (monotone_constraints, ...) do not change predictions
 }
 
-// Read parses a LightGBM text model. data is only read during the call.
+// Read parses a LightGBM text model. data is only read during the call;
+// Read is safe for concurrent use.
 //
-// The forest scores num_tree_per_iteration targets: tree k adds its leaf
-// value to target k mod num_tree_per_iteration, in float64 and in tree
-// order as LightGBM does, averaged over the iterations in random-forest
-// mode (average_output). The model's Transform is the objective's
-// ConvertOutput. Split semantics are documented at numerical and
-// categorical in tree.go.
+// The forest scores num_tree_per_iteration targets (one per class for
+// multiclass objectives): tree k adds its leaf value to target
+// k mod num_tree_per_iteration. The model's Framework is "lightgbm" and
+// the format version ("lightgbm v4"; the text does not record LightGBM's
+// release), its Objective the objective's name ("binary"), its Scale the
+// sigmoid parameter of binary and multiclassova. Errors wrap ErrInvalid,
+// ErrUnsupported or ErrTooLarge and name the line at fault where there is
+// one.
 func Read(data []byte) (*forest.Model, error) {
 	r := reader{l: lines{s: string(data)}}
 	return r.read()
@@ -104,8 +123,12 @@ func (r *reader) read() (*forest.Model, error) {
 		return nil, err
 	}
 	h := &r.h
-	for _, f := range []*field{&h.version, &h.numClass, &h.labelIndex, &h.maxFeatureIdx, &h.featureNames, &h.featureInfos} {
-		if f.line == 0 {
+	for _, f := range []struct {
+		f   *field
+		key string
+	}{{&h.version, "version"}, {&h.numClass, "num_class"}, {&h.labelIndex, "label_index"},
+		{&h.maxFeatureIdx, "max_feature_idx"}, {&h.featureNames, "feature_names"}, {&h.featureInfos, "feature_infos"}} {
+		if f.f.line == 0 {
 			return nil, invalidf(r.l.n, "the header has no %s", f.key)
 		}
 	}

@@ -108,59 +108,58 @@ func (f *field) count(n int, why string) error {
 	return nil
 }
 
-// ints parses f's n integers into dst (reused), each in [lo, hi].
-func (f *field) ints(dst []int, n, lo, hi int, why string) ([]int, error) {
-	if err := f.count(n, why); err != nil {
-		return nil, err
+// list parses f's tokens into dst (reused) and checks that there are
+// exactly n: in one pass, with dst grown to n only as far as the text can
+// fill it (a token and its separator take two bytes).
+func list[T any](f *field, dst []T, n int, why string, parse func(string) (T, bool), want func() string) ([]T, error) {
+	if cap(dst) < n {
+		dst = make([]T, 0, min(n, len(f.val)/2+1))
 	}
-	dst = grow(dst, n)
-	for i, p := 0, 0; i < n; i++ {
-		var t string
-		t, p = nextToken(f.val, p)
-		v, err := strconv.Atoi(t)
-		if err != nil || v < lo || v > hi {
-			return nil, invalidf(f.line, "%s[%d] = %q; want an integer in [%d, %d]", f.key, i, t, lo, hi)
+	dst = dst[:0]
+	for p := 0; ; {
+		t, q := nextToken(f.val, p)
+		if t == "" {
+			break
 		}
-		dst[i] = v
+		if len(dst) == n {
+			break // too many: counted below
+		}
+		v, ok := parse(t)
+		if !ok {
+			return nil, invalidf(f.line, "%s[%d] = %.40q; want %s", f.key, len(dst), t, want())
+		}
+		dst = append(dst, v)
+		p = q
+	}
+	if len(dst) != n || countTokens(f.val) != n {
+		return nil, f.count(n, why)
 	}
 	return dst, nil
+}
+
+// ints parses f's n integers into dst (reused), each in [lo, hi].
+func (f *field) ints(dst []int, n, lo, hi int, why string) ([]int, error) {
+	return list(f, dst, n, why, func(t string) (int, bool) {
+		v, err := strconv.Atoi(t)
+		return v, err == nil && v >= lo && v <= hi
+	}, func() string { return fmt.Sprintf("an integer in [%d, %d]", lo, hi) })
 }
 
 // floats parses f's n doubles into dst (reused); NaN is refused, and
 // infinities unless inf.
 func (f *field) floats(dst []float64, n int, inf bool, why string) ([]float64, error) {
-	if err := f.count(n, why); err != nil {
-		return nil, err
-	}
-	dst = grow(dst, n)
-	for i, p := 0, 0; i < n; i++ {
-		var t string
-		t, p = nextToken(f.val, p)
+	return list(f, dst, n, why, func(t string) (float64, bool) {
 		v, err := strconv.ParseFloat(t, 64)
-		if err != nil || math.IsNaN(v) || (!inf && math.IsInf(v, 0)) {
-			return nil, invalidf(f.line, "%s[%d] = %q; want a number", f.key, i, t)
-		}
-		dst[i] = v
-	}
-	return dst, nil
+		return v, err == nil && !math.IsNaN(v) && (inf || !math.IsInf(v, 0))
+	}, func() string { return "a number" })
 }
 
 // words parses f's n unsigned 32-bit integers (category bitsets).
 func (f *field) words(dst []uint32, n int, why string) ([]uint32, error) {
-	if err := f.count(n, why); err != nil {
-		return nil, err
-	}
-	dst = grow(dst, n)
-	for i, p := 0, 0; i < n; i++ {
-		var t string
-		t, p = nextToken(f.val, p)
+	return list(f, dst, n, why, func(t string) (uint32, bool) {
 		v, err := strconv.ParseUint(t, 10, 32)
-		if err != nil {
-			return nil, invalidf(f.line, "%s[%d] = %q; want an unsigned 32-bit integer", f.key, i, t)
-		}
-		dst[i] = uint32(v)
-	}
-	return dst, nil
+		return uint32(v), err == nil
+	}, func() string { return "an unsigned 32-bit integer" })
 }
 
 // int parses a header or tree scalar in [lo, hi]; a value above hi is a
@@ -178,6 +177,8 @@ func (f *field) int(lo, hi int, limit bool) (int, error) {
 	return v, nil
 }
 
+// grow returns s with length n, reallocated if too small; callers bound n
+// by the text first.
 func grow[T any](s []T, n int) []T {
 	if cap(s) < n {
 		return make([]T, n)

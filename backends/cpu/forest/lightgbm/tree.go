@@ -194,7 +194,16 @@ func (r *reader) tree(idx, features, target int, scale float64) ([]forest.Node, 
 	if err := s.checkShape(idx, nl, t.leftChild.line); err != nil {
 		return nil, err
 	}
-	s.cats = s.cats[:0]
+	// Categories are listed once (every set serves one node), so their
+	// number is the bits set in cat_threshold; growing s.cats to that at
+	// once keeps the expansion to one allocation.
+	ncats := 0
+	if nc > 0 {
+		for _, w := range s.words {
+			ncats += bits.OnesCount32(w)
+		}
+	}
+	s.cats = grow(s.cats, ncats)[:0]
 	for i := 0; i < ni; i++ {
 		dt := s.dt[i]
 		if (dt>>2)&3 > missingNaN {
@@ -277,18 +286,6 @@ func numerical(n *forest.Node, t float64, dt int) {
 		n.MissingYes = 0 <= t
 	case missingZero:
 		n.ZeroMissing, n.MissingYes = true, defaultLeft
-		if math.IsInf(t, 1) {
-			// Every non-missing value goes left. forest refuses
-			// zero-as-missing with an infinite threshold; with
-			// default_left every value goes left anyway, otherwise the
-			// largest double stands in, which differs from LightGBM for
-			// x = +Inf only.
-			if defaultLeft {
-				n.ZeroMissing = false
-			} else {
-				t = math.MaxFloat64
-			}
-		}
 	case missingNaN:
 		t = outOfZeroBand(t)
 		n.MissingYes = defaultLeft

@@ -8,7 +8,7 @@ import (
 
 // raw is a model file as read, before it is checked against its
 // parameters: XGBoost writes learner_model_param (num_feature, ...) after
-// the trees, so trees are kept in typed arrays until the file is read.
+// the trees, so trees are kept as typed arrays until the file is read.
 type raw struct {
 	version    []int32
 	booster    string // gradient_booster.name
@@ -25,28 +25,23 @@ type raw struct {
 	hasInfo    bool
 	weightDrop []float32
 	hasDrop    bool
-	trees      []tree
-
-	// The node arrays of all trees, concatenated: tree t owns
-	// [trees[t].start, trees[t].start+trees[t].n) of each.
-	left, right, feature []int32
-	cond                 []float32 // split condition, or a leaf's value
-	defaultLeft          []bool
-	categorical          []bool // split_type 1
-	// The categorical splits of all trees, concatenated: tree t owns
-	// [catStart, catStart+catN) of catNodes, catSegs and catSizes, whose
-	// segments index cats from catsStart.
-	catNodes, catSegs, catSizes []int32
-	cats                        []int32
+	trees      []*tree
 }
 
-// tree locates one tree's arrays in raw.
+// tree is one tree's arrays, of equal length n (categorical: split_type
+// 1), and its categorical splits: node catNodes[k]'s categories are
+// cats[catSegs[k] : catSegs[k]+catSizes[k]].
 type tree struct {
 	id                  int32 // "id", or -1 when absent
-	start, n            int32
-	catStart, catN      int32
-	catsStart, catsN    int32
-	numNodes, leafWidth int32 // tree_param, -1 when absent
+	numNodes, leafWidth int32 // tree_param, or -1 when absent
+	left, right         []int32
+	feature             []int32
+	cond                []float32 // split condition, or a leaf's value
+	defaultLeft         []bool
+	categorical         []bool
+	catNodes            []int32
+	catSegs, catSizes   []int32
+	cats                []int32
 }
 
 // fields calls f for each key of an object that is one of names, and
@@ -88,7 +83,7 @@ func parse(data []byte) (*raw, error) {
 	err := s.fields([]string{"learner", "version"}, func(name string) error {
 		if name == "version" {
 			var err error
-			r.version, err = s.int32s(nil, 0, math.MaxInt32)
+			r.version, err = s.int32s(0, math.MaxInt32)
 			if err == nil && len(r.version) > 3 {
 				err = s.errorf("version has %d numbers; want 3", len(r.version))
 			}
@@ -109,6 +104,12 @@ func (r *raw) learner(s *scanner) error {
 	return s.fields([]string{"feature_names", "gradient_booster", "learner_model_param", "objective"}, func(name string) error {
 		switch name {
 		case "feature_names":
+			r.names = make([]string, 0, s.arrayLen())
+			defer func() {
+				if len(r.names) == 0 {
+					r.names = nil // 1.7 writes [] when there are none
+				}
+			}()
 			return s.array(func() error {
 				b, err := s.str()
 				if err == nil && !utf8.Valid(b) {
@@ -162,7 +163,7 @@ func (r *raw) gradientBooster(s *scanner) error {
 			r.booster, err = s.text()
 		case "weight_drop":
 			r.hasDrop = true
-			r.weightDrop, err = s.float32s(nil)
+			r.weightDrop, err = s.float32s()
 		}
 		return err
 	})
@@ -182,7 +183,7 @@ func (r *raw) model(s *scanner) error {
 			})
 		case "tree_info":
 			r.hasInfo = true
-			r.treeInfo, err = s.int32s(nil, math.MinInt32, math.MaxInt32)
+			r.treeInfo, err = s.int32s(math.MinInt32, math.MaxInt32)
 			return err
 		}
 		return s.array(func() error { return r.tree(s) })
@@ -195,51 +196,48 @@ var treeKeys = []string{
 	"split_conditions", "split_indices", "split_type", "tree_param",
 }
 
-// tree reads one tree object into the node arrays.
+// tree reads one tree object.
 func (r *raw) tree(s *scanner) error {
 	if len(r.trees) == maxTrees {
 		return fmt.Errorf("%w: more than %d trees (the limit of this reader)", ErrUnsupported, maxTrees)
 	}
-	t := tree{id: -1, numNodes: -1, leafWidth: -1,
-		start: int32(len(r.left)), catStart: int32(len(r.catNodes)), catsStart: int32(len(r.cats))}
-	hasType := false
-	const maxIndex = math.MaxInt32
+	t := &tree{id: -1, numNodes: -1, leafWidth: -1}
+	const lo, hi = math.MinInt32, math.MaxInt32
 	err := s.fields(treeKeys, func(name string) (err error) {
 		switch name {
 		case "categories":
-			r.cats, err = s.int32s(r.cats, math.MinInt32, maxIndex)
+			t.cats, err = s.int32s(lo, hi)
 		case "categories_nodes":
-			r.catNodes, err = s.int32s(r.catNodes, math.MinInt32, maxIndex)
+			t.catNodes, err = s.int32s(lo, hi)
 		case "categories_segments":
-			r.catSegs, err = s.int32s(r.catSegs, math.MinInt32, maxIndex)
+			t.catSegs, err = s.int32s(lo, hi)
 		case "categories_sizes":
-			r.catSizes, err = s.int32s(r.catSizes, math.MinInt32, maxIndex)
+			t.catSizes, err = s.int32s(lo, hi)
 		case "default_left":
-			r.defaultLeft, err = s.bools(r.defaultLeft)
+			t.defaultLeft, err = s.bools()
 		case "id":
 			var v int64
-			v, err = s.int(0, maxIndex)
+			v, err = s.int(0, hi)
 			t.id = int32(v)
 		case "left_children":
-			r.left, err = s.int32s(r.left, math.MinInt32, maxIndex)
+			t.left, err = s.int32s(lo, hi)
 		case "right_children":
-			r.right, err = s.int32s(r.right, math.MinInt32, maxIndex)
+			t.right, err = s.int32s(lo, hi)
 		case "split_conditions":
-			r.cond, err = s.float32s(r.cond)
+			t.cond, err = s.float32s()
 		case "split_indices":
-			// bst_feature_t is unsigned; larger than int32 is out of
-			// range for any num_feature this reader accepts.
-			r.feature, err = s.int32s(r.feature, 0, maxIndex)
-		case "split_type":
-			hasType = true
-			r.categorical, err = s.bools(r.categorical)
+			// bst_feature_t is unsigned; above int32 is out of range
+			// for any num_feature this reader accepts.
+			t.feature, err = s.int32s(0, hi)
+		case "split_type": // 0 numerical, 1 categorical
+			t.categorical, err = s.bools()
 		case "tree_param":
 			err = s.fields([]string{"num_nodes", "size_leaf_vector"}, func(name string) error {
 				v, err := s.param()
 				if err != nil {
 					return err
 				}
-				n, err := atoi(v, maxIndex)
+				n, err := atoi(v, hi)
 				if err != nil {
 					return s.errorf("tree_param %s: %v", name, err)
 				}
@@ -256,40 +254,37 @@ func (r *raw) tree(s *scanner) error {
 	if err != nil {
 		return err
 	}
-	i := len(r.trees)
-	t.n = int32(len(r.left)) - t.start
-	if t.n == 0 {
+	i, n := len(r.trees), len(t.left)
+	if n == 0 {
 		return fmt.Errorf("%w: tree %d has no nodes (left_children missing or empty)", ErrInvalid, i)
 	}
-	if !hasType {
-		r.categorical = append(r.categorical, make([]bool, t.n)...)
+	if t.categorical == nil {
+		t.categorical = make([]bool, n) // XGBoost < 1.5
 	}
 	for _, a := range []struct {
 		name string
 		n    int
 	}{
-		{"right_children", len(r.right)},
-		{"split_indices", len(r.feature)},
-		{"split_conditions", len(r.cond)},
-		{"default_left", len(r.defaultLeft)},
-		{"split_type", len(r.categorical)},
+		{"right_children", len(t.right)},
+		{"split_indices", len(t.feature)},
+		{"split_conditions", len(t.cond)},
+		{"default_left", len(t.defaultLeft)},
+		{"split_type", len(t.categorical)},
 	} {
-		if a.n-int(t.start) != int(t.n) {
-			return fmt.Errorf("%w: tree %d: %d left_children but %d %s", ErrInvalid, i, t.n, a.n-int(t.start), a.name)
+		if a.n != n {
+			return fmt.Errorf("%w: tree %d: %d left_children but %d %s", ErrInvalid, i, n, a.n, a.name)
 		}
 	}
-	if t.numNodes >= 0 && t.numNodes != t.n {
-		return fmt.Errorf("%w: tree %d: num_nodes %d but %d left_children", ErrInvalid, i, t.numNodes, t.n)
+	if t.numNodes >= 0 && int(t.numNodes) != n {
+		return fmt.Errorf("%w: tree %d: num_nodes %d but %d left_children", ErrInvalid, i, t.numNodes, n)
 	}
 	if t.leafWidth > 1 {
 		return fmt.Errorf("%w: tree %d: size_leaf_vector %d (vector leaves of multi_strategy=multi_output_tree)", ErrUnsupported, i, t.leafWidth)
 	}
-	t.catN = int32(len(r.catNodes)) - t.catStart
-	if len(r.catSegs)-int(t.catStart) != int(t.catN) || len(r.catSizes)-int(t.catStart) != int(t.catN) {
+	if len(t.catSegs) != len(t.catNodes) || len(t.catSizes) != len(t.catNodes) {
 		return fmt.Errorf("%w: tree %d: %d categories_nodes, %d categories_segments, %d categories_sizes",
-			ErrInvalid, i, t.catN, len(r.catSegs)-int(t.catStart), len(r.catSizes)-int(t.catStart))
+			ErrInvalid, i, len(t.catNodes), len(t.catSegs), len(t.catSizes))
 	}
-	t.catsN = int32(len(r.cats)) - t.catsStart
 	r.trees = append(r.trees, t)
 	return nil
 }

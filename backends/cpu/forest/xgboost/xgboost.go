@@ -7,14 +7,14 @@
 //
 //   - A numerical split goes left iff x < split_condition (float32
 //     compare); a missing value (NaN) goes to the default_left side.
-//   - A categorical split (split_type 1) sends the categories listed for
-//     its node right, and every other value left: other categories,
-//     negative, fractional values truncated to a listed category go
-//     right, huge ones go left, whatever default_left says; only NaN
-//     follows default_left (common::Decision, "go to left if it's NOT
-//     the matching category").
+//   - A categorical split (split_type 1) sends a value right iff it is a
+//     category listed for the node (a fraction truncates: 2.5 is category
+//     2), every other value left, negative and huge ones included,
+//     whatever default_left says; only NaN follows default_left
+//     (common::Decision: "go to left if it's NOT the matching category").
 //   - Margins start from the objective's ProbToMargin(base_score), in
-//     float32: -logf(1/b - 1) for the logistic objectives, logf(b) for
+//     float32: -logf(1/b - 1) for binary:logistic and reg:logistic (not
+//     binary:logitraw, whose base_score is a margin), logf(b) for
 //     count:poisson, reg:gamma, reg:tweedie and survival:cox, b itself
 //     otherwise. Leaf values are added in float32, tree after tree, to
 //     the output group named by tree_info.
@@ -49,17 +49,22 @@ var ErrUnsupported = errors.New("xgboost: unsupported model")
 // file's size anyway; these make a hostile file fail early with a clear
 // error.
 const (
-	maxFileSize = math.MaxInt32       // arrays are indexed by int32
-	maxTrees    = 1 << 20             // trees over all classes
-	maxNodes    = forest.MaxNodes     // nodes over all trees
-	maxFeatures = forest.MaxFeatures  // num_feature
-	maxTargets  = forest.MaxTargets   // num_class, num_target
-	maxCategory = forest.MaxCategory  // largest category in a split
-	setBudget   = 32                  // bytes of category bitsets per file byte
-	setSlack    = 1 << 20             // plus this many
+	maxFileSize = math.MaxInt32      // arrays are indexed by int32
+	maxTrees    = 1 << 20            // trees over all classes
+	maxNodes    = forest.MaxNodes    // nodes over all trees
+	maxFeatures = forest.MaxFeatures // num_feature
+	maxTargets  = forest.MaxTargets  // num_class, num_target
+	maxCategory = forest.MaxCategory // largest category in a split
+	setBudget   = 32                 // bytes of category bitsets per file byte
+	setSlack    = 1 << 20            // plus this many
+	// setGrowth is what forest allocates per byte of a bitset: it grows
+	// each set by append, one word at a time, through ~5 reallocations'
+	// worth of capacity.
+	setGrowth = 6
 )
 
-// Read parses an XGBoost JSON model. data is only read during the call.
+// Read parses an XGBoost JSON model. It does not retain data, and is
+// safe for concurrent use; the Model's Forest is immutable.
 //
 // Supported: the gbtree and dart boosters with the objectives
 // binary:logistic, binary:logitraw, reg:logistic, multi:softprob,
@@ -78,11 +83,11 @@ func Read(data []byte) (*forest.Model, error) {
 	if err != nil {
 		return nil, err
 	}
-	return r.model(len(data))
+	return r.build(len(data))
 }
 
-// kinds of objective: what the margins mean and how base_score maps to
-// the base margin (ProbToMargin).
+// objective is what an objective's margins mean and how its base_score
+// maps to the base margin (ProbToMargin).
 type objective struct {
 	transform forest.Transform
 	classes   int  // 2 for binary classifiers, -1 for multi-class, 0 for regression
@@ -95,7 +100,9 @@ func lookupObjective(name string) (objective, error) {
 	case "binary:logistic":
 		return objective{transform: forest.Sigmoid, classes: 2, logit: true}, nil
 	case "binary:logitraw":
-		return objective{transform: forest.Identity, classes: 2, logit: true}, nil
+		// In 1.7 LogisticRaw's ProbToMargin is the identity: base_score
+		// is a margin (checked against xgboost 1.7.4).
+		return objective{transform: forest.Identity, classes: 2}, nil
 	case "reg:logistic":
 		return objective{transform: forest.Sigmoid, logit: true}, nil
 	case "multi:softprob", "multi:softmax":
@@ -138,8 +145,8 @@ func param(name, v string, def, max int) (int, error) {
 	return int(n), nil
 }
 
-// model checks the parsed file and builds the forest.
-func (r *raw) model(size int) (*forest.Model, error) {
+// build checks the parsed file and builds the forest.
+func (r *raw) build(size int) (*forest.Model, error) {
 	if len(r.version) == 0 {
 		return nil, fmt.Errorf("%w: no version (XGBoost writes [major, minor, patch])", ErrInvalid)
 	}
@@ -162,8 +169,11 @@ func (r *raw) model(size int) (*forest.Model, error) {
 	if dart && r.inner != "gbtree" {
 		return nil, fmt.Errorf("%w: dart booster wraps %.64q; want gbtree", ErrInvalid, r.inner)
 	}
-	if dart != r.hasDrop {
-		return nil, fmt.Errorf("%w: weight_drop belongs to a dart booster, not %s", ErrInvalid, r.booster)
+	if dart && !r.hasDrop {
+		return nil, fmt.Errorf("%w: dart booster without weight_drop", ErrInvalid)
+	}
+	if !dart && r.hasDrop {
+		return nil, fmt.Errorf("%w: weight_drop in a %s booster; it belongs to dart", ErrInvalid, r.booster)
 	}
 	obj, err := lookupObjective(r.objective)
 	if err != nil {
@@ -218,7 +228,7 @@ func (r *raw) model(size int) (*forest.Model, error) {
 	if err != nil {
 		return nil, fmt.Errorf("%w: %w", ErrInvalid, err)
 	}
-	c := converter{r: r, setBytes: setBudget*size + setSlack}
+	c := converter{setBytes: setBudget*size + setSlack}
 	for i, t := range order {
 		group := r.treeInfo[i]
 		if group < 0 || int(group) >= targets {
@@ -231,7 +241,7 @@ func (r *raw) model(size int) (*forest.Model, error) {
 				return nil, fmt.Errorf("%w: tree %d: weight_drop %v", ErrInvalid, i, w)
 			}
 		}
-		nodes, err := c.nodes(i, &r.trees[t], int(group), w, dart)
+		nodes, err := c.tree(i, r.trees[t], int(group), w, dart)
 		if err != nil {
 			return nil, err
 		}
@@ -320,7 +330,7 @@ func (r *raw) treeOrder() ([]int, error) {
 		order[i] = -1
 	}
 	for i, t := range r.trees {
-		total += int(t.n)
+		total += len(t.left)
 		switch id := int(t.id); {
 		case id == -1 && r.trees[0].id == -1:
 			order[i] = i

@@ -26,35 +26,23 @@ def features(n, f, missing=0.0):
     return x
 
 
-
-
 def split_rows(booster, nfeat, count):
-    """Rows whose values sit exactly on, and one float32 step around, the
-    model's thresholds, so that '<' against '<=' is tested."""
-    j = json.loads(booster.save_raw("json"))
-    g = j["learner"]["gradient_booster"]
+    """Rows whose values sit exactly on, or one float32 step either side
+    of, the model's thresholds, so that '<' against '<=' is tested."""
+    g = json.loads(booster.save_raw("json"))["learner"]["gradient_booster"]
     m = g["gbtree"]["model"] if "gbtree" in g else g["model"]
-    pairs = []
+    by_feature = [[] for _ in range(nfeat)]
     for t in m["trees"]:
-        for i, l in enumerate(t["left_children"]):
-            if l != -1 and t.get("split_type", [0] * len(t["left_children"]))[i] == 0:
-                pairs.append((t["split_indices"][i], np.float32(t["split_conditions"][i])))
-    rows = np.zeros((count, nfeat), dtype=np.float32)
+        for i, left in enumerate(t["left_children"]):
+            if left != -1 and t["split_type"][i] == 0:
+                by_feature[t["split_indices"][i]].append(np.float32(t["split_conditions"][i]))
+    rows = rng.normal(size=(count, nfeat)).astype(np.float32)
     for r in range(count):
-        for f in range(nfeat):
-            fi, v = pairs[rng.integers(len(pairs))]
-            if fi != f:
-                cand = [p for p in pairs if p[0] == f]
-                if not cand:
-                    rows[r, f] = np.float32(rng.normal())
-                    continue
-                v = cand[rng.integers(len(cand))][1]
-            step = rng.integers(3)
-            if step == 1:
-                v = np.nextafter(v, np.float32(np.inf))
-            elif step == 2:
-                v = np.nextafter(v, np.float32(-np.inf))
-            rows[r, f] = v
+        for f, cand in enumerate(by_feature):
+            if cand:
+                v = cand[rng.integers(len(cand))]
+                step = rng.integers(-1, 2)  # below, on or above the threshold
+                rows[r, f] = np.nextafter(v, np.float32(step * np.inf)) if step else v
     return rows
 
 
@@ -116,6 +104,14 @@ save("reg_squarederror", b, np.concatenate([features(30, 4, missing=0.2), split_
 y = rng.poisson(np.exp(0.5 * np.nan_to_num(x[:, 0]) + 0.3 * np.nan_to_num(x[:, 2])))
 b = train({"objective": "count:poisson", "max_depth": 3}, x, y, 8)
 save("count_poisson", b, features(30, 4, missing=0.2))
+
+# Pruned: the exact method's prune updater leaves deleted nodes
+# (num_deleted > 0, split index 2^31-1) that no path reaches.
+y = np.nan_to_num(x[:, 0]) + 0.1 * rng.normal(size=300)
+b = train({"objective": "reg:squarederror", "tree_method": "exact", "max_depth": 5, "gamma": 2.0}, x, y, 3)
+assert any(t["tree_param"]["num_deleted"] != "0"
+           for t in json.loads(b.save_raw("json"))["learner"]["gradient_booster"]["model"]["trees"])
+save("reg_pruned", b, features(20, 4, missing=0.2))
 
 # dart: weight_drop scales each tree's output.
 x = features(300, 3, missing=0.1)
