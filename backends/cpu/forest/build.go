@@ -146,14 +146,18 @@ func (b *Builder) branch(src *Node) (n node, t64 float64, swap bool, err error) 
 		}
 	case InSet:
 		n.kind = kindSet
-		var s bitset
+		if src.TruncateNegative {
+			n.kind = kindSetTrunc
+		}
+		top := -1
 		for _, c := range src.Categories {
 			if c < 0 || c > MaxCategory {
 				return n, 0, false, fmt.Errorf("category %d; want 0 to %d", c, MaxCategory)
 			}
-			for c>>6 >= len(s) {
-				s = append(s, 0)
-			}
+			top = max(top, c)
+		}
+		s := make(bitset, (top+64)/64)
+		for _, c := range src.Categories {
 			s[c>>6] |= 1 << (uint(c) & 63)
 		}
 		t64 = float64(len(b.f.sets))

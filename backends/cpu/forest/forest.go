@@ -39,7 +39,7 @@ const (
 	GT         // x > t
 	EQ         // x == t
 	NEQ        // x != t
-	InSet      // x is a non-negative integer listed in Categories
+	InSet      // x truncated to an integer is listed in Categories
 )
 
 var modeNames = [...]string{"LEAF", "BRANCH_LEQ", "BRANCH_LT", "BRANCH_GTE", "BRANCH_GT", "BRANCH_EQ", "BRANCH_NEQ", "IN_SET"}
@@ -75,8 +75,12 @@ type Node struct {
 	// ZeroMissing also treats values with |x| <= 1e-35 (as a float32) as missing
 	// (LightGBM's missing_type "Zero").
 	ZeroMissing bool
-	// Categories (InSet) lists the categories that take Yes.
-	Categories []int
+	// Categories (InSet) lists the categories that take Yes. A value is
+	// truncated toward zero to its category; a negative value is in no
+	// set, unless TruncateNegative (LightGBM: values in (-1, 0) are
+	// category 0).
+	Categories       []int
+	TruncateNegative bool
 	// Weights (Leaf) are added to their targets' scores.
 	Weights []Weight
 }
@@ -119,12 +123,13 @@ type node struct {
 }
 
 const (
-	kindLT   uint8 = iota // x < thr (rewritten from LEQ/LT/GTE/GT)
-	kindEQ                // x == thr → first
-	kindNEQ               // x != thr → first
-	kindSet               // category set: thr64 index → sets
-	kindZero              // x < thr, but |x| <= 1e-35 is missing (LightGBM)
-	kindTrue              // always first (x <= +Inf and the like)
+	kindLT       uint8 = iota // x < thr (rewritten from LEQ/LT/GTE/GT)
+	kindEQ                    // x == thr → first
+	kindNEQ                   // x != thr → first
+	kindSet                   // category set: thr64 index → sets
+	kindSetTrunc              // kindSet, values in (-1, 0) being category 0
+	kindZero                  // x < thr, but |x| <= 1e-35 is missing (LightGBM)
+	kindTrue                  // always first (x <= +Inf and the like)
 )
 
 // Forest is a built ensemble, immutable and safe for concurrent use.

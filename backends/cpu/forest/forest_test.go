@@ -34,7 +34,7 @@ func refWalk(nodes []Node, i int, x []float64) int {
 			yes = v != n.Threshold
 		case n.Mode == InSet:
 			yes = false
-			if v > -1 { // truncated toward zero, as LightGBM does
+			if v >= 0 || (n.TruncateNegative && v > -1) { // truncated toward zero
 				for _, c := range n.Categories {
 					if int(v) == c {
 						yes = true
@@ -111,6 +111,7 @@ func randomTree(r *rand.Rand, features, targets, depth int, modes []Mode, values
 		}
 		if n.Mode == InSet {
 			n.Categories = []int{r.IntN(5), r.IntN(5)}
+			n.TruncateNegative = r.IntN(2) == 0
 		}
 		if n.Mode == LEQ && r.IntN(4) == 0 {
 			n.ZeroMissing = true
@@ -257,5 +258,42 @@ func TestBuilderRejects(t *testing.T) {
 	b, _ := NewBuilder(2, 1)
 	if _, err := b.Build(Options{}); err == nil {
 		t.Error("Build of no trees accepted")
+	}
+}
+
+// TestInSetNegative checks both category rules: XGBoost (a negative value
+// is in no set) and LightGBM (values in (-1, 0) are category 0), and that
+// zero rows predict nothing without panicking.
+func TestInSetNegative(t *testing.T) {
+	for _, trunc := range []bool{false, true} {
+		b, _ := NewBuilder(1, 1)
+		if err := b.AddTree([]Node{{Mode: InSet, Categories: []int{0, 2}, TruncateNegative: trunc, Yes: 1, No: 2},
+			{Mode: Leaf, Weights: []Weight{{0, 1}}}, {Mode: Leaf, Weights: []Weight{{0, 2}}}}, 0); err != nil {
+			t.Fatal(err)
+		}
+		f, err := b.Build(Options{Aggregate: Sum, Float32: true})
+		if err != nil {
+			t.Fatal(err)
+		}
+		x := []float32{-0.5, float32(math.Copysign(0, -1)), 0.5, 2.9, 1, -1, float32(math.NaN())}
+		want := []float32{2, 1, 1, 1, 2, 2, 2}
+		if trunc {
+			want[0] = 1
+		}
+		out := make([]float32, len(x))
+		f.Predict(x, len(x), out)
+		x64 := make([]float64, len(x))
+		for i, v := range x {
+			x64[i] = float64(v)
+		}
+		out64 := make([]float32, len(x))
+		f.Predict64(x64, len(x), out64)
+		for i := range x {
+			if out[i] != want[i] || out64[i] != want[i] {
+				t.Errorf("truncate=%v x=%v: %v (Predict64 %v); want %v", trunc, x[i], out[i], out64[i], want[i])
+			}
+		}
+		f.Predict(nil, 0, nil)
+		f.Predict64(nil, 0, nil)
 	}
 }

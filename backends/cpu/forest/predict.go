@@ -15,6 +15,9 @@ const blockRows = 64
 // x or out is too short.
 func (f *Forest) Predict(x []float32, rows int, out []float32) {
 	nf, nt := f.numFeatures, f.numTargets
+	if rows <= 0 {
+		return
+	}
 	_ = x[rows*nf-1]
 	_ = out[rows*nt-1]
 	if f.float32Sum {
@@ -63,6 +66,9 @@ func (f *Forest) Predict(x []float32, rows int, out []float32) {
 // Predict64 is Predict for float64 features, compared in float64.
 func (f *Forest) Predict64(x []float64, rows int, out []float32) {
 	nf, nt := f.numFeatures, f.numTargets
+	if rows <= 0 {
+		return
+	}
 	_ = x[rows*nf-1]
 	_ = out[rows*nt-1]
 	accp := f.accumulators(nt)
@@ -374,8 +380,8 @@ func (f *Forest) walkGeneral(i int32, x []float32) int32 {
 			} else {
 				second = !(v <= n.thr32)
 			}
-		case n.kind == kindSet:
-			second = !inSet(f.sets[int(f.thr64[i])], float64(v))
+		case n.kind == kindSet, n.kind == kindSetTrunc:
+			second = !inSet(f.sets[int(f.thr64[i])], float64(v), n.kind == kindSetTrunc)
 		}
 		i = n.first
 		if second {
@@ -409,8 +415,8 @@ func (f *Forest) walk64(i int32, x []float64) int32 {
 			} else {
 				second = !(v <= t)
 			}
-		case n.kind == kindSet:
-			second = !inSet(f.sets[int(t)], v)
+		case n.kind == kindSet, n.kind == kindSetTrunc:
+			second = !inSet(f.sets[int(t)], v, n.kind == kindSetTrunc)
 		}
 		i = n.first
 		if second {
@@ -423,10 +429,15 @@ func (f *Forest) walk64(i int32, x []float64) int32 {
 // as zero: its kZeroThreshold, the float32 nearest 1e-35.
 const zeroThreshold = float64(float32(1e-35))
 
-// inSet reports whether v, truncated toward zero to an int as LightGBM
-// does (-0.5 is category 0), is a category in s.
-func inSet(s bitset, v float64) bool {
-	if !(v > -1) || v > MaxCategory {
+// inSet reports whether v, truncated toward zero to an int, is a category
+// in s. A negative v is in no set (XGBoost), except with truncNeg for
+// values in (-1, 0), which are category 0 (LightGBM).
+func inSet(s bitset, v float64, truncNeg bool) bool {
+	lo := 0.0
+	if truncNeg {
+		lo = -1
+	}
+	if !(v > lo || v == 0) || v > MaxCategory {
 		return false
 	}
 	return s.has(int(v))

@@ -338,7 +338,7 @@ func (s *scratch) categorical(n *forest.Node, t float64, nc, idx, i int, tf *tre
 			s.cats = append(s.cats, cat)
 		}
 	}
-	n.Mode = forest.InSet
+	n.Mode, n.TruncateNegative = forest.InSet, true
 	n.Categories = s.cats[start:len(s.cats):len(s.cats)]
 	n.MissingYes = false
 	return nil

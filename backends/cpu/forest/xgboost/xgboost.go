@@ -11,7 +11,9 @@
 //     category listed for the node (a fraction truncates: 2.5 is category
 //     2), every other value left, negative and huge ones included,
 //     whatever default_left says; only NaN follows default_left
-//     (common::Decision: "go to left if it's NOT the matching category").
+//     (common::Decision: "go to left if it's NOT the matching category");
+//     a value in (-1, 0) is an invalid category too (forest.InSet without
+//     TruncateNegative).
 //   - Margins start from the objective's ProbToMargin(base_score), in
 //     float32: -logf(1/b - 1) for binary:logistic and reg:logistic (not
 //     binary:logitraw, whose base_score is a margin), logf(b) for
@@ -21,11 +23,14 @@
 //   - A dart booster adds float32(leaf·weight_drop[tree]) instead.
 //
 // Read keeps every allocation a small multiple of the file's size: it
-// scans the JSON without building a tree of values, checks array lengths
-// against each other, and caps what a model may declare (see the
-// limits below); a malformed file is an error wrapping ErrInvalid, a
-// well-formed one this package cannot evaluate an error wrapping
-// ErrUnsupported.
+// scans the JSON without building a tree of values, sizes each array by
+// its content, never by a count the file declares, and checks lengths
+// against each other. It caps what a model may declare: num_feature at
+// 2^24, num_class and num_target at 2^16, 2^20 trees, 2^26 nodes,
+// categories at 2^20 and their sets' bitsets at 32 bytes per byte of the
+// file (plus 1 MiB). A malformed file is an error wrapping ErrInvalid; a
+// well-formed one this package cannot evaluate, or one beyond the caps,
+// an error wrapping ErrUnsupported.
 package xgboost
 
 import (
