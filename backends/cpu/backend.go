@@ -124,6 +124,9 @@ func newBackend(g *graph, opts Options, platform string) (be *Backend, err error
 	}
 	g.kernels = ks
 	g.split = newSplitter(opts.SplitRows, opts.Concurrency)
+	if g.vocab == nil {
+		g.vocab = &vocab{} // a graph not built by buildGraph (NewNative)
+	}
 	if err := foldConstants(g); err != nil {
 		return nil, fmt.Errorf("cpu: %w", err)
 	}

@@ -19,7 +19,10 @@ import (
 
 // onnxNodeTests is where Debian's libonnx-testdata package (ONNX 1.12's
 // backend test data) puts the node tests: one directory per case, holding
-// model.onnx and test_data_set_*/{input,output}_<i>.pb TensorProtos.
+// model.onnx and test_data_set_*/{input,output}_<i>.pb TensorProtos. It
+// has no ai.onnx.ml cases (ONNX 1.12 shipped none), so the ONNX-ML
+// operators are tested in ops_ml_test.go against hand-computed values,
+// float64 references and onnxruntime's own unit-test numbers.
 const onnxNodeTests = "/usr/share/libonnx-testdata/data/node"
 
 const noTestdata = "libonnx-testdata not installed: apt-get install -y libonnx-testdata"

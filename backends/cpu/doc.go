@@ -13,7 +13,8 @@
 // bias).
 //
 // conformance_test.go runs the ONNX node test cases of Debian's
-// libonnx-testdata package for every operator the engine implements.
+// libonnx-testdata package for every operator the engine implements (the
+// package has no ai.onnx.ml cases; ops_ml_test.go covers those).
 //
 // Dynamic dimensions (the batch dimension, declared -1 or with a dim_param)
 // are handled by compiling one concrete plan per set of input shapes: the
@@ -25,6 +26,41 @@
 // (2 and 3, or smaller when Options.MaxBatchSize says so) to report errors
 // early and to learn which output dimensions follow the batch.
 //
+// # ONNX-ML operators and strings
+//
+// Nodes of domain ai.onnx.ml (opsets 1 to 3, imported with opset_import;
+// a model importing only ai.onnx.ml gets the latest ai.onnx opset, and
+// ONNX-ML nodes without an import the latest ONNX-ML one, as in
+// onnxruntime) are looked up by lookupMLOp (ops_ml*.go): LinearClassifier,
+// LinearRegressor, Scaler, Normalizer, Binarizer, Imputer, OneHotEncoder,
+// LabelEncoder, ArrayFeatureExtractor, FeatureVectorizer and ZipMap, plus
+// the tree ensembles (ops_trees.go). Where the spec leaves a case open
+// they do what onnxruntime's CPU kernels do, and reject at load what
+// onnxruntime computes inconsistently (e.g. PROBIT on a one-row binary
+// LinearClassifier). Numeric inputs of type double, int64 or int32 are
+// converted to float as onnxruntime does; scores are FP32.
+//
+// Strings (ONNX STRING, tensor.Bytes) are int64 ids inside the engine,
+// 8 bytes per element in the arena, into a per-model vocabulary holding
+// every string constant of the graph (class labels, LabelEncoder keys and
+// values, one-hot categories, Constant value_strings), interned at load
+// (opCtx.stringID) and read-only afterwards; kernels compare and copy ids
+// and never allocate. Infer maps each element of a BYTES input (the
+// KServe V2 layout of tensor.FromStrings) to its id, or to a negative id
+// matching no key when the vocabulary lacks it (so an unknown category
+// gets LabelEncoder's default, OneHotEncoder's zeros), and builds BYTES
+// outputs from the ids, an unknown input string coming back as itself.
+// Only operators that take strings (LabelEncoder, OneHotEncoder,
+// ArrayFeatureExtractor) or merely move elements (Identity, Reshape,
+// Gather, Concat, Slice, Transpose, ...) accept BYTES inputs; string
+// initializers and Cast to or from STRING are unsupported.
+//
+// A graph output of type sequence(map(string or int64, float)) is accepted
+// only from a ZipMap, which is a view of its FP32 [N, C] input: the output
+// is served as that tensor, its backends.TensorSpec carrying the class
+// labels in Keys (int64 labels in decimal). A ZipMap output read by
+// another node, or any other non-tensor output, is a load error.
+//
 // # Per-call cost
 //
 // A call takes an idle worker, looks its plan up (the worker remembers the
@@ -32,7 +68,8 @@
 // byte comparison), runs the plan's steps on the worker's arena and copies
 // the graph outputs into two allocations: one block of words holding every
 // output's shape and data, one for the tensor headers and the result
-// slice. Nothing else allocates in the steady state (TestInferAllocations).
+// slice. Nothing else allocates in the steady state (TestInferAllocations,
+// TestMLInferAllocations), except the data of BYTES outputs.
 //
 // # Matrix-multiply kernels
 //

@@ -2,6 +2,7 @@ package cpu
 
 import (
 	"context"
+	"math"
 	"os"
 	"strings"
 	"testing"
@@ -27,7 +28,12 @@ func FuzzLoadBytes(f *testing.F) {
 	f.Add(oneNode(13, "Unsqueeze", []arg{in("x", x), cst("a", i64(sh(1), 0))}, 1))
 	f.Add(oneNode(15, "BatchNormalization", []arg{in("x", x), cst("s", f32(sh(3), 1, 2, 3)), cst("b", f32(sh(3), 1, 2, 3)),
 		cst("m", f32(sh(3), 1, 2, 3)), cst("v", f32(sh(3), 1, 2, 3))}, 1))
-	if b, err := os.ReadFile("../../models/iris-logreg/1/model.onnx"); err == nil {
+	for _, m := range []string{"iris-logreg", "wine-linear", "wine-forest"} {
+		if b, err := os.ReadFile("../../models/" + m + "/1/model.onnx"); err == nil {
+			f.Add(b)
+		}
+	}
+	for _, b := range mlFuzzSeeds() {
 		f.Add(b)
 	}
 	f.Fuzz(func(t *testing.T, b []byte) {
@@ -48,11 +54,15 @@ func FuzzLoadBytes(f *testing.F) {
 				}
 			}
 			n := tensor.NumElements(shape)
-			if n < 0 || spec.DType.Size() == 0 {
+			if n < 0 || spec.DType.Size() == 0 && spec.DType != tensor.Bytes {
 				return
 			}
 			if total += n; total > 1<<16 {
 				return
+			}
+			if spec.DType == tensor.Bytes {
+				inputs = append(inputs, tensor.FromStrings(spec.Name, shape, fuzzStrings(int(n))))
+				continue
 			}
 			inputs = append(inputs, tensor.New(spec.Name, spec.DType, shape))
 		}
@@ -65,4 +75,38 @@ func FuzzLoadBytes(f *testing.F) {
 			t.Fatal(err)
 		}
 	})
+}
+
+// fuzzStrings returns n strings, some of them class labels of the seeds.
+func fuzzStrings(n int) []string {
+	ss := make([]string, n)
+	for i := range ss {
+		ss[i] = []string{"a", "", "zz", "red"}[i%4]
+	}
+	return ss
+}
+
+// mlFuzzSeeds returns small ONNX-ML models for FuzzLoadBytes: every
+// operator of ops_ml*.go, string inputs and outputs, and a ZipMap output.
+func mlFuzzSeeds() [][]byte {
+	x := f32(sh(2, 3), 1, 2, 3, 4, 5, 6)
+	xs := strT(sh(2, 2), "a", "b", "zz", "red")
+	return [][]byte{
+		newModel(0).importOpset(mlDomain, 1).input("x", tFloat, "N", 3).output("label").outputSeqMap("probs", onnxString, tFloat).
+			mlNode("sc", "Scaler", []string{"x"}, []string{"xs"}, aFloats("offset", 1, 2, 3), aFloats("scale", 1, 0.5, 2)).
+			mlNode("lc", "LinearClassifier", []string{"xs"}, []string{"label", "p"}, aFloats("coefficients", 1, 2, 3, 4, 5, 6),
+				aFloats("intercepts", 0, 1), aStrings("classlabels_strings", "a", "b"), aString("post_transform", "LOGISTIC")).
+			mlNode("zm", "ZipMap", []string{"p"}, []string{"probs"}, aStrings("classlabels_strings", "a", "b")).bytes(),
+		mlModel(1, "LinearClassifier", []arg{in("x", x)}, 2, aFloats("coefficients", 1, 2, 3), aInts("classlabels_ints", 0, 1)),
+		mlModel(1, "LinearRegressor", []arg{in("x", x)}, 1, aFloats("coefficients", 1, 2, 3, 4, 5, 6), aInt("targets", 2),
+			aString("post_transform", "SOFTMAX")),
+		mlModel(1, "Normalizer", []arg{in("x", x)}, 1, aString("norm", "L2")),
+		mlModel(1, "Binarizer", []arg{in("x", x)}, 1, aFloat("threshold", 2)),
+		mlModel(1, "Imputer", []arg{in("x", x)}, 1, aFloats("imputed_value_floats", 0), aFloat("replaced_value_float", float32(math.NaN()))),
+		mlModel(1, "ArrayFeatureExtractor", []arg{in("x", xs), cst("i", i64(sh(1), 1))}, 1),
+		mlModel(1, "FeatureVectorizer", []arg{in("x", x), in("y", i64(sh(2, 1), 1, 2))}, 1, aInts("inputdimensions", 3, 2)),
+		mlModel(1, "OneHotEncoder", []arg{in("x", xs)}, 1, aStrings("cats_strings", "a", "red")),
+		mlModel(2, "LabelEncoder", []arg{in("x", xs)}, 1, aStrings("keys_strings", "a", "red"), aStrings("values_strings", "A", "RED")),
+		mlModel(1, "LabelEncoder", []arg{in("x", i64(sh(2), 0, 1))}, 1, aStrings("classes_strings", "a", "b")),
+	}
 }

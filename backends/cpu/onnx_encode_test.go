@@ -143,11 +143,49 @@ func aString(name, s string) []byte {
 	return pbString(b, 4, s)
 }
 
+func aStrings(name string, ss ...string) []byte {
+	b := pbString(nil, 1, name)
+	b = pbVarint(b, 20, 8)
+	for _, s := range ss {
+		b = pbString(b, 9, s)
+	}
+	return b
+}
+
 // modelBuilder assembles a ModelProto.
 type modelBuilder struct {
-	ir, opset                     int64
+	ir, opset                     int64 // opset 0: no ai.onnx opset_import
+	imports                       []onnxOpset
 	nodes, inits, inputs, outputs [][]byte
 	graphExtra                    []byte // raw GraphProto fields appended verbatim
+}
+
+// newMLModel returns a builder importing ai.onnx opset 15 and ai.onnx.ml
+// opset ml (skl2onnx's usual pair).
+func newMLModel(ml int64) *modelBuilder { return newModel(15).importOpset(mlDomain, ml) }
+
+// importOpset adds an opset_import for domain.
+func (m *modelBuilder) importOpset(domain string, version int64) *modelBuilder {
+	m.imports = append(m.imports, onnxOpset{domain: domain, version: version})
+	return m
+}
+
+// mlNode adds a node of domain ai.onnx.ml.
+func (m *modelBuilder) mlNode(name, op string, ins, outs []string, attrs ...[]byte) *modelBuilder {
+	m.node(name, op, ins, outs, attrs...)
+	m.nodes[len(m.nodes)-1] = pbString(m.nodes[len(m.nodes)-1], 7, mlDomain)
+	return m
+}
+
+// outputSeqMap declares a graph output of type seq(map(key, value)), as
+// ZipMap produces (key onnxString or onnxInt64, value tFloat).
+func (m *modelBuilder) outputSeqMap(name string, key, value int32) *modelBuilder {
+	val := pbBytes(nil, 1, pbVarint(nil, 1, uint64(value))) // TypeProto{tensor_type{elem_type}}
+	mp := pbBytes(pbVarint(nil, 1, uint64(key)), 2, val)    // TypeProto.Map
+	elem := pbBytes(nil, 5, mp)                             // TypeProto{map_type}
+	seq := pbBytes(nil, 4, pbBytes(nil, 1, elem))           // TypeProto{sequence_type{elem_type}}
+	m.outputs = append(m.outputs, pbBytes(pbString(nil, 1, name), 2, seq))
+	return m
 }
 
 func newModel(opset int64) *modelBuilder { return &modelBuilder{ir: 8, opset: opset} }
@@ -251,7 +289,15 @@ func (m *modelBuilder) bytes() []byte {
 	b = pbVarint(b, 1, uint64(m.ir))
 	b = pbString(b, 2, "coalesce-test")
 	b = pbBytes(b, 7, g)
-	op := pbString(nil, 1, "")
-	op = pbVarint(op, 2, uint64(m.opset))
-	return pbBytes(b, 8, op)
+	if m.opset > 0 {
+		op := pbString(nil, 1, "")
+		op = pbVarint(op, 2, uint64(m.opset))
+		b = pbBytes(b, 8, op)
+	}
+	for _, o := range m.imports {
+		op := pbString(nil, 1, o.domain)
+		op = pbVarint(op, 2, uint64(o.version))
+		b = pbBytes(b, 8, op)
+	}
+	return b
 }

@@ -195,7 +195,7 @@ func compileBinarizer(c *opCtx) (kernel, error) {
 }
 
 // binarizer returns Binarizer's kernel for elements of type T compared
-// with th in F (float64 for integers, so that the comparison is exact).
+// with th in F (float64 for integers).
 func binarizer[T number, F float](th F) kernel {
 	return kernelFunc(func(in, out []*tensor.Tensor) error {
 		y := viewAs[T](out[0].Data)

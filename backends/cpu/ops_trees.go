@@ -316,6 +316,9 @@ func buildTrees(as attrs, features, targets int, lw leafWeights, o forest.Option
 		if root < 0 {
 			return nil, invalidf("tree %d has no root: every node is some node's child", id)
 		}
+		if n := reachable(t.nodes, root); n != len(t.nodes) {
+			return nil, invalidf("tree %d: %d of its %d nodes are not reachable from its root (node %d): a cycle or a detached part", id, len(t.nodes)-n, len(t.nodes), nodeIDs[0])
+		}
 		if err := b.AddTree(t.nodes, root); err != nil {
 			return nil, invalidf("tree %d: %v", id, err)
 		}
@@ -325,6 +328,26 @@ func buildTrees(as attrs, features, targets int, lw leafWeights, o forest.Option
 		return nil, invalidf("%v", err)
 	}
 	return f, nil
+}
+
+// reachable counts the nodes reachable from root (each at most once).
+func reachable(nodes []forest.Node, root int) int {
+	seen := make([]bool, len(nodes))
+	stack := []int{root}
+	n := 0
+	for len(stack) > 0 {
+		i := stack[len(stack)-1]
+		stack = stack[:len(stack)-1]
+		if seen[i] {
+			continue
+		}
+		seen[i] = true
+		n++
+		if nodes[i].Mode != forest.Leaf {
+			stack = append(stack, nodes[i].Yes, nodes[i].No)
+		}
+	}
+	return n
 }
 
 // treeInput checks X ([N, F], a float or integer type) and returns F.
