@@ -206,6 +206,7 @@ func (b *Builder) Build(o Options) (*Forest, error) {
 		return nil, invalid("float32 accumulation needs SUM aggregation")
 	}
 	f.agg, f.float32Sum = o.Aggregate, o.Float32
+	f.leafShape = leafShape(f)
 	f.base = make([]float64, b.numTargets)
 	copy(f.base, o.Base)
 	f.depth = b.depth
@@ -217,6 +218,12 @@ func (b *Builder) Build(o Options) (*Forest, error) {
 		f.byDepth[i] = int32(i)
 	}
 	slices.SortStableFunc(f.byDepth, func(a, b int32) int { return int(f.depth[b] - f.depth[a]) })
+	f.depthPos = make([]int32, len(f.roots))
+	f.rootsByDepth = make([]int32, len(f.roots))
+	for j, t := range f.byDepth {
+		f.depthPos[t] = int32(j)
+		f.rootsByDepth[j] = f.roots[t]
+	}
 	f.deeper = make([]int32, f.maxDepth)
 	for _, d := range f.depth {
 		for l := range d {
@@ -225,6 +232,29 @@ func (b *Builder) Build(o Options) (*Forest, error) {
 	}
 	b.f = nil
 	return f, nil
+}
+
+// leafShape recognises one weight per leaf, or one per target in target
+// order.
+func leafShape(f *Forest) uint8 {
+	leaves := len(f.leafOff) - 1
+	single, dense := true, true
+	for l := range leaves {
+		n := int(f.leafOff[l+1] - f.leafOff[l])
+		single = single && n == 1
+		if dense = dense && n == f.numTargets; dense {
+			for k := range n {
+				dense = dense && f.leafTarget[int(f.leafOff[l])+k] == int32(k)
+			}
+		}
+	}
+	switch {
+	case single:
+		return leavesSingle
+	case dense:
+		return leavesDense
+	}
+	return leavesGeneral
 }
 
 // down32 is the largest float32 <= t; up32 the smallest float32 >= t.

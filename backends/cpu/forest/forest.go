@@ -139,25 +139,35 @@ type Forest struct {
 	base                    []float64
 	float32Sum              bool
 
-	nodes    []node
-	thr64    []float64 // per node: the threshold for float64 inputs
-	roots    []int32   // per tree
-	depth    []int32   // per tree: edges on its longest root-to-leaf path
-	maxDepth int32
-	byDepth  []int32 // tree indices, deepest first
-	deeper   []int32 // deeper[d]: how many trees are deeper than d
-	general  bool    // some node needs the general loop
+	nodes        []node
+	thr64        []float64 // per node: the threshold for float64 inputs
+	roots        []int32   // per tree
+	depth        []int32   // per tree: edges on its longest root-to-leaf path
+	maxDepth     int32
+	byDepth      []int32 // tree indices, deepest first
+	depthPos     []int32 // tree index → its position in byDepth
+	rootsByDepth []int32 // roots in byDepth order
+	deeper       []int32 // deeper[d]: how many trees are deeper than d
+	general      bool    // some node needs the general loop
 
 	leafOff    []int32 // per leaf: start in leafTarget/leafW; len = leaves+1
 	leafTarget []int32
 	leafW64    []float64
 	leafW32    []float32
 	sets       []bitset
+	leafShape  uint8  // leavesSingle, leavesDense or leavesGeneral
 	scored     []bool // per target: does any leaf score it
 
 	scratch sync.Pool // *[]float64 accumulators
 	posPool sync.Pool // *[]int32, one node position per tree
 }
+
+// The layouts of leaf weights Build recognises, for faster accumulation.
+const (
+	leavesGeneral uint8 = iota // any lists
+	leavesSingle               // one weight per leaf (leaf l's at index l)
+	leavesDense                // NumTargets weights per leaf, targets in order
+)
 
 type bitset []uint64
 

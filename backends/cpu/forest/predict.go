@@ -147,6 +147,21 @@ func (f *Forest) finish(acc []float64, out []float32) {
 // NumTargets apart).
 func (f *Forest) add32(leaves []int32, out []float32) {
 	nt := f.numTargets
+	if f.leafShape == leavesSingle {
+		// One weight per leaf: leaf l's is at l.
+		w, tg := f.leafW32, f.leafTarget
+		if nt == 1 {
+			out = out[:len(leaves)]
+			for r, l := range leaves {
+				out[r] += w[l]
+			}
+			return
+		}
+		for r, l := range leaves {
+			out[r*nt+int(tg[l])] += w[l]
+		}
+		return
+	}
 	for r, l := range leaves {
 		o := out[r*nt : r*nt+nt]
 		for k := f.leafOff[l]; k < f.leafOff[l+1]; k++ {
@@ -157,6 +172,26 @@ func (f *Forest) add32(leaves []int32, out []float32) {
 
 func (f *Forest) add64(leaves []int32, acc []float64) {
 	nt := f.numTargets
+	if f.agg == Sum || f.agg == Average {
+		switch f.leafShape {
+		case leavesSingle:
+			w, tg := f.leafW64, f.leafTarget
+			for r, l := range leaves {
+				acc[r*nt+int(tg[l])] += w[l]
+			}
+			return
+		case leavesDense:
+			// nt weights per leaf, targets 0..nt-1 in order.
+			for r, l := range leaves {
+				a := acc[r*nt : r*nt+nt]
+				ws := f.leafW64[int(l)*nt : int(l)*nt+nt]
+				for k := range a {
+					a[k] += ws[k]
+				}
+			}
+			return
+		}
+	}
 	for r, l := range leaves {
 		a := acc[r*nt : r*nt+nt]
 		for k := f.leafOff[l]; k < f.leafOff[l+1]; k++ {
@@ -184,13 +219,20 @@ func (f *Forest) rowsByTrees(x []float32, rows int, out []float32, acc []float64
 	idx := *pos
 	for r := 0; r < rows; r++ {
 		row := x[r*nf : r*nf+nf]
-		for j, t := range f.byDepth {
-			idx[j] = f.roots[t]
-		}
+		copy(idx, f.rootsByDepth)
 		walkTreesVec(f.nodes, idx, f.deeper, row, !hasNaN(row))
-		// Back to tree order: idx[j] is tree byDepth[j]'s leaf.
+		if f.float32Sum && f.leafShape == leavesSingle && nt == 1 {
+			// The common XGBoost case: one float32 sum in tree order.
+			sum, w := out[r], f.leafW32
+			for _, j := range f.depthPos {
+				sum += w[f.leafIndex(idx[j])]
+			}
+			out[r] = sum
+			continue
+		}
+		// Back to tree order: idx[depthPos[t]] is tree t's leaf.
 		leaves := idx[len(f.roots):]
-		for j, t := range f.byDepth {
+		for t, j := range f.depthPos {
 			leaves[t] = f.leafIndex(idx[j])
 		}
 		if f.float32Sum {
