@@ -6,6 +6,7 @@ import (
 	"encoding/binary"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"math"
 	"strconv"
 	"testing"
@@ -351,6 +352,38 @@ func FuzzCheckDepth(f *testing.F) {
 		d := jsonDepth(body)
 		if got, want := err == nil, d <= int(limit); got != want {
 			t.Fatalf("checkDepth(%q, %d) = %v; the JSON is %d deep", body, limit, err, d)
+		}
+	})
+}
+
+// FuzzFastPredict checks /predict's fast path against the general one:
+// whatever body the fast path accepts, the general path must accept too
+// and decode to the same tensor, bit for bit.
+func FuzzFastPredict(f *testing.F) {
+	for _, s := range []string{
+		`{"features":[1,2,3,4]}`, `{"features": [[1, 2.5, -3e2, 4E-1], [0, -0, 1e38, 7]]}`,
+		` {"features":[0.1,0.2,0.30000000000000004,1e-46]} `, `{"features":[1,2,3]}`, `{"features":[01,2,3,4]}`,
+		`{"features":[1,2,3,1e39]}`, `{"features":[[1,2,3,4],]}`, `{"features":[1,2,3,4],"x":1}`,
+		"{\"features\":\t[1,\n2,\r3,4]\n}", `{"features":[1.,2,3,4]}`, `{"features":[-,2,3,4]}`,
+	} {
+		f.Add([]byte(s))
+	}
+	lim := Limits{MaxBodyBytes: 1 << 20, MaxTensorElements: 64, MaxJSONDepth: 8}
+	sp := backends.TensorSpec{Name: "x", DType: tensor.FP32, Shape: []int64{-1, 4}}
+	m := &backends.Model{Name: "m", Meta: &backends.Metadata{Inputs: []backends.TensorSpec{sp}}}
+	f.Fuzz(func(t *testing.T, body []byte) {
+		fast, ok := fastPredict(body, &sp, &lim)
+		if !ok {
+			return
+		}
+		var p fastjson.Parser
+		general, err := decodePredictJSON(&p, body, m, &lim)
+		if err != nil {
+			t.Fatalf("fast path accepted %q; general path: %v", body, err)
+		}
+		g := general[0]
+		if fmt.Sprint(g.Shape) != fmt.Sprint(fast.Shape) || !bytes.Equal(g.Data, fast.Data) {
+			t.Fatalf("%q: fast %v %v; general %v %v", body, fast.Shape, fast.Float32s(), g.Shape, g.Float32s())
 		}
 	})
 }

@@ -77,6 +77,17 @@ func predictInput(m *backends.Model) (int, error) {
 
 // decodePredict decodes {"features": ...} into the model's inputs.
 func decodePredict(p *fastjson.Parser, body []byte, m *backends.Model, lim *Limits) ([]*tensor.Tensor, error) {
+	if idx, err := predictInput(m); err == nil {
+		if t, ok := fastPredict(body, &m.Meta.Inputs[idx], lim); ok {
+			return prepareOne(m, t, "features")
+		}
+	}
+	return decodePredictJSON(p, body, m, lim)
+}
+
+// decodePredictJSON is decodePredict's general path: any body, through a
+// parsed JSON tree, with precise errors.
+func decodePredictJSON(p *fastjson.Parser, body []byte, m *backends.Model, lim *Limits) ([]*tensor.Tensor, error) {
 	v, err := parseJSON(p, body, lim)
 	if err != nil {
 		return nil, err

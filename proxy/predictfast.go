@@ -1,0 +1,148 @@
+package proxy
+
+import (
+	"math"
+	"unsafe"
+
+	"github.com/valyala/fastjson/fastfloat"
+
+	"github.com/coalesce-ml/coalesce/backends"
+	"github.com/coalesce-ml/coalesce/tensor"
+)
+
+// fastPredict decodes the common /predict body, {"features": [x, ...]} or
+// {"features": [[x, ...], ...]} of plain JSON numbers for a model whose
+// input is FP32 [-1, F], in one pass over the bytes without building a
+// JSON tree. It returns nil, false for anything else (other keys, nulls,
+// strings, NaN, a wrong row length, whitespace oddities are all fine to
+// refuse): the caller then takes the general path, which also gives the
+// precise error. Numbers are converted exactly as the general path does
+// (fastfloat.Parse, then float32), so both paths give identical tensors
+// (FuzzFastPredict checks it).
+func fastPredict(body []byte, sp *backends.TensorSpec, lim *Limits) (*tensor.Tensor, bool) {
+	if sp.DType != tensor.FP32 || len(sp.Shape) != 2 || sp.Shape[1] <= 0 || lim.MaxJSONDepth < 3 {
+		return nil, false
+	}
+	f := int(sp.Shape[1])
+	i := skipSpace(body, 0)
+	const key = `{"features"`
+	if len(body)-i < len(key) || string(body[i:i+len(key)]) != key {
+		return nil, false
+	}
+	i = skipSpace(body, i+len(key))
+	if i >= len(body) || body[i] != ':' {
+		return nil, false
+	}
+	i = skipSpace(body, i+1)
+	if i >= len(body) || body[i] != '[' {
+		return nil, false
+	}
+	i = skipSpace(body, i+1)
+	nested := i < len(body) && body[i] == '['
+	var row [64]float32 // a row of up to 64 features parses without allocating
+	data := row[:0]
+	rows := 0
+	for {
+		if nested {
+			if i >= len(body) || body[i] != '[' {
+				return nil, false
+			}
+			i = skipSpace(body, i+1)
+		}
+		if (rows+1)*f > lim.MaxTensorElements {
+			return nil, false
+		}
+		for k := 0; k < f; k++ {
+			j := scanNumber(body, i)
+			if j < 0 {
+				return nil, false
+			}
+			x, err := fastfloat.Parse(unsafe.String(&body[i], j-i))
+			y := float32(x)
+			if err != nil || (!lim.AllowNonFinite && (x != x || math.IsInf(float64(y), 0))) {
+				return nil, false
+			}
+			data = append(data, y)
+			i = skipSpace(body, j)
+			if k < f-1 {
+				if i >= len(body) || body[i] != ',' {
+					return nil, false
+				}
+				i = skipSpace(body, i+1)
+			}
+		}
+		if i >= len(body) || body[i] != ']' {
+			return nil, false
+		}
+		i = skipSpace(body, i+1)
+		rows++
+		if !nested {
+			break
+		}
+		if i < len(body) && body[i] == ',' {
+			i = skipSpace(body, i+1)
+			continue
+		}
+		if i >= len(body) || body[i] != ']' {
+			return nil, false
+		}
+		i = skipSpace(body, i+1)
+		break
+	}
+	if i >= len(body) || body[i] != '}' || skipSpace(body, i+1) != len(body) {
+		return nil, false
+	}
+	t := tensor.New(sp.Name, tensor.FP32, []int64{int64(rows), int64(f)})
+	copy(t.Float32s(), data)
+	return t, true
+}
+
+// skipSpace returns the index of the first non-whitespace byte at or after i.
+func skipSpace(b []byte, i int) int {
+	for i < len(b) && (b[i] == ' ' || b[i] == '\n' || b[i] == '\r' || b[i] == '\t') {
+		i++
+	}
+	return i
+}
+
+// scanNumber returns the end of the strict JSON number starting at i
+// (-?(0|[1-9][0-9]*)(.[0-9]+)?([eE][+-]?[0-9]+)?), or -1.
+func scanNumber(b []byte, i int) int {
+	if i < len(b) && b[i] == '-' {
+		i++
+	}
+	switch {
+	case i < len(b) && b[i] == '0':
+		i++
+	case i < len(b) && b[i] >= '1' && b[i] <= '9':
+		for i < len(b) && b[i] >= '0' && b[i] <= '9' {
+			i++
+		}
+	default:
+		return -1
+	}
+	if i < len(b) && b[i] == '.' {
+		i++
+		start := i
+		for i < len(b) && b[i] >= '0' && b[i] <= '9' {
+			i++
+		}
+		if i == start {
+			return -1
+		}
+	}
+	if i < len(b) && (b[i] == 'e' || b[i] == 'E') {
+		i++
+		if i < len(b) && (b[i] == '+' || b[i] == '-') {
+			i++
+		}
+		start := i
+		for i < len(b) && b[i] >= '0' && b[i] <= '9' {
+			i++
+		}
+		if i == start {
+			return -1
+		}
+	}
+	return i
+}
