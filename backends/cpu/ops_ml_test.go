@@ -14,31 +14,9 @@ import (
 )
 
 // mlModel builds a model holding one ai.onnx.ml node named "n" (ai.onnx.ml
-// opset ml) with outputs y0.., graph inputs declared with their exact
-// shapes, constants for cst args.
+// opset ml), as oneNode does for ai.onnx.
 func mlModel(ml int64, op string, args []arg, nOut int, attrs ...[]byte) []byte {
-	m := newMLModel(ml)
-	var names, outs []string
-	for _, a := range args {
-		names = append(names, a.name)
-		switch {
-		case a.name == "":
-		case a.konst:
-			m.init(a.name, a.t)
-		default:
-			dims := make([]any, len(a.t.Shape))
-			for i, d := range a.t.Shape {
-				dims[i] = d
-			}
-			m.input(a.name, elemOf(a.t.DType), dims...)
-		}
-	}
-	for i := range nOut {
-		outs = append(outs, fmt.Sprintf("y%d", i))
-		m.output(outs[i])
-	}
-	m.mlNode("n", op, names, outs, attrs...)
-	return m.bytes()
+	return oneNodeIn(newMLModel(ml), (*modelBuilder).mlNode, op, args, nOut, attrs...)
 }
 
 func strT(shape []int64, ss ...string) *tensor.Tensor { return tensor.FromStrings("", shape, ss) }

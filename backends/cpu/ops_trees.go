@@ -125,18 +125,6 @@ func floatsAttr(as attrs, name string) ([]float64, bool, error) {
 	return out, true, nil
 }
 
-func stringsAttr(as attrs, name string) ([]string, bool, error) {
-	a, err := as.get(name, attrStrings)
-	if a == nil || err != nil {
-		return nil, false, err
-	}
-	out := make([]string, len(a.strings))
-	for i, s := range a.strings {
-		out[i] = string(s)
-	}
-	return out, true, nil
-}
-
 // leafWeights are the (tree, node, target, weight) lists of class_* or
 // target_* attributes.
 type leafWeights struct {
@@ -187,7 +175,7 @@ func buildTrees(as attrs, features, targets int, lw leafWeights, o forest.Option
 	if err != nil {
 		return nil, err
 	}
-	modes, _, err := stringsAttr(as, "nodes_modes")
+	modes, _, err := as.strs("nodes_modes")
 	if err != nil {
 		return nil, err
 	}
@@ -464,7 +452,7 @@ func compileTreeClassifier(c *opCtx) (kernel, error) {
 	if err != nil {
 		return nil, err
 	}
-	strs, hasStrs, err := stringsAttr(as, "classlabels_strings")
+	strs, hasStrs, err := as.strs("classlabels_strings")
 	if err != nil {
 		return nil, err
 	}

@@ -238,7 +238,13 @@ func cst(name string, t *tensor.Tensor) arg { return arg{name: name, t: t, konst
 // oneNode builds a model holding one node named "n" with outputs y0..,
 // graph inputs declared with their exact shapes.
 func oneNode(opset int64, op string, args []arg, nOut int, attrs ...[]byte) []byte {
-	m := newModel(opset)
+	return oneNodeIn(newModel(opset), (*modelBuilder).node, op, args, nOut, attrs...)
+}
+
+// oneNodeIn adds to m the graph inputs and constants of args, outputs
+// y0.., and one node named "n" added by addNode.
+func oneNodeIn(m *modelBuilder, addNode func(m *modelBuilder, name, op string, ins, outs []string, attrs ...[]byte) *modelBuilder,
+	op string, args []arg, nOut int, attrs ...[]byte) []byte {
 	var names, outs []string
 	for _, a := range args {
 		names = append(names, a.name)
@@ -258,7 +264,7 @@ func oneNode(opset int64, op string, args []arg, nOut int, attrs ...[]byte) []by
 		outs = append(outs, fmt.Sprintf("y%d", i))
 		m.output(outs[i])
 	}
-	m.node("n", op, names, outs, attrs...)
+	addNode(m, "n", op, names, outs, attrs...)
 	return m.bytes()
 }
 

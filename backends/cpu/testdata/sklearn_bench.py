@@ -25,6 +25,10 @@ Each figure is the median of REPEATS timed runs of about TARGET_SECONDS.
 import os
 import sys
 
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+sys.dont_write_bytecode = True  # no __pycache__ next to the scripts
+import benchkit  # noqa: E402
+
 os.environ["OMP_NUM_THREADS"] = "1"
 os.environ["OPENBLAS_NUM_THREADS"] = "1"
 sys.dont_write_bytecode = True  # importing the make_model scripts must not leave __pycache__ in models/
@@ -47,16 +51,7 @@ TARGET_SECONDS = 0.5  # length of one timed run
 
 def time_call(fn, target=TARGET_SECONDS):
     """Returns seconds per call of fn, timed over about target seconds."""
-    n = 1
-    while True:
-        start = time.perf_counter()
-        for _ in range(n):
-            fn()
-        elapsed = time.perf_counter() - start
-        if elapsed >= target:
-            return elapsed / n
-        n = max(n * 2, int(n * target / max(elapsed, 1e-9)))
-
+    return benchkit.time_call(fn, target)
 
 def load_make_model(name):
     path = os.path.join(MODELS, name, "make_model.py")

@@ -21,6 +21,10 @@ the CPU.
 import os
 import sys
 
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+sys.dont_write_bytecode = True  # no __pycache__ next to the scripts
+import benchkit  # noqa: E402
+
 os.environ.pop("OPENBLAS_CORETYPE", None)  # before torch loads OpenBLAS
 os.environ["OPENBLAS_NUM_THREADS"] = "1"
 
@@ -66,16 +70,7 @@ def load(path):
 
 def time_call(fn, target=TARGET_SECONDS):
     """Returns seconds per call of fn, timed over about target seconds."""
-    n = 1
-    while True:
-        start = time.perf_counter()
-        for _ in range(n):
-            fn()
-        elapsed = time.perf_counter() - start
-        if elapsed >= target:
-            return elapsed / n
-        n = max(n * 2, int(n * target / max(elapsed, 1e-9)))
-
+    return benchkit.time_call(fn, target)
 
 def main():
     path = sys.argv[1] if len(sys.argv) > 1 else DEFAULT_MODEL

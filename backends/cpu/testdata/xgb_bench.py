@@ -26,6 +26,10 @@ import json
 import os
 import sys
 
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+sys.dont_write_bytecode = True  # no __pycache__ next to the scripts
+import benchkit  # noqa: E402
+
 os.environ["OMP_NUM_THREADS"] = "1"  # before xgboost loads its OpenMP runtime
 
 import statistics  # noqa: E402
@@ -45,16 +49,7 @@ TARGET_SECONDS = 0.5  # length of one timed run
 
 def time_call(fn, target=TARGET_SECONDS):
     """Returns seconds per call of fn, timed over about target seconds."""
-    n = 1
-    while True:
-        start = time.perf_counter()
-        for _ in range(n):
-            fn()
-        elapsed = time.perf_counter() - start
-        if elapsed >= target:
-            return elapsed / n
-        n = max(n * 2, int(n * target / max(elapsed, 1e-9)))
-
+    return benchkit.time_call(fn, target)
 
 def check_golden(booster, path):
     """The loaded model reproduces golden.json (same file the Go side checks)."""
