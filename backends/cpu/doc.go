@@ -61,6 +61,22 @@
 // labels in Keys (int64 labels in decimal). A ZipMap output read by
 // another node, or any other non-tensor output, is a load error.
 //
+// # Tree models
+//
+// TreeEnsembleClassifier and TreeEnsembleRegressor (ops_trees.go) read
+// their nodes_* and class_*/target_* attributes once per node into a
+// forest.Forest (package forest: flat breadth-first nodes, thresholds
+// rewritten exactly for float32 and float64 inputs, level-wise walks,
+// AVX-512 gathers where the CPU has them), shared by the plans of every
+// batch size. XGBoost JSON (model.json) and LightGBM text (model.txt)
+// files are read by forest/xgboost and forest/lightgbm into the same
+// forest and served without conversion (native.go): a one-node graph
+// with one input (FP32 or FP64 rows) and the outputs label,
+// probabilities and margin (classifiers) or prediction and margin
+// (regressors), named in the model's config.yaml (Loaders). Inputs of
+// tree models and of graphs with an Imputer take NaN as a missing value
+// (backends.TensorSpec.Missing).
+//
 // # Per-call cost
 //
 // A call takes an idle worker, looks its plan up (the worker remembers the
