@@ -13,11 +13,16 @@
 // ensemble runs one specialised loop; equality, category-set and
 // LightGBM's zero-as-missing nodes take a general loop.
 //
-// Predict walks a block of rows through one tree at a time (the tree stays
-// in cache) with four walks interleaved so that their load latencies
-// overlap; a single row walks four trees at a time instead. Leaf weights
-// are added per row in tree order, in float64, or in float32 when the
-// source does so (XGBoost), which makes margins bit-exact with the source.
+// Predict walks a block of up to 64 rows through one tree at a time (the
+// tree stays in cache), one level at a time for all the rows, so that the
+// rows' steps are independent and their loads overlap; a leaf points at
+// itself, so every row takes the tree's depth in steps without a branch.
+// With AVX-512 (walk_amd64.s) 16 rows step at once with gathers; a single
+// row walks every tree at once instead, deepest trees first, 16 trees per
+// gather step. Rows without NaN take a loop without the missing-value
+// check. Leaf weights are added per row in tree order, in float64, or in
+// float32 from the base when the source does so (XGBoost), which makes
+// margins bit-exact with the source.
 package forest
 
 import (
