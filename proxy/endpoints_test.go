@@ -2,7 +2,6 @@ package proxy
 
 import (
 	"encoding/binary"
-	"encoding/json"
 	"math"
 	"strconv"
 	"strings"
@@ -13,11 +12,7 @@ import (
 // in-memory listener, with exact expected bodies.
 func TestEndpoints(t *testing.T) {
 	_, c, _ := testServer(t)
-	tests := []struct {
-		name, method, path, body string
-		status                   int
-		want                     string // exact body; "" = empty body
-	}{
+	tests := []endpointCase{
 		{"predict one row", "POST", "/predict", `{"features":[1,5,2,3]}`, 200, `{"prediction":["b"]}`},
 		{"predict rows", "POST", "/predict", `{"features":[[1,5,2,3],[9,0,0,0]]}`, 200, `{"prediction":["b","a"]}`},
 		{"predict other model", "POST", "/predict?model=multi", `{"features":[[1,2]]}`, 400, `{"error":"model multi has 2 inputs and /predict fills one; want the KServe V2 or TF Serving endpoint, or predict.input in the model's config.yaml"}`},
@@ -52,21 +47,7 @@ func TestEndpoints(t *testing.T) {
 		{"tfs predict columnar single input", "POST", "/v1/models/double:predict", `{"inputs":[[1,0,0,0]]}`, 200,
 			`{"outputs":{"y":[[2,0,0,0]],"cls":[0]}}`},
 	}
-	for _, tt := range tests {
-		t.Run(tt.name, func(t *testing.T) {
-			var body []byte
-			if tt.body != "" {
-				body = []byte(tt.body)
-			}
-			r := do(t, c, tt.method, tt.path, body)
-			if r.status != tt.status || r.body != tt.want {
-				t.Errorf("%s %s = %d %s; want %d %s", tt.method, tt.path, r.status, r.body, tt.status, tt.want)
-			}
-			if r.body != "" && !json.Valid([]byte(r.body)) {
-				t.Errorf("body is not valid JSON: %s", r.body)
-			}
-		})
-	}
+	runEndpointCases(t, c, tests)
 }
 
 func TestV2BinaryTensors(t *testing.T) {

@@ -2,6 +2,7 @@ package proxy
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -9,6 +10,7 @@ import (
 	"net"
 	"os"
 	"path/filepath"
+	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -354,4 +356,69 @@ func doErr(c *fasthttp.HostClient, method, path string, body []byte, headers ...
 		}
 	}
 	return r, nil
+}
+
+// endpointCase is one request and its exact answer; want "" is an empty
+// body.
+type endpointCase struct {
+	name, method, path, body string
+	status                   int
+	want                     string
+}
+
+// runEndpointCases sends each case and checks status and exact body, and
+// that a non-empty body is valid JSON.
+func runEndpointCases(t *testing.T, c *fasthttp.HostClient, tests []endpointCase) {
+	t.Helper()
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			var body []byte
+			if tt.body != "" {
+				body = []byte(tt.body)
+			}
+			r := do(t, c, tt.method, tt.path, body)
+			if r.status != tt.status || r.body != tt.want {
+				t.Errorf("%s %s = %d %s; want %d %s", tt.method, tt.path, r.status, r.body, tt.status, tt.want)
+			}
+			if r.body != "" && !json.Valid([]byte(r.body)) {
+				t.Errorf("body is not valid JSON: %s", r.body)
+			}
+		})
+	}
+}
+
+// runConcurrent sends goroutines × perGoroutine requests from concurrent
+// goroutines, request i of goroutine g built by next, each of which must
+// get exactly its own 200 answer; it reports the first ten failures.
+func runConcurrent(t *testing.T, c *fasthttp.HostClient, goroutines, perGoroutine int,
+	next func(g, i int) (path string, body []byte, headers []string, want string)) {
+	t.Helper()
+	var wg sync.WaitGroup
+	errs := make(chan error, goroutines*perGoroutine)
+	for g := range goroutines {
+		wg.Go(func() {
+			for i := range perGoroutine {
+				path, body, headers, want := next(g, i)
+				r, err := doErr(c, "POST", path, body, headers...)
+				if err != nil {
+					errs <- err
+					continue
+				}
+				if r.status != 200 || r.body != want {
+					errs <- fmt.Errorf("goroutine %d request %d: POST %s = %d %q; want 200 %q", g, i, path, r.status, r.body, want)
+				}
+			}
+		})
+	}
+	wg.Wait()
+	close(errs)
+	n := 0
+	for err := range errs {
+		if n++; n <= 10 {
+			t.Error(err)
+		}
+	}
+	if n > 10 {
+		t.Errorf("... and %d more errors", n-10)
+	}
 }

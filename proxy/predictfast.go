@@ -30,24 +30,24 @@ func fastPredict(body []byte, sp *backends.TensorSpec, lim *Limits) (*tensor.Ten
 		return nil, false
 	}
 	i = skipSpace(body, i+len(key))
-	if i >= len(body) || body[i] != ':' {
+	// eat consumes byte c and the whitespace after it, or reports false.
+	eat := func(c byte) bool {
+		if i >= len(body) || body[i] != c {
+			return false
+		}
+		i = skipSpace(body, i+1)
+		return true
+	}
+	if !eat(':') || !eat('[') {
 		return nil, false
 	}
-	i = skipSpace(body, i+1)
-	if i >= len(body) || body[i] != '[' {
-		return nil, false
-	}
-	i = skipSpace(body, i+1)
 	nested := i < len(body) && body[i] == '['
 	var row [64]float32 // a row of up to 64 features parses without allocating
 	data := row[:0]
 	rows := 0
 	for {
-		if nested {
-			if i >= len(body) || body[i] != '[' {
-				return nil, false
-			}
-			i = skipSpace(body, i+1)
+		if nested && !eat('[') {
+			return nil, false
 		}
 		if (rows+1)*f > lim.MaxTensorElements {
 			return nil, false
@@ -64,32 +64,19 @@ func fastPredict(body []byte, sp *backends.TensorSpec, lim *Limits) (*tensor.Ten
 			}
 			data = append(data, y)
 			i = skipSpace(body, j)
-			if k < f-1 {
-				if i >= len(body) || body[i] != ',' {
-					return nil, false
-				}
-				i = skipSpace(body, i+1)
+			if k < f-1 && !eat(',') {
+				return nil, false
 			}
 		}
-		if i >= len(body) || body[i] != ']' {
+		if !eat(']') {
 			return nil, false
 		}
-		i = skipSpace(body, i+1)
 		rows++
-		if !nested {
+		if !nested || !eat(',') {
 			break
 		}
-		if i < len(body) && body[i] == ',' {
-			i = skipSpace(body, i+1)
-			continue
-		}
-		if i >= len(body) || body[i] != ']' {
-			return nil, false
-		}
-		i = skipSpace(body, i+1)
-		break
 	}
-	if i >= len(body) || body[i] != '}' || skipSpace(body, i+1) != len(body) {
+	if (nested && !eat(']')) || !eat('}') || i != len(body) {
 		return nil, false
 	}
 	t := tensor.New(sp.Name, tensor.FP32, []int64{int64(rows), int64(f)})

@@ -4,12 +4,10 @@ import (
 	"bytes"
 	"encoding/binary"
 	"encoding/json"
-	"fmt"
 	"math"
 	"regexp"
 	"strconv"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -281,32 +279,5 @@ func concurrentCase(g, i int) (path string, body []byte, headers []string, want 
 func TestConcurrentRequests(t *testing.T) {
 	_, c, _ := testServer(t)
 	const goroutines, perGoroutine = 8, 50
-	var wg sync.WaitGroup
-	errs := make(chan error, goroutines*perGoroutine)
-	for g := range goroutines {
-		wg.Go(func() {
-			for i := range perGoroutine {
-				path, body, headers, want := concurrentCase(g, i)
-				r, err := doErr(c, "POST", path, body, headers...)
-				if err != nil {
-					errs <- err
-					continue
-				}
-				if r.status != 200 || r.body != want {
-					errs <- fmt.Errorf("goroutine %d request %d: POST %s = %d %q; want 200 %q", g, i, path, r.status, r.body, want)
-				}
-			}
-		})
-	}
-	wg.Wait()
-	close(errs)
-	n := 0
-	for err := range errs {
-		if n++; n <= 10 {
-			t.Error(err)
-		}
-	}
-	if n > 10 {
-		t.Errorf("... and %d more errors", n-10)
-	}
+	runConcurrent(t, c, goroutines, perGoroutine, concurrentCase)
 }

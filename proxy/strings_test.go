@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"strconv"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -28,11 +27,7 @@ func strBlob(v ...string) string {
 // through every JSON protocol, with exact expected bodies.
 func TestStringAndMapEndpoints(t *testing.T) {
 	_, c, _ := testServer(t)
-	tests := []struct {
-		name, method, path, body string
-		status                   int
-		want                     string
-	}{
+	tests := []endpointCase{
 		// BYTES in and out: the strs model.
 		{"predict one row of strings", "POST", "/predict?model=strs", `{"features":["ab","c"]}`, 200, `{"prediction":["ab+c"]}`},
 		{"predict rows, escapes and unicode", "POST", "/predict?model=strs", `{"features":[["a\"b","\u00e9\\"],["x\n","\ud83d\ude00"]]}`, 200,
@@ -88,21 +83,7 @@ func TestStringAndMapEndpoints(t *testing.T) {
 		{"broken BYTES output", "POST", "/predict?model=badbytes", `{"features":[1]}`, 500,
 			`{"error":"model badbytes version 1: output: tensor \"y\": BYTES data: element 0: length 9 runs past the end of the data (1 bytes left): tensor: shape mismatch"}`},
 	}
-	for _, tt := range tests {
-		t.Run(tt.name, func(t *testing.T) {
-			var body []byte
-			if tt.body != "" {
-				body = []byte(tt.body)
-			}
-			r := do(t, c, tt.method, tt.path, body)
-			if r.status != tt.status || r.body != tt.want {
-				t.Errorf("%s %s = %d %s; want %d %s", tt.method, tt.path, r.status, r.body, tt.status, tt.want)
-			}
-			if r.body != "" && !json.Valid([]byte(r.body)) {
-				t.Errorf("body is not valid JSON: %s", r.body)
-			}
-		})
-	}
+	runEndpointCases(t, c, tests)
 }
 
 // TestV2BinaryStrings sends and receives BYTES tensors in the binary
@@ -165,34 +146,7 @@ func TestConcurrentStrings(t *testing.T) {
 	fb := m.Backend.(*fakeBackend)
 	fb.delay.Store(int64(2 * time.Millisecond))
 	const goroutines, perGoroutine = 8, 20
-	var wg sync.WaitGroup
-	errs := make(chan error, goroutines*perGoroutine)
-	for g := range goroutines {
-		wg.Go(func() {
-			for i := range perGoroutine {
-				path, body, headers, want := stringCase(g, i)
-				r, err := doErr(c, "POST", path, body, headers...)
-				if err != nil {
-					errs <- err
-					continue
-				}
-				if r.status != 200 || r.body != want {
-					errs <- fmt.Errorf("goroutine %d request %d: POST %s = %d %q; want 200 %q", g, i, path, r.status, r.body, want)
-				}
-			}
-		})
-	}
-	wg.Wait()
-	close(errs)
-	n := 0
-	for err := range errs {
-		if n++; n <= 10 {
-			t.Error(err)
-		}
-	}
-	if n > 10 {
-		t.Errorf("... and %d more errors", n-10)
-	}
+	runConcurrent(t, c, goroutines, perGoroutine, stringCase)
 	t.Logf("%d backend calls for %d requests, largest batch %d rows", fb.calls.Load(), goroutines*perGoroutine, fb.maxRows.Load())
 	if calls := fb.calls.Load(); calls >= goroutines*perGoroutine {
 		t.Errorf("%d backend calls for %d requests; want fewer (requests merged into batches)", calls, goroutines*perGoroutine)

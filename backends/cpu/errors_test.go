@@ -8,24 +8,31 @@ import (
 	"github.com/coalesce-ml/coalesce/tensor"
 )
 
+// expectLoadError runs a subtest checking that LoadBytes fails on model
+// with an error wrapping sentinel and containing want.
+func expectLoadError(t *testing.T, name string, model []byte, sentinel error, want string) {
+	t.Helper()
+	t.Run(name, func(t *testing.T) {
+		_, err := LoadBytes(model, Options{})
+		if err == nil {
+			t.Fatalf("LoadBytes succeeded, want error containing %q", want)
+		}
+		if !errors.Is(err, sentinel) {
+			t.Errorf("LoadBytes error %q does not wrap %v", err, sentinel)
+		}
+		if !strings.Contains(err.Error(), want) {
+			t.Errorf("LoadBytes error %q does not contain %q", err, want)
+		}
+	})
+}
+
 // TestLoadErrors checks that models this engine cannot run correctly fail
 // at load with an error that names the node or the problem.
 func TestLoadErrors(t *testing.T) {
 	w := tensor.New("", tensor.FP32, sh(256, 65))
 	f := func(name string, model []byte, sentinel error, want string) {
 		t.Helper()
-		t.Run(name, func(t *testing.T) {
-			_, err := LoadBytes(model, Options{})
-			if err == nil {
-				t.Fatalf("LoadBytes succeeded, want error containing %q", want)
-			}
-			if !errors.Is(err, sentinel) {
-				t.Errorf("LoadBytes error %q does not wrap %v", err, sentinel)
-			}
-			if !strings.Contains(err.Error(), want) {
-				t.Errorf("LoadBytes error %q does not contain %q", err, want)
-			}
-		})
+		expectLoadError(t, name, model, sentinel, want)
 	}
 	gemm := func(attrs ...[]byte) []byte {
 		return newModel(13).input("x", tFloat, "N", 64).output("y").init("W", tensor.New("", tensor.FP32, sh(10, 64))).

@@ -2,6 +2,7 @@ package cpu
 
 import (
 	"fmt"
+	"sync"
 
 	"github.com/coalesce-ml/coalesce/backends"
 	"github.com/coalesce-ml/coalesce/tensor"
@@ -75,6 +76,20 @@ type node struct {
 	scale float32
 	bias  *tensor.Tensor
 	relu  bool
+	// prepared holds what an operator derives once from its attributes
+	// and shares between the plans of every batch size (the tree
+	// ensembles' forest).
+	prepared struct {
+		once sync.Once
+		v    any
+		err  error
+	}
+}
+
+// prepare returns build's result, computed on the first call only.
+func (n *node) prepare(build func() (any, error)) (any, error) {
+	n.prepared.once.Do(func() { n.prepared.v, n.prepared.err = build() })
+	return n.prepared.v, n.prepared.err
 }
 
 // String names the node for error messages: node "/fc1/Gemm" (Gemm).

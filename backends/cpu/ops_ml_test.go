@@ -662,18 +662,7 @@ func TestMLLoadErrors(t *testing.T) {
 	x := f32(sh(2, 2), 1, 2, 3, 4)
 	f := func(name string, model []byte, sentinel error, want string) {
 		t.Helper()
-		t.Run(name, func(t *testing.T) {
-			_, err := LoadBytes(model, Options{})
-			if err == nil {
-				t.Fatalf("LoadBytes succeeded, want error containing %q", want)
-			}
-			if !errors.Is(err, sentinel) {
-				t.Errorf("LoadBytes error %q does not wrap %v", err, sentinel)
-			}
-			if !strings.Contains(err.Error(), want) {
-				t.Errorf("LoadBytes error %q does not contain %q", err, want)
-			}
-		})
+		expectLoadError(t, name, model, sentinel, want)
 	}
 	one := func(op string, attrs ...[]byte) []byte { return mlModel(1, op, []arg{in("x", x)}, 1, attrs...) }
 	lc := func(attrs ...[]byte) []byte { return mlModel(1, "LinearClassifier", []arg{in("x", x)}, 2, attrs...) }

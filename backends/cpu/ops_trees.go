@@ -72,21 +72,45 @@ type treeEnsemble struct {
 	allPositive bool // every weight >= 0
 }
 
-// treeCache holds the ensemble built for each tree node, shared by the
-// plans of all batch sizes.
-var treeCache sync.Map // *node → *treeResult
-
-type treeResult struct {
-	once sync.Once
-	te   *treeEnsemble
-	err  error
+// treeEnsemble builds the node's ensemble once; the plans of every batch
+// size share it.
+func (c *opCtx) treeEnsemble(build func() (*treeEnsemble, error)) (*treeEnsemble, error) {
+	v, err := c.n.prepare(func() (any, error) { return build() })
+	if err != nil {
+		return nil, err
+	}
+	return v.(*treeEnsemble), nil
 }
 
-func (c *opCtx) treeEnsemble(build func() (*treeEnsemble, error)) (*treeEnsemble, error) {
-	v, _ := treeCache.LoadOrStore(c.n, &treeResult{})
-	r := v.(*treeResult)
-	r.once.Do(func() { r.te, r.err = build() })
-	return r.te, r.err
+// attrReader reads attributes, keeping the first error, so that a run of
+// reads is checked once.
+type attrReader struct {
+	as  attrs
+	err error
+}
+
+func (r *attrReader) ints(name string) []int64 {
+	v, _, err := r.as.ints(name)
+	r.keep(err)
+	return v
+}
+
+func (r *attrReader) floats(name string) []float64 {
+	v, _, err := floatsAttr(r.as, name)
+	r.keep(err)
+	return v
+}
+
+func (r *attrReader) strs(name string) []string {
+	v, _, err := r.as.strs(name)
+	r.keep(err)
+	return v
+}
+
+func (r *attrReader) keep(err error) {
+	if r.err == nil {
+		r.err = err
+	}
 }
 
 // floatsAttr returns the FLOATS attribute name, or its name_as_tensor
@@ -133,19 +157,11 @@ type leafWeights struct {
 }
 
 func readLeafWeights(as attrs, prefix, idName string) (leafWeights, error) {
-	var lw leafWeights
-	var err error
-	if lw.trees, _, err = as.ints(prefix + "_treeids"); err != nil {
-		return lw, err
-	}
-	if lw.nodes, _, err = as.ints(prefix + "_nodeids"); err != nil {
-		return lw, err
-	}
-	if lw.ids, _, err = as.ints(idName); err != nil {
-		return lw, err
-	}
-	if lw.weights, _, err = floatsAttr(as, prefix+"_weights"); err != nil {
-		return lw, err
+	r := attrReader{as: as}
+	lw := leafWeights{trees: r.ints(prefix + "_treeids"), nodes: r.ints(prefix + "_nodeids"),
+		ids: r.ints(idName), weights: r.floats(prefix + "_weights")}
+	if r.err != nil {
+		return lw, r.err
 	}
 	n := len(lw.trees)
 	if len(lw.nodes) != n || len(lw.ids) != n || len(lw.weights) != n {
@@ -163,35 +179,14 @@ var nodeModes = map[string]forest.Mode{
 // buildTrees reads the nodes_* attributes and the leaf weights into a
 // forest over features inputs and targets outputs.
 func buildTrees(as attrs, features, targets int, lw leafWeights, o forest.Options) (*forest.Forest, error) {
-	treeIDs, _, err := as.ints("nodes_treeids")
-	if err != nil {
-		return nil, err
-	}
-	nodeIDs, _, err := as.ints("nodes_nodeids")
-	if err != nil {
-		return nil, err
-	}
-	featIDs, _, err := as.ints("nodes_featureids")
-	if err != nil {
-		return nil, err
-	}
-	modes, _, err := as.strs("nodes_modes")
-	if err != nil {
-		return nil, err
-	}
-	values, _, err := floatsAttr(as, "nodes_values")
-	if err != nil {
-		return nil, err
-	}
-	trueIDs, _, err := as.ints("nodes_truenodeids")
-	if err != nil {
-		return nil, err
-	}
-	falseIDs, _, err := as.ints("nodes_falsenodeids")
-	if err != nil {
-		return nil, err
-	}
+	r := attrReader{as: as}
+	treeIDs, nodeIDs, featIDs := r.ints("nodes_treeids"), r.ints("nodes_nodeids"), r.ints("nodes_featureids")
+	modes, values := r.strs("nodes_modes"), r.floats("nodes_values")
+	trueIDs, falseIDs := r.ints("nodes_truenodeids"), r.ints("nodes_falsenodeids")
 	missing, hasMissing, err := as.ints("nodes_missing_value_tracks_true")
+	if r.err != nil {
+		return nil, r.err
+	}
 	if err != nil {
 		return nil, err
 	}
@@ -504,10 +499,7 @@ func compileTreeClassifier(c *opCtx) (kernel, error) {
 	labels := ints
 	if hasStrs {
 		labelDT = tensor.Bytes
-		labels = make([]int64, len(strs))
-		for i, s := range strs {
-			labels[i] = c.stringID(s)
-		}
+		labels = c.stringIDs(strs)
 	}
 	c.setOut(0, labelDT, []int64{n})
 	c.setOut(1, tensor.FP32, []int64{n, int64(classes)})
