@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"math"
 	"strconv"
+	"unsafe"
 
 	"github.com/valyala/fastjson"
 
@@ -95,6 +96,14 @@ type jsonFiller struct {
 	// missing: the input takes missing values (backends.TensorSpec.Missing):
 	// null is NaN and NaN is accepted whatever lim.AllowNonFinite says.
 	missing bool
+	num     []byte // the text of the number being converted (numText)
+}
+
+// numText returns the text of v, a JSON number, in a buffer reused by the
+// next call.
+func (f *jsonFiller) numText(v *fastjson.Value) string {
+	f.num = v.MarshalTo(f.num[:0])
+	return unsafe.String(unsafe.SliceData(f.num), len(f.num))
 }
 
 // fillFlat writes every leaf of v, at any nesting, in row-major order
@@ -141,9 +150,9 @@ func (f *jsonFiller) fillShaped(v *fastjson.Value, shape []int64, path []byte) e
 				}
 				continue
 			}
-			x, err := e.Float64()
+			x, err := parseFloatText(f.numText(e), 32)
 			y := float32(x)
-			if err != nil || (!f.lim.AllowNonFinite && (x != x || math.IsInf(float64(y), 0))) {
+			if err != nil || (!f.lim.AllowNonFinite && (x != x || isInf32(y))) {
 				if err := f.put(e); err != nil {
 					return err
 				}
@@ -200,11 +209,19 @@ func (f *jsonFiller) put(v *fastjson.Value) error {
 	}
 	switch dt {
 	case tensor.FP32, tensor.FP64, tensor.FP16, tensor.BF16:
-		x, err := v.Float64()
+		bits := 64
+		if dt == tensor.FP32 {
+			bits = 32
+		}
+		text := f.numText(v)
+		x, err := parseFloatText(text, bits)
 		if err != nil {
-			return badRequest("%s: element %d is not a number (%s); want a number for datatype %s", f.field, i, err, dt)
+			return badRequest("%s: element %d is not a number (%s); want a number for datatype %s", f.field, i, text, dt)
 		}
 		if !f.lim.AllowNonFinite && ((math.IsNaN(x) && !f.missing) || math.IsInf(x, 0)) {
+			if x64, err := parseFloatText(text, 64); err == nil && !math.IsInf(x64, 0) && !math.IsNaN(x64) {
+				return badRequest("%s: element %d is %v, which overflows %s to %v; want a finite number in range (limits.allow_non_finite)", f.field, i, x64, dt, x)
+			}
 			return badRequest("%s: element %d is %v; want a finite number (NaN and Inf are rejected: limits.allow_non_finite)", f.field, i, x)
 		}
 		if dt == tensor.FP32 {

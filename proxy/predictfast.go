@@ -1,11 +1,6 @@
 package proxy
 
 import (
-	"math"
-	"unsafe"
-
-	"github.com/valyala/fastjson/fastfloat"
-
 	"github.com/coalesce-ml/coalesce/backends"
 	"github.com/coalesce-ml/coalesce/tensor"
 )
@@ -16,8 +11,8 @@ import (
 // JSON tree. It returns nil, false for anything else (other keys, nulls,
 // strings, NaN, a wrong row length, whitespace oddities are all fine to
 // refuse): the caller then takes the general path, which also gives the
-// precise error. Numbers are converted exactly as the general path does
-// (fastfloat.Parse, then float32), so both paths give identical tensors
+// precise error. Numbers are correctly rounded to float32 (scanFloat32),
+// as the general path rounds them, so both paths give identical tensors
 // (FuzzFastPredict checks it).
 func fastPredict(body []byte, sp *backends.TensorSpec, lim *Limits) (*tensor.Tensor, bool) {
 	if sp.DType != tensor.FP32 || len(sp.Shape) != 2 || sp.Shape[1] <= 0 || lim.MaxJSONDepth < 3 {
@@ -53,13 +48,8 @@ func fastPredict(body []byte, sp *backends.TensorSpec, lim *Limits) (*tensor.Ten
 			return nil, false
 		}
 		for k := 0; k < f; k++ {
-			j := scanNumber(body, i)
-			if j < 0 {
-				return nil, false
-			}
-			x, err := fastfloat.Parse(unsafe.String(&body[i], j-i))
-			y := float32(x)
-			if err != nil || (!lim.AllowNonFinite && (x != x || math.IsInf(float64(y), 0))) {
+			y, j := scanFloat32(body, i)
+			if j < 0 || (!lim.AllowNonFinite && isInf32(y)) {
 				return nil, false
 			}
 			data = append(data, y)
@@ -88,48 +78,6 @@ func fastPredict(body []byte, sp *backends.TensorSpec, lim *Limits) (*tensor.Ten
 func skipSpace(b []byte, i int) int {
 	for i < len(b) && (b[i] == ' ' || b[i] == '\n' || b[i] == '\r' || b[i] == '\t') {
 		i++
-	}
-	return i
-}
-
-// scanNumber returns the end of the strict JSON number starting at i
-// (-?(0|[1-9][0-9]*)(.[0-9]+)?([eE][+-]?[0-9]+)?), or -1.
-func scanNumber(b []byte, i int) int {
-	if i < len(b) && b[i] == '-' {
-		i++
-	}
-	switch {
-	case i < len(b) && b[i] == '0':
-		i++
-	case i < len(b) && b[i] >= '1' && b[i] <= '9':
-		for i < len(b) && b[i] >= '0' && b[i] <= '9' {
-			i++
-		}
-	default:
-		return -1
-	}
-	if i < len(b) && b[i] == '.' {
-		i++
-		start := i
-		for i < len(b) && b[i] >= '0' && b[i] <= '9' {
-			i++
-		}
-		if i == start {
-			return -1
-		}
-	}
-	if i < len(b) && (b[i] == 'e' || b[i] == 'E') {
-		i++
-		if i < len(b) && (b[i] == '+' || b[i] == '-') {
-			i++
-		}
-		start := i
-		for i < len(b) && b[i] >= '0' && b[i] <= '9' {
-			i++
-		}
-		if i == start {
-			return -1
-		}
 	}
 	return i
 }
