@@ -113,6 +113,7 @@ type Batcher struct {
 	rows     int        // queued rows, all levels
 	requests int        // queued requests
 	idle     int        // workers waiting for a batch
+	armed    time.Time  // when the scheduler's timer fires; zero: not set
 	closing  bool
 	cost     costModel
 	arrivals rateMeter
@@ -255,9 +256,27 @@ func (bt *Batcher) enqueue(req Request) (*call, *batch, error) {
 	bt.queues[level-1] = append(bt.queues[level-1], c)
 	bt.rows += rows
 	bt.requests++
+	// With a worker free, the policy may release a batch now (this
+	// request completed it): this goroutine runs it, with no hand-off to
+	// the scheduler and a worker. Otherwise the scheduler is woken only
+	// if its timer would fire too late for what this request changed.
+	wakeBy := req.Deadline
+	if bt.idle > 0 {
+		b, until := bt.decide(now)
+		if b != nil {
+			bt.idle--
+			bt.met.depth(bt.rows, bt.requests)
+			bt.mu.Unlock()
+			return c, b, nil
+		}
+		wakeBy = until
+	}
+	poke := bt.armed.IsZero() || bt.armed.After(wakeBy)
 	bt.met.depth(bt.rows, bt.requests)
 	bt.mu.Unlock()
-	bt.poke()
+	if poke {
+		bt.poke()
+	}
 	return c, nil, nil
 }
 

@@ -322,6 +322,35 @@ func TestBatchFillsUnderLoad(t *testing.T) {
 	}
 }
 
+// TestCompletingRequestRunsTheBatch: the request that completes a batch
+// while a worker is free runs it on its own goroutine, without a pass of
+// the scheduler or a hand-off to a worker goroutine.
+func TestCompletingRequestRunsTheBatch(t *testing.T) {
+	h := newHarness(t, Config{Enabled: true, MaxBatchSize: 4, MaxQueueDelay: 50 * time.Millisecond}, 1, false)
+	h.teach() // saturated: the target is a full batch
+	var chs []chan result
+	for i := 1; i <= 3; i++ {
+		chs = append(chs, h.submit(time.Second, 0, float32(i)))
+		h.settle()
+		h.noBatch() // waiting for company
+	}
+	chs = append(chs, h.submit(time.Second, 0, 4))
+	if b := h.batch(); fmt.Sprint(b) != "[1 2 3 4]" {
+		t.Fatalf("batch = %v; want [1 2 3 4]", b)
+	}
+	for i, ch := range chs {
+		wantResult(t, ch, float32(i+1))
+	}
+	select {
+	case <-h.waits:
+		t.Error("the scheduler ran for a batch its last request could run itself")
+	case <-time.After(50 * time.Millisecond):
+	}
+	if n := h.released(ReleaseFull); n != 1 {
+		t.Errorf("full releases = %d; want 1", n)
+	}
+}
+
 func TestDelayBound(t *testing.T) {
 	h := newHarness(t, Config{Enabled: true, MaxBatchSize: 8, MaxQueueDelay: 300 * time.Microsecond}, 1, false)
 	h.teach()

@@ -31,6 +31,15 @@
 // waits: a lone request pays no batching delay. Under load, requests queue
 // while the workers are busy, and a worker that frees takes a full batch.
 //
+// Hand-offs are avoided where the policy allows: a request that arrives to
+// a free worker and an empty queue, with nothing worth waiting for, runs
+// alone on its own goroutine; a request whose arrival releases a batch
+// while a worker is free (it filled the batch, or waiting stopped paying)
+// runs that batch on its own goroutine too, and the scheduler is woken
+// only when its timer would fire later than what the arrival changed. The
+// scheduler goroutine hands batches to worker goroutines only when a timer
+// releases them or a worker frees with work queued.
+//
 // Every batch is released for one reason, counted by
 // coalesce_batches_total{reason}: "full" (MaxBatchSize rows), "idle" (a
 // free worker and waiting would not pay), "delay" (MaxQueueDelay reached),

@@ -32,6 +32,7 @@ func (bt *Batcher) schedule() {
 		if !next.IsZero() && (wakeAt.IsZero() || next.Before(wakeAt)) {
 			wakeAt = next // the tightest deadline of what is still queued
 		}
+		bt.armed = wakeAt
 		finished := bt.closing && bt.requests == 0
 		bt.met.depth(bt.rows, bt.requests)
 		bt.mu.Unlock()
