@@ -24,6 +24,13 @@ type Config struct {
 	// MaxQueueDelay is the longest a request may wait in the queue for
 	// more requests to join its batch; 0 means never wait.
 	MaxQueueDelay time.Duration
+	// PreferredBatchSize, when positive, is a batch size worth waiting
+	// for at any load (capped at MaxBatchSize), within MaxQueueDelay and
+	// the deadlines, whatever the learnt cost model says: for backends
+	// whose batches pay in ways the batcher cannot see (a shared CPU,
+	// an accelerator). 0 waits only as the cost model justifies. A lone
+	// request then waits MaxQueueDelay for company.
+	PreferredBatchSize int
 	// QueueCapacity bounds the queue in rows; 0 means 16 × MaxBatchSize.
 	QueueCapacity int
 	// PriorityLevels is the number of priority levels (1 = highest);

@@ -351,6 +351,41 @@ func TestCompletingRequestRunsTheBatch(t *testing.T) {
 	}
 }
 
+// TestPreferredBatchSize: with a preferred size, batches wait for that
+// many rows with nothing learnt, and a lone request waits MaxQueueDelay.
+func TestPreferredBatchSize(t *testing.T) {
+	h := newHarness(t, Config{Enabled: true, MaxBatchSize: 8, MaxQueueDelay: 300 * time.Microsecond, PreferredBatchSize: 3}, 1, false)
+	var chs []chan result
+	for i := 1; i <= 2; i++ {
+		chs = append(chs, h.submit(time.Second, 0, float32(i)))
+		h.settle()
+		h.noBatch()
+	}
+	chs = append(chs, h.submit(time.Second, 0, 3))
+	if b := h.batch(); fmt.Sprint(b) != "[1 2 3]" {
+		t.Fatalf("batch = %v; want [1 2 3]", b)
+	}
+	for i, ch := range chs {
+		wantResult(t, ch, float32(i+1))
+	}
+	h.settle()
+	lone := h.submit(time.Second, 0, 4)
+	h.settle()
+	h.noBatch()
+	h.clock.Advance(200 * time.Microsecond)
+	h.settle()
+	h.noBatch()
+	h.clock.Advance(150 * time.Microsecond) // past MaxQueueDelay
+	h.settle()
+	if b := h.batch(); fmt.Sprint(b) != "[4]" {
+		t.Fatalf("batch = %v; want the lone request after the delay", b)
+	}
+	wantResult(t, lone, 4)
+	if n := h.released(ReleaseDelay); n != 1 {
+		t.Errorf("delay releases = %d; want 1", n)
+	}
+}
+
 func TestDelayBound(t *testing.T) {
 	h := newHarness(t, Config{Enabled: true, MaxBatchSize: 8, MaxQueueDelay: 300 * time.Microsecond}, 1, false)
 	h.teach()

@@ -40,9 +40,14 @@
 // scheduler goroutine hands batches to worker goroutines only when a timer
 // releases them or a worker frees with work queued.
 //
+// Config.PreferredBatchSize sets a floor under n*: batches then wait for
+// that many rows at any load (still within MaxQueueDelay and the
+// deadlines), for backends whose batching pays in ways the cost model
+// cannot observe, at the price of a lone request waiting MaxQueueDelay.
+//
 // Every batch is released for one reason, counted by
 // coalesce_batches_total{reason}: "full" (MaxBatchSize rows), "idle" (a
-// free worker and waiting would not pay), "delay" (MaxQueueDelay reached),
+// free worker and waiting would not pay, or the rows reach n*), "delay" (MaxQueueDelay reached),
 // "deadline" (waiting longer would miss a deadline), "close" (shutdown
 // flushes the queue).
 //

@@ -119,8 +119,14 @@ func (bt *Batcher) decide(now time.Time) (*batch, time.Time) {
 	if bt.cfg.MaxQueueDelay <= 0 || float64(n) >= target {
 		return bt.take(ReleaseIdle), time.Time{}
 	}
-	rate := bt.arrivals.rate(now)
-	until := now.Add(time.Duration((target - float64(n)) / rate * float64(time.Second)))
+	// Wait for the rows expected at the current arrival rate (with no
+	// rate yet, as long as the bounds below allow).
+	until := now.Add(bt.cfg.MaxQueueDelay)
+	if rate := bt.arrivals.rate(now); rate > 0 {
+		if d := (target - float64(n)) / rate; d < bt.cfg.MaxQueueDelay.Seconds() {
+			until = now.Add(time.Duration(d * float64(time.Second)))
+		}
+	}
 	reason := ReleaseIdle
 	if at := oldest.Add(bt.cfg.MaxQueueDelay); !at.After(until) {
 		until, reason = at, ReleaseDelay
@@ -142,6 +148,11 @@ func (bt *Batcher) decide(now time.Time) (*batch, time.Time) {
 // waiting; at low load n* < 1 and nothing waits. Zero when the cost model
 // knows nothing or sees no fixed cost. Called with mu held.
 func (bt *Batcher) target(now time.Time) float64 {
+	return math.Max(bt.learntTarget(now), float64(min(bt.cfg.PreferredBatchSize, bt.cfg.MaxBatchSize)))
+}
+
+// learntTarget is target without Config.PreferredBatchSize.
+func (bt *Batcher) learntTarget(now time.Time) float64 {
 	if !bt.cost.ok || bt.cost.a <= 0 {
 		return 0
 	}

@@ -78,6 +78,8 @@ type Batching struct {
 	// MaxQueueDelay is the longest a request waits for company; the
 	// batcher waits only when its cost model says waiting pays.
 	MaxQueueDelay time.Duration `koanf:"max_queue_delay" help:"longest a request may wait for others to join its batch"`
+	// PreferredBatchSize 0 means: wait only as the cost model justifies.
+	PreferredBatchSize int `koanf:"preferred_batch_size" help:"rows a batch waits for at any load, within max_queue_delay (0 = only what the learnt cost model justifies)"`
 	// QueueCapacity 0 means 16 × the batch size.
 	QueueCapacity int `koanf:"queue_capacity" help:"queue bound in rows; a full queue answers 503 (0 = 16 x max_batch_size)"`
 	// DefaultTimeout 0 means http.request_timeout.
@@ -145,6 +147,7 @@ func (c *Config) Validate() error {
 		{"limits.max_json_depth", atLeast(c.Limits.MaxJSONDepth, 3)},
 		{"batching.max_batch_size", atLeast(c.Batching.MaxBatchSize, 0)},
 		{"batching.max_queue_delay", atLeast(int(c.Batching.MaxQueueDelay), 0)},
+		{"batching.preferred_batch_size", atLeast(c.Batching.PreferredBatchSize, 0)},
 		{"batching.queue_capacity", atLeast(c.Batching.QueueCapacity, 0)},
 		{"batching.default_timeout", atLeast(int(c.Batching.DefaultTimeout), 0)},
 		{"batching.priority_levels", atLeast(c.Batching.PriorityLevels, 1)},

@@ -203,8 +203,8 @@ func TestLoadModel(t *testing.T) {
 	if m.MaxBatchSize != 16 || m.Predict.Output != "label" || m.Predict.Transform != "none" || !reflect.DeepEqual(m.Predict.Labels, []string{"a", "b"}) {
 		t.Errorf("LoadModel() = %+v", m)
 	}
-	m, err = LoadModel(write("batching: false\nmax_queue_delay: 3ms\nqueue_capacity: 10\ndefault_timeout: 2s\npriority_levels: 3\n"))
-	if err != nil || m.Batching == nil || *m.Batching || m.MaxQueueDelay != 3*time.Millisecond || m.QueueCapacity != 10 || m.DefaultTimeout != 2*time.Second || m.PriorityLevels != 3 {
+	m, err = LoadModel(write("batching: false\nmax_queue_delay: 3ms\npreferred_batch_size: 8\nqueue_capacity: 10\ndefault_timeout: 2s\npriority_levels: 3\n"))
+	if err != nil || m.Batching == nil || *m.Batching || m.MaxQueueDelay != 3*time.Millisecond || m.PreferredBatchSize != 8 || m.QueueCapacity != 10 || m.DefaultTimeout != 2*time.Second || m.PriorityLevels != 3 {
 		t.Errorf("LoadModel(batching overrides) = %+v, %v", m, err)
 	}
 	m, err = LoadModel(write("inputs:\n  - name: x\n    datatype: FP64\n    dims: [30]\noutputs:\n  - name: label\n  - name: margin\n"))

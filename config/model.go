@@ -21,11 +21,12 @@ type Model struct {
 	Batching *bool `koanf:"batching" help:"batch this model's requests (unset: batching.enabled)"`
 	// The batcher settings below override the batching.* defaults when
 	// non-zero.
-	MaxQueueDelay  time.Duration `koanf:"max_queue_delay" help:"longest a request waits for others to join its batch"`
-	QueueCapacity  int           `koanf:"queue_capacity" help:"queue bound in rows"`
-	DefaultTimeout time.Duration `koanf:"default_timeout" help:"request deadline when the client sets none"`
-	PriorityLevels int           `koanf:"priority_levels" help:"number of priority levels"`
-	Predict        Predict       `koanf:"predict"`
+	MaxQueueDelay      time.Duration `koanf:"max_queue_delay" help:"longest a request waits for others to join its batch"`
+	PreferredBatchSize int           `koanf:"preferred_batch_size" help:"rows a batch waits for at any load, within max_queue_delay"`
+	QueueCapacity      int           `koanf:"queue_capacity" help:"queue bound in rows"`
+	DefaultTimeout     time.Duration `koanf:"default_timeout" help:"request deadline when the client sets none"`
+	PriorityLevels     int           `koanf:"priority_levels" help:"number of priority levels"`
+	Predict            Predict       `koanf:"predict"`
 	// Inputs and Outputs describe the tensors of a model whose file does
 	// not (XGBoost model.json, LightGBM model.txt); ONNX models declare
 	// their own and must leave them empty.
@@ -89,7 +90,7 @@ func (m *Model) Validate() error {
 	for _, c := range []struct {
 		key string
 		v   int64
-	}{{"max_queue_delay", int64(m.MaxQueueDelay)}, {"queue_capacity", int64(m.QueueCapacity)},
+	}{{"max_queue_delay", int64(m.MaxQueueDelay)}, {"preferred_batch_size", int64(m.PreferredBatchSize)}, {"queue_capacity", int64(m.QueueCapacity)},
 		{"default_timeout", int64(m.DefaultTimeout)}, {"priority_levels", int64(m.PriorityLevels)}} {
 		if c.v < 0 {
 			return fmt.Errorf("config: %s: %d is negative; want 0 (the batching.* default) or more", c.key, c.v)

@@ -94,8 +94,12 @@ func TestBatcherConfig(t *testing.T) {
 		t.Errorf("defaults: %+v, %v", bc, timeout)
 	}
 	cfg.Batching.DefaultTimeout = 2 * time.Second
-	bc, timeout = batcherConfig(cfg, config.Model{Batching: &off, MaxBatchSize: 8, MaxQueueDelay: 3 * time.Millisecond, QueueCapacity: 9, DefaultTimeout: time.Second, PriorityLevels: 4})
-	if bc.Enabled || bc.MaxBatchSize != 8 || bc.MaxQueueDelay != 3*time.Millisecond || bc.QueueCapacity != 9 || bc.PriorityLevels != 4 || timeout != time.Second {
+	cfg.Batching.PreferredBatchSize = 2
+	if bc, _ = batcherConfig(cfg, config.Model{}); bc.PreferredBatchSize != 2 {
+		t.Errorf("batching.preferred_batch_size: %d; want 2", bc.PreferredBatchSize)
+	}
+	bc, timeout = batcherConfig(cfg, config.Model{Batching: &off, MaxBatchSize: 8, MaxQueueDelay: 3 * time.Millisecond, PreferredBatchSize: 4, QueueCapacity: 9, DefaultTimeout: time.Second, PriorityLevels: 4})
+	if bc.Enabled || bc.MaxBatchSize != 8 || bc.MaxQueueDelay != 3*time.Millisecond || bc.PreferredBatchSize != 4 || bc.QueueCapacity != 9 || bc.PriorityLevels != 4 || timeout != time.Second {
 		t.Errorf("model overrides: %+v, %v", bc, timeout)
 	}
 	if _, timeout = batcherConfig(cfg, config.Model{}); timeout != 2*time.Second {

@@ -101,7 +101,7 @@ func New(cfg Config, reg *backends.Registry, set *metrics.Set, log *slog.Logger)
 func batcherConfig(cfg Config, mc config.Model) (batcher.Config, time.Duration) {
 	d := cfg.Batching
 	bc := batcher.Config{Enabled: d.Enabled, MaxBatchSize: d.MaxBatchSize, MaxQueueDelay: d.MaxQueueDelay,
-		QueueCapacity: d.QueueCapacity, PriorityLevels: d.PriorityLevels}
+		PreferredBatchSize: d.PreferredBatchSize, QueueCapacity: d.QueueCapacity, PriorityLevels: d.PriorityLevels}
 	if mc.Batching != nil {
 		bc.Enabled = *mc.Batching
 	}
@@ -110,6 +110,9 @@ func batcherConfig(cfg Config, mc config.Model) (batcher.Config, time.Duration) 
 	}
 	if mc.MaxQueueDelay > 0 {
 		bc.MaxQueueDelay = mc.MaxQueueDelay
+	}
+	if mc.PreferredBatchSize > 0 {
+		bc.PreferredBatchSize = mc.PreferredBatchSize
 	}
 	if mc.QueueCapacity > 0 {
 		bc.QueueCapacity = mc.QueueCapacity
