@@ -1,10 +1,21 @@
 package proxy
 
 import (
+	"context"
+	"io"
+	"log/slog"
 	"net"
+	"os"
+	"runtime"
 	"testing"
+	"time"
 
+	"github.com/VictoriaMetrics/metrics"
 	"github.com/valyala/fasthttp"
+
+	"github.com/coalesce-ml/coalesce/backends"
+	"github.com/coalesce-ml/coalesce/backends/cpu"
+	"github.com/coalesce-ml/coalesce/config"
 )
 
 // BenchmarkHandler measures one request through the data-plane handler
@@ -36,6 +47,61 @@ func BenchmarkHandler(b *testing.B) {
 					b.Fatalf("status %d: %s", ctx.Response.StatusCode(), ctx.Response.Body())
 				}
 			}
+		})
+	}
+}
+
+// BenchmarkHandlerDigits runs the seed's /predict on the real digits-mlp
+// model (CPU engine) from 64 goroutines at once, without sockets: ns/op is
+// wall time per request on all cores, so it measures the handler, the
+// batcher and the engine under concurrency, with batching as the
+// repository default configures it, off, and waiting for batches of 8
+// (preferred_batch_size).
+func BenchmarkHandlerDigits(b *testing.B) {
+	body, err := os.ReadFile("../models/digits-mlp/examples/predict.json")
+	if err != nil {
+		b.Skipf("digits-mlp example absent: %v", err)
+	}
+	for _, c := range []struct {
+		name string
+		bc   config.Batching
+	}{
+		{"default", config.Batching{Enabled: true, MaxQueueDelay: time.Millisecond, PriorityLevels: 1}},
+		{"off", config.Batching{Enabled: false, PriorityLevels: 1}},
+		{"preferred=8", config.Batching{Enabled: true, MaxQueueDelay: time.Millisecond, PreferredBatchSize: 8, PriorityLevels: 1}},
+	} {
+		b.Run(c.name, func(b *testing.B) {
+			reg, err := backends.LoadRepository("../models", cpu.Loaders(cpu.Options{}))
+			if err != nil {
+				b.Fatal(err)
+			}
+			defer reg.Close()
+			s, err := New(Config{
+				DefaultModel: "digits-mlp", RequestTimeout: 5 * time.Second, Version: "bench", MaxConnections: 1000,
+				Batching: c.bc, Limits: Limits{MaxBodyBytes: 1 << 20, MaxTensorElements: 1 << 20, MaxJSONDepth: 8},
+			}, reg, metrics.NewSet(), slog.New(slog.NewTextHandler(io.Discard, nil)))
+			if err != nil {
+				b.Fatal(err)
+			}
+			defer s.Close(context.Background())
+			b.SetParallelism(64 / runtime.GOMAXPROCS(0))
+			b.ReportAllocs()
+			b.RunParallel(func(pb *testing.PB) {
+				var req fasthttp.Request
+				req.Header.SetMethod("POST")
+				req.SetRequestURI("/predict")
+				req.SetBody(body)
+				var ctx fasthttp.RequestCtx
+				addr := &net.TCPAddr{IP: net.IPv4(127, 0, 0, 1), Port: 1}
+				for pb.Next() {
+					ctx.Init(&req, addr, nil)
+					s.Handler(&ctx)
+					if ctx.Response.StatusCode() != 200 {
+						b.Errorf("status %d: %s", ctx.Response.StatusCode(), ctx.Response.Body())
+						return
+					}
+				}
+			})
 		})
 	}
 }
