@@ -170,5 +170,55 @@ func scanFloat32(b []byte, i int) (y float32, end int) {
 	return float32(x), end
 }
 
+// shortFloat32 reads the commonest numbers, [-]digits[.digits] with at
+// most 7 digits in all and no exponent, at b[i:], and returns their value
+// and the index after them; end is -1 for anything else, which the caller
+// gives to scanFloat32. Seven digits stay below 2^24, so the digits are
+// an exact float32 and one division by an exact power of ten rounds
+// correctly.
+func shortFloat32(b []byte, i int) (y float32, end int) {
+	neg := i < len(b) && b[i] == '-'
+	if neg {
+		i++
+	}
+	start := i
+	var mant uint32
+	for i < len(b) && b[i]-'0' <= 9 {
+		mant = mant*10 + uint32(b[i]-'0')
+		i++
+	}
+	n := i - start
+	if n == 0 || (n > 1 && b[start] == '0') {
+		return 0, -1
+	}
+	frac := 0
+	if i < len(b) && b[i] == '.' {
+		i++
+		fstart := i
+		for i < len(b) && b[i]-'0' <= 9 {
+			mant = mant*10 + uint32(b[i]-'0')
+			i++
+		}
+		frac = i - fstart
+		if frac == 0 {
+			return 0, -1
+		}
+	}
+	if n+frac > 7 || (i < len(b) && (b[i] == 'e' || b[i] == 'E')) {
+		return 0, -1
+	}
+	y = float32(mant)
+	if frac > 0 {
+		y /= float32Pow10[frac]
+	}
+	if neg {
+		y = -y
+	}
+	return y, i
+}
+
+// float32Pow10 holds the powers of ten float32 represents exactly.
+var float32Pow10 = [...]float32{1e0, 1e1, 1e2, 1e3, 1e4, 1e5, 1e6, 1e7}
+
 // isInf32 reports whether y is ±Inf.
 func isInf32(y float32) bool { return math.IsInf(float64(y), 0) }

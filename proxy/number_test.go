@@ -6,6 +6,7 @@ import (
 	"math"
 	"math/rand/v2"
 	"strconv"
+	"strings"
 	"testing"
 
 	"github.com/valyala/fastjson"
@@ -153,6 +154,54 @@ func TestParseFloatText(t *testing.T) {
 			h := (float64(f) + float64(math.Nextafter32(f, math.MaxFloat32))) / 2
 			check(strconv.FormatFloat(h, 'g', -1, 64))
 			check(strconv.FormatFloat(h, 'e', 8+r.IntN(8), 64))
+		}
+	}
+}
+
+// TestShortFloat32: the fast reader of short numbers agrees with strconv
+// on everything it accepts, and leaves the rest to scanFloat32.
+func TestShortFloat32(t *testing.T) {
+	check := func(s string) {
+		t.Helper()
+		y, end := shortFloat32([]byte(s+","), 0)
+		if end < 0 {
+			t.Fatalf("%s: refused; want it read", s)
+		}
+		want, _ := strconv.ParseFloat(s, 32)
+		if end != len(s) || math.Float32bits(y) != math.Float32bits(float32(want)) {
+			t.Fatalf("%s: %v, end %d; want %v, end %d", s, y, end, float32(want), len(s))
+		}
+	}
+	for i := range 100000 {
+		check(strconv.Itoa(i))
+		check("-" + strconv.Itoa(i))
+	}
+	r := rand.New(rand.NewPCG(5, 6))
+	for range 300000 {
+		n := 1 + r.IntN(7)
+		digits := strconv.Itoa(r.IntN(int(math.Pow10(n))))
+		for len(digits) < n {
+			digits = "0" + digits
+		}
+		k := r.IntN(len(digits)) // digits before the point
+		s := strings.TrimLeft(digits[:k], "0")
+		if s == "" {
+			s = "0"
+		}
+		if k < len(digits) {
+			s += "." + digits[k:]
+		}
+		if r.IntN(2) == 0 {
+			s = "-" + s
+		}
+		if len(strings.TrimLeft(strings.ReplaceAll(strings.TrimPrefix(s, "-"), ".", ""), "")) > 7 {
+			continue
+		}
+		check(s)
+	}
+	for _, s := range []string{"", "-", "01", "-01", "1.", ".5", "1e5", "1E5", "12345678", "1234.5678", "0.0000001", "+1", "x"} {
+		if _, end := shortFloat32([]byte(s), 0); end >= 0 {
+			t.Errorf("%q: read (end %d); want it left to scanFloat32", s, end)
 		}
 	}
 }

@@ -48,9 +48,11 @@ func fastPredict(body []byte, sp *backends.TensorSpec, lim *Limits) (*tensor.Ten
 			return nil, false
 		}
 		for k := 0; k < f; k++ {
-			y, j := scanFloat32(body, i)
-			if j < 0 || (!lim.AllowNonFinite && isInf32(y)) {
-				return nil, false
+			y, j := shortFloat32(body, i)
+			if j < 0 {
+				if y, j = scanFloat32(body, i); j < 0 || (!lim.AllowNonFinite && isInf32(y)) {
+					return nil, false
+				}
 			}
 			data = append(data, y)
 			i = skipSpace(body, j)
