@@ -193,7 +193,8 @@ func (bt *Batcher) Submit(req Request) ([]*tensor.Tensor, error) {
 		// would not pay, so this goroutine runs the batch itself instead
 		// of handing it to the scheduler and a worker (two goroutine
 		// switches each way saved on every lone request).
-		if elapsed, ok := bt.runBatch(b); bt.free(b.rows, elapsed, ok) {
+		// It starts now: c.enqueued is this instant's clock reading.
+		if elapsed, ok := bt.runBatch(b, c.enqueued); bt.free(b.rows, elapsed, ok) {
 			bt.poke()
 		}
 	}
@@ -361,12 +362,12 @@ func (bt *Batcher) Close(ctx context.Context) error {
 	}
 }
 
-// runBatch executes b on the backend and answers its calls.
+// runBatch executes b, starting at start, on the backend and answers its
+// calls.
 //
 // It returns how long the backend took and whether it succeeded, for the
 // cost model; the caller hands both to free.
-func (bt *Batcher) runBatch(b *batch) (time.Duration, bool) {
-	start := bt.clock.Now()
+func (bt *Batcher) runBatch(b *batch, start time.Time) (time.Duration, bool) {
 	for _, c := range b.calls {
 		bt.met.queueWait(start.Sub(c.enqueued))
 	}
@@ -463,7 +464,7 @@ func (bt *Batcher) execute(b *batch) (out [][]*tensor.Tensor, err error) {
 func (bt *Batcher) worker() {
 	defer bt.wg.Done()
 	for b := range bt.batches {
-		elapsed, ok := bt.runBatch(b)
+		elapsed, ok := bt.runBatch(b, bt.clock.Now())
 		bt.free(b.rows, elapsed, ok)
 		bt.poke() // the scheduler counts on hearing of every free worker
 	}

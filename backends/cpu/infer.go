@@ -20,15 +20,14 @@ import (
 // are new tensors owned by the caller, named and ordered as
 // Metadata().Outputs. inputs are neither modified nor retained.
 func (b *Backend) Infer(ctx context.Context, inputs []*tensor.Tensor) ([]*tensor.Tensor, error) {
-	if err := ctx.Err(); err != nil {
-		return nil, fmt.Errorf("cpu: infer: %w", err)
-	}
 	if b.closed.Load() {
 		return nil, fmt.Errorf("cpu: %w", ErrClosed)
 	}
 	if err := b.checkInputs(inputs); err != nil {
 		return nil, err
 	}
+	// The deadline is checked once a worker is ours (one clock reading
+	// when a worker is idle, the common case).
 	var w *worker
 	select {
 	case w = <-b.workers: // an idle worker: no need to watch ctx
