@@ -98,7 +98,8 @@ type batch struct {
 	calls  []*call
 	rows   int
 	reason string
-	ctx    deadlineContext // the backend call's context
+	ctx    deadlineContext     // the backend call's context
+	one    [1][]*tensor.Tensor // execute's result for a batch of one call
 }
 
 // Batcher coalesces concurrent requests for one backend into batches. It
@@ -435,11 +436,11 @@ func (bt *Batcher) execute(b *batch) (out [][]*tensor.Tensor, err error) {
 	if err != nil {
 		return nil, err
 	}
-	out = make([][]*tensor.Tensor, len(b.calls))
 	if len(b.calls) == 1 {
-		out[0] = res
-		return out, nil
+		b.one[0] = res
+		return b.one[:], nil
 	}
+	out = make([][]*tensor.Tensor, len(b.calls))
 	rows := make([]int, len(b.calls))
 	for j, c := range b.calls {
 		rows[j] = c.rows

@@ -60,7 +60,21 @@ func New(name string, dt DataType, shape []int64) *Tensor {
 	if n < 0 || dt.Size() == 0 {
 		panic(fmt.Sprintf("BUG: tensor.New(%s, %v)", dt, shape))
 	}
-	return &Tensor{Name: name, DType: dt, Shape: append([]int64(nil), shape...), Data: Alloc(int(n) * dt.Size())}
+	data := Alloc(int(n) * dt.Size())
+	if len(shape) <= len(shortShape{}.dims) {
+		// Header and shape in one allocation: most tensors have few dims.
+		h := &shortShape{t: Tensor{Name: name, DType: dt, Data: data}}
+		h.t.Shape = h.dims[:copy(h.dims[:], shape):len(shape)]
+		return &h.t
+	}
+	return &Tensor{Name: name, DType: dt, Shape: append([]int64(nil), shape...), Data: data}
+}
+
+// shortShape is a Tensor with room for its shape, allocated together by
+// New.
+type shortShape struct {
+	t    Tensor
+	dims [4]int64
 }
 
 // FromFloat32s returns an FP32 tensor holding a copy of v.
