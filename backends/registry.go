@@ -156,6 +156,8 @@ func loaderFiles(loaders map[string]Loader) string {
 
 // Get returns the model name at version, or at its highest version when
 // version is empty. The error wraps ErrModelNotFound or ErrVersionNotFound.
+//
+// Get retains neither string (callers may pass views of request bytes).
 func (r *Registry) Get(name, version string) (*Model, error) {
 	vs := r.models[name]
 	if vs == nil {

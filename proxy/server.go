@@ -18,6 +18,7 @@ import (
 	"strconv"
 	"sync/atomic"
 	"time"
+	"unsafe"
 
 	"github.com/VictoriaMetrics/metrics"
 	"github.com/valyala/fasthttp"
@@ -251,9 +252,11 @@ func methodNotAllowed(ctx *fasthttp.RequestCtx, allow string) error {
 // isGet reports whether the request is GET or HEAD.
 func isGet(ctx *fasthttp.RequestCtx) bool { return ctx.IsGet() || ctx.IsHead() }
 
-// lookup resolves a model name and version from the path.
+// lookup resolves a model name and version from the path or query. The
+// strings it passes are views of the request's bytes, not copies:
+// Registry.Get retains neither.
 func (s *Server) lookup(name, version []byte) (*backends.Model, error) {
-	return s.reg.Get(string(name), string(version))
+	return s.reg.Get(unsafe.String(unsafe.SliceData(name), len(name)), unsafe.String(unsafe.SliceData(version), len(version)))
 }
 
 // hints are what a client may ask of the scheduling of its request.
