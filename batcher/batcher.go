@@ -269,24 +269,20 @@ func (bt *Batcher) enqueue(req Request) (*call, *batch, error) {
 	// request completed it): this goroutine runs it, with no hand-off to
 	// the scheduler and a worker. Otherwise the scheduler is woken only
 	// if its timer would fire too late for what this request changed.
+	var run *batch
 	wakeBy := req.Deadline
 	if bt.idle > 0 {
-		b, until := bt.decide(now)
-		if b != nil {
+		if run, wakeBy = bt.decide(now); run != nil {
 			bt.idle--
-			bt.met.depth(bt.rows, bt.requests)
-			bt.mu.Unlock()
-			return c, b, nil
 		}
-		wakeBy = until
 	}
-	poke := bt.armed.IsZero() || bt.armed.After(wakeBy)
+	poke := run == nil && (bt.armed.IsZero() || bt.armed.After(wakeBy))
 	bt.met.depth(bt.rows, bt.requests)
 	bt.mu.Unlock()
 	if poke {
 		bt.poke()
 	}
-	return c, nil, nil
+	return c, run, nil
 }
 
 // waitEstimate returns how long a request of rows rows at level would

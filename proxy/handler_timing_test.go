@@ -33,21 +33,29 @@ func BenchmarkHandler(b *testing.B) {
 	}
 	for _, c := range cases {
 		b.Run(c.name, func(b *testing.B) {
-			var req fasthttp.Request
-			req.Header.SetMethod("POST")
-			req.SetRequestURI(c.path)
-			req.SetBodyString(c.body)
-			var ctx fasthttp.RequestCtx
-			addr := &net.TCPAddr{IP: net.IPv4(127, 0, 0, 1), Port: 1}
 			b.ReportAllocs()
-			for b.Loop() {
-				ctx.Init(&req, addr, nil) // copies the request and restarts ctx.Time()
-				s.Handler(&ctx)
-				if ctx.Response.StatusCode() != 200 {
-					b.Fatalf("status %d: %s", ctx.Response.StatusCode(), ctx.Response.Body())
-				}
-			}
+			serveLoop(b, s, c.path, []byte(c.body), b.Loop)
 		})
+	}
+}
+
+// serveLoop sends POST path with body through s.Handler while next says
+// so, failing b on any status but 200. It is BenchmarkHandler's loop, and
+// each goroutine's in BenchmarkHandlerDigits.
+func serveLoop(b *testing.B, s *Server, path string, body []byte, next func() bool) {
+	var req fasthttp.Request
+	req.Header.SetMethod("POST")
+	req.SetRequestURI(path)
+	req.SetBody(body)
+	var ctx fasthttp.RequestCtx
+	addr := &net.TCPAddr{IP: net.IPv4(127, 0, 0, 1), Port: 1}
+	for next() {
+		ctx.Init(&req, addr, nil) // copies the request and restarts ctx.Time()
+		s.Handler(&ctx)
+		if ctx.Response.StatusCode() != 200 {
+			b.Errorf("status %d: %s", ctx.Response.StatusCode(), ctx.Response.Body())
+			return
+		}
 	}
 }
 
@@ -86,22 +94,7 @@ func BenchmarkHandlerDigits(b *testing.B) {
 			defer s.Close(context.Background())
 			b.SetParallelism(64 / runtime.GOMAXPROCS(0))
 			b.ReportAllocs()
-			b.RunParallel(func(pb *testing.PB) {
-				var req fasthttp.Request
-				req.Header.SetMethod("POST")
-				req.SetRequestURI("/predict")
-				req.SetBody(body)
-				var ctx fasthttp.RequestCtx
-				addr := &net.TCPAddr{IP: net.IPv4(127, 0, 0, 1), Port: 1}
-				for pb.Next() {
-					ctx.Init(&req, addr, nil)
-					s.Handler(&ctx)
-					if ctx.Response.StatusCode() != 200 {
-						b.Errorf("status %d: %s", ctx.Response.StatusCode(), ctx.Response.Body())
-						return
-					}
-				}
-			})
+			b.RunParallel(func(pb *testing.PB) { serveLoop(b, s, "/predict", body, pb.Next) })
 		})
 	}
 }

@@ -26,6 +26,12 @@ func parseFloatText(s string, bits int) (float64, error) {
 			return x, nil
 		}
 	}
+	return strconvFloat(s, bits)
+}
+
+// strconvFloat is parseFloatText's general path: strconv, with a value
+// out of range returned as ±Inf (or ±0) and no error.
+func strconvFloat(s string, bits int) (float64, error) {
 	x, err := strconv.ParseFloat(s, bits)
 	if err != nil {
 		var ne *strconv.NumError
@@ -163,7 +169,7 @@ func scanFloat32(b []byte, i int) (y float32, end int) {
 	x, ok := d.float(32)
 	if !ok {
 		var err error
-		if x, err = parseFloatText(unsafe.String(&b[i], end-i), 32); err != nil {
+		if x, err = strconvFloat(unsafe.String(&b[i], end-i), 32); err != nil {
 			return 0, -1
 		}
 	}

@@ -17,15 +17,19 @@ import (
 
 // checkScan asserts that scanFloat32 reads the JSON number s (followed by
 // a comma) to strconv's correctly rounded float32, bit for bit.
-func checkScan(t *testing.T, s string) {
+func checkScan(t *testing.T, s string) { checkReader(t, scanFloat32, s) }
+
+// checkReader asserts that read reads the JSON number s (followed by a
+// comma) to strconv's correctly rounded float32, bit for bit.
+func checkReader(t *testing.T, read func([]byte, int) (float32, int), s string) {
 	t.Helper()
-	y, end := scanFloat32([]byte(s+","), 0)
+	y, end := read([]byte(s+","), 0)
 	want, err := strconv.ParseFloat(s, 32)
 	if err != nil && !math.IsInf(want, 0) {
 		t.Fatalf("%s: strconv: %v", s, err)
 	}
 	if end != len(s) || math.Float32bits(y) != math.Float32bits(float32(want)) {
-		t.Fatalf("%s: scanFloat32 = %v (%#x), end %d; want %v (%#x), end %d",
+		t.Fatalf("%s: read %v (%#x), end %d; want %v (%#x), end %d",
 			s, y, math.Float32bits(y), end, float32(want), math.Float32bits(float32(want)), len(s))
 	}
 }
@@ -161,17 +165,7 @@ func TestParseFloatText(t *testing.T) {
 // TestShortFloat32: the fast reader of short numbers agrees with strconv
 // on everything it accepts, and leaves the rest to scanFloat32.
 func TestShortFloat32(t *testing.T) {
-	check := func(s string) {
-		t.Helper()
-		y, end := shortFloat32([]byte(s+","), 0)
-		if end < 0 {
-			t.Fatalf("%s: refused; want it read", s)
-		}
-		want, _ := strconv.ParseFloat(s, 32)
-		if end != len(s) || math.Float32bits(y) != math.Float32bits(float32(want)) {
-			t.Fatalf("%s: %v, end %d; want %v, end %d", s, y, end, float32(want), len(s))
-		}
-	}
+	check := func(s string) { t.Helper(); checkReader(t, shortFloat32, s) }
 	for i := range 100000 {
 		check(strconv.Itoa(i))
 		check("-" + strconv.Itoa(i))

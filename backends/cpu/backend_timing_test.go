@@ -84,30 +84,53 @@ func syntheticDigits() []byte {
 // kernel set this CPU supports (BenchmarkSgemm/avx2/M=8) and on the
 // auto-chosen one (BenchmarkSgemm/M=8), reporting GFLOPS.
 func BenchmarkSgemm(b *testing.B) {
-	const k, n = 256, 256
+	sgemmBenchmarks(b, func(*kernelSet) bool { return true }, func(b *testing.B, ks *kernelSet, op *sgemmOperands) {
+		for b.Loop() {
+			ks.gemm(op.m, op.a, sgemmK, &op.pb, op.c, sgemmN, 0)
+		}
+		b.ReportMetric(op.flops()*float64(b.N)/b.Elapsed().Seconds()/1e9, "GFLOPS")
+	})
+}
+
+// The shape of BenchmarkSgemm's products: M×sgemmK by sgemmK×sgemmN.
+const sgemmK, sgemmN = 256, 256
+
+// sgemmOperands are one product of BenchmarkSgemm: A (m×K), C (m×N) and
+// the constant B packed for a kernel set.
+type sgemmOperands struct {
+	m    int
+	a, c []float32
+	pb   packedB
+}
+
+func (op *sgemmOperands) flops() float64 { return float64(2 * op.m * sgemmN * sgemmK) }
+
+// sgemmBenchmarks runs bench as sub-benchmarks M=1, 8, 64, 256 on the
+// auto-chosen kernel set and, under each set's name, on every set that
+// use accepts (the auto set too must pass use).
+func sgemmBenchmarks(b *testing.B, use func(*kernelSet) bool, bench func(*testing.B, *kernelSet, *sgemmOperands)) {
 	r := newRand()
-	w := make([]float32, k*n)
+	w := make([]float32, sgemmK*sgemmN)
 	for i := range w {
 		w[i] = float32(r.Float64())
 	}
 	run := func(b *testing.B, ks *kernelSet) {
-		pb := ks.packB(make([]float32, ks.packedLen(k, n)), false, k, n, w, n, 1)
+		pb := ks.packB(make([]float32, ks.packedLen(sgemmK, sgemmN)), false, sgemmK, sgemmN, w, sgemmN, 1)
 		for _, m := range []int{1, 8, 64, 256} {
-			a, c := make([]float32, m*k), make([]float32, m*n)
-			for i := range a {
-				a[i] = float32(r.Float64())
+			op := &sgemmOperands{m: m, a: make([]float32, m*sgemmK), c: make([]float32, m*sgemmN), pb: pb}
+			for i := range op.a {
+				op.a[i] = float32(r.Float64())
 			}
-			b.Run(fmt.Sprintf("M=%d", m), func(b *testing.B) {
-				for b.Loop() {
-					ks.gemm(m, a, k, &pb, c, n, 0)
-				}
-				b.ReportMetric(float64(2*m*n*k)*float64(b.N)/b.Elapsed().Seconds()/1e9, "GFLOPS")
-			})
+			b.Run(fmt.Sprintf("M=%d", m), func(b *testing.B) { bench(b, ks, op) })
 		}
 	}
-	run(b, kernelSets()[0])
+	if auto := kernelSets()[0]; use(auto) {
+		run(b, auto)
+	}
 	for _, ks := range kernelSets() {
-		b.Run(ks.name, func(b *testing.B) { run(b, ks) })
+		if use(ks) {
+			b.Run(ks.name, func(b *testing.B) { run(b, ks) })
+		}
 	}
 }
 

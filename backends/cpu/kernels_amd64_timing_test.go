@@ -3,7 +3,6 @@
 package cpu
 
 import (
-	"fmt"
 	"slices"
 	"testing"
 	"time"
@@ -44,47 +43,24 @@ func BenchmarkSgemmEfficiency(b *testing.B) {
 		loop  func(int)
 		flops int // per iteration of loop
 	}{"avx512": {fmaPeakAVX512, 24 * 32}, "avx2": {fmaPeakAVX2, 12 * 16}}
-	const k, n, peakIters = 256, 256, 1 << 12
-	r := newRand()
-	w := make([]float32, k*n)
-	for i := range w {
-		w[i] = float32(r.Float64())
-	}
-	run := func(b *testing.B, ks *kernelSet) {
-		peak, ok := peaks[ks.name]
-		if !ok {
-			b.Skipf("no FMA peak probe for the %s kernels", ks.name)
-		}
-		pb := ks.packB(make([]float32, ks.packedLen(k, n)), false, k, n, w, n, 1)
-		for _, m := range []int{1, 8, 64, 256} {
-			a, c := make([]float32, m*k), make([]float32, m*n)
-			for i := range a {
-				a[i] = float32(r.Float64())
+	const peakIters = 1 << 12
+	hasPeak := func(ks *kernelSet) bool { _, ok := peaks[ks.name]; return ok }
+	sgemmBenchmarks(b, hasPeak, func(b *testing.B, ks *kernelSet, op *sgemmOperands) {
+		peak := peaks[ks.name]
+		reps := max(1, int(4e6/op.flops())) // about as long as the peak probe
+		var ratios []float64
+		for b.Loop() {
+			t0 := time.Now()
+			peak.loop(peakIters)
+			t1 := time.Now()
+			for range reps {
+				ks.gemm(op.m, op.a, sgemmK, &op.pb, op.c, sgemmN, 0)
 			}
-			flops := float64(2 * m * n * k)
-			reps := max(1, int(4e6/flops)) // about as long as the peak probe
-			b.Run(fmt.Sprintf("M=%d", m), func(b *testing.B) {
-				var ratios []float64
-				for b.Loop() {
-					t0 := time.Now()
-					peak.loop(peakIters)
-					t1 := time.Now()
-					for range reps {
-						ks.gemm(m, a, k, &pb, c, n, 0)
-					}
-					t2 := time.Now()
-					peakRate := float64(peakIters*peak.flops) / t1.Sub(t0).Seconds()
-					ratios = append(ratios, flops*float64(reps)/t2.Sub(t1).Seconds()/peakRate)
-				}
-				slices.Sort(ratios)
-				b.ReportMetric(100*ratios[len(ratios)/2], "%peak")
-			})
+			t2 := time.Now()
+			peakRate := float64(peakIters*peak.flops) / t1.Sub(t0).Seconds()
+			ratios = append(ratios, op.flops()*float64(reps)/t2.Sub(t1).Seconds()/peakRate)
 		}
-	}
-	run(b, kernelSets()[0])
-	for _, ks := range kernelSets() {
-		if _, ok := peaks[ks.name]; ok {
-			b.Run(ks.name, func(b *testing.B) { run(b, ks) })
-		}
-	}
+		slices.Sort(ratios)
+		b.ReportMetric(100*ratios[len(ratios)/2], "%peak")
+	})
 }
