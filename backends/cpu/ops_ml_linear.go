@@ -90,14 +90,7 @@ func linearRows(coef, icpt []float32, f int) (int, error) {
 // converted to FP32 first.
 func compileLinearClassifier(c *opCtx) (kernel, error) {
 	as := c.n.attrs
-	coef, ok, err := as.floats("coefficients")
-	if err != nil {
-		return nil, err
-	}
-	if !ok {
-		return nil, invalidf("attribute coefficients is required")
-	}
-	icpt, _, err := as.floats("intercepts")
+	coef, icpt, err := linearAttrs(as)
 	if err != nil {
 		return nil, err
 	}
@@ -269,14 +262,7 @@ func compileLinearClassifier(c *opCtx) (kernel, error) {
 // F] or [F]).
 func compileLinearRegressor(c *opCtx) (kernel, error) {
 	as := c.n.attrs
-	coef, ok, err := as.floats("coefficients")
-	if err != nil {
-		return nil, err
-	}
-	if !ok {
-		return nil, invalidf("attribute coefficients is required")
-	}
-	icpt, _, err := as.floats("intercepts")
+	coef, icpt, err := linearAttrs(as)
 	if err != nil {
 		return nil, err
 	}
@@ -325,4 +311,18 @@ func compileLinearRegressor(c *opCtx) (kernel, error) {
 		}
 		return nil
 	}), nil
+}
+
+// linearAttrs reads the coefficients (required) and intercepts (optional)
+// attributes LinearClassifier and LinearRegressor share.
+func linearAttrs(as attrs) (coef, icpt []float32, err error) {
+	coef, ok, err := as.floats("coefficients")
+	if err != nil {
+		return nil, nil, err
+	}
+	if !ok {
+		return nil, nil, invalidf("attribute coefficients is required")
+	}
+	icpt, _, err = as.floats("intercepts")
+	return coef, icpt, err
 }

@@ -370,67 +370,48 @@ func (s *scanner) arrayLen() int {
 
 // int32s reads an array of integers in [lo, hi].
 func (s *scanner) int32s(lo, hi int32) ([]int32, error) {
-	n, err := s.open()
-	if n == 0 || err != nil {
-		return nil, err
-	}
-	dst := make([]int32, 0, n)
-	for {
+	return scanArray(s, func() (int32, error) {
 		v, err := s.int(int64(lo), int64(hi))
-		if err != nil {
-			return nil, err
-		}
-		dst = append(dst, int32(v))
-		if end, err := s.next(']'); err != nil || end {
-			return dst, err
-		}
-	}
+		return int32(v), err
+	})
 }
 
 // float32s reads an array of numbers.
-func (s *scanner) float32s() ([]float32, error) {
-	n, err := s.open()
-	if n == 0 || err != nil {
-		return nil, err
-	}
-	dst := make([]float32, 0, n)
-	for {
-		v, err := s.float32()
-		if err != nil {
-			return nil, err
-		}
-		dst = append(dst, v)
-		if end, err := s.next(']'); err != nil || end {
-			return dst, err
-		}
-	}
-}
+func (s *scanner) float32s() ([]float32, error) { return scanArray(s, s.float32) }
 
 // bools reads an array of flags: 0 and 1 (XGBoost >= 1.6) or false and
 // true (earlier versions).
 func (s *scanner) bools() ([]bool, error) {
+	return scanArray(s, func() (bool, error) {
+		b, err := s.peek()
+		if err != nil {
+			return false, err
+		}
+		switch {
+		case b == 't' && s.literal("true"):
+			return true, nil
+		case b == 'f' && s.literal("false"):
+			return false, nil
+		}
+		v, err := s.int(0, 1)
+		return v == 1, err
+	})
+}
+
+// scanArray reads a flat array whose elements elem reads, sized from
+// s.open's count.
+func scanArray[T any](s *scanner, elem func() (T, error)) ([]T, error) {
 	n, err := s.open()
 	if n == 0 || err != nil {
 		return nil, err
 	}
-	dst := make([]bool, 0, n)
+	dst := make([]T, 0, n)
 	for {
-		b, err := s.peek()
+		v, err := elem()
 		if err != nil {
 			return nil, err
 		}
-		switch {
-		case b == 't' && s.literal("true"):
-			dst = append(dst, true)
-		case b == 'f' && s.literal("false"):
-			dst = append(dst, false)
-		default:
-			v, err := s.int(0, 1)
-			if err != nil {
-				return nil, err
-			}
-			dst = append(dst, v == 1)
-		}
+		dst = append(dst, v)
 		if end, err := s.next(']'); err != nil || end {
 			return dst, err
 		}
