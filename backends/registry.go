@@ -10,18 +10,47 @@ import (
 	"strings"
 
 	"github.com/coalesce-ml/coalesce/config"
+	"github.com/coalesce-ml/coalesce/tensor"
 )
 
 // Loader loads one model version from the file at path. Its key in the
 // registry's loader map is the file name it loads ("model.onnx").
-type Loader func(path string, cfg config.Model) (Backend, error)
+type Loader func(path string, opts LoadOptions) (Backend, error)
 
-// Model is one loaded version of a model. It is immutable.
-type Model struct {
+// LoadOptions is what a loader takes from a model's configuration. The
+// zero value means: no batch limit, and a model file that declares its own
+// tensors.
+type LoadOptions struct {
+	// MaxBatchSize is the largest number of rows one Infer call takes;
+	// 0 means no limit.
+	MaxBatchSize int
+	// Inputs and Outputs describe the tensors of a model whose file does
+	// not (native tree models); a format that declares its own must
+	// refuse them. A spec's DType may be Invalid (the loader's default)
+	// and its Shape holds the dimensions after the batch dimension.
+	Inputs  []TensorSpec
+	Outputs []TensorSpec
+}
+
+// LoadOptionsOf converts a model's config.yaml into LoadOptions.
+func LoadOptionsOf(mc *config.ModelConfig) LoadOptions {
+	o := LoadOptions{MaxBatchSize: mc.MaxBatchSize}
+	for _, in := range mc.Inputs {
+		dt, _ := tensor.ParseDataType(in.DataType) // validated by config
+		o.Inputs = append(o.Inputs, TensorSpec{Name: in.Name, DType: dt, Shape: in.Dims})
+	}
+	for _, out := range mc.Outputs {
+		o.Outputs = append(o.Outputs, TensorSpec{Name: out.Name})
+	}
+	return o
+}
+
+// ModelVersion is one loaded version of a model. It is immutable.
+type ModelVersion struct {
 	Name    string
 	Version string
 	Path    string // the model file
-	Config  config.Model
+	Config  config.ModelConfig
 	Backend Backend
 	Meta    *Metadata
 }
@@ -34,8 +63,8 @@ type Registry struct {
 }
 
 type versions struct {
-	byName map[string]*Model
-	order  []*Model // ascending version number
+	byName map[string]*ModelVersion
+	order  []*ModelVersion // ascending version number
 }
 
 // LoadRepository loads every model of the repository dir, laid out as
@@ -76,7 +105,7 @@ func loadModel(dir, name string, loaders map[string]Loader) (*versions, error) {
 	if err != nil {
 		return nil, fmt.Errorf("model %s: %w", name, err)
 	}
-	vs := &versions{byName: map[string]*Model{}}
+	vs := &versions{byName: map[string]*ModelVersion{}}
 	for _, e := range entries {
 		n, err := strconv.ParseUint(e.Name(), 10, 63)
 		if !e.IsDir() || err != nil || n == 0 {
@@ -104,13 +133,20 @@ func loadModel(dir, name string, loaders map[string]Loader) (*versions, error) {
 	return vs, nil
 }
 
-func loadVersion(vdir, name, version string, cfg config.Model, loaders map[string]Loader) (*Model, error) {
-	for file, load := range loaders {
-		path := filepath.Join(vdir, file)
-		if _, err := os.Stat(path); err != nil {
-			continue
+func loadVersion(vdir, name, version string, cfg config.ModelConfig, loaders map[string]Loader) (*ModelVersion, error) {
+	var found []string
+	for file := range loaders {
+		if _, err := os.Stat(filepath.Join(vdir, file)); err == nil {
+			found = append(found, file)
 		}
-		b, err := load(path, cfg)
+	}
+	sort.Strings(found)
+	if len(found) > 1 {
+		return nil, fmt.Errorf("model %s version %s: %s holds %d model files (%s); want exactly one", name, version, vdir, len(found), strings.Join(found, " and "))
+	}
+	for _, file := range found {
+		path := filepath.Join(vdir, file)
+		b, err := loaders[file](path, LoadOptionsOf(&cfg))
 		if err != nil {
 			return nil, fmt.Errorf("model %s version %s: %w", name, version, err)
 		}
@@ -123,7 +159,7 @@ func loadVersion(vdir, name, version string, cfg config.Model, loaders map[strin
 			b.Close()
 			return nil, fmt.Errorf("model %s: config predict.input %q is not an input of the model; want one of %s", name, p.Input, specNames(meta.Inputs))
 		}
-		return &Model{Name: name, Version: version, Path: path, Config: cfg, Backend: b, Meta: meta}, nil
+		return &ModelVersion{Name: name, Version: version, Path: path, Config: cfg, Backend: b, Meta: meta}, nil
 	}
 	return nil, fmt.Errorf("model %s version %s: no model file in %s; want %s", name, version, vdir, loaderFiles(loaders))
 }
@@ -158,7 +194,7 @@ func loaderFiles(loaders map[string]Loader) string {
 // version is empty. The error wraps ErrModelNotFound or ErrVersionNotFound.
 //
 // Get retains neither string (callers may pass views of request bytes).
-func (r *Registry) Get(name, version string) (*Model, error) {
+func (r *Registry) Get(name, version string) (*ModelVersion, error) {
 	vs := r.models[name]
 	if vs == nil {
 		return nil, fmt.Errorf("model %q: %w", name, ErrModelNotFound)
@@ -176,7 +212,7 @@ func (r *Registry) Get(name, version string) (*Model, error) {
 func (r *Registry) Names() []string { return r.names }
 
 // Versions returns every loaded version of model name, ascending, or nil.
-func (r *Registry) Versions(name string) []*Model {
+func (r *Registry) Versions(name string) []*ModelVersion {
 	if vs := r.models[name]; vs != nil {
 		return vs.order
 	}

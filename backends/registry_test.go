@@ -9,7 +9,6 @@ import (
 	"sync/atomic"
 	"testing"
 
-	"github.com/coalesce-ml/coalesce/config"
 	"github.com/coalesce-ml/coalesce/tensor"
 )
 
@@ -28,7 +27,7 @@ func (s *stubBackend) Close() error { s.closed.Add(1); return nil }
 
 // stubLoaders loads "model.stub" files; a file containing "fail" fails.
 func stubLoaders(closed *atomic.Int32) map[string]Loader {
-	return map[string]Loader{"model.stub": func(path string, cfg config.Model) (Backend, error) {
+	return map[string]Loader{"model.stub": func(path string, _ LoadOptions) (Backend, error) {
 		b, err := os.ReadFile(path)
 		if err != nil {
 			return nil, err

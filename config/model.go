@@ -10,9 +10,9 @@ import (
 	"github.com/knadh/koanf/v2"
 )
 
-// Model is the per-model configuration read from
+// ModelConfig is the per-model configuration read from
 // <repository>/<name>/config.yaml. Every key is optional.
-type Model struct {
+type ModelConfig struct {
 	Description string `koanf:"description" help:"one line shown in metadata"`
 	// MaxBatchSize is the largest number of rows one inference call
 	// takes; 0 means no limit.
@@ -58,14 +58,14 @@ type Predict struct {
 }
 
 // DefaultModel returns the defaults of a model configuration.
-func DefaultModel() Model {
-	return Model{Predict: Predict{Transform: "none"}}
+func DefaultModelConfig() ModelConfig {
+	return ModelConfig{Predict: Predict{Transform: "none"}}
 }
 
 // LoadModel reads a model's config.yaml. A missing file gives the
 // defaults; an unknown key or a bad value is an error naming the key.
-func LoadModel(path string) (Model, error) {
-	m := DefaultModel()
+func LoadModel(path string) (ModelConfig, error) {
+	m := DefaultModelConfig()
 	if _, err := os.Stat(path); os.IsNotExist(err) {
 		return m, nil
 	}
@@ -83,7 +83,7 @@ func LoadModel(path string) (Model, error) {
 }
 
 // Validate checks the values of m.
-func (m *Model) Validate() error {
+func (m *ModelConfig) Validate() error {
 	if m.MaxBatchSize < 0 {
 		return fmt.Errorf("config: max_batch_size: %d is negative; want 0 (no limit) or more", m.MaxBatchSize)
 	}
@@ -122,4 +122,44 @@ func (m *Model) Validate() error {
 		return fmt.Errorf("config: predict.transform: %w", err)
 	}
 	return nil
+}
+
+// Effective is a model's batching settings after its config.yaml has been
+// laid over the process-wide batching.* defaults: the one place where the
+// two are merged.
+type Effective struct {
+	// Batching holds the merged batching.* values; DefaultTimeout is the
+	// request deadline from arrival (batching.default_timeout, else
+	// http.request_timeout, overridden by the model's default_timeout).
+	Batching
+}
+
+// EffectiveFor returns model m's effective settings under c.
+func (c *Config) EffectiveFor(m *ModelConfig) Effective {
+	b := c.Batching
+	if m.Batching != nil {
+		b.Enabled = *m.Batching
+	}
+	if m.MaxBatchSize > 0 {
+		b.MaxBatchSize = m.MaxBatchSize
+	}
+	if m.MaxQueueDelay > 0 {
+		b.MaxQueueDelay = m.MaxQueueDelay
+	}
+	if m.PreferredBatchSize > 0 {
+		b.PreferredBatchSize = m.PreferredBatchSize
+	}
+	if m.QueueCapacity > 0 {
+		b.QueueCapacity = m.QueueCapacity
+	}
+	if m.PriorityLevels > 0 {
+		b.PriorityLevels = m.PriorityLevels
+	}
+	if b.DefaultTimeout <= 0 {
+		b.DefaultTimeout = c.HTTP.RequestTimeout
+	}
+	if m.DefaultTimeout > 0 {
+		b.DefaultTimeout = m.DefaultTimeout
+	}
+	return Effective{Batching: b}
 }

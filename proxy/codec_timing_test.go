@@ -21,11 +21,11 @@ const wideCols = 64
 // wideModel returns a model with one input x FP32 [-1,64] and one output y
 // of the same shape. Only its metadata is used: the codecs never call the
 // backend.
-func wideModel() *backends.Model {
+func wideModel() *backends.ModelVersion {
 	spec := []backends.TensorSpec{{Name: "x", DType: tensor.FP32, Shape: []int64{-1, wideCols}}}
 	out := []backends.TensorSpec{{Name: "y", DType: tensor.FP32, Shape: []int64{-1, wideCols}}}
-	return &backends.Model{
-		Name: "wide", Version: "1", Config: config.DefaultModel(),
+	return &backends.ModelVersion{
+		Name: "wide", Version: "1", Config: config.DefaultModelConfig(),
 		Meta: &backends.Metadata{Platform: "fake", Inputs: spec, Outputs: out, Concurrency: 1},
 	}
 }

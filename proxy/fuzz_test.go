@@ -41,15 +41,15 @@ const (
 	fzMissing
 )
 
-func fuzzModel(f *testing.F) func(sel uint8) *backends.Model {
+func fuzzModel(f *testing.F) func(sel uint8) *backends.ModelVersion {
 	reg := testRegistry(f)
-	models := make([]*backends.Model, len(fuzzModels))
+	models := make([]*backends.ModelVersion, len(fuzzModels))
 	for i, name := range fuzzModels {
 		m, err := reg.Get(name, "")
 		must(f, err)
 		models[i] = m
 	}
-	return func(sel uint8) *backends.Model { return models[int(sel)%len(models)] }
+	return func(sel uint8) *backends.ModelVersion { return models[int(sel)%len(models)] }
 }
 
 // checkDecodeErr fails unless err is nil or a client error.
@@ -72,7 +72,7 @@ func checkDecodeErr(t *testing.T, err error) {
 
 // checkInputs fails unless inputs are valid tensors in m's input order
 // with m's datatypes, fixed dimensions and one batch size, within lim.
-func checkInputs(t *testing.T, m *backends.Model, inputs []*tensor.Tensor, lim *Limits) {
+func checkInputs(t *testing.T, m *backends.ModelVersion, inputs []*tensor.Tensor, lim *Limits) {
 	t.Helper()
 	if len(inputs) != len(m.Meta.Inputs) {
 		t.Fatalf("decoded %d inputs; model %s has %d", len(inputs), m.Name, len(m.Meta.Inputs))
@@ -108,7 +108,7 @@ func checkInputs(t *testing.T, m *backends.Model, inputs []*tensor.Tensor, lim *
 
 // runFake runs a decoded request on the fake backends that are safe to
 // run (all but panic and slow) and returns nil for the others.
-func runFake(t *testing.T, m *backends.Model, inputs []*tensor.Tensor) []*tensor.Tensor {
+func runFake(t *testing.T, m *backends.ModelVersion, inputs []*tensor.Tensor) []*tensor.Tensor {
 	t.Helper()
 	if m.Name == "panic" || m.Name == "slow" {
 		return nil
@@ -370,7 +370,7 @@ func FuzzFastPredict(f *testing.F) {
 	}
 	lim := Limits{MaxBodyBytes: 1 << 20, MaxTensorElements: 64, MaxJSONDepth: 8}
 	sp := backends.TensorSpec{Name: "x", DType: tensor.FP32, Shape: []int64{-1, 4}}
-	m := &backends.Model{Name: "m", Meta: &backends.Metadata{Inputs: []backends.TensorSpec{sp}}}
+	m := &backends.ModelVersion{Name: "m", Meta: &backends.Metadata{Inputs: []backends.TensorSpec{sp}}}
 	f.Fuzz(func(t *testing.T, body []byte) {
 		fast, ok := fastPredict(body, &sp, &lim)
 		if !ok {

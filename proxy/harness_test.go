@@ -264,7 +264,7 @@ func testRegistry(t testing.TB) *backends.Registry {
 			must(t, os.WriteFile(filepath.Join(dir, name, "config.yaml"), []byte(c), 0o644))
 		}
 	}
-	loaders := map[string]backends.Loader{"model.fake": func(path string, mc config.Model) (backends.Backend, error) {
+	loaders := map[string]backends.Loader{"model.fake": func(path string, _ backends.LoadOptions) (backends.Backend, error) {
 		b, err := os.ReadFile(path)
 		if err != nil {
 			return nil, err

@@ -83,7 +83,7 @@ func (sm *serverMetrics) observe(model, proto string, code int, start time.Time)
 }
 
 // inference records one backend call of rows rows that started at start.
-func (sm *serverMetrics) inference(m *backends.Model, rows int, start time.Time) {
+func (sm *serverMetrics) inference(m *backends.ModelVersion, rows int, start time.Time) {
 	mm := sm.models[m.Name]
 	mm.inferTime.UpdateDuration(start)
 	mm.inferCalls.Inc()

@@ -100,7 +100,7 @@ func TestJSONNumbersCorrectlyRounded(t *testing.T) {
 	}
 	lim := testLimits()
 	for _, dt := range []tensor.DataType{tensor.FP64, tensor.FP32} {
-		m := &backends.Model{Name: "m", Meta: &backends.Metadata{Inputs: []backends.TensorSpec{{Name: "x", DType: dt, Shape: []int64{-1, 2}}}}}
+		m := &backends.ModelVersion{Name: "m", Meta: &backends.Metadata{Inputs: []backends.TensorSpec{{Name: "x", DType: dt, Shape: []int64{-1, 2}}}}}
 		body := `{"inputs":[{"name":"x","shape":[1,2],"datatype":"` + dt.String() + `","data":[` + text + `,0.1]}]}`
 		var p fastjson.Parser
 		req, err := decodeV2(&p, []byte(body), nil, m, &lim)

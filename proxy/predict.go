@@ -61,7 +61,7 @@ func (s *Server) predict(ctx *fasthttp.RequestCtx) (string, error) {
 }
 
 // predictInput returns the index of the model input that features fill.
-func predictInput(m *backends.Model) (int, error) {
+func predictInput(m *backends.ModelVersion) (int, error) {
 	if name := m.Config.Predict.Input; name != "" {
 		for i, sp := range m.Meta.Inputs {
 			if sp.Name == name {
@@ -76,7 +76,7 @@ func predictInput(m *backends.Model) (int, error) {
 }
 
 // decodePredict decodes {"features": ...} into the model's inputs.
-func decodePredict(p *fastjson.Parser, body []byte, m *backends.Model, lim *Limits) ([]*tensor.Tensor, error) {
+func decodePredict(p *fastjson.Parser, body []byte, m *backends.ModelVersion, lim *Limits) ([]*tensor.Tensor, error) {
 	if idx, err := predictInput(m); err == nil {
 		if t, ok := fastPredict(body, &m.Meta.Inputs[idx], lim); ok {
 			return prepareOne(m, t, "features")
@@ -87,7 +87,7 @@ func decodePredict(p *fastjson.Parser, body []byte, m *backends.Model, lim *Limi
 
 // decodePredictJSON is decodePredict's general path: any body, through a
 // parsed JSON tree, with precise errors.
-func decodePredictJSON(p *fastjson.Parser, body []byte, m *backends.Model, lim *Limits) ([]*tensor.Tensor, error) {
+func decodePredictJSON(p *fastjson.Parser, body []byte, m *backends.ModelVersion, lim *Limits) ([]*tensor.Tensor, error) {
 	v, err := parseJSON(p, body, lim)
 	if err != nil {
 		return nil, err
@@ -141,7 +141,7 @@ func decodePredictJSON(p *fastjson.Parser, body []byte, m *backends.Model, lim *
 // output's spec has Keys), or with transform argmax the class of its
 // largest value. BYTES rows are JSON strings, and labels do not apply to
 // them.
-func encodePredict(dst []byte, m *backends.Model, out []*tensor.Tensor) ([]byte, error) {
+func encodePredict(dst []byte, m *backends.ModelVersion, out []*tensor.Tensor) ([]byte, error) {
 	pc := m.Config.Predict
 	idx := 0
 	if pc.Output != "" {

@@ -63,9 +63,9 @@ type Server struct {
 	parsers  fastjson.ParserPool
 	draining atomic.Bool  // set by SetDraining: readiness 503, responses close their connection
 	inflight atomic.Int64 // POST requests being handled
-	defModel *backends.Model
+	defModel *backends.ModelVersion
 	// batchers holds one batcher per model version; read-only after New.
-	batchers map[*backends.Model]*modelBatcher
+	batchers map[*backends.ModelVersion]*modelBatcher
 }
 
 // modelBatcher is a model version's batcher and its request deadline.
@@ -88,7 +88,7 @@ func New(cfg Config, reg *backends.Registry, set *metrics.Set, log *slog.Logger)
 	}
 	s.defModel = m
 	s.met = newServerMetrics(set, reg)
-	s.batchers = map[*backends.Model]*modelBatcher{}
+	s.batchers = map[*backends.ModelVersion]*modelBatcher{}
 	for _, name := range reg.Names() {
 		for _, m := range reg.Versions(name) {
 			bc, timeout := batcherConfig(cfg, m.Config)
@@ -99,7 +99,7 @@ func New(cfg Config, reg *backends.Registry, set *metrics.Set, log *slog.Logger)
 }
 
 // batcherConfig merges the batching defaults with a model's overrides.
-func batcherConfig(cfg Config, mc config.Model) (batcher.Config, time.Duration) {
+func batcherConfig(cfg Config, mc config.ModelConfig) (batcher.Config, time.Duration) {
 	d := cfg.Batching
 	bc := batcher.Config{Enabled: d.Enabled, MaxBatchSize: d.MaxBatchSize, MaxQueueDelay: d.MaxQueueDelay,
 		PreferredBatchSize: d.PreferredBatchSize, QueueCapacity: d.QueueCapacity, PriorityLevels: d.PriorityLevels}
@@ -255,7 +255,7 @@ func isGet(ctx *fasthttp.RequestCtx) bool { return ctx.IsGet() || ctx.IsHead() }
 // lookup resolves a model name and version from the path or query. The
 // strings it passes are views of the request's bytes, not copies:
 // Registry.Get retains neither.
-func (s *Server) lookup(name, version []byte) (*backends.Model, error) {
+func (s *Server) lookup(name, version []byte) (*backends.ModelVersion, error) {
 	return s.reg.Get(unsafe.String(unsafe.SliceData(name), len(name)), unsafe.String(unsafe.SliceData(version), len(version)))
 }
 
@@ -269,7 +269,7 @@ type hints struct {
 // returns its outputs in the model's output order. inputs are in the
 // model's input order; arrived is when the request arrived (its deadline
 // counts from then).
-func (s *Server) infer(arrived time.Time, m *backends.Model, inputs []*tensor.Tensor, h hints) ([]*tensor.Tensor, error) {
+func (s *Server) infer(arrived time.Time, m *backends.ModelVersion, inputs []*tensor.Tensor, h hints) ([]*tensor.Tensor, error) {
 	rows := 0
 	if len(inputs) > 0 {
 		rows = inputs[0].BatchSize()
@@ -347,7 +347,7 @@ func headerHints(ctx *fasthttp.RequestCtx) (hints, error) {
 // prepareInputs checks named input tensors against model m and returns
 // them in the model's input order, converted to the declared datatypes.
 // field names where the inputs came from, for error messages.
-func prepareInputs(m *backends.Model, byName map[string]*tensor.Tensor, field string) ([]*tensor.Tensor, error) {
+func prepareInputs(m *backends.ModelVersion, byName map[string]*tensor.Tensor, field string) ([]*tensor.Tensor, error) {
 	specs := m.Meta.Inputs
 	for name := range byName {
 		found := false
@@ -376,7 +376,7 @@ func prepareInputs(m *backends.Model, byName map[string]*tensor.Tensor, field st
 
 // prepareOne is prepareInputs for one tensor, without building a map: the
 // common case of a single-input model.
-func prepareOne(m *backends.Model, t *tensor.Tensor, field string) ([]*tensor.Tensor, error) {
+func prepareOne(m *backends.ModelVersion, t *tensor.Tensor, field string) ([]*tensor.Tensor, error) {
 	if len(m.Meta.Inputs) != 1 || m.Meta.Inputs[0].Name != t.Name {
 		return prepareInputs(m, map[string]*tensor.Tensor{t.Name: t}, field)
 	}
@@ -424,7 +424,7 @@ func inputList(specs []backends.TensorSpec) string {
 }
 
 // outputIndex returns the position of output name in m, or -1.
-func outputIndex(m *backends.Model, name string) int {
+func outputIndex(m *backends.ModelVersion, name string) int {
 	for i, sp := range m.Meta.Outputs {
 		if sp.Name == name {
 			return i

@@ -207,13 +207,13 @@ func stringCase(g, i int) (path string, body []byte, headers []string, want stri
 // do not produce: invalid UTF-8, broken BYTES layouts, and /predict
 // settings (labels, argmax) on string and map outputs.
 func TestEncodeStringsAndMaps(t *testing.T) {
-	model := func(pc config.Predict, outputs ...backends.TensorSpec) *backends.Model {
-		mc := config.DefaultModel()
+	model := func(pc config.Predict, outputs ...backends.TensorSpec) *backends.ModelVersion {
+		mc := config.DefaultModelConfig()
 		if pc.Transform != "" {
 			mc.Predict.Transform = pc.Transform
 		}
 		mc.Predict.Labels = pc.Labels
-		return &backends.Model{Name: "m", Version: "1", Config: mc, Meta: &backends.Metadata{Outputs: outputs}}
+		return &backends.ModelVersion{Name: "m", Version: "1", Config: mc, Meta: &backends.Metadata{Outputs: outputs}}
 	}
 	probs := tensor.FromFloat32s("p", []int64{2, 3}, []float32{0.1, 0.7, 0.2, 0.6, 0.3, 0.1})
 	keyed := backends.TensorSpec{Name: "p", DType: tensor.FP32, Shape: []int64{-1, 3}, Keys: []string{"x", "y", "z"}}
@@ -223,7 +223,7 @@ func TestEncodeStringsAndMaps(t *testing.T) {
 
 	predictTests := []struct {
 		name string
-		m    *backends.Model
+		m    *backends.ModelVersion
 		out  *tensor.Tensor
 		want string // body, or "error: substring"
 	}{

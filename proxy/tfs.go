@@ -85,7 +85,7 @@ func (s *Server) tfsStatus(ctx *fasthttp.RequestCtx, name string, version []byte
 	return nil
 }
 
-func (s *Server) tfsMetadata(ctx *fasthttp.RequestCtx, m *backends.Model) error {
+func (s *Server) tfsMetadata(ctx *fasthttp.RequestCtx, m *backends.ModelVersion) error {
 	b := append([]byte(nil), `{"model_spec":{"name":`...)
 	b = appendString(b, m.Name)
 	b = append(b, `,"signature_name":"","version":`...)
@@ -131,7 +131,7 @@ type tfsRequest struct {
 	columnar bool             // "inputs" (columnar) rather than "instances" (row)
 }
 
-func (s *Server) tfsPredict(ctx *fasthttp.RequestCtx, m *backends.Model) error {
+func (s *Server) tfsPredict(ctx *fasthttp.RequestCtx, m *backends.ModelVersion) error {
 	p := s.parsers.Get()
 	defer s.parsers.Put(p)
 	req, err := decodeTFS(p, ctx.PostBody(), m, &s.cfg.Limits)
@@ -156,7 +156,7 @@ func (s *Server) tfsPredict(ctx *fasthttp.RequestCtx, m *backends.Model) error {
 
 // decodeTFS decodes a TF Serving predict body: exactly one of "instances"
 // (row format) or "inputs" (columnar format).
-func decodeTFS(p *fastjson.Parser, body []byte, m *backends.Model, lim *Limits) (*tfsRequest, error) {
+func decodeTFS(p *fastjson.Parser, body []byte, m *backends.ModelVersion, lim *Limits) (*tfsRequest, error) {
 	v, err := parseJSON(p, body, lim)
 	if err != nil {
 		return nil, err
@@ -199,7 +199,7 @@ func decodeTFS(p *fastjson.Parser, body []byte, m *backends.Model, lim *Limits) 
 
 // decodeInstances decodes the row format: a list of values for a
 // single-input model, or a list of {input: value} objects.
-func decodeInstances(v *fastjson.Value, m *backends.Model, lim *Limits) (map[string]*tensor.Tensor, error) {
+func decodeInstances(v *fastjson.Value, m *backends.ModelVersion, lim *Limits) (map[string]*tensor.Tensor, error) {
 	arr, err := v.Array()
 	if err != nil {
 		return nil, badRequest("instances: got %s; want an array with one element per row", v.Type())
@@ -276,7 +276,7 @@ func decodeInstances(v *fastjson.Value, m *backends.Model, lim *Limits) (map[str
 
 // decodeColumns decodes the columnar format: one tensor for a
 // single-input model, or an object of named tensors.
-func decodeColumns(v *fastjson.Value, m *backends.Model, lim *Limits) (map[string]*tensor.Tensor, error) {
+func decodeColumns(v *fastjson.Value, m *backends.ModelVersion, lim *Limits) (map[string]*tensor.Tensor, error) {
 	if v.Type() != fastjson.TypeObject || b64Value(v) != nil {
 		if len(m.Meta.Inputs) != 1 {
 			return nil, badRequest("inputs: got one tensor but model %s has %d inputs; want {\"input name\": tensor, ...}", m.Name, len(m.Meta.Inputs))
@@ -337,7 +337,7 @@ func tensorFromJSON(field string, v *fastjson.Value, name string, dt tensor.Data
 // encodeTFS appends the predict response: {"predictions": [...]} for the
 // row format, {"outputs": ...} for the columnar format. BYTES outputs are
 // JSON strings; an output whose spec has Keys gives one object per row.
-func encodeTFS(dst []byte, m *backends.Model, req *tfsRequest, out []*tensor.Tensor) []byte {
+func encodeTFS(dst []byte, m *backends.ModelVersion, req *tfsRequest, out []*tensor.Tensor) []byte {
 	single := len(out) == 1
 	if req.columnar {
 		dst = append(dst, `{"outputs":`...)

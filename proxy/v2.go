@@ -108,7 +108,7 @@ func (s *Server) v2Model(ctx *fasthttp.RequestCtx, rest []byte) (string, error) 
 	return m.Name, &Error{Status: fasthttp.StatusNotFound, Msg: "no KServe V2 endpoint " + strconv.Quote(string(ctx.Path())) + "; want .../ready or .../infer"}
 }
 
-func (s *Server) v2ModelMetadata(ctx *fasthttp.RequestCtx, m *backends.Model) error {
+func (s *Server) v2ModelMetadata(ctx *fasthttp.RequestCtx, m *backends.ModelVersion) error {
 	if !isGet(ctx) {
 		return methodNotAllowed(ctx, "GET")
 	}
@@ -165,7 +165,7 @@ func appendSpecs(b []byte, specs []backends.TensorSpec) []byte {
 }
 
 // v2Infer handles POST .../infer with JSON or binary tensors.
-func (s *Server) v2Infer(ctx *fasthttp.RequestCtx, m *backends.Model) error {
+func (s *Server) v2Infer(ctx *fasthttp.RequestCtx, m *backends.ModelVersion) error {
 	p := s.parsers.Get()
 	defer s.parsers.Put(p)
 	hdr := ctx.Request.Header.Peek("Inference-Header-Content-Length")

@@ -36,7 +36,7 @@ type v2Output struct {
 // decodeV2 decodes a V2 infer body. hdr is the value of the
 // Inference-Header-Content-Length header (nil when absent): the JSON part
 // is then the first hdr bytes and binary tensor data follows it.
-func decodeV2(p *fastjson.Parser, body, hdr []byte, m *backends.Model, lim *Limits) (*v2Request, error) {
+func decodeV2(p *fastjson.Parser, body, hdr []byte, m *backends.ModelVersion, lim *Limits) (*v2Request, error) {
 	jsonPart, bin := body, []byte(nil)
 	if hdr != nil {
 		n, err := strconv.Atoi(string(hdr))
@@ -110,7 +110,7 @@ func decodeV2(p *fastjson.Parser, body, hdr []byte, m *backends.Model, lim *Limi
 // Datatypes are checked against m's inputs here only where they cannot
 // convert (BYTES against a numeric input or the reverse); prepareInputs
 // checks the rest.
-func decodeV2Inputs(iv *fastjson.Value, bin []byte, m *backends.Model, lim *Limits) (map[string]*tensor.Tensor, []byte, error) {
+func decodeV2Inputs(iv *fastjson.Value, bin []byte, m *backends.ModelVersion, lim *Limits) (map[string]*tensor.Tensor, []byte, error) {
 	if iv == nil {
 		return nil, nil, badRequest("inputs: missing; want an array of input tensors")
 	}
@@ -210,7 +210,7 @@ func decodeV2Inputs(iv *fastjson.Value, bin []byte, m *backends.Model, lim *Limi
 	return byName, bin, nil
 }
 
-func decodeV2Outputs(ov *fastjson.Value, m *backends.Model) ([]v2Output, error) {
+func decodeV2Outputs(ov *fastjson.Value, m *backends.ModelVersion) ([]v2Output, error) {
 	if ov == nil {
 		return nil, nil
 	}
@@ -257,7 +257,7 @@ func decodeV2Outputs(ov *fastjson.Value, m *backends.Model) ([]v2Output, error) 
 
 // decodeV2Raw decodes a raw binary request (Inference-Header-Content-Length
 // 0): the body is the bytes of the model's only input, batch 1.
-func decodeV2Raw(body []byte, m *backends.Model, lim *Limits) (*v2Request, error) {
+func decodeV2Raw(body []byte, m *backends.ModelVersion, lim *Limits) (*v2Request, error) {
 	if len(m.Meta.Inputs) != 1 {
 		return nil, badRequest("raw binary request (Inference-Header-Content-Length: 0) to model %s with %d inputs; want a model with exactly one input", m.Name, len(m.Meta.Inputs))
 	}
@@ -295,7 +295,7 @@ func decodeV2Raw(body []byte, m *backends.Model, lim *Limits) (*v2Request, error
 // encodeV2 appends the V2 response to dst. When any output is binary it
 // returns the length of the JSON header (for Inference-Header-Content-Length)
 // with the blobs after it; else -1.
-func encodeV2(dst []byte, m *backends.Model, req *v2Request, out []*tensor.Tensor) ([]byte, int) {
+func encodeV2(dst []byte, m *backends.ModelVersion, req *v2Request, out []*tensor.Tensor) ([]byte, int) {
 	outs := req.outputs
 	if len(outs) == 0 {
 		outs = make([]v2Output, len(out))
@@ -444,7 +444,7 @@ func checkFinite(t *tensor.Tensor, field string, lim *Limits, missing bool) erro
 const maxFinite = 1.7976931348623157e308
 
 // inputMissing reports whether model m's input name takes missing values.
-func inputMissing(m *backends.Model, name string) bool {
+func inputMissing(m *backends.ModelVersion, name string) bool {
 	for _, sp := range m.Meta.Inputs {
 		if sp.Name == name {
 			return sp.Missing
@@ -453,7 +453,7 @@ func inputMissing(m *backends.Model, name string) bool {
 	return false
 }
 
-func outputNames(m *backends.Model) string {
+func outputNames(m *backends.ModelVersion) string {
 	s := ""
 	for i, o := range m.Meta.Outputs {
 		if i > 0 {

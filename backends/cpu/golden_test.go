@@ -10,6 +10,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/coalesce-ml/coalesce/backends"
 	"github.com/coalesce-ml/coalesce/config"
 	"github.com/coalesce-ml/coalesce/tensor"
 )
@@ -106,7 +107,7 @@ func runGolden(t *testing.T, g, modelPath, kernels string) {
 		t.Fatal(err)
 	}
 	mc.MaxBatchSize = 0
-	b, err := Loaders(Options{Concurrency: 2, Kernels: kernels})[filepath.Base(modelPath)](modelPath, mc)
+	b, err := Loaders(Options{Concurrency: 2, Kernels: kernels})[filepath.Base(modelPath)](modelPath, backends.LoadOptionsOf(&mc))
 	if err != nil {
 		t.Fatalf("Load: %v", err)
 	}

@@ -9,8 +9,6 @@ import (
 	"github.com/coalesce-ml/coalesce/backends/cpu/forest"
 	"github.com/coalesce-ml/coalesce/backends/cpu/forest/lightgbm"
 	"github.com/coalesce-ml/coalesce/backends/cpu/forest/xgboost"
-	"github.com/coalesce-ml/coalesce/config"
-	"github.com/coalesce-ml/coalesce/tensor"
 )
 
 // Loaders returns the registry loaders of the engine, keyed by model file
@@ -19,22 +17,22 @@ import (
 // config.yaml adds its max_batch_size and, for the native formats, its
 // inputs and outputs.
 func Loaders(o Options) map[string]backends.Loader {
-	native := func(path string, mc config.Model) (backends.Backend, error) {
+	native := func(path string, lo backends.LoadOptions) (backends.Backend, error) {
 		opts := o
-		opts.MaxBatchSize = mc.MaxBatchSize
-		io, err := nativeIO(mc)
+		opts.MaxBatchSize = lo.MaxBatchSize
+		io, err := nativeIO(lo)
 		if err != nil {
 			return nil, err
 		}
 		return LoadNative(path, io, opts)
 	}
 	return map[string]backends.Loader{
-		"model.onnx": func(path string, mc config.Model) (backends.Backend, error) {
-			if len(mc.Inputs)+len(mc.Outputs) > 0 {
+		"model.onnx": func(path string, lo backends.LoadOptions) (backends.Backend, error) {
+			if len(lo.Inputs)+len(lo.Outputs) > 0 {
 				return nil, fmt.Errorf("config: inputs/outputs describe native tree models (model.json, model.txt); an ONNX model declares its own, remove them")
 			}
 			opts := o
-			opts.MaxBatchSize = mc.MaxBatchSize
+			opts.MaxBatchSize = lo.MaxBatchSize
 			return Load(path, opts)
 		},
 		"model.json": native,
@@ -43,19 +41,17 @@ func Loaders(o Options) map[string]backends.Loader {
 }
 
 // nativeIO turns a model's inputs/outputs configuration into NativeIO.
-func nativeIO(mc config.Model) (NativeIO, error) {
+func nativeIO(lo backends.LoadOptions) (NativeIO, error) {
 	var io NativeIO
-	if len(mc.Inputs) == 1 {
-		in := mc.Inputs[0]
+	if len(lo.Inputs) == 1 {
+		in := lo.Inputs[0]
 		io.Input = in.Name
-		if in.DataType != "" {
-			io.DType, _ = tensor.ParseDataType(in.DataType)
-		}
-		if len(in.Dims) == 1 {
-			io.Features = int(in.Dims[0])
+		io.DType = in.DType
+		if len(in.Shape) == 1 {
+			io.Features = int(in.Shape[0])
 		}
 	}
-	for _, o := range mc.Outputs {
+	for _, o := range lo.Outputs {
 		io.Outputs = append(io.Outputs, o.Name)
 	}
 	return io, nil

@@ -10,6 +10,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/coalesce-ml/coalesce/backends"
 	"github.com/coalesce-ml/coalesce/config"
 	"github.com/coalesce-ml/coalesce/tensor"
 )
@@ -31,9 +32,9 @@ func TestNativeLightGBM(t *testing.T) {
 	}
 	for _, dt := range []string{"FP32", "FP64"} {
 		t.Run(dt, func(t *testing.T) {
-			mc := config.Model{Inputs: []config.TensorConfig{{Name: "x", DataType: dt, Dims: []int64{10}}},
+			mc := config.ModelConfig{Inputs: []config.TensorConfig{{Name: "x", DataType: dt, Dims: []int64{10}}},
 				Outputs: []config.TensorConfig{{Name: "margin"}, {Name: "probabilities"}, {Name: "label"}}}
-			be, err := Loaders(Options{Concurrency: 1})["model.txt"](path, mc)
+			be, err := Loaders(Options{Concurrency: 1})["model.txt"](path, backends.LoadOptionsOf(&mc))
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -109,15 +110,15 @@ func TestNativeConfigErrors(t *testing.T) {
 	path := "../../models/cancer-xgb/1/model.json"
 	for _, tc := range []struct {
 		name string
-		mc   config.Model
+		mc   config.ModelConfig
 		want string
 	}{
-		{"feature count", config.Model{Inputs: []config.TensorConfig{{Name: "x", Dims: []int64{29}}}}, "has 29 features in the configuration; the model has 30"},
-		{"unknown output", config.Model{Outputs: []config.TensorConfig{{Name: "prediction"}}}, `output "prediction": want one of [label probabilities margin]`},
-		{"output twice", config.Model{Outputs: []config.TensorConfig{{Name: "label"}, {Name: "label"}}}, "listed twice"},
+		{"feature count", config.ModelConfig{Inputs: []config.TensorConfig{{Name: "x", Dims: []int64{29}}}}, "has 29 features in the configuration; the model has 30"},
+		{"unknown output", config.ModelConfig{Outputs: []config.TensorConfig{{Name: "prediction"}}}, `output "prediction": want one of [label probabilities margin]`},
+		{"output twice", config.ModelConfig{Outputs: []config.TensorConfig{{Name: "label"}, {Name: "label"}}}, "listed twice"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			_, err := Loaders(Options{Concurrency: 1})["model.json"](path, tc.mc)
+			_, err := Loaders(Options{Concurrency: 1})["model.json"](path, backends.LoadOptionsOf(&tc.mc))
 			if err == nil || !strings.Contains(err.Error(), tc.want) {
 				t.Fatalf("load error = %v; want one containing %q", err, tc.want)
 			}
@@ -125,7 +126,7 @@ func TestNativeConfigErrors(t *testing.T) {
 	}
 	// ONNX models declare their own tensors.
 	_, err := Loaders(Options{Concurrency: 1})["model.onnx"]("../../models/wine-linear/1/model.onnx",
-		config.Model{Inputs: []config.TensorConfig{{Name: "x"}}})
+		backends.LoadOptions{Inputs: []backends.TensorSpec{{Name: "x"}}})
 	if err == nil || !strings.Contains(err.Error(), "declares its own") {
 		t.Fatalf("ONNX with inputs config: %v", err)
 	}
@@ -134,7 +135,7 @@ func TestNativeConfigErrors(t *testing.T) {
 	if err := os.WriteFile(bad, []byte(`{"learner":`), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := Loaders(Options{Concurrency: 1})["model.json"](bad, config.Model{}); err == nil || !strings.Contains(err.Error(), bad) {
+	if _, err := Loaders(Options{Concurrency: 1})["model.json"](bad, backends.LoadOptions{}); err == nil || !strings.Contains(err.Error(), bad) {
 		t.Fatalf("truncated model.json: %v", err)
 	}
 }

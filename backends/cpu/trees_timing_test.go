@@ -8,6 +8,7 @@ import (
 	"path/filepath"
 	"testing"
 
+	"github.com/coalesce-ml/coalesce/backends"
 	"github.com/coalesce-ml/coalesce/config"
 	"github.com/coalesce-ml/coalesce/tensor"
 )
@@ -36,7 +37,7 @@ func benchClassic(b *testing.B, model string) {
 			path = filepath.Join(dir, "1", f)
 		}
 	}
-	be, err := Loaders(Options{Concurrency: 1})[filepath.Base(path)](path, mc)
+	be, err := Loaders(Options{Concurrency: 1})[filepath.Base(path)](path, backends.LoadOptionsOf(&mc))
 	if err != nil {
 		b.Fatal(err)
 	}
