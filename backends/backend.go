@@ -75,3 +75,18 @@ var (
 	// ErrInvalidInput: the inputs do not fit the model (a client error).
 	ErrInvalidInput = errors.New("invalid input")
 )
+
+// Input returns the index of the input called name, or -1.
+func (m *Metadata) Input(name string) int { return specIndex(m.Inputs, name) }
+
+// Output returns the index of the output called name, or -1.
+func (m *Metadata) Output(name string) int { return specIndex(m.Outputs, name) }
+
+func specIndex(specs []TensorSpec, name string) int {
+	for i := range specs {
+		if specs[i].Name == name {
+			return i
+		}
+	}
+	return -1
+}

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"slices"
 	"sort"
 	"strconv"
 	"strings"
@@ -56,7 +57,8 @@ type ModelVersion struct {
 }
 
 // Registry resolves model names and versions to loaded models. It is
-// immutable after Load and safe for concurrent use.
+// immutable and safe for concurrent use; With and Without derive new
+// registries from it, so that a server can swap the set it serves whole.
 type Registry struct {
 	models map[string]*versions
 	names  []string // sorted
@@ -125,11 +127,7 @@ func loadModel(dir, name string, loaders map[string]Loader) (*versions, error) {
 	if len(vs.order) == 0 {
 		return nil, fmt.Errorf("model %s: no version directories in %s; want %s/1/%s", name, dir, dir, loaderFiles(loaders))
 	}
-	sort.Slice(vs.order, func(i, j int) bool {
-		a, _ := strconv.ParseUint(vs.order[i].Version, 10, 63)
-		b, _ := strconv.ParseUint(vs.order[j].Version, 10, 63)
-		return a < b
-	})
+	sort.Slice(vs.order, func(i, j int) bool { return versionLess(vs.order[i].Version, vs.order[j].Version) })
 	return vs, nil
 }
 
@@ -151,26 +149,17 @@ func loadVersion(vdir, name, version string, cfg config.ModelConfig, loaders map
 			return nil, fmt.Errorf("model %s version %s: %w", name, version, err)
 		}
 		meta := b.Metadata()
-		if p := cfg.Predict; p.Output != "" && !hasSpec(meta.Outputs, p.Output) {
+		if p := cfg.Predict; p.Output != "" && meta.Output(p.Output) < 0 {
 			b.Close()
 			return nil, fmt.Errorf("model %s: config predict.output %q is not an output of the model; want one of %s", name, p.Output, specNames(meta.Outputs))
 		}
-		if p := cfg.Predict; p.Input != "" && !hasSpec(meta.Inputs, p.Input) {
+		if p := cfg.Predict; p.Input != "" && meta.Input(p.Input) < 0 {
 			b.Close()
 			return nil, fmt.Errorf("model %s: config predict.input %q is not an input of the model; want one of %s", name, p.Input, specNames(meta.Inputs))
 		}
 		return &ModelVersion{Name: name, Version: version, Path: path, Config: cfg, Backend: b, Meta: meta}, nil
 	}
 	return nil, fmt.Errorf("model %s version %s: no model file in %s; want %s", name, version, vdir, loaderFiles(loaders))
-}
-
-func hasSpec(specs []TensorSpec, name string) bool {
-	for _, s := range specs {
-		if s.Name == name {
-			return true
-		}
-	}
-	return false
 }
 
 func specNames(specs []TensorSpec) string {
@@ -208,6 +197,23 @@ func (r *Registry) Get(name, version string) (*ModelVersion, error) {
 	return nil, fmt.Errorf("model %q version %q: %w", name, version, ErrVersionNotFound)
 }
 
+// Lookup is Get without a formatted error: it returns ErrModelNotFound or
+// ErrVersionNotFound themselves, so that a caller holding untrusted names
+// decides how much of them to repeat.
+func (r *Registry) Lookup(name, version string) (*ModelVersion, error) {
+	vs := r.models[name]
+	if vs == nil {
+		return nil, ErrModelNotFound
+	}
+	if version == "" {
+		return vs.order[len(vs.order)-1], nil
+	}
+	if m := vs.byName[version]; m != nil {
+		return m, nil
+	}
+	return nil, ErrVersionNotFound
+}
+
 // Names returns the names of all models, sorted.
 func (r *Registry) Names() []string { return r.names }
 
@@ -219,7 +225,8 @@ func (r *Registry) Versions(name string) []*ModelVersion {
 	return nil
 }
 
-// Close closes every backend and returns the first error.
+// Close closes every backend and returns their errors. A server that
+// serves the registry owns its backends and closes them itself.
 func (r *Registry) Close() error {
 	var errs []error
 	for _, vs := range r.models {
@@ -228,4 +235,86 @@ func (r *Registry) Close() error {
 		}
 	}
 	return errors.Join(errs...)
+}
+
+// With returns a registry holding r's versions and m, which replaces the
+// version of the same model and version number if r has one. r is not
+// modified: registries are values, swapped whole.
+func (r *Registry) With(m *ModelVersion) *Registry {
+	n := r.clone()
+	vs := n.models[m.Name]
+	if vs == nil {
+		vs = &versions{byName: map[string]*ModelVersion{}}
+		n.models[m.Name] = vs
+		n.names = append(n.names, m.Name)
+		sort.Strings(n.names)
+	} else {
+		vs = vs.clone()
+		n.models[m.Name] = vs
+	}
+	if old := vs.byName[m.Version]; old != nil {
+		vs.order = slices.DeleteFunc(vs.order, func(v *ModelVersion) bool { return v == old })
+	}
+	vs.byName[m.Version] = m
+	vs.order = append(vs.order, m)
+	sort.Slice(vs.order, func(i, j int) bool { return versionLess(vs.order[i].Version, vs.order[j].Version) })
+	return n
+}
+
+// Without returns a registry holding r's versions except version of model
+// name (every version when version is empty). The last version of a model
+// removes the model. r is not modified.
+func (r *Registry) Without(name, version string) *Registry {
+	n := r.clone()
+	vs := n.models[name]
+	if vs == nil {
+		return n
+	}
+	vs = vs.clone()
+	for v, m := range vs.byName {
+		if version == "" || v == version {
+			delete(vs.byName, v)
+			vs.order = slices.DeleteFunc(vs.order, func(o *ModelVersion) bool { return o == m })
+		}
+	}
+	if len(vs.order) == 0 {
+		delete(n.models, name)
+		n.names = slices.DeleteFunc(n.names, func(s string) bool { return s == name })
+	} else {
+		n.models[name] = vs
+	}
+	return n
+}
+
+// All returns every version of every model, by name then ascending
+// version.
+func (r *Registry) All() []*ModelVersion {
+	var all []*ModelVersion
+	for _, name := range r.names {
+		all = append(all, r.models[name].order...)
+	}
+	return all
+}
+
+func (r *Registry) clone() *Registry {
+	n := &Registry{models: make(map[string]*versions, len(r.models)), names: slices.Clone(r.names)}
+	for k, v := range r.models {
+		n.models[k] = v
+	}
+	return n
+}
+
+func (vs *versions) clone() *versions {
+	n := &versions{byName: make(map[string]*ModelVersion, len(vs.byName)), order: slices.Clone(vs.order)}
+	for k, v := range vs.byName {
+		n.byName[k] = v
+	}
+	return n
+}
+
+// versionLess orders version numbers numerically.
+func versionLess(a, b string) bool {
+	x, _ := strconv.ParseUint(a, 10, 63)
+	y, _ := strconv.ParseUint(b, 10, 63)
+	return x < y
 }

@@ -371,6 +371,7 @@ func (bt *Batcher) runBatch(b *batch, start time.Time) (time.Duration, bool) {
 	bt.met.batch(b.rows, b.reason)
 	out, err := bt.execute(b)
 	elapsed := bt.clock.Now().Sub(start)
+	bt.met.execution(b.rows, elapsed)
 	for i, c := range b.calls {
 		if err != nil {
 			c.done <- result{err: err}

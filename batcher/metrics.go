@@ -6,10 +6,15 @@ import (
 	"github.com/VictoriaMetrics/metrics"
 )
 
-// Metrics are the batcher's Prometheus series for one model version,
-// registered once on the process's metrics set. A nil *Metrics records
-// nothing.
+// Metrics are the batcher's Prometheus series for one model version. They
+// live as long as the version: NewMetrics creates (or finds) them and
+// Unregister removes them. A nil *Metrics records nothing.
 type Metrics struct {
+	set       *metrics.Set
+	names     []string // every series, for Unregister
+	execTime  *metrics.PrometheusHistogram
+	execCalls *metrics.Counter
+	execRows  *metrics.Counter
 	batchSize *metrics.PrometheusHistogram
 	waitHist  *metrics.PrometheusHistogram
 	released  map[string]*metrics.Counter // by release reason
@@ -26,27 +31,67 @@ var batchBuckets = metrics.ExponentialBuckets(1, 2, 11)
 // waitBuckets are 10µs to ~10s in factors of 2.
 var waitBuckets = metrics.ExponentialBuckets(0.00001, 2, 21)
 
-// NewMetrics registers the batcher series of model version on set.
+// execBuckets are 10µs to ~20s in factors of 2.
+var execBuckets = metrics.ExponentialBuckets(0.00001, 2, 22)
+
+// NewMetrics creates the batcher series of model version on set, or finds
+// them when they exist (a version that is reloaded keeps its series).
 // Names: coalesce_batch_size (rows per batch), coalesce_queue_wait_seconds,
 // coalesce_batches_total{reason}, coalesce_shed_total{reason="queue_full"
-// or "admission"}, coalesce_expired_total, coalesce_queue_rows and
-// coalesce_queue_requests, all labelled {model, version}.
+// or "admission"}, coalesce_expired_total, coalesce_queue_rows,
+// coalesce_queue_requests, and per backend execution (one observation per
+// batch run: merging the inputs, Infer, splitting the outputs)
+// coalesce_inference_duration_seconds, coalesce_inference_calls_total and
+// coalesce_inference_rows_total; all labelled {model, version}.
 func NewMetrics(set *metrics.Set, model, version string) *Metrics {
 	l := `model="` + model + `",version="` + version + `"`
-	m := &Metrics{
-		batchSize: set.NewPrometheusHistogramExt(`coalesce_batch_size{`+l+`}`, batchBuckets),
-		waitHist:  set.NewPrometheusHistogramExt(`coalesce_queue_wait_seconds{`+l+`}`, waitBuckets),
-		released:  map[string]*metrics.Counter{},
-		shedFull:  set.NewCounter(`coalesce_shed_total{` + l + `,reason="queue_full"}`),
-		shedAdmit: set.NewCounter(`coalesce_shed_total{` + l + `,reason="admission"}`),
-		expiredN:  set.NewCounter(`coalesce_expired_total{` + l + `}`),
-		rows:      set.NewGauge(`coalesce_queue_rows{`+l+`}`, nil),
-		requests:  set.NewGauge(`coalesce_queue_requests{`+l+`}`, nil),
+	m := &Metrics{set: set, released: map[string]*metrics.Counter{}}
+	counter := func(name string) *metrics.Counter {
+		m.names = append(m.names, name)
+		return set.GetOrCreateCounter(name)
 	}
+	hist := func(name string, buckets []float64) *metrics.PrometheusHistogram {
+		m.names = append(m.names, name)
+		return set.GetOrCreatePrometheusHistogramExt(name, buckets)
+	}
+	gauge := func(name string) *metrics.Gauge {
+		m.names = append(m.names, name)
+		return set.GetOrCreateGauge(name, nil)
+	}
+	m.batchSize = hist(`coalesce_batch_size{`+l+`}`, batchBuckets)
+	m.waitHist = hist(`coalesce_queue_wait_seconds{`+l+`}`, waitBuckets)
+	m.shedFull = counter(`coalesce_shed_total{` + l + `,reason="queue_full"}`)
+	m.shedAdmit = counter(`coalesce_shed_total{` + l + `,reason="admission"}`)
+	m.expiredN = counter(`coalesce_expired_total{` + l + `}`)
+	m.rows = gauge(`coalesce_queue_rows{` + l + `}`)
+	m.requests = gauge(`coalesce_queue_requests{` + l + `}`)
+	m.execTime = hist(`coalesce_inference_duration_seconds{`+l+`}`, execBuckets)
+	m.execCalls = counter(`coalesce_inference_calls_total{` + l + `}`)
+	m.execRows = counter(`coalesce_inference_rows_total{` + l + `}`)
 	for _, r := range []string{ReleaseFull, ReleaseIdle, ReleaseDelay, ReleaseDeadline, ReleaseClose} {
-		m.released[r] = set.NewCounter(`coalesce_batches_total{` + l + `,reason="` + r + `"}`)
+		m.released[r] = counter(`coalesce_batches_total{` + l + `,reason="` + r + `"}`)
 	}
 	return m
+}
+
+// Unregister removes the series from their set. Call it once the version
+// is retired and no batcher records on m any more.
+func (m *Metrics) Unregister() {
+	if m == nil {
+		return
+	}
+	for _, name := range m.names {
+		m.set.UnregisterMetric(name)
+	}
+}
+
+// execution records one backend execution of a batch of rows rows.
+func (m *Metrics) execution(rows int, d time.Duration) {
+	if m != nil {
+		m.execTime.Update(d.Seconds())
+		m.execCalls.Inc()
+		m.execRows.Add(rows)
+	}
 }
 
 func (m *Metrics) batch(rows int, reason string) {

@@ -5,8 +5,6 @@ import (
 	"sync"
 	"testing"
 	"time"
-
-	"github.com/coalesce-ml/coalesce/config"
 )
 
 // TestQueueingErrors drives the "slow" fake model (one worker that holds
@@ -86,30 +84,9 @@ func TestSchedulingHints(t *testing.T) {
 	}
 }
 
-func TestBatcherConfig(t *testing.T) {
-	off := false
-	cfg := Config{RequestTimeout: 5 * time.Second, Batching: config.Batching{Enabled: true, MaxBatchSize: 32, MaxQueueDelay: time.Millisecond, QueueCapacity: 100, PriorityLevels: 1}}
-	bc, timeout := batcherConfig(cfg, config.ModelConfig{})
-	if !bc.Enabled || bc.MaxBatchSize != 32 || bc.MaxQueueDelay != time.Millisecond || bc.QueueCapacity != 100 || bc.PriorityLevels != 1 || timeout != 5*time.Second {
-		t.Errorf("defaults: %+v, %v", bc, timeout)
-	}
-	cfg.Batching.DefaultTimeout = 2 * time.Second
-	cfg.Batching.PreferredBatchSize = 2
-	if bc, _ = batcherConfig(cfg, config.ModelConfig{}); bc.PreferredBatchSize != 2 {
-		t.Errorf("batching.preferred_batch_size: %d; want 2", bc.PreferredBatchSize)
-	}
-	bc, timeout = batcherConfig(cfg, config.ModelConfig{Batching: &off, MaxBatchSize: 8, MaxQueueDelay: 3 * time.Millisecond, PreferredBatchSize: 4, QueueCapacity: 9, DefaultTimeout: time.Second, PriorityLevels: 4})
-	if bc.Enabled || bc.MaxBatchSize != 8 || bc.MaxQueueDelay != 3*time.Millisecond || bc.PreferredBatchSize != 4 || bc.QueueCapacity != 9 || bc.PriorityLevels != 4 || timeout != time.Second {
-		t.Errorf("model overrides: %+v, %v", bc, timeout)
-	}
-	if _, timeout = batcherConfig(cfg, config.ModelConfig{}); timeout != 2*time.Second {
-		t.Errorf("batching.default_timeout: %v; want 2s", timeout)
-	}
-}
-
 func TestMaxInflightShedsAtTheEdge(t *testing.T) {
 	s, c, _ := testServer(t)
-	s.cfg.MaxInflight = 1
+	s.cfg.HTTP.MaxInflight = 1
 	held := make(chan result, 1)
 	go func() { r, _ := doErr(c, "POST", "/predict?model=slow", []byte(`{"features":[1]}`)); held <- r }()
 	deadline := time.Now().Add(2 * time.Second)

@@ -4,15 +4,18 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"strconv"
+	"time"
 
 	"github.com/valyala/fasthttp"
 
 	"github.com/coalesce-ml/coalesce/backends"
+	"github.com/coalesce-ml/coalesce/batcher"
+	"github.com/coalesce-ml/coalesce/codec"
 )
 
-// Error is a request failure with the HTTP status it maps to. Decoders
-// return *Error for client mistakes; everything else goes through
-// StatusOf.
+// Error is a request failure of the HTTP layer (routing, methods) with the
+// status it maps to. Everything else is mapped by StatusOf from its kind.
 type Error struct {
 	Status int
 	Msg    string
@@ -23,35 +26,107 @@ func (e *Error) Error() string { return e.Msg }
 
 // badRequest returns a 400 error; the message names the field and what was
 // expected.
-// Shapes ([]int64) are written as JSON arrays, [1,4], as clients wrote them.
 func badRequest(format string, args ...any) *Error {
-	for i, a := range args {
-		if shape, ok := a.([]int64); ok {
-			args[i] = fmtShape(shape)
-		}
-	}
 	return &Error{Status: fasthttp.StatusBadRequest, Msg: fmt.Sprintf(format, args...)}
+}
+
+// errPanic marks a recovered panic (500).
+var errPanic = errors.New("internal error")
+
+// errInflight: more POST requests in flight than http.max_inflight (503).
+type errInflight struct{ max int64 }
+
+func (e errInflight) Error() string {
+	return "server is overloaded: " + strconv.FormatInt(e.max, 10) + " requests in flight (http.max_inflight); retry later"
+}
+
+// notFound is an unknown model or version (404); it quotes the names
+// truncated.
+type notFound struct {
+	err           error // backends.ErrModelNotFound or ErrVersionNotFound
+	name, version string
+}
+
+func (e notFound) Error() string {
+	if errors.Is(e.err, backends.ErrVersionNotFound) {
+		return fmt.Sprintf("model %q version %q: %v", e.name, e.version, e.err)
+	}
+	return fmt.Sprintf("model %q: %v", e.name, e.err)
+}
+
+func (e notFound) Unwrap() error { return e.err }
+
+// modelError is a failure of a model call, with the message the client
+// sees; its status follows from the wrapped error (the batcher's
+// sentinels, a deadline, or a backend failure).
+type modelError struct {
+	err            error
+	model, version string
+	timeout        time.Duration // the request's deadline from arrival
+}
+
+func (e modelError) Unwrap() error { return e.err }
+
+func (e modelError) Error() string {
+	switch {
+	case errors.Is(e.err, batcher.ErrExpired), errors.Is(e.err, context.DeadlineExceeded):
+		return fmt.Sprintf("model %s did not answer within the request deadline (%v)", e.model, e.timeout)
+	case errors.Is(e.err, batcher.ErrQueueFull):
+		return fmt.Sprintf("model %s is overloaded: its queue is full; retry later", e.model)
+	case errors.Is(e.err, batcher.ErrOverloaded):
+		return fmt.Sprintf("model %s cannot answer within the request deadline (%v) at its current load; retry later", e.model, e.timeout)
+	case errors.Is(e.err, batcher.ErrClosed):
+		return "server is shutting down; retry on another instance"
+	}
+	return fmt.Sprintf("model %s version %s: %v", e.model, e.version, e.err)
+}
+
+// httpError turns an error of fasthttp's request parsing into an error
+// for writeError. maxBody is limits.max_body_bytes.
+func httpError(err error, maxBody int) error {
+	var se *fasthttp.ErrSmallBuffer
+	var te interface{ Timeout() bool }
+	switch {
+	case errors.Is(err, fasthttp.ErrBodyTooLarge):
+		return &Error{Status: fasthttp.StatusRequestEntityTooLarge, Msg: fmt.Sprintf("request body is larger than the limit of %d bytes (limits.max_body_bytes)", maxBody)}
+	case errors.As(err, &se):
+		return &Error{Status: fasthttp.StatusRequestHeaderFieldsTooLarge, Msg: "request headers are too large"}
+	case errors.As(err, &te) && te.Timeout():
+		return &Error{Status: fasthttp.StatusRequestTimeout, Msg: "request was not read in time"}
+	}
+	return badRequest("malformed HTTP request: %s", truncate(err.Error()))
 }
 
 // StatusOf maps an error to its HTTP status code. It is the one place
 // where error kinds become status codes.
 func StatusOf(err error) int {
 	var pe *Error
+	var ce *codec.Error
 	switch {
 	case errors.As(err, &pe):
 		return pe.Status
+	case errors.As(err, &ce):
+		if ce.Kind == codec.TooLarge {
+			return fasthttp.StatusRequestEntityTooLarge
+		}
+		return fasthttp.StatusBadRequest
+	case errors.As(err, new(errInflight)):
+		return fasthttp.StatusServiceUnavailable
 	case errors.Is(err, backends.ErrModelNotFound), errors.Is(err, backends.ErrVersionNotFound):
 		return fasthttp.StatusNotFound
 	case errors.Is(err, backends.ErrInvalidInput):
 		return fasthttp.StatusBadRequest
-	case errors.Is(err, context.DeadlineExceeded):
+	case errors.Is(err, batcher.ErrExpired), errors.Is(err, context.DeadlineExceeded):
 		return fasthttp.StatusGatewayTimeout
+	case errors.Is(err, batcher.ErrQueueFull), errors.Is(err, batcher.ErrOverloaded), errors.Is(err, batcher.ErrClosed):
+		return fasthttp.StatusServiceUnavailable
 	}
 	return fasthttp.StatusInternalServerError
 }
 
 // writeError answers with {"error": msg} and the status err maps to.
 // Internal errors keep their message: it is ours, not the client's data.
+// It is the only writer of an error status.
 func writeError(ctx *fasthttp.RequestCtx, err error) int {
 	status := StatusOf(err)
 	ctx.Response.Reset()
@@ -69,8 +144,12 @@ func writeError(ctx *fasthttp.RequestCtx, err error) int {
 	msg := err.Error()
 	b := make([]byte, 0, len(msg)+16)
 	b = append(b, `{"error":`...)
-	b = appendString(b, msg)
+	b = codec.AppendString(b, msg)
 	b = append(b, '}')
 	ctx.SetBody(b)
 	return status
 }
+
+// truncate and truncateBytes bound what an error repeats of the request.
+func truncate(s string) string      { return codec.Truncate(s) }
+func truncateBytes(b []byte) string { return codec.TruncateBytes(b) }

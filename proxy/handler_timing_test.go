@@ -83,11 +83,11 @@ func BenchmarkHandlerDigits(b *testing.B) {
 			if err != nil {
 				b.Fatal(err)
 			}
-			defer reg.Close()
-			s, err := New(Config{
-				DefaultModel: "digits-mlp", RequestTimeout: 5 * time.Second, Version: "bench", MaxConnections: 1000,
-				Batching: c.bc, Limits: Limits{MaxBodyBytes: 1 << 20, MaxTensorElements: 1 << 20, MaxJSONDepth: 8},
-			}, reg, metrics.NewSet(), slog.New(slog.NewTextHandler(io.Discard, nil)))
+			cfg := config.Default()
+			cfg.Models.Default = "digits-mlp"
+			cfg.Batching = c.bc
+			cfg.Limits = config.Limits{MaxBodyBytes: 1 << 20, MaxTensorElements: 1 << 20, MaxJSONDepth: 8}
+			s, err := New(&cfg, "bench", reg, metrics.NewSet(), slog.New(slog.NewTextHandler(io.Discard, nil)))
 			if err != nil {
 				b.Fatal(err)
 			}

@@ -5,8 +5,6 @@ import (
 	"time"
 
 	"github.com/VictoriaMetrics/metrics"
-
-	"github.com/coalesce-ml/coalesce/backends"
 )
 
 // latencyBuckets are the upper bounds, in seconds, of the latency
@@ -14,62 +12,75 @@ import (
 // answers are resolved and histogram_quantile works in Prometheus.
 var latencyBuckets = metrics.ExponentialBuckets(0.00005, 2, 18)
 
-// commonCodes are the status codes whose counters are created at start;
-// others are created on first use.
+// commonCodes are the status codes whose counters are created with a
+// model; others are created on first use.
 var commonCodes = [...]int{200, 400, 404, 405, 413, 500, 503, 504}
-
-const protoOther = "other"
 
 var protocols = [...]string{protoPredict, protoV2, protoTFS, protoOther}
 
-// serverMetrics holds every metric of the data plane, registered once at
-// start. Its maps are read-only after newServerMetrics, so lookups need no
-// lock; label values come from the configuration (model names) and fixed
-// sets, never from request data.
+// serverMetrics holds the request metrics of requests that resolved no
+// model (model=""); each served model's live in the snapshot (modelMetrics),
+// created and removed with the model. Label values come from the
+// configuration (model names) and fixed sets, never from request data.
 type serverMetrics struct {
-	set    *metrics.Set
-	models map[string]*modelMetrics // "" = no model resolved
+	set  *metrics.Set
+	none *modelMetrics
 }
 
+// modelMetrics are the request series of one model name:
+// coalesce_requests_total{model,protocol,code} and
+// coalesce_request_duration_seconds{model,protocol}, from the request's
+// arrival to its answer. Backend executions are counted per version by the
+// batcher (coalesce_inference_*).
 type modelMetrics struct {
-	name       string
-	requests   [len(protocols)][len(commonCodes)]*metrics.Counter
-	latency    [len(protocols)]*metrics.PrometheusHistogram
-	inferTime  *metrics.PrometheusHistogram
-	inferCalls *metrics.Counter
-	inferRows  *metrics.Counter
+	name     string
+	requests [len(protocols)][len(commonCodes)]*metrics.Counter
+	latency  [len(protocols)]*metrics.PrometheusHistogram
 }
 
-func newServerMetrics(set *metrics.Set, reg *backends.Registry) *serverMetrics {
-	sm := &serverMetrics{set: set, models: map[string]*modelMetrics{}}
-	for _, name := range append([]string{""}, reg.Names()...) {
-		mm := &modelMetrics{name: name}
-		for p, proto := range protocols {
-			for c, code := range commonCodes {
-				mm.requests[p][c] = set.NewCounter(requestsName(name, proto, code))
-			}
-			mm.latency[p] = set.NewPrometheusHistogramExt(`coalesce_request_duration_seconds{model="`+name+`",protocol="`+proto+`"}`, latencyBuckets)
+func newServerMetrics(set *metrics.Set) *serverMetrics {
+	return &serverMetrics{set: set, none: newModelMetrics(set, "")}
+}
+
+// newModelMetrics creates (or finds) the request series of model name.
+func newModelMetrics(set *metrics.Set, name string) *modelMetrics {
+	mm := &modelMetrics{name: name}
+	for p, proto := range protocols {
+		for c, code := range commonCodes {
+			mm.requests[p][c] = set.GetOrCreateCounter(requestsName(name, proto, code))
 		}
-		if name != "" {
-			mm.inferTime = set.NewPrometheusHistogramExt(`coalesce_inference_duration_seconds{model="`+name+`"}`, latencyBuckets)
-			mm.inferCalls = set.NewCounter(`coalesce_inference_calls_total{model="` + name + `"}`)
-			mm.inferRows = set.NewCounter(`coalesce_inference_rows_total{model="` + name + `"}`)
-		}
-		sm.models[name] = mm
+		mm.latency[p] = set.GetOrCreatePrometheusHistogramExt(latencyName(name, proto), latencyBuckets)
 	}
-	return sm
+	return mm
+}
+
+// unregister removes the series of a model that is no longer served,
+// including the status codes created on first use.
+func (mm *modelMetrics) unregister(set *metrics.Set) {
+	prefix := `coalesce_requests_total{model="` + mm.name + `",`
+	for _, name := range set.ListMetricNames() {
+		if len(name) > len(prefix) && name[:len(prefix)] == prefix {
+			set.UnregisterMetric(name)
+		}
+	}
+	for _, proto := range protocols {
+		set.UnregisterMetric(latencyName(mm.name, proto))
+	}
 }
 
 func requestsName(model, proto string, code int) string {
 	return `coalesce_requests_total{model="` + model + `",protocol="` + proto + `",code="` + strconv.Itoa(code) + `"}`
 }
 
-// observe counts one finished request and its latency since start.
-// model must be a configured model name or "".
-func (sm *serverMetrics) observe(model, proto string, code int, start time.Time) {
-	mm := sm.models[model]
+func latencyName(model, proto string) string {
+	return `coalesce_request_duration_seconds{model="` + model + `",protocol="` + proto + `"}`
+}
+
+// observe counts one finished request of model mm (nil: none resolved) and
+// its latency since start.
+func (sm *serverMetrics) observe(mm *modelMetrics, proto string, code int, start time.Time) {
 	if mm == nil {
-		mm = sm.models[""]
+		mm = sm.none
 	}
 	p := protoIndex(proto)
 	mm.latency[p].UpdateDuration(start)
@@ -80,14 +91,6 @@ func (sm *serverMetrics) observe(model, proto string, code int, start time.Time)
 		}
 	}
 	sm.set.GetOrCreateCounter(requestsName(mm.name, proto, code)).Inc()
-}
-
-// inference records one backend call of rows rows that started at start.
-func (sm *serverMetrics) inference(m *backends.ModelVersion, rows int, start time.Time) {
-	mm := sm.models[m.Name]
-	mm.inferTime.UpdateDuration(start)
-	mm.inferCalls.Inc()
-	mm.inferRows.Add(rows)
 }
 
 func protoIndex(proto string) int {

@@ -60,7 +60,7 @@ func TestPanicIsRecovered(t *testing.T) {
 
 func TestDeadlineIs504(t *testing.T) {
 	s, c, _ := testServer(t)
-	timeout := s.cfg.RequestTimeout
+	timeout := s.cfg.HTTP.RequestTimeout
 	tests := []struct{ name, path, body string }{
 		{"v2", "/v2/models/slow/infer", `{"inputs":[{"name":"x","shape":[1,1],"datatype":"FP32","data":[1]}]}`},
 		{"tfs", "/v1/models/slow:predict", `{"instances":[[1]]}`},
@@ -150,9 +150,11 @@ func TestMetrics(t *testing.T) {
 		`coalesce_request_duration_seconds_count{model="double",protocol="predict"} 2`,
 		`coalesce_request_duration_seconds_count{model="double",protocol="v2"} 4`,
 		`coalesce_request_duration_seconds_bucket{model="double",protocol="predict",le="+Inf"} 2`,
-		`coalesce_inference_calls_total{model="double"} 5`,
-		`coalesce_inference_rows_total{model="double"} 8`,
-		`coalesce_inference_duration_seconds_count{model="double"} 5`,
+		// One backend execution per batch: these sequential requests ran
+		// alone, on double's latest version.
+		`coalesce_inference_calls_total{model="double",version="2"} 5`,
+		`coalesce_inference_rows_total{model="double",version="2"} 8`,
+		`coalesce_inference_duration_seconds_count{model="double",version="2"} 5`,
 	} {
 		if !strings.Contains(text, want+"\n") {
 			t.Errorf("metrics lack %s", want)

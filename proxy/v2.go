@@ -5,32 +5,32 @@ import (
 	"slices"
 	"strconv"
 
-	"github.com/valyala/bytebufferpool"
 	"github.com/valyala/fasthttp"
 
 	"github.com/coalesce-ml/coalesce/backends"
+	"github.com/coalesce-ml/coalesce/codec"
 )
 
 // KServe V2 / Open Inference Protocol REST endpoints (reference/protocols.md §1).
 
-const protoV2 = "v2"
+const protoV2 = codec.ProtoV2
 
-// routeV2 serves one V2 request and returns the model name, when one was
-// resolved, for metrics.
-func (s *Server) routeV2(ctx *fasthttp.RequestCtx, path []byte) (model string, err error) {
+// routeV2 serves one V2 request and returns the model version, when one
+// was resolved, for metrics.
+func (s *Server) routeV2(ctx *fasthttp.RequestCtx, sn *snapshot, path []byte) (e *entry, err error) {
 	switch {
 	case bytes.Equal(path, []byte("/v2")) || bytes.Equal(path, []byte("/v2/")):
-		err = s.v2ServerMetadata(ctx)
+		err = s.v2ServerMetadata(ctx, sn)
 	case bytes.Equal(path, []byte("/v2/health/live")):
 		err = s.health(ctx, true)
 	case bytes.Equal(path, []byte("/v2/health/ready")):
 		err = s.health(ctx, !s.draining.Load())
 	case bytes.HasPrefix(path, []byte("/v2/models/")):
-		model, err = s.v2Model(ctx, path[len("/v2/models/"):])
+		e, err = s.v2Model(ctx, sn, path[len("/v2/models/"):])
 	default:
-		err = &Error{Status: fasthttp.StatusNotFound, Msg: "no KServe V2 endpoint " + strconv.Quote(string(path)) + "; want /v2, /v2/health/{live,ready} or /v2/models/{model}[/versions/{version}][/ready|/infer]"}
+		err = &Error{Status: fasthttp.StatusNotFound, Msg: "no KServe V2 endpoint " + strconv.Quote(truncateBytes(path)) + "; want /v2, /v2/health/{live,ready} or /v2/models/{model}[/versions/{version}][/ready|/infer]"}
 	}
-	return model, err
+	return e, err
 }
 
 // health answers a health or readiness probe with the status code alone
@@ -46,24 +46,25 @@ func (s *Server) health(ctx *fasthttp.RequestCtx, ok bool) error {
 	return nil
 }
 
-func (s *Server) v2ServerMetadata(ctx *fasthttp.RequestCtx) error {
+func (s *Server) v2ServerMetadata(ctx *fasthttp.RequestCtx, sn *snapshot) error {
 	if !isGet(ctx) {
 		return methodNotAllowed(ctx, "GET")
 	}
 	b := append([]byte(nil), `{"name":"coalesce","version":`...)
-	b = appendString(b, s.cfg.Version)
+	b = codec.AppendString(b, s.version)
 	b = append(b, `,"extensions":["binary_tensor_data"]`...)
 	// The engine facts of the default model (e.g. the kernels chosen for
 	// this CPU) are shown here too; clients ignore fields they don't know.
-	if info := s.defModel.Meta.Info; len(info) > 0 {
+	if def, err := sn.get(sn.def, ""); err == nil && len(def.Meta.Info) > 0 {
+		info := def.Meta.Info
 		b = append(b, `,"engine":{`...)
 		for i, k := range sortedKeys(info) {
 			if i > 0 {
 				b = append(b, ',')
 			}
-			b = appendString(b, k)
+			b = codec.AppendString(b, k)
 			b = append(b, ':')
-			b = appendString(b, info[k])
+			b = codec.AppendString(b, info[k])
 		}
 		b = append(b, '}')
 	}
@@ -76,70 +77,70 @@ func (s *Server) v2ServerMetadata(ctx *fasthttp.RequestCtx) error {
 // v2Model routes /v2/models/{m}[/versions/{v}][/ready|/infer] (rest is
 // the path after /v2/models/) and returns the model name for metrics when
 // the model exists.
-func (s *Server) v2Model(ctx *fasthttp.RequestCtx, rest []byte) (string, error) {
+func (s *Server) v2Model(ctx *fasthttp.RequestCtx, sn *snapshot, rest []byte) (*entry, error) {
 	name, rest, _ := bytes.Cut(rest, []byte("/"))
 	var version, action []byte
 	if bytes.HasPrefix(rest, []byte("versions/")) {
 		version, action, _ = bytes.Cut(rest[len("versions/"):], []byte("/"))
 		if len(version) == 0 {
-			return "", &Error{Status: fasthttp.StatusNotFound, Msg: "empty version in path; want /v2/models/{model}/versions/{version}"}
+			return nil, &Error{Status: fasthttp.StatusNotFound, Msg: "empty version in path; want /v2/models/{model}/versions/{version}"}
 		}
 	} else {
 		action = rest
 	}
 	if len(name) == 0 {
-		return "", &Error{Status: fasthttp.StatusNotFound, Msg: "empty model name in path; want /v2/models/{model}"}
+		return nil, &Error{Status: fasthttp.StatusNotFound, Msg: "empty model name in path; want /v2/models/{model}"}
 	}
-	m, err := s.lookup(name, version)
+	m, err := lookup(sn, name, version)
 	if err != nil {
-		return "", err
+		return nil, err
 	}
 	switch string(action) {
 	case "":
-		return m.Name, s.v2ModelMetadata(ctx, m)
+		return m, v2ModelMetadata(ctx, sn, m)
 	case "ready":
-		return m.Name, s.health(ctx, !s.draining.Load())
+		return m, s.health(ctx, !s.draining.Load())
 	case "infer":
 		if !ctx.IsPost() {
-			return m.Name, methodNotAllowed(ctx, "POST")
+			return m, methodNotAllowed(ctx, "POST")
 		}
-		return m.Name, s.v2Infer(ctx, m)
+		return m, s.serveInfer(ctx, codec.V2, m, len(version) > 0)
 	}
-	return m.Name, &Error{Status: fasthttp.StatusNotFound, Msg: "no KServe V2 endpoint " + strconv.Quote(string(ctx.Path())) + "; want .../ready or .../infer"}
+	return m, &Error{Status: fasthttp.StatusNotFound, Msg: "no KServe V2 endpoint " + strconv.Quote(truncateBytes(ctx.Path())) + "; want .../ready or .../infer"}
 }
 
-func (s *Server) v2ModelMetadata(ctx *fasthttp.RequestCtx, m *backends.ModelVersion) error {
+func v2ModelMetadata(ctx *fasthttp.RequestCtx, sn *snapshot, m *entry) error {
 	if !isGet(ctx) {
 		return methodNotAllowed(ctx, "GET")
 	}
 	b := append([]byte(nil), `{"name":`...)
-	b = appendString(b, m.Name)
+	b = codec.AppendString(b, m.Name)
 	b = append(b, `,"versions":[`...)
-	for i, v := range s.reg.Versions(m.Name) {
+	for i, v := range sn.reg.Versions(m.Name) {
 		if i > 0 {
 			b = append(b, ',')
 		}
-		b = appendString(b, v.Version)
+		b = codec.AppendString(b, v.Version)
 	}
 	b = append(b, `],"platform":`...)
-	b = appendString(b, m.Meta.Platform)
+	b = codec.AppendString(b, m.Meta.Platform)
 	b = append(b, `,"inputs":`...)
 	b = appendSpecs(b, m.Meta.Inputs)
 	b = append(b, `,"outputs":`...)
 	b = appendSpecs(b, m.Meta.Outputs)
 	b = append(b, `,"parameters":{"version":`...)
-	b = appendString(b, m.Version)
+	b = codec.AppendString(b, m.Version)
 	b = append(b, `,"max_batch_size":`...)
 	b = strconv.AppendInt(b, int64(m.Meta.MaxBatchSize), 10)
 	if m.Config.Description != "" {
 		b = append(b, `,"description":`...)
-		b = appendString(b, m.Config.Description)
+		b = codec.AppendString(b, m.Config.Description)
 	}
 	for _, k := range sortedKeys(m.Meta.Info) {
 		b = append(b, ',')
-		b = appendString(b, k)
+		b = codec.AppendString(b, k)
 		b = append(b, ':')
-		b = appendString(b, m.Meta.Info[k])
+		b = codec.AppendString(b, m.Meta.Info[k])
 	}
 	b = append(b, `}}`...)
 	ctx.SetContentType("application/json")
@@ -154,51 +155,14 @@ func appendSpecs(b []byte, specs []backends.TensorSpec) []byte {
 			b = append(b, ',')
 		}
 		b = append(b, `{"name":`...)
-		b = appendString(b, sp.Name)
+		b = codec.AppendString(b, sp.Name)
 		b = append(b, `,"datatype":"`...)
 		b = append(b, sp.DType.String()...)
 		b = append(b, `","shape":`...)
-		b = appendShape(b, sp.Shape)
+		b = codec.AppendShape(b, sp.Shape)
 		b = append(b, '}')
 	}
 	return append(b, ']')
-}
-
-// v2Infer handles POST .../infer with JSON or binary tensors.
-func (s *Server) v2Infer(ctx *fasthttp.RequestCtx, m *backends.ModelVersion) error {
-	p := s.parsers.Get()
-	defer s.parsers.Put(p)
-	hdr := ctx.Request.Header.Peek("Inference-Header-Content-Length")
-	req, err := decodeV2(p, ctx.PostBody(), hdr, m, &s.cfg.Limits)
-	if err != nil {
-		return err
-	}
-	h, err := headerHints(ctx)
-	if err != nil {
-		return err
-	}
-	if req.timeout > 0 { // Triton's schedule_policy parameters win over headers
-		h.timeout = req.timeout
-	}
-	if req.priority > 0 {
-		h.priority = req.priority
-	}
-	out, err := s.infer(ctx.Time(), m, req.inputs, h)
-	if err != nil {
-		return err
-	}
-	bb := bytebufferpool.Get()
-	var jsonLen int
-	bb.B, jsonLen = encodeV2(bb.B[:0], m, req, out)
-	if jsonLen >= 0 {
-		ctx.Response.Header.Set("Inference-Header-Content-Length", strconv.Itoa(jsonLen))
-		ctx.SetContentType("application/octet-stream")
-	} else {
-		ctx.SetContentType("application/json")
-	}
-	ctx.SetBody(bb.B)
-	bytebufferpool.Put(bb)
-	return nil
 }
 
 func sortedKeys(m map[string]string) []string {

@@ -456,7 +456,6 @@ func TestStartupErrors(t *testing.T) {
 		{"empty repository", []string{"--models.repository", emptyRepo}, nil, "no models"},
 		{"model file missing", []string{"--models.repository", noFile}, nil, "no model file"},
 		{"malformed model", []string{"--models.repository", badModel}, nil, "model m version 1"},
-		{"unknown default model", []string{"--models.default", "nope"}, nil, "models.default"},
 		{"unknown command", []string{"srve"}, nil, `unknown command "srve"`},
 	}
 	for _, tt := range tests {

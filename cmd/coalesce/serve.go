@@ -11,21 +11,9 @@ import (
 	"syscall"
 	"time"
 
-	"github.com/VictoriaMetrics/metrics"
-	"github.com/valyala/fasthttp"
-
-	"github.com/coalesce-ml/coalesce/backends"
-	"github.com/coalesce-ml/coalesce/backends/cpu"
 	"github.com/coalesce-ml/coalesce/config"
-	"github.com/coalesce-ml/coalesce/proxy"
+	"github.com/coalesce-ml/coalesce/internal/app"
 )
-
-// loaders maps model file names to the backends that load them: the CPU
-// engine reads ONNX (model.onnx), XGBoost JSON (model.json) and LightGBM
-// text (model.txt).
-func loaders(cfg *config.Config) map[string]backends.Loader {
-	return cpu.Loaders(cpu.Options{Concurrency: cfg.Models.Concurrency, Kernels: cfg.Models.Kernels})
-}
 
 func newLogger(cfg *config.Config, w io.Writer) *slog.Logger {
 	var level slog.Level
@@ -42,37 +30,13 @@ func newLogger(cfg *config.Config, w io.Writer) *slog.Logger {
 // when they did within shutdown.grace_period.
 func serve(cfg *config.Config, stdout, stderr io.Writer) int {
 	log := newLogger(cfg, stdout)
-	reg, err := backends.LoadRepository(cfg.Models.Repository, loaders(cfg))
+	a, err := app.New(cfg, version, log)
 	if err != nil {
 		fmt.Fprintf(stderr, "coalesce: %v\n", err)
 		return exitConfig
 	}
-	defer reg.Close()
-
-	set := metrics.NewSet()
-	srv, err := proxy.New(proxy.Config{
-		DefaultModel:   cfg.Models.Default,
-		RequestTimeout: cfg.HTTP.RequestTimeout,
-		Version:        version,
-		ReadTimeout:    cfg.HTTP.ReadTimeout,
-		WriteTimeout:   cfg.HTTP.WriteTimeout,
-		IdleTimeout:    cfg.HTTP.IdleTimeout,
-		MaxConnections: cfg.HTTP.MaxConnections,
-		MaxInflight:    cfg.HTTP.MaxInflight,
-		Batching:       cfg.Batching,
-		Limits: proxy.Limits{
-			MaxBodyBytes:      cfg.Limits.MaxBodyBytes,
-			MaxTensorElements: cfg.Limits.MaxTensorElements,
-			MaxJSONDepth:      cfg.Limits.MaxJSONDepth,
-			AllowNonFinite:    cfg.Limits.AllowNonFinite,
-		},
-	}, reg, set, log)
-	if err != nil {
-		fmt.Fprintf(stderr, "coalesce: %v\n", err)
-		return exitConfig
-	}
-	defer srv.Close(context.Background()) // on early exits; a second Close is a no-op
-	set.NewGauge(`coalesce_build_info{version="`+version+`",goversion="`+runtime.Version()+`"}`, func() float64 { return 1 })
+	srv := a.Server
+	defer a.Close(context.Background()) // on early exits; a second Close is a no-op
 
 	dataLn, err := net.Listen("tcp", cfg.HTTP.Addr)
 	if err != nil {
@@ -85,27 +49,14 @@ func serve(cfg *config.Config, stdout, stderr io.Writer) int {
 		fmt.Fprintf(stderr, "coalesce: admin.addr: %v\n", err)
 		return exitFail
 	}
-	data := srv.HTTPServer()
-	admin := &fasthttp.Server{
-		Handler:         srv.AdminHandler(set, cfg.Admin.Pprof),
-		Name:            "coalesce-admin",
-		ReadTimeout:     cfg.HTTP.ReadTimeout,
-		WriteTimeout:    time.Minute, // pprof profiles stream for up to 30s by default
-		IdleTimeout:     cfg.HTTP.IdleTimeout,
-		CloseOnShutdown: true,
-	}
+	data, admin := a.Data, a.Admin
 	errc := make(chan error, 2) // one per server; nobody closes it
 	go func() { errc <- data.Serve(dataLn) }()
 	go func() { errc <- admin.Serve(adminLn) }()
 
 	var models []any
-	for _, name := range reg.Names() {
-		var vs []string
-		for _, m := range reg.Versions(name) {
-			vs = append(vs, m.Version)
-		}
-		m, _ := reg.Get(name, "")
-		models = append(models, slog.Group(name, "versions", vs, "inputs", len(m.Meta.Inputs), "outputs", len(m.Meta.Outputs), "engine", m.Meta.Info))
+	for _, m := range srv.Models() {
+		models = append(models, slog.Group(m.Name+"@"+m.Version, "inputs", len(m.Meta.Inputs), "outputs", len(m.Meta.Outputs), "engine", m.Meta.Info))
 	}
 	log.Info("coalesce started",
 		"version", version, "http", dataLn.Addr().String(), "admin", adminLn.Addr().String(),
@@ -133,7 +84,7 @@ func serve(cfg *config.Config, stdout, stderr io.Writer) int {
 		log.Error("in-flight requests did not finish within the grace period", "err", err)
 		return exitFail
 	}
-	if err := srv.Close(ctx); err != nil {
+	if err := a.Close(ctx); err != nil {
 		log.Error("queued requests did not finish within the grace period", "err", err)
 		return exitFail
 	}

@@ -9,36 +9,27 @@ import (
 	"log/slog"
 	"net"
 	"testing"
-	"time"
 
-	"github.com/VictoriaMetrics/metrics"
+	"github.com/coalesce-ml/coalesce/config"
+	"github.com/coalesce-ml/coalesce/internal/app"
 	"github.com/valyala/fasthttp"
-
-	"github.com/coalesce-ml/coalesce/backends"
-	"github.com/coalesce-ml/coalesce/backends/cpu"
-	"github.com/coalesce-ml/coalesce/proxy"
 )
 
 // Start serves the models of modelsDir until the test ends and returns the
 // data-plane address and the admin plane's /metrics URL.
 func Start(tb testing.TB, modelsDir string) (addr, metricsURL string) {
 	tb.Helper()
-	reg, err := backends.LoadRepository(modelsDir, cpu.Loaders(cpu.Options{}))
+	cfg := config.Default()
+	cfg.Models.Repository = modelsDir
+	cfg.HTTP.MaxConnections = 100
+	cfg.Limits = config.Limits{MaxBodyBytes: 1 << 20, MaxTensorElements: 1 << 16, MaxJSONDepth: 8}
+	a, err := app.New(&cfg, "test", slog.New(slog.NewTextHandler(io.Discard, nil)))
 	if err != nil {
 		tb.Fatal(err)
 	}
-	tb.Cleanup(func() { reg.Close() })
-	set := metrics.NewSet()
-	s, err := proxy.New(proxy.Config{RequestTimeout: 5 * time.Second, ReadTimeout: 5 * time.Second,
-		WriteTimeout: 5 * time.Second, IdleTimeout: 5 * time.Second, MaxConnections: 100,
-		Limits: proxy.Limits{MaxBodyBytes: 1 << 20, MaxTensorElements: 1 << 16, MaxJSONDepth: 8}},
-		reg, set, slog.New(slog.NewTextHandler(io.Discard, nil)))
-	if err != nil {
-		tb.Fatal(err)
-	}
-	tb.Cleanup(func() { s.Close(context.Background()) }) // runs after the servers below shut down
-	addr = serve(tb, s.HTTPServer().Handler)
-	return addr, "http://" + serve(tb, s.AdminHandler(set, false)) + "/metrics"
+	tb.Cleanup(func() { a.Close(context.Background()) }) // runs after the servers below shut down
+	addr = serve(tb, a.Data.Handler)
+	return addr, "http://" + serve(tb, a.Admin.Handler) + "/metrics"
 }
 
 func serve(tb testing.TB, h fasthttp.RequestHandler) string {

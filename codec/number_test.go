@@ -1,4 +1,4 @@
-package proxy
+package codec
 
 import (
 	"encoding/json"
@@ -102,12 +102,11 @@ func TestJSONNumbersCorrectlyRounded(t *testing.T) {
 	for _, dt := range []tensor.DataType{tensor.FP64, tensor.FP32} {
 		m := &backends.ModelVersion{Name: "m", Meta: &backends.Metadata{Inputs: []backends.TensorSpec{{Name: "x", DType: dt, Shape: []int64{-1, 2}}}}}
 		body := `{"inputs":[{"name":"x","shape":[1,2],"datatype":"` + dt.String() + `","data":[` + text + `,0.1]}]}`
-		var p fastjson.Parser
-		req, err := decodeV2(&p, []byte(body), nil, m, &lim)
+		req, err := decodeV2([]byte(body), nil, m, &lim)
 		if err != nil {
 			t.Fatal(err)
 		}
-		x := req.inputs[0]
+		x := req.Inputs[0]
 		bits := 64
 		if dt == tensor.FP32 {
 			bits = 32

@@ -1,4 +1,4 @@
-package proxy
+package codec
 
 import (
 	"math"
@@ -15,9 +15,9 @@ import (
 
 const hexDigits = "0123456789abcdef"
 
-// appendString appends s as a JSON string, escaping what RFC 8259 §7
+// AppendString appends s as a JSON string, escaping what RFC 8259 §7
 // requires and replacing invalid UTF-8 with U+FFFD.
-func appendString(dst []byte, s string) []byte {
+func AppendString(dst []byte, s string) []byte {
 	dst = append(dst, '"')
 	for i := 0; i < len(s); {
 		c := s[i]
@@ -116,7 +116,7 @@ func appendElem(dst []byte, t *tensor.Tensor, i int, nf nonFinite) []byte {
 // appendBytesString appends the bytes b as a JSON string, like
 // appendString; b is only read during the call.
 func appendBytesString(dst, b []byte) []byte {
-	return appendString(dst, unsafe.String(unsafe.SliceData(b), len(b)))
+	return AppendString(dst, unsafe.String(unsafe.SliceData(b), len(b)))
 }
 
 // appendStringAt appends the BYTES element at byte offset off of data as a
@@ -185,8 +185,8 @@ func appendNested(dst []byte, t *tensor.Tensor, shape []int64, off int, nf nonFi
 	return append(dst, ']'), off
 }
 
-// appendShape appends a shape as a JSON array of integers.
-func appendShape(dst []byte, shape []int64) []byte {
+// AppendShape appends a shape as a JSON array of integers.
+func AppendShape(dst []byte, shape []int64) []byte {
 	dst = append(dst, '[')
 	for i, d := range shape {
 		if i > 0 {
@@ -216,7 +216,7 @@ func appendMapRow(dst []byte, t *tensor.Tensor, keys []string, off int, nf nonFi
 		if k > 0 {
 			dst = append(dst, ',')
 		}
-		dst = appendString(dst, key)
+		dst = AppendString(dst, key)
 		dst = append(dst, ':')
 		dst = appendElem(dst, t, off+k, nf)
 	}

@@ -1,12 +1,10 @@
-package proxy
+package codec
 
 import (
 	"encoding/binary"
 	"math"
 	"strconv"
 	"testing"
-
-	"github.com/valyala/fastjson"
 
 	"github.com/coalesce-ml/coalesce/backends"
 	"github.com/coalesce-ml/coalesce/config"
@@ -46,7 +44,7 @@ func wideRow() (string, []byte) {
 	return string(js), raw
 }
 
-func benchLimits() *Limits {
+func benchLimits() *config.Limits {
 	lim := testLimits()
 	return &lim
 }
@@ -55,11 +53,10 @@ func BenchmarkDecodeV2JSON(b *testing.B) {
 	m, lim := wideModel(), benchLimits()
 	js, _ := wideRow()
 	body := []byte(`{"id":"1","inputs":[{"name":"x","shape":[1,64],"datatype":"FP32","data":[` + js + `]}]}`)
-	var p fastjson.Parser
 	b.ReportAllocs()
 	b.SetBytes(int64(len(body)))
 	for b.Loop() {
-		if _, err := decodeV2(&p, body, nil, m, lim); err != nil {
+		if _, err := decodeV2(body, nil, m, lim); err != nil {
 			b.Fatal(err)
 		}
 	}
@@ -71,11 +68,10 @@ func BenchmarkDecodeV2Binary(b *testing.B) {
 	hdr := `{"inputs":[{"name":"x","shape":[1,64],"datatype":"FP32","parameters":{"binary_data_size":256}}],"outputs":[{"name":"y","parameters":{"binary_data":true}}]}`
 	body := append([]byte(hdr), raw...)
 	hdrLen := []byte(strconv.Itoa(len(hdr)))
-	var p fastjson.Parser
 	b.ReportAllocs()
 	b.SetBytes(int64(len(body)))
 	for b.Loop() {
-		if _, err := decodeV2(&p, body, hdrLen, m, lim); err != nil {
+		if _, err := decodeV2(body, hdrLen, m, lim); err != nil {
 			b.Fatal(err)
 		}
 	}
@@ -85,11 +81,10 @@ func BenchmarkDecodePredict(b *testing.B) {
 	m, lim := wideModel(), benchLimits()
 	js, _ := wideRow()
 	body := []byte(`{"features":[` + js + `]}`)
-	var p fastjson.Parser
 	b.ReportAllocs()
 	b.SetBytes(int64(len(body)))
 	for b.Loop() {
-		if _, err := decodePredict(&p, body, m, lim); err != nil {
+		if _, err := decodePredict(body, m, lim); err != nil {
 			b.Fatal(err)
 		}
 	}
@@ -101,11 +96,11 @@ func BenchmarkEncodeV2(b *testing.B) {
 	y := tensor.New("y", tensor.FP32, []int64{1, wideCols})
 	copy(y.Data, raw)
 	out := []*tensor.Tensor{y}
-	req := &v2Request{id: "1", hasID: true}
+	req := &Request{Model: m, id: "1", hasID: true}
 	var buf []byte
 	b.ReportAllocs()
 	for b.Loop() {
-		buf, _ = encodeV2(buf[:0], m, req, out)
+		buf, _ = encodeV2(buf[:0], req, out)
 	}
 	b.SetBytes(int64(len(buf)))
 }

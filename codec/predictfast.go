@@ -1,7 +1,8 @@
-package proxy
+package codec
 
 import (
 	"github.com/coalesce-ml/coalesce/backends"
+	"github.com/coalesce-ml/coalesce/config"
 	"github.com/coalesce-ml/coalesce/tensor"
 )
 
@@ -14,7 +15,7 @@ import (
 // precise error. Numbers are correctly rounded to float32 (scanFloat32),
 // as the general path rounds them, so both paths give identical tensors
 // (FuzzFastPredict checks it).
-func fastPredict(body []byte, sp *backends.TensorSpec, lim *Limits) (*tensor.Tensor, bool) {
+func fastPredict(body []byte, sp *backends.TensorSpec, lim *config.Limits) (*tensor.Tensor, bool) {
 	if sp.DType != tensor.FP32 || len(sp.Shape) != 2 || sp.Shape[1] <= 0 || lim.MaxJSONDepth < 3 {
 		return nil, false
 	}

@@ -1,10 +1,11 @@
-package proxy
+package codec
 
 import (
 	"os"
 	"testing"
 
 	"github.com/coalesce-ml/coalesce/backends"
+	"github.com/coalesce-ml/coalesce/config"
 	"github.com/coalesce-ml/coalesce/tensor"
 )
 
@@ -12,7 +13,7 @@ import (
 // fast path (one row and a batch), and bodies it must leave to the
 // general path (nulls, other keys, depth limits, wrong row length) do.
 func TestFastPredictTakesCommonBodies(t *testing.T) {
-	lim := Limits{MaxBodyBytes: 1 << 20, MaxTensorElements: 1 << 16, MaxJSONDepth: 8}
+	lim := config.Limits{MaxBodyBytes: 1 << 20, MaxTensorElements: 1 << 16, MaxJSONDepth: 8}
 	sp := backends.TensorSpec{Name: "input", DType: tensor.FP32, Shape: []int64{-1, 64}}
 	for _, f := range []string{"predict.json", "predict-batch.json"} {
 		body, err := os.ReadFile("../models/digits-mlp/examples/" + f)
@@ -32,7 +33,7 @@ func TestFastPredictTakesCommonBodies(t *testing.T) {
 	shallow.MaxJSONDepth = 2
 	for _, tc := range []struct {
 		body string
-		lim  Limits
+		lim  config.Limits
 	}{
 		{`{"features":[1,null,3,4]}`, lim},
 		{`{"features":[1,2,3,4],"model":"x"}`, lim},

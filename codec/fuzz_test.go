@@ -1,4 +1,4 @@
-package proxy
+package codec
 
 import (
 	"bytes"
@@ -11,9 +11,9 @@ import (
 	"strconv"
 	"testing"
 
-	"github.com/valyala/fastjson"
-
 	"github.com/coalesce-ml/coalesce/backends"
+	"github.com/coalesce-ml/coalesce/config"
+	"github.com/coalesce-ml/coalesce/internal/fakemodel"
 	"github.com/coalesce-ml/coalesce/tensor"
 )
 
@@ -42,7 +42,7 @@ const (
 )
 
 func fuzzModel(f *testing.F) func(sel uint8) *backends.ModelVersion {
-	reg := testRegistry(f)
+	reg := fakemodel.Registry(f)
 	models := make([]*backends.ModelVersion, len(fuzzModels))
 	for i, name := range fuzzModels {
 		m, err := reg.Get(name, "")
@@ -60,19 +60,16 @@ func checkDecodeErr(t *testing.T, err error) {
 	}
 	var pe *Error
 	if !errors.As(err, &pe) {
-		t.Fatalf("error %v (%T) is not a *proxy.Error", err, err)
-	}
-	if s := StatusOf(err); s < 400 || s > 499 {
-		t.Fatalf("error %q has status %d; want 4xx", err, s)
+		t.Fatalf("error %v (%T) is not a *codec.Error", err, err)
 	}
 	if pe.Msg == "" {
-		t.Fatalf("error with status %d has no message", pe.Status)
+		t.Fatalf("error of kind %d has no message", pe.Kind)
 	}
 }
 
 // checkInputs fails unless inputs are valid tensors in m's input order
 // with m's datatypes, fixed dimensions and one batch size, within lim.
-func checkInputs(t *testing.T, m *backends.ModelVersion, inputs []*tensor.Tensor, lim *Limits) {
+func checkInputs(t *testing.T, m *backends.ModelVersion, inputs []*tensor.Tensor, lim *config.Limits) {
 	t.Helper()
 	if len(inputs) != len(m.Meta.Inputs) {
 		t.Fatalf("decoded %d inputs; model %s has %d", len(inputs), m.Name, len(m.Meta.Inputs))
@@ -185,25 +182,24 @@ func FuzzDecodeV2(f *testing.F) {
 		if hdr != "" {
 			h = []byte(hdr)
 		}
-		var p fastjson.Parser
-		req, err := decodeV2(&p, body, h, m, &lim)
+		req, err := decodeV2(body, h, m, &lim)
 		checkDecodeErr(t, err)
 		if err != nil {
 			return
 		}
-		checkInputs(t, m, req.inputs, &lim)
+		checkInputs(t, m, req.Inputs, &lim)
 		seen := map[int]bool{}
-		for _, o := range req.outputs {
-			if o.index < 0 || o.index >= len(m.Meta.Outputs) || seen[o.index] {
-				t.Fatalf("outputs %+v; model %s has %d outputs, each wanted once", req.outputs, m.Name, len(m.Meta.Outputs))
+		for _, o := range req.Outputs {
+			if o.Index < 0 || o.Index >= len(m.Meta.Outputs) || seen[o.Index] {
+				t.Fatalf("outputs %+v; model %s has %d outputs, each wanted once", req.Outputs, m.Name, len(m.Meta.Outputs))
 			}
-			seen[o.index] = true
+			seen[o.Index] = true
 		}
-		out := runFake(t, m, req.inputs)
+		out := runFake(t, m, req.Inputs)
 		if out == nil {
 			return
 		}
-		enc, jsonLen := encodeV2(nil, m, req, out)
+		enc, jsonLen := encodeV2(nil, req, out)
 		if jsonLen < 0 {
 			jsonLen = len(enc)
 		}
@@ -244,19 +240,18 @@ func FuzzDecodeTFS(f *testing.F) {
 	}
 	f.Fuzz(func(t *testing.T, body []byte, sel uint8) {
 		m := model(sel)
-		var p fastjson.Parser
-		req, err := decodeTFS(&p, body, m, &lim)
+		req, err := decodeTFS(body, m, &lim)
 		checkDecodeErr(t, err)
 		if err != nil {
 			return
 		}
-		checkInputs(t, m, req.inputs, &lim)
-		out := runFake(t, m, req.inputs)
+		checkInputs(t, m, req.Inputs, &lim)
+		out := runFake(t, m, req.Inputs)
 		if out == nil {
 			return
 		}
 		// TF Serving writes NaN and Infinity tokens, which are not JSON.
-		if enc := encodeTFS(nil, m, req, out); allFinite(out) && !json.Valid(enc) {
+		if enc := encodeTFS(nil, m, req.columnar, out); allFinite(out) && !json.Valid(enc) {
 			t.Fatalf("encodeTFS wrote invalid JSON %q", enc)
 		}
 	})
@@ -290,8 +285,7 @@ func FuzzDecodePredict(f *testing.F) {
 	}
 	f.Fuzz(func(t *testing.T, body []byte, sel uint8) {
 		m := model(sel)
-		var p fastjson.Parser
-		inputs, err := decodePredict(&p, body, m, &lim)
+		inputs, err := decodePredict(body, m, &lim)
 		checkDecodeErr(t, err)
 		if err != nil {
 			return
@@ -341,7 +335,7 @@ func FuzzCheckDepth(f *testing.F) {
 		err := checkDepth(body, int(limit))
 		if err != nil {
 			var pe *Error
-			if !errors.As(err, &pe) || pe.Status != 400 {
+			if !errors.As(err, &pe) || pe.Kind != BadRequest {
 				t.Fatalf("checkDepth(%q, %d) = %v; want nil or a 400 *Error", body, limit, err)
 			}
 		}
@@ -368,7 +362,7 @@ func FuzzFastPredict(f *testing.F) {
 	} {
 		f.Add([]byte(s))
 	}
-	lim := Limits{MaxBodyBytes: 1 << 20, MaxTensorElements: 64, MaxJSONDepth: 8}
+	lim := config.Limits{MaxBodyBytes: 1 << 20, MaxTensorElements: 64, MaxJSONDepth: 8}
 	sp := backends.TensorSpec{Name: "x", DType: tensor.FP32, Shape: []int64{-1, 4}}
 	m := &backends.ModelVersion{Name: "m", Meta: &backends.Metadata{Inputs: []backends.TensorSpec{sp}}}
 	f.Fuzz(func(t *testing.T, body []byte) {
@@ -376,8 +370,7 @@ func FuzzFastPredict(f *testing.F) {
 		if !ok {
 			return
 		}
-		var p fastjson.Parser
-		general, err := decodePredictJSON(&p, body, m, &lim)
+		general, err := decodePredictJSONOnly(body, m, &lim)
 		if err != nil {
 			t.Fatalf("fast path accepted %q; general path: %v", body, err)
 		}

@@ -1,4 +1,4 @@
-package proxy
+package codec
 
 import (
 	"encoding/base64"
@@ -10,17 +10,9 @@ import (
 
 	"github.com/valyala/fastjson"
 
+	"github.com/coalesce-ml/coalesce/config"
 	"github.com/coalesce-ml/coalesce/tensor"
 )
-
-// Limits bound the work one request can cause. The zero value allows
-// nothing; proxy.New fills it from the configuration.
-type Limits struct {
-	MaxBodyBytes      int  // larger bodies get 413
-	MaxTensorElements int  // per input tensor
-	MaxJSONDepth      int  // nesting of arrays and objects
-	AllowNonFinite    bool // accept NaN and ±Inf input values
-}
 
 // checkDepth reports whether body nests JSON arrays and objects deeper
 // than max. It runs before parsing so that a hostile body costs one linear
@@ -49,7 +41,7 @@ func checkDepth(body []byte, max int) error {
 
 // parseJSON parses body with p after the depth check. The returned value
 // is valid until p is reused.
-func parseJSON(p *fastjson.Parser, body []byte, lim *Limits) (*fastjson.Value, error) {
+func parseJSON(p *fastjson.Parser, body []byte, lim *config.Limits) (*fastjson.Value, error) {
 	if len(body) == 0 {
 		return nil, badRequest("request body is empty; want a JSON object")
 	}
@@ -91,7 +83,7 @@ type jsonFiller struct {
 	t     *tensor.Tensor
 	n     int // elements written
 	field string
-	lim   *Limits
+	lim   *config.Limits
 	b64   bool // BYTES leaves may be {"b64": "..."} (TF Serving's binary strings)
 	// missing: the input takes missing values (backends.TensorSpec.Missing):
 	// null is NaN and NaN is accepted whatever lim.AllowNonFinite says.
@@ -391,7 +383,7 @@ func convertExact(t *tensor.Tensor, dt tensor.DataType) (*tensor.Tensor, error) 
 
 // checkElements rejects shapes with negative dimensions or more elements
 // than the limit; it returns the element count.
-func checkElements(field string, shape []int64, lim *Limits) (int, error) {
+func checkElements(field string, shape []int64, lim *config.Limits) (int, error) {
 	for i, d := range shape {
 		if d < 0 {
 			return 0, badRequest("%s: dimension %d is %d; want a non-negative size", field, i, d)
@@ -399,9 +391,9 @@ func checkElements(field string, shape []int64, lim *Limits) (int, error) {
 	}
 	n := tensor.NumElements(shape)
 	if n < 0 || n > int64(lim.MaxTensorElements) {
-		return 0, &Error{Status: 413, Msg: "" + field + ": shape " + fmtShape(shape) + " has more elements than the limit of " + strconv.Itoa(lim.MaxTensorElements) + " (limits.max_tensor_elements)"}
+		return 0, &Error{Kind: TooLarge, Msg: "" + field + ": shape " + fmtShape(shape) + " has more elements than the limit of " + strconv.Itoa(lim.MaxTensorElements) + " (limits.max_tensor_elements)"}
 	}
 	return int(n), nil
 }
 
-func fmtShape(shape []int64) string { return string(appendShape(nil, shape)) }
+func fmtShape(shape []int64) string { return string(AppendShape(nil, shape)) }

@@ -1,0 +1,71 @@
+// Package app wires a Coalesce process from its configuration: the model
+// registry, the data-plane server and the admin plane. main, the bench
+// tool's in-process target and the end-to-end tests all build their server
+// here, so that they run the same thing.
+package app
+
+import (
+	"context"
+	"log/slog"
+	"runtime"
+	"time"
+
+	"github.com/VictoriaMetrics/metrics"
+	"github.com/valyala/fasthttp"
+
+	"github.com/coalesce-ml/coalesce/backends"
+	"github.com/coalesce-ml/coalesce/backends/cpu"
+	"github.com/coalesce-ml/coalesce/config"
+	"github.com/coalesce-ml/coalesce/proxy"
+)
+
+// App is a configured Coalesce: its server, metrics set, and the fasthttp
+// servers of its two planes (not yet listening).
+type App struct {
+	Server  *proxy.Server
+	Metrics *metrics.Set
+	// Data serves the data plane (http.addr); Admin the admin plane
+	// (admin.addr: /metrics, health, pprof when admin.pprof is on).
+	Data, Admin *fasthttp.Server
+}
+
+// Loaders maps model file names to the backends that load them: the CPU
+// engine reads ONNX (model.onnx), XGBoost JSON (model.json) and LightGBM
+// text (model.txt).
+func Loaders(cfg *config.Config) map[string]backends.Loader {
+	return cpu.Loaders(cpu.Options{Concurrency: cfg.Models.Concurrency, Kernels: cfg.Models.Kernels})
+}
+
+// New loads the model repository of cfg and builds the server. version is
+// the build's version, reported by GET /v2 and coalesce_build_info. cfg
+// must be valid (config.Load validates it) and is kept.
+func New(cfg *config.Config, version string, log *slog.Logger) (*App, error) {
+	reg, err := backends.LoadRepository(cfg.Models.Repository, Loaders(cfg))
+	if err != nil {
+		return nil, err
+	}
+	set := metrics.NewSet()
+	srv, err := proxy.New(cfg, version, reg, set, log)
+	if err != nil {
+		reg.Close()
+		return nil, err
+	}
+	set.NewGauge(`coalesce_build_info{version="`+version+`",goversion="`+runtime.Version()+`"}`, func() float64 { return 1 })
+	return &App{
+		Server:  srv,
+		Metrics: set,
+		Data:    srv.HTTPServer(),
+		Admin: &fasthttp.Server{
+			Handler:         srv.AdminHandler(set, cfg.Admin.Pprof),
+			Name:            "coalesce-admin",
+			ReadTimeout:     cfg.HTTP.ReadTimeout,
+			WriteTimeout:    time.Minute, // pprof profiles stream for up to 30s by default
+			IdleTimeout:     cfg.HTTP.IdleTimeout,
+			CloseOnShutdown: true,
+		},
+	}, nil
+}
+
+// Close releases what New built: the batchers and the backends. Call it
+// after both planes have shut down.
+func (a *App) Close(ctx context.Context) error { return a.Server.Close(ctx) }

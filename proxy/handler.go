@@ -1,0 +1,86 @@
+package proxy
+
+import (
+	"bytes"
+	"fmt"
+	"runtime/debug"
+	"unsafe"
+
+	"github.com/valyala/fasthttp"
+)
+
+const protoOther = "other"
+
+// Handler is the data-plane request handler. It loads the snapshot of
+// served models once, routes, and writes every error through writeError.
+// It never panics: a panic in a handler is logged and answered with 500.
+func (s *Server) Handler(ctx *fasthttp.RequestCtx) {
+	start := ctx.Time() // when fasthttp began this request; saves a clock read
+	sn := s.snap.Load()
+	var mm *modelMetrics // the resolved model's metrics, nil until then
+	proto := protoOther
+	defer func() {
+		if r := recover(); r != nil {
+			s.log.Error("panic in request handler", "panic", fmt.Sprint(r), "path", string(ctx.Path()), "stack", string(debug.Stack()))
+			writeError(ctx, fmt.Errorf("%w: %v", errPanic, r))
+		}
+		if s.draining.Load() {
+			// Tell keep-alive clients to go elsewhere while we still
+			// answer; here, after writeError's reset, so that no path
+			// misses it.
+			ctx.SetConnectionClose()
+		}
+		s.met.observe(mm, proto, ctx.Response.StatusCode(), start)
+	}()
+	path := ctx.Path()
+	var err error
+	if ctx.IsPost() {
+		n := s.inflight.Add(1)
+		defer s.inflight.Add(-1)
+		if max := int64(s.cfg.HTTP.MaxInflight); max > 0 && n > max {
+			// Shed at the edge, before decoding: under overload the
+			// cheapest answer is the one that does no work.
+			writeError(ctx, errInflight{max})
+			return
+		}
+	}
+	var e *entry
+	switch {
+	case bytes.Equal(path, []byte("/predict")):
+		proto = protoPredict
+		e, err = s.predict(ctx, sn)
+	case bytes.HasPrefix(path, []byte("/v2")):
+		proto = protoV2
+		e, err = s.routeV2(ctx, sn, path)
+	case bytes.HasPrefix(path, []byte("/v1/models/")):
+		proto = protoTFS
+		e, err = s.routeTFS(ctx, sn, path[len("/v1/models/"):])
+	default:
+		err = &Error{Status: fasthttp.StatusNotFound, Msg: fmt.Sprintf("no endpoint %q; see /v2 (KServe V2), /v1/models/{m} (TF Serving) and /predict", truncateBytes(path))}
+	}
+	if e != nil {
+		mm = sn.models[e.Name]
+	}
+	if err != nil {
+		writeError(ctx, err)
+	}
+}
+
+// methodNotAllowed answers 405 naming the allowed method.
+func methodNotAllowed(ctx *fasthttp.RequestCtx, allow string) error {
+	return &Error{Status: fasthttp.StatusMethodNotAllowed, Msg: fmt.Sprintf("method %s is not allowed on %s; want %s", truncateBytes(ctx.Method()), truncateBytes(ctx.Path()), allow), allow: allow}
+}
+
+// isGet reports whether the request is GET or HEAD.
+func isGet(ctx *fasthttp.RequestCtx) bool { return ctx.IsGet() || ctx.IsHead() }
+
+// lookup resolves a model name and version from the path or query. The
+// strings it passes are views of the request's bytes, not copies:
+// Registry.Get retains neither, and its errors quote them truncated.
+func lookup(sn *snapshot, name, version []byte) (*entry, error) {
+	e, err := sn.get(unsafe.String(unsafe.SliceData(name), len(name)), unsafe.String(unsafe.SliceData(version), len(version)))
+	if err != nil {
+		return nil, notFound{err: err, name: truncateBytes(name), version: truncateBytes(version)}
+	}
+	return e, nil
+}
