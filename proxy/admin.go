@@ -3,6 +3,7 @@ package proxy
 import (
 	"bytes"
 	"net/http/pprof"
+	"strconv"
 
 	"github.com/VictoriaMetrics/metrics"
 	"github.com/valyala/fasthttp"
@@ -47,8 +48,10 @@ func (s *Server) AdminHandler(set *metrics.Set, pprofOn bool) fasthttp.RequestHa
 			} else {
 				pprofIndex(ctx)
 			}
+		case bytes.HasPrefix(path, []byte("/debug/pprof")):
+			writeError(ctx, &Error{Status: fasthttp.StatusNotFound, Msg: "pprof is off; start with --admin.pprof (admin.pprof: true) to serve /debug/pprof/"})
 		default:
-			writeError(ctx, &Error{Status: fasthttp.StatusNotFound, Msg: "no admin endpoint " + string(path) + "; want /metrics" + map[bool]string{true: " or /debug/pprof/", false: ""}[pprofOn]})
+			writeError(ctx, &Error{Status: fasthttp.StatusNotFound, Msg: "no admin endpoint " + strconv.Quote(truncateBytes(path)) + "; want /metrics, /v2/health/live or /v2/health/ready" + map[bool]string{true: " or /debug/pprof/", false: ""}[pprofOn]})
 		}
 	}
 }
