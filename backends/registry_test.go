@@ -147,3 +147,62 @@ func TestRegistryErrors(t *testing.T) {
 		t.Error("LoadRepository(absent dir) = nil error")
 	}
 }
+
+// TestTwoModelFiles: a version directory with two loadable files is an
+// error naming both, not a pick by map order.
+func TestTwoModelFiles(t *testing.T) {
+	var closed atomic.Int32
+	loaders := stubLoaders(&closed)
+	loaders["model.other"] = loaders["model.stub"]
+	dir := repo(t, map[string]string{"m/1/model.stub": "", "m/1/model.other": ""})
+	_, err := LoadRepository(dir, loaders)
+	if err == nil || !strings.Contains(err.Error(), "model m version 1") || !strings.Contains(err.Error(), "2 model files (model.other and model.stub); want exactly one") {
+		t.Fatalf("LoadRepository = %v; want an error naming model.other and model.stub", err)
+	}
+}
+
+// TestRegistryWithWithout: derived registries leave the original alone,
+// keep versions in numeric order, and drop a model with its last version.
+func TestRegistryWithWithout(t *testing.T) {
+	var closed atomic.Int32
+	r, err := LoadRepository(repo(t, map[string]string{"a/1/model.stub": "", "a/2/model.stub": ""}), stubLoaders(&closed))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer r.Close()
+	v2, _ := r.Get("a", "2")
+	versions := func(r *Registry, name string) string {
+		var vs []string
+		for _, m := range r.Versions(name) {
+			vs = append(vs, m.Version)
+		}
+		return strings.Join(vs, ",")
+	}
+	n := r.With(&ModelVersion{Name: "a", Version: "10", Meta: v2.Meta}).With(&ModelVersion{Name: "b", Version: "1", Meta: v2.Meta})
+	if got := versions(n, "a"); got != "1,2,10" {
+		t.Errorf("With(a/10) versions = %s; want 1,2,10", got)
+	}
+	if got := strings.Join(n.Names(), ","); got != "a,b" {
+		t.Errorf("names = %s; want a,b", got)
+	}
+	if got := versions(r, "a"); got != "1,2" || len(r.Names()) != 1 {
+		t.Errorf("original changed: versions %s names %v", got, r.Names())
+	}
+	replaced := &ModelVersion{Name: "a", Version: "2", Meta: v2.Meta}
+	if m, _ := n.With(replaced).Get("a", "2"); m != replaced {
+		t.Errorf("With a new load of a/2 kept the old one")
+	}
+	if got := len(n.With(replaced).All()); got != 4 {
+		t.Errorf("All() after replacing a/2 = %d versions; want 4", got)
+	}
+	w := n.Without("a", "10").Without("b", "")
+	if got := versions(w, "a"); got != "1,2" || strings.Join(w.Names(), ",") != "a" {
+		t.Errorf("Without: versions %s names %v; want 1,2 and [a]", got, w.Names())
+	}
+	if _, err := w.Lookup("b", ""); err != ErrModelNotFound {
+		t.Errorf("Lookup(b) after Without = %v; want ErrModelNotFound itself", err)
+	}
+	if _, err := w.Lookup("a", "10"); err != ErrVersionNotFound {
+		t.Errorf("Lookup(a, 10) after Without = %v; want ErrVersionNotFound", err)
+	}
+}
