@@ -61,7 +61,7 @@ func serve(cfg *config.Config, stdout, stderr io.Writer) int {
 		MaxInflight:    cfg.HTTP.MaxInflight,
 		Batching:       cfg.Batching,
 		Limits: proxy.Limits{
-			MaxBodyBytes:      cfg.Limits.MaxBodyBytes,
+			MaxBodyBytes:      int(cfg.Limits.MaxBodyBytes),
 			MaxTensorElements: cfg.Limits.MaxTensorElements,
 			MaxJSONDepth:      cfg.Limits.MaxJSONDepth,
 			AllowNonFinite:    cfg.Limits.AllowNonFinite,
