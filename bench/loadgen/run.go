@@ -85,9 +85,10 @@ type Result struct {
 	Requests int64 // answered within the window, any status
 	OK       int64 // 2xx
 	Shed     int64 // 429 and 503
-	// Errors counts other outcomes: status codes ("500"), and "dial",
-	// "timeout", "net" for requests that got no answer, "unsent" for
-	// open-loop arrivals that could not be sent in time.
+	// Errors counts other outcomes: status codes ("500"), the cause of
+	// requests that got no answer (errorKind: "dial: connection refused",
+	// "net: timeout", ...), and "unsent" for open-loop arrivals that could
+	// not be sent in time.
 	Errors map[string]int64
 	// Latency of every answered request, in microseconds (open loop: from
 	// the intended send time).
@@ -361,16 +362,37 @@ func (r *run) record(w *worker, intended, end time.Time, status int, err error) 
 	}
 }
 
+// errorKind names the cause of a request that got no answer, from a
+// small set so that the counts stay few: "dial: connection refused",
+// "timeout", "net: connection reset by peer", "net: EOF",
+// "malformed response", ...
 func errorKind(err error) string {
 	var de *DialError
 	var ne net.Error
-	switch {
-	case errors.As(err, &de):
-		return "dial"
-	case errors.As(err, &ne) && ne.Timeout():
-		return "timeout"
+	var dns *net.DNSError
+	var errno syscall.Errno
+	prefix := "net"
+	if errors.As(err, &de) {
+		prefix = "dial"
 	}
-	return "net"
+	switch {
+	case errors.As(err, &ne) && ne.Timeout():
+		return prefix + ": timeout"
+	case errors.As(err, &dns):
+		if dns.IsNotFound {
+			return prefix + ": no such host"
+		}
+		return prefix + ": DNS lookup failed"
+	case errors.As(err, &errno):
+		return prefix + ": " + errno.Error()
+	case errors.Is(err, errMalformed):
+		return "malformed response"
+	case errors.Is(err, io.ErrUnexpectedEOF):
+		return prefix + ": unexpected EOF (connection closed mid-response)"
+	case errors.Is(err, io.EOF):
+		return prefix + ": EOF (connection closed before a response)"
+	}
+	return prefix + ": other error"
 }
 
 // progress writes a live line every second until done is closed.

@@ -482,7 +482,8 @@ func TestStartupErrors(t *testing.T) {
 		{"long flag with one dash", []string{"-http.addr", ":18080"}, nil, "flag -http.addr has one dash; want --http.addr"},
 		{"long flag with one dash and =", []string{"-models.repository=./mine"}, nil, "want --models.repository=./mine"},
 		{"env value", nil, []string{"COALESCE_HTTP_READ_TIMEOUT=fast"}, "http.read_timeout (environment variable COALESCE_HTTP_READ_TIMEOUT)"},
-		{"kubernetes service links", []string{"--models.default", "nope"}, []string{"COALESCE_PORT=tcp://10.0.0.1:8080", "COALESCE_SERVICE_HOST=10.0.0.1", "COALESCE_SERVICE_PORT=8080", "COALESCE_PORT_8080_TCP_ADDR=10.0.0.1"}, "models.default"},
+		// The service links pass configuration: start-up stops later, at the empty repository.
+		{"kubernetes service links", []string{"--models.repository", emptyRepo}, []string{"COALESCE_PORT=tcp://10.0.0.1:8080", "COALESCE_SERVICE_HOST=10.0.0.1", "COALESCE_SERVICE_PORT=8080", "COALESCE_PORT_8080_TCP_ADDR=10.0.0.1"}, "no models"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
