@@ -6,6 +6,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"golang.org/x/sys/unix"
 )
 
 func TestParseStat(t *testing.T) {
@@ -74,6 +76,45 @@ func TestCPUSecondsSelf(t *testing.T) {
 		}
 	}
 	cpuUntil(t, self, before, burn)
+	_ = sink
+}
+
+// TestCPUSecondsResolution burns about 3 ms of CPU, less than the 10 ms
+// clock tick of /proc's utime and stime, and checks that CPUSeconds sees
+// it as this process's own CPU clock does: with tick resolution it reads
+// 0 or 10 ms, which is how a short smoke run came out as CPU 0.
+func TestCPUSecondsResolution(t *testing.T) {
+	self := os.Getpid()
+	own := func() float64 {
+		var ts unix.Timespec
+		if err := unix.ClockGettime(unix.CLOCK_PROCESS_CPUTIME_ID, &ts); err != nil {
+			t.Fatal(err)
+		}
+		return float64(ts.Nano()) / 1e9
+	}
+	start := own()
+	before, err := CPUSeconds(self)
+	if err != nil {
+		t.Fatal(err)
+	}
+	burn0 := own()
+	var sink uint64
+	for own()-burn0 < 0.003 {
+		for i := range 1000 {
+			sink += uint64(i) * sink
+		}
+	}
+	burnt := own() - burn0
+	after, err := CPUSeconds(self)
+	if err != nil {
+		t.Fatal(err)
+	}
+	total := own() - start
+	// CPUSeconds reads the clock last, so what it sees lies between the
+	// burn alone and everything from start, its own /proc reading included.
+	if got := after - before; got < burnt || got > total {
+		t.Errorf("CPUSeconds(self) grew by %.6fs; want between the %.6fs burnt and the %.6fs of the whole measurement", got, burnt, total)
+	}
 	_ = sink
 }
 
