@@ -71,10 +71,17 @@ type server struct {
 // until it answers ready.
 func startServer(t *testing.T, extra ...string) *server {
 	t.Helper()
+	return startServerIn(t, "", append([]string{"--models.repository", filepath.Join(repoRoot, "models"), "--config", filepath.Join(repoRoot, "configs", "coalesce.yaml")}, extra...)...)
+}
+
+// startServerIn starts the binary in directory dir ("" = this one) with
+// only the addresses and the given flags, and waits until it answers ready.
+func startServerIn(t *testing.T, dir string, flags ...string) *server {
+	t.Helper()
 	s := &server{addr: freeAddr(t), admin: freeAddr(t), stdout: &lockedWriter{w: &bytes.Buffer{}}, stderr: &lockedWriter{w: &bytes.Buffer{}}, done: make(chan struct{})}
-	args := append([]string{"serve", "--http.addr", s.addr, "--admin.addr", s.admin,
-		"--models.repository", filepath.Join(repoRoot, "models"), "--config", filepath.Join(repoRoot, "configs", "coalesce.yaml")}, extra...)
+	args := append([]string{"serve", "--http.addr", s.addr, "--admin.addr", s.admin}, flags...)
 	s.cmd = exec.Command(binPath, args...)
+	s.cmd.Dir = dir
 	s.cmd.Stdout, s.cmd.Stderr = s.stdout, s.stderr
 	if err := s.cmd.Start(); err != nil {
 		t.Fatal(err)
@@ -505,6 +512,31 @@ func TestStartupErrors(t *testing.T) {
 				t.Errorf("stderr = %q; want one line containing %q", msg, tt.want)
 			}
 		})
+	}
+}
+
+// TestOwnRepositoryFromRepoRoot runs the binary as a new user did: from
+// the repository root, where it reads configs/coalesce.yaml, with a
+// repository of their own. The file once set models.default: digits-mlp,
+// so start-up failed with 'model "digits-mlp": model not found'.
+func TestOwnRepositoryFromRepoRoot(t *testing.T) {
+	mine := t.TempDir()
+	for _, f := range []string{"config.yaml", filepath.Join("1", "model.onnx")} {
+		if err := os.MkdirAll(filepath.Join(mine, "iris", filepath.Dir(f)), 0o755); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(filepath.Join(mine, "iris", f), readFile(t, "models", "iris-logreg", f), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	root, err := filepath.Abs(repoRoot)
+	if err != nil {
+		t.Fatal(err)
+	}
+	s := startServerIn(t, root, "--models.repository", mine)
+	st, body, err := httpDo(s.addr, "POST", "/predict", []byte(`{"features": [5.8, 2.8, 5.1, 2.4]}`), nil)
+	if err != nil || st != 200 || string(body) != `{"prediction":["virginica"]}` {
+		t.Errorf("/predict = %d %s %v; want 200 {\"prediction\":[\"virginica\"]} from the only model", st, body, err)
 	}
 }
 
