@@ -350,6 +350,11 @@ func TestLoadModel(t *testing.T) {
 		{"inputs: [a]\n", "not a mapping"},
 		{"inputs:\n  - name: a\n  - name: b\n", "one input"},
 		{"outputs:\n  - name: label\n    dims: [2]\n", "outputs[0]"},
+		{"inputs: x\n", "inputs: \"x\" is not a list; want a list of mappings of name, datatype, dims"},
+		{"inputs:\n  - name: x\n    dims: 30\n", "inputs[0].dims: 30 is not a list; want a list of whole numbers"},
+		{"predict:\n  labels: {a: 1}\n", "predict.labels: map[a:1] is not a list; want a list of strings"},
+		{"max_batch_size: 1.5\n", "max_batch_size: 1.5 is not a whole number"},
+		{"description:\n", "description: value is empty"},
 	} {
 		if _, err := LoadModel(write(bad.yml)); err == nil || !strings.Contains(err.Error(), bad.want) {
 			t.Errorf("LoadModel(%q) = %v; want an error containing %q", bad.yml, err, bad.want)

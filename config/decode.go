@@ -217,7 +217,14 @@ func want(t reflect.Type) string {
 	case reflect.Bool:
 		return "true or false"
 	case reflect.Slice:
-		return "a list of " + strings.TrimPrefix(strings.TrimPrefix(want(t.Elem()), "a "), "an ") + "s"
+		switch e := t.Elem(); e.Kind() {
+		case reflect.Struct:
+			return "a list of mappings of " + strings.Join(tags(e), ", ")
+		case reflect.String:
+			return "a list of strings"
+		default:
+			return "a list of " + strings.TrimPrefix(want(e), "a ") + "s"
+		}
 	case reflect.Struct:
 		return "a mapping of " + strings.Join(tags(t), ", ")
 	case reflect.Pointer:
