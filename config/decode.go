@@ -36,9 +36,9 @@ func decode(k *koanf.Koanf, dst any, origin map[string]string) error {
 	err := k.UnmarshalWithConf("", dst, koanf.UnmarshalConf{
 		Tag: "koanf",
 		DecoderConfig: &mapstructure.DecoderConfig{
-			// convert does every scalar conversion, so mapstructure's own
-			// weak typing (true → 1, "" → 0, 1.5 → 1) stays off.
-			DecodeHook:  convert,
+			// The hooks do every conversion, so mapstructure's own weak
+			// typing (true → 1, "" → 0, 1.5 → 1) stays off.
+			DecodeHook:  hooks,
 			ErrorUnused: true,
 			TagName:     "koanf",
 		},
@@ -49,40 +49,59 @@ func decode(k *koanf.Koanf, dst any, origin map[string]string) error {
 	return translate(err, root, k, origin)
 }
 
-// convert is the decode hook: it turns the values YAML, the environment
-// and flags produce (strings, ints, float64s, bools, lists, maps) into the
-// field's type, or says what was expected. Values already of the field's
-// type (the defaults, typed flags) pass through.
-func convert(from, to reflect.Value) (any, error) {
+// hooks are the decode hooks, in order: a value already of the field's
+// type (the defaults, typed flags) passes each unchanged; durations and
+// sizes are parsed by their own hook; scalarHook does the rest.
+var hooks = mapstructure.ComposeDecodeHookFunc(durationHook, byteSizeHook, scalarHook)
+
+// durationHook turns a string such as "500ms" into a time.Duration field
+// and refuses a bare number, whose unit nobody can guess.
+func durationHook(from, to reflect.Value) (any, error) {
+	v := from.Interface()
+	if to.Type() != durationType || from.Type() == to.Type() {
+		return v, nil
+	}
+	switch x := v.(type) {
+	case string:
+		d, err := time.ParseDuration(strings.TrimSpace(x))
+		if err != nil {
+			return nil, fmt.Errorf("%q is not a duration; want %s", x, want(durationType))
+		}
+		return d, nil
+	case int, int64, float64:
+		return nil, fmt.Errorf("%v has no unit; want %s", x, want(durationType))
+	}
+	return nil, fmt.Errorf("%s is not a duration; want %s", show(v), want(durationType))
+}
+
+// byteSizeHook turns "16MiB", "4MB" or a whole number of bytes into a
+// ByteSize field.
+func byteSizeHook(from, to reflect.Value) (any, error) {
+	v := from.Interface()
+	if to.Type() != byteSizeType || from.Type() == to.Type() {
+		return v, nil
+	}
+	switch x := v.(type) {
+	case string:
+		return ParseByteSize(x)
+	case int, int64, float64:
+		n, err := whole(x)
+		if err != nil || n < 0 {
+			return nil, fmt.Errorf("%v is not a whole number of bytes; want %s", x, want(byteSizeType))
+		}
+		return ByteSize(n), nil
+	}
+	return nil, fmt.Errorf("%s is not a size; want %s", show(v), want(byteSizeType))
+}
+
+// scalarHook turns the values YAML, the environment and flags produce
+// (strings, ints, float64s, bools, lists, maps) into the field's kind, or
+// says what was expected: mapstructure's own weak typing would accept
+// true as 1 and truncate 1.5 to 1, and its errors name Go types.
+func scalarHook(from, to reflect.Value) (any, error) {
 	v := from.Interface()
 	if from.Type() == to.Type() {
 		return v, nil
-	}
-	switch to.Type() {
-	case durationType:
-		switch x := v.(type) {
-		case string:
-			d, err := time.ParseDuration(strings.TrimSpace(x))
-			if err != nil {
-				return nil, fmt.Errorf("%q is not a duration; want %s", x, want(durationType))
-			}
-			return d, nil
-		case int, int64, float64:
-			return nil, fmt.Errorf("%v has no unit; want %s", x, want(durationType))
-		}
-		return nil, fmt.Errorf("%v is not a duration; want %s", v, want(durationType))
-	case byteSizeType:
-		switch x := v.(type) {
-		case string:
-			return ParseByteSize(x)
-		case int, int64, float64:
-			n, err := whole(x)
-			if err != nil || n < 0 {
-				return nil, fmt.Errorf("%v is not a whole number of bytes; want %s", x, want(byteSizeType))
-			}
-			return ByteSize(n), nil
-		}
-		return nil, fmt.Errorf("%v is not a size; want %s", v, want(byteSizeType))
 	}
 	switch to.Kind() {
 	case reflect.String:
@@ -146,7 +165,7 @@ func convert(from, to reflect.Value) (any, error) {
 			return v, nil
 		}
 	case reflect.Pointer:
-		return v, nil // mapstructure decodes into the element, calling convert again
+		return v, nil // mapstructure decodes into the element, calling the hooks again
 	}
 	if from.Kind() == to.Kind() {
 		return v, nil // int into int64 and the like
