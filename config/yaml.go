@@ -43,7 +43,10 @@ func (yamlParser) Unmarshal(b []byte) (map[string]any, error) {
 	lines := bytes.SplitAfter(b, []byte("\n"))
 	for n := 1; n <= len(lines); n++ {
 		_, perr := kyaml.Parser().Unmarshal(bytes.Join(lines[:n], nil))
-		if perr != nil && strings.HasSuffix(perr.Error(), ": "+problem) || perr != nil && perr.Error() == "yaml: "+problem {
+		if perr == nil {
+			continue
+		}
+		if pmsg := perr.Error(); pmsg[len(yamlLine.FindString(pmsg)):] == problem {
 			return nil, fmt.Errorf("yaml: line %d: %s", n, problem)
 		}
 	}
