@@ -11,7 +11,7 @@ build:
 	CGO_ENABLED=0 $(GO) build -trimpath -ldflags "$(LDFLAGS)" -o $(BIN) ./cmd/coalesce
 
 run: build
-	./$(BIN) serve --config configs/coalesce.yaml
+	./$(BIN) serve --config configs/coalesce.yaml --models.default digits-mlp
 
 # Every test, with the race detector, then a short run of every fuzz target.
 test:

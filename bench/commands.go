@@ -5,11 +5,13 @@ import (
 	"context"
 	"flag"
 	"fmt"
+	"maps"
 	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"runtime"
+	"sort"
 	"strconv"
 	"strings"
 	"time"
@@ -82,6 +84,12 @@ func runCmd(ctx context.Context, args []string) error {
 			if err != nil {
 				return err
 			}
+			if err := allFailed(run, *addr); err != nil {
+				return err
+			}
+			if len(run.Errors) > 0 {
+				fmt.Fprintf(os.Stderr, "errors: %s\n", describeErrors(run.Errors))
+			}
 			r.Runs = append(r.Runs, run)
 		}
 	}
@@ -96,6 +104,56 @@ func runCmd(ctx context.Context, args []string) error {
 	}
 	fmt.Fprintf(os.Stderr, "report written:\n  %s\n", strings.Join(files, "\n  "))
 	return nil
+}
+
+// allFailed returns an error naming the causes when no request of run
+// succeeded: the figures of such a run (a server that is down, a wrong
+// address or path) describe nothing.
+func allFailed(run report.Run, addr string) error {
+	if run.OK > 0 {
+		return nil
+	}
+	errs := maps.Clone(run.Errors)
+	if errs == nil {
+		errs = map[string]int64{}
+	}
+	if run.Shed > 0 {
+		errs["shed (429/503)"] = run.Shed
+	}
+	if len(errs) == 0 {
+		return fmt.Errorf("no request to %s was answered within the run", addr)
+	}
+	return fmt.Errorf("every request to %s failed: %s", addr, describeErrors(errs))
+}
+
+// describeErrors lists error kinds with their counts, most frequent
+// first, at most three of them: "dial: connection refused ×858".
+func describeErrors(errs map[string]int64) string {
+	kinds := make([]string, 0, len(errs))
+	var total int64
+	for k, n := range errs {
+		kinds = append(kinds, k)
+		total += n
+	}
+	sort.Slice(kinds, func(i, j int) bool {
+		if errs[kinds[i]] != errs[kinds[j]] {
+			return errs[kinds[i]] > errs[kinds[j]]
+		}
+		return kinds[i] < kinds[j]
+	})
+	var parts []string
+	for i, k := range kinds {
+		if i == 3 {
+			parts = append(parts, fmt.Sprintf("%d more kinds", len(kinds)-3))
+			break
+		}
+		what := k
+		if _, err := strconv.Atoi(k); err == nil {
+			what = "status " + k
+		}
+		parts = append(parts, fmt.Sprintf("%s ×%d", what, errs[k]))
+	}
+	return fmt.Sprintf("%d errors: %s", total, strings.Join(parts, ", "))
 }
 
 // noopCmd serves the bare fasthttp ceiling until ctx ends.

@@ -63,10 +63,10 @@ type Models struct {
 
 // Limits bound what one request may ask of the server.
 type Limits struct {
-	MaxBodyBytes      int  `koanf:"max_body_bytes" help:"largest request body in bytes; larger gets 413"`
-	MaxTensorElements int  `koanf:"max_tensor_elements" help:"largest number of elements in one input tensor"`
-	MaxJSONDepth      int  `koanf:"max_json_depth" help:"deepest nesting of JSON arrays and objects in a request"`
-	AllowNonFinite    bool `koanf:"allow_non_finite" help:"accept NaN and ±Inf in inputs (rejected with 400 by default)"`
+	MaxBodyBytes      ByteSize `koanf:"max_body_bytes" help:"largest request body, in bytes or with a unit (16MiB); larger gets 413"`
+	MaxTensorElements int      `koanf:"max_tensor_elements" help:"largest number of elements in one input tensor"`
+	MaxJSONDepth      int      `koanf:"max_json_depth" help:"deepest nesting of JSON arrays and objects in a request"`
+	AllowNonFinite    bool     `koanf:"allow_non_finite" help:"accept NaN and ±Inf in inputs (rejected with 400 by default)"`
 }
 
 // Batching holds the defaults of every model's adaptive batcher; a
@@ -142,7 +142,7 @@ func (c *Config) Validate() error {
 		{"models.repository", checkDir(c.Models.Repository)},
 		{"models.concurrency", atLeast(c.Models.Concurrency, 0)},
 		{"models.kernels", oneOf(c.Models.Kernels, "auto", "avx512", "avx2", "generic")},
-		{"limits.max_body_bytes", atLeast(c.Limits.MaxBodyBytes, 64)},
+		{"limits.max_body_bytes", atLeast(int(c.Limits.MaxBodyBytes), 64)},
 		{"limits.max_tensor_elements", atLeast(c.Limits.MaxTensorElements, 1)},
 		{"limits.max_json_depth", atLeast(c.Limits.MaxJSONDepth, 3)},
 		{"batching.max_batch_size", atLeast(c.Batching.MaxBatchSize, 0)},

@@ -4,6 +4,7 @@ import (
 	"os"
 	"path/filepath"
 	"reflect"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -117,6 +118,17 @@ func TestValidationErrors(t *testing.T) {
 		{"bad log level", "log:\n  level: loud\n", nil, nil, []string{"log.level", "debug"}},
 		{"tiny body limit", "", []string{"COALESCE_LIMITS_MAX_BODY_BYTES=1"}, nil, []string{"limits.max_body_bytes", "at least"}},
 		{"negative concurrency", "", nil, []string{"--models.concurrency", "-1"}, []string{"models.concurrency"}},
+		{"env value names its variable", "", []string{"COALESCE_HTTP_READ_TIMEOUT=fast"}, nil, []string{"http.read_timeout", "COALESCE_HTTP_READ_TIMEOUT", `"fast" is not a duration`}},
+		{"file value names its file", "http:\n  idle_timeout: 1x\n", nil, nil, []string{"http.idle_timeout", "file c.yaml"}},
+		{"empty value", "http:\n  read_timeout:\n", nil, nil, []string{"http.read_timeout", "empty"}},
+		{"section given a value", "limits: 3\n", nil, nil, []string{"limits", "not a mapping", "max_body_bytes"}},
+		{"fraction for an integer", "limits:\n  max_json_depth: 7.5\n", nil, nil, []string{"limits.max_json_depth", "not a whole number"}},
+		{"list for an integer", "limits:\n  max_json_depth: [7]\n", nil, nil, []string{"limits.max_json_depth", "not an integer"}},
+		{"size with a bad unit", "", []string{"COALESCE_LIMITS_MAX_BODY_BYTES=16MiBs"}, nil, []string{"limits.max_body_bytes", "COALESCE_LIMITS_MAX_BODY_BYTES", "16MiB"}},
+		{"size flag", "", nil, []string{"--limits.max_body_bytes", "lots"}, []string{"limits.max_body_bytes", "not an integer"}},
+		{"negative size", "limits:\n  max_body_bytes: -1\n", nil, nil, []string{"limits.max_body_bytes", "not a whole number of bytes"}},
+		{"service-link lookalike", "", []string{"COALESCE_PORT=9000"}, nil, []string{"COALESCE_PORT", "not a configuration key"}},
+		{"port key that does not exist", "", []string{"COALESCE_HTTP_PORT=9000"}, nil, []string{"COALESCE_HTTP_PORT", "not a configuration key"}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -138,9 +150,15 @@ func TestValidationErrors(t *testing.T) {
 }
 
 // TestExampleConfigDocumentsEveryKey checks that configs/coalesce.yaml
-// sets every key, each with a comment, and with the built-in default.
+// sets every key, each with a comment, and that loading it gives exactly
+// the built-in defaults: coalesce reads it from the working directory
+// when present, so a value there that differs from the code would change
+// what a user who never asked for the file gets.
 func TestExampleConfigDocumentsEveryKey(t *testing.T) {
-	path := filepath.Join("..", "configs", "coalesce.yaml")
+	path, err := filepath.Abs(filepath.Join("..", "configs", "coalesce.yaml"))
+	if err != nil {
+		t.Fatal(err)
+	}
 	raw, err := os.ReadFile(path)
 	if err != nil {
 		t.Fatal(err)
@@ -162,15 +180,114 @@ func TestExampleConfigDocumentsEveryKey(t *testing.T) {
 			}
 		}
 	}
-	c := Default()
-	if err := Decode(k, &c); err != nil {
+	_, load := setup(t)
+	c, err := load("", nil, "--config", path)
+	if err != nil {
 		t.Fatal(err)
 	}
-	want := Default()
-	want.Models.Default = "digits-mlp" // the one deliberate difference
-	if !reflect.DeepEqual(c, want) {
-		t.Errorf("configs/coalesce.yaml = %+v; want the defaults %+v", c, want)
+	if want := Default(); !reflect.DeepEqual(*c, want) {
+		t.Errorf("Load(--config configs/coalesce.yaml) = %+v; want exactly the defaults %+v", *c, want)
 	}
+}
+
+func TestSizes(t *testing.T) {
+	_, load := setup(t)
+	f := func(yml string, env []string, args []string, want ByteSize) {
+		t.Helper()
+		c, err := load(yml, env, args...)
+		if err != nil {
+			t.Fatalf("Load(%q, %q, %q): %v", yml, env, args, err)
+		}
+		if c.Limits.MaxBodyBytes != want {
+			t.Errorf("Load(%q, %q, %q): max_body_bytes = %d; want %d", yml, env, args, c.Limits.MaxBodyBytes, want)
+		}
+	}
+	f("limits:\n  max_body_bytes: 4096\n", nil, nil, 4096)
+	f("limits:\n  max_body_bytes: 4MB\n", nil, nil, 4_000_000)
+	f("limits:\n  max_body_bytes: 4 KiB\n", nil, nil, 4096)
+	f("", []string{"COALESCE_LIMITS_MAX_BODY_BYTES=2GiB"}, nil, 2<<30)
+	f("", []string{"COALESCE_LIMITS_MAX_BODY_BYTES=1000"}, nil, 1000)
+	f("", nil, []string{"--limits.max_body_bytes", "1kB"}, 1000)
+	f("", nil, []string{"--limits.max_body_bytes=100B"}, 100)
+	for b, want := range map[ByteSize]string{16 << 20: "16MiB", 1000: "1000", 3 << 10: "3KiB", 0: "0", 1 << 30: "1GiB"} {
+		if got := b.String(); got != want {
+			t.Errorf("ByteSize(%d).String() = %q; want %q", int(b), got, want)
+		}
+		if back, err := ParseByteSize(want); err != nil || back != b {
+			t.Errorf("ParseByteSize(%q) = %d, %v; want %d", want, back, err, b)
+		}
+	}
+}
+
+// TestKubernetesServiceLinks checks that the variables Kubernetes injects
+// for a Service named coalesce (or coalesce-something) in the pod's
+// namespace do not stop start-up, while the configuration still applies.
+func TestKubernetesServiceLinks(t *testing.T) {
+	_, load := setup(t)
+	env := []string{
+		"COALESCE_PORT=tcp://10.96.12.34:8080",
+		"COALESCE_PORT_8080_TCP=tcp://10.96.12.34:8080",
+		"COALESCE_PORT_8080_TCP_PROTO=tcp",
+		"COALESCE_PORT_8080_TCP_PORT=8080",
+		"COALESCE_PORT_8080_TCP_ADDR=10.96.12.34",
+		"COALESCE_PORT_9090_UDP_ADDR=fd00::1",
+		"COALESCE_SERVICE_HOST=10.96.12.34",
+		"COALESCE_SERVICE_PORT=8080",
+		"COALESCE_SERVICE_PORT_HTTP=8080",
+		"COALESCE_SERVICE_PORT_ADMIN_METRICS=9090",
+		"COALESCE_ADMIN_SERVICE_HOST=10.96.0.7", // a Service named coalesce-admin
+		"COALESCE_ADMIN_PORT=tcp://10.96.0.7:9090",
+		"COALESCE_HTTP_ADDR=127.0.0.1:1005",
+	}
+	c, err := load("", env)
+	if err != nil {
+		t.Fatalf("Load(service links) = %v; want them ignored", err)
+	}
+	if c.HTTP.Addr != "127.0.0.1:1005" {
+		t.Errorf("http.addr = %q; want COALESCE_HTTP_ADDR still applied", c.HTTP.Addr)
+	}
+	// The names with values of another shape are not service links.
+	for _, v := range []string{"COALESCE_PORT=8080", "COALESCE_SERVICE_HOST=coalesce", "COALESCE_PORT_8080_TCP_PROTO=http", "COALESCE_SERVICE_PORT=http", "COALESCE_PORT_8080_TCP=tcp://10.96.12.34"} {
+		name, _, _ := strings.Cut(v, "=")
+		if _, err := load("", []string{v}); err == nil || !strings.Contains(err.Error(), name) {
+			t.Errorf("Load(%s) = %v; want an error naming %s", v, err, name)
+		}
+	}
+}
+
+// TestYAMLErrorLines checks that a YAML syntax error names the line it is
+// on. go.yaml.in/yaml/v3 reports parser errors one line early (and none on
+// the first line); scanner errors it reports right.
+func TestYAMLErrorLines(t *testing.T) {
+	_, load := setup(t)
+	f := func(yml string, line int, problem string) {
+		t.Helper()
+		_, err := load(yml, nil)
+		want := "c.yaml: yaml: line " + strconv.Itoa(line) + ": "
+		if err == nil || !strings.Contains(err.Error(), want) || !strings.Contains(err.Error(), problem) || strings.Contains(err.Error(), "\n") {
+			t.Errorf("Load(%q) = %v; want one line containing %q and %q", yml, err, want, problem)
+		}
+	}
+	f("http:\n  addr: \":1\"\n  read_timeout: 5s\n   write_timeout: 3s\n", 4, "mapping values are not allowed")
+	f("http:\n  addr: \":1\"\n\tread_timeout: 5s\n", 3, "cannot start any token")
+	f("http:\n  addr: [\":1\"\nlog:\n  level: info\n", 2, "did not find expected ',' or ']'")
+	f("log:\n  level: info\nhttp:\n  addr: \":1\"\n - x\n", 5, "did not find expected key")
+	f("log:\n  level: info\nhttp:\n  - \":1\"\n  read_timeout: 5s\n", 5, "did not find expected '-' indicator")
+	f("[1, 2\n", 1, "did not find expected ',' or ']'")
+	f("log:\n  level: info\nlog:\n  format: json\n", 3, `mapping key "log" already defined at line 1`)
+	_, err := LoadModel(writeTemp(t, "max_batch_size: 1\npredict:\n  labels: [a, b\n"))
+	if err == nil || !strings.Contains(err.Error(), "line 3: ") {
+		t.Errorf("LoadModel(unclosed list on line 3) = %v; want line 3", err)
+	}
+}
+
+func writeTemp(t *testing.T, content string) string {
+	t.Helper()
+	p := filepath.Join(t.TempDir(), "config.yaml")
+	if err := os.WriteFile(p, []byte(content), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	return p
 }
 
 func TestFlagsCoverEveryKey(t *testing.T) {
@@ -233,6 +350,11 @@ func TestLoadModel(t *testing.T) {
 		{"inputs: [a]\n", "not a mapping"},
 		{"inputs:\n  - name: a\n  - name: b\n", "one input"},
 		{"outputs:\n  - name: label\n    dims: [2]\n", "outputs[0]"},
+		{"inputs: x\n", "inputs: \"x\" is not a list; want a list of mappings of name, datatype, dims"},
+		{"inputs:\n  - name: x\n    dims: 30\n", "inputs[0].dims: 30 is not a list; want a list of whole numbers"},
+		{"predict:\n  labels: {a: 1}\n", "predict.labels: map[a:1] is not a list; want a list of strings"},
+		{"max_batch_size: 1.5\n", "max_batch_size: 1.5 is not a whole number"},
+		{"description:\n", "description: value is empty"},
 	} {
 		if _, err := LoadModel(write(bad.yml)); err == nil || !strings.Contains(err.Error(), bad.want) {
 			t.Errorf("LoadModel(%q) = %v; want an error containing %q", bad.yml, err, bad.want)

@@ -5,7 +5,6 @@ import (
 	"os"
 	"time"
 
-	"github.com/knadh/koanf/parsers/yaml"
 	"github.com/knadh/koanf/providers/file"
 	"github.com/knadh/koanf/v2"
 )
@@ -57,7 +56,7 @@ type Predict struct {
 	Labels []string `koanf:"labels" help:"class names by index"`
 }
 
-// DefaultModel returns the defaults of a model configuration.
+// DefaultModelConfig returns the defaults of a model configuration.
 func DefaultModelConfig() ModelConfig {
 	return ModelConfig{Predict: Predict{Transform: "none"}}
 }
@@ -70,10 +69,10 @@ func LoadModel(path string) (ModelConfig, error) {
 		return m, nil
 	}
 	k := koanf.New(".")
-	if err := k.Load(file.Provider(path), yaml.Parser()); err != nil {
+	if err := k.Load(file.Provider(path), yamlParser{}); err != nil {
 		return m, fmt.Errorf("%s: %w", path, err)
 	}
-	if err := Decode(k, &m); err != nil {
+	if err := decode(k, &m, nil); err != nil {
 		return m, fmt.Errorf("%s: %w", path, err)
 	}
 	if err := m.Validate(); err != nil {

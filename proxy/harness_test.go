@@ -51,6 +51,15 @@ func testServer(t testing.TB) (*Server, *fasthttp.HostClient, *metrics.Set) {
 	return testServerWith(t, testConfig())
 }
 
+// patientConfig is testConfig with a 10s request deadline, for tests of
+// concurrency and correctness that a loaded machine must not turn into
+// tests of admission control (which sheds what cannot meet 200ms).
+func patientConfig() *config.Config {
+	cfg := testConfig()
+	cfg.HTTP.RequestTimeout = 10 * time.Second
+	return cfg
+}
+
 // testServerWith is testServer with configuration cfg.
 func testServerWith(t testing.TB, cfg *config.Config) (*Server, *fasthttp.HostClient, *metrics.Set) {
 	t.Helper()

@@ -100,7 +100,7 @@ func (s *Server) HTTPServer() *fasthttp.Server {
 		ReadTimeout:           s.cfg.HTTP.ReadTimeout,
 		WriteTimeout:          s.cfg.HTTP.WriteTimeout,
 		IdleTimeout:           s.cfg.HTTP.IdleTimeout,
-		MaxRequestBodySize:    s.cfg.Limits.MaxBodyBytes,
+		MaxRequestBodySize:    int(s.cfg.Limits.MaxBodyBytes),
 		Concurrency:           s.cfg.HTTP.MaxConnections,
 		CloseOnShutdown:       true,
 		NoDefaultServerHeader: false,
@@ -119,6 +119,6 @@ func (l fasthttpLogger) Printf(format string, args ...any) {
 
 // errorHandler answers requests fasthttp could not parse, in JSON.
 func (s *Server) errorHandler(ctx *fasthttp.RequestCtx, err error) {
-	writeError(ctx, httpError(err, s.cfg.Limits.MaxBodyBytes))
+	writeError(ctx, httpError(err, int(s.cfg.Limits.MaxBodyBytes)))
 	s.met.observe(nil, protoOther, ctx.Response.StatusCode(), time.Now())
 }

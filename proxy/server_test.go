@@ -279,7 +279,7 @@ func concurrentCase(g, i int) (path string, body []byte, headers []string, want 
 }
 
 func TestConcurrentRequests(t *testing.T) {
-	_, c, _ := testServer(t)
+	_, c, _ := testServerWith(t, patientConfig())
 	const goroutines, perGoroutine = 8, 50
 	runConcurrent(t, c, goroutines, perGoroutine, concurrentCase)
 }

@@ -56,9 +56,7 @@ func TestSwapUnderLoad(t *testing.T) {
 	})
 	// A deadline long enough that the race detector's slowness does not
 	// shed requests: this test is about swaps, not overload.
-	cfg := testConfig()
-	cfg.HTTP.RequestTimeout = 10 * time.Second
-	s, c, set := testServerWith(t, cfg)
+	s, c, set := testServerWith(t, patientConfig())
 	v2 := s.snap.Load().reg.Versions("double")[1]
 
 	const clients, perClient = 64, 40

@@ -139,7 +139,7 @@ func TestV2BinaryStrings(t *testing.T) {
 // that requests are merged (tensor.Concat) and split (tensor.Split) by
 // byte offsets; each must get exactly its own answer.
 func TestConcurrentStrings(t *testing.T) {
-	s, c, _ := testServer(t)
+	s, c, _ := testServerWith(t, patientConfig())
 	e, err := s.snap.Load().get("strs", "")
 	must(t, err)
 	fb := e.Backend.(*fakemodel.Backend)

@@ -180,8 +180,8 @@ func TestDialErrorsAreCounted(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if res.Errors["dial"] == 0 || res.OK != 0 || res.Requests != 0 {
-		t.Errorf("result = %+v; want only dial errors", res)
+	if res.Errors["dial: connection refused"] == 0 || len(res.Errors) != 1 || res.OK != 0 || res.Requests != 0 {
+		t.Errorf("result = %+v; want only dial errors, connection refused", res)
 	}
 }
 

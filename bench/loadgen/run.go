@@ -71,9 +71,13 @@ type Config struct {
 	Progress io.Writer
 	Label    string // shown in the progress line
 	Seed     uint64 // for Poisson gaps
-	// MeasureStart, when set, is called once when the warm-up ends and
-	// the measured window begins (on its own goroutine), so that a caller
-	// can snapshot server-side counters at the same moment.
+	// MeasureStart, when set, is called once when the warm-up ends (on
+	// its own goroutine), so that a caller can snapshot server-side
+	// counters, and the measured window begins when it returns: a scrape
+	// of /metrics takes milliseconds, in which a fast server answers
+	// hundreds of requests that would otherwise count on the client but
+	// fall before the server's snapshot. Requests sent while it runs are
+	// warm-up.
 	MeasureStart func()
 }
 
@@ -85,9 +89,10 @@ type Result struct {
 	Requests int64 // answered within the window, any status
 	OK       int64 // 2xx
 	Shed     int64 // 429 and 503
-	// Errors counts other outcomes: status codes ("500"), and "dial",
-	// "timeout", "net" for requests that got no answer, "unsent" for
-	// open-loop arrivals that could not be sent in time.
+	// Errors counts other outcomes: status codes ("500"), the cause of
+	// requests that got no answer (errorKind: "dial: connection refused",
+	// "net: timeout", ...), and "unsent" for open-loop arrivals that could
+	// not be sent in time.
 	Errors map[string]int64
 	// Latency of every answered request, in microseconds (open loop: from
 	// the intended send time).
@@ -129,13 +134,22 @@ type worker struct {
 
 // run is the shared state of one Run.
 type run struct {
-	cfg            Config
-	measureStart   time.Time
-	measureEnd     time.Time
-	stop           atomic.Bool
-	measured       atomic.Int64
-	stopAt         atomic.Int64 // UnixNano when MaxRequests was reached
-	timeout, drain time.Duration
+	cfg Config
+	// windowStart and windowEnd bound the measured window in UnixNano;
+	// both are math.MaxInt64 (nothing measured, no end) until it begins.
+	// windowEnd is stored before windowStart and read after it.
+	windowStart, windowEnd atomic.Int64
+	stop                   atomic.Bool
+	measured               atomic.Int64
+	stopAt                 atomic.Int64 // UnixNano when MaxRequests was reached
+	timeout, drain         time.Duration
+}
+
+// window returns the measured window; both ends are in 2262 until it
+// begins.
+func (r *run) window() (start, end time.Time) {
+	start = time.Unix(0, r.windowStart.Load())
+	return start, time.Unix(0, r.windowEnd.Load())
 }
 
 // Run performs one run and returns its figures. It returns early, with
@@ -157,15 +171,26 @@ func Run(ctx context.Context, cfg Config) (*Result, error) {
 	}
 	cpu0 := cpuSeconds()
 	start := time.Now()
-	r.measureStart = start.Add(cfg.Warmup)
-	r.measureEnd = r.measureStart.Add(cfg.Duration)
+	r.windowStart.Store(math.MaxInt64)
+	r.windowEnd.Store(math.MaxInt64)
+	begin := func(at time.Time) {
+		r.windowEnd.Store(at.Add(cfg.Duration).UnixNano())
+		r.windowStart.Store(at.UnixNano())
+	}
+	if cfg.MeasureStart == nil {
+		begin(start.Add(cfg.Warmup))
+	}
 
 	stopCtx := context.AfterFunc(ctx, func() { r.stop.Store(true) })
 	defer stopCtx()
 	var hook sync.WaitGroup // MeasureStart has returned
 	if cfg.MeasureStart != nil {
 		hook.Add(1)
-		t := time.AfterFunc(time.Until(r.measureStart), func() { defer hook.Done(); cfg.MeasureStart() })
+		t := time.AfterFunc(time.Until(start.Add(cfg.Warmup)), func() {
+			defer hook.Done()
+			cfg.MeasureStart()
+			begin(time.Now())
+		})
 		defer func() {
 			if t.Stop() { // never ran: the run was cancelled during warm-up
 				hook.Done()
@@ -208,7 +233,7 @@ func Run(ctx context.Context, cfg Config) (*Result, error) {
 			res.Errors[k] += v
 		}
 	}
-	end := r.measureEnd
+	measureStart, end := r.window()
 	if at := r.stopAt.Load(); at != 0 && time.Unix(0, at).Before(end) {
 		end = time.Unix(0, at)
 	}
@@ -221,7 +246,7 @@ func Run(ctx context.Context, cfg Config) (*Result, error) {
 	if lastEnd.After(end) && r.stopAt.Load() == 0 {
 		end = lastEnd
 	}
-	res.Seconds = end.Sub(r.measureStart).Seconds()
+	res.Seconds = end.Sub(measureStart).Seconds()
 	if res.Seconds < 0 {
 		res.Seconds = 0
 	}
@@ -254,7 +279,7 @@ func (r *run) closed(i int, w *worker) {
 	idx := i * n / r.cfg.Connections
 	for !r.stop.Load() {
 		t0 := time.Now()
-		if !t0.Before(r.measureEnd) {
+		if _, end := r.window(); !t0.Before(end) {
 			return
 		}
 		req := &r.cfg.Requests[idx%n]
@@ -287,18 +312,19 @@ func (r *run) open(i int, w *worker, start time.Time) {
 	if r.cfg.Poisson {
 		next = start.Add(gap())
 	}
-	for next.Before(r.measureEnd) {
+	for _, end := r.window(); next.Before(end); _, end = r.window() {
 		if r.stop.Load() {
 			return
 		}
 		now := time.Now()
 		if now.Before(next) {
 			pause(next.Sub(now))
-		} else if now.After(r.measureEnd.Add(r.drain)) {
+		} else if now.After(end.Add(r.drain)) {
 			// Too far behind: count what is left of the schedule as unsent.
 			unsent := int64(0)
-			for ; next.Before(r.measureEnd); next = next.Add(gap()) {
-				if !next.Before(r.measureStart) {
+			begin, _ := r.window()
+			for ; next.Before(end); next = next.Add(gap()) {
+				if !next.Before(begin) {
 					unsent++
 				}
 			}
@@ -326,7 +352,8 @@ func (r *run) record(w *worker, intended, end time.Time, status int, err error) 
 		us = maxLatencyUS
 	}
 	answered := err == nil || status > 0
-	measured := !intended.Before(r.measureStart) && intended.Before(r.measureEnd)
+	start, end := r.window()
+	measured := !intended.Before(start) && intended.Before(end)
 	w.mu.Lock()
 	if answered {
 		w.interval.RecordValue(us)
@@ -361,16 +388,37 @@ func (r *run) record(w *worker, intended, end time.Time, status int, err error) 
 	}
 }
 
+// errorKind names the cause of a request that got no answer, from a
+// small set so that the counts stay few: "dial: connection refused",
+// "timeout", "net: connection reset by peer", "net: EOF",
+// "malformed response", ...
 func errorKind(err error) string {
 	var de *DialError
 	var ne net.Error
-	switch {
-	case errors.As(err, &de):
-		return "dial"
-	case errors.As(err, &ne) && ne.Timeout():
-		return "timeout"
+	var dns *net.DNSError
+	var errno syscall.Errno
+	prefix := "net"
+	if errors.As(err, &de) {
+		prefix = "dial"
 	}
-	return "net"
+	switch {
+	case errors.As(err, &ne) && ne.Timeout():
+		return prefix + ": timeout"
+	case errors.As(err, &dns):
+		if dns.IsNotFound {
+			return prefix + ": no such host"
+		}
+		return prefix + ": DNS lookup failed"
+	case errors.As(err, &errno):
+		return prefix + ": " + errno.Error()
+	case errors.Is(err, errMalformed):
+		return "malformed response"
+	case errors.Is(err, io.ErrUnexpectedEOF):
+		return prefix + ": unexpected EOF (connection closed mid-response)"
+	case errors.Is(err, io.EOF):
+		return prefix + ": EOF (connection closed before a response)"
+	}
+	return prefix + ": other error"
 }
 
 // progress writes a live line every second until done is closed.
@@ -394,7 +442,7 @@ func (r *run) progress(workers []*worker, done <-chan struct{}) {
 				w.mu.Unlock()
 			}
 			phase := "measure"
-			if now.Before(r.measureStart) {
+			if start, _ := r.window(); now.Before(start) {
 				phase = "warm-up"
 			}
 			rps := float64(merged.TotalCount()) / now.Sub(last).Seconds()

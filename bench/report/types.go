@@ -70,7 +70,8 @@ type Run struct {
 	// success and not a failure.
 	Shed int64 `json:"shed"`
 	// Errors counts other failures by status code ("500") or by kind
-	// ("net" for connection errors, "timeout").
+	// (the cause for requests that got no answer: "dial: connection refused",
+	// "net: timeout", ...).
 	Errors map[string]int64 `json:"errors,omitempty"`
 
 	Throughput float64 `json:"throughput"` // OK answers per second

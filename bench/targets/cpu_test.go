@@ -6,6 +6,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"golang.org/x/sys/unix"
 )
 
 func TestParseStat(t *testing.T) {
@@ -77,6 +79,45 @@ func TestCPUSecondsSelf(t *testing.T) {
 	_ = sink
 }
 
+// TestCPUSecondsResolution burns about 3 ms of CPU, less than the 10 ms
+// clock tick of /proc's utime and stime, and checks that CPUSeconds sees
+// it as this process's own CPU clock does: with tick resolution it reads
+// 0 or 10 ms, which is how a short smoke run came out as CPU 0.
+func TestCPUSecondsResolution(t *testing.T) {
+	self := os.Getpid()
+	own := func() float64 {
+		var ts unix.Timespec
+		if err := unix.ClockGettime(unix.CLOCK_PROCESS_CPUTIME_ID, &ts); err != nil {
+			t.Fatal(err)
+		}
+		return float64(ts.Nano()) / 1e9
+	}
+	start := own()
+	before, err := CPUSeconds(self)
+	if err != nil {
+		t.Fatal(err)
+	}
+	burn0 := own()
+	var sink uint64
+	for own()-burn0 < 0.003 {
+		for i := range 1000 {
+			sink += uint64(i) * sink
+		}
+	}
+	burnt := own() - burn0
+	after, err := CPUSeconds(self)
+	if err != nil {
+		t.Fatal(err)
+	}
+	total := own() - start
+	// CPUSeconds reads the clock last, so what it sees lies between the
+	// burn alone and everything from start, its own /proc reading included.
+	if got := after - before; got < burnt || got > total {
+		t.Errorf("CPUSeconds(self) grew by %.6fs; want between the %.6fs burnt and the %.6fs of the whole measurement", got, burnt, total)
+	}
+	_ = sink
+}
+
 func TestCPUSecondsDescendants(t *testing.T) {
 	self := os.Getpid()
 	selfBefore, err := CPUSeconds(self)
@@ -100,12 +141,11 @@ func TestCPUSecondsDescendants(t *testing.T) {
 		}
 	}
 	defer stop()
-	tree := cpuUntil(t, pid, 0, nil)
-	if procs, err := readProcs(); err == nil {
-		st := procs[pid]
-		if parent := float64(st.utime+st.stime) / float64(clockTicks()); parent >= tree {
-			t.Errorf("shell's own CPU %v >= its tree's %v; the child was not counted", parent, tree)
-		}
+	// The shell's own start-up takes a few ms of CPU, which the process
+	// clock sees: wait for far more than that.
+	tree := cpuUntil(t, pid, 0.05, nil)
+	if parent, err := processCPU(pid); err != nil || parent >= tree/2 {
+		t.Errorf("shell's own CPU %v (%v) is not well below its tree's %v; the child was not counted", parent, err, tree)
 	}
 	stop()
 	// The spinning grandchild was killed, not waited for by the shell, so
@@ -124,7 +164,8 @@ func TestCPUSecondsDescendants(t *testing.T) {
 
 func TestCPUSecondsReapedChild(t *testing.T) {
 	// A child we reap moves its CPU into our cutime: the figure for us
-	// covers it after it is gone.
+	// covers it after it is gone, to the clock tick (cutime truncates the
+	// child's CPU, which CPUSeconds read to the nanosecond while it ran).
 	self := os.Getpid()
 	before, err := CPUSeconds(self)
 	if err != nil {
@@ -136,14 +177,14 @@ func TestCPUSecondsReapedChild(t *testing.T) {
 	}
 	timer := time.NewTimer(300 * time.Millisecond)
 	<-timer.C
-	child := cpuUntil(t, cmd.Process.Pid, 0, nil)
+	child := cpuUntil(t, cmd.Process.Pid, 0.05, nil)
 	_ = cmd.Process.Kill()
 	_ = cmd.Wait()
 	after, err := CPUSeconds(self)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if after-before < child {
-		t.Errorf("CPUSeconds(self) grew by %v; want at least the child's %v", after-before, child)
+	if tick := 1 / float64(clockTicks()); after-before < child-tick {
+		t.Errorf("CPUSeconds(self) grew by %v; want at least the child's %v, less one clock tick (%v)", after-before, child, tick)
 	}
 }

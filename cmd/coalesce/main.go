@@ -15,6 +15,7 @@ import (
 	"os"
 	"runtime"
 	"runtime/debug"
+	"strings"
 
 	"github.com/spf13/pflag"
 
@@ -73,6 +74,10 @@ func run(args, environ []string, stdout, stderr io.Writer) int {
 func parseConfig(name string, args, environ []string, stdout, stderr io.Writer) (*config.Config, int) {
 	fs := config.Flags("coalesce " + name)
 	fs.SetOutput(io.Discard)
+	if err := oneDash(fs, args); err != nil {
+		fmt.Fprintf(stderr, "coalesce: %v (coalesce --help lists every flag)\n", err)
+		return nil, exitConfig
+	}
 	if err := fs.Parse(args); err != nil {
 		if errors.Is(err, pflag.ErrHelp) {
 			usage(fs, stdout)
@@ -91,6 +96,34 @@ func parseConfig(name string, args, environ []string, stdout, stderr io.Writer) 
 		return nil, exitConfig
 	}
 	return cfg, exitOK
+}
+
+// oneDash refuses a long flag written with one dash (-http.addr). pflag
+// reads "-http.addr" as the shorthand cluster -h -t -t ..., and since -h
+// asks for help, the server printed its help and exited 0 instead of
+// starting with the address the user meant.
+func oneDash(fs *pflag.FlagSet, args []string) error {
+	for i := 0; i < len(args); i++ {
+		a := args[i]
+		if a == "--" {
+			return nil
+		}
+		if strings.HasPrefix(a, "--") {
+			// Skip the value of a long flag given as "--key value".
+			if f := fs.Lookup(a[2:]); f != nil && f.NoOptDefVal == "" && !strings.Contains(a, "=") {
+				i++
+			}
+			continue
+		}
+		if len(a) < 3 || a[0] != '-' {
+			continue
+		}
+		name, _, _ := strings.Cut(a[1:], "=")
+		if fs.Lookup(name) != nil || strings.Contains(name, ".") {
+			return fmt.Errorf("flag %s has one dash; want --%s", a, a[1:])
+		}
+	}
+	return nil
 }
 
 func usage(fs *pflag.FlagSet, w io.Writer) {

@@ -20,6 +20,7 @@ import (
 	"github.com/valyala/fasthttp"
 
 	"github.com/coalesce-ml/coalesce/config"
+	"github.com/coalesce-ml/coalesce/internal/approx"
 )
 
 // These tests build the real binary and run it as a user would, on
@@ -70,10 +71,17 @@ type server struct {
 // until it answers ready.
 func startServer(t *testing.T, extra ...string) *server {
 	t.Helper()
+	return startServerIn(t, "", append([]string{"--models.repository", filepath.Join(repoRoot, "models"), "--config", filepath.Join(repoRoot, "configs", "coalesce.yaml")}, extra...)...)
+}
+
+// startServerIn starts the binary in directory dir ("" = this one) with
+// only the addresses and the given flags, and waits until it answers ready.
+func startServerIn(t *testing.T, dir string, flags ...string) *server {
+	t.Helper()
 	s := &server{addr: freeAddr(t), admin: freeAddr(t), stdout: &lockedWriter{w: &bytes.Buffer{}}, stderr: &lockedWriter{w: &bytes.Buffer{}}, done: make(chan struct{})}
-	args := append([]string{"serve", "--http.addr", s.addr, "--admin.addr", s.admin,
-		"--models.repository", filepath.Join(repoRoot, "models"), "--config", filepath.Join(repoRoot, "configs", "coalesce.yaml")}, extra...)
+	args := append([]string{"serve", "--http.addr", s.addr, "--admin.addr", s.admin}, flags...)
 	s.cmd = exec.Command(binPath, args...)
+	s.cmd.Dir = dir
 	s.cmd.Stdout, s.cmd.Stderr = s.stdout, s.stderr
 	if err := s.cmd.Start(); err != nil {
 		t.Fatal(err)
@@ -194,8 +202,8 @@ func TestShippedExamples(t *testing.T) {
 			var v2 struct {
 				ID      string `json:"id"`
 				Outputs []struct {
-					Name string    `json:"name"`
-					Data []float64 `json:"data"`
+					Name string          `json:"name"`
+					Data json.RawMessage `json:"data"`
 				} `json:"outputs"`
 			}
 			if err := json.Unmarshal(body, &v2); err != nil {
@@ -205,13 +213,13 @@ func TestShippedExamples(t *testing.T) {
 				t.Errorf("v2 id = %q; want example-1 echoed", v2.ID)
 			}
 			for _, o := range v2.Outputs {
-				switch o.Name {
+				switch data := numbers(t, o.Data); o.Name {
 				case "label":
-					if len(o.Data) != 1 || int64(o.Data[0]) != expected.Label {
-						t.Errorf("v2 label = %v; want [%d]", o.Data, expected.Label)
+					if len(data) != 1 || data[0] != float64(expected.Label) {
+						t.Errorf("v2 label = %v; want [%d]", data, expected.Label)
 					}
 				case "probabilities":
-					assertClose(t, "v2 probabilities", o.Data, expected.Probabilities, 1e-5)
+					assertClose(t, "v2 probabilities", data, expected.Probabilities, 1e-5)
 				}
 			}
 
@@ -221,8 +229,8 @@ func TestShippedExamples(t *testing.T) {
 			}
 			var tfs struct {
 				Predictions []struct {
-					Label         int64     `json:"label"`
-					Probabilities []float64 `json:"probabilities"`
+					Label         int64           `json:"label"`
+					Probabilities json.RawMessage `json:"probabilities"`
 				} `json:"predictions"`
 			}
 			if err := json.Unmarshal(body, &tfs); err != nil {
@@ -231,7 +239,7 @@ func TestShippedExamples(t *testing.T) {
 			if len(tfs.Predictions) != 1 || tfs.Predictions[0].Label != expected.Label {
 				t.Fatalf("tfs predictions = %s; want label %d", body, expected.Label)
 			}
-			assertClose(t, "tfs probabilities", tfs.Predictions[0].Probabilities, expected.Probabilities, 1e-5)
+			assertClose(t, "tfs probabilities", numbers(t, tfs.Predictions[0].Probabilities), expected.Probabilities, 1e-5)
 		})
 	}
 
@@ -244,17 +252,30 @@ func TestShippedExamples(t *testing.T) {
 	}
 }
 
+// assertClose checks got against want within tol with approx.Equal,
+// which, unlike d > tol || d < -tol, fails on NaN: a null in the answer
+// (decoded as NaN by decodeData) or a missing value fails.
 func assertClose(t *testing.T, what string, got, want []float64, tol float64) {
 	t.Helper()
-	if len(got) != len(want) {
+	i := approx.Mismatch(got, want, tol)
+	switch {
+	case i < 0:
+	case len(got) != len(want):
 		t.Errorf("%s has %d values; want %d", what, len(got), len(want))
-		return
+	default:
+		t.Errorf("%s[%d] = %v; want %v ± %g (%s = %v)", what, i, got[i], want[i], tol, what, got)
 	}
-	for i := range got {
-		if d := got[i] - want[i]; d > tol || d < -tol {
-			t.Errorf("%s[%d] = %v; want %v ± %g", what, i, got[i], want[i], tol)
-		}
+}
+
+// numbers decodes a JSON array of numbers, null as NaN (encoding/json
+// would leave a null as 0, which passes for a near-zero probability).
+func numbers(t *testing.T, raw json.RawMessage) []float64 {
+	t.Helper()
+	var nums []float64
+	if err := decodeData("FP64", raw, &nums, nil); err != nil {
+		t.Fatalf("%s: %v", raw, err)
 	}
+	return nums
 }
 
 // TestClassicExamples sends the example requests of the classic-ML models
@@ -306,7 +327,10 @@ func TestClassicExamples(t *testing.T) {
 				case "probabilities":
 					got := make([]float64, len(o.Data))
 					for i, v := range o.Data {
-						got[i], _ = v.(float64)
+						got[i] = math.NaN() // null or not a number
+						if f, ok := v.(float64); ok {
+							got[i] = f
+						}
 					}
 					assertClose(t, "v2 probabilities", got, expected.Probabilities, 1e-5)
 				}
@@ -329,15 +353,19 @@ func TestClassicExamples(t *testing.T) {
 			}
 			var probs []float64
 			if tc.zipMap {
-				var m map[string]float64
+				var m map[string]*float64
 				if err := json.Unmarshal(tfs.Predictions[0].Probabilities, &m); err != nil {
 					t.Fatalf("tfs probabilities %s: want an object (ZipMap): %v", tfs.Predictions[0].Probabilities, err)
 				}
 				for k := range len(m) {
-					probs = append(probs, m[fmt.Sprintf("class_%d", k)])
+					p := math.NaN() // a null or a missing class
+					if v := m[fmt.Sprintf("class_%d", k)]; v != nil {
+						p = *v
+					}
+					probs = append(probs, p)
 				}
-			} else if err := json.Unmarshal(tfs.Predictions[0].Probabilities, &probs); err != nil {
-				t.Fatal(err)
+			} else {
+				probs = numbers(t, tfs.Predictions[0].Probabilities)
 			}
 			assertClose(t, "tfs probabilities", probs, expected.Probabilities, 1e-5)
 		})
@@ -364,7 +392,7 @@ func TestSIGTERMDuringLoad(t *testing.T) {
 			defer wg.Done()
 			sentFirst := false
 			for n := 0; n < 100000; n++ { // bounded; ends when the server says goodbye
-				st, b, err := httpDo(s.addr, "POST", "/predict", body, nil)
+				st, b, err := httpDo(s.addr, "POST", "/predict?model=digits-mlp", body, nil)
 				if !sentFirst {
 					sentFirst = true
 					started <- struct{}{}
@@ -457,6 +485,11 @@ func TestStartupErrors(t *testing.T) {
 		{"model file missing", []string{"--models.repository", noFile}, nil, "no model file"},
 		{"malformed model", []string{"--models.repository", badModel}, nil, "model m version 1"},
 		{"unknown command", []string{"srve"}, nil, `unknown command "srve"`},
+		{"long flag with one dash", []string{"-http.addr", ":18080"}, nil, "flag -http.addr has one dash; want --http.addr"},
+		{"long flag with one dash and =", []string{"-models.repository=./mine"}, nil, "want --models.repository=./mine"},
+		{"env value", nil, []string{"COALESCE_HTTP_READ_TIMEOUT=fast"}, "http.read_timeout (environment variable COALESCE_HTTP_READ_TIMEOUT)"},
+		// The service links pass configuration: start-up stops later, at the empty repository.
+		{"kubernetes service links", []string{"--models.repository", emptyRepo}, []string{"COALESCE_PORT=tcp://10.0.0.1:8080", "COALESCE_SERVICE_HOST=10.0.0.1", "COALESCE_SERVICE_PORT=8080", "COALESCE_PORT_8080_TCP_ADDR=10.0.0.1"}, "no models"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -478,6 +511,31 @@ func TestStartupErrors(t *testing.T) {
 				t.Errorf("stderr = %q; want one line containing %q", msg, tt.want)
 			}
 		})
+	}
+}
+
+// TestOwnRepositoryFromRepoRoot runs the binary as a new user did: from
+// the repository root, where it reads configs/coalesce.yaml, with a
+// repository of their own. The file once set models.default: digits-mlp,
+// so start-up failed with 'model "digits-mlp": model not found'.
+func TestOwnRepositoryFromRepoRoot(t *testing.T) {
+	mine := t.TempDir()
+	for _, f := range []string{"config.yaml", filepath.Join("1", "model.onnx")} {
+		if err := os.MkdirAll(filepath.Join(mine, "iris", filepath.Dir(f)), 0o755); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(filepath.Join(mine, "iris", f), readFile(t, "models", "iris-logreg", f), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	root, err := filepath.Abs(repoRoot)
+	if err != nil {
+		t.Fatal(err)
+	}
+	s := startServerIn(t, root, "--models.repository", mine)
+	st, body, err := httpDo(s.addr, "POST", "/predict", []byte(`{"features": [5.8, 2.8, 5.1, 2.4]}`), nil)
+	if err != nil || st != 200 || string(body) != `{"prediction":["virginica"]}` {
+		t.Errorf("/predict = %d %s %v; want 200 {\"prediction\":[\"virginica\"]} from the only model", st, body, err)
 	}
 }
 
