@@ -9,6 +9,7 @@ import (
 	"sync/atomic"
 
 	"github.com/coalesce-ml/coalesce/backends"
+	"github.com/coalesce-ml/coalesce/backends/cpu/internal/sgemm"
 	"github.com/coalesce-ml/coalesce/tensor"
 )
 
@@ -49,7 +50,7 @@ type Backend struct {
 	// workers holds the idle workers; its capacity is Concurrency. Taking
 	// one is the concurrency semaphore.
 	workers chan *worker
-	split   *splitter                        // helpers for large products; nil when not splitting
+	split   *sgemm.Splitter                  // helpers for large products; nil when not splitting
 	plans   atomic.Pointer[map[string]*plan] // copy on write
 	mu      sync.Mutex                       // serializes writers of plans
 	closed  atomic.Bool
@@ -118,12 +119,12 @@ func newBackend(g *graph, opts Options, platform string) (be *Backend, err error
 	if opts.Concurrency == 0 {
 		opts.Concurrency = runtime.GOMAXPROCS(0)
 	}
-	ks, err := kernelsFor(opts.Kernels)
+	ks, err := sgemm.Lookup(opts.Kernels)
 	if err != nil {
 		return nil, fmt.Errorf("cpu: options: %w", err)
 	}
 	g.kernels = ks
-	g.split = newSplitter(opts.SplitRows, opts.Concurrency)
+	g.split = sgemm.NewSplitter(opts.SplitRows, opts.Concurrency)
 	if g.vocab == nil {
 		g.vocab = &vocab{} // a graph not built by buildGraph (NewNative)
 	}
@@ -169,17 +170,17 @@ func newBackend(g *graph, opts Options, platform string) (be *Backend, err error
 		Outputs:      outs,
 		MaxBatchSize: opts.MaxBatchSize,
 		Concurrency:  opts.Concurrency,
-		Info:         map[string]string{"engine": "pure-go", "kernels": ks.name},
+		Info:         map[string]string{"engine": "pure-go", "kernels": ks.Name()},
 	}
 	for _, in := range g.inputs {
 		be.meta.Inputs = append(be.meta.Inputs, backends.TensorSpec{Name: in.spec.Name, DType: in.spec.DType, Shape: clone(in.spec.Shape),
 			Missing: in.spec.Missing || acceptsMissing(g)})
 	}
 	if be.split != nil {
-		be.split.start()
+		be.split.Start()
 		// A Backend dropped without Close stops its helpers when collected
 		// (they reference the splitter, not the Backend).
-		runtime.AddCleanup(be, func(sp *splitter) { sp.stop(false) }, be.split)
+		runtime.AddCleanup(be, func(sp *sgemm.Splitter) { sp.Stop(false) }, be.split)
 	}
 	return be, nil
 }
@@ -261,7 +262,7 @@ func (b *Backend) Metadata() *backends.Metadata { return &b.meta }
 // called more than once.
 func (b *Backend) Close() error {
 	b.closed.Store(true)
-	b.split.stop(true)
+	b.split.Stop(true)
 	return nil
 }
 

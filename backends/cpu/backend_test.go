@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/coalesce-ml/coalesce/backends"
+	"github.com/coalesce-ml/coalesce/backends/cpu/internal/sgemm"
 	"github.com/coalesce-ml/coalesce/tensor"
 )
 
@@ -42,15 +43,15 @@ func TestMetadata(t *testing.T) {
 		},
 		MaxBatchSize: 32,
 		Concurrency:  3,
-		Info:         map[string]string{"engine": "pure-go", "kernels": kernelSets()[0].name},
+		Info:         map[string]string{"engine": "pure-go", "kernels": sgemm.Available()[0].Name()},
 	}
 	if got := be.Metadata(); !reflect.DeepEqual(got, want) {
 		t.Fatalf("Metadata() = %+v\nwant %+v", got, want)
 	}
-	for _, ks := range kernelSets() {
-		be := testMLP(t, Options{Kernels: ks.name})
-		if got := be.Metadata().Info["kernels"]; got != ks.name {
-			t.Fatalf("with Options.Kernels %q: Info[kernels] = %q", ks.name, got)
+	for _, ks := range sgemm.Available() {
+		be := testMLP(t, Options{Kernels: ks.Name()})
+		if got := be.Metadata().Info["kernels"]; got != ks.Name() {
+			t.Fatalf("with Options.Kernels %q: Info[kernels] = %q", ks.Name(), got)
 		}
 	}
 	if _, err := LoadBytes(syntheticDigits(), Options{Kernels: "sse"}); err == nil || !strings.Contains(err.Error(), `kernels "sse" not available`) {

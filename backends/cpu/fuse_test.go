@@ -5,6 +5,7 @@ import (
 	"math"
 	"testing"
 
+	"github.com/coalesce-ml/coalesce/backends/cpu/internal/sgemm"
 	"github.com/coalesce-ml/coalesce/tensor"
 )
 
@@ -88,16 +89,16 @@ func TestFuse(t *testing.T) {
 			xs = []int64{5, 3, k}
 		}
 		x := randTensor(r, tensor.FP32, xs...)
-		for _, ks := range kernelSets() {
-			t.Run(tc.name+"/"+ks.name, func(t *testing.T) {
-				fused, err := LoadBytes(build(false), Options{Concurrency: 1, Kernels: ks.name})
+		for _, ks := range sgemm.Available() {
+			t.Run(tc.name+"/"+ks.Name(), func(t *testing.T) {
+				fused, err := LoadBytes(build(false), Options{Concurrency: 1, Kernels: ks.Name()})
 				if err != nil {
 					t.Fatal(err)
 				}
 				if got := len(fused.g.nodes); got != tc.wantNodes {
 					t.Errorf("%d nodes after fusion, want %d", got, tc.wantNodes)
 				}
-				plain, err := LoadBytes(build(true), Options{Concurrency: 1, Kernels: ks.name})
+				plain, err := LoadBytes(build(true), Options{Concurrency: 1, Kernels: ks.Name()})
 				if err != nil {
 					t.Fatal(err)
 				}
@@ -137,7 +138,7 @@ func TestSoftmaxRows(t *testing.T) {
 		{-1000, 1000, 0},
 		{88, 88, -88},
 	}
-	for _, ks := range kernelSets() {
+	for _, ks := range sgemm.Available() {
 		for _, n := range []int{1, 2, 3, 10, 15, 16, 17, 31, 32, 33, 100, 1000} {
 			for _, scale := range []float64{1, 40} {
 				rows := 3
@@ -156,10 +157,10 @@ func TestSoftmaxRows(t *testing.T) {
 	}
 }
 
-func checkSoftmax(t *testing.T, ks *kernelSet, x *tensor.Tensor, rows, n int) {
+func checkSoftmax(t *testing.T, ks *sgemm.Kernels, x *tensor.Tensor, rows, n int) {
 	t.Helper()
 	got, want := tensor.New("", tensor.FP32, x.Shape), tensor.New("", tensor.FP32, x.Shape)
-	if err := softmaxRowsKernel(ks.softmaxRows, rows, n).run([]*tensor.Tensor{x}, []*tensor.Tensor{got}); err != nil {
+	if err := softmaxRowsKernel(ks, rows, n).run([]*tensor.Tensor{x}, []*tensor.Tensor{got}); err != nil {
 		t.Fatal(err)
 	}
 	if err := softmaxKernel[float32](rows, n, 1, false).run([]*tensor.Tensor{x}, []*tensor.Tensor{want}); err != nil {
@@ -178,7 +179,7 @@ func checkSoftmax(t *testing.T, ks *kernelSet, x *tensor.Tensor, rows, n int) {
 		}
 		rel := 1e-6 + math.Abs(float64(xs[i]-mx))*0x1p-23
 		if math.IsNaN(float64(w)) != math.IsNaN(float64(g)) || math.Abs(float64(g-w)) > rel*float64(w)+1e-37 {
-			t.Fatalf("%s: softmax of %v: [%d] = %v, want %v", ks.name, x.Float32s()[i/n*n:i/n*n+min(n, 8)], i, g, w)
+			t.Fatalf("%s: softmax of %v: [%d] = %v, want %v", ks.Name(), x.Float32s()[i/n*n:i/n*n+min(n, 8)], i, g, w)
 		}
 	}
 }
@@ -260,10 +261,10 @@ func TestFoldBatchNorm(t *testing.T) {
 			m.output("v2")
 			return m.bytes()
 		}
-		for _, ks := range kernelSets() {
-			t.Run(tc.name+"/"+ks.name, func(t *testing.T) {
+		for _, ks := range sgemm.Available() {
+			t.Run(tc.name+"/"+ks.Name(), func(t *testing.T) {
 				r = newRand() // same constants in both builds
-				folded, err := LoadBytes(build(false), Options{Concurrency: 1, Kernels: ks.name})
+				folded, err := LoadBytes(build(false), Options{Concurrency: 1, Kernels: ks.Name()})
 				if err != nil {
 					t.Fatal(err)
 				}
@@ -271,7 +272,7 @@ func TestFoldBatchNorm(t *testing.T) {
 					t.Errorf("%d nodes after folding, want %d", got, tc.wantNodes)
 				}
 				r = newRand()
-				plain, err := LoadBytes(build(true), Options{Concurrency: 1, Kernels: ks.name})
+				plain, err := LoadBytes(build(true), Options{Concurrency: 1, Kernels: ks.Name()})
 				if err != nil {
 					t.Fatal(err)
 				}

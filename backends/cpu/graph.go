@@ -5,6 +5,7 @@ import (
 	"sync"
 
 	"github.com/coalesce-ml/coalesce/backends"
+	"github.com/coalesce-ml/coalesce/backends/cpu/internal/sgemm"
 	"github.com/coalesce-ml/coalesce/tensor"
 )
 
@@ -37,9 +38,9 @@ type graph struct {
 	nodes   []*node          // topological order, folded nodes removed
 	inputs  []graphInput
 	outputs []graphOutput
-	kernels *kernelSet // the SGEMM kernels; packing depends on them
-	packs   packCache  // packed constant weights, shared by all plans
-	split   *splitter  // helpers for large products (nil: never split)
+	kernels *sgemm.Kernels  // the SGEMM kernels; packing depends on them
+	packs   packCache       // packed constant weights, shared by all plans
+	split   *sgemm.Splitter // helpers for large products (nil: never split)
 	// stringInputs is set when a graph input is BYTES: Infer then maps its
 	// elements to vocabulary ids.
 	stringInputs bool

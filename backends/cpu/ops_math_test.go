@@ -5,6 +5,7 @@ import (
 	"math"
 	"testing"
 
+	"github.com/coalesce-ml/coalesce/backends/cpu/internal/sgemm"
 	"github.com/coalesce-ml/coalesce/tensor"
 )
 
@@ -146,8 +147,8 @@ func TestClip(t *testing.T) {
 // TestGemm runs Gemm through the backend with every kernel set for all
 // transpositions, C shapes, constant or computed B and scales.
 func TestGemm(t *testing.T) {
-	for _, ks := range kernelSets() {
-		t.Run(ks.name, func(t *testing.T) { testGemm(t, Options{Concurrency: 1, Kernels: ks.name}) })
+	for _, ks := range sgemm.Available() {
+		t.Run(ks.Name(), func(t *testing.T) { testGemm(t, Options{Concurrency: 1, Kernels: ks.Name()}) })
 	}
 }
 
@@ -213,10 +214,10 @@ func TestMatMul(t *testing.T) {
 	for _, tc := range tests {
 		for _, konstB := range []bool{false, true} {
 			a, b := randTensor(r, tensor.FP32, tc.a...), randTensor(r, tensor.FP32, tc.b...)
-			for _, ks := range kernelSets() {
-				t.Run(fmt.Sprintf("%v@%v/const=%v/%s", tc.a, tc.b, konstB, ks.name), func(t *testing.T) {
+			for _, ks := range sgemm.Available() {
+				t.Run(fmt.Sprintf("%v@%v/const=%v/%s", tc.a, tc.b, konstB, ks.Name()), func(t *testing.T) {
 					args := []arg{in("a", a), {name: "b", t: b, konst: konstB}}
-					outs := runModelWith(t, Options{Concurrency: 1, Kernels: ks.name}, oneNode(13, "MatMul", args, 1), graphInputs(args)...)
+					outs := runModelWith(t, Options{Concurrency: 1, Kernels: ks.Name()}, oneNode(13, "MatMul", args, 1), graphInputs(args)...)
 					want := refMatMul(toRef(a), toRef(b))
 					// Sums of k products: the float32 rounding grows like sqrt(k).
 					expectCloseTol(t, outs[0], want, 1e-5*math.Sqrt(float64(tc.a[len(tc.a)-1])))

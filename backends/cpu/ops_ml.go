@@ -6,6 +6,7 @@ import (
 	"strconv"
 	"unsafe"
 
+	"github.com/coalesce-ml/coalesce/backends/cpu/internal/sgemm"
 	"github.com/coalesce-ml/coalesce/tensor"
 )
 
@@ -58,11 +59,11 @@ var mlNumeric = []tensor.DataType{tensor.FP32, tensor.FP64, tensor.Int64, tensor
 // float32s returns x's elements as float32: x's data itself when it is
 // FP32, else converted (as C++'s static_cast<float> rounds) into a buffer
 // taken from sc, which the caller returns with sc.put when it is not nil.
-func float32s(x *tensor.Tensor, sc *scratch) ([]float32, *[]float32) {
+func float32s(x *tensor.Tensor, sc *sgemm.Scratch) ([]float32, *[]float32) {
 	if x.DType == tensor.FP32 {
 		return viewAs[float32](x.Data), nil
 	}
-	buf := sc.get(x.Len())
+	buf := sc.Get(x.Len())
 	castTo(*buf, x)
 	return *buf, buf
 }

@@ -1,6 +1,7 @@
 package cpu
 
 import (
+	"github.com/coalesce-ml/coalesce/backends/cpu/internal/sgemm"
 	"github.com/coalesce-ml/coalesce/tensor"
 )
 
@@ -16,10 +17,10 @@ import (
 // more).
 type linear struct {
 	rows, f int
-	pb      *packedB
+	pb      *sgemm.Packed
 	flags   int
-	ks      *kernelSet
-	sp      *splitter
+	ks      *sgemm.Kernels
+	sp      *sgemm.Splitter
 }
 
 // newLinear packs the coefficients (rows·f values) and intercepts (rows
@@ -28,7 +29,7 @@ func newLinear(c *opCtx, coef, icpt []float32, rows, f int) *linear {
 	var bias *tensor.Tensor
 	flags := 0
 	if len(icpt) > 0 {
-		bias, flags = floatsView(icpt, int64(rows)), flagBias
+		bias, flags = floatsView(icpt, int64(rows)), sgemm.AddBias
 	}
 	pb := c.packB(floatsView(coef, int64(rows), int64(f)), true, f, rows, f, 1, bias, 1)
 	sp := c.sp
@@ -48,7 +49,7 @@ const minSplitWork = 128 * 64
 
 // scores stores the n rows of X·Wᵀ + b, row i at y[i*ldy:].
 func (l *linear) scores(n int, x []float32, y []float32, ldy int) {
-	l.sp.gemm(l.ks, n, x, l.f, l.pb, y, ldy, l.flags)
+	l.sp.Gemm(l.ks, n, x, l.f, l.pb, y, ldy, l.flags)
 }
 
 // linearRows returns the number of coefficient rows: one per intercept
@@ -161,8 +162,8 @@ func compileLinearClassifier(c *opCtx) (kernel, error) {
 	c.setOut(0, labelType, []int64{int64(n)})
 	c.setOut(1, tensor.FP32, []int64{int64(n), int64(cols)})
 	lin := newLinear(c, coef, icpt, rows, f)
-	sc := new(scratch)
-	softmax := c.ks.softmaxRows
+	sc := new(sgemm.Scratch)
+	ks := c.ks
 	return kernelFunc(func(in, out []*tensor.Tensor) error {
 		if n == 0 {
 			return nil
@@ -173,7 +174,7 @@ func compileLinearClassifier(c *opCtx) (kernel, error) {
 		if out[1] != nil {
 			z = viewAs[float32](out[1].Data)
 		} else {
-			zbuf = sc.get(n * cols)
+			zbuf = sc.Get(n * cols)
 			z = *zbuf
 		}
 		var lab []int64
@@ -212,7 +213,7 @@ func compileLinearClassifier(c *opCtx) (kernel, error) {
 			raw := z
 			var rbuf *[]float32
 			if pt == postSoftmax && zbuf == nil {
-				rbuf = sc.get(n * cols)
+				rbuf = sc.Get(n * cols)
 				raw = *rbuf
 			}
 			lin.scores(n, x, raw, cols)
@@ -233,21 +234,19 @@ func compileLinearClassifier(c *opCtx) (kernel, error) {
 			}
 			if pt == postSoftmax && zbuf == nil {
 				// All rows at once, vectorised as the Softmax operator is.
-				if softmax != nil {
-					softmax(raw, z, n, cols)
-				} else {
+				if !ks.SoftmaxRows(raw, z, n, cols) {
 					softmaxRows32(raw, z, n, cols)
 				}
 			}
 			if rbuf != nil {
-				sc.put(rbuf)
+				sc.Put(rbuf)
 			}
 		}
 		if xbuf != nil {
-			sc.put(xbuf)
+			sc.Put(xbuf)
 		}
 		if zbuf != nil {
-			sc.put(zbuf)
+			sc.Put(zbuf)
 		}
 		return nil
 	}), nil
@@ -296,7 +295,7 @@ func compileLinearRegressor(c *opCtx) (kernel, error) {
 	}
 	c.setOut(0, tensor.FP32, []int64{int64(n), int64(t)})
 	lin := newLinear(c, coef, icpt, t, f)
-	sc := new(scratch)
+	sc := new(sgemm.Scratch)
 	return kernelFunc(func(in, out []*tensor.Tensor) error {
 		x, xbuf := float32s(in[0], sc)
 		y := viewAs[float32](out[0].Data)
@@ -307,7 +306,7 @@ func compileLinearRegressor(c *opCtx) (kernel, error) {
 			}
 		}
 		if xbuf != nil {
-			sc.put(xbuf)
+			sc.Put(xbuf)
 		}
 		return nil
 	}), nil

@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"math"
 
+	"github.com/coalesce-ml/coalesce/backends/cpu/internal/sgemm"
 	"github.com/coalesce-ml/coalesce/tensor"
 )
 
@@ -49,7 +50,7 @@ func compileScaler(c *opCtx) (kernel, error) {
 		return nil, invalidf("input X is a scalar")
 	}
 	c.setOut(0, tensor.FP32, clone(x.shape))
-	sc := new(scratch)
+	sc := new(sgemm.Scratch)
 	return kernelFunc(func(in, out []*tensor.Tensor) error {
 		y := viewAs[float32](out[0].Data)
 		if in[0].DType == tensor.FP64 {
@@ -74,7 +75,7 @@ func compileScaler(c *opCtx) (kernel, error) {
 			}
 		}
 		if buf != nil {
-			sc.put(buf)
+			sc.Put(buf)
 		}
 		return nil
 	}), nil
@@ -116,7 +117,7 @@ func compileNormalizer(c *opCtx) (kernel, error) {
 		return nil, err
 	}
 	c.setOut(0, tensor.FP32, clone(x.shape))
-	sc := new(scratch)
+	sc := new(sgemm.Scratch)
 	return kernelFunc(func(in, out []*tensor.Tensor) error {
 		x, buf := float32s(in[0], sc)
 		y := viewAs[float32](out[0].Data)
@@ -124,7 +125,7 @@ func compileNormalizer(c *opCtx) (kernel, error) {
 			normalizeRow(norm, y[r:r+f], x[r:r+f])
 		}
 		if buf != nil {
-			sc.put(buf)
+			sc.Put(buf)
 		}
 		return nil
 	}), nil

@@ -10,6 +10,7 @@ import (
 	"testing"
 
 	"github.com/coalesce-ml/coalesce/backends"
+	"github.com/coalesce-ml/coalesce/backends/cpu/internal/sgemm"
 	"github.com/coalesce-ml/coalesce/tensor"
 )
 
@@ -265,11 +266,11 @@ func TestLinearClassifierBatches(t *testing.T) {
 	model := newMLModel(3).input("x", tFloat, "N", f).output("label").output("probabilities").
 		mlNode("lc", "LinearClassifier", []string{"x"}, []string{"label", "probabilities"}, aFloats("coefficients", w...),
 			aFloats("intercepts", b...), aInts("classlabels_ints", 10, 11, 12, 13, 14), aString("post_transform", "SOFTMAX")).bytes()
-	for _, ks := range kernelSets() {
+	for _, ks := range sgemm.Available() {
 		for _, n := range []int{1, 7, 40} {
-			t.Run(fmt.Sprintf("%s/N=%d", ks.name, n), func(t *testing.T) {
+			t.Run(fmt.Sprintf("%s/N=%d", ks.Name(), n), func(t *testing.T) {
 				x := randTensor(r, tensor.FP32, int64(n), f)
-				outs := runModelWith(t, Options{Concurrency: 1, Kernels: ks.name, SplitRows: 8}, model, x)
+				outs := runModelWith(t, Options{Concurrency: 1, Kernels: ks.Name(), SplitRows: 8}, model, x)
 				raw := refAffine(toRef(x).data, n, f, w, b)
 				labels := newRef(int64(n))
 				for i := range n {
@@ -849,11 +850,11 @@ func BenchmarkLinearClassifier(b *testing.B) {
 				}
 			})
 			ks := kernelsFor0(b)
-			pb := ks.packB(make([]float32, ks.packedLen(sz.f, sz.c)), true, sz.f, sz.c, w, sz.f, 1)
-			pb.bias = ks.packBias(bias, sz.c, 1)
+			pb := ks.Pack(make([]float32, ks.PackedLen(sz.f, sz.c)), true, sz.f, sz.c, w, sz.f, 1)
+			pb.Bias = ks.PackBias(bias, sz.c, 1)
 			b.Run(fmt.Sprintf("F=%d/C=%d/batch=%d/gemm-kernel", sz.f, sz.c, n), func(b *testing.B) {
 				for b.Loop() {
-					ks.gemm(n, xs, sz.f, &pb, y, sz.c, flagBias)
+					ks.Gemm(n, xs, sz.f, &pb, y, sz.c, sgemm.AddBias)
 				}
 			})
 		}
@@ -861,8 +862,8 @@ func BenchmarkLinearClassifier(b *testing.B) {
 }
 
 // kernelsFor0 returns the best kernel set.
-func kernelsFor0(b *testing.B) *kernelSet {
-	ks, err := kernelsFor("")
+func kernelsFor0(b *testing.B) *sgemm.Kernels {
+	ks, err := sgemm.Lookup("")
 	if err != nil {
 		b.Fatal(err)
 	}
