@@ -9,6 +9,7 @@ import (
 	"sync/atomic"
 
 	"github.com/coalesce-ml/coalesce/backends"
+	"github.com/coalesce-ml/coalesce/backends/cpu/internal/onnx"
 	"github.com/coalesce-ml/coalesce/backends/cpu/internal/sgemm"
 	"github.com/coalesce-ml/coalesce/tensor"
 )
@@ -99,7 +100,7 @@ func LoadBytes(b []byte, opts Options) (be *Backend, err error) {
 			be, err = nil, fmt.Errorf("cpu: BUG: panic while loading: %v", r)
 		}
 	}()
-	m, err := decodeModel(b)
+	m, err := onnx.Decode(b)
 	if err != nil {
 		return nil, fmt.Errorf("cpu: decode: %w", err)
 	}
@@ -225,26 +226,26 @@ func outputSpecs(g *graph, probed []*plan) ([]backends.TensorSpec, error) {
 			spec.Keys = append([]string(nil), o.keys...)
 		}
 		decl := o.declared
-		if decl.tensorType && decl.elemType != 0 {
-			if dt, _ := dtypeFromONNX(decl.elemType); dt != s.dtype {
-				return nil, fmt.Errorf("%w: graph output %q is declared as element type %d but computes %s", ErrInvalidModel, spec.Name, decl.elemType, s.dtype)
+		if decl.TensorType && decl.ElemType != 0 {
+			if dt, _ := onnx.DataType(decl.ElemType); dt != s.dtype {
+				return nil, fmt.Errorf("%w: graph output %q is declared as element type %d but computes %s", ErrInvalidModel, spec.Name, decl.ElemType, s.dtype)
 			}
 		}
-		if decl.hasShape && len(decl.dims) != len(s.shape) {
-			return nil, fmt.Errorf("%w: graph output %q is declared with rank %d but computes shape %v", ErrInvalidModel, spec.Name, len(decl.dims), s.shape)
+		if decl.HasShape && len(decl.Dims) != len(s.shape) {
+			return nil, fmt.Errorf("%w: graph output %q is declared with rank %d but computes shape %v", ErrInvalidModel, spec.Name, len(decl.Dims), s.shape)
 		}
 		for d := range spec.Shape {
 			dynamic := false
 			for _, p := range probed[1:] {
 				dynamic = dynamic || p.slots[o.id].shape[d] != s.shape[d]
 			}
-			if len(probed) == 1 && hasDynamic(g) && (!decl.hasShape || !decl.dims[d].hasValue) {
+			if len(probed) == 1 && hasDynamic(g) && (!decl.HasShape || !decl.Dims[d].HasValue) {
 				dynamic = true
 			}
 			if dynamic {
 				spec.Shape[d] = -1
-			} else if decl.hasShape && decl.dims[d].hasValue && decl.dims[d].value != s.shape[d] {
-				return nil, fmt.Errorf("%w: graph output %q is declared with shape dimension %d = %d but computes %d", ErrInvalidModel, spec.Name, d, decl.dims[d].value, s.shape[d])
+			} else if decl.HasShape && decl.Dims[d].HasValue && decl.Dims[d].Value != s.shape[d] {
+				return nil, fmt.Errorf("%w: graph output %q is declared with shape dimension %d = %d but computes %d", ErrInvalidModel, spec.Name, d, decl.Dims[d].Value, s.shape[d])
 			}
 		}
 		specs[i] = spec

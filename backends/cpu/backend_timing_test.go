@@ -6,6 +6,8 @@ import (
 	"os"
 	"testing"
 
+	"github.com/coalesce-ml/coalesce/backends/cpu/internal/onnx"
+	"github.com/coalesce-ml/coalesce/backends/cpu/internal/onnx/onnxtest"
 	"github.com/coalesce-ml/coalesce/backends/cpu/internal/sgemm"
 	"github.com/coalesce-ml/coalesce/tensor"
 )
@@ -66,18 +68,18 @@ func syntheticDigits() []byte {
 	w1, b1 := randTensor(r, tensor.FP32, 256, 64), randTensor(r, tensor.FP32, 256)
 	w2, b2 := randTensor(r, tensor.FP32, 256, 256), randTensor(r, tensor.FP32, 256)
 	w3, b3 := randTensor(r, tensor.FP32, 10, 256), randTensor(r, tensor.FP32, 10)
-	return newModel(13).input("input", tFloat, "batch", 64).
-		output("logits").output("probabilities").output("label").
-		init("w1", w1).init("b1", b1).init("w2", w2).init("b2", b2).init("w3", w3).init("b3", b3).
-		init("sixteen", f32(sh(), 16)).
-		node("/Div", "Div", []string{"input", "sixteen"}, []string{"x"}).
-		node("/fc1/Gemm", "Gemm", []string{"x", "w1", "b1"}, []string{"h1"}, aInt("transB", 1)).
-		node("/relu1", "Relu", []string{"h1"}, []string{"a1"}).
-		node("/fc2/Gemm", "Gemm", []string{"a1", "w2", "b2"}, []string{"h2"}, aInt("transB", 1)).
-		node("/relu2", "Relu", []string{"h2"}, []string{"a2"}).
-		node("/fc3/Gemm", "Gemm", []string{"a2", "w3", "b3"}, []string{"logits"}, aInt("transB", 1)).
-		node("/Softmax", "Softmax", []string{"logits"}, []string{"probabilities"}, aInt("axis", 1)).
-		node("/ArgMax", "ArgMax", []string{"logits"}, []string{"label"}, aInt("axis", 1), aInt("keepdims", 0)).bytes()
+	return onnxtest.NewModel(13).Input("input", onnx.TypeFloat, "batch", 64).
+		Output("logits").Output("probabilities").Output("label").
+		Init("w1", w1).Init("b1", b1).Init("w2", w2).Init("b2", b2).Init("w3", w3).Init("b3", b3).
+		Init("sixteen", f32(sh(), 16)).
+		Node("/Div", "Div", []string{"input", "sixteen"}, []string{"x"}).
+		Node("/fc1/Gemm", "Gemm", []string{"x", "w1", "b1"}, []string{"h1"}, onnxtest.AttrInt("transB", 1)).
+		Node("/relu1", "Relu", []string{"h1"}, []string{"a1"}).
+		Node("/fc2/Gemm", "Gemm", []string{"a1", "w2", "b2"}, []string{"h2"}, onnxtest.AttrInt("transB", 1)).
+		Node("/relu2", "Relu", []string{"h2"}, []string{"a2"}).
+		Node("/fc3/Gemm", "Gemm", []string{"a2", "w3", "b3"}, []string{"logits"}, onnxtest.AttrInt("transB", 1)).
+		Node("/Softmax", "Softmax", []string{"logits"}, []string{"probabilities"}, onnxtest.AttrInt("axis", 1)).
+		Node("/ArgMax", "ArgMax", []string{"logits"}, []string{"label"}, onnxtest.AttrInt("axis", 1), onnxtest.AttrInt("keepdims", 0)).Bytes()
 }
 
 // BenchmarkLoad decodes, checks, folds, packs and compiles each shipped

@@ -5,6 +5,8 @@ import (
 	"math"
 	"testing"
 
+	"github.com/coalesce-ml/coalesce/backends/cpu/internal/onnx"
+	"github.com/coalesce-ml/coalesce/backends/cpu/internal/onnx/onnxtest"
 	"github.com/coalesce-ml/coalesce/backends/cpu/internal/sgemm"
 	"github.com/coalesce-ml/coalesce/tensor"
 )
@@ -31,15 +33,15 @@ func TestFuse(t *testing.T) {
 	}{
 		{"Div16+Gemm+Relu", false, []node{
 			{"div", "Div", []string{"x", "sixteen"}, nil},
-			{"gemm", "Gemm", []string{"v0", "wt", "b"}, [][]byte{aInt("transB", 1)}},
+			{"gemm", "Gemm", []string{"v0", "wt", "b"}, [][]byte{onnxtest.AttrInt("transB", 1)}},
 			{"relu", "Relu", []string{"v1"}, nil}}, 1},
 		{"Mul0.5+Gemm(alpha,beta)+Relu", false, []node{
 			{"mul", "Mul", []string{"half", "x"}, nil},
-			{"gemm", "Gemm", []string{"v0", "w", "b1n"}, [][]byte{aFloat("alpha", 1.5), aFloat("beta", -2)}},
+			{"gemm", "Gemm", []string{"v0", "w", "b1n"}, [][]byte{onnxtest.AttrFloat("alpha", 1.5), onnxtest.AttrFloat("beta", -2)}},
 			{"relu", "Relu", []string{"v1"}, nil}}, 1},
 		{"Div3 not a power of two", false, []node{
 			{"div", "Div", []string{"x", "three"}, nil},
-			{"gemm", "Gemm", []string{"v0", "wt", "b"}, [][]byte{aInt("transB", 1)}}}, 2},
+			{"gemm", "Gemm", []string{"v0", "wt", "b"}, [][]byte{onnxtest.AttrInt("transB", 1)}}}, 2},
 		{"Gemm+Relu+Relu", false, []node{
 			{"gemm", "Gemm", []string{"x", "w"}, nil},
 			{"relu", "Relu", []string{"v0"}, nil},
@@ -66,23 +68,23 @@ func TestFuse(t *testing.T) {
 	}
 	for _, tc := range tests {
 		build := func(exportAll bool) []byte {
-			m := newModel(13)
+			m := onnxtest.NewModel(13)
 			if tc.threeD {
-				m.input("x", tFloat, "batch", 3, k)
+				m.Input("x", onnx.TypeFloat, "batch", 3, k)
 			} else {
-				m.input("x", tFloat, "batch", k)
+				m.Input("x", onnx.TypeFloat, "batch", k)
 			}
-			m.init("w", w).init("wt", wt).init("b", b).init("b1n", b1n).
-				init("sixteen", f32(sh(), 16)).init("half", f32(sh(1), 0.5)).init("three", f32(sh(), 3))
+			m.Init("w", w).Init("wt", wt).Init("b", b).Init("b1n", b1n).
+				Init("sixteen", f32(sh(), 16)).Init("half", f32(sh(1), 0.5)).Init("three", f32(sh(), 3))
 			last := len(tc.nodes) - 1
 			for i, nd := range tc.nodes {
 				out := "v" + string(rune('0'+i))
-				m.node(nd.name, nd.op, nd.in, []string{out}, nd.attrs...)
+				m.Node(nd.name, nd.op, nd.in, []string{out}, nd.attrs...)
 				if i == last || exportAll {
-					m.output(out)
+					m.Output(out)
 				}
 			}
-			return m.bytes()
+			return m.Bytes()
 		}
 		xs := []int64{5, k}
 		if tc.threeD {
@@ -235,31 +237,31 @@ func TestFoldBatchNorm(t *testing.T) {
 		wantNodes int
 	}{
 		{"B", []string{"x", "w", "b"}, nil, nil, false, 1},
-		{"transB", []string{"x", "wt", "b"}, [][]byte{aInt("transB", 1)}, nil, false, 1},
-		{"C [1,N], alpha, beta", []string{"x", "w", "b1n"}, [][]byte{aFloat("alpha", 0.5), aFloat("beta", -2)}, [][]byte{aFloat("epsilon", 1e-3)}, false, 1},
+		{"transB", []string{"x", "wt", "b"}, [][]byte{onnxtest.AttrInt("transB", 1)}, nil, false, 1},
+		{"C [1,N], alpha, beta", []string{"x", "w", "b1n"}, [][]byte{onnxtest.AttrFloat("alpha", 0.5), onnxtest.AttrFloat("beta", -2)}, [][]byte{onnxtest.AttrFloat("epsilon", 1e-3)}, false, 1},
 		{"scalar C", []string{"x", "w", "one"}, nil, nil, false, 1},
-		{"no C", []string{"x", "wt"}, [][]byte{aInt("transB", 1)}, nil, false, 1},
+		{"no C", []string{"x", "wt"}, [][]byte{onnxtest.AttrInt("transB", 1)}, nil, false, 1},
 		{"Gemm read twice", []string{"x", "w", "b"}, nil, nil, true, 3},
 	}
 	x := randTensor(r, tensor.FP32, 5, k)
 	for _, tc := range tests {
 		build := func(exportAll bool) []byte {
-			m := newModel(15)
-			m.input("x", tFloat, "batch", k)
-			m.init("w", w).init("wt", wt).init("b", b).init("b1n", b1n).init("one", f32(sh(), 1)).
-				init("gamma", randTensor(r, tensor.FP32, n)).init("beta", randTensor(r, tensor.FP32, n)).
-				init("mean", randTensor(r, tensor.FP32, n)).init("var", vr)
-			m.node("gemm", "Gemm", tc.gemmIn, []string{"v0"}, tc.gemmAttrs...)
-			m.node("bn", "BatchNormalization", []string{"v0", "gamma", "beta", "mean", "var"}, []string{"v1"}, tc.bnAttrs...)
-			m.node("relu", "Relu", []string{"v1"}, []string{"v2"})
+			m := onnxtest.NewModel(15)
+			m.Input("x", onnx.TypeFloat, "batch", k)
+			m.Init("w", w).Init("wt", wt).Init("b", b).Init("b1n", b1n).Init("one", f32(sh(), 1)).
+				Init("gamma", randTensor(r, tensor.FP32, n)).Init("beta", randTensor(r, tensor.FP32, n)).
+				Init("mean", randTensor(r, tensor.FP32, n)).Init("var", vr)
+			m.Node("gemm", "Gemm", tc.gemmIn, []string{"v0"}, tc.gemmAttrs...)
+			m.Node("bn", "BatchNormalization", []string{"v0", "gamma", "beta", "mean", "var"}, []string{"v1"}, tc.bnAttrs...)
+			m.Node("relu", "Relu", []string{"v1"}, []string{"v2"})
 			if exportAll || tc.readTwice {
-				m.output("v0")
+				m.Output("v0")
 			}
 			if exportAll {
-				m.output("v1")
+				m.Output("v1")
 			}
-			m.output("v2")
-			return m.bytes()
+			m.Output("v2")
+			return m.Bytes()
 		}
 		for _, ks := range sgemm.Available() {
 			t.Run(tc.name+"/"+ks.Name(), func(t *testing.T) {

@@ -5,6 +5,7 @@ import (
 
 	"github.com/coalesce-ml/coalesce/backends"
 	"github.com/coalesce-ml/coalesce/backends/cpu/forest"
+	"github.com/coalesce-ml/coalesce/backends/cpu/internal/onnx"
 	"github.com/coalesce-ml/coalesce/tensor"
 )
 
@@ -91,7 +92,7 @@ func NewNative(m *forest.Model, io NativeIO, opts Options) (be *Backend, err err
 		g.names = append(g.names, o)
 		g.consts = append(g.consts, nil)
 		n.out = append(n.out, id)
-		g.outputs = append(g.outputs, graphOutput{id: id, declared: &onnxValueInfo{name: o}})
+		g.outputs = append(g.outputs, graphOutput{id: id, declared: &onnx.ValueInfo{Name: o}})
 	}
 	g.nodes = []*node{n}
 	platform := "xgboost_json"

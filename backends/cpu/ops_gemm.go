@@ -19,19 +19,19 @@ import (
 // call.
 func compileGemm(c *opCtx) (kernel, error) {
 	A, B, C := c.input(0), c.input(1), c.input(2)
-	alpha, err := c.n.attrs.float("alpha", 1)
+	alpha, err := c.n.attrs.Float("alpha", 1)
 	if err != nil {
 		return nil, err
 	}
-	beta, err := c.n.attrs.float("beta", 1)
+	beta, err := c.n.attrs.Float("beta", 1)
 	if err != nil {
 		return nil, err
 	}
-	transA, err := c.n.attrs.boolInt("transA", false)
+	transA, err := c.n.attrs.Bool("transA", false)
 	if err != nil {
 		return nil, err
 	}
-	transB, err := c.n.attrs.boolInt("transB", false)
+	transB, err := c.n.attrs.Bool("transB", false)
 	if err != nil {
 		return nil, err
 	}

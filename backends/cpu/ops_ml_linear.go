@@ -1,6 +1,7 @@
 package cpu
 
 import (
+	"github.com/coalesce-ml/coalesce/backends/cpu/internal/onnx"
 	"github.com/coalesce-ml/coalesce/backends/cpu/internal/sgemm"
 	"github.com/coalesce-ml/coalesce/tensor"
 )
@@ -95,18 +96,18 @@ func compileLinearClassifier(c *opCtx) (kernel, error) {
 	if err != nil {
 		return nil, err
 	}
-	ints, _, err := as.ints("classlabels_ints")
+	ints, _, err := as.Ints("classlabels_ints")
 	if err != nil {
 		return nil, err
 	}
-	strs, _, err := as.strs("classlabels_strings")
+	strs, _, err := as.Strings("classlabels_strings")
 	if err != nil {
 		return nil, err
 	}
 	if len(ints) > 0 && len(strs) > 0 {
 		return nil, invalidf("attributes classlabels_ints and classlabels_strings are both set")
 	}
-	if mc, err := as.int("multi_class", 0); err != nil || mc != 0 && mc != 1 {
+	if mc, err := as.Int("multi_class", 0); err != nil || mc != 0 && mc != 1 {
 		if err != nil {
 			return nil, err
 		}
@@ -265,7 +266,7 @@ func compileLinearRegressor(c *opCtx) (kernel, error) {
 	if err != nil {
 		return nil, err
 	}
-	targets, err := as.int("targets", 1)
+	targets, err := as.Int("targets", 1)
 	if err != nil {
 		return nil, err
 	}
@@ -314,14 +315,14 @@ func compileLinearRegressor(c *opCtx) (kernel, error) {
 
 // linearAttrs reads the coefficients (required) and intercepts (optional)
 // attributes LinearClassifier and LinearRegressor share.
-func linearAttrs(as attrs) (coef, icpt []float32, err error) {
-	coef, ok, err := as.floats("coefficients")
+func linearAttrs(as onnx.Attrs) (coef, icpt []float32, err error) {
+	coef, ok, err := as.Floats("coefficients")
 	if err != nil {
 		return nil, nil, err
 	}
 	if !ok {
 		return nil, nil, invalidf("attribute coefficients is required")
 	}
-	icpt, _, err = as.floats("intercepts")
+	icpt, _, err = as.Floats("intercepts")
 	return coef, icpt, err
 }

@@ -18,11 +18,11 @@ import (
 // and offset must have as many values. The arithmetic is float32 (FP64
 // input: float64, then rounded), like onnxruntime's.
 func compileScaler(c *opCtx) (kernel, error) {
-	scale, _, err := c.n.attrs.floats("scale")
+	scale, _, err := c.n.attrs.Floats("scale")
 	if err != nil {
 		return nil, err
 	}
-	offset, _, err := c.n.attrs.floats("offset")
+	offset, _, err := c.n.attrs.Floats("offset")
 	if err != nil {
 		return nil, err
 	}
@@ -93,7 +93,7 @@ const (
 // float32 as onnxruntime computes it (normalizer.cc); a row whose norm is
 // 0 is copied unchanged. Output FP32.
 func compileNormalizer(c *opCtx) (kernel, error) {
-	name, err := c.n.attrs.str("norm", "MAX")
+	name, err := c.n.attrs.Str("norm", "MAX")
 	if err != nil {
 		return nil, err
 	}
@@ -174,7 +174,7 @@ func normalizeRow(norm int, y, x []float32) {
 // else 0, in X's type (FP32, FP64, INT64, INT32). A NaN input fails the
 // call, as in onnxruntime.
 func compileBinarizer(c *opCtx) (kernel, error) {
-	th, err := c.n.attrs.float("threshold", 0)
+	th, err := c.n.attrs.Float("threshold", 0)
 	if err != nil {
 		return nil, err
 	}
@@ -222,19 +222,19 @@ func binarizer[T number, F float](th F) kernel {
 // set. The output has X's type.
 func compileImputer(c *opCtx) (kernel, error) {
 	as := c.n.attrs
-	fv, hasF, err := as.floats("imputed_value_floats")
+	fv, hasF, err := as.Floats("imputed_value_floats")
 	if err != nil {
 		return nil, err
 	}
-	iv, hasI, err := as.ints("imputed_value_int64s")
+	iv, hasI, err := as.Ints("imputed_value_int64s")
 	if err != nil {
 		return nil, err
 	}
-	rf, err := as.float("replaced_value_float", 0)
+	rf, err := as.Float("replaced_value_float", 0)
 	if err != nil {
 		return nil, err
 	}
-	ri, err := as.int("replaced_value_int64", 0)
+	ri, err := as.Int("replaced_value_int64", 0)
 	if err != nil {
 		return nil, err
 	}
@@ -385,7 +385,7 @@ func featureExtractor[T uint32 | uint64](rows, f, k int) kernel {
 // zero-padded when it has fewer (onnxruntime's feature_vectorizer.cc).
 // All inputs must have the same number of rows.
 func compileFeatureVectorizer(c *opCtx) (kernel, error) {
-	dims, ok, err := c.n.attrs.ints("inputdimensions")
+	dims, ok, err := c.n.attrs.Ints("inputdimensions")
 	if err != nil {
 		return nil, err
 	}

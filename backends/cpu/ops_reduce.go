@@ -17,7 +17,7 @@ func compileSoftmax(c *opCtx) (kernel, error) {
 	if c.opset < 13 {
 		def = 1
 	}
-	axis, err := c.n.attrs.int("axis", def)
+	axis, err := c.n.attrs.Int("axis", def)
 	if err != nil {
 		return nil, err
 	}
@@ -172,15 +172,15 @@ func expRow32(dst, src []float32, shift float64) float64 {
 // first index, or the last with select_last_index=1).
 func compileArgMax(c *opCtx) (kernel, error) {
 	x := c.input(0)
-	axis, err := c.n.attrs.int("axis", 0)
+	axis, err := c.n.attrs.Int("axis", 0)
 	if err != nil {
 		return nil, err
 	}
-	keep, err := c.n.attrs.boolInt("keepdims", true)
+	keep, err := c.n.attrs.Bool("keepdims", true)
 	if err != nil {
 		return nil, err
 	}
-	last, err := c.n.attrs.boolInt("select_last_index", false)
+	last, err := c.n.attrs.Bool("select_last_index", false)
 	if err != nil {
 		return nil, err
 	}
