@@ -84,7 +84,7 @@ func down(v float32) float32 { return math.Nextafter32(v, float32(math.Inf(-1)))
 
 // predict scores one row through m: margins and transformed outputs, by
 // Predict (float32) and by Predict64 on the widened row.
-func predict(m *forest.Model, x []float32) (raw, raw64, out []float32) {
+func predict(m *forest.Ensemble, x []float32) (raw, raw64, out []float32) {
 	f := m.Forest
 	raw = make([]float32, f.NumTargets())
 	raw64 = make([]float32, f.NumTargets())

@@ -54,7 +54,7 @@ func FuzzRead(f *testing.F) {
 		f.Add([]byte(s))
 	}
 	f.Fuzz(func(t *testing.T, data []byte) {
-		var m *forest.Model
+		var m *forest.Ensemble
 		got, err := allocated(func() (err error) {
 			m, err = Read(data)
 			return err

@@ -19,7 +19,7 @@ type want struct {
 	Pred       [][]float64  `json:"pred"`        // predict()
 }
 
-func load(t testing.TB, name string) (*forest.Model, *want) {
+func load(t testing.TB, name string) (*forest.Ensemble, *want) {
 	t.Helper()
 	var w want
 	b, err := os.ReadFile(filepath.Join("testdata", name+".want.json"))
