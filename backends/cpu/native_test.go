@@ -3,7 +3,6 @@ package cpu
 import (
 	"bufio"
 	"context"
-	"math"
 	"os"
 	"path/filepath"
 	"strconv"
@@ -11,6 +10,7 @@ import (
 	"testing"
 
 	"github.com/coalesce-ml/coalesce/backends"
+	"github.com/coalesce-ml/coalesce/internal/approx"
 	"github.com/coalesce-ml/coalesce/tensor"
 )
 
@@ -54,10 +54,10 @@ func TestNativeLightGBM(t *testing.T) {
 				t.Fatal(err)
 			}
 			for i := range n {
-				if got := outs[0].Float32s()[i]; math.Abs(float64(got)-margins[i]) > 1e-5*max(1, math.Abs(margins[i])) {
+				if got := outs[0].Float32s()[i]; !approx.Equal(float64(got), margins[i], 1e-5) {
 					t.Errorf("row %d margin %v; want %v", i, got, margins[i])
 				}
-				if got := outs[1].Float32s()[2*i+1]; math.Abs(float64(got)-probs[i]) > 1e-6 {
+				if got := outs[1].Float32s()[2*i+1]; !approx.Equal(float64(got), probs[i], 1e-6) {
 					t.Errorf("row %d p %v; want %v", i, got, probs[i])
 				}
 				if got, want := outs[2].Int64s()[i], int64(boolIndex(probs[i] > 0.5)); got != want {

@@ -7,6 +7,7 @@ import (
 
 	"github.com/coalesce-ml/coalesce/backends/cpu/internal/onnx/onnxtest"
 	"github.com/coalesce-ml/coalesce/backends/cpu/internal/sgemm"
+	"github.com/coalesce-ml/coalesce/internal/approx"
 	"github.com/coalesce-ml/coalesce/tensor"
 )
 
@@ -235,7 +236,7 @@ func expectCloseTol(t *testing.T, got *tensor.Tensor, want ref, tol float64) {
 		t.Fatalf("output shape %v, want %v", got.Shape, want.shape)
 	}
 	for i, w := range want.data {
-		if g := got.Float64At(i); math.Abs(g-w) > tol*max(1, math.Abs(w)) {
+		if g := got.Float64At(i); !approx.Equal(g, w, tol) {
 			t.Fatalf("output[%d] = %v, want %v", i, g, w)
 		}
 	}

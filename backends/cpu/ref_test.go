@@ -8,6 +8,7 @@ import (
 	"testing"
 
 	"github.com/coalesce-ml/coalesce/backends/cpu/internal/onnx/onnxtest"
+	"github.com/coalesce-ml/coalesce/internal/approx"
 	"github.com/coalesce-ml/coalesce/tensor"
 )
 
@@ -310,11 +311,11 @@ func expectClose(t *testing.T, got *tensor.Tensor, want ref) {
 	for i, w := range want.data {
 		g := got.Float64At(i)
 		if got.DType.IsFloat() {
-			tol := 1e-5 * max(1, math.Abs(w))
+			tol := 1e-5
 			if got.DType == tensor.FP16 || got.DType == tensor.BF16 {
-				tol = 1e-2 * max(1, math.Abs(w))
+				tol = 1e-2
 			}
-			if math.Abs(g-w) > tol || math.IsNaN(g) != math.IsNaN(w) {
+			if !approx.Equal(g, w, tol) {
 				t.Fatalf("output[%d] (%v) = %v, want %v", i, unravel(i, want.shape), g, w)
 			}
 			continue

@@ -7,6 +7,7 @@ import (
 	"testing"
 
 	"github.com/coalesce-ml/coalesce/backends/cpu/forest"
+	"github.com/coalesce-ml/coalesce/internal/approx"
 )
 
 // baseModel is a small binary model as LightGBM writes it: tree 0 splits
@@ -113,7 +114,7 @@ func TestHandComputed(t *testing.T) {
 	f := func(x, c float32, margin, prob float64) {
 		t.Helper()
 		raw, raw64, out := predict(m, []float32{x, c})
-		if raw[0] != float32(margin) || raw64[0] != float32(margin) || math.Abs(float64(out[0])-prob) > 1e-7 {
+		if raw[0] != float32(margin) || raw64[0] != float32(margin) || !approx.Equal(float64(out[0]), prob, 1e-7) {
 			t.Errorf("x=%v c=%v: margin %v (%v by Predict64), probability %v; want %v, %v", x, c, raw[0], raw64[0], out[0], margin, prob)
 		}
 	}
@@ -186,8 +187,8 @@ func compare(t *testing.T, m *tModel, rows [][]float32) {
 			if !ok {
 				t.Fatalf("row %v target %d: margin %v (Predict64 %v, batch %v); want %v", r, k, raw[k], raw64[k], all[i*nt+k], wantRaw[k])
 			}
-			tol := 1e-6 * math.Max(1, math.Abs(wantOut[k])) * (1 + math.Abs(wantRaw[k])*model.Scale)
-			if math.Abs(float64(out[k])-wantOut[k]) > tol {
+			tol := 1e-6 * (1 + math.Abs(wantRaw[k])*model.Scale)
+			if !approx.Equal(float64(out[k]), wantOut[k], tol) {
 				t.Fatalf("row %v target %d: output %v; want %v (margin %v)", r, k, out[k], wantOut[k], wantRaw[k])
 			}
 		}
