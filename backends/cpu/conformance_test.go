@@ -263,10 +263,19 @@ func runDataSet(model []byte, m *onnx.Model, set string) (status, detail string)
 	if err != nil {
 		return "fail", "infer: " + err.Error()
 	}
-	for i := range outs {
+	// Every expected output must be there: walk the output files, not the
+	// outputs the engine returned.
+	i := 0
+	for ; ; i++ {
 		b, err := os.ReadFile(filepath.Join(set, fmt.Sprintf("output_%d.pb", i)))
+		if errors.Is(err, os.ErrNotExist) {
+			break
+		}
 		if err != nil {
 			return "fail", err.Error()
+		}
+		if i >= len(outs) {
+			return "fail", fmt.Sprintf("output %d missing: the engine returned %d outputs", i, len(outs))
 		}
 		want, err := decodePB(b)
 		if err != nil {
@@ -278,6 +287,9 @@ func runDataSet(model []byte, m *onnx.Model, set string) (status, detail string)
 		if msg := compareConformance(outs[i], want); msg != "" {
 			return "fail", fmt.Sprintf("output %d: %s", i, msg)
 		}
+	}
+	if i == 0 || i < len(outs) {
+		return "fail", fmt.Sprintf("the engine returned %d outputs, the test data has %d", len(outs), i)
 	}
 	return "pass", ""
 }
