@@ -3,6 +3,7 @@ package sgemm
 import (
 	"fmt"
 	"math"
+	"sync"
 	"testing"
 	"time"
 )
@@ -87,6 +88,58 @@ func checkTokens(t *testing.T, sp *Splitter) {
 	for sp.busy.Load() != 0 {
 		if time.Now().After(deadline) {
 			t.Fatalf("%d tokens not given back", sp.busy.Load())
+		}
+		time.Sleep(time.Millisecond)
+	}
+}
+
+// TestSplitConcurrent runs split products from concurrent callers, each
+// bracketed by Enter and Leave as cpu's Infer does, on every kernel set:
+// every result is bit-identical to the unsplit driver's, and every helper
+// token comes back (Busy returns to 0).
+func TestSplitConcurrent(t *testing.T) {
+	sp := NewSplitter(1, 4)
+	if sp == nil {
+		t.Skip("GOMAXPROCS is 1: no splitting")
+	}
+	sp.Start()
+	defer sp.Stop(true)
+	r := newRand()
+	const m, k, n = 100, 64, 40
+	a, w := make([]float32, m*k), make([]float32, k*n)
+	for i := range a {
+		a[i] = float32(r.Float64()*2 - 1)
+	}
+	for i := range w {
+		w[i] = float32(r.Float64()*2 - 1)
+	}
+	for _, ks := range Available() {
+		pb := ks.Pack(make([]float32, ks.PackedLen(k, n)), false, k, n, w, n, 1)
+		want := make([]float32, m*n)
+		ks.Gemm(m, a, k, &pb, want, n, 0)
+		var wg sync.WaitGroup
+		for range 4 {
+			wg.Go(func() {
+				got := make([]float32, m*n)
+				for range 50 {
+					sp.Enter()
+					sp.Gemm(ks, m, a, k, &pb, got, n, 0)
+					sp.Leave()
+					for i := range got {
+						if math.Float32bits(got[i]) != math.Float32bits(want[i]) {
+							t.Errorf("%s: C[%d] = %v, unsplit %v", ks.Name(), i, got[i], want[i])
+							return
+						}
+					}
+				}
+			})
+		}
+		wg.Wait()
+	}
+	deadline := time.Now().Add(5 * time.Second)
+	for sp.Busy() != 0 {
+		if time.Now().After(deadline) {
+			t.Fatalf("Busy() = %d after every caller left; want 0", sp.Busy())
 		}
 		time.Sleep(time.Millisecond)
 	}
