@@ -79,8 +79,8 @@ type packKey struct {
 	bias        *byte
 }
 
-// packB returns c.ks.packB of alpha·op(B) for the constant t (see
-// kernelSet.packB) with the bias beta·C folded in when C is not nil (C
+// packB returns c.ks.Pack of alpha·op(B) for the constant t (see
+// sgemm.Kernels.Pack) with the bias beta·C folded in when C is not nil (C
 // holds one value or one per column), computed once per constant and
 // packing.
 func (c *opCtx) packB(t *tensor.Tensor, transB bool, k, n, ldb int, alpha float32, C *tensor.Tensor, beta float32) *sgemm.Packed {

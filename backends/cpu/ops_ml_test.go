@@ -851,7 +851,7 @@ func BenchmarkLinearClassifier(b *testing.B) {
 					}
 				}
 			})
-			ks := kernelsFor0(b)
+			ks := bestKernels(b)
 			pb := ks.Pack(make([]float32, ks.PackedLen(sz.f, sz.c)), true, sz.f, sz.c, w, sz.f, 1)
 			pb.Bias = ks.PackBias(bias, sz.c, 1)
 			b.Run(fmt.Sprintf("F=%d/C=%d/batch=%d/gemm-kernel", sz.f, sz.c, n), func(b *testing.B) {
@@ -863,8 +863,8 @@ func BenchmarkLinearClassifier(b *testing.B) {
 	}
 }
 
-// kernelsFor0 returns the best kernel set.
-func kernelsFor0(b *testing.B) *sgemm.Kernels {
+// bestKernels returns the best kernel set.
+func bestKernels(b *testing.B) *sgemm.Kernels {
 	ks, err := sgemm.Lookup("")
 	if err != nil {
 		b.Fatal(err)
