@@ -9,6 +9,8 @@ import (
 	"sync/atomic"
 
 	"github.com/coalesce-ml/coalesce/backends"
+	"github.com/coalesce-ml/coalesce/backends/cpu/internal/onnx"
+	"github.com/coalesce-ml/coalesce/backends/cpu/internal/sgemm"
 	"github.com/coalesce-ml/coalesce/tensor"
 )
 
@@ -49,7 +51,7 @@ type Backend struct {
 	// workers holds the idle workers; its capacity is Concurrency. Taking
 	// one is the concurrency semaphore.
 	workers chan *worker
-	split   *splitter                        // helpers for large products; nil when not splitting
+	split   *sgemm.Splitter                  // helpers for large products; nil when not splitting
 	plans   atomic.Pointer[map[string]*plan] // copy on write
 	mu      sync.Mutex                       // serializes writers of plans
 	closed  atomic.Bool
@@ -98,7 +100,7 @@ func LoadBytes(b []byte, opts Options) (be *Backend, err error) {
 			be, err = nil, fmt.Errorf("cpu: BUG: panic while loading: %v", r)
 		}
 	}()
-	m, err := decodeModel(b)
+	m, err := onnx.Decode(b)
 	if err != nil {
 		return nil, fmt.Errorf("cpu: decode: %w", err)
 	}
@@ -118,12 +120,12 @@ func newBackend(g *graph, opts Options, platform string) (be *Backend, err error
 	if opts.Concurrency == 0 {
 		opts.Concurrency = runtime.GOMAXPROCS(0)
 	}
-	ks, err := kernelsFor(opts.Kernels)
+	ks, err := sgemm.Lookup(opts.Kernels)
 	if err != nil {
 		return nil, fmt.Errorf("cpu: options: %w", err)
 	}
 	g.kernels = ks
-	g.split = newSplitter(opts.SplitRows, opts.Concurrency)
+	g.split = sgemm.NewSplitter(opts.SplitRows, opts.Concurrency)
 	if g.vocab == nil {
 		g.vocab = &vocab{} // a graph not built by buildGraph (NewNative)
 	}
@@ -169,17 +171,17 @@ func newBackend(g *graph, opts Options, platform string) (be *Backend, err error
 		Outputs:      outs,
 		MaxBatchSize: opts.MaxBatchSize,
 		Concurrency:  opts.Concurrency,
-		Info:         map[string]string{"engine": "pure-go", "kernels": ks.name},
+		Info:         map[string]string{"engine": "pure-go", "kernels": ks.Name()},
 	}
 	for _, in := range g.inputs {
 		be.meta.Inputs = append(be.meta.Inputs, backends.TensorSpec{Name: in.spec.Name, DType: in.spec.DType, Shape: clone(in.spec.Shape),
 			Missing: in.spec.Missing || acceptsMissing(g)})
 	}
 	if be.split != nil {
-		be.split.start()
+		be.split.Start()
 		// A Backend dropped without Close stops its helpers when collected
 		// (they reference the splitter, not the Backend).
-		runtime.AddCleanup(be, func(sp *splitter) { sp.stop(false) }, be.split)
+		runtime.AddCleanup(be, func(sp *sgemm.Splitter) { sp.Stop(false) }, be.split)
 	}
 	return be, nil
 }
@@ -224,26 +226,26 @@ func outputSpecs(g *graph, probed []*plan) ([]backends.TensorSpec, error) {
 			spec.Keys = append([]string(nil), o.keys...)
 		}
 		decl := o.declared
-		if decl.tensorType && decl.elemType != 0 {
-			if dt, _ := dtypeFromONNX(decl.elemType); dt != s.dtype {
-				return nil, fmt.Errorf("%w: graph output %q is declared as element type %d but computes %s", ErrInvalidModel, spec.Name, decl.elemType, s.dtype)
+		if decl.TensorType && decl.ElemType != 0 {
+			if dt, _ := onnx.DataType(decl.ElemType); dt != s.dtype {
+				return nil, fmt.Errorf("%w: graph output %q is declared as element type %d but computes %s", ErrInvalidModel, spec.Name, decl.ElemType, s.dtype)
 			}
 		}
-		if decl.hasShape && len(decl.dims) != len(s.shape) {
-			return nil, fmt.Errorf("%w: graph output %q is declared with rank %d but computes shape %v", ErrInvalidModel, spec.Name, len(decl.dims), s.shape)
+		if decl.HasShape && len(decl.Dims) != len(s.shape) {
+			return nil, fmt.Errorf("%w: graph output %q is declared with rank %d but computes shape %v", ErrInvalidModel, spec.Name, len(decl.Dims), s.shape)
 		}
 		for d := range spec.Shape {
 			dynamic := false
 			for _, p := range probed[1:] {
 				dynamic = dynamic || p.slots[o.id].shape[d] != s.shape[d]
 			}
-			if len(probed) == 1 && hasDynamic(g) && (!decl.hasShape || !decl.dims[d].hasValue) {
+			if len(probed) == 1 && hasDynamic(g) && (!decl.HasShape || !decl.Dims[d].HasValue) {
 				dynamic = true
 			}
 			if dynamic {
 				spec.Shape[d] = -1
-			} else if decl.hasShape && decl.dims[d].hasValue && decl.dims[d].value != s.shape[d] {
-				return nil, fmt.Errorf("%w: graph output %q is declared with shape dimension %d = %d but computes %d", ErrInvalidModel, spec.Name, d, decl.dims[d].value, s.shape[d])
+			} else if decl.HasShape && decl.Dims[d].HasValue && decl.Dims[d].Value != s.shape[d] {
+				return nil, fmt.Errorf("%w: graph output %q is declared with shape dimension %d = %d but computes %d", ErrInvalidModel, spec.Name, d, decl.Dims[d].Value, s.shape[d])
 			}
 		}
 		specs[i] = spec
@@ -261,7 +263,7 @@ func (b *Backend) Metadata() *backends.Metadata { return &b.meta }
 // called more than once.
 func (b *Backend) Close() error {
 	b.closed.Store(true)
-	b.split.stop(true)
+	b.split.Stop(true)
 	return nil
 }
 

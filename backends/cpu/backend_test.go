@@ -13,6 +13,9 @@ import (
 	"time"
 
 	"github.com/coalesce-ml/coalesce/backends"
+	"github.com/coalesce-ml/coalesce/backends/cpu/internal/onnx"
+	"github.com/coalesce-ml/coalesce/backends/cpu/internal/onnx/onnxtest"
+	"github.com/coalesce-ml/coalesce/backends/cpu/internal/sgemm"
 	"github.com/coalesce-ml/coalesce/tensor"
 )
 
@@ -42,15 +45,15 @@ func TestMetadata(t *testing.T) {
 		},
 		MaxBatchSize: 32,
 		Concurrency:  3,
-		Info:         map[string]string{"engine": "pure-go", "kernels": kernelSets()[0].name},
+		Info:         map[string]string{"engine": "pure-go", "kernels": sgemm.Available()[0].Name()},
 	}
 	if got := be.Metadata(); !reflect.DeepEqual(got, want) {
 		t.Fatalf("Metadata() = %+v\nwant %+v", got, want)
 	}
-	for _, ks := range kernelSets() {
-		be := testMLP(t, Options{Kernels: ks.name})
-		if got := be.Metadata().Info["kernels"]; got != ks.name {
-			t.Fatalf("with Options.Kernels %q: Info[kernels] = %q", ks.name, got)
+	for _, ks := range sgemm.Available() {
+		be := testMLP(t, Options{Kernels: ks.Name()})
+		if got := be.Metadata().Info["kernels"]; got != ks.Name() {
+			t.Fatalf("with Options.Kernels %q: Info[kernels] = %q", ks.Name(), got)
 		}
 	}
 	if _, err := LoadBytes(syntheticDigits(), Options{Kernels: "sse"}); err == nil || !strings.Contains(err.Error(), `kernels "sse" not available`) {
@@ -88,8 +91,8 @@ func TestInferInvalidInput(t *testing.T) {
 	f("max batch", []*tensor.Tensor{tensor.New("x", tensor.FP32, sh(5, 8))}, "batch size 5 exceeds the maximum 4")
 	f("data length", []*tensor.Tensor{short}, `input "x": tensor "x": 60 bytes of data`)
 
-	two, err := LoadBytes(newModel(13).input("a", tFloat, "N", 2).input("b", tFloat, "N", 2).output("y").
-		node("add", "Add", []string{"a", "b"}, []string{"y"}).bytes(), Options{})
+	two, err := LoadBytes(onnxtest.NewModel(13).Input("a", onnx.TypeFloat, "N", 2).Input("b", onnx.TypeFloat, "N", 2).Output("y").
+		Node("add", "Add", []string{"a", "b"}, []string{"y"}).Bytes(), Options{})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -221,8 +224,8 @@ func TestInferMisalignedInput(t *testing.T) {
 // panics inside the kernel: Infer must return an error naming the node and
 // the backend must keep working.
 func TestInferPanicBecomesError(t *testing.T) {
-	be, err := LoadBytes(newModel(13).input("a", tInt64, "N").input("b", tInt64, "N").output("y").
-		node("/div", "Div", []string{"a", "b"}, []string{"y"}).bytes(), Options{Concurrency: 1})
+	be, err := LoadBytes(onnxtest.NewModel(13).Input("a", onnx.TypeInt64, "N").Input("b", onnx.TypeInt64, "N").Output("y").
+		Node("/div", "Div", []string{"a", "b"}, []string{"y"}).Bytes(), Options{Concurrency: 1})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -308,12 +311,12 @@ func TestInferManyOutputs(t *testing.T) {
 	}
 	x := randTensor(newRand(), tensor.FP32, 2, 3)
 	for _, n := range []int{len(ops), maxPackedOutputs} {
-		m := newModel(13).input("x", tFloat, "batch", 3)
+		m := onnxtest.NewModel(13).Input("x", onnx.TypeFloat, "batch", 3)
 		for i, op := range ops[:n] {
 			name := fmt.Sprintf("y%d", i)
-			m.output(name).node(op, op, []string{"x"}, []string{name})
+			m.Output(name).Node(op, op, []string{"x"}, []string{name})
 		}
-		outs := runModel(t, m.bytes(), x)
+		outs := runModel(t, m.Bytes(), x)
 		if len(outs) != n {
 			t.Fatalf("%d outputs, want %d", len(outs), n)
 		}
@@ -324,4 +327,24 @@ func TestInferManyOutputs(t *testing.T) {
 			expectClose(t, o, refUnary(toRef(x), fns[i]))
 		}
 	}
+}
+
+// TestUnpackedModel loads a model whose initializer uses unpacked typed
+// fields and whose attributes use unpacked ints, and runs it.
+func TestUnpackedModel(t *testing.T) {
+	var shapeTP []byte
+	shapeTP = onnxtest.AppendUnpackedVarints(shapeTP, 1, sh(2))
+	shapeTP = onnxtest.AppendVarint(shapeTP, 2, onnx.TypeInt64)
+	shapeTP = onnxtest.AppendString(shapeTP, 8, "s")
+	shapeTP = onnxtest.AppendUnpackedVarints(shapeTP, 7, []int64{3, 2})
+	perm := onnxtest.AppendString(nil, 1, "perm")
+	perm = onnxtest.AppendVarint(perm, 20, uint64(onnx.AttrInts))
+	perm = onnxtest.AppendUnpackedVarints(perm, 8, []int64{1, 0})
+	m := onnxtest.NewModel(13).Input("x", onnx.TypeFloat, 2, 3).Output("y").
+		Node("r", "Reshape", []string{"x", "s"}, []string{"r"}).
+		Node("t", "Transpose", []string{"r"}, []string{"y"}, perm)
+	m.Inits = append(m.Inits, shapeTP)
+	x := iotaT(2, 3)
+	outs := runModel(t, m.Bytes(), x)
+	expectClose(t, outs[0], ref{sh(2, 3), []float64{0, 2, 4, 1, 3, 5}})
 }

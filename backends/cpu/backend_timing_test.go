@@ -6,6 +6,9 @@ import (
 	"os"
 	"testing"
 
+	"github.com/coalesce-ml/coalesce/backends/cpu/internal/onnx"
+	"github.com/coalesce-ml/coalesce/backends/cpu/internal/onnx/onnxtest"
+	"github.com/coalesce-ml/coalesce/backends/cpu/internal/sgemm"
 	"github.com/coalesce-ml/coalesce/tensor"
 )
 
@@ -54,8 +57,8 @@ func BenchmarkMLP(b *testing.B) {
 	}{{"split", 1}, {"nosplit", -1}} {
 		b.Run(s.name, func(b *testing.B) { run(b, "auto", s.rows, 16, 24, 32, 48, 64, 128, 256) })
 	}
-	for _, ks := range kernelSets() {
-		b.Run(ks.name, func(b *testing.B) { run(b, ks.name, 0, std...) })
+	for _, ks := range sgemm.Available() {
+		b.Run(ks.Name(), func(b *testing.B) { run(b, ks.Name(), 0, std...) })
 	}
 }
 
@@ -65,73 +68,18 @@ func syntheticDigits() []byte {
 	w1, b1 := randTensor(r, tensor.FP32, 256, 64), randTensor(r, tensor.FP32, 256)
 	w2, b2 := randTensor(r, tensor.FP32, 256, 256), randTensor(r, tensor.FP32, 256)
 	w3, b3 := randTensor(r, tensor.FP32, 10, 256), randTensor(r, tensor.FP32, 10)
-	return newModel(13).input("input", tFloat, "batch", 64).
-		output("logits").output("probabilities").output("label").
-		init("w1", w1).init("b1", b1).init("w2", w2).init("b2", b2).init("w3", w3).init("b3", b3).
-		init("sixteen", f32(sh(), 16)).
-		node("/Div", "Div", []string{"input", "sixteen"}, []string{"x"}).
-		node("/fc1/Gemm", "Gemm", []string{"x", "w1", "b1"}, []string{"h1"}, aInt("transB", 1)).
-		node("/relu1", "Relu", []string{"h1"}, []string{"a1"}).
-		node("/fc2/Gemm", "Gemm", []string{"a1", "w2", "b2"}, []string{"h2"}, aInt("transB", 1)).
-		node("/relu2", "Relu", []string{"h2"}, []string{"a2"}).
-		node("/fc3/Gemm", "Gemm", []string{"a2", "w3", "b3"}, []string{"logits"}, aInt("transB", 1)).
-		node("/Softmax", "Softmax", []string{"logits"}, []string{"probabilities"}, aInt("axis", 1)).
-		node("/ArgMax", "ArgMax", []string{"logits"}, []string{"label"}, aInt("axis", 1), aInt("keepdims", 0)).bytes()
-}
-
-// BenchmarkSgemm measures C = A·B for a digits-sized layer (M×256 by a
-// constant 256×256 B packed beforehand, as Gemm does at load) on every
-// kernel set this CPU supports (BenchmarkSgemm/avx2/M=8) and on the
-// auto-chosen one (BenchmarkSgemm/M=8), reporting GFLOPS.
-func BenchmarkSgemm(b *testing.B) {
-	sgemmBenchmarks(b, func(*kernelSet) bool { return true }, func(b *testing.B, ks *kernelSet, op *sgemmOperands) {
-		for b.Loop() {
-			ks.gemm(op.m, op.a, sgemmK, &op.pb, op.c, sgemmN, 0)
-		}
-		b.ReportMetric(op.flops()*float64(b.N)/b.Elapsed().Seconds()/1e9, "GFLOPS")
-	})
-}
-
-// The shape of BenchmarkSgemm's products: M×sgemmK by sgemmK×sgemmN.
-const sgemmK, sgemmN = 256, 256
-
-// sgemmOperands are one product of BenchmarkSgemm: A (m×K), C (m×N) and
-// the constant B packed for a kernel set.
-type sgemmOperands struct {
-	m    int
-	a, c []float32
-	pb   packedB
-}
-
-func (op *sgemmOperands) flops() float64 { return float64(2 * op.m * sgemmN * sgemmK) }
-
-// sgemmBenchmarks runs bench as sub-benchmarks M=1, 8, 64, 256 on the
-// auto-chosen kernel set and, under each set's name, on every set that
-// use accepts (the auto set too must pass use).
-func sgemmBenchmarks(b *testing.B, use func(*kernelSet) bool, bench func(*testing.B, *kernelSet, *sgemmOperands)) {
-	r := newRand()
-	w := make([]float32, sgemmK*sgemmN)
-	for i := range w {
-		w[i] = float32(r.Float64())
-	}
-	run := func(b *testing.B, ks *kernelSet) {
-		pb := ks.packB(make([]float32, ks.packedLen(sgemmK, sgemmN)), false, sgemmK, sgemmN, w, sgemmN, 1)
-		for _, m := range []int{1, 8, 64, 256} {
-			op := &sgemmOperands{m: m, a: make([]float32, m*sgemmK), c: make([]float32, m*sgemmN), pb: pb}
-			for i := range op.a {
-				op.a[i] = float32(r.Float64())
-			}
-			b.Run(fmt.Sprintf("M=%d", m), func(b *testing.B) { bench(b, ks, op) })
-		}
-	}
-	if auto := kernelSets()[0]; use(auto) {
-		run(b, auto)
-	}
-	for _, ks := range kernelSets() {
-		if use(ks) {
-			b.Run(ks.name, func(b *testing.B) { run(b, ks) })
-		}
-	}
+	return onnxtest.NewModel(13).Input("input", onnx.TypeFloat, "batch", 64).
+		Output("logits").Output("probabilities").Output("label").
+		Init("w1", w1).Init("b1", b1).Init("w2", w2).Init("b2", b2).Init("w3", w3).Init("b3", b3).
+		Init("sixteen", f32(sh(), 16)).
+		Node("/Div", "Div", []string{"input", "sixteen"}, []string{"x"}).
+		Node("/fc1/Gemm", "Gemm", []string{"x", "w1", "b1"}, []string{"h1"}, onnxtest.AttrInt("transB", 1)).
+		Node("/relu1", "Relu", []string{"h1"}, []string{"a1"}).
+		Node("/fc2/Gemm", "Gemm", []string{"a1", "w2", "b2"}, []string{"h2"}, onnxtest.AttrInt("transB", 1)).
+		Node("/relu2", "Relu", []string{"h2"}, []string{"a2"}).
+		Node("/fc3/Gemm", "Gemm", []string{"a2", "w3", "b3"}, []string{"logits"}, onnxtest.AttrInt("transB", 1)).
+		Node("/Softmax", "Softmax", []string{"logits"}, []string{"probabilities"}, onnxtest.AttrInt("axis", 1)).
+		Node("/ArgMax", "ArgMax", []string{"logits"}, []string{"label"}, onnxtest.AttrInt("axis", 1), onnxtest.AttrInt("keepdims", 0)).Bytes()
 }
 
 // BenchmarkLoad decodes, checks, folds, packs and compiles each shipped
@@ -154,42 +102,5 @@ func BenchmarkLoad(b *testing.B) {
 				be.Close()
 			}
 		})
-	}
-}
-
-// BenchmarkSplitGemm measures M×256 by a packed 256×256 B with the
-// auto-chosen kernels, split over the helpers from one row (split) and
-// unsplit, reporting GFLOPS: the driver-level gain of splitting.
-func BenchmarkSplitGemm(b *testing.B) {
-	const k, n = 256, 256
-	ks := kernelSets()[0]
-	r := newRand()
-	w := make([]float32, k*n)
-	for i := range w {
-		w[i] = float32(r.Float64())
-	}
-	pb := ks.packB(make([]float32, ks.packedLen(k, n)), false, k, n, w, n, 1)
-	sp := newSplitter(1, 1)
-	if sp == nil {
-		b.Skip("GOMAXPROCS is 1")
-	}
-	sp.start()
-	defer sp.stop(true)
-	for _, m := range []int{16, 32, 64, 256} {
-		a, c := make([]float32, m*k), make([]float32, m*n)
-		for _, split := range []bool{false, true} {
-			b.Run(fmt.Sprintf("split=%v/M=%d", split, m), func(b *testing.B) {
-				sp.enter()
-				defer sp.leave()
-				for b.Loop() {
-					if split {
-						sp.gemm(ks, m, a, k, &pb, c, n, 0)
-					} else {
-						ks.gemm(m, a, k, &pb, c, n, 0)
-					}
-				}
-				b.ReportMetric(float64(2*m*n*k)*float64(b.N)/b.Elapsed().Seconds()/1e9, "GFLOPS")
-			})
-		}
 	}
 }

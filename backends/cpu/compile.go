@@ -5,6 +5,7 @@ import (
 	"sync"
 	"unsafe"
 
+	"github.com/coalesce-ml/coalesce/backends/cpu/internal/sgemm"
 	"github.com/coalesce-ml/coalesce/tensor"
 )
 
@@ -52,10 +53,10 @@ type opCtx struct {
 	opset   int64 // ai.onnx
 	mlOpset int64 // ai.onnx.ml (0 when the model uses no ONNX-ML operator)
 	vocab   *vocab
-	ks      *kernelSet
+	ks      *sgemm.Kernels
 	packs   *packCache
-	sp      *splitter    // splits large products with constant B over helpers
-	in      []*valueInfo // nil for an absent optional input
+	sp      *sgemm.Splitter // splits large products with constant B over helpers
+	in      []*valueInfo    // nil for an absent optional input
 	out     []valueInfo
 }
 
@@ -64,7 +65,7 @@ type opCtx struct {
 // use.
 type packCache struct {
 	mu sync.Mutex
-	m  map[packKey]*packedB // guarded by mu
+	m  map[packKey]*sgemm.Packed // guarded by mu
 }
 
 // packKey identifies packed weights by the constant's memory (views of
@@ -78,11 +79,11 @@ type packKey struct {
 	bias        *byte
 }
 
-// packB returns c.ks.packB of alpha·op(B) for the constant t (see
-// kernelSet.packB) with the bias beta·C folded in when C is not nil (C
+// packB returns c.ks.Pack of alpha·op(B) for the constant t (see
+// sgemm.Kernels.Pack) with the bias beta·C folded in when C is not nil (C
 // holds one value or one per column), computed once per constant and
 // packing.
-func (c *opCtx) packB(t *tensor.Tensor, transB bool, k, n, ldb int, alpha float32, C *tensor.Tensor, beta float32) *packedB {
+func (c *opCtx) packB(t *tensor.Tensor, transB bool, k, n, ldb int, alpha float32, C *tensor.Tensor, beta float32) *sgemm.Packed {
 	c.packs.mu.Lock()
 	defer c.packs.mu.Unlock()
 	key := packKey{data: unsafe.SliceData(t.Data), transB: transB, k: k, n: n, ldb: ldb, alpha: alpha}
@@ -93,11 +94,11 @@ func (c *opCtx) packB(t *tensor.Tensor, transB bool, k, n, ldb int, alpha float3
 		return p
 	}
 	if c.packs.m == nil {
-		c.packs.m = map[packKey]*packedB{}
+		c.packs.m = map[packKey]*sgemm.Packed{}
 	}
-	p := c.ks.packB(make([]float32, c.ks.packedLen(k, n)), transB, k, n, viewAs[float32](t.Data), ldb, alpha)
+	p := c.ks.Pack(make([]float32, c.ks.PackedLen(k, n)), transB, k, n, viewAs[float32](t.Data), ldb, alpha)
 	if C != nil {
-		p.bias = c.ks.packBias(viewAs[float32](C.Data), n, beta)
+		p.Bias = c.ks.PackBias(viewAs[float32](C.Data), n, beta)
 	}
 	c.packs.m[key] = &p
 	return &p

@@ -14,6 +14,8 @@ import (
 
 	"google.golang.org/protobuf/encoding/protowire"
 
+	"github.com/coalesce-ml/coalesce/backends/cpu/internal/onnx"
+	"github.com/coalesce-ml/coalesce/backends/cpu/internal/onnx/onnxtest"
 	"github.com/coalesce-ml/coalesce/tensor"
 )
 
@@ -141,14 +143,14 @@ func runConformanceCase(dir string) caseResult {
 	if err != nil {
 		return caseResult{op: "?", status: "fail", detail: err.Error()}
 	}
-	m, err := decodeModel(model)
+	m, err := onnx.Decode(model)
 	if err != nil {
 		return caseResult{op: "?", status: "fail", detail: "decode: " + err.Error()}
 	}
 	res := caseResult{op: caseOp(filepath.Base(dir), m)}
-	for _, n := range m.graph.nodes {
-		if (n.domain != "" && n.domain != "ai.onnx") || lookupOp(n.opType) == nil {
-			res.detail = n.domain + n.opType
+	for _, n := range m.Graph.Nodes {
+		if (n.Domain != "" && n.Domain != "ai.onnx") || lookupOp(n.OpType) == nil {
+			res.detail = n.Domain + n.OpType
 			return res // not counted
 		}
 	}
@@ -169,34 +171,34 @@ func runConformanceCase(dir string) caseResult {
 // caseOp names the operator a case tests: the node whose lower-cased
 // type the directory name starts with (test_logsoftmax_axis_0 tests
 // LogSoftmax), else the first node that is not a Constant.
-func caseOp(dir string, m *onnxModel) string {
+func caseOp(dir string, m *onnx.Model) string {
 	name := strings.ReplaceAll(strings.TrimPrefix(dir, "test_"), "_", "")
 	best := ""
-	for _, n := range m.graph.nodes {
-		lower := strings.ToLower(n.opType)
+	for _, n := range m.Graph.Nodes {
+		lower := strings.ToLower(n.OpType)
 		if lower == "batchnormalization" {
 			lower = "batchnorm"
 		}
-		if strings.HasPrefix(name, lower) && len(n.opType) > len(best) {
-			best = n.opType
+		if strings.HasPrefix(name, lower) && len(n.OpType) > len(best) {
+			best = n.OpType
 		}
 	}
 	if best != "" {
 		return best
 	}
-	for _, n := range m.graph.nodes {
-		if n.opType != "Constant" {
-			return n.opType
+	for _, n := range m.Graph.Nodes {
+		if n.OpType != "Constant" {
+			return n.OpType
 		}
 	}
-	if len(m.graph.nodes) > 0 {
-		return m.graph.nodes[0].opType
+	if len(m.Graph.Nodes) > 0 {
+		return m.Graph.Nodes[0].OpType
 	}
 	return "?"
 }
 
 // runDataSet runs one test_data_set directory and compares the outputs.
-func runDataSet(model []byte, m *onnxModel, set string) (status, detail string) {
+func runDataSet(model []byte, m *onnx.Model, set string) (status, detail string) {
 	be, err := LoadBytes(model, Options{Concurrency: 1})
 	constErr := err != nil && errors.Is(err, ErrUnsupported) && strings.Contains(err.Error(), "must be a constant")
 	if err != nil && !constErr {
@@ -205,12 +207,12 @@ func runDataSet(model []byte, m *onnxModel, set string) (status, detail string) 
 	// The graph inputs with data are the declared ones that are not
 	// initializers, in order.
 	inits := map[string]bool{}
-	for _, it := range m.graph.initializers {
-		inits[it.name] = true
+	for _, it := range m.Graph.Initializers {
+		inits[it.Name] = true
 	}
-	var decl []*onnxValueInfo
-	for _, vi := range m.graph.inputs {
-		if !inits[vi.name] {
+	var decl []*onnx.ValueInfo
+	for _, vi := range m.Graph.Inputs {
+		if !inits[vi.Name] {
 			decl = append(decl, vi)
 		}
 	}
@@ -261,21 +263,33 @@ func runDataSet(model []byte, m *onnxModel, set string) (status, detail string) 
 	if err != nil {
 		return "fail", "infer: " + err.Error()
 	}
-	for i := range outs {
+	// Every expected output must be there: walk the output files, not the
+	// outputs the engine returned.
+	i := 0
+	for ; ; i++ {
 		b, err := os.ReadFile(filepath.Join(set, fmt.Sprintf("output_%d.pb", i)))
+		if errors.Is(err, os.ErrNotExist) {
+			break
+		}
 		if err != nil {
 			return "fail", err.Error()
+		}
+		if i >= len(outs) {
+			return "fail", fmt.Sprintf("output %d missing: the engine returned %d outputs", i, len(outs))
 		}
 		want, err := decodePB(b)
 		if err != nil {
 			return "fail", fmt.Sprintf("output_%d.pb: %v", i, err)
 		}
-		if i < len(m.graph.outputs) {
-			bf16Quirk(want, m.graph.outputs[i])
+		if i < len(m.Graph.Outputs) {
+			bf16Quirk(want, m.Graph.Outputs[i])
 		}
 		if msg := compareConformance(outs[i], want); msg != "" {
 			return "fail", fmt.Sprintf("output %d: %s", i, msg)
 		}
+	}
+	if i == 0 || i < len(outs) {
+		return "fail", fmt.Sprintf("the engine returned %d outputs, the test data has %d", len(outs), i)
 	}
 	return "pass", ""
 }
@@ -296,8 +310,8 @@ func shapeFits(shape, decl []int64) bool {
 // bf16Quirk relabels x as BF16 when the value is declared BF16 but the
 // test data stores it as UINT16: ONNX 1.12 wrote bfloat16 test data
 // through numpy, which has no bfloat16, as the raw 16-bit patterns.
-func bf16Quirk(x *tensor.Tensor, vi *onnxValueInfo) {
-	if x.DType == tensor.Uint16 && vi.tensorType && vi.elemType == onnxBfloat16 {
+func bf16Quirk(x *tensor.Tensor, vi *onnx.ValueInfo) {
+	if x.DType == tensor.Uint16 && vi.TensorType && vi.ElemType == onnx.TypeBfloat16 {
 		x.DType = tensor.BF16
 	}
 }
@@ -318,24 +332,24 @@ func skipOrFail(err error) (string, string) {
 
 // decodePB decodes a serialized TensorProto.
 func decodePB(b []byte) (*tensor.Tensor, error) {
-	ot, err := decodeTensor(b)
+	ot, err := onnx.DecodeTensor(b)
 	if err != nil {
 		return nil, err
 	}
-	return ot.toTensor()
+	return ot.ToTensor()
 }
 
 // embedConstInputs returns model with the graph inputs after the first
 // that are INT32, INT64 or BOOL, or scalars, turned into initializers
 // holding their test data, and the positions it embedded.
-func embedConstInputs(model []byte, decl []*onnxValueInfo, inputs []*tensor.Tensor, pbs [][]byte) ([]byte, []int) {
+func embedConstInputs(model []byte, decl []*onnx.ValueInfo, inputs []*tensor.Tensor, pbs [][]byte) ([]byte, []int) {
 	var extra []byte
 	var embedded []int
 	for i := 1; i < len(inputs); i++ {
 		dt := inputs[i].DType
 		if dt == tensor.Int64 || dt == tensor.Int32 || dt == tensor.Bool || inputs[i].Len() == 1 {
-			tp := pbString(slices.Clone(pbs[i]), 8, decl[i].name) // the last name wins
-			extra = pbBytes(extra, 5, tp)
+			tp := onnxtest.AppendString(slices.Clone(pbs[i]), 8, decl[i].Name) // the last name wins
+			extra = onnxtest.AppendBytes(extra, 5, tp)
 			embedded = append(embedded, i)
 		}
 	}
@@ -351,7 +365,7 @@ func embedConstInputs(model []byte, decl []*onnxValueInfo, inputs []*tensor.Tens
 		}
 		if num == 7 && typ == protowire.BytesType { // ModelProto.graph
 			g, _ := protowire.ConsumeBytes(b[n:])
-			out = pbBytes(out, 7, append(slices.Clone(g), extra...))
+			out = onnxtest.AppendBytes(out, 7, append(slices.Clone(g), extra...))
 		} else {
 			out = append(out, b[:n+m]...)
 		}

@@ -5,6 +5,8 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/coalesce-ml/coalesce/backends/cpu/internal/onnx"
+	"github.com/coalesce-ml/coalesce/backends/cpu/internal/onnx/onnxtest"
 	"github.com/coalesce-ml/coalesce/tensor"
 )
 
@@ -35,134 +37,134 @@ func TestLoadErrors(t *testing.T) {
 		expectLoadError(t, name, model, sentinel, want)
 	}
 	gemm := func(attrs ...[]byte) []byte {
-		return newModel(13).input("x", tFloat, "N", 64).output("y").init("W", tensor.New("", tensor.FP32, sh(10, 64))).
-			node("/fc1/Gemm", "Gemm", []string{"x", "W"}, []string{"y"}, attrs...).bytes()
+		return onnxtest.NewModel(13).Input("x", onnx.TypeFloat, "N", 64).Output("y").Init("W", tensor.New("", tensor.FP32, sh(10, 64))).
+			Node("/fc1/Gemm", "Gemm", []string{"x", "W"}, []string{"y"}, attrs...).Bytes()
 	}
 
-	f("unsupported op", newModel(13).input("x", tFloat, "N", 3).output("y").
-		node("/conv", "Conv", []string{"x"}, []string{"y"}).bytes(),
+	f("unsupported op", onnxtest.NewModel(13).Input("x", onnx.TypeFloat, "N", 3).Output("y").
+		Node("/conv", "Conv", []string{"x"}, []string{"y"}).Bytes(),
 		ErrUnsupported, `node "/conv" (Conv): unsupported: operator "Conv"`)
 	f("empty", nil, ErrMalformed, "model has no graph")
-	f("gemm K mismatch", newModel(13).input("x", tFloat, "batch", 64).output("y").init("W", w).
-		node("/fc1/Gemm", "Gemm", []string{"x", "W"}, []string{"y"}, aInt("transB", 1)).bytes(),
+	f("gemm K mismatch", onnxtest.NewModel(13).Input("x", onnx.TypeFloat, "batch", 64).Output("y").Init("W", w).
+		Node("/fc1/Gemm", "Gemm", []string{"x", "W"}, []string{"y"}, onnxtest.AttrInt("transB", 1)).Bytes(),
 		ErrInvalidModel, `node "/fc1/Gemm" (Gemm): invalid model: input B has shape [256 65], want K=64`)
-	f("bad transA", gemm(aInt("transA", 2)), ErrInvalidModel, `node "/fc1/Gemm" (Gemm): invalid model: attribute transA = 2, want 0 or 1`)
-	f("wrong attribute type", gemm(aFloat("transB", 1)), ErrInvalidModel, "attribute transB has type FLOAT, want INT")
-	f("unknown attribute", gemm(aInt("broadcast", 1)), ErrUnsupported, `node "/fc1/Gemm" (Gemm): unsupported: attribute "broadcast"`)
-	f("softmax axis", newModel(13).input("x", tFloat, "N", 3).output("y").
-		node("sm", "Softmax", []string{"x"}, []string{"y"}, aInt("axis", 2)).bytes(),
+	f("bad transA", gemm(onnxtest.AttrInt("transA", 2)), ErrInvalidModel, `node "/fc1/Gemm" (Gemm): invalid model: attribute transA = 2, want 0 or 1`)
+	f("wrong attribute type", gemm(onnxtest.AttrFloat("transB", 1)), ErrInvalidModel, "attribute transB has type FLOAT, want INT")
+	f("unknown attribute", gemm(onnxtest.AttrInt("broadcast", 1)), ErrUnsupported, `node "/fc1/Gemm" (Gemm): unsupported: attribute "broadcast"`)
+	f("softmax axis", onnxtest.NewModel(13).Input("x", onnx.TypeFloat, "N", 3).Output("y").
+		Node("sm", "Softmax", []string{"x"}, []string{"y"}, onnxtest.AttrInt("axis", 2)).Bytes(),
 		ErrInvalidModel, `node "sm" (Softmax): invalid model: axis 2 out of range for rank 2`)
-	f("argmax keepdims", newModel(13).input("x", tFloat, "N", 3).output("y").
-		node("am", "ArgMax", []string{"x"}, []string{"y"}, aInt("keepdims", 3)).bytes(),
+	f("argmax keepdims", onnxtest.NewModel(13).Input("x", onnx.TypeFloat, "N", 3).Output("y").
+		Node("am", "ArgMax", []string{"x"}, []string{"y"}, onnxtest.AttrInt("keepdims", 3)).Bytes(),
 		ErrInvalidModel, "attribute keepdims = 3")
-	f("add no broadcast", newModel(13).input("x", tFloat, "N", 3).output("y").init("b", tensor.New("", tensor.FP32, sh(4))).
-		node("add", "Add", []string{"x", "b"}, []string{"y"}).bytes(),
+	f("add no broadcast", onnxtest.NewModel(13).Input("x", onnx.TypeFloat, "N", 3).Output("y").Init("b", tensor.New("", tensor.FP32, sh(4))).
+		Node("add", "Add", []string{"x", "b"}, []string{"y"}).Bytes(),
 		ErrInvalidModel, `node "add" (Add): invalid model: input A has shape [2 3] and input B has shape [4], which do not broadcast`)
-	f("dtype mismatch", newModel(13).input("x", tFloat, "N", 3).output("y").init("b", i64(sh(1), 1)).
-		node("add", "Add", []string{"x", "b"}, []string{"y"}).bytes(),
+	f("dtype mismatch", onnxtest.NewModel(13).Input("x", onnx.TypeFloat, "N", 3).Output("y").Init("b", i64(sh(1), 1)).
+		Node("add", "Add", []string{"x", "b"}, []string{"y"}).Bytes(),
 		ErrInvalidModel, "input A is FP32 but input B is INT64")
-	f("matmul int", newModel(13).input("x", tInt64, 2, 2).output("y").
-		node("mm", "MatMul", []string{"x", "x"}, []string{"y"}).bytes(),
+	f("matmul int", onnxtest.NewModel(13).Input("x", onnx.TypeInt64, 2, 2).Output("y").
+		Node("mm", "MatMul", []string{"x", "x"}, []string{"y"}).Bytes(),
 		ErrUnsupported, `node "mm" (MatMul): unsupported: input A is INT64`)
-	f("reshape count", newModel(13).input("x", tFloat, "N", 6).output("y").init("s", i64(sh(2), 5, 5)).
-		node("r", "Reshape", []string{"x", "s"}, []string{"y"}).bytes(),
+	f("reshape count", onnxtest.NewModel(13).Input("x", onnx.TypeFloat, "N", 6).Output("y").Init("s", i64(sh(2), 5, 5)).
+		Node("r", "Reshape", []string{"x", "s"}, []string{"y"}).Bytes(),
 		ErrInvalidModel, `node "r" (Reshape): invalid model: cannot reshape input shape [2 6]`)
-	f("reshape non-constant shape", newModel(13).input("x", tFloat, 2, 6).input("s", tInt64, 2).output("y").
-		node("r", "Reshape", []string{"x", "s"}, []string{"y"}).bytes(),
+	f("reshape non-constant shape", onnxtest.NewModel(13).Input("x", onnx.TypeFloat, 2, 6).Input("s", onnx.TypeInt64, 2).Output("y").
+		Node("r", "Reshape", []string{"x", "s"}, []string{"y"}).Bytes(),
 		ErrUnsupported, "input shape must be a constant")
-	f("missing input", newModel(13).input("x", tFloat, "N", 3).output("y").
-		node("r", "Relu", []string{"nope"}, []string{"y"}).bytes(),
+	f("missing input", onnxtest.NewModel(13).Input("x", onnx.TypeFloat, "N", 3).Output("y").
+		Node("r", "Relu", []string{"nope"}, []string{"y"}).Bytes(),
 		ErrInvalidModel, `node "r" (Relu): invalid model: input "nope" is not a graph input, initializer or node output`)
-	f("empty required input", newModel(13).input("x", tFloat, "N", 3).output("y").
-		node("g", "Gemm", []string{"x", ""}, []string{"y"}).bytes(),
+	f("empty required input", onnxtest.NewModel(13).Input("x", onnx.TypeFloat, "N", 3).Output("y").
+		Node("g", "Gemm", []string{"x", ""}, []string{"y"}).Bytes(),
 		ErrInvalidModel, `node "g" (Gemm): invalid model: input 1 is required`)
-	f("too many inputs", newModel(13).input("x", tFloat, "N", 3).output("y").
-		node("r", "Relu", []string{"x", "x"}, []string{"y"}).bytes(),
+	f("too many inputs", onnxtest.NewModel(13).Input("x", onnx.TypeFloat, "N", 3).Output("y").
+		Node("r", "Relu", []string{"x", "x"}, []string{"y"}).Bytes(),
 		ErrInvalidModel, "2 inputs, want 1 to 1")
-	f("cycle", newModel(13).input("x", tFloat, "N", 3).output("y").
-		node("a", "Add", []string{"x", "b"}, []string{"a"}).
-		node("b", "Relu", []string{"a"}, []string{"b"}).
-		node("c", "Relu", []string{"a"}, []string{"y"}).bytes(),
+	f("cycle", onnxtest.NewModel(13).Input("x", onnx.TypeFloat, "N", 3).Output("y").
+		Node("a", "Add", []string{"x", "b"}, []string{"a"}).
+		Node("b", "Relu", []string{"a"}, []string{"b"}).
+		Node("c", "Relu", []string{"a"}, []string{"y"}).Bytes(),
 		ErrInvalidModel, "cycle")
-	f("duplicate output", newModel(13).input("x", tFloat, "N", 3).output("y").
-		node("a", "Relu", []string{"x"}, []string{"y"}).
-		node("b", "Relu", []string{"x"}, []string{"y"}).bytes(),
+	f("duplicate output", onnxtest.NewModel(13).Input("x", onnx.TypeFloat, "N", 3).Output("y").
+		Node("a", "Relu", []string{"x"}, []string{"y"}).
+		Node("b", "Relu", []string{"x"}, []string{"y"}).Bytes(),
 		ErrInvalidModel, `node "b" (Relu): invalid model: output "y" is already defined`)
-	f("unknown output", newModel(13).input("x", tFloat, "N", 3).output("z").
-		node("a", "Relu", []string{"x"}, []string{"y"}).bytes(),
+	f("unknown output", onnxtest.NewModel(13).Input("x", onnx.TypeFloat, "N", 3).Output("z").
+		Node("a", "Relu", []string{"x"}, []string{"y"}).Bytes(),
 		ErrInvalidModel, `graph output "z" is not produced`)
-	f("declared output type", newModel(13).input("x", tFloat, "N", 3).outputTyped("y", tInt64, "N", 3).
-		node("a", "Relu", []string{"x"}, []string{"y"}).bytes(),
+	f("declared output type", onnxtest.NewModel(13).Input("x", onnx.TypeFloat, "N", 3).OutputTyped("y", onnx.TypeInt64, "N", 3).
+		Node("a", "Relu", []string{"x"}, []string{"y"}).Bytes(),
 		ErrInvalidModel, `graph output "y" is declared as element type 7 but computes FP32`)
 	f("input without shape", func() []byte {
-		m := newModel(13).output("y").node("a", "Relu", []string{"x"}, []string{"y"})
-		m.inputs = append(m.inputs, valueInfoProto("x", tFloat, nil))
-		return m.bytes()
+		m := onnxtest.NewModel(13).Output("y").Node("a", "Relu", []string{"x"}, []string{"y"})
+		m.Inputs = append(m.Inputs, onnxtest.ValueInfo("x", onnx.TypeFloat, nil))
+		return m.Bytes()
 	}(), ErrUnsupported, `graph input "x": unsupported: no shape declared`)
-	f("opset too old", func() []byte { m := newModel(6).input("x", tFloat, 1).output("x"); return m.bytes() }(),
+	f("opset too old", func() []byte { m := onnxtest.NewModel(6).Input("x", onnx.TypeFloat, 1).Output("x"); return m.Bytes() }(),
 		ErrUnsupported, "ai.onnx opset 6 (supported: 7 to 23)")
-	f("opset too new", func() []byte { m := newModel(99).input("x", tFloat, 1).output("x"); return m.bytes() }(),
+	f("opset too new", func() []byte { m := onnxtest.NewModel(99).Input("x", onnx.TypeFloat, 1).Output("x"); return m.Bytes() }(),
 		ErrUnsupported, "ai.onnx opset 99")
 	f("external data", func() []byte {
-		tp := tensorProto("W", tensor.New("", tensor.FP32, sh(10, 64)), true)
-		tp = pbVarint(tp, 14, 1) // data_location = EXTERNAL
-		m := newModel(13).input("x", tFloat, "N", 64).output("y").
-			node("g", "Gemm", []string{"x", "W"}, []string{"y"}, aInt("transB", 1))
-		m.inits = append(m.inits, tp)
-		return m.bytes()
+		tp := onnxtest.TensorProto("W", tensor.New("", tensor.FP32, sh(10, 64)), true)
+		tp = onnxtest.AppendVarint(tp, 14, 1) // data_location = EXTERNAL
+		m := onnxtest.NewModel(13).Input("x", onnx.TypeFloat, "N", 64).Output("y").
+			Node("g", "Gemm", []string{"x", "W"}, []string{"y"}, onnxtest.AttrInt("transB", 1))
+		m.Inits = append(m.Inits, tp)
+		return m.Bytes()
 	}(), ErrUnsupported, `tensor "W": unsupported: external data`)
 	f("external data entries", func() []byte {
-		tp := pbPackedVarints(nil, 1, sh(2))
-		tp = pbVarint(tp, 2, tFloat)
-		tp = pbString(tp, 8, "W")
-		tp = pbBytes(tp, 13, pbString(pbString(nil, 1, "location"), 2, "weights.bin"))
-		m := newModel(13).input("x", tFloat, 2).output("y").node("a", "Add", []string{"x", "W"}, []string{"y"})
-		m.inits = append(m.inits, tp)
-		return m.bytes()
+		tp := onnxtest.AppendPackedVarints(nil, 1, sh(2))
+		tp = onnxtest.AppendVarint(tp, 2, onnx.TypeFloat)
+		tp = onnxtest.AppendString(tp, 8, "W")
+		tp = onnxtest.AppendBytes(tp, 13, onnxtest.AppendString(onnxtest.AppendString(nil, 1, "location"), 2, "weights.bin"))
+		m := onnxtest.NewModel(13).Input("x", onnx.TypeFloat, 2).Output("y").Node("a", "Add", []string{"x", "W"}, []string{"y"})
+		m.Inits = append(m.Inits, tp)
+		return m.Bytes()
 	}(), ErrUnsupported, "external data")
 	f("sparse initializer", func() []byte {
-		m := newModel(13).input("x", tFloat, 2).output("y").node("a", "Relu", []string{"x"}, []string{"y"})
-		m.graphExtra = pbBytes(nil, 15, []byte{})
-		return m.bytes()
+		m := onnxtest.NewModel(13).Input("x", onnx.TypeFloat, 2).Output("y").Node("a", "Relu", []string{"x"}, []string{"y"})
+		m.GraphExtra = onnxtest.AppendBytes(nil, 15, []byte{})
+		return m.Bytes()
 	}(), ErrUnsupported, "sparse initializers")
 	f("raw_data length", func() []byte {
-		tp := pbPackedVarints(nil, 1, sh(3))
-		tp = pbVarint(tp, 2, tFloat)
-		tp = pbString(tp, 8, "W")
-		tp = pbBytes(tp, 9, make([]byte, 8))
-		m := newModel(13).input("x", tFloat, 3).output("y").node("a", "Add", []string{"x", "W"}, []string{"y"})
-		m.inits = append(m.inits, tp)
-		return m.bytes()
+		tp := onnxtest.AppendPackedVarints(nil, 1, sh(3))
+		tp = onnxtest.AppendVarint(tp, 2, onnx.TypeFloat)
+		tp = onnxtest.AppendString(tp, 8, "W")
+		tp = onnxtest.AppendBytes(tp, 9, make([]byte, 8))
+		m := onnxtest.NewModel(13).Input("x", onnx.TypeFloat, 3).Output("y").Node("a", "Add", []string{"x", "W"}, []string{"y"})
+		m.Inits = append(m.Inits, tp)
+		return m.Bytes()
 	}(), ErrMalformed, `tensor "W": malformed model: raw_data has 8 bytes, dims [3] of FP32 need 12`)
 	f("float_data count", func() []byte {
-		tp := pbPackedVarints(nil, 1, sh(3))
-		tp = pbVarint(tp, 2, tFloat)
-		tp = pbString(tp, 8, "W")
-		tp = pbFixed32(tp, 4, 0)
-		m := newModel(13).input("x", tFloat, 3).output("y").node("a", "Add", []string{"x", "W"}, []string{"y"})
-		m.inits = append(m.inits, tp)
-		return m.bytes()
+		tp := onnxtest.AppendPackedVarints(nil, 1, sh(3))
+		tp = onnxtest.AppendVarint(tp, 2, onnx.TypeFloat)
+		tp = onnxtest.AppendString(tp, 8, "W")
+		tp = onnxtest.AppendFixed32(tp, 4, 0)
+		m := onnxtest.NewModel(13).Input("x", onnx.TypeFloat, 3).Output("y").Node("a", "Add", []string{"x", "W"}, []string{"y"})
+		m.Inits = append(m.Inits, tp)
+		return m.Bytes()
 	}(), ErrMalformed, "float_data has 1 values, dims [3] need 3")
 	f("non-default domain", func() []byte {
-		m := newModel(13).input("x", tFloat, 3).output("y")
-		nd := pbString(pbString(pbString(pbString(nil, 1, "x"), 2, "y"), 4, "FusedGemm"), 7, "com.microsoft")
-		m.nodes = append(m.nodes, nd)
-		return m.bytes()
+		m := onnxtest.NewModel(13).Input("x", onnx.TypeFloat, 3).Output("y")
+		nd := onnxtest.AppendString(onnxtest.AppendString(onnxtest.AppendString(onnxtest.AppendString(nil, 1, "x"), 2, "y"), 4, "FusedGemm"), 7, "com.microsoft")
+		m.Nodes = append(m.Nodes, nd)
+		return m.Bytes()
 	}(), ErrUnsupported, `node #0 (FusedGemm): unsupported: domain "com.microsoft"`)
-	f("dropout training", newModel(13).input("x", tFloat, "N", 3).output("y").init("tm", func() *tensor.Tensor {
+	f("dropout training", onnxtest.NewModel(13).Input("x", onnx.TypeFloat, "N", 3).Output("y").Init("tm", func() *tensor.Tensor {
 		b := tensor.New("", tensor.Bool, sh())
 		b.Data[0] = 1
 		return b
-	}()).node("d", "Dropout", []string{"x", "", "tm"}, []string{"y"}).bytes(),
+	}()).Node("d", "Dropout", []string{"x", "", "tm"}, []string{"y"}).Bytes(),
 		ErrUnsupported, `node "d" (Dropout): unsupported: Dropout in training mode`)
-	f("intermediate memory limit", newModel(13).input("x", tFloat, "N", 100000, 1).output("y").
-		init("b", tensor.New("", tensor.FP32, sh(1, 1, 20000))).
-		node("add", "Add", []string{"x", "b"}, []string{"y"}).bytes(),
+	f("intermediate memory limit", onnxtest.NewModel(13).Input("x", onnx.TypeFloat, "N", 100000, 1).Output("y").
+		Init("b", tensor.New("", tensor.FP32, sh(1, 1, 20000))).
+		Node("add", "Add", []string{"x", "b"}, []string{"y"}).Bytes(),
 		ErrUnsupported, "bytes of intermediate memory")
-	f("constant folding div by zero", newModel(13).input("x", tInt64, 1).output("y").
-		init("a", i64(sh(1), 1)).init("z", i64(sh(1), 0)).
-		node("div", "Div", []string{"a", "z"}, []string{"q"}).
-		node("add", "Add", []string{"x", "q"}, []string{"y"}).bytes(),
+	f("constant folding div by zero", onnxtest.NewModel(13).Input("x", onnx.TypeInt64, 1).Output("y").
+		Init("a", i64(sh(1), 1)).Init("z", i64(sh(1), 0)).
+		Node("div", "Div", []string{"a", "z"}, []string{"q"}).
+		Node("add", "Add", []string{"x", "q"}, []string{"y"}).Bytes(),
 		ErrInvalidModel, `node "div" (Div): invalid model: constant folding failed`)
 }
 

@@ -4,6 +4,7 @@ import (
 	"math"
 	"slices"
 
+	"github.com/coalesce-ml/coalesce/backends/cpu/internal/onnx"
 	"github.com/coalesce-ml/coalesce/tensor"
 )
 
@@ -165,18 +166,18 @@ func (g *graph) foldBatchNorm(p, bn *node) bool {
 	if len(bn.in) != 5 || slices.ContainsFunc(bn.out[1:], func(v int) bool { return v >= 0 }) {
 		return false
 	}
-	eps, err := bn.attrs.float("epsilon", 1e-5)
+	eps, err := bn.attrs.Float("epsilon", 1e-5)
 	if err != nil {
 		return false
 	}
-	if on, err := bn.attrs.boolInt("spatial", true); err != nil || !on {
+	if on, err := bn.attrs.Bool("spatial", true); err != nil || !on {
 		return false
 	}
-	if tm, err := bn.attrs.boolInt("training_mode", false); err != nil || tm {
+	if tm, err := bn.attrs.Bool("training_mode", false); err != nil || tm {
 		return false
 	}
-	transB, err1 := p.attrs.boolInt("transB", false)
-	betaC, err2 := p.attrs.float("beta", 1)
+	transB, err1 := p.attrs.Bool("transB", false)
+	betaC, err2 := p.attrs.Float("beta", 1)
 	if err1 != nil || err2 != nil || len(p.in) < 2 {
 		return false
 	}
@@ -242,6 +243,6 @@ func (g *graph) foldBatchNorm(p, bn *node) bool {
 	}
 	in := []int{p.in[0], add(nb), add(nc)}
 	p.in = in
-	p.attrs = slices.DeleteFunc(slices.Clone(p.attrs), func(a *onnxAttr) bool { return a.name == "beta" })
+	p.attrs = slices.DeleteFunc(slices.Clone(p.attrs), func(a *onnx.Attr) bool { return a.Name == "beta" })
 	return true
 }

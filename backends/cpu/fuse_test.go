@@ -5,6 +5,10 @@ import (
 	"math"
 	"testing"
 
+	"github.com/coalesce-ml/coalesce/backends/cpu/internal/onnx"
+	"github.com/coalesce-ml/coalesce/backends/cpu/internal/onnx/onnxtest"
+	"github.com/coalesce-ml/coalesce/backends/cpu/internal/sgemm"
+	"github.com/coalesce-ml/coalesce/internal/approx"
 	"github.com/coalesce-ml/coalesce/tensor"
 )
 
@@ -30,15 +34,15 @@ func TestFuse(t *testing.T) {
 	}{
 		{"Div16+Gemm+Relu", false, []node{
 			{"div", "Div", []string{"x", "sixteen"}, nil},
-			{"gemm", "Gemm", []string{"v0", "wt", "b"}, [][]byte{aInt("transB", 1)}},
+			{"gemm", "Gemm", []string{"v0", "wt", "b"}, [][]byte{onnxtest.AttrInt("transB", 1)}},
 			{"relu", "Relu", []string{"v1"}, nil}}, 1},
 		{"Mul0.5+Gemm(alpha,beta)+Relu", false, []node{
 			{"mul", "Mul", []string{"half", "x"}, nil},
-			{"gemm", "Gemm", []string{"v0", "w", "b1n"}, [][]byte{aFloat("alpha", 1.5), aFloat("beta", -2)}},
+			{"gemm", "Gemm", []string{"v0", "w", "b1n"}, [][]byte{onnxtest.AttrFloat("alpha", 1.5), onnxtest.AttrFloat("beta", -2)}},
 			{"relu", "Relu", []string{"v1"}, nil}}, 1},
 		{"Div3 not a power of two", false, []node{
 			{"div", "Div", []string{"x", "three"}, nil},
-			{"gemm", "Gemm", []string{"v0", "wt", "b"}, [][]byte{aInt("transB", 1)}}}, 2},
+			{"gemm", "Gemm", []string{"v0", "wt", "b"}, [][]byte{onnxtest.AttrInt("transB", 1)}}}, 2},
 		{"Gemm+Relu+Relu", false, []node{
 			{"gemm", "Gemm", []string{"x", "w"}, nil},
 			{"relu", "Relu", []string{"v0"}, nil},
@@ -65,39 +69,39 @@ func TestFuse(t *testing.T) {
 	}
 	for _, tc := range tests {
 		build := func(exportAll bool) []byte {
-			m := newModel(13)
+			m := onnxtest.NewModel(13)
 			if tc.threeD {
-				m.input("x", tFloat, "batch", 3, k)
+				m.Input("x", onnx.TypeFloat, "batch", 3, k)
 			} else {
-				m.input("x", tFloat, "batch", k)
+				m.Input("x", onnx.TypeFloat, "batch", k)
 			}
-			m.init("w", w).init("wt", wt).init("b", b).init("b1n", b1n).
-				init("sixteen", f32(sh(), 16)).init("half", f32(sh(1), 0.5)).init("three", f32(sh(), 3))
+			m.Init("w", w).Init("wt", wt).Init("b", b).Init("b1n", b1n).
+				Init("sixteen", f32(sh(), 16)).Init("half", f32(sh(1), 0.5)).Init("three", f32(sh(), 3))
 			last := len(tc.nodes) - 1
 			for i, nd := range tc.nodes {
 				out := "v" + string(rune('0'+i))
-				m.node(nd.name, nd.op, nd.in, []string{out}, nd.attrs...)
+				m.Node(nd.name, nd.op, nd.in, []string{out}, nd.attrs...)
 				if i == last || exportAll {
-					m.output(out)
+					m.Output(out)
 				}
 			}
-			return m.bytes()
+			return m.Bytes()
 		}
 		xs := []int64{5, k}
 		if tc.threeD {
 			xs = []int64{5, 3, k}
 		}
 		x := randTensor(r, tensor.FP32, xs...)
-		for _, ks := range kernelSets() {
-			t.Run(tc.name+"/"+ks.name, func(t *testing.T) {
-				fused, err := LoadBytes(build(false), Options{Concurrency: 1, Kernels: ks.name})
+		for _, ks := range sgemm.Available() {
+			t.Run(tc.name+"/"+ks.Name(), func(t *testing.T) {
+				fused, err := LoadBytes(build(false), Options{Concurrency: 1, Kernels: ks.Name()})
 				if err != nil {
 					t.Fatal(err)
 				}
 				if got := len(fused.g.nodes); got != tc.wantNodes {
 					t.Errorf("%d nodes after fusion, want %d", got, tc.wantNodes)
 				}
-				plain, err := LoadBytes(build(true), Options{Concurrency: 1, Kernels: ks.name})
+				plain, err := LoadBytes(build(true), Options{Concurrency: 1, Kernels: ks.Name()})
 				if err != nil {
 					t.Fatal(err)
 				}
@@ -137,7 +141,7 @@ func TestSoftmaxRows(t *testing.T) {
 		{-1000, 1000, 0},
 		{88, 88, -88},
 	}
-	for _, ks := range kernelSets() {
+	for _, ks := range sgemm.Available() {
 		for _, n := range []int{1, 2, 3, 10, 15, 16, 17, 31, 32, 33, 100, 1000} {
 			for _, scale := range []float64{1, 40} {
 				rows := 3
@@ -156,10 +160,10 @@ func TestSoftmaxRows(t *testing.T) {
 	}
 }
 
-func checkSoftmax(t *testing.T, ks *kernelSet, x *tensor.Tensor, rows, n int) {
+func checkSoftmax(t *testing.T, ks *sgemm.Kernels, x *tensor.Tensor, rows, n int) {
 	t.Helper()
 	got, want := tensor.New("", tensor.FP32, x.Shape), tensor.New("", tensor.FP32, x.Shape)
-	if err := softmaxRowsKernel(ks.softmaxRows, rows, n).run([]*tensor.Tensor{x}, []*tensor.Tensor{got}); err != nil {
+	if err := softmaxRowsKernel(ks, rows, n).run([]*tensor.Tensor{x}, []*tensor.Tensor{got}); err != nil {
 		t.Fatal(err)
 	}
 	if err := softmaxKernel[float32](rows, n, 1, false).run([]*tensor.Tensor{x}, []*tensor.Tensor{want}); err != nil {
@@ -178,7 +182,7 @@ func checkSoftmax(t *testing.T, ks *kernelSet, x *tensor.Tensor, rows, n int) {
 		}
 		rel := 1e-6 + math.Abs(float64(xs[i]-mx))*0x1p-23
 		if math.IsNaN(float64(w)) != math.IsNaN(float64(g)) || math.Abs(float64(g-w)) > rel*float64(w)+1e-37 {
-			t.Fatalf("%s: softmax of %v: [%d] = %v, want %v", ks.name, x.Float32s()[i/n*n:i/n*n+min(n, 8)], i, g, w)
+			t.Fatalf("%s: softmax of %v: [%d] = %v, want %v", ks.Name(), x.Float32s()[i/n*n:i/n*n+min(n, 8)], i, g, w)
 		}
 	}
 }
@@ -203,7 +207,7 @@ func TestExpRow32(t *testing.T) {
 			if sum != want && !(math.IsNaN(sum) && math.IsNaN(want)) {
 				t.Errorf("exp(%v) = %v, want %v", x, sum, want)
 			}
-		case math.Abs(sum-want) > 1e-11*want+0x1p-1074:
+		case !approx.Equal(sum, want, 1e-11*min(1, want)+0x1p-1074):
 			t.Errorf("exp(%v) = %v, want %v (relative error %.3g)", x, sum, want, math.Abs(sum-want)/want)
 		}
 		if math.Float32bits(dst[0]) != math.Float32bits(float32(sum)) {
@@ -234,36 +238,36 @@ func TestFoldBatchNorm(t *testing.T) {
 		wantNodes int
 	}{
 		{"B", []string{"x", "w", "b"}, nil, nil, false, 1},
-		{"transB", []string{"x", "wt", "b"}, [][]byte{aInt("transB", 1)}, nil, false, 1},
-		{"C [1,N], alpha, beta", []string{"x", "w", "b1n"}, [][]byte{aFloat("alpha", 0.5), aFloat("beta", -2)}, [][]byte{aFloat("epsilon", 1e-3)}, false, 1},
+		{"transB", []string{"x", "wt", "b"}, [][]byte{onnxtest.AttrInt("transB", 1)}, nil, false, 1},
+		{"C [1,N], alpha, beta", []string{"x", "w", "b1n"}, [][]byte{onnxtest.AttrFloat("alpha", 0.5), onnxtest.AttrFloat("beta", -2)}, [][]byte{onnxtest.AttrFloat("epsilon", 1e-3)}, false, 1},
 		{"scalar C", []string{"x", "w", "one"}, nil, nil, false, 1},
-		{"no C", []string{"x", "wt"}, [][]byte{aInt("transB", 1)}, nil, false, 1},
+		{"no C", []string{"x", "wt"}, [][]byte{onnxtest.AttrInt("transB", 1)}, nil, false, 1},
 		{"Gemm read twice", []string{"x", "w", "b"}, nil, nil, true, 3},
 	}
 	x := randTensor(r, tensor.FP32, 5, k)
 	for _, tc := range tests {
 		build := func(exportAll bool) []byte {
-			m := newModel(15)
-			m.input("x", tFloat, "batch", k)
-			m.init("w", w).init("wt", wt).init("b", b).init("b1n", b1n).init("one", f32(sh(), 1)).
-				init("gamma", randTensor(r, tensor.FP32, n)).init("beta", randTensor(r, tensor.FP32, n)).
-				init("mean", randTensor(r, tensor.FP32, n)).init("var", vr)
-			m.node("gemm", "Gemm", tc.gemmIn, []string{"v0"}, tc.gemmAttrs...)
-			m.node("bn", "BatchNormalization", []string{"v0", "gamma", "beta", "mean", "var"}, []string{"v1"}, tc.bnAttrs...)
-			m.node("relu", "Relu", []string{"v1"}, []string{"v2"})
+			m := onnxtest.NewModel(15)
+			m.Input("x", onnx.TypeFloat, "batch", k)
+			m.Init("w", w).Init("wt", wt).Init("b", b).Init("b1n", b1n).Init("one", f32(sh(), 1)).
+				Init("gamma", randTensor(r, tensor.FP32, n)).Init("beta", randTensor(r, tensor.FP32, n)).
+				Init("mean", randTensor(r, tensor.FP32, n)).Init("var", vr)
+			m.Node("gemm", "Gemm", tc.gemmIn, []string{"v0"}, tc.gemmAttrs...)
+			m.Node("bn", "BatchNormalization", []string{"v0", "gamma", "beta", "mean", "var"}, []string{"v1"}, tc.bnAttrs...)
+			m.Node("relu", "Relu", []string{"v1"}, []string{"v2"})
 			if exportAll || tc.readTwice {
-				m.output("v0")
+				m.Output("v0")
 			}
 			if exportAll {
-				m.output("v1")
+				m.Output("v1")
 			}
-			m.output("v2")
-			return m.bytes()
+			m.Output("v2")
+			return m.Bytes()
 		}
-		for _, ks := range kernelSets() {
-			t.Run(tc.name+"/"+ks.name, func(t *testing.T) {
+		for _, ks := range sgemm.Available() {
+			t.Run(tc.name+"/"+ks.Name(), func(t *testing.T) {
 				r = newRand() // same constants in both builds
-				folded, err := LoadBytes(build(false), Options{Concurrency: 1, Kernels: ks.name})
+				folded, err := LoadBytes(build(false), Options{Concurrency: 1, Kernels: ks.Name()})
 				if err != nil {
 					t.Fatal(err)
 				}
@@ -271,7 +275,7 @@ func TestFoldBatchNorm(t *testing.T) {
 					t.Errorf("%d nodes after folding, want %d", got, tc.wantNodes)
 				}
 				r = newRand()
-				plain, err := LoadBytes(build(true), Options{Concurrency: 1, Kernels: ks.name})
+				plain, err := LoadBytes(build(true), Options{Concurrency: 1, Kernels: ks.Name()})
 				if err != nil {
 					t.Fatal(err)
 				}

@@ -7,6 +7,8 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/coalesce-ml/coalesce/backends/cpu/internal/onnx"
+	"github.com/coalesce-ml/coalesce/backends/cpu/internal/onnx/onnxtest"
 	"github.com/coalesce-ml/coalesce/tensor"
 )
 
@@ -20,11 +22,11 @@ func FuzzLoadBytes(f *testing.F) {
 	f.Add(torchViewModel(11, randTensor(r, tensor.FP32, 2, 6), randTensor(r, tensor.FP32, 2)))
 	f.Add(torchViewModel(13, randTensor(r, tensor.FP32, 2, 6), randTensor(r, tensor.FP32, 2)))
 	x := iotaT(2, 3)
-	f.Add(oneNode(13, "Transpose", []arg{in("x", x)}, 1, aInts("perm", 1, 0)))
-	f.Add(oneNode(13, "Concat", []arg{in("x", x), cst("c", x)}, 1, aInt("axis", 0)))
-	f.Add(oneNode(13, "Gather", []arg{in("x", x), cst("i", i64(sh(2), 1, -1))}, 1, aInt("axis", 1)))
-	f.Add(oneNode(11, "Clip", []arg{in("x", x)}, 1, aFloat("min", 0)))
-	f.Add(oneNode(13, "Cast", []arg{in("x", x)}, 1, aInt("to", tInt64)))
+	f.Add(oneNode(13, "Transpose", []arg{in("x", x)}, 1, onnxtest.AttrInts("perm", 1, 0)))
+	f.Add(oneNode(13, "Concat", []arg{in("x", x), cst("c", x)}, 1, onnxtest.AttrInt("axis", 0)))
+	f.Add(oneNode(13, "Gather", []arg{in("x", x), cst("i", i64(sh(2), 1, -1))}, 1, onnxtest.AttrInt("axis", 1)))
+	f.Add(oneNode(11, "Clip", []arg{in("x", x)}, 1, onnxtest.AttrFloat("min", 0)))
+	f.Add(oneNode(13, "Cast", []arg{in("x", x)}, 1, onnxtest.AttrInt("to", onnx.TypeInt64)))
 	f.Add(oneNode(13, "Unsqueeze", []arg{in("x", x), cst("a", i64(sh(1), 0))}, 1))
 	f.Add(oneNode(15, "BatchNormalization", []arg{in("x", x), cst("s", f32(sh(3), 1, 2, 3)), cst("b", f32(sh(3), 1, 2, 3)),
 		cst("m", f32(sh(3), 1, 2, 3)), cst("v", f32(sh(3), 1, 2, 3))}, 1))
@@ -92,21 +94,21 @@ func mlFuzzSeeds() [][]byte {
 	x := f32(sh(2, 3), 1, 2, 3, 4, 5, 6)
 	xs := strT(sh(2, 2), "a", "b", "zz", "red")
 	return [][]byte{
-		newModel(0).importOpset(mlDomain, 1).input("x", tFloat, "N", 3).output("label").outputSeqMap("probs", onnxString, tFloat).
-			mlNode("sc", "Scaler", []string{"x"}, []string{"xs"}, aFloats("offset", 1, 2, 3), aFloats("scale", 1, 0.5, 2)).
-			mlNode("lc", "LinearClassifier", []string{"xs"}, []string{"label", "p"}, aFloats("coefficients", 1, 2, 3, 4, 5, 6),
-				aFloats("intercepts", 0, 1), aStrings("classlabels_strings", "a", "b"), aString("post_transform", "LOGISTIC")).
-			mlNode("zm", "ZipMap", []string{"p"}, []string{"probs"}, aStrings("classlabels_strings", "a", "b")).bytes(),
-		mlModel(1, "LinearClassifier", []arg{in("x", x)}, 2, aFloats("coefficients", 1, 2, 3), aInts("classlabels_ints", 0, 1)),
-		mlModel(1, "LinearRegressor", []arg{in("x", x)}, 1, aFloats("coefficients", 1, 2, 3, 4, 5, 6), aInt("targets", 2),
-			aString("post_transform", "SOFTMAX")),
-		mlModel(1, "Normalizer", []arg{in("x", x)}, 1, aString("norm", "L2")),
-		mlModel(1, "Binarizer", []arg{in("x", x)}, 1, aFloat("threshold", 2)),
-		mlModel(1, "Imputer", []arg{in("x", x)}, 1, aFloats("imputed_value_floats", 0), aFloat("replaced_value_float", float32(math.NaN()))),
+		onnxtest.NewModel(0).Import(mlDomain, 1).Input("x", onnx.TypeFloat, "N", 3).Output("label").OutputSeqMap("probs", onnx.TypeString, onnx.TypeFloat).
+			MLNode("sc", "Scaler", []string{"x"}, []string{"xs"}, onnxtest.AttrFloats("offset", 1, 2, 3), onnxtest.AttrFloats("scale", 1, 0.5, 2)).
+			MLNode("lc", "LinearClassifier", []string{"xs"}, []string{"label", "p"}, onnxtest.AttrFloats("coefficients", 1, 2, 3, 4, 5, 6),
+				onnxtest.AttrFloats("intercepts", 0, 1), onnxtest.AttrStrings("classlabels_strings", "a", "b"), onnxtest.AttrString("post_transform", "LOGISTIC")).
+			MLNode("zm", "ZipMap", []string{"p"}, []string{"probs"}, onnxtest.AttrStrings("classlabels_strings", "a", "b")).Bytes(),
+		mlModel(1, "LinearClassifier", []arg{in("x", x)}, 2, onnxtest.AttrFloats("coefficients", 1, 2, 3), onnxtest.AttrInts("classlabels_ints", 0, 1)),
+		mlModel(1, "LinearRegressor", []arg{in("x", x)}, 1, onnxtest.AttrFloats("coefficients", 1, 2, 3, 4, 5, 6), onnxtest.AttrInt("targets", 2),
+			onnxtest.AttrString("post_transform", "SOFTMAX")),
+		mlModel(1, "Normalizer", []arg{in("x", x)}, 1, onnxtest.AttrString("norm", "L2")),
+		mlModel(1, "Binarizer", []arg{in("x", x)}, 1, onnxtest.AttrFloat("threshold", 2)),
+		mlModel(1, "Imputer", []arg{in("x", x)}, 1, onnxtest.AttrFloats("imputed_value_floats", 0), onnxtest.AttrFloat("replaced_value_float", float32(math.NaN()))),
 		mlModel(1, "ArrayFeatureExtractor", []arg{in("x", xs), cst("i", i64(sh(1), 1))}, 1),
-		mlModel(1, "FeatureVectorizer", []arg{in("x", x), in("y", i64(sh(2, 1), 1, 2))}, 1, aInts("inputdimensions", 3, 2)),
-		mlModel(1, "OneHotEncoder", []arg{in("x", xs)}, 1, aStrings("cats_strings", "a", "red")),
-		mlModel(2, "LabelEncoder", []arg{in("x", xs)}, 1, aStrings("keys_strings", "a", "red"), aStrings("values_strings", "A", "RED")),
-		mlModel(1, "LabelEncoder", []arg{in("x", i64(sh(2), 0, 1))}, 1, aStrings("classes_strings", "a", "b")),
+		mlModel(1, "FeatureVectorizer", []arg{in("x", x), in("y", i64(sh(2, 1), 1, 2))}, 1, onnxtest.AttrInts("inputdimensions", 3, 2)),
+		mlModel(1, "OneHotEncoder", []arg{in("x", xs)}, 1, onnxtest.AttrStrings("cats_strings", "a", "red")),
+		mlModel(2, "LabelEncoder", []arg{in("x", xs)}, 1, onnxtest.AttrStrings("keys_strings", "a", "red"), onnxtest.AttrStrings("values_strings", "A", "RED")),
+		mlModel(1, "LabelEncoder", []arg{in("x", i64(sh(2), 0, 1))}, 1, onnxtest.AttrStrings("classes_strings", "a", "b")),
 	}
 }

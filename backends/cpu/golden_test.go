@@ -11,6 +11,7 @@ import (
 	"testing"
 
 	"github.com/coalesce-ml/coalesce/backends"
+	"github.com/coalesce-ml/coalesce/backends/cpu/internal/sgemm"
 	"github.com/coalesce-ml/coalesce/config"
 	"github.com/coalesce-ml/coalesce/tensor"
 )
@@ -82,8 +83,8 @@ func TestGoldenModels(t *testing.T) {
 			continue
 		}
 		found++
-		for _, ks := range kernelSets() {
-			t.Run(filepath.Base(dir)+"/"+ks.name, func(t *testing.T) { runGolden(t, g, modelPath, ks.name) })
+		for _, ks := range sgemm.Available() {
+			t.Run(filepath.Base(dir)+"/"+ks.Name(), func(t *testing.T) { runGolden(t, g, modelPath, ks.Name()) })
 		}
 	}
 	if found == 0 {

@@ -5,6 +5,8 @@ import (
 	"sync"
 
 	"github.com/coalesce-ml/coalesce/backends"
+	"github.com/coalesce-ml/coalesce/backends/cpu/internal/onnx"
+	"github.com/coalesce-ml/coalesce/backends/cpu/internal/sgemm"
 	"github.com/coalesce-ml/coalesce/tensor"
 )
 
@@ -37,9 +39,9 @@ type graph struct {
 	nodes   []*node          // topological order, folded nodes removed
 	inputs  []graphInput
 	outputs []graphOutput
-	kernels *kernelSet // the SGEMM kernels; packing depends on them
-	packs   packCache  // packed constant weights, shared by all plans
-	split   *splitter  // helpers for large products (nil: never split)
+	kernels *sgemm.Kernels  // the SGEMM kernels; packing depends on them
+	packs   packCache       // packed constant weights, shared by all plans
+	split   *sgemm.Splitter // helpers for large products (nil: never split)
 	// stringInputs is set when a graph input is BYTES: Infer then maps its
 	// elements to vocabulary ids.
 	stringInputs bool
@@ -54,7 +56,7 @@ type graphInput struct {
 // graphOutput is one output of the graph.
 type graphOutput struct {
 	id       int
-	declared *onnxValueInfo
+	declared *onnx.ValueInfo
 	// keys is set for the output of a ZipMap (a sequence of maps, served
 	// as its FP32 [N, C] input): the class labels, see zipMapOutput.
 	keys []string
@@ -67,7 +69,7 @@ type node struct {
 	domain  string // "" for ai.onnx, or mlDomain
 	op      string
 	in, out []int // value ids; -1 for an absent optional input or output
-	attrs   attrs
+	attrs   onnx.Attrs
 	def     *opDef
 	// Set by fuse on Gemm and MatMul nodes (see fuse): scale (a power of
 	// two, 0 for none) multiplies A, bias (MatMul only: a constant with
@@ -101,14 +103,14 @@ func (n *node) String() string {
 }
 
 // buildGraph checks a decoded model and turns it into a graph.
-func buildGraph(m *onnxModel) (*graph, error) {
+func buildGraph(m *onnx.Model) (*graph, error) {
 	g := &graph{vocab: &vocab{}}
-	for _, o := range m.opsets {
-		switch o.domain {
+	for _, o := range m.Opsets {
+		switch o.Domain {
 		case "", "ai.onnx":
-			g.opset = o.version
+			g.opset = o.Version
 		case mlDomain:
-			g.mlOpset = o.version
+			g.mlOpset = o.Version
 		}
 	}
 	if g.mlOpset != 0 && (g.mlOpset < minMLOpset || g.mlOpset > maxMLOpset) {
@@ -126,8 +128,8 @@ func buildGraph(m *onnxModel) (*graph, error) {
 	if g.opset < minOpset || g.opset > maxOpset {
 		return nil, fmt.Errorf("%w: ai.onnx opset %d (supported: %d to %d)", ErrUnsupported, g.opset, minOpset, maxOpset)
 	}
-	og := m.graph
-	if og.sparseInits > 0 {
+	og := m.Graph
+	if og.SparseInits > 0 {
 		return nil, fmt.Errorf("%w: sparse initializers", ErrUnsupported)
 	}
 	ids := map[string]int{}
@@ -137,34 +139,34 @@ func buildGraph(m *onnxModel) (*graph, error) {
 		g.consts = append(g.consts, c)
 		return len(g.names) - 1
 	}
-	for _, it := range og.initializers {
-		if it.name == "" {
+	for _, it := range og.Initializers {
+		if it.Name == "" {
 			return nil, fmt.Errorf("%w: initializer without a name", ErrInvalidModel)
 		}
-		if _, dup := ids[it.name]; dup {
-			return nil, fmt.Errorf("%w: initializer %q defined twice", ErrInvalidModel, it.name)
+		if _, dup := ids[it.Name]; dup {
+			return nil, fmt.Errorf("%w: initializer %q defined twice", ErrInvalidModel, it.Name)
 		}
-		t, err := it.toTensor()
+		t, err := it.ToTensor()
 		if err != nil {
 			return nil, fmt.Errorf("initializer: %w", err)
 		}
-		add(it.name, t)
+		add(it.Name, t)
 	}
-	for _, vi := range og.inputs {
-		if _, isInit := ids[vi.name]; isInit {
+	for _, vi := range og.Inputs {
+		if _, isInit := ids[vi.Name]; isInit {
 			continue // IR < 4 lists initializers as inputs; IR >= 4 allows overriding them, which we do not
 		}
 		spec, err := specFromValueInfo(vi)
 		if err != nil {
-			return nil, fmt.Errorf("graph input %q: %w", vi.name, err)
+			return nil, fmt.Errorf("graph input %q: %w", vi.Name, err)
 		}
-		g.inputs = append(g.inputs, graphInput{id: add(vi.name, nil), spec: spec})
+		g.inputs = append(g.inputs, graphInput{id: add(vi.Name, nil), spec: spec})
 		g.stringInputs = g.stringInputs || spec.DType == tensor.Bytes
 	}
-	nodes := make([]*node, len(og.nodes))
-	for i, on := range og.nodes {
-		n := &node{index: i, name: on.name, op: on.opType, attrs: on.attrs}
-		if on.domain == mlDomain {
+	nodes := make([]*node, len(og.Nodes))
+	for i, on := range og.Nodes {
+		n := &node{index: i, name: on.Name, op: on.OpType, attrs: on.Attrs}
+		if on.Domain == mlDomain {
 			n.domain = mlDomain
 			if g.mlOpset == 0 {
 				g.mlOpset = maxMLOpset // not imported: the latest, as onnxruntime does
@@ -174,7 +176,7 @@ func buildGraph(m *onnxModel) (*graph, error) {
 		if err := n.checkDef(on); err != nil {
 			return nil, fmt.Errorf("%s: %w", n, err)
 		}
-		for _, name := range on.outputs {
+		for _, name := range on.Outputs {
 			if name == "" {
 				n.out = append(n.out, -1)
 				continue
@@ -185,8 +187,8 @@ func buildGraph(m *onnxModel) (*graph, error) {
 			n.out = append(n.out, add(name, nil))
 		}
 	}
-	for i, on := range og.nodes {
-		for _, name := range on.inputs {
+	for i, on := range og.Nodes {
+		for _, name := range on.Inputs {
 			id := -1
 			if name != "" {
 				var ok bool
@@ -213,20 +215,20 @@ func buildGraph(m *onnxModel) (*graph, error) {
 			}
 		}
 	}
-	for _, vi := range og.outputs {
-		id, ok := ids[vi.name]
+	for _, vi := range og.Outputs {
+		id, ok := ids[vi.Name]
 		if !ok {
-			return nil, fmt.Errorf("%w: graph output %q is not produced by the graph", ErrInvalidModel, vi.name)
+			return nil, fmt.Errorf("%w: graph output %q is not produced by the graph", ErrInvalidModel, vi.Name)
 		}
 		out := graphOutput{id: id, declared: vi}
 		if zm := zipMaps[id]; zm != nil {
 			keys, err := zipMapOutput(zm, vi)
 			if err != nil {
-				return nil, fmt.Errorf("graph output %q: %w", vi.name, err)
+				return nil, fmt.Errorf("graph output %q: %w", vi.Name, err)
 			}
 			out.keys = keys
-		} else if vi.otherType {
-			return nil, fmt.Errorf("graph output %q: %w: non-tensor type (only a ZipMap may produce a sequence of maps)", vi.name, ErrUnsupported)
+		} else if vi.OtherType {
+			return nil, fmt.Errorf("graph output %q: %w: non-tensor type (only a ZipMap may produce a sequence of maps)", vi.Name, ErrUnsupported)
 		}
 		g.outputs = append(g.outputs, out)
 	}
@@ -243,42 +245,42 @@ func buildGraph(m *onnxModel) (*graph, error) {
 
 // checkDef resolves the operator and checks the domain, the number of
 // inputs and outputs and the attribute names.
-func (n *node) checkDef(on *onnxNode) error {
-	switch on.domain {
+func (n *node) checkDef(on *onnx.Node) error {
+	switch on.Domain {
 	case "", "ai.onnx":
-		n.def = lookupOp(on.opType)
+		n.def = lookupOp(on.OpType)
 	case mlDomain:
-		n.def = lookupMLOp(on.opType)
+		n.def = lookupMLOp(on.OpType)
 	default:
-		return fmt.Errorf("%w: domain %q", ErrUnsupported, on.domain)
+		return fmt.Errorf("%w: domain %q", ErrUnsupported, on.Domain)
 	}
 	if n.def == nil {
 		if n.domain == mlDomain {
-			return fmt.Errorf("%w: operator %q of domain %s", ErrUnsupported, on.opType, mlDomain)
+			return fmt.Errorf("%w: operator %q of domain %s", ErrUnsupported, on.OpType, mlDomain)
 		}
-		return fmt.Errorf("%w: operator %q", ErrUnsupported, on.opType)
+		return fmt.Errorf("%w: operator %q", ErrUnsupported, on.OpType)
 	}
-	if k := len(on.inputs); k < n.def.minIn || k > n.def.maxIn {
+	if k := len(on.Inputs); k < n.def.minIn || k > n.def.maxIn {
 		return fmt.Errorf("%w: %d inputs, want %d to %d", ErrInvalidModel, k, n.def.minIn, n.def.maxIn)
 	}
-	if k := len(on.outputs); k < 1 || k > n.def.maxOut {
+	if k := len(on.Outputs); k < 1 || k > n.def.maxOut {
 		return fmt.Errorf("%w: %d outputs, want 1 to %d", ErrInvalidModel, k, n.def.maxOut)
 	}
-	for i, a := range on.attrs {
-		if a.refName != "" {
-			return fmt.Errorf("%w: attribute %s refers to function attribute %q", ErrUnsupported, a.name, a.refName)
+	for i, a := range on.Attrs {
+		if a.RefName != "" {
+			return fmt.Errorf("%w: attribute %s refers to function attribute %q", ErrUnsupported, a.Name, a.RefName)
 		}
-		for _, b := range on.attrs[:i] {
-			if b.name == a.name {
-				return fmt.Errorf("%w: attribute %s given twice", ErrInvalidModel, a.name)
+		for _, b := range on.Attrs[:i] {
+			if b.Name == a.Name {
+				return fmt.Errorf("%w: attribute %s given twice", ErrInvalidModel, a.Name)
 			}
 		}
 		known := false
 		for _, name := range n.def.attrs {
-			known = known || name == a.name
+			known = known || name == a.Name
 		}
 		if !known {
-			return fmt.Errorf("%w: attribute %q", ErrUnsupported, a.name)
+			return fmt.Errorf("%w: attribute %q", ErrUnsupported, a.Name)
 		}
 	}
 	return nil
@@ -368,34 +370,34 @@ func (g *graph) live(nodes []*node) []*node {
 
 // specFromValueInfo turns a declared graph input into a TensorSpec; dims
 // without a value (dim_param or nothing) are -1.
-func specFromValueInfo(vi *onnxValueInfo) (backends.TensorSpec, error) {
-	spec := backends.TensorSpec{Name: vi.name}
-	if vi.name == "" {
+func specFromValueInfo(vi *onnx.ValueInfo) (backends.TensorSpec, error) {
+	spec := backends.TensorSpec{Name: vi.Name}
+	if vi.Name == "" {
 		return spec, fmt.Errorf("%w: graph input without a name", ErrInvalidModel)
 	}
-	if !vi.tensorType || vi.otherType {
+	if !vi.TensorType || vi.OtherType {
 		return spec, fmt.Errorf("%w: not a tensor type", ErrUnsupported)
 	}
-	dt, ok := dtypeFromONNX(vi.elemType)
+	dt, ok := onnx.DataType(vi.ElemType)
 	if !ok {
-		return spec, fmt.Errorf("%w: element type %d", ErrUnsupported, vi.elemType)
+		return spec, fmt.Errorf("%w: element type %d", ErrUnsupported, vi.ElemType)
 	}
-	if !vi.hasShape {
+	if !vi.HasShape {
 		return spec, fmt.Errorf("%w: no shape declared (the engine needs at least the rank)", ErrUnsupported)
 	}
-	if len(vi.dims) > maxRank {
-		return spec, fmt.Errorf("%w: rank %d (at most %d)", ErrUnsupported, len(vi.dims), maxRank)
+	if len(vi.Dims) > maxRank {
+		return spec, fmt.Errorf("%w: rank %d (at most %d)", ErrUnsupported, len(vi.Dims), maxRank)
 	}
 	spec.DType = dt
-	spec.Shape = make([]int64, len(vi.dims))
-	for i, d := range vi.dims {
+	spec.Shape = make([]int64, len(vi.Dims))
+	for i, d := range vi.Dims {
 		switch {
-		case !d.hasValue:
+		case !d.HasValue:
 			spec.Shape[i] = -1
-		case d.value < 0:
-			return spec, fmt.Errorf("%w: dimension %d is %d", ErrInvalidModel, i, d.value)
+		case d.Value < 0:
+			return spec, fmt.Errorf("%w: dimension %d is %d", ErrInvalidModel, i, d.Value)
 		default:
-			spec.Shape[i] = d.value
+			spec.Shape[i] = d.Value
 		}
 	}
 	if tensor.NumElements(positive(spec.Shape)) < 0 {

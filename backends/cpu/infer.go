@@ -42,8 +42,8 @@ func (b *Backend) Infer(ctx context.Context, inputs []*tensor.Tensor) ([]*tensor
 	if err := ctx.Err(); err != nil {
 		return nil, fmt.Errorf("cpu: infer: %w", err)
 	}
-	b.split.enter()
-	defer b.split.leave()
+	b.split.Enter()
+	defer b.split.Leave()
 	return b.run(w, inputs)
 }
 

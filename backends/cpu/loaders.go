@@ -64,7 +64,7 @@ func LoadNative(path string, io NativeIO, opts Options) (*Backend, error) {
 	if err != nil {
 		return nil, fmt.Errorf("cpu: %w", err)
 	}
-	var m *forest.Model
+	var m *forest.Ensemble
 	if strings.HasSuffix(path, ".json") {
 		m, err = xgboost.Read(data)
 	} else {

@@ -5,11 +5,12 @@ import (
 
 	"github.com/coalesce-ml/coalesce/backends"
 	"github.com/coalesce-ml/coalesce/backends/cpu/forest"
+	"github.com/coalesce-ml/coalesce/backends/cpu/internal/onnx"
 	"github.com/coalesce-ml/coalesce/tensor"
 )
 
 // Native tree models (XGBoost JSON, LightGBM text) are served without a
-// conversion step: the file is read into a forest.Model and wrapped in a
+// conversion step: the file is read into a forest.Ensemble and wrapped in a
 // one-node graph, so that they run on the same workers, arenas and plans
 // as ONNX models.
 //
@@ -31,7 +32,7 @@ type NativeIO struct {
 }
 
 // nativeOutputs lists the outputs a model can serve.
-func nativeOutputs(m *forest.Model) []string {
+func nativeOutputs(m *forest.Ensemble) []string {
 	if m.Classes > 0 {
 		return []string{"label", "probabilities", "margin"}
 	}
@@ -39,7 +40,7 @@ func nativeOutputs(m *forest.Model) []string {
 }
 
 // NewNative serves a tree model read from a native format.
-func NewNative(m *forest.Model, io NativeIO, opts Options) (be *Backend, err error) {
+func NewNative(m *forest.Ensemble, io NativeIO, opts Options) (be *Backend, err error) {
 	defer func() {
 		if r := recover(); r != nil {
 			be, err = nil, fmt.Errorf("cpu: BUG: panic while loading: %v", r)
@@ -91,7 +92,7 @@ func NewNative(m *forest.Model, io NativeIO, opts Options) (be *Backend, err err
 		g.names = append(g.names, o)
 		g.consts = append(g.consts, nil)
 		n.out = append(n.out, id)
-		g.outputs = append(g.outputs, graphOutput{id: id, declared: &onnxValueInfo{name: o}})
+		g.outputs = append(g.outputs, graphOutput{id: id, declared: &onnx.ValueInfo{Name: o}})
 	}
 	g.nodes = []*node{n}
 	platform := "xgboost_json"
@@ -110,7 +111,7 @@ func NewNative(m *forest.Model, io NativeIO, opts Options) (be *Backend, err err
 
 // nativeKernel computes a native model's outputs.
 type nativeKernel struct {
-	m     *forest.Model
+	m     *forest.Ensemble
 	kinds []int // per output: index into nativeOutputs
 	dt    tensor.DataType
 }

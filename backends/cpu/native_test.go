@@ -3,7 +3,6 @@ package cpu
 import (
 	"bufio"
 	"context"
-	"math"
 	"os"
 	"path/filepath"
 	"strconv"
@@ -11,7 +10,7 @@ import (
 	"testing"
 
 	"github.com/coalesce-ml/coalesce/backends"
-	"github.com/coalesce-ml/coalesce/config"
+	"github.com/coalesce-ml/coalesce/internal/approx"
 	"github.com/coalesce-ml/coalesce/tensor"
 )
 
@@ -32,9 +31,10 @@ func TestNativeLightGBM(t *testing.T) {
 	}
 	for _, dt := range []string{"FP32", "FP64"} {
 		t.Run(dt, func(t *testing.T) {
-			mc := config.ModelConfig{Inputs: []config.TensorConfig{{Name: "x", DataType: dt, Dims: []int64{10}}},
-				Outputs: []config.TensorConfig{{Name: "margin"}, {Name: "probabilities"}, {Name: "label"}}}
-			be, err := Loaders(Options{Concurrency: 1})["model.txt"](path, backends.LoadOptionsOf(&mc))
+			dtype, _ := tensor.ParseDataType(dt)
+			opts := backends.LoadOptions{Inputs: []backends.TensorSpec{{Name: "x", DType: dtype, Shape: []int64{10}}},
+				Outputs: []backends.TensorSpec{{Name: "margin"}, {Name: "probabilities"}, {Name: "label"}}}
+			be, err := Loaders(Options{Concurrency: 1})["model.txt"](path, opts)
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -43,7 +43,6 @@ func TestNativeLightGBM(t *testing.T) {
 				t.Fatalf("metadata = %+v", md)
 			}
 			n := len(rows)
-			dtype, _ := tensor.ParseDataType(dt)
 			x := tensor.New("x", dtype, []int64{int64(n), 10})
 			for i, row := range rows {
 				for j, v := range row {
@@ -55,10 +54,10 @@ func TestNativeLightGBM(t *testing.T) {
 				t.Fatal(err)
 			}
 			for i := range n {
-				if got := outs[0].Float32s()[i]; math.Abs(float64(got)-margins[i]) > 1e-5*max(1, math.Abs(margins[i])) {
+				if got := outs[0].Float32s()[i]; !approx.Equal(float64(got), margins[i], 1e-5) {
 					t.Errorf("row %d margin %v; want %v", i, got, margins[i])
 				}
-				if got := outs[1].Float32s()[2*i+1]; math.Abs(float64(got)-probs[i]) > 1e-6 {
+				if got := outs[1].Float32s()[2*i+1]; !approx.Equal(float64(got), probs[i], 1e-6) {
 					t.Errorf("row %d p %v; want %v", i, got, probs[i])
 				}
 				if got, want := outs[2].Int64s()[i], int64(boolIndex(probs[i] > 0.5)); got != want {
@@ -110,15 +109,15 @@ func TestNativeConfigErrors(t *testing.T) {
 	path := "../../models/cancer-xgb/1/model.json"
 	for _, tc := range []struct {
 		name string
-		mc   config.ModelConfig
+		opts backends.LoadOptions
 		want string
 	}{
-		{"feature count", config.ModelConfig{Inputs: []config.TensorConfig{{Name: "x", Dims: []int64{29}}}}, "has 29 features in the configuration; the model has 30"},
-		{"unknown output", config.ModelConfig{Outputs: []config.TensorConfig{{Name: "prediction"}}}, `output "prediction": want one of [label probabilities margin]`},
-		{"output twice", config.ModelConfig{Outputs: []config.TensorConfig{{Name: "label"}, {Name: "label"}}}, "listed twice"},
+		{"feature count", backends.LoadOptions{Inputs: []backends.TensorSpec{{Name: "x", Shape: []int64{29}}}}, "has 29 features in the configuration; the model has 30"},
+		{"unknown output", backends.LoadOptions{Outputs: []backends.TensorSpec{{Name: "prediction"}}}, `output "prediction": want one of [label probabilities margin]`},
+		{"output twice", backends.LoadOptions{Outputs: []backends.TensorSpec{{Name: "label"}, {Name: "label"}}}, "listed twice"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			_, err := Loaders(Options{Concurrency: 1})["model.json"](path, backends.LoadOptionsOf(&tc.mc))
+			_, err := Loaders(Options{Concurrency: 1})["model.json"](path, tc.opts)
 			if err == nil || !strings.Contains(err.Error(), tc.want) {
 				t.Fatalf("load error = %v; want one containing %q", err, tc.want)
 			}

@@ -1,6 +1,7 @@
 package cpu
 
 import (
+	"github.com/coalesce-ml/coalesce/backends/cpu/internal/onnx"
 	"github.com/coalesce-ml/coalesce/tensor"
 )
 
@@ -12,17 +13,17 @@ import (
 // accepted and ignored.
 func compileCast(c *opCtx) (kernel, error) {
 	x := c.input(0)
-	if !c.n.attrs.has("to") {
+	if !c.n.attrs.Has("to") {
 		return nil, invalidf("attribute to is required")
 	}
-	to, err := c.n.attrs.int("to", 0)
+	to, err := c.n.attrs.Int("to", 0)
 	if err != nil {
 		return nil, err
 	}
-	if _, err := c.n.attrs.boolInt("saturate", true); err != nil {
+	if _, err := c.n.attrs.Bool("saturate", true); err != nil {
 		return nil, err
 	}
-	dt, ok := dtypeFromONNX(int32(to))
+	dt, ok := onnx.DataType(int32(to))
 	if !ok || int64(int32(to)) != to || dt == tensor.Bytes {
 		return nil, unsupportedf("cast to element type %d", to)
 	}

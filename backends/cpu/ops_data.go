@@ -9,10 +9,10 @@ import (
 // compileConcat compiles Concat along axis (required, negative allowed)
 // for any datatype, as row copies.
 func compileConcat(c *opCtx) (kernel, error) {
-	if !c.n.attrs.has("axis") {
+	if !c.n.attrs.Has("axis") {
 		return nil, invalidf("attribute axis is required")
 	}
-	axis, err := c.n.attrs.int("axis", 0)
+	axis, err := c.n.attrs.Int("axis", 0)
 	if err != nil {
 		return nil, err
 	}
@@ -72,7 +72,7 @@ func compileConcat(c *opCtx) (kernel, error) {
 // of range fails the call.
 func compileGather(c *opCtx) (kernel, error) {
 	data, idx := c.input(0), c.input(1)
-	axis, err := c.n.attrs.int("axis", 0)
+	axis, err := c.n.attrs.Int("axis", 0)
 	if err != nil {
 		return nil, err
 	}
@@ -121,7 +121,7 @@ func compileGather(c *opCtx) (kernel, error) {
 func compileTranspose(c *opCtx) (kernel, error) {
 	x := c.input(0)
 	r := len(x.shape)
-	perm, ok, err := c.n.attrs.ints("perm")
+	perm, ok, err := c.n.attrs.Ints("perm")
 	if err != nil {
 		return nil, err
 	}

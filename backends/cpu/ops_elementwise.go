@@ -151,7 +151,7 @@ func binaryFns[T number](op string) binFns[T] {
 // INT64.
 func compileUnary(c *opCtx) (kernel, error) {
 	x := c.input(0)
-	alpha, err := c.n.attrs.float("alpha", 0.01) // LeakyRelu only
+	alpha, err := c.n.attrs.Float("alpha", 0.01) // LeakyRelu only
 	if err != nil {
 		return nil, err
 	}
@@ -276,16 +276,16 @@ func compileClip(c *opCtx) (kernel, error) {
 		if len(c.in) > 1 {
 			return nil, invalidf("Clip before opset 11 takes bounds as attributes, not inputs")
 		}
-		l, err := c.n.attrs.float("min", -math.MaxFloat32)
+		l, err := c.n.attrs.Float("min", -math.MaxFloat32)
 		if err != nil {
 			return nil, err
 		}
-		h, err := c.n.attrs.float("max", math.MaxFloat32)
+		h, err := c.n.attrs.Float("max", math.MaxFloat32)
 		if err != nil {
 			return nil, err
 		}
 		lo, hi = float64(l), float64(h)
-	} else if c.n.attrs.has("min") || c.n.attrs.has("max") {
+	} else if c.n.attrs.Has("min") || c.n.attrs.Has("max") {
 		return nil, invalidf("Clip from opset 11 takes bounds as inputs, not attributes")
 	}
 	for i := 1; i < 3; i++ {

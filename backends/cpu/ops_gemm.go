@@ -3,6 +3,7 @@ package cpu
 import (
 	"fmt"
 
+	"github.com/coalesce-ml/coalesce/backends/cpu/internal/sgemm"
 	"github.com/coalesce-ml/coalesce/tensor"
 )
 
@@ -18,19 +19,19 @@ import (
 // call.
 func compileGemm(c *opCtx) (kernel, error) {
 	A, B, C := c.input(0), c.input(1), c.input(2)
-	alpha, err := c.n.attrs.float("alpha", 1)
+	alpha, err := c.n.attrs.Float("alpha", 1)
 	if err != nil {
 		return nil, err
 	}
-	beta, err := c.n.attrs.float("beta", 1)
+	beta, err := c.n.attrs.Float("beta", 1)
 	if err != nil {
 		return nil, err
 	}
-	transA, err := c.n.attrs.boolInt("transA", false)
+	transA, err := c.n.attrs.Bool("transA", false)
 	if err != nil {
 		return nil, err
 	}
-	transB, err := c.n.attrs.boolInt("transB", false)
+	transB, err := c.n.attrs.Bool("transB", false)
 	if err != nil {
 		return nil, err
 	}
@@ -78,15 +79,15 @@ func compileGemm(c *opCtx) (kernel, error) {
 	ks, sp, lda, ldb := c.ks, c.sp, int(A.shape[1]), int(B.shape[1])
 	flags := 0
 	if c.n.relu {
-		flags |= flagRelu
+		flags |= sgemm.ReLU
 	}
 	useC := C != nil && beta != 0
-	var pb *packedB
+	var pb *sgemm.Packed
 	if B.konst != nil {
 		var bias *tensor.Tensor
 		if useC && C.konst != nil && (len(C.shape) < 2 || C.shape[0] == 1) {
 			bias, useC = C.konst, false
-			flags |= flagBias
+			flags |= sgemm.AddBias
 		}
 		if alpha == 0 {
 			// alpha·A·B is zero, even where A or B holds Inf or NaN.
@@ -98,30 +99,30 @@ func compileGemm(c *opCtx) (kernel, error) {
 	var cStrides []int
 	if useC {
 		cStrides = broadcastStrides(C.shape, out)
-		flags |= flagAcc
+		flags |= sgemm.Accumulate
 	}
-	sc := new(scratch)
+	sc := new(sgemm.Scratch)
 	return kernelFunc(func(in, outs []*tensor.Tensor) error {
 		a, y := viewAs[float32](in[0].Data), viewAs[float32](outs[0].Data)
 		if useC {
 			fillBroadcast(y, viewAs[float32](in[2].Data), m, n, cStrides, beta)
 		}
 		switch {
-		case pb != nil && pb.k == 0:
-			ks.gemm(m, nil, 0, pb, y, n, flags)
+		case pb != nil && alpha == 0: // packed with K = 0
+			ks.Gemm(m, nil, 0, pb, y, n, flags)
 		case pb != nil && !transA:
-			sp.gemm(ks, m, a, lda, pb, y, n, flags)
+			sp.Gemm(ks, m, a, lda, pb, y, n, flags)
 		case pb != nil:
-			buf := sc.get(m * k)
+			buf := sc.Get(m * k)
 			transpose(*buf, a, k, m, lda)
-			sp.gemm(ks, m, *buf, k, pb, y, n, flags)
-			sc.put(buf)
+			sp.Gemm(ks, m, *buf, k, pb, y, n, flags)
+			sc.Put(buf)
 		default:
 			bet := float32(0)
-			if flags&flagAcc != 0 {
+			if flags&sgemm.Accumulate != 0 {
 				bet = 1
 			}
-			ks.sgemm(sc, transA, transB, m, n, k, alpha, a, lda, viewAs[float32](in[1].Data), ldb, bet, y, n, flags&flagRelu)
+			ks.Sgemm(sc, transA, transB, m, n, k, alpha, a, lda, viewAs[float32](in[1].Data), ldb, bet, y, n, flags&sgemm.ReLU)
 		}
 		return nil
 	}), nil
@@ -197,7 +198,7 @@ func compileMatMul(c *opCtx) (kernel, error) {
 		out = out[:len(out)-1]
 	}
 	c.setOut(0, tensor.FP32, out)
-	ks, sp, sc := c.ks, c.sp, new(scratch)
+	ks, sp, sc := c.ks, c.sp, new(sgemm.Scratch)
 	if len(bBatch) == 0 && B.konst != nil {
 		// Constant weights, with what fuse merged into the node: a
 		// power-of-two scale of A, a per-column bias (a following Add) and
@@ -207,15 +208,15 @@ func compileMatMul(c *opCtx) (kernel, error) {
 			alpha = c.n.scale
 		}
 		if c.n.bias != nil {
-			flags |= flagBias
+			flags |= sgemm.AddBias
 		}
 		if c.n.relu {
-			flags |= flagRelu
+			flags |= sgemm.ReLU
 		}
 		rows := prod(aBatch) * m
 		pb := c.packB(B.konst, false, k, n, n, alpha, c.n.bias, 1)
 		return kernelFunc(func(in, outs []*tensor.Tensor) error {
-			sp.gemm(ks, rows, viewAs[float32](in[0].Data), k, pb, viewAs[float32](outs[0].Data), n, flags)
+			sp.Gemm(ks, rows, viewAs[float32](in[0].Data), k, pb, viewAs[float32](outs[0].Data), n, flags)
 			return nil
 		}), nil
 	}
@@ -226,7 +227,7 @@ func compileMatMul(c *opCtx) (kernel, error) {
 		rows := prod(aBatch) * m
 		return kernelFunc(func(in, outs []*tensor.Tensor) error {
 			a, b, y := viewAs[float32](in[0].Data), viewAs[float32](in[1].Data), viewAs[float32](outs[0].Data)
-			ks.sgemm(sc, false, false, rows, n, k, 1, a, k, b, n, 0, y, n, 0)
+			ks.Sgemm(sc, false, false, rows, n, k, 1, a, k, b, n, 0, y, n, 0)
 			return nil
 		}), nil
 	}
@@ -252,7 +253,7 @@ func compileMatMul(c *opCtx) (kernel, error) {
 	return kernelFunc(func(in, outs []*tensor.Tensor) error {
 		a, b, y := viewAs[float32](in[0].Data), viewAs[float32](in[1].Data), viewAs[float32](outs[0].Data)
 		for t, o := range offs {
-			ks.sgemm(sc, false, false, m, n, k, 1, a[o[0]:], k, b[o[1]:], n, 0, y[t*m*n:], n, 0)
+			ks.Sgemm(sc, false, false, m, n, k, 1, a[o[0]:], k, b[o[1]:], n, 0, y[t*m*n:], n, 0)
 		}
 		return nil
 	}), nil

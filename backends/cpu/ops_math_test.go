@@ -5,6 +5,9 @@ import (
 	"math"
 	"testing"
 
+	"github.com/coalesce-ml/coalesce/backends/cpu/internal/onnx/onnxtest"
+	"github.com/coalesce-ml/coalesce/backends/cpu/internal/sgemm"
+	"github.com/coalesce-ml/coalesce/internal/approx"
 	"github.com/coalesce-ml/coalesce/tensor"
 )
 
@@ -75,7 +78,7 @@ func TestUnaryOps(t *testing.T) {
 	}{
 		{"Relu", nil, func(x float64) float64 { return max(x, 0) }, []tensor.DataType{tensor.FP32, tensor.FP64, tensor.Int32, tensor.Int64}},
 		{"LeakyRelu", nil, func(x float64) float64 { return map[bool]float64{true: 0.01 * x, false: x}[x < 0] }, []tensor.DataType{tensor.FP32}},
-		{"LeakyRelu", [][]byte{aFloat("alpha", 0.2)}, func(x float64) float64 { return map[bool]float64{true: 0.2 * x, false: x}[x < 0] }, []tensor.DataType{tensor.FP32, tensor.FP64}},
+		{"LeakyRelu", [][]byte{onnxtest.AttrFloat("alpha", 0.2)}, func(x float64) float64 { return map[bool]float64{true: 0.2 * x, false: x}[x < 0] }, []tensor.DataType{tensor.FP32, tensor.FP64}},
 		{"Sigmoid", nil, sigmoid, []tensor.DataType{tensor.FP32, tensor.FP64}},
 		{"Tanh", nil, math.Tanh, []tensor.DataType{tensor.FP32}},
 		{"Exp", nil, math.Exp, []tensor.DataType{tensor.FP32, tensor.FP64}},
@@ -121,7 +124,7 @@ func TestClip(t *testing.T) {
 		attrs [][]byte
 		want  ref
 	}{
-		{"opset7/both", 7, []arg{in("x", x)}, [][]byte{aFloat("min", -1), aFloat("max", 1)}, clip(-1, 1)},
+		{"opset7/both", 7, []arg{in("x", x)}, [][]byte{onnxtest.AttrFloat("min", -1), onnxtest.AttrFloat("max", 1)}, clip(-1, 1)},
 		{"opset7/none", 7, []arg{in("x", x)}, nil, clip(-inf, inf)},
 		{"opset11/both", 11, []arg{in("x", x), cst("lo", f32(sh(), -0.5)), cst("hi", f32(sh(), 2))}, nil, clip(-0.5, 2)},
 		{"opset13/min only", 13, []arg{in("x", x), cst("lo", f32(sh(), 0))}, nil, clip(0, inf)},
@@ -146,8 +149,8 @@ func TestClip(t *testing.T) {
 // TestGemm runs Gemm through the backend with every kernel set for all
 // transpositions, C shapes, constant or computed B and scales.
 func TestGemm(t *testing.T) {
-	for _, ks := range kernelSets() {
-		t.Run(ks.name, func(t *testing.T) { testGemm(t, Options{Concurrency: 1, Kernels: ks.name}) })
+	for _, ks := range sgemm.Available() {
+		t.Run(ks.Name(), func(t *testing.T) { testGemm(t, Options{Concurrency: 1, Kernels: ks.Name()}) })
 	}
 }
 
@@ -178,8 +181,8 @@ func testGemm(t *testing.T, opts Options) {
 								cr := toRef(c)
 								cref = &cr
 							}
-							attrs := [][]byte{aInt("transA", b2i(transA)), aInt("transB", b2i(transB)),
-								aFloat("alpha", ab[0]), aFloat("beta", ab[1])}
+							attrs := [][]byte{onnxtest.AttrInt("transA", b2i(transA)), onnxtest.AttrInt("transB", b2i(transB)),
+								onnxtest.AttrFloat("alpha", ab[0]), onnxtest.AttrFloat("beta", ab[1])}
 							outs := runModelWith(t, opts, oneNode(13, "Gemm", args, 1, attrs...), graphInputs(args)...)
 							expectClose(t, outs[0], refGemm(toRef(a), toRef(b), cref, float64(ab[0]), float64(ab[1]), transA, transB))
 						})
@@ -213,10 +216,10 @@ func TestMatMul(t *testing.T) {
 	for _, tc := range tests {
 		for _, konstB := range []bool{false, true} {
 			a, b := randTensor(r, tensor.FP32, tc.a...), randTensor(r, tensor.FP32, tc.b...)
-			for _, ks := range kernelSets() {
-				t.Run(fmt.Sprintf("%v@%v/const=%v/%s", tc.a, tc.b, konstB, ks.name), func(t *testing.T) {
+			for _, ks := range sgemm.Available() {
+				t.Run(fmt.Sprintf("%v@%v/const=%v/%s", tc.a, tc.b, konstB, ks.Name()), func(t *testing.T) {
 					args := []arg{in("a", a), {name: "b", t: b, konst: konstB}}
-					outs := runModelWith(t, Options{Concurrency: 1, Kernels: ks.name}, oneNode(13, "MatMul", args, 1), graphInputs(args)...)
+					outs := runModelWith(t, Options{Concurrency: 1, Kernels: ks.Name()}, oneNode(13, "MatMul", args, 1), graphInputs(args)...)
 					want := refMatMul(toRef(a), toRef(b))
 					// Sums of k products: the float32 rounding grows like sqrt(k).
 					expectCloseTol(t, outs[0], want, 1e-5*math.Sqrt(float64(tc.a[len(tc.a)-1])))
@@ -233,7 +236,7 @@ func expectCloseTol(t *testing.T, got *tensor.Tensor, want ref, tol float64) {
 		t.Fatalf("output shape %v, want %v", got.Shape, want.shape)
 	}
 	for i, w := range want.data {
-		if g := got.Float64At(i); math.Abs(g-w) > tol*max(1, math.Abs(w)) {
+		if g := got.Float64At(i); !approx.Equal(g, w, tol) {
 			t.Fatalf("output[%d] = %v, want %v", i, g, w)
 		}
 	}
@@ -263,7 +266,7 @@ func TestSoftmax(t *testing.T) {
 			t.Run(name, func(t *testing.T) {
 				var attrs [][]byte
 				if tc.axis != nil {
-					attrs = append(attrs, aInt("axis", *tc.axis))
+					attrs = append(attrs, onnxtest.AttrInt("axis", *tc.axis))
 				}
 				outs := runModel(t, oneNode(tc.opset, op, []arg{in("x", x)}, 1, attrs...), x)
 				expectClose(t, outs[0], refSoftmax(toRef(x), tc.want, tc.coerc, op == "LogSoftmax"))
@@ -287,7 +290,7 @@ func TestArgMaxArgMin(t *testing.T) {
 				for _, last := range []bool{false, true} {
 					name := fmt.Sprintf("%s/axis=%d/keepdims=%v/last=%v", op, axis, keep, last)
 					t.Run(name, func(t *testing.T) {
-						attrs := [][]byte{aInt("axis", axis), aInt("keepdims", b2i(keep)), aInt("select_last_index", b2i(last))}
+						attrs := [][]byte{onnxtest.AttrInt("axis", axis), onnxtest.AttrInt("keepdims", b2i(keep)), onnxtest.AttrInt("select_last_index", b2i(last))}
 						outs := runModel(t, oneNode(13, op, []arg{in("x", x)}, 1, attrs...), x)
 						if outs[0].DType != tensor.Int64 {
 							t.Fatalf("output is %s, want INT64", outs[0].DType)
@@ -316,7 +319,7 @@ func TestBatchNormalization(t *testing.T) {
 			e := 1e-5
 			var attrs [][]byte
 			if eps != nil {
-				attrs, e = [][]byte{aFloat("epsilon", *eps)}, float64(*eps)
+				attrs, e = [][]byte{onnxtest.AttrFloat("epsilon", *eps)}, float64(*eps)
 			}
 			args := []arg{in("x", x), cst("s", scale), cst("b", bias), cst("m", mean), cst("v", vr)}
 			outs := runModel(t, oneNode(15, "BatchNormalization", args, 1, attrs...), x)

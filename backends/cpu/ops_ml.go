@@ -6,6 +6,8 @@ import (
 	"strconv"
 	"unsafe"
 
+	"github.com/coalesce-ml/coalesce/backends/cpu/internal/onnx"
+	"github.com/coalesce-ml/coalesce/backends/cpu/internal/sgemm"
 	"github.com/coalesce-ml/coalesce/tensor"
 )
 
@@ -58,11 +60,11 @@ var mlNumeric = []tensor.DataType{tensor.FP32, tensor.FP64, tensor.Int64, tensor
 // float32s returns x's elements as float32: x's data itself when it is
 // FP32, else converted (as C++'s static_cast<float> rounds) into a buffer
 // taken from sc, which the caller returns with sc.put when it is not nil.
-func float32s(x *tensor.Tensor, sc *scratch) ([]float32, *[]float32) {
+func float32s(x *tensor.Tensor, sc *sgemm.Scratch) ([]float32, *[]float32) {
 	if x.DType == tensor.FP32 {
 		return viewAs[float32](x.Data), nil
 	}
-	buf := sc.get(x.Len())
+	buf := sc.Get(x.Len())
 	castTo(*buf, x)
 	return *buf, buf
 }
@@ -99,12 +101,12 @@ func oneOrPerFeature(name string, n, f int) error {
 // zipMapKeys returns ZipMap's keys: classlabels_strings, or
 // classlabels_int64s as decimal strings (ints is then true). Exactly one
 // must be set; duplicates, which would collapse in a map, are rejected.
-func zipMapKeys(as attrs) (keys []string, ints bool, err error) {
-	strs, hasStrs, err := as.strs("classlabels_strings")
+func zipMapKeys(as onnx.Attrs) (keys []string, ints bool, err error) {
+	strs, hasStrs, err := as.Strings("classlabels_strings")
 	if err != nil {
 		return nil, false, err
 	}
-	is, hasInts, err := as.ints("classlabels_int64s")
+	is, hasInts, err := as.Ints("classlabels_int64s")
 	if err != nil {
 		return nil, false, err
 	}
@@ -139,21 +141,21 @@ func zipMapKeys(as attrs) (keys []string, ints bool, err error) {
 // zipMapOutput checks the declared type of a graph output computed by the
 // ZipMap node zm, seq(map(string or int64, float)) or none, and returns
 // the keys its TensorSpec carries.
-func zipMapOutput(zm *node, vi *onnxValueInfo) ([]string, error) {
+func zipMapOutput(zm *node, vi *onnx.ValueInfo) ([]string, error) {
 	keys, ints, err := zipMapKeys(zm.attrs)
 	if err != nil {
 		return nil, fmt.Errorf("%s: %w", zm, err)
 	}
-	keyType, keyName := int32(onnxString), "string"
+	keyType, keyName := int32(onnx.TypeString), "string"
 	if ints {
-		keyType, keyName = onnxInt64, "int64"
+		keyType, keyName = onnx.TypeInt64, "int64"
 	}
 	switch {
-	case vi.tensorType:
+	case vi.TensorType:
 		return nil, invalidf("declared as a tensor, but %s produces a sequence of maps", zm)
-	case vi.otherType:
-		m := vi.seqElem
-		if m == nil || m.mapValue == nil || m.mapKey != keyType || !m.mapValue.tensorType || m.mapValue.elemType != onnxFloat {
+	case vi.OtherType:
+		m := vi.SeqElem
+		if m == nil || m.MapValue == nil || m.MapKey != keyType || !m.MapValue.TensorType || m.MapValue.ElemType != onnx.TypeFloat {
 			return nil, invalidf("declared type is not seq(map(%s, float)), which %s produces", keyName, zm)
 		}
 	}

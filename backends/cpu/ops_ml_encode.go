@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"math"
 
+	"github.com/coalesce-ml/coalesce/backends/cpu/internal/onnx"
 	"github.com/coalesce-ml/coalesce/tensor"
 )
 
@@ -103,15 +104,15 @@ func (k *floatIndex) find(key float32) (int, bool) {
 // category listed twice takes its last position (onnxruntime).
 func compileOneHotEncoder(c *opCtx) (kernel, error) {
 	as := c.n.attrs
-	ints, hasInts, err := as.ints("cats_int64s")
+	ints, hasInts, err := as.Ints("cats_int64s")
 	if err != nil {
 		return nil, err
 	}
-	strs, hasStrs, err := as.strs("cats_strings")
+	strs, hasStrs, err := as.Strings("cats_strings")
 	if err != nil {
 		return nil, err
 	}
-	zeros, err := as.boolInt("zeros", true)
+	zeros, err := as.Bool("zeros", true)
 	if err != nil {
 		return nil, err
 	}
@@ -188,20 +189,20 @@ func compileLabelEncoder(c *opCtx) (kernel, error) {
 		return compileLabelEncoder1(c)
 	}
 	as := c.n.attrs
-	if as.has("classes_strings") {
+	if as.Has("classes_strings") {
 		return nil, invalidf("attribute classes_strings is LabelEncoder-1's (ai.onnx.ml opset 1); the model imports opset %d", c.mlOpset)
 	}
-	var keyAttr, valAttr *onnxAttr
+	var keyAttr, valAttr *onnx.Attr
 	for _, a := range as {
-		switch a.name {
+		switch a.Name {
 		case "keys_strings", "keys_int64s", "keys_floats":
 			if keyAttr != nil {
-				return nil, invalidf("attributes %s and %s are both set", keyAttr.name, a.name)
+				return nil, invalidf("attributes %s and %s are both set", keyAttr.Name, a.Name)
 			}
 			keyAttr = a
 		case "values_strings", "values_int64s", "values_floats":
 			if valAttr != nil {
-				return nil, invalidf("attributes %s and %s are both set", valAttr.name, a.name)
+				return nil, invalidf("attributes %s and %s are both set", valAttr.Name, a.Name)
 			}
 			valAttr = a
 		}
@@ -214,9 +215,9 @@ func compileLabelEncoder(c *opCtx) (kernel, error) {
 	var ints *keyIndex
 	var floats *floatIndex
 	nk := 0
-	switch keyAttr.name {
+	switch keyAttr.Name {
 	case "keys_strings":
-		ks, _, err := as.strs(keyAttr.name)
+		ks, _, err := as.Strings(keyAttr.Name)
 		if err != nil {
 			return nil, err
 		}
@@ -226,7 +227,7 @@ func compileLabelEncoder(c *opCtx) (kernel, error) {
 			return nil, fmt.Errorf("%w (the keys are keys_strings)", err)
 		}
 	case "keys_int64s":
-		ks, _, err := as.ints(keyAttr.name)
+		ks, _, err := as.Ints(keyAttr.Name)
 		if err != nil {
 			return nil, err
 		}
@@ -235,7 +236,7 @@ func compileLabelEncoder(c *opCtx) (kernel, error) {
 			return nil, fmt.Errorf("%w (the keys are keys_int64s)", err)
 		}
 	default:
-		ks, _, err := as.floats(keyAttr.name)
+		ks, _, err := as.Floats(keyAttr.Name)
 		if err != nil {
 			return nil, err
 		}
@@ -245,46 +246,46 @@ func compileLabelEncoder(c *opCtx) (kernel, error) {
 		}
 	}
 	x := c.input(0)
-	switch valAttr.name {
+	switch valAttr.Name {
 	case "values_floats":
-		vs, _, err := as.floats(valAttr.name)
+		vs, _, err := as.Floats(valAttr.Name)
 		if err != nil {
 			return nil, err
 		}
-		def, err := as.float("default_float", float32(math.Copysign(0, -1)))
+		def, err := as.Float("default_float", float32(math.Copysign(0, -1)))
 		if err != nil {
 			return nil, err
 		}
 		if len(vs) != nk {
-			return nil, invalidf("attribute %s has %d values, %s %d: they must have as many", valAttr.name, len(vs), keyAttr.name, nk)
+			return nil, invalidf("attribute %s has %d values, %s %d: they must have as many", valAttr.Name, len(vs), keyAttr.Name, nk)
 		}
 		c.setOut(0, tensor.FP32, clone(x.shape))
 		return &labelMap[float32]{ints: ints, floats: floats, values: vs, def: def}, nil
 	case "values_int64s":
-		vs, _, err := as.ints(valAttr.name)
+		vs, _, err := as.Ints(valAttr.Name)
 		if err != nil {
 			return nil, err
 		}
-		def, err := as.int("default_int64", -1)
+		def, err := as.Int("default_int64", -1)
 		if err != nil {
 			return nil, err
 		}
 		if len(vs) != nk {
-			return nil, invalidf("attribute %s has %d values, %s %d: they must have as many", valAttr.name, len(vs), keyAttr.name, nk)
+			return nil, invalidf("attribute %s has %d values, %s %d: they must have as many", valAttr.Name, len(vs), keyAttr.Name, nk)
 		}
 		c.setOut(0, tensor.Int64, clone(x.shape))
 		return &labelMap[int64]{ints: ints, floats: floats, values: vs, def: def}, nil
 	default:
-		vs, _, err := as.strs(valAttr.name)
+		vs, _, err := as.Strings(valAttr.Name)
 		if err != nil {
 			return nil, err
 		}
-		def, err := as.str("default_string", "_Unused")
+		def, err := as.Str("default_string", "_Unused")
 		if err != nil {
 			return nil, err
 		}
 		if len(vs) != nk {
-			return nil, invalidf("attribute %s has %d values, %s %d: they must have as many", valAttr.name, len(vs), keyAttr.name, nk)
+			return nil, invalidf("attribute %s has %d values, %s %d: they must have as many", valAttr.Name, len(vs), keyAttr.Name, nk)
 		}
 		c.setOut(0, tensor.Bytes, clone(x.shape))
 		return &labelMap[int64]{ints: ints, floats: floats, values: c.stringIDs(vs), def: c.stringID(def)}, nil
@@ -295,24 +296,24 @@ func compileLabelEncoder(c *opCtx) (kernel, error) {
 func compileLabelEncoder1(c *opCtx) (kernel, error) {
 	as := c.n.attrs
 	for _, a := range as {
-		switch a.name {
+		switch a.Name {
 		case "classes_strings", "default_int64", "default_string":
 		default:
-			return nil, invalidf("attribute %s is LabelEncoder-2's (ai.onnx.ml opset 2); the model imports opset %d", a.name, c.mlOpset)
+			return nil, invalidf("attribute %s is LabelEncoder-2's (ai.onnx.ml opset 2); the model imports opset %d", a.Name, c.mlOpset)
 		}
 	}
-	classes, ok, err := as.strs("classes_strings")
+	classes, ok, err := as.Strings("classes_strings")
 	if err != nil {
 		return nil, err
 	}
 	if !ok {
 		return nil, invalidf("attribute classes_strings is required")
 	}
-	defInt, err := as.int("default_int64", -1)
+	defInt, err := as.Int("default_int64", -1)
 	if err != nil {
 		return nil, err
 	}
-	defStr, err := as.str("default_string", "_Unused")
+	defStr, err := as.Str("default_string", "_Unused")
 	if err != nil {
 		return nil, err
 	}

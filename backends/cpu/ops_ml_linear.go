@@ -1,6 +1,8 @@
 package cpu
 
 import (
+	"github.com/coalesce-ml/coalesce/backends/cpu/internal/onnx"
+	"github.com/coalesce-ml/coalesce/backends/cpu/internal/sgemm"
 	"github.com/coalesce-ml/coalesce/tensor"
 )
 
@@ -16,10 +18,10 @@ import (
 // more).
 type linear struct {
 	rows, f int
-	pb      *packedB
+	pb      *sgemm.Packed
 	flags   int
-	ks      *kernelSet
-	sp      *splitter
+	ks      *sgemm.Kernels
+	sp      *sgemm.Splitter
 }
 
 // newLinear packs the coefficients (rows·f values) and intercepts (rows
@@ -28,7 +30,7 @@ func newLinear(c *opCtx, coef, icpt []float32, rows, f int) *linear {
 	var bias *tensor.Tensor
 	flags := 0
 	if len(icpt) > 0 {
-		bias, flags = floatsView(icpt, int64(rows)), flagBias
+		bias, flags = floatsView(icpt, int64(rows)), sgemm.AddBias
 	}
 	pb := c.packB(floatsView(coef, int64(rows), int64(f)), true, f, rows, f, 1, bias, 1)
 	sp := c.sp
@@ -48,7 +50,7 @@ const minSplitWork = 128 * 64
 
 // scores stores the n rows of X·Wᵀ + b, row i at y[i*ldy:].
 func (l *linear) scores(n int, x []float32, y []float32, ldy int) {
-	l.sp.gemm(l.ks, n, x, l.f, l.pb, y, ldy, l.flags)
+	l.sp.Gemm(l.ks, n, x, l.f, l.pb, y, ldy, l.flags)
 }
 
 // linearRows returns the number of coefficient rows: one per intercept
@@ -94,18 +96,18 @@ func compileLinearClassifier(c *opCtx) (kernel, error) {
 	if err != nil {
 		return nil, err
 	}
-	ints, _, err := as.ints("classlabels_ints")
+	ints, _, err := as.Ints("classlabels_ints")
 	if err != nil {
 		return nil, err
 	}
-	strs, _, err := as.strs("classlabels_strings")
+	strs, _, err := as.Strings("classlabels_strings")
 	if err != nil {
 		return nil, err
 	}
 	if len(ints) > 0 && len(strs) > 0 {
 		return nil, invalidf("attributes classlabels_ints and classlabels_strings are both set")
 	}
-	if mc, err := as.int("multi_class", 0); err != nil || mc != 0 && mc != 1 {
+	if mc, err := as.Int("multi_class", 0); err != nil || mc != 0 && mc != 1 {
 		if err != nil {
 			return nil, err
 		}
@@ -161,8 +163,8 @@ func compileLinearClassifier(c *opCtx) (kernel, error) {
 	c.setOut(0, labelType, []int64{int64(n)})
 	c.setOut(1, tensor.FP32, []int64{int64(n), int64(cols)})
 	lin := newLinear(c, coef, icpt, rows, f)
-	sc := new(scratch)
-	softmax := c.ks.softmaxRows
+	sc := new(sgemm.Scratch)
+	ks := c.ks
 	return kernelFunc(func(in, out []*tensor.Tensor) error {
 		if n == 0 {
 			return nil
@@ -173,7 +175,7 @@ func compileLinearClassifier(c *opCtx) (kernel, error) {
 		if out[1] != nil {
 			z = viewAs[float32](out[1].Data)
 		} else {
-			zbuf = sc.get(n * cols)
+			zbuf = sc.Get(n * cols)
 			z = *zbuf
 		}
 		var lab []int64
@@ -212,7 +214,7 @@ func compileLinearClassifier(c *opCtx) (kernel, error) {
 			raw := z
 			var rbuf *[]float32
 			if pt == postSoftmax && zbuf == nil {
-				rbuf = sc.get(n * cols)
+				rbuf = sc.Get(n * cols)
 				raw = *rbuf
 			}
 			lin.scores(n, x, raw, cols)
@@ -233,21 +235,19 @@ func compileLinearClassifier(c *opCtx) (kernel, error) {
 			}
 			if pt == postSoftmax && zbuf == nil {
 				// All rows at once, vectorised as the Softmax operator is.
-				if softmax != nil {
-					softmax(raw, z, n, cols)
-				} else {
+				if !ks.SoftmaxRows(raw, z, n, cols) {
 					softmaxRows32(raw, z, n, cols)
 				}
 			}
 			if rbuf != nil {
-				sc.put(rbuf)
+				sc.Put(rbuf)
 			}
 		}
 		if xbuf != nil {
-			sc.put(xbuf)
+			sc.Put(xbuf)
 		}
 		if zbuf != nil {
-			sc.put(zbuf)
+			sc.Put(zbuf)
 		}
 		return nil
 	}), nil
@@ -266,7 +266,7 @@ func compileLinearRegressor(c *opCtx) (kernel, error) {
 	if err != nil {
 		return nil, err
 	}
-	targets, err := as.int("targets", 1)
+	targets, err := as.Int("targets", 1)
 	if err != nil {
 		return nil, err
 	}
@@ -296,7 +296,7 @@ func compileLinearRegressor(c *opCtx) (kernel, error) {
 	}
 	c.setOut(0, tensor.FP32, []int64{int64(n), int64(t)})
 	lin := newLinear(c, coef, icpt, t, f)
-	sc := new(scratch)
+	sc := new(sgemm.Scratch)
 	return kernelFunc(func(in, out []*tensor.Tensor) error {
 		x, xbuf := float32s(in[0], sc)
 		y := viewAs[float32](out[0].Data)
@@ -307,7 +307,7 @@ func compileLinearRegressor(c *opCtx) (kernel, error) {
 			}
 		}
 		if xbuf != nil {
-			sc.put(xbuf)
+			sc.Put(xbuf)
 		}
 		return nil
 	}), nil
@@ -315,14 +315,14 @@ func compileLinearRegressor(c *opCtx) (kernel, error) {
 
 // linearAttrs reads the coefficients (required) and intercepts (optional)
 // attributes LinearClassifier and LinearRegressor share.
-func linearAttrs(as attrs) (coef, icpt []float32, err error) {
-	coef, ok, err := as.floats("coefficients")
+func linearAttrs(as onnx.Attrs) (coef, icpt []float32, err error) {
+	coef, ok, err := as.Floats("coefficients")
 	if err != nil {
 		return nil, nil, err
 	}
 	if !ok {
 		return nil, nil, invalidf("attribute coefficients is required")
 	}
-	icpt, _, err = as.floats("intercepts")
+	icpt, _, err = as.Floats("intercepts")
 	return coef, icpt, err
 }

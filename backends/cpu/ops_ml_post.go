@@ -1,6 +1,10 @@
 package cpu
 
-import "math"
+import (
+	"math"
+
+	"github.com/coalesce-ml/coalesce/backends/cpu/internal/onnx"
+)
 
 // postTransform is the post_transform attribute of the ONNX-ML
 // classifiers and regressors (LinearClassifier, LinearRegressor,
@@ -21,8 +25,8 @@ func (p postTransform) String() string { return postTransformNames[p] }
 
 // parsePostTransform reads a node's post_transform attribute (default
 // NONE).
-func parsePostTransform(as attrs) (postTransform, error) {
-	s, err := as.str("post_transform", "NONE")
+func parsePostTransform(as onnx.Attrs) (postTransform, error) {
+	s, err := as.Str("post_transform", "NONE")
 	if err != nil {
 		return 0, err
 	}
@@ -84,13 +88,4 @@ func softmaxRow(row []float32, skipZero bool) {
 		}
 		row[i] = float32(float64(v) / sum)
 	}
-}
-
-// str returns the STRING attribute name, or def when absent.
-func (as attrs) str(name, def string) (string, error) {
-	a, err := as.get(name, attrString)
-	if a == nil || err != nil {
-		return def, err
-	}
-	return string(a.s), nil
 }

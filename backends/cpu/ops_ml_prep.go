@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"math"
 
+	"github.com/coalesce-ml/coalesce/backends/cpu/internal/sgemm"
 	"github.com/coalesce-ml/coalesce/tensor"
 )
 
@@ -17,11 +18,11 @@ import (
 // and offset must have as many values. The arithmetic is float32 (FP64
 // input: float64, then rounded), like onnxruntime's.
 func compileScaler(c *opCtx) (kernel, error) {
-	scale, _, err := c.n.attrs.floats("scale")
+	scale, _, err := c.n.attrs.Floats("scale")
 	if err != nil {
 		return nil, err
 	}
-	offset, _, err := c.n.attrs.floats("offset")
+	offset, _, err := c.n.attrs.Floats("offset")
 	if err != nil {
 		return nil, err
 	}
@@ -49,7 +50,7 @@ func compileScaler(c *opCtx) (kernel, error) {
 		return nil, invalidf("input X is a scalar")
 	}
 	c.setOut(0, tensor.FP32, clone(x.shape))
-	sc := new(scratch)
+	sc := new(sgemm.Scratch)
 	return kernelFunc(func(in, out []*tensor.Tensor) error {
 		y := viewAs[float32](out[0].Data)
 		if in[0].DType == tensor.FP64 {
@@ -74,7 +75,7 @@ func compileScaler(c *opCtx) (kernel, error) {
 			}
 		}
 		if buf != nil {
-			sc.put(buf)
+			sc.Put(buf)
 		}
 		return nil
 	}), nil
@@ -92,7 +93,7 @@ const (
 // float32 as onnxruntime computes it (normalizer.cc); a row whose norm is
 // 0 is copied unchanged. Output FP32.
 func compileNormalizer(c *opCtx) (kernel, error) {
-	name, err := c.n.attrs.str("norm", "MAX")
+	name, err := c.n.attrs.Str("norm", "MAX")
 	if err != nil {
 		return nil, err
 	}
@@ -116,7 +117,7 @@ func compileNormalizer(c *opCtx) (kernel, error) {
 		return nil, err
 	}
 	c.setOut(0, tensor.FP32, clone(x.shape))
-	sc := new(scratch)
+	sc := new(sgemm.Scratch)
 	return kernelFunc(func(in, out []*tensor.Tensor) error {
 		x, buf := float32s(in[0], sc)
 		y := viewAs[float32](out[0].Data)
@@ -124,7 +125,7 @@ func compileNormalizer(c *opCtx) (kernel, error) {
 			normalizeRow(norm, y[r:r+f], x[r:r+f])
 		}
 		if buf != nil {
-			sc.put(buf)
+			sc.Put(buf)
 		}
 		return nil
 	}), nil
@@ -173,7 +174,7 @@ func normalizeRow(norm int, y, x []float32) {
 // else 0, in X's type (FP32, FP64, INT64, INT32). A NaN input fails the
 // call, as in onnxruntime.
 func compileBinarizer(c *opCtx) (kernel, error) {
-	th, err := c.n.attrs.float("threshold", 0)
+	th, err := c.n.attrs.Float("threshold", 0)
 	if err != nil {
 		return nil, err
 	}
@@ -221,19 +222,19 @@ func binarizer[T number, F float](th F) kernel {
 // set. The output has X's type.
 func compileImputer(c *opCtx) (kernel, error) {
 	as := c.n.attrs
-	fv, hasF, err := as.floats("imputed_value_floats")
+	fv, hasF, err := as.Floats("imputed_value_floats")
 	if err != nil {
 		return nil, err
 	}
-	iv, hasI, err := as.ints("imputed_value_int64s")
+	iv, hasI, err := as.Ints("imputed_value_int64s")
 	if err != nil {
 		return nil, err
 	}
-	rf, err := as.float("replaced_value_float", 0)
+	rf, err := as.Float("replaced_value_float", 0)
 	if err != nil {
 		return nil, err
 	}
-	ri, err := as.int("replaced_value_int64", 0)
+	ri, err := as.Int("replaced_value_int64", 0)
 	if err != nil {
 		return nil, err
 	}
@@ -384,7 +385,7 @@ func featureExtractor[T uint32 | uint64](rows, f, k int) kernel {
 // zero-padded when it has fewer (onnxruntime's feature_vectorizer.cc).
 // All inputs must have the same number of rows.
 func compileFeatureVectorizer(c *opCtx) (kernel, error) {
-	dims, ok, err := c.n.attrs.ints("inputdimensions")
+	dims, ok, err := c.n.attrs.Ints("inputdimensions")
 	if err != nil {
 		return nil, err
 	}

@@ -10,13 +10,16 @@ import (
 	"testing"
 
 	"github.com/coalesce-ml/coalesce/backends"
+	"github.com/coalesce-ml/coalesce/backends/cpu/internal/onnx"
+	"github.com/coalesce-ml/coalesce/backends/cpu/internal/onnx/onnxtest"
+	"github.com/coalesce-ml/coalesce/backends/cpu/internal/sgemm"
 	"github.com/coalesce-ml/coalesce/tensor"
 )
 
 // mlModel builds a model holding one ai.onnx.ml node named "n" (ai.onnx.ml
 // opset ml), as oneNode does for ai.onnx.
 func mlModel(ml int64, op string, args []arg, nOut int, attrs ...[]byte) []byte {
-	return oneNodeIn(newMLModel(ml), (*modelBuilder).mlNode, op, args, nOut, attrs...)
+	return oneNodeIn(onnxtest.NewMLModel(ml), (*onnxtest.Model).MLNode, op, args, nOut, attrs...)
 }
 
 func strT(shape []int64, ss ...string) *tensor.Tensor { return tensor.FromStrings("", shape, ss) }
@@ -126,16 +129,16 @@ func TestLinearClassifier(t *testing.T) {
 	raw := rf(sh(2, 3), 1, 2.5, 2, 3, -0.5, 1)
 	for _, pt := range []string{"NONE", "LOGISTIC", "SOFTMAX", "SOFTMAX_ZERO"} {
 		t.Run("multiclass/"+pt, func(t *testing.T) {
-			outs := runModel(t, mlModel(1, "LinearClassifier", []arg{in("x", x)}, 2, aFloats("coefficients", w...),
-				aFloats("intercepts", b...), aInts("classlabels_ints", 7, 8, 9), aString("post_transform", pt)), x)
+			outs := runModel(t, mlModel(1, "LinearClassifier", []arg{in("x", x)}, 2, onnxtest.AttrFloats("coefficients", w...),
+				onnxtest.AttrFloats("intercepts", b...), onnxtest.AttrInts("classlabels_ints", 7, 8, 9), onnxtest.AttrString("post_transform", pt)), x)
 			expectClose(t, outs[0], rf(sh(2), 8, 7))
 			expectClose(t, outs[1], refTransform(raw, 3, pt))
 		})
 	}
 	t.Run("multiclass/SOFTMAX_ZERO with a zero score", func(t *testing.T) {
 		// Row 0 of W and b[0] are zero: that score is exactly 0 and stays 0.
-		outs := runModel(t, mlModel(3, "LinearClassifier", []arg{in("x", x)}, 2, aFloats("coefficients", 0, 0, 0, 1, 1, 1),
-			aFloats("intercepts", 0, 0.5, -1), aStrings("classlabels_strings", "a", "b", "c"), aString("post_transform", "SOFTMAX_ZERO")), x)
+		outs := runModel(t, mlModel(3, "LinearClassifier", []arg{in("x", x)}, 2, onnxtest.AttrFloats("coefficients", 0, 0, 0, 1, 1, 1),
+			onnxtest.AttrFloats("intercepts", 0, 0.5, -1), onnxtest.AttrStrings("classlabels_strings", "a", "b", "c"), onnxtest.AttrString("post_transform", "SOFTMAX_ZERO")), x)
 		expectStrings(t, outs[0], sh(2), "b", "c")
 		expectClose(t, outs[1], refTransform(rf(sh(2, 3), 0, 2.5, 2, 0, -0.5, 1), 3, "SOFTMAX_ZERO"))
 		if outs[1].Float32s()[0] != 0 {
@@ -146,21 +149,21 @@ func TestLinearClassifier(t *testing.T) {
 		// Scores in (0, 1), where probit is finite.
 		w := []float32{0.1, 0, 0, 0.2, 0.05, 0.05}
 		b := []float32{0.2, 0.3, 0.45}
-		outs := runModel(t, mlModel(1, "LinearClassifier", []arg{in("x", x)}, 2, aFloats("coefficients", w...),
-			aFloats("intercepts", b...), aInts("classlabels_ints", 0, 1, 2), aString("post_transform", "PROBIT")), x)
+		outs := runModel(t, mlModel(1, "LinearClassifier", []arg{in("x", x)}, 2, onnxtest.AttrFloats("coefficients", w...),
+			onnxtest.AttrFloats("intercepts", b...), onnxtest.AttrInts("classlabels_ints", 0, 1, 2), onnxtest.AttrString("post_transform", "PROBIT")), x)
 		r := refAffine([]float64{1, 2, 3, -1}, 2, 2, w, b) // [.3 .7 .6] and [.5 .1 .55]
 		expectClose(t, outs[0], rf(sh(2), 1, 2))
 		expectClose(t, outs[1], refTransform(r, 3, "PROBIT"))
 	})
 	t.Run("multiclass/string labels", func(t *testing.T) {
-		outs := runModel(t, mlModel(1, "LinearClassifier", []arg{in("x", x)}, 2, aFloats("coefficients", w...),
-			aFloats("intercepts", b...), aStrings("classlabels_strings", "setosa", "versicolor", "virginica")), x)
+		outs := runModel(t, mlModel(1, "LinearClassifier", []arg{in("x", x)}, 2, onnxtest.AttrFloats("coefficients", w...),
+			onnxtest.AttrFloats("intercepts", b...), onnxtest.AttrStrings("classlabels_strings", "setosa", "versicolor", "virginica")), x)
 		expectStrings(t, outs[0], sh(2), "versicolor", "setosa")
 		expectClose(t, outs[1], raw)
 	})
 	t.Run("multiclass/no intercepts", func(t *testing.T) {
-		outs := runModel(t, mlModel(1, "LinearClassifier", []arg{in("x", x)}, 2, aFloats("coefficients", w...),
-			aInts("classlabels_ints", 7, 8, 9)), x)
+		outs := runModel(t, mlModel(1, "LinearClassifier", []arg{in("x", x)}, 2, onnxtest.AttrFloats("coefficients", w...),
+			onnxtest.AttrInts("classlabels_ints", 7, 8, 9)), x)
 		expectClose(t, outs[0], rf(sh(2), 9, 7))
 		expectClose(t, outs[1], rf(sh(2, 3), 1, 2, 3, 3, -1, 2))
 	})
@@ -170,24 +173,24 @@ func TestLinearClassifier(t *testing.T) {
 			for i, v := range []float64{1, 2, 3, -1} {
 				xi.SetFloat64(i, v)
 			}
-			outs := runModel(t, mlModel(1, "LinearClassifier", []arg{in("x", xi)}, 2, aFloats("coefficients", w...),
-				aFloats("intercepts", b...), aInts("classlabels_ints", 7, 8, 9)), xi)
+			outs := runModel(t, mlModel(1, "LinearClassifier", []arg{in("x", xi)}, 2, onnxtest.AttrFloats("coefficients", w...),
+				onnxtest.AttrFloats("intercepts", b...), onnxtest.AttrInts("classlabels_ints", 7, 8, 9)), xi)
 			expectClose(t, outs[0], rf(sh(2), 8, 7))
 			expectClose(t, outs[1], raw)
 		})
 	}
 	t.Run("1-D input", func(t *testing.T) {
 		x1 := f32(sh(2), 3, -1)
-		outs := runModel(t, mlModel(1, "LinearClassifier", []arg{in("x", x1)}, 2, aFloats("coefficients", w...),
-			aFloats("intercepts", b...), aInts("classlabels_ints", 7, 8, 9)), x1)
+		outs := runModel(t, mlModel(1, "LinearClassifier", []arg{in("x", x1)}, 2, onnxtest.AttrFloats("coefficients", w...),
+			onnxtest.AttrFloats("intercepts", b...), onnxtest.AttrInts("classlabels_ints", 7, 8, 9)), x1)
 		expectClose(t, outs[0], rf(sh(1), 7))
 		expectClose(t, outs[1], rf(sh(1, 3), 3, -0.5, 1))
 	})
 	t.Run("only the scores output", func(t *testing.T) {
-		m := newMLModel(1).input("x", tFloat, 2, 2).output("z").
-			mlNode("n", "LinearClassifier", []string{"x"}, []string{"", "z"}, aFloats("coefficients", w...),
-				aFloats("intercepts", b...), aInts("classlabels_ints", 7, 8, 9))
-		outs := runModel(t, m.bytes(), x)
+		m := onnxtest.NewMLModel(1).Input("x", onnx.TypeFloat, 2, 2).Output("z").
+			MLNode("n", "LinearClassifier", []string{"x"}, []string{"", "z"}, onnxtest.AttrFloats("coefficients", w...),
+				onnxtest.AttrFloats("intercepts", b...), onnxtest.AttrInts("classlabels_ints", 7, 8, 9))
+		outs := runModel(t, m.Bytes(), x)
 		expectClose(t, outs[0], raw)
 	})
 
@@ -197,31 +200,31 @@ func TestLinearClassifier(t *testing.T) {
 	// add_second_class=1.
 	for _, pt := range []string{"NONE", "LOGISTIC", "SOFTMAX", "SOFTMAX_ZERO"} {
 		t.Run("binary/"+pt, func(t *testing.T) {
-			outs := runModel(t, mlModel(1, "LinearClassifier", []arg{in("x", x)}, 2, aFloats("coefficients", 1, -1),
-				aFloats("intercepts", 0.25), aInts("classlabels_ints", 0, 1), aString("post_transform", pt)), x)
+			outs := runModel(t, mlModel(1, "LinearClassifier", []arg{in("x", x)}, 2, onnxtest.AttrFloats("coefficients", 1, -1),
+				onnxtest.AttrFloats("intercepts", 0.25), onnxtest.AttrInts("classlabels_ints", 0, 1), onnxtest.AttrString("post_transform", pt)), x)
 			expectClose(t, outs[0], rf(sh(2), 0, 1))
 			expectClose(t, outs[1], rf(sh(2, 2), 1.75, -0.75, -3.25, 4.25))
 		})
 	}
 	t.Run("binary/string labels", func(t *testing.T) {
-		outs := runModel(t, mlModel(1, "LinearClassifier", []arg{in("x", x)}, 2, aFloats("coefficients", 1, -1),
-			aFloats("intercepts", 0.25), aStrings("classlabels_strings", "neg", "pos")), x)
+		outs := runModel(t, mlModel(1, "LinearClassifier", []arg{in("x", x)}, 2, onnxtest.AttrFloats("coefficients", 1, -1),
+			onnxtest.AttrFloats("intercepts", 0.25), onnxtest.AttrStrings("classlabels_strings", "neg", "pos")), x)
 		expectStrings(t, outs[0], sh(2), "neg", "pos")
 		expectClose(t, outs[1], rf(sh(2, 2), 1.75, -0.75, -3.25, 4.25))
 	})
 	t.Run("binary/onnxruntime LinearClassifierBinaryWithLabels", func(t *testing.T) {
 		xo := f32(sh(3, 2), 1, 0, 3, 44, 23, 11.3)
-		outs := runModel(t, mlModel(1, "LinearClassifier", []arg{in("x", xo)}, 2, aFloats("coefficients", 0.00085401, -0.00314063),
-			aFloats("intercepts", 0.03930598), aStrings("classlabels_strings", "not_so_good", "pretty_good")), xo)
+		outs := runModel(t, mlModel(1, "LinearClassifier", []arg{in("x", xo)}, 2, onnxtest.AttrFloats("coefficients", 0.00085401, -0.00314063),
+			onnxtest.AttrFloats("intercepts", 0.03930598), onnxtest.AttrStrings("classlabels_strings", "not_so_good", "pretty_good")), xo)
 		expectStrings(t, outs[0], sh(3), "pretty_good", "not_so_good", "pretty_good")
 		expectCloseTol(t, outs[1], rf(sh(3, 2), 0.959840000, 0.0401599929, 1.09631968, -0.0963197052, 0.976540923, 0.0234590918), 1e-6)
 	})
 	t.Run("onnxruntime LinearClassifierMulticlassProbSigmoid", func(t *testing.T) {
 		xo := f32(sh(3, 2), 1, 0, 3, 44, 23, 11.3)
 		outs := runModel(t, mlModel(1, "LinearClassifier", []arg{in("x", xo)}, 2,
-			aFloats("coefficients", -0.22562418, 0.34188559, 0.68346153, -0.68051993, -0.1975279, 0.03748541),
-			aFloats("intercepts", -3.91601811, 0.42575697, 0.13731251), aInts("classlabels_ints", 1, 2, 3),
-			aString("post_transform", "LOGISTIC")), xo)
+			onnxtest.AttrFloats("coefficients", -0.22562418, 0.34188559, 0.68346153, -0.68051993, -0.1975279, 0.03748541),
+			onnxtest.AttrFloats("intercepts", -3.91601811, 0.42575697, 0.13731251), onnxtest.AttrInts("classlabels_ints", 1, 2, 3),
+			onnxtest.AttrString("post_transform", "LOGISTIC")), xo)
 		expectClose(t, outs[0], rf(sh(3), 2, 1, 2))
 		expectCloseTol(t, outs[1], rf(sh(3, 3), 0.015647972, 0.751983387, 0.484950699, 0.999971055, 1.17855e-12, 0.767471158,
 			0.005261482, 0.999787317, 0.018302525), 1e-4)
@@ -230,7 +233,7 @@ func TestLinearClassifier(t *testing.T) {
 	// labels 1 (s > 0) and 0; only PROBIT transforms it (onnxruntime).
 	single := func(pt string, labels []byte, wantScores ref) {
 		t.Helper()
-		attrs := [][]byte{aFloats("coefficients", 0.1, 0.05), aFloats("intercepts", 0.2), aString("post_transform", pt)}
+		attrs := [][]byte{onnxtest.AttrFloats("coefficients", 0.1, 0.05), onnxtest.AttrFloats("intercepts", 0.2), onnxtest.AttrString("post_transform", pt)}
 		if labels != nil {
 			attrs = append(attrs, labels)
 		}
@@ -244,11 +247,11 @@ func TestLinearClassifier(t *testing.T) {
 	}
 	s := rf(sh(2, 1), 0.4, 0.45) // .1+.1+.2 and .3-.05+.2
 	t.Run("single column/NONE", func(t *testing.T) { single("NONE", nil, s) })
-	t.Run("single column/LOGISTIC", func(t *testing.T) { single("LOGISTIC", aInts("classlabels_ints", 5), s) })
+	t.Run("single column/LOGISTIC", func(t *testing.T) { single("LOGISTIC", onnxtest.AttrInts("classlabels_ints", 5), s) })
 	t.Run("single column/PROBIT", func(t *testing.T) { single("PROBIT", nil, refTransform(s, 1, "PROBIT")) })
-	t.Run("single column/one string label", func(t *testing.T) { single("NONE", aStrings("classlabels_strings", "yes"), s) })
+	t.Run("single column/one string label", func(t *testing.T) { single("NONE", onnxtest.AttrStrings("classlabels_strings", "yes"), s) })
 	t.Run("single column/negative", func(t *testing.T) {
-		outs := runModel(t, mlModel(1, "LinearClassifier", []arg{in("x", x)}, 2, aFloats("coefficients", -1, 0)), x)
+		outs := runModel(t, mlModel(1, "LinearClassifier", []arg{in("x", x)}, 2, onnxtest.AttrFloats("coefficients", -1, 0)), x)
 		expectClose(t, outs[0], rf(sh(2), 0, 0))
 		expectClose(t, outs[1], rf(sh(2, 1), -1, -3))
 	})
@@ -262,14 +265,14 @@ func TestLinearClassifierBatches(t *testing.T) {
 	const f, c = 13, 5
 	w := randTensor(r, tensor.FP32, c, f).Float32s()
 	b := randTensor(r, tensor.FP32, c).Float32s()
-	model := newMLModel(3).input("x", tFloat, "N", f).output("label").output("probabilities").
-		mlNode("lc", "LinearClassifier", []string{"x"}, []string{"label", "probabilities"}, aFloats("coefficients", w...),
-			aFloats("intercepts", b...), aInts("classlabels_ints", 10, 11, 12, 13, 14), aString("post_transform", "SOFTMAX")).bytes()
-	for _, ks := range kernelSets() {
+	model := onnxtest.NewMLModel(3).Input("x", onnx.TypeFloat, "N", f).Output("label").Output("probabilities").
+		MLNode("lc", "LinearClassifier", []string{"x"}, []string{"label", "probabilities"}, onnxtest.AttrFloats("coefficients", w...),
+			onnxtest.AttrFloats("intercepts", b...), onnxtest.AttrInts("classlabels_ints", 10, 11, 12, 13, 14), onnxtest.AttrString("post_transform", "SOFTMAX")).Bytes()
+	for _, ks := range sgemm.Available() {
 		for _, n := range []int{1, 7, 40} {
-			t.Run(fmt.Sprintf("%s/N=%d", ks.name, n), func(t *testing.T) {
+			t.Run(fmt.Sprintf("%s/N=%d", ks.Name(), n), func(t *testing.T) {
 				x := randTensor(r, tensor.FP32, int64(n), f)
-				outs := runModelWith(t, Options{Concurrency: 1, Kernels: ks.name, SplitRows: 8}, model, x)
+				outs := runModelWith(t, Options{Concurrency: 1, Kernels: ks.Name(), SplitRows: 8}, model, x)
 				raw := refAffine(toRef(x).data, n, f, w, b)
 				labels := newRef(int64(n))
 				for i := range n {
@@ -292,15 +295,15 @@ func TestLinearRegressor(t *testing.T) {
 			expectClose(t, outs[0], want)
 		})
 	}
-	f("one target", [][]byte{aFloats("coefficients", 0.5, -1), aFloats("intercepts", 2)}, x, rf(sh(2, 1), 0.5, 4.5))
-	f("default targets, no intercepts", [][]byte{aFloats("coefficients", 0.5, -1)}, x, rf(sh(2, 1), -1.5, 2.5))
-	f("PROBIT", [][]byte{aFloats("coefficients", 0.1, 0.05), aFloats("intercepts", 0.2), aString("post_transform", "PROBIT")}, x,
+	f("one target", [][]byte{onnxtest.AttrFloats("coefficients", 0.5, -1), onnxtest.AttrFloats("intercepts", 2)}, x, rf(sh(2, 1), 0.5, 4.5))
+	f("default targets, no intercepts", [][]byte{onnxtest.AttrFloats("coefficients", 0.5, -1)}, x, rf(sh(2, 1), -1.5, 2.5))
+	f("PROBIT", [][]byte{onnxtest.AttrFloats("coefficients", 0.1, 0.05), onnxtest.AttrFloats("intercepts", 0.2), onnxtest.AttrString("post_transform", "PROBIT")}, x,
 		rf(sh(2, 1), refProbit(0.4), refProbit(0.45)))
-	two := [][]byte{aInt("targets", 2), aFloats("coefficients", 1, 0, 0.5, 0.5), aFloats("intercepts", 0, -1)}
+	two := [][]byte{onnxtest.AttrInt("targets", 2), onnxtest.AttrFloats("coefficients", 1, 0, 0.5, 0.5), onnxtest.AttrFloats("intercepts", 0, -1)}
 	raw := rf(sh(2, 2), 1, 0.5, 3, 0)
 	f("two targets", two, x, raw)
 	for _, pt := range []string{"LOGISTIC", "SOFTMAX", "SOFTMAX_ZERO"} {
-		f("two targets "+pt, append(slices.Clone(two), aString("post_transform", pt)), x, refTransform(raw, 2, pt))
+		f("two targets "+pt, append(slices.Clone(two), onnxtest.AttrString("post_transform", pt)), x, refTransform(raw, 2, pt))
 	}
 	xi := i64(sh(2, 2), 1, 2, 3, -1)
 	f("INT64 input", two, xi, raw)
@@ -318,14 +321,14 @@ func TestScaler(t *testing.T) {
 			expectClose(t, outs[0], want)
 		})
 	}
-	perFeature := [][]byte{aFloats("offset", 1, -2, 0.5), aFloats("scale", 2, 0.5, -1)}
+	perFeature := [][]byte{onnxtest.AttrFloats("offset", 1, -2, 0.5), onnxtest.AttrFloats("scale", 2, 0.5, -1)}
 	want := rf(sh(2, 3), -2, 2, 1.5, 4, 3.5, -2.5)
 	f("per feature", perFeature, f32(sh(2, 3), 0, 2, -1, 3, 5, 3), want)
 	f("per feature FP64", perFeature, f64(sh(2, 3), 0, 2, -1, 3, 5, 3), want)
 	f("per feature INT64", perFeature, i64(sh(2, 3), 0, 2, -1, 3, 5, 3), want)
 	f("per feature INT32", perFeature, i32s(sh(2, 3), 0, 2, -1, 3, 5, 3), want)
 	f("per feature 1-D", perFeature, f32(sh(3), 0, 2, -1), rf(sh(3), -2, 2, 1.5))
-	f("one value", [][]byte{aFloats("offset", 1), aFloats("scale", 3)}, f32(sh(2, 2, 2), 0, 1, 2, 3, 4, 5, 6, 7),
+	f("one value", [][]byte{onnxtest.AttrFloats("offset", 1), onnxtest.AttrFloats("scale", 3)}, f32(sh(2, 2, 2), 0, 1, 2, 3, 4, 5, 6, 7),
 		rf(sh(2, 2, 2), -3, 0, 3, 6, 9, 12, 15, 18))
 }
 
@@ -334,7 +337,7 @@ func TestNormalizer(t *testing.T) {
 	f := func(norm string, x *tensor.Tensor, want ref) {
 		t.Helper()
 		t.Run(norm+"/"+x.DType.String(), func(t *testing.T) {
-			outs := runModel(t, mlModel(1, "Normalizer", []arg{in("x", x)}, 1, aString("norm", norm)), x)
+			outs := runModel(t, mlModel(1, "Normalizer", []arg{in("x", x)}, 1, onnxtest.AttrString("norm", norm)), x)
 			expectClose(t, outs[0], want)
 		})
 	}
@@ -364,9 +367,9 @@ func TestBinarizer(t *testing.T) {
 		})
 	}
 	f(f32(sh(2, 2), -1, 0, 0.5, 2), nil, rf(sh(2, 2), 0, 0, 1, 1))
-	f(f64(sh(4), -1, 0.5, 0.75, 2), [][]byte{aFloat("threshold", 0.5)}, rf(sh(4), 0, 0, 1, 1))
-	f(i64(sh(3), 1, 2, 3), [][]byte{aFloat("threshold", 1.5)}, rf(sh(3), 0, 1, 1))
-	f(i32s(sh(3), -2, -1, 0), [][]byte{aFloat("threshold", -1)}, rf(sh(3), 0, 0, 1))
+	f(f64(sh(4), -1, 0.5, 0.75, 2), [][]byte{onnxtest.AttrFloat("threshold", 0.5)}, rf(sh(4), 0, 0, 1, 1))
+	f(i64(sh(3), 1, 2, 3), [][]byte{onnxtest.AttrFloat("threshold", 1.5)}, rf(sh(3), 0, 1, 1))
+	f(i32s(sh(3), -2, -1, 0), [][]byte{onnxtest.AttrFloat("threshold", -1)}, rf(sh(3), 0, 0, 1))
 	t.Run("NaN", func(t *testing.T) {
 		x := f32(sh(2), 1, float32(math.NaN()))
 		expectInferError(t, mlModel(1, "Binarizer", []arg{in("x", x)}, 1), "input X[1] is NaN", x)
@@ -386,18 +389,18 @@ func TestImputer(t *testing.T) {
 		})
 	}
 	xf := f32(sh(2, 3), 1, float32(nan), 0, float32(nan), 5, float32(nan))
-	f("NaN per feature", xf, [][]byte{aFloats("imputed_value_floats", 10, 20, 30), aFloat("replaced_value_float", float32(nan))},
+	f("NaN per feature", xf, [][]byte{onnxtest.AttrFloats("imputed_value_floats", 10, 20, 30), onnxtest.AttrFloat("replaced_value_float", float32(nan))},
 		rf(sh(2, 3), 1, 20, 0, 10, 5, 30))
-	f("NaN one value", xf, [][]byte{aFloats("imputed_value_floats", -1), aFloat("replaced_value_float", float32(nan))},
+	f("NaN one value", xf, [][]byte{onnxtest.AttrFloats("imputed_value_floats", -1), onnxtest.AttrFloat("replaced_value_float", float32(nan))},
 		rf(sh(2, 3), 1, -1, 0, -1, 5, -1))
-	f("default replaced value 0", xf, [][]byte{aFloats("imputed_value_floats", 7)}, rf(sh(2, 3), 1, nan, 7, nan, 5, nan))
-	f("FP64", f64(sh(3), 2, nan, 2.5), [][]byte{aFloats("imputed_value_floats", 9), aFloat("replaced_value_float", 2.5)},
+	f("default replaced value 0", xf, [][]byte{onnxtest.AttrFloats("imputed_value_floats", 7)}, rf(sh(2, 3), 1, nan, 7, nan, 5, nan))
+	f("FP64", f64(sh(3), 2, nan, 2.5), [][]byte{onnxtest.AttrFloats("imputed_value_floats", 9), onnxtest.AttrFloat("replaced_value_float", 2.5)},
 		rf(sh(3), 2, nan, 9))
-	f("INT64", i64(sh(2, 2), -1, 3, 4, -1), [][]byte{aInts("imputed_value_int64s", 100, 200), aInt("replaced_value_int64", -1)},
+	f("INT64", i64(sh(2, 2), -1, 3, 4, -1), [][]byte{onnxtest.AttrInts("imputed_value_int64s", 100, 200), onnxtest.AttrInt("replaced_value_int64", -1)},
 		rf(sh(2, 2), 100, 3, 4, 200))
-	f("INT32", i32s(sh(3), 0, 1, 0), [][]byte{aInts("imputed_value_int64s", 5)}, rf(sh(3), 5, 1, 5))
+	f("INT32", i32s(sh(3), 0, 1, 0), [][]byte{onnxtest.AttrInts("imputed_value_int64s", 5)}, rf(sh(3), 5, 1, 5))
 	f("INT32 replaced value out of range", i32s(sh(2), 0, 1),
-		[][]byte{aInts("imputed_value_int64s", 5), aInt("replaced_value_int64", 1<<40)}, rf(sh(2), 0, 1))
+		[][]byte{onnxtest.AttrInts("imputed_value_int64s", 5), onnxtest.AttrInt("replaced_value_int64", 1<<40)}, rf(sh(2), 0, 1))
 }
 
 func TestArrayFeatureExtractor(t *testing.T) {
@@ -443,7 +446,7 @@ func TestFeatureVectorizer(t *testing.T) {
 		t.Helper()
 		t.Run(name, func(t *testing.T) {
 			outs := runModel(t, mlModel(1, "FeatureVectorizer", []arg{in("a", a), in("b", b), in("c", c)}, 1,
-				aInts("inputdimensions", dims...)), a, b, c)
+				onnxtest.AttrInts("inputdimensions", dims...)), a, b, c)
 			expectClose(t, outs[0], want)
 		})
 	}
@@ -452,13 +455,13 @@ func TestFeatureVectorizer(t *testing.T) {
 	f("padded", []int64{3, 3, 2}, rf(sh(2, 8), 1, 2, 0, 5, 6, 7, 0.5, 0, 3, 4, 0, 8, 9, 10, -0.5, 0))
 	t.Run("INT32 and 1-D", func(t *testing.T) {
 		x, y := i32s(sh(2), 1, 2), f32(sh(1, 2), 3, 4)
-		outs := runModel(t, mlModel(1, "FeatureVectorizer", []arg{in("x", x), in("y", y)}, 1, aInts("inputdimensions", 2, 2)), x, y)
+		outs := runModel(t, mlModel(1, "FeatureVectorizer", []arg{in("x", x), in("y", y)}, 1, onnxtest.AttrInts("inputdimensions", 2, 2)), x, y)
 		expectClose(t, outs[0], rf(sh(1, 4), 1, 2, 3, 4))
 	})
 }
 
 func TestOneHotEncoder(t *testing.T) {
-	cats := aInts("cats_int64s", 4, 1, 9)
+	cats := onnxtest.AttrInts("cats_int64s", 4, 1, 9)
 	f := func(name string, x *tensor.Tensor, attrs [][]byte, want ref) {
 		t.Helper()
 		t.Run(name, func(t *testing.T) {
@@ -468,34 +471,34 @@ func TestOneHotEncoder(t *testing.T) {
 	}
 	f("INT64", i64(sh(2, 2), 1, 9, 4, 5), [][]byte{cats}, rf(sh(2, 2, 3), 0, 1, 0, 0, 0, 1, 1, 0, 0, 0, 0, 0))
 	f("INT32", i32s(sh(2), 9, 1), [][]byte{cats}, rf(sh(2, 3), 0, 0, 1, 0, 1, 0))
-	f("FP32 truncated", f32(sh(3), 1.9, -0.5, float32(math.NaN())), [][]byte{aInts("cats_int64s", 1, 0)}, rf(sh(3, 2), 1, 0, 0, 1, 0, 0))
-	f("FP64", f64(sh(1), 4), [][]byte{cats, aInt("zeros", 0)}, rf(sh(1, 3), 1, 0, 0))
-	f("duplicate category: last position", i64(sh(1), 1), [][]byte{aInts("cats_int64s", 1, 2, 1)}, rf(sh(1, 3), 0, 0, 1))
-	f("far-apart categories", i64(sh(3), -1<<40, 1<<50, 3), [][]byte{aInts("cats_int64s", 1<<50, 3, -1<<40)},
+	f("FP32 truncated", f32(sh(3), 1.9, -0.5, float32(math.NaN())), [][]byte{onnxtest.AttrInts("cats_int64s", 1, 0)}, rf(sh(3, 2), 1, 0, 0, 1, 0, 0))
+	f("FP64", f64(sh(1), 4), [][]byte{cats, onnxtest.AttrInt("zeros", 0)}, rf(sh(1, 3), 1, 0, 0))
+	f("duplicate category: last position", i64(sh(1), 1), [][]byte{onnxtest.AttrInts("cats_int64s", 1, 2, 1)}, rf(sh(1, 3), 0, 0, 1))
+	f("far-apart categories", i64(sh(3), -1<<40, 1<<50, 3), [][]byte{onnxtest.AttrInts("cats_int64s", 1<<50, 3, -1<<40)},
 		rf(sh(3, 3), 0, 0, 1, 1, 0, 0, 0, 1, 0))
 	xs := strT(sh(1, 3), "red", "blue", "mauve")
-	strCats := aStrings("cats_strings", "blue", "green", "red")
+	strCats := onnxtest.AttrStrings("cats_strings", "blue", "green", "red")
 	f("BYTES", xs, [][]byte{strCats}, rf(sh(1, 3, 3), 0, 0, 1, 1, 0, 0, 0, 0, 0))
-	f("BYTES zeros=1", xs, [][]byte{strCats, aInt("zeros", 1)}, rf(sh(1, 3, 3), 0, 0, 1, 1, 0, 0, 0, 0, 0))
+	f("BYTES zeros=1", xs, [][]byte{strCats, onnxtest.AttrInt("zeros", 1)}, rf(sh(1, 3, 3), 0, 0, 1, 1, 0, 0, 0, 0, 0))
 	t.Run("zeros=0 unknown string", func(t *testing.T) {
-		expectInferError(t, mlModel(1, "OneHotEncoder", []arg{in("x", xs)}, 1, strCats, aInt("zeros", 0)),
+		expectInferError(t, mlModel(1, "OneHotEncoder", []arg{in("x", xs)}, 1, strCats, onnxtest.AttrInt("zeros", 0)),
 			"input X[2] is in no category and attribute zeros is 0", xs)
 	})
 	t.Run("zeros=0 unknown int", func(t *testing.T) {
 		x := i64(sh(2), 4, 3)
-		expectInferError(t, mlModel(1, "OneHotEncoder", []arg{in("x", x)}, 1, cats, aInt("zeros", 0)),
+		expectInferError(t, mlModel(1, "OneHotEncoder", []arg{in("x", x)}, 1, cats, onnxtest.AttrInt("zeros", 0)),
 			"input X[1] is in no category", x)
 	})
 }
 
 func TestLabelEncoder(t *testing.T) {
 	nan := float32(math.NaN())
-	keysS := aStrings("keys_strings", "a", "b", "c", "a")
-	keysI := aInts("keys_int64s", 7, -3, 1<<40, 7)
-	keysF := aFloats("keys_floats", 0.5, nan, -2, 0.5)
-	valsS := aStrings("values_strings", "x", "y", "z", "w")
-	valsI := aInts("values_int64s", 10, 20, 30, 40)
-	valsF := aFloats("values_floats", 1.5, 2.5, 3.5, 4.5)
+	keysS := onnxtest.AttrStrings("keys_strings", "a", "b", "c", "a")
+	keysI := onnxtest.AttrInts("keys_int64s", 7, -3, 1<<40, 7)
+	keysF := onnxtest.AttrFloats("keys_floats", 0.5, nan, -2, 0.5)
+	valsS := onnxtest.AttrStrings("values_strings", "x", "y", "z", "w")
+	valsI := onnxtest.AttrInts("values_int64s", 10, 20, 30, 40)
+	valsF := onnxtest.AttrFloats("values_floats", 1.5, 2.5, 3.5, 4.5)
 	xs := strT(sh(2, 3), "b", "a", "zz", "c", "", "a") // "zz" and "" are in no key
 	xi := i64(sh(2, 3), -3, 7, 0, 1<<40, 8, 7)
 	xf := f32(sh(2, 3), nan, 0.5, 1, -2, float32(math.Copysign(0, -1)), 0.5)
@@ -513,11 +516,11 @@ func TestLabelEncoder(t *testing.T) {
 	for _, k := range inputs {
 		t.Run(k.name+"->strings", func(t *testing.T) {
 			expectStrings(t, run(t, k.x, 2, k.keys, valsS), sh(2, 3), "y", "x", "_Unused", "z", "_Unused", "x")
-			expectStrings(t, run(t, k.x, 3, k.keys, valsS, aString("default_string", "?")), sh(2, 3), "y", "x", "?", "z", "?", "x")
+			expectStrings(t, run(t, k.x, 3, k.keys, valsS, onnxtest.AttrString("default_string", "?")), sh(2, 3), "y", "x", "?", "z", "?", "x")
 		})
 		t.Run(k.name+"->int64s", func(t *testing.T) {
 			expectClose(t, run(t, k.x, 2, k.keys, valsI), rf(sh(2, 3), 20, 10, -1, 30, -1, 10))
-			expectClose(t, run(t, k.x, 2, k.keys, valsI, aInt("default_int64", 99)), rf(sh(2, 3), 20, 10, 99, 30, 99, 10))
+			expectClose(t, run(t, k.x, 2, k.keys, valsI, onnxtest.AttrInt("default_int64", 99)), rf(sh(2, 3), 20, 10, 99, 30, 99, 10))
 		})
 		t.Run(k.name+"->floats", func(t *testing.T) {
 			got := run(t, k.x, 2, k.keys, valsF)
@@ -525,22 +528,22 @@ func TestLabelEncoder(t *testing.T) {
 			if d := got.Float32s()[2]; !math.Signbit(float64(d)) {
 				t.Fatalf("default_float = %v, want -0", d)
 			}
-			expectClose(t, run(t, k.x, 2, k.keys, valsF, aFloat("default_float", 0.25)), rf(sh(2, 3), 2.5, 1.5, 0.25, 3.5, 0.25, 1.5))
+			expectClose(t, run(t, k.x, 2, k.keys, valsF, onnxtest.AttrFloat("default_float", 0.25)), rf(sh(2, 3), 2.5, 1.5, 0.25, 3.5, 0.25, 1.5))
 		})
 	}
 	t.Run("float key -0 matches 0", func(t *testing.T) {
 		x := f32(sh(1), float32(math.Copysign(0, -1)))
-		expectClose(t, run(t, x, 2, aFloats("keys_floats", 0), aInts("values_int64s", 5)), rf(sh(1), 5))
+		expectClose(t, run(t, x, 2, onnxtest.AttrFloats("keys_floats", 0), onnxtest.AttrInts("values_int64s", 5)), rf(sh(1), 5))
 	})
 	t.Run("opset 1 strings->int64", func(t *testing.T) {
-		classes := aStrings("classes_strings", "cat", "dog", "cat")
+		classes := onnxtest.AttrStrings("classes_strings", "cat", "dog", "cat")
 		expectClose(t, run(t, strT(sh(3), "dog", "cat", "cow"), 1, classes), rf(sh(3), 1, 2, -1))
-		expectClose(t, run(t, strT(sh(1), "cow"), 1, classes, aInt("default_int64", 42)), rf(sh(1), 42))
+		expectClose(t, run(t, strT(sh(1), "cow"), 1, classes, onnxtest.AttrInt("default_int64", 42)), rf(sh(1), 42))
 	})
 	t.Run("opset 1 int64->strings", func(t *testing.T) {
-		classes := aStrings("classes_strings", "cat", "dog")
+		classes := onnxtest.AttrStrings("classes_strings", "cat", "dog")
 		expectStrings(t, run(t, i64(sh(4), 1, 0, 2, -1), 1, classes), sh(4), "dog", "cat", "_Unused", "_Unused")
-		expectStrings(t, run(t, i64(sh(1), 5), 1, classes, aString("default_string", "none")), sh(1), "none")
+		expectStrings(t, run(t, i64(sh(1), 5), 1, classes, onnxtest.AttrString("default_string", "none")), sh(1), "none")
 	})
 }
 
@@ -548,14 +551,14 @@ func TestLabelEncoder(t *testing.T) {
 // that move them, including strings outside the vocabulary.
 func TestStringsPassThrough(t *testing.T) {
 	x := strT(sh(2, 2), "dog", "unknown-1", "", "cat")
-	m := newMLModel(2).input("x", onnxString, "N", 2).
-		output("same").output("codes").output("picked").output("consts").
-		node("id", "Identity", []string{"x"}, []string{"same"}).
-		mlNode("le", "LabelEncoder", []string{"x"}, []string{"codes"}, aStrings("keys_strings", "cat", "dog"), aInts("values_int64s", 1, 2)).
-		init("i", i64(sh(2), 1, 0)).
-		node("g", "Gather", []string{"x", "i"}, []string{"picked"}, aInt("axis", 1)).
-		node("c", "Constant", nil, []string{"consts"}, aStrings("value_strings", "dog", "fish"))
-	be, err := LoadBytes(m.bytes(), Options{Concurrency: 1})
+	m := onnxtest.NewMLModel(2).Input("x", onnx.TypeString, "N", 2).
+		Output("same").Output("codes").Output("picked").Output("consts").
+		Node("id", "Identity", []string{"x"}, []string{"same"}).
+		MLNode("le", "LabelEncoder", []string{"x"}, []string{"codes"}, onnxtest.AttrStrings("keys_strings", "cat", "dog"), onnxtest.AttrInts("values_int64s", 1, 2)).
+		Init("i", i64(sh(2), 1, 0)).
+		Node("g", "Gather", []string{"x", "i"}, []string{"picked"}, onnxtest.AttrInt("axis", 1)).
+		Node("c", "Constant", nil, []string{"consts"}, onnxtest.AttrStrings("value_strings", "dog", "fish"))
+	be, err := LoadBytes(m.Bytes(), Options{Concurrency: 1})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -585,9 +588,9 @@ func TestZipMap(t *testing.T) {
 	f := func(name string, labels []byte, key int32, want []string) {
 		t.Helper()
 		t.Run(name, func(t *testing.T) {
-			m := newMLModel(1).input("x", tFloat, "N", 3).outputSeqMap("probs", key, tFloat).
-				mlNode("zm", "ZipMap", []string{"x"}, []string{"probs"}, labels)
-			be, err := LoadBytes(m.bytes(), Options{Concurrency: 1})
+			m := onnxtest.NewMLModel(1).Input("x", onnx.TypeFloat, "N", 3).OutputSeqMap("probs", key, onnx.TypeFloat).
+				MLNode("zm", "ZipMap", []string{"x"}, []string{"probs"}, labels)
+			be, err := LoadBytes(m.Bytes(), Options{Concurrency: 1})
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -602,18 +605,18 @@ func TestZipMap(t *testing.T) {
 			expectClose(t, outs[0], toRef(x))
 		})
 	}
-	f("string keys", aStrings("classlabels_strings", "a", "b", "c"), onnxString, []string{"a", "b", "c"})
-	f("int keys", aInts("classlabels_int64s", 3, -1, 10), onnxInt64, []string{"3", "-1", "10"})
+	f("string keys", onnxtest.AttrStrings("classlabels_strings", "a", "b", "c"), onnx.TypeString, []string{"a", "b", "c"})
+	f("int keys", onnxtest.AttrInts("classlabels_int64s", 3, -1, 10), onnx.TypeInt64, []string{"3", "-1", "10"})
 
 	t.Run("classifier pipeline", func(t *testing.T) {
 		// skl2onnx's shape for a classifier: label, and probabilities as
 		// a ZipMap, with no ai.onnx opset import at all.
-		m := newModel(0).importOpset(mlDomain, 1).input("x", tFloat, "N", 2).
-			outputTyped("label", tInt64, "N").outputSeqMap("output_probability", onnxInt64, tFloat).
-			mlNode("lc", "LinearClassifier", []string{"x"}, []string{"label", "probs"}, aFloats("coefficients", 1, 0, 0, 1),
-				aInts("classlabels_ints", 0, 1), aString("post_transform", "SOFTMAX")).
-			mlNode("zm", "ZipMap", []string{"probs"}, []string{"output_probability"}, aInts("classlabels_int64s", 0, 1))
-		be, err := LoadBytes(m.bytes(), Options{Concurrency: 1})
+		m := onnxtest.NewModel(0).Import(mlDomain, 1).Input("x", onnx.TypeFloat, "N", 2).
+			OutputTyped("label", onnx.TypeInt64, "N").OutputSeqMap("output_probability", onnx.TypeInt64, onnx.TypeFloat).
+			MLNode("lc", "LinearClassifier", []string{"x"}, []string{"label", "probs"}, onnxtest.AttrFloats("coefficients", 1, 0, 0, 1),
+				onnxtest.AttrInts("classlabels_ints", 0, 1), onnxtest.AttrString("post_transform", "SOFTMAX")).
+			MLNode("zm", "ZipMap", []string{"probs"}, []string{"output_probability"}, onnxtest.AttrInts("classlabels_int64s", 0, 1))
+		be, err := LoadBytes(m.Bytes(), Options{Concurrency: 1})
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -634,14 +637,14 @@ func TestZipMap(t *testing.T) {
 // Infer's allocation budget (see TestInferAllocations), and that BYTES
 // inputs add none.
 func TestMLInferAllocations(t *testing.T) {
-	m := newMLModel(2).input("x", tFloat, "N", 3).input("s", onnxString, "N").
-		output("label").outputSeqMap("probs", onnxInt64, tFloat).output("code").
-		mlNode("sc", "Scaler", []string{"x"}, []string{"xs"}, aFloats("offset", 1), aFloats("scale", 2)).
-		mlNode("lc", "LinearClassifier", []string{"xs"}, []string{"label", "p"}, aFloats("coefficients", 1, 0, 0, 0, 1, 1),
-			aInts("classlabels_ints", 0, 1), aString("post_transform", "LOGISTIC")).
-		mlNode("zm", "ZipMap", []string{"p"}, []string{"probs"}, aInts("classlabels_int64s", 0, 1)).
-		mlNode("le", "LabelEncoder", []string{"s"}, []string{"code"}, aStrings("keys_strings", "a"), aInts("values_int64s", 1))
-	be, err := LoadBytes(m.bytes(), Options{Concurrency: 1})
+	m := onnxtest.NewMLModel(2).Input("x", onnx.TypeFloat, "N", 3).Input("s", onnx.TypeString, "N").
+		Output("label").OutputSeqMap("probs", onnx.TypeInt64, onnx.TypeFloat).Output("code").
+		MLNode("sc", "Scaler", []string{"x"}, []string{"xs"}, onnxtest.AttrFloats("offset", 1), onnxtest.AttrFloats("scale", 2)).
+		MLNode("lc", "LinearClassifier", []string{"xs"}, []string{"label", "p"}, onnxtest.AttrFloats("coefficients", 1, 0, 0, 0, 1, 1),
+			onnxtest.AttrInts("classlabels_ints", 0, 1), onnxtest.AttrString("post_transform", "LOGISTIC")).
+		MLNode("zm", "ZipMap", []string{"p"}, []string{"probs"}, onnxtest.AttrInts("classlabels_int64s", 0, 1)).
+		MLNode("le", "LabelEncoder", []string{"s"}, []string{"code"}, onnxtest.AttrStrings("keys_strings", "a"), onnxtest.AttrInts("values_int64s", 1))
+	be, err := LoadBytes(m.Bytes(), Options{Concurrency: 1})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -666,143 +669,143 @@ func TestMLLoadErrors(t *testing.T) {
 	}
 	one := func(op string, attrs ...[]byte) []byte { return mlModel(1, op, []arg{in("x", x)}, 1, attrs...) }
 	lc := func(attrs ...[]byte) []byte { return mlModel(1, "LinearClassifier", []arg{in("x", x)}, 2, attrs...) }
-	coef := aFloats("coefficients", 1, 2, 3, 4)
+	coef := onnxtest.AttrFloats("coefficients", 1, 2, 3, 4)
 
 	f("unknown op", one("SVMClassifier"), ErrUnsupported, `node "n" (SVMClassifier): unsupported: operator "SVMClassifier" of domain ai.onnx.ml`)
 	f("ml opset 4", func() []byte {
-		return newModel(15).importOpset(mlDomain, 4).input("x", tFloat, 2).output("y").
-			mlNode("n", "Binarizer", []string{"x"}, []string{"y"}).bytes()
+		return onnxtest.NewModel(15).Import(mlDomain, 4).Input("x", onnx.TypeFloat, 2).Output("y").
+			MLNode("n", "Binarizer", []string{"x"}, []string{"y"}).Bytes()
 	}(), ErrUnsupported, "ai.onnx.ml opset 4 (supported: 1 to 3)")
-	f("unknown attribute", one("Binarizer", aFloat("treshold", 1)), ErrUnsupported, `node "n" (Binarizer): unsupported: attribute "treshold"`)
+	f("unknown attribute", one("Binarizer", onnxtest.AttrFloat("treshold", 1)), ErrUnsupported, `node "n" (Binarizer): unsupported: attribute "treshold"`)
 
-	f("LinearClassifier no coefficients", lc(aInts("classlabels_ints", 0, 1)), ErrInvalidModel, `node "n" (LinearClassifier): invalid model: attribute coefficients is required`)
-	f("LinearClassifier coefficient count", lc(aFloats("coefficients", 1, 2, 3), aFloats("intercepts", 0, 0), aInts("classlabels_ints", 0, 1)),
+	f("LinearClassifier no coefficients", lc(onnxtest.AttrInts("classlabels_ints", 0, 1)), ErrInvalidModel, `node "n" (LinearClassifier): invalid model: attribute coefficients is required`)
+	f("LinearClassifier coefficient count", lc(onnxtest.AttrFloats("coefficients", 1, 2, 3), onnxtest.AttrFloats("intercepts", 0, 0), onnxtest.AttrInts("classlabels_ints", 0, 1)),
 		ErrInvalidModel, "attribute coefficients has 3 values, want 4")
-	f("LinearClassifier ragged coefficients", lc(aFloats("coefficients", 1, 2, 3), aInts("classlabels_ints", 0, 1)),
+	f("LinearClassifier ragged coefficients", lc(onnxtest.AttrFloats("coefficients", 1, 2, 3), onnxtest.AttrInts("classlabels_ints", 0, 1)),
 		ErrInvalidModel, "attribute coefficients has 3 values, not a whole number of rows of 2 features")
-	f("LinearClassifier label count", lc(coef, aInts("classlabels_ints", 0, 1, 2)), ErrInvalidModel,
+	f("LinearClassifier label count", lc(coef, onnxtest.AttrInts("classlabels_ints", 0, 1, 2)), ErrInvalidModel,
 		"attribute classlabels_ints has 3 labels, want 2 (one per coefficient row)")
 	f("LinearClassifier no labels", lc(coef), ErrInvalidModel, "no class labels")
-	f("LinearClassifier both labels", lc(coef, aInts("classlabels_ints", 0, 1), aStrings("classlabels_strings", "a", "b")),
+	f("LinearClassifier both labels", lc(coef, onnxtest.AttrInts("classlabels_ints", 0, 1), onnxtest.AttrStrings("classlabels_strings", "a", "b")),
 		ErrInvalidModel, "attributes classlabels_ints and classlabels_strings are both set")
-	f("LinearClassifier post_transform", lc(coef, aInts("classlabels_ints", 0, 1), aString("post_transform", "SIGMOID")),
+	f("LinearClassifier post_transform", lc(coef, onnxtest.AttrInts("classlabels_ints", 0, 1), onnxtest.AttrString("post_transform", "SIGMOID")),
 		ErrInvalidModel, `node "n" (LinearClassifier): invalid model: post_transform "SIGMOID"`)
-	f("LinearClassifier post_transform type", lc(coef, aInts("classlabels_ints", 0, 1), aInt("post_transform", 1)),
+	f("LinearClassifier post_transform type", lc(coef, onnxtest.AttrInts("classlabels_ints", 0, 1), onnxtest.AttrInt("post_transform", 1)),
 		ErrInvalidModel, "attribute post_transform has type INT, want STRING")
-	f("LinearClassifier multi_class", lc(coef, aInts("classlabels_ints", 0, 1), aInt("multi_class", 2)),
+	f("LinearClassifier multi_class", lc(coef, onnxtest.AttrInts("classlabels_ints", 0, 1), onnxtest.AttrInt("multi_class", 2)),
 		ErrInvalidModel, "attribute multi_class = 2")
-	f("LinearClassifier binary PROBIT", lc(aFloats("coefficients", 1, 2), aInts("classlabels_ints", 0, 1), aString("post_transform", "PROBIT")),
+	f("LinearClassifier binary PROBIT", lc(onnxtest.AttrFloats("coefficients", 1, 2), onnxtest.AttrInts("classlabels_ints", 0, 1), onnxtest.AttrString("post_transform", "PROBIT")),
 		ErrUnsupported, "post_transform PROBIT with one coefficient row and two class labels")
-	f("LinearClassifier three labels one row", lc(aFloats("coefficients", 1, 2), aInts("classlabels_ints", 0, 1, 2)),
+	f("LinearClassifier three labels one row", lc(onnxtest.AttrFloats("coefficients", 1, 2), onnxtest.AttrInts("classlabels_ints", 0, 1, 2)),
 		ErrInvalidModel, "attribute classlabels_ints has 3 labels for one coefficient row")
 	f("LinearClassifier BYTES input", mlModel(1, "LinearClassifier", []arg{in("x", strT(sh(1, 2), "a", "b"))}, 2, coef,
-		aInts("classlabels_ints", 0, 1)), ErrUnsupported, `node "n" (LinearClassifier): unsupported: input 0 is BYTES`)
-	f("LinearClassifier rank 3", mlModel(1, "LinearClassifier", []arg{in("x", iotaT(1, 2, 2))}, 2, coef, aInts("classlabels_ints", 0, 1)),
+		onnxtest.AttrInts("classlabels_ints", 0, 1)), ErrUnsupported, `node "n" (LinearClassifier): unsupported: input 0 is BYTES`)
+	f("LinearClassifier rank 3", mlModel(1, "LinearClassifier", []arg{in("x", iotaT(1, 2, 2))}, 2, coef, onnxtest.AttrInts("classlabels_ints", 0, 1)),
 		ErrInvalidModel, "input X has shape [1 2 2], want [N, F] or [F]")
 
-	f("LinearRegressor targets", one("LinearRegressor", coef, aInt("targets", 3)), ErrInvalidModel,
+	f("LinearRegressor targets", one("LinearRegressor", coef, onnxtest.AttrInt("targets", 3)), ErrInvalidModel,
 		"attribute coefficients has 4 values, want 6 (3 targets × 2 features)")
-	f("LinearRegressor intercepts", one("LinearRegressor", coef, aInt("targets", 2), aFloats("intercepts", 1)), ErrInvalidModel,
+	f("LinearRegressor intercepts", one("LinearRegressor", coef, onnxtest.AttrInt("targets", 2), onnxtest.AttrFloats("intercepts", 1)), ErrInvalidModel,
 		"attribute intercepts has 1 values, want 2 (one per target)")
-	f("LinearRegressor one target LOGISTIC", one("LinearRegressor", aFloats("coefficients", 1, 2), aString("post_transform", "LOGISTIC")),
+	f("LinearRegressor one target LOGISTIC", one("LinearRegressor", onnxtest.AttrFloats("coefficients", 1, 2), onnxtest.AttrString("post_transform", "LOGISTIC")),
 		ErrUnsupported, "post_transform LOGISTIC with one target")
-	f("LinearRegressor zero targets", one("LinearRegressor", coef, aInt("targets", 0)), ErrInvalidModel, "attribute targets = 0")
+	f("LinearRegressor zero targets", one("LinearRegressor", coef, onnxtest.AttrInt("targets", 0)), ErrInvalidModel, "attribute targets = 0")
 
-	f("Scaler no scale", one("Scaler", aFloats("offset", 1)), ErrInvalidModel, `node "n" (Scaler): invalid model: attribute scale is required`)
-	f("Scaler sizes", one("Scaler", aFloats("offset", 1), aFloats("scale", 1, 2)), ErrInvalidModel, "attribute offset has 1 values, attribute scale 2")
-	f("Scaler per feature", one("Scaler", aFloats("offset", 1, 2, 3), aFloats("scale", 1, 2, 3)), ErrInvalidModel,
+	f("Scaler no scale", one("Scaler", onnxtest.AttrFloats("offset", 1)), ErrInvalidModel, `node "n" (Scaler): invalid model: attribute scale is required`)
+	f("Scaler sizes", one("Scaler", onnxtest.AttrFloats("offset", 1), onnxtest.AttrFloats("scale", 1, 2)), ErrInvalidModel, "attribute offset has 1 values, attribute scale 2")
+	f("Scaler per feature", one("Scaler", onnxtest.AttrFloats("offset", 1, 2, 3), onnxtest.AttrFloats("scale", 1, 2, 3)), ErrInvalidModel,
 		"attribute scale has 3 values, want 1 or one per feature (2)")
-	f("Normalizer norm", one("Normalizer", aString("norm", "L3")), ErrInvalidModel, `attribute norm = "L3", want MAX, L1 or L2`)
-	f("Binarizer threshold type", one("Binarizer", aInt("threshold", 1)), ErrInvalidModel, "attribute threshold has type INT, want FLOAT")
+	f("Normalizer norm", one("Normalizer", onnxtest.AttrString("norm", "L3")), ErrInvalidModel, `attribute norm = "L3", want MAX, L1 or L2`)
+	f("Binarizer threshold type", one("Binarizer", onnxtest.AttrInt("threshold", 1)), ErrInvalidModel, "attribute threshold has type INT, want FLOAT")
 	f("Imputer none", one("Imputer"), ErrInvalidModel, "exactly one of the attributes imputed_value_floats and imputed_value_int64s")
-	f("Imputer both", one("Imputer", aFloats("imputed_value_floats", 1), aInts("imputed_value_int64s", 1)), ErrInvalidModel, "exactly one of")
-	f("Imputer type", one("Imputer", aInts("imputed_value_int64s", 1)), ErrInvalidModel,
+	f("Imputer both", one("Imputer", onnxtest.AttrFloats("imputed_value_floats", 1), onnxtest.AttrInts("imputed_value_int64s", 1)), ErrInvalidModel, "exactly one of")
+	f("Imputer type", one("Imputer", onnxtest.AttrInts("imputed_value_int64s", 1)), ErrInvalidModel,
 		"input X is FP32 but the imputed values are imputed_value_int64s")
-	f("Imputer count", one("Imputer", aFloats("imputed_value_floats", 1, 2, 3)), ErrInvalidModel,
+	f("Imputer count", one("Imputer", onnxtest.AttrFloats("imputed_value_floats", 1, 2, 3)), ErrInvalidModel,
 		"attribute imputed_value_floats has 3 values, want 1 or one per feature (2)")
 	f("OneHotEncoder no categories", one("OneHotEncoder"), ErrInvalidModel, "exactly one of the attributes cats_int64s and cats_strings")
-	f("OneHotEncoder string categories, FP32 input", one("OneHotEncoder", aStrings("cats_strings", "a")), ErrUnsupported,
+	f("OneHotEncoder string categories, FP32 input", one("OneHotEncoder", onnxtest.AttrStrings("cats_strings", "a")), ErrUnsupported,
 		"input X is FP32, want one of [BYTES] (the categories are cats_strings)")
-	f("OneHotEncoder zeros", one("OneHotEncoder", aInts("cats_int64s", 1), aInt("zeros", 2)), ErrInvalidModel, "attribute zeros = 2")
+	f("OneHotEncoder zeros", one("OneHotEncoder", onnxtest.AttrInts("cats_int64s", 1), onnxtest.AttrInt("zeros", 2)), ErrInvalidModel, "attribute zeros = 2")
 	f("ArrayFeatureExtractor constant index", mlModel(1, "ArrayFeatureExtractor", []arg{in("x", x), cst("i", i64(sh(1), 2))}, 1),
 		ErrInvalidModel, `node "n" (ArrayFeatureExtractor): invalid model: index Y[0] = 2 out of range [0, 2)`)
 	f("ArrayFeatureExtractor INT32 indices", mlModel(1, "ArrayFeatureExtractor", []arg{in("x", x), cst("i", i32s(sh(1), 0))}, 1),
 		ErrUnsupported, "input Y is INT32, want one of [INT64]")
 	f("ArrayFeatureExtractor no indices", mlModel(1, "ArrayFeatureExtractor", []arg{in("x", x), cst("i", i64(sh(0)))}, 1),
 		ErrInvalidModel, "input Y has no indices")
-	f("FeatureVectorizer dims", mlModel(1, "FeatureVectorizer", []arg{in("x", x), in("y", x)}, 1, aInts("inputdimensions", 2)),
+	f("FeatureVectorizer dims", mlModel(1, "FeatureVectorizer", []arg{in("x", x), in("y", x)}, 1, onnxtest.AttrInts("inputdimensions", 2)),
 		ErrInvalidModel, "attribute inputdimensions has 1 values for 2 inputs")
-	f("FeatureVectorizer rows", mlModel(1, "FeatureVectorizer", []arg{in("x", x), in("y", iotaT(3, 2))}, 1, aInts("inputdimensions", 2, 2)),
+	f("FeatureVectorizer rows", mlModel(1, "FeatureVectorizer", []arg{in("x", x), in("y", iotaT(3, 2))}, 1, onnxtest.AttrInts("inputdimensions", 2, 2)),
 		ErrInvalidModel, "input 1 has 3 rows (shape [3 2]), input 0 has 2")
 
 	le := func(ml int64, x *tensor.Tensor, attrs ...[]byte) []byte {
 		return mlModel(ml, "LabelEncoder", []arg{in("x", x)}, 1, attrs...)
 	}
 	xs := strT(sh(2), "a", "b")
-	f("LabelEncoder lengths", le(2, xs, aStrings("keys_strings", "a", "b"), aInts("values_int64s", 1)), ErrInvalidModel,
+	f("LabelEncoder lengths", le(2, xs, onnxtest.AttrStrings("keys_strings", "a", "b"), onnxtest.AttrInts("values_int64s", 1)), ErrInvalidModel,
 		"attribute values_int64s has 1 values, keys_strings 2: they must have as many")
-	f("LabelEncoder two keys", le(2, xs, aStrings("keys_strings", "a"), aInts("keys_int64s", 1), aInts("values_int64s", 1)),
+	f("LabelEncoder two keys", le(2, xs, onnxtest.AttrStrings("keys_strings", "a"), onnxtest.AttrInts("keys_int64s", 1), onnxtest.AttrInts("values_int64s", 1)),
 		ErrInvalidModel, "attributes keys_strings and keys_int64s are both set")
-	f("LabelEncoder no values", le(2, xs, aStrings("keys_strings", "a")), ErrInvalidModel, "one of keys_strings")
-	f("LabelEncoder key type", le(2, x, aStrings("keys_strings", "a"), aInts("values_int64s", 1)), ErrUnsupported,
+	f("LabelEncoder no values", le(2, xs, onnxtest.AttrStrings("keys_strings", "a")), ErrInvalidModel, "one of keys_strings")
+	f("LabelEncoder key type", le(2, x, onnxtest.AttrStrings("keys_strings", "a"), onnxtest.AttrInts("values_int64s", 1)), ErrUnsupported,
 		"input X is FP32, want one of [BYTES] (the keys are keys_strings)")
-	f("LabelEncoder-1 attribute at opset 2", le(2, xs, aStrings("classes_strings", "a")), ErrInvalidModel,
+	f("LabelEncoder-1 attribute at opset 2", le(2, xs, onnxtest.AttrStrings("classes_strings", "a")), ErrInvalidModel,
 		"attribute classes_strings is LabelEncoder-1's")
-	f("LabelEncoder-2 attribute at opset 1", le(1, xs, aStrings("classes_strings", "a"), aStrings("keys_strings", "a")),
+	f("LabelEncoder-2 attribute at opset 1", le(1, xs, onnxtest.AttrStrings("classes_strings", "a"), onnxtest.AttrStrings("keys_strings", "a")),
 		ErrInvalidModel, `node "n" (LabelEncoder): invalid model: attribute keys_strings is LabelEncoder-2's`)
-	f("LabelEncoder-1 FP32 input", le(1, x, aStrings("classes_strings", "a")), ErrUnsupported, "input X is FP32")
+	f("LabelEncoder-1 FP32 input", le(1, x, onnxtest.AttrStrings("classes_strings", "a")), ErrUnsupported, "input X is FP32")
 
 	zm := func(key int32, labels ...[]byte) []byte {
-		return newMLModel(1).input("x", tFloat, "N", 2).outputSeqMap("z", key, tFloat).
-			mlNode("zm", "ZipMap", []string{"x"}, []string{"z"}, labels...).bytes()
+		return onnxtest.NewMLModel(1).Input("x", onnx.TypeFloat, "N", 2).OutputSeqMap("z", key, onnx.TypeFloat).
+			MLNode("zm", "ZipMap", []string{"x"}, []string{"z"}, labels...).Bytes()
 	}
-	f("ZipMap key type", zm(onnxInt64, aStrings("classlabels_strings", "a", "b")), ErrInvalidModel,
+	f("ZipMap key type", zm(onnx.TypeInt64, onnxtest.AttrStrings("classlabels_strings", "a", "b")), ErrInvalidModel,
 		`graph output "z": invalid model: declared type is not seq(map(string, float)), which node "zm" (ZipMap) produces`)
-	f("ZipMap duplicate keys", zm(onnxInt64, aInts("classlabels_int64s", 1, 1)), ErrInvalidModel, `class label "1" appears twice`)
-	f("ZipMap both keys", zm(onnxInt64, aInts("classlabels_int64s", 1, 2), aStrings("classlabels_strings", "a", "b")), ErrInvalidModel,
+	f("ZipMap duplicate keys", zm(onnx.TypeInt64, onnxtest.AttrInts("classlabels_int64s", 1, 1)), ErrInvalidModel, `class label "1" appears twice`)
+	f("ZipMap both keys", zm(onnx.TypeInt64, onnxtest.AttrInts("classlabels_int64s", 1, 2), onnxtest.AttrStrings("classlabels_strings", "a", "b")), ErrInvalidModel,
 		"exactly one of the attributes classlabels_strings and classlabels_int64s must be set")
-	f("ZipMap value type", newMLModel(1).input("x", tFloat, "N", 2).outputSeqMap("z", onnxInt64, tDouble).
-		mlNode("zm", "ZipMap", []string{"x"}, []string{"z"}, aInts("classlabels_int64s", 1, 2)).bytes(), ErrInvalidModel,
+	f("ZipMap value type", onnxtest.NewMLModel(1).Input("x", onnx.TypeFloat, "N", 2).OutputSeqMap("z", onnx.TypeInt64, onnx.TypeDouble).
+		MLNode("zm", "ZipMap", []string{"x"}, []string{"z"}, onnxtest.AttrInts("classlabels_int64s", 1, 2)).Bytes(), ErrInvalidModel,
 		"declared type is not seq(map(int64, float))")
-	f("ZipMap declared as a tensor", newMLModel(1).input("x", tFloat, "N", 2).outputTyped("z", tFloat, "N", 2).
-		mlNode("zm", "ZipMap", []string{"x"}, []string{"z"}, aInts("classlabels_int64s", 1, 2)).bytes(), ErrInvalidModel,
+	f("ZipMap declared as a tensor", onnxtest.NewMLModel(1).Input("x", onnx.TypeFloat, "N", 2).OutputTyped("z", onnx.TypeFloat, "N", 2).
+		MLNode("zm", "ZipMap", []string{"x"}, []string{"z"}, onnxtest.AttrInts("classlabels_int64s", 1, 2)).Bytes(), ErrInvalidModel,
 		`graph output "z": invalid model: declared as a tensor, but node "zm" (ZipMap) produces a sequence of maps`)
-	f("ZipMap key count", zm(onnxInt64, aInts("classlabels_int64s", 1, 2, 3)), ErrInvalidModel,
+	f("ZipMap key count", zm(onnx.TypeInt64, onnxtest.AttrInts("classlabels_int64s", 1, 2, 3)), ErrInvalidModel,
 		`node "zm" (ZipMap): invalid model: input X has 2 columns (shape [2 2]), ZipMap has 3 keys`)
-	f("ZipMap output used", newMLModel(1).input("x", tFloat, "N", 2).output("y").
-		mlNode("zm", "ZipMap", []string{"x"}, []string{"z"}, aInts("classlabels_int64s", 1, 2)).
-		node("id", "Identity", []string{"z"}, []string{"y"}).bytes(), ErrUnsupported,
+	f("ZipMap output used", onnxtest.NewMLModel(1).Input("x", onnx.TypeFloat, "N", 2).Output("y").
+		MLNode("zm", "ZipMap", []string{"x"}, []string{"z"}, onnxtest.AttrInts("classlabels_int64s", 1, 2)).
+		Node("id", "Identity", []string{"z"}, []string{"y"}).Bytes(), ErrUnsupported,
 		`node "id" (Identity): unsupported: input "z" is the output of node "zm" (ZipMap), a sequence of maps`)
-	f("sequence output not from ZipMap", newMLModel(1).input("x", tFloat, "N", 2).outputSeqMap("y", onnxInt64, tFloat).
-		node("id", "Identity", []string{"x"}, []string{"y"}).bytes(), ErrUnsupported, `graph output "y": unsupported: non-tensor type`)
-	f("BYTES into Add", newModel(13).input("x", onnxString, 2).output("y").node("a", "Add", []string{"x", "x"}, []string{"y"}).bytes(),
+	f("sequence output not from ZipMap", onnxtest.NewMLModel(1).Input("x", onnx.TypeFloat, "N", 2).OutputSeqMap("y", onnx.TypeInt64, onnx.TypeFloat).
+		Node("id", "Identity", []string{"x"}, []string{"y"}).Bytes(), ErrUnsupported, `graph output "y": unsupported: non-tensor type`)
+	f("BYTES into Add", onnxtest.NewModel(13).Input("x", onnx.TypeString, 2).Output("y").Node("a", "Add", []string{"x", "x"}, []string{"y"}).Bytes(),
 		ErrUnsupported, `node "a" (Add): unsupported: input 0 is BYTES`)
-	f("Cast to STRING", newModel(13).input("x", tFloat, 2).output("y").node("c", "Cast", []string{"x"}, []string{"y"}, aInt("to", onnxString)).bytes(),
+	f("Cast to STRING", onnxtest.NewModel(13).Input("x", onnx.TypeFloat, 2).Output("y").Node("c", "Cast", []string{"x"}, []string{"y"}, onnxtest.AttrInt("to", onnx.TypeString)).Bytes(),
 		ErrUnsupported, "cast to element type 8")
-	f("declared label type", newMLModel(1).input("x", tFloat, "N", 2).outputTyped("label", tInt64, "N").output("p").
-		mlNode("lc", "LinearClassifier", []string{"x"}, []string{"label", "p"}, coef, aStrings("classlabels_strings", "a", "b")).bytes(),
+	f("declared label type", onnxtest.NewMLModel(1).Input("x", onnx.TypeFloat, "N", 2).OutputTyped("label", onnx.TypeInt64, "N").Output("p").
+		MLNode("lc", "LinearClassifier", []string{"x"}, []string{"label", "p"}, coef, onnxtest.AttrStrings("classlabels_strings", "a", "b")).Bytes(),
 		ErrInvalidModel, `graph output "label" is declared as element type 7 but computes BYTES`)
 }
 
 // TestMLOpsetImports checks the opset_import handling of ONNX-ML models.
 func TestMLOpsetImports(t *testing.T) {
 	x := f32(sh(1, 2), 1, -1)
-	model := func(m *modelBuilder) []byte {
-		return m.input("x", tFloat, "N", 2).output("y").mlNode("b", "Binarizer", []string{"x"}, []string{"y"}).bytes()
+	model := func(m *onnxtest.Model) []byte {
+		return m.Input("x", onnx.TypeFloat, "N", 2).Output("y").MLNode("b", "Binarizer", []string{"x"}, []string{"y"}).Bytes()
 	}
-	for name, m := range map[string]*modelBuilder{
-		"ml only":          newModel(0).importOpset(mlDomain, 3),
-		"both":             newModel(13).importOpset(mlDomain, 1),
-		"ml not imported":  newModel(13),
-		"ai.onnx spelled":  newModel(0).importOpset("ai.onnx", 17).importOpset(mlDomain, 2),
-		"unrelated domain": newModel(0).importOpset(mlDomain, 2).importOpset("com.microsoft", 1),
+	for name, m := range map[string]*onnxtest.Model{
+		"ml only":          onnxtest.NewModel(0).Import(mlDomain, 3),
+		"both":             onnxtest.NewModel(13).Import(mlDomain, 1),
+		"ml not imported":  onnxtest.NewModel(13),
+		"ai.onnx spelled":  onnxtest.NewModel(0).Import("ai.onnx", 17).Import(mlDomain, 2),
+		"unrelated domain": onnxtest.NewModel(0).Import(mlDomain, 2).Import("com.microsoft", 1),
 	} {
 		t.Run(name, func(t *testing.T) {
 			outs := runModel(t, model(m), x)
 			expectClose(t, outs[0], rf(sh(1, 2), 1, 0))
 		})
 	}
-	if _, err := LoadBytes(model(newModel(0).importOpset("com.microsoft", 1)), Options{}); err == nil ||
+	if _, err := LoadBytes(model(onnxtest.NewModel(0).Import("com.microsoft", 1)), Options{}); err == nil ||
 		!strings.Contains(err.Error(), "no opset_import for the ai.onnx domain") {
 		t.Fatalf("LoadBytes without ai.onnx or ai.onnx.ml import = %v", err)
 	}
@@ -816,9 +819,9 @@ func BenchmarkLinearClassifier(b *testing.B) {
 		r := newRand()
 		w := randTensor(r, tensor.FP32, int64(sz.c), int64(sz.f)).Float32s()
 		bias := randTensor(r, tensor.FP32, int64(sz.c)).Float32s()
-		model := newMLModel(1).input("x", tFloat, "N", sz.f).output("label").output("p").
-			mlNode("lc", "LinearClassifier", []string{"x"}, []string{"label", "p"}, aFloats("coefficients", w...),
-				aFloats("intercepts", bias...), aInts("classlabels_ints", make([]int64, sz.c)...), aString("post_transform", "SOFTMAX")).bytes()
+		model := onnxtest.NewMLModel(1).Input("x", onnx.TypeFloat, "N", sz.f).Output("label").Output("p").
+			MLNode("lc", "LinearClassifier", []string{"x"}, []string{"label", "p"}, onnxtest.AttrFloats("coefficients", w...),
+				onnxtest.AttrFloats("intercepts", bias...), onnxtest.AttrInts("classlabels_ints", make([]int64, sz.c)...), onnxtest.AttrString("post_transform", "SOFTMAX")).Bytes()
 		be, err := LoadBytes(model, Options{Concurrency: 1})
 		if err != nil {
 			b.Fatal(err)
@@ -848,21 +851,21 @@ func BenchmarkLinearClassifier(b *testing.B) {
 					}
 				}
 			})
-			ks := kernelsFor0(b)
-			pb := ks.packB(make([]float32, ks.packedLen(sz.f, sz.c)), true, sz.f, sz.c, w, sz.f, 1)
-			pb.bias = ks.packBias(bias, sz.c, 1)
+			ks := bestKernels(b)
+			pb := ks.Pack(make([]float32, ks.PackedLen(sz.f, sz.c)), true, sz.f, sz.c, w, sz.f, 1)
+			pb.Bias = ks.PackBias(bias, sz.c, 1)
 			b.Run(fmt.Sprintf("F=%d/C=%d/batch=%d/gemm-kernel", sz.f, sz.c, n), func(b *testing.B) {
 				for b.Loop() {
-					ks.gemm(n, xs, sz.f, &pb, y, sz.c, flagBias)
+					ks.Gemm(n, xs, sz.f, &pb, y, sz.c, sgemm.AddBias)
 				}
 			})
 		}
 	}
 }
 
-// kernelsFor0 returns the best kernel set.
-func kernelsFor0(b *testing.B) *kernelSet {
-	ks, err := kernelsFor("")
+// bestKernels returns the best kernel set.
+func bestKernels(b *testing.B) *sgemm.Kernels {
+	ks, err := sgemm.Lookup("")
 	if err != nil {
 		b.Fatal(err)
 	}
@@ -900,17 +903,17 @@ func TestMLFuzzSeeds(t *testing.T) {
 // TestNestedTypes checks that deeply nested sequence and map types decode
 // without unbounded recursion and are rejected as non-tensor outputs.
 func TestNestedTypes(t *testing.T) {
-	typ := pbBytes(nil, 1, pbVarint(nil, 1, tFloat)) // tensor(float)
+	typ := onnxtest.AppendBytes(nil, 1, onnxtest.AppendVarint(nil, 1, onnx.TypeFloat)) // tensor(float)
 	for i := range 10000 {
 		if i%2 == 0 {
-			typ = pbBytes(nil, 4, pbBytes(nil, 1, typ)) // sequence
+			typ = onnxtest.AppendBytes(nil, 4, onnxtest.AppendBytes(nil, 1, typ)) // sequence
 		} else {
-			typ = pbBytes(nil, 5, pbBytes(pbVarint(nil, 1, onnxInt64), 2, typ)) // map(int64, ...)
+			typ = onnxtest.AppendBytes(nil, 5, onnxtest.AppendBytes(onnxtest.AppendVarint(nil, 1, onnx.TypeInt64), 2, typ)) // map(int64, ...)
 		}
 	}
-	m := newModel(13).input("x", tFloat, 2).node("id", "Identity", []string{"x"}, []string{"y"})
-	m.outputs = append(m.outputs, pbBytes(pbString(nil, 1, "y"), 2, typ))
-	if _, err := LoadBytes(m.bytes(), Options{}); !errors.Is(err, ErrUnsupported) || !strings.Contains(err.Error(), "non-tensor type") {
+	m := onnxtest.NewModel(13).Input("x", onnx.TypeFloat, 2).Node("id", "Identity", []string{"x"}, []string{"y"})
+	m.Outputs = append(m.Outputs, onnxtest.AppendBytes(onnxtest.AppendString(nil, 1, "y"), 2, typ))
+	if _, err := LoadBytes(m.Bytes(), Options{}); !errors.Is(err, ErrUnsupported) || !strings.Contains(err.Error(), "non-tensor type") {
 		t.Fatalf("LoadBytes = %v, want a non-tensor type error", err)
 	}
 }
@@ -918,13 +921,13 @@ func TestNestedTypes(t *testing.T) {
 // TestMLFolding checks that ONNX-ML nodes on constants are folded at
 // load, strings included.
 func TestMLFolding(t *testing.T) {
-	m := newMLModel(2).input("x", tFloat, "N", 2).output("codes").output("y").
-		node("c", "Constant", nil, []string{"s"}, aStrings("value_strings", "b", "a", "q")).
-		mlNode("le", "LabelEncoder", []string{"s"}, []string{"codes"}, aStrings("keys_strings", "a", "b"), aInts("values_int64s", 1, 2)).
-		init("w", f32(sh(2), 1, 2)).
-		mlNode("sc", "Scaler", []string{"w"}, []string{"ws"}, aFloats("offset", 1), aFloats("scale", 10)).
-		node("add", "Add", []string{"x", "ws"}, []string{"y"})
-	be, err := LoadBytes(m.bytes(), Options{Concurrency: 1})
+	m := onnxtest.NewMLModel(2).Input("x", onnx.TypeFloat, "N", 2).Output("codes").Output("y").
+		Node("c", "Constant", nil, []string{"s"}, onnxtest.AttrStrings("value_strings", "b", "a", "q")).
+		MLNode("le", "LabelEncoder", []string{"s"}, []string{"codes"}, onnxtest.AttrStrings("keys_strings", "a", "b"), onnxtest.AttrInts("values_int64s", 1, 2)).
+		Init("w", f32(sh(2), 1, 2)).
+		MLNode("sc", "Scaler", []string{"w"}, []string{"ws"}, onnxtest.AttrFloats("offset", 1), onnxtest.AttrFloats("scale", 10)).
+		Node("add", "Add", []string{"x", "ws"}, []string{"y"})
+	be, err := LoadBytes(m.Bytes(), Options{Concurrency: 1})
 	if err != nil {
 		t.Fatal(err)
 	}

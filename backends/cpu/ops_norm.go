@@ -11,20 +11,20 @@ import (
 // Training mode and the running-statistics outputs are unsupported.
 func compileBatchNorm(c *opCtx) (kernel, error) {
 	x := c.input(0)
-	eps, err := c.n.attrs.float("epsilon", 1e-5)
+	eps, err := c.n.attrs.Float("epsilon", 1e-5)
 	if err != nil {
 		return nil, err
 	}
-	if _, err := c.n.attrs.float("momentum", 0.9); err != nil {
+	if _, err := c.n.attrs.Float("momentum", 0.9); err != nil {
 		return nil, err
 	}
-	if spatial, err := c.n.attrs.boolInt("spatial", true); err != nil || !spatial {
+	if spatial, err := c.n.attrs.Bool("spatial", true); err != nil || !spatial {
 		if err != nil {
 			return nil, err
 		}
 		return nil, unsupportedf("spatial=0")
 	}
-	if tm, err := c.n.attrs.boolInt("training_mode", false); err != nil || tm {
+	if tm, err := c.n.attrs.Bool("training_mode", false); err != nil || tm {
 		if err != nil {
 			return nil, err
 		}

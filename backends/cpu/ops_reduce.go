@@ -3,6 +3,7 @@ package cpu
 import (
 	"math"
 
+	"github.com/coalesce-ml/coalesce/backends/cpu/internal/sgemm"
 	"github.com/coalesce-ml/coalesce/tensor"
 )
 
@@ -16,7 +17,7 @@ func compileSoftmax(c *opCtx) (kernel, error) {
 	if c.opset < 13 {
 		def = 1
 	}
-	axis, err := c.n.attrs.int("axis", def)
+	axis, err := c.n.attrs.Int("axis", def)
 	if err != nil {
 		return nil, err
 	}
@@ -37,7 +38,7 @@ func compileSoftmax(c *opCtx) (kernel, error) {
 	switch x.dtype {
 	case tensor.FP32:
 		if inner == 1 && !log && n > 0 {
-			return softmaxRowsKernel(c.ks.softmaxRows, outer, n), nil
+			return softmaxRowsKernel(c.ks, outer, n), nil
 		}
 		return softmaxKernel[float32](outer, n, inner, log), nil
 	case tensor.FP64:
@@ -85,16 +86,12 @@ func softmaxKernel[T float](outer, n, inner int, log bool) kernel {
 }
 
 // softmaxRowsKernel is softmaxKernel for FP32 rows of n ≥ 1 contiguous
-// elements (the common case: class scores). vec, when not nil, is the
-// kernel set's vectorised version; otherwise softmaxRows32.
-func softmaxRowsKernel(vec func(x, y []float32, rows, n int), rows, n int) kernel {
+// elements (the common case: class scores): the kernel set's vectorised
+// version where it has one, softmaxRows32 otherwise.
+func softmaxRowsKernel(ks *sgemm.Kernels, rows, n int) kernel {
 	return kernelFunc(func(in, out []*tensor.Tensor) error {
 		x, y := viewAs[float32](in[0].Data), viewAs[float32](out[0].Data)
-		switch {
-		case rows == 0:
-		case vec != nil:
-			vec(x, y, rows, n)
-		default:
+		if rows > 0 && !ks.SoftmaxRows(x, y, rows, n) {
 			softmaxRows32(x, y, rows, n)
 		}
 		return nil
@@ -175,15 +172,15 @@ func expRow32(dst, src []float32, shift float64) float64 {
 // first index, or the last with select_last_index=1).
 func compileArgMax(c *opCtx) (kernel, error) {
 	x := c.input(0)
-	axis, err := c.n.attrs.int("axis", 0)
+	axis, err := c.n.attrs.Int("axis", 0)
 	if err != nil {
 		return nil, err
 	}
-	keep, err := c.n.attrs.boolInt("keepdims", true)
+	keep, err := c.n.attrs.Bool("keepdims", true)
 	if err != nil {
 		return nil, err
 	}
-	last, err := c.n.attrs.boolInt("select_last_index", false)
+	last, err := c.n.attrs.Bool("select_last_index", false)
 	if err != nil {
 		return nil, err
 	}

@@ -3,6 +3,7 @@ package cpu
 import (
 	"slices"
 
+	"github.com/coalesce-ml/coalesce/backends/cpu/internal/onnx"
 	"github.com/coalesce-ml/coalesce/tensor"
 )
 
@@ -15,34 +16,34 @@ func compileConstant(c *opCtx) (kernel, error) {
 	a := c.n.attrs[0]
 	var t *tensor.Tensor
 	var err error
-	switch a.name {
+	switch a.Name {
 	case "value":
-		if a.typ != attrTensor || a.t == nil {
-			return nil, invalidf("attribute value has type %s, want TENSOR", a.typ)
+		if a.Type != onnx.AttrTensor || a.T == nil {
+			return nil, invalidf("attribute value has type %s, want TENSOR", a.Type)
 		}
-		if t, err = a.t.toTensor(); err != nil {
+		if t, err = a.T.ToTensor(); err != nil {
 			return nil, err
 		}
 	case "value_float":
-		v, err := c.n.attrs.float(a.name, 0)
+		v, err := c.n.attrs.Float(a.Name, 0)
 		if err != nil {
 			return nil, err
 		}
 		t = tensor.FromFloat32s("", []int64{}, []float32{v})
 	case "value_floats":
-		v, _, err := c.n.attrs.floats(a.name)
+		v, _, err := c.n.attrs.Floats(a.Name)
 		if err != nil {
 			return nil, err
 		}
 		t = tensor.FromFloat32s("", []int64{int64(len(v))}, v)
 	case "value_int":
-		v, err := c.n.attrs.int(a.name, 0)
+		v, err := c.n.attrs.Int(a.Name, 0)
 		if err != nil {
 			return nil, err
 		}
 		t = tensor.FromInt64s("", []int64{}, []int64{v})
 	case "value_ints":
-		v, _, err := c.n.attrs.ints(a.name)
+		v, _, err := c.n.attrs.Ints(a.Name)
 		if err != nil {
 			return nil, err
 		}
@@ -51,14 +52,14 @@ func compileConstant(c *opCtx) (kernel, error) {
 		// BYTES values are vocabulary ids (strings.go).
 		var ids []int64
 		shape := []int64{}
-		if a.name == "value_string" {
-			s, err := c.n.attrs.str(a.name, "")
+		if a.Name == "value_string" {
+			s, err := c.n.attrs.Str(a.Name, "")
 			if err != nil {
 				return nil, err
 			}
 			ids = []int64{c.stringID(s)}
 		} else {
-			ss, _, err := c.n.attrs.strs(a.name)
+			ss, _, err := c.n.attrs.Strings(a.Name)
 			if err != nil {
 				return nil, err
 			}
@@ -67,7 +68,7 @@ func compileConstant(c *opCtx) (kernel, error) {
 		t = newValue(tensor.Bytes, shape)
 		copy(viewAs[int64](t.Data), ids)
 	default: // sparse_value
-		return nil, unsupportedf("Constant attribute %s", a.name)
+		return nil, unsupportedf("Constant attribute %s", a.Name)
 	}
 	c.setConst(0, t)
 	return nil, nil
@@ -118,11 +119,11 @@ func compileDropout(c *opCtx) (kernel, error) {
 func compileShape(c *opCtx) (kernel, error) {
 	x := c.input(0)
 	r := int64(len(x.shape))
-	start, err := c.n.attrs.int("start", 0)
+	start, err := c.n.attrs.Int("start", 0)
 	if err != nil {
 		return nil, err
 	}
-	end, err := c.n.attrs.int("end", r)
+	end, err := c.n.attrs.Int("end", r)
 	if err != nil {
 		return nil, err
 	}
@@ -165,7 +166,7 @@ func compileReshape(c *opCtx) (kernel, error) {
 	if shape == nil {
 		return nil, invalidf("input shape is required")
 	}
-	allowZero, err := c.n.attrs.boolInt("allowzero", false)
+	allowZero, err := c.n.attrs.Bool("allowzero", false)
 	if err != nil {
 		return nil, err
 	}
@@ -210,7 +211,7 @@ func compileReshape(c *opCtx) (kernel, error) {
 // compileFlatten compiles Flatten (axis in [-r, r], default 1) as a view.
 func compileFlatten(c *opCtx) (kernel, error) {
 	x := c.input(0)
-	axis, err := c.n.attrs.int("axis", 1)
+	axis, err := c.n.attrs.Int("axis", 1)
 	if err != nil {
 		return nil, err
 	}
@@ -232,9 +233,9 @@ func axesArg(c *opCtx) ([]int64, bool, error) {
 		if len(c.in) > 1 {
 			return nil, false, invalidf("axes is an attribute before opset 13, not an input")
 		}
-		return c.n.attrs.ints("axes")
+		return c.n.attrs.Ints("axes")
 	}
-	if c.n.attrs.has("axes") {
+	if c.n.attrs.Has("axes") {
 		return nil, false, invalidf("axes is an input from opset 13, not an attribute")
 	}
 	v, err := int64Values(c, 1, "axes")

@@ -6,6 +6,8 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/coalesce-ml/coalesce/backends/cpu/internal/onnx"
+	"github.com/coalesce-ml/coalesce/backends/cpu/internal/onnx/onnxtest"
 	"github.com/coalesce-ml/coalesce/tensor"
 )
 
@@ -31,22 +33,22 @@ func TestReshapeLikeOps(t *testing.T) {
 		want  ref
 	}{
 		{"Flatten/default", 13, "Flatten", nil, nil, with(2, 12)},
-		{"Flatten/axis0", 13, "Flatten", nil, [][]byte{aInt("axis", 0)}, with(1, 24)},
-		{"Flatten/axis2", 13, "Flatten", nil, [][]byte{aInt("axis", 2)}, with(6, 4)},
-		{"Flatten/axis3", 13, "Flatten", nil, [][]byte{aInt("axis", 3)}, with(24, 1)},
-		{"Flatten/axis-1", 13, "Flatten", nil, [][]byte{aInt("axis", -1)}, with(6, 4)},
+		{"Flatten/axis0", 13, "Flatten", nil, [][]byte{onnxtest.AttrInt("axis", 0)}, with(1, 24)},
+		{"Flatten/axis2", 13, "Flatten", nil, [][]byte{onnxtest.AttrInt("axis", 2)}, with(6, 4)},
+		{"Flatten/axis3", 13, "Flatten", nil, [][]byte{onnxtest.AttrInt("axis", 3)}, with(24, 1)},
+		{"Flatten/axis-1", 13, "Flatten", nil, [][]byte{onnxtest.AttrInt("axis", -1)}, with(6, 4)},
 		{"Reshape/plain", 13, "Reshape", []arg{cst("s", i64(sh(2), 4, 6))}, nil, with(4, 6)},
 		{"Reshape/zero and -1", 13, "Reshape", []arg{cst("s", i64(sh(3), 0, -1, 2))}, nil, with(2, 6, 2)},
 		{"Reshape/-1 only", 13, "Reshape", []arg{cst("s", i64(sh(1), -1))}, nil, with(24)},
-		{"Reshape/allowzero=0", 14, "Reshape", []arg{cst("s", i64(sh(2), 0, 12))}, [][]byte{aInt("allowzero", 0)}, with(2, 12)},
+		{"Reshape/allowzero=0", 14, "Reshape", []arg{cst("s", i64(sh(2), 0, 12))}, [][]byte{onnxtest.AttrInt("allowzero", 0)}, with(2, 12)},
 		{"Identity", 13, "Identity", nil, nil, same},
-		{"Dropout/opset7", 7, "Dropout", nil, [][]byte{aFloat("ratio", 0.3)}, same},
+		{"Dropout/opset7", 7, "Dropout", nil, [][]byte{onnxtest.AttrFloat("ratio", 0.3)}, same},
 		{"Dropout/opset13 ratio", 13, "Dropout", []arg{cst("r", f32(sh(), 0.5))}, nil, same},
 		{"Dropout/opset13 training false", 13, "Dropout", []arg{{}, cst("tm", tensor.New("", tensor.Bool, sh()))}, nil, same},
 		{"Squeeze/none", 11, "Squeeze", nil, nil, same},
-		{"Unsqueeze/attr", 11, "Unsqueeze", nil, [][]byte{aInts("axes", 0, 4)}, with(1, 2, 3, 4, 1)},
+		{"Unsqueeze/attr", 11, "Unsqueeze", nil, [][]byte{onnxtest.AttrInts("axes", 0, 4)}, with(1, 2, 3, 4, 1)},
 		{"Unsqueeze/input", 13, "Unsqueeze", []arg{cst("a", i64(sh(2), -1, 1))}, nil, with(2, 1, 3, 4, 1)},
-		{"Transpose/identity perm", 13, "Transpose", nil, [][]byte{aInts("perm", 0, 1, 2)}, same},
+		{"Transpose/identity perm", 13, "Transpose", nil, [][]byte{onnxtest.AttrInts("perm", 0, 1, 2)}, same},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
@@ -68,8 +70,8 @@ func TestSqueeze(t *testing.T) {
 		want  ref
 	}{
 		{"all", 13, nil, nil, with(3, 2)},
-		{"attr", 11, nil, [][]byte{aInts("axes", 0)}, with(3, 1, 2)},
-		{"attr negative", 11, nil, [][]byte{aInts("axes", -2)}, with(1, 3, 2)},
+		{"attr", 11, nil, [][]byte{onnxtest.AttrInts("axes", 0)}, with(3, 1, 2)},
+		{"attr negative", 11, nil, [][]byte{onnxtest.AttrInts("axes", -2)}, with(1, 3, 2)},
 		{"input", 13, []arg{cst("a", i64(sh(2), 0, 2))}, nil, with(3, 2)},
 	}
 	for _, tc := range tests {
@@ -105,7 +107,7 @@ func TestTranspose(t *testing.T) {
 				if perm == nil {
 					perm = sh(2, 1, 0)
 				} else {
-					attrs = append(attrs, aInts("perm", perm...))
+					attrs = append(attrs, onnxtest.AttrInts("perm", perm...))
 				}
 				outs := runModel(t, oneNode(13, "Transpose", []arg{in("x", xt)}, 1, attrs...), xt)
 				out := make([]int64, 3)
@@ -159,7 +161,7 @@ func TestConcat(t *testing.T) {
 	tests[1].want = tests[0].want
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
-			outs := runModel(t, oneNode(13, "Concat", tc.args, 1, aInt("axis", tc.axis)), graphInputs(tc.args)...)
+			outs := runModel(t, oneNode(13, "Concat", tc.args, 1, onnxtest.AttrInt("axis", tc.axis)), graphInputs(tc.args)...)
 			expectClose(t, outs[0], tc.want())
 		})
 	}
@@ -184,7 +186,7 @@ func TestGather(t *testing.T) {
 		for _, konst := range []bool{true, false} {
 			t.Run(fmt.Sprintf("%s/const=%v", tc.name, konst), func(t *testing.T) {
 				args := []arg{in("x", x), {name: "i", t: tc.idx, konst: konst}}
-				outs := runModel(t, oneNode(13, "Gather", args, 1, aInt("axis", tc.axis)), graphInputs(args)...)
+				outs := runModel(t, oneNode(13, "Gather", args, 1, onnxtest.AttrInt("axis", tc.axis)), graphInputs(args)...)
 				expectClose(t, outs[0], tc.want)
 			})
 		}
@@ -209,16 +211,16 @@ func TestCast(t *testing.T) {
 		dt   tensor.DataType
 		want []float64
 	}{
-		{tInt64, tensor.Int64, []float64{-2, 0, 0, 0, 1, 300}},
-		{tInt32, tensor.Int32, []float64{-2, 0, 0, 0, 1, 300}},
-		{tDouble, tensor.FP64, []float64{-2.7, -0.5, 0, 0.5, 1.9, 300}},
-		{tBool, tensor.Bool, []float64{1, 1, 0, 1, 1, 1}},
-		{onnxFloat16, tensor.FP16, []float64{-2.7, -0.5, 0, 0.5, 1.9, 300}},
-		{tFloat, tensor.FP32, []float64{-2.7, -0.5, 0, 0.5, 1.9, 300}},
+		{onnx.TypeInt64, tensor.Int64, []float64{-2, 0, 0, 0, 1, 300}},
+		{onnx.TypeInt32, tensor.Int32, []float64{-2, 0, 0, 0, 1, 300}},
+		{onnx.TypeDouble, tensor.FP64, []float64{-2.7, -0.5, 0, 0.5, 1.9, 300}},
+		{onnx.TypeBool, tensor.Bool, []float64{1, 1, 0, 1, 1, 1}},
+		{onnx.TypeFloat16, tensor.FP16, []float64{-2.7, -0.5, 0, 0.5, 1.9, 300}},
+		{onnx.TypeFloat, tensor.FP32, []float64{-2.7, -0.5, 0, 0.5, 1.9, 300}},
 	}
 	for _, tc := range tests {
 		t.Run(tc.dt.String(), func(t *testing.T) {
-			outs := runModel(t, oneNode(13, "Cast", []arg{in("x", x)}, 1, aInt("to", int64(tc.to))), x)
+			outs := runModel(t, oneNode(13, "Cast", []arg{in("x", x)}, 1, onnxtest.AttrInt("to", int64(tc.to))), x)
 			if outs[0].DType != tc.dt {
 				t.Fatalf("output is %s, want %s", outs[0].DType, tc.dt)
 			}
@@ -233,11 +235,11 @@ func TestCast(t *testing.T) {
 	}
 	t.Run("chain INT64->FP32->BOOL->FP64", func(t *testing.T) {
 		xi := i64(sh(4), -3, 0, 7, 1<<40)
-		m := newModel(13).input("x", tInt64, 4).output("y").
-			node("c1", "Cast", []string{"x"}, []string{"f"}, aInt("to", tFloat)).
-			node("c2", "Cast", []string{"f"}, []string{"b"}, aInt("to", tBool)).
-			node("c3", "Cast", []string{"b"}, []string{"d"}, aInt("to", tDouble)).
-			node("add", "Add", []string{"d", "d"}, []string{"y"}).bytes()
+		m := onnxtest.NewModel(13).Input("x", onnx.TypeInt64, 4).Output("y").
+			Node("c1", "Cast", []string{"x"}, []string{"f"}, onnxtest.AttrInt("to", onnx.TypeFloat)).
+			Node("c2", "Cast", []string{"f"}, []string{"b"}, onnxtest.AttrInt("to", onnx.TypeBool)).
+			Node("c3", "Cast", []string{"b"}, []string{"d"}, onnxtest.AttrInt("to", onnx.TypeDouble)).
+			Node("add", "Add", []string{"d", "d"}, []string{"y"}).Bytes()
 		outs := runModel(t, m, xi)
 		expectClose(t, outs[0], ref{sh(4), []float64{2, 0, 2, 2}})
 	})
@@ -251,19 +253,19 @@ func TestConstantAndShape(t *testing.T) {
 		want  ref
 		dt    tensor.DataType
 	}{
-		{"value", 13, aTensor("value", tensorProto("", f32(sh(2), 1.5, -2), true)), ref{sh(2), []float64{1.5, -2}}, tensor.FP32},
-		{"value raw", 13, aTensor("value", tensorProto("", i64(sh(1, 2), 7, -8), false)), ref{sh(1, 2), []float64{7, -8}}, tensor.Int64},
-		{"value_float", 13, aFloat("value_float", 2.5), ref{sh(), []float64{2.5}}, tensor.FP32},
-		{"value_floats", 13, aFloats("value_floats", 1, 2, 3), ref{sh(3), []float64{1, 2, 3}}, tensor.FP32},
-		{"value_int", 13, aInt("value_int", -4), ref{sh(), []float64{-4}}, tensor.Int64},
-		{"value_ints", 13, aInts("value_ints", 4, 5), ref{sh(2), []float64{4, 5}}, tensor.Int64},
+		{"value", 13, onnxtest.AttrTensor("value", onnxtest.TensorProto("", f32(sh(2), 1.5, -2), true)), ref{sh(2), []float64{1.5, -2}}, tensor.FP32},
+		{"value raw", 13, onnxtest.AttrTensor("value", onnxtest.TensorProto("", i64(sh(1, 2), 7, -8), false)), ref{sh(1, 2), []float64{7, -8}}, tensor.Int64},
+		{"value_float", 13, onnxtest.AttrFloat("value_float", 2.5), ref{sh(), []float64{2.5}}, tensor.FP32},
+		{"value_floats", 13, onnxtest.AttrFloats("value_floats", 1, 2, 3), ref{sh(3), []float64{1, 2, 3}}, tensor.FP32},
+		{"value_int", 13, onnxtest.AttrInt("value_int", -4), ref{sh(), []float64{-4}}, tensor.Int64},
+		{"value_ints", 13, onnxtest.AttrInts("value_ints", 4, 5), ref{sh(2), []float64{4, 5}}, tensor.Int64},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
 			// y = Identity(Constant) + 0 * Cast(x): the graph still needs an input.
-			m := newModel(tc.opset).input("x", tFloat, 1).output("y").
-				node("k", "Constant", nil, []string{"c"}, tc.attr).
-				node("id", "Identity", []string{"c"}, []string{"y"}).bytes()
+			m := onnxtest.NewModel(tc.opset).Input("x", onnx.TypeFloat, 1).Output("y").
+				Node("k", "Constant", nil, []string{"c"}, tc.attr).
+				Node("id", "Identity", []string{"c"}, []string{"y"}).Bytes()
 			outs := runModel(t, m, f32(sh(1), 0))
 			if outs[0].DType != tc.dt {
 				t.Fatalf("output is %s, want %s", outs[0].DType, tc.dt)
@@ -279,10 +281,10 @@ func TestConstantAndShape(t *testing.T) {
 		t.Run(fmt.Sprintf("Shape/%v", se.want), func(t *testing.T) {
 			var attrs [][]byte
 			if se.start != nil {
-				attrs = append(attrs, aInt("start", *se.start))
+				attrs = append(attrs, onnxtest.AttrInt("start", *se.start))
 			}
 			if se.end != nil {
-				attrs = append(attrs, aInt("end", *se.end))
+				attrs = append(attrs, onnxtest.AttrInt("end", *se.end))
 			}
 			outs := runModel(t, oneNode(15, "Shape", []arg{in("x", x)}, 1, attrs...), x)
 			expectClose(t, outs[0], ref{sh(int64(len(se.want))), se.want})
@@ -294,22 +296,22 @@ func TestConstantAndShape(t *testing.T) {
 // by a Linear layer and a ReLU, with a dynamic batch dimension; opset 11
 // (Unsqueeze axes as attribute) or 13 (as input).
 func torchViewModel(opset int64, w, b *tensor.Tensor) []byte {
-	m := newModel(opset).input("x", tFloat, "batch", 2, 3).output("y").
-		init("W", w).init("B", b).
-		node("/Shape", "Shape", []string{"x"}, []string{"s"}).
-		node("/Constant", "Constant", nil, []string{"zero"}, aTensor("value", tensorProto("", i64(sh(), 0), false))).
-		node("/Gather", "Gather", []string{"s", "zero"}, []string{"n"}, aInt("axis", 0))
+	m := onnxtest.NewModel(opset).Input("x", onnx.TypeFloat, "batch", 2, 3).Output("y").
+		Init("W", w).Init("B", b).
+		Node("/Shape", "Shape", []string{"x"}, []string{"s"}).
+		Node("/Constant", "Constant", nil, []string{"zero"}, onnxtest.AttrTensor("value", onnxtest.TensorProto("", i64(sh(), 0), false))).
+		Node("/Gather", "Gather", []string{"s", "zero"}, []string{"n"}, onnxtest.AttrInt("axis", 0))
 	if opset < 13 {
-		m.node("/Unsqueeze", "Unsqueeze", []string{"n"}, []string{"n1"}, aInts("axes", 0))
+		m.Node("/Unsqueeze", "Unsqueeze", []string{"n"}, []string{"n1"}, onnxtest.AttrInts("axes", 0))
 	} else {
-		m.node("/Constant_1", "Constant", nil, []string{"ax"}, aTensor("value", tensorProto("", i64(sh(1), 0), false))).
-			node("/Unsqueeze", "Unsqueeze", []string{"n", "ax"}, []string{"n1"})
+		m.Node("/Constant_1", "Constant", nil, []string{"ax"}, onnxtest.AttrTensor("value", onnxtest.TensorProto("", i64(sh(1), 0), false))).
+			Node("/Unsqueeze", "Unsqueeze", []string{"n", "ax"}, []string{"n1"})
 	}
-	return m.node("/Constant_2", "Constant", nil, []string{"m1"}, aTensor("value", tensorProto("", i64(sh(1), -1), false))).
-		node("/Concat", "Concat", []string{"n1", "m1"}, []string{"shape"}, aInt("axis", 0)).
-		node("/Reshape", "Reshape", []string{"x", "shape"}, []string{"flat"}).
-		node("/fc/Gemm", "Gemm", []string{"flat", "W", "B"}, []string{"g"}, aInt("transB", 1)).
-		node("/Relu", "Relu", []string{"g"}, []string{"y"}).bytes()
+	return m.Node("/Constant_2", "Constant", nil, []string{"m1"}, onnxtest.AttrTensor("value", onnxtest.TensorProto("", i64(sh(1), -1), false))).
+		Node("/Concat", "Concat", []string{"n1", "m1"}, []string{"shape"}, onnxtest.AttrInt("axis", 0)).
+		Node("/Reshape", "Reshape", []string{"x", "shape"}, []string{"flat"}).
+		Node("/fc/Gemm", "Gemm", []string{"flat", "W", "B"}, []string{"g"}, onnxtest.AttrInt("transB", 1)).
+		Node("/Relu", "Relu", []string{"g"}, []string{"y"}).Bytes()
 }
 
 func TestDynamicBatchViewPattern(t *testing.T) {
@@ -372,14 +374,14 @@ func TestMLPChain(t *testing.T) {
 // Softmax → probabilities, ArgMax → label.
 func mlpModel(w1, b1, w2, b2 *tensor.Tensor) []byte {
 	in := w1.Shape[1]
-	return newModel(13).input("x", tFloat, "N", in).
-		outputTyped("logits", tFloat, "N", w2.Shape[1]).outputTyped("probabilities", tFloat, "N", w2.Shape[1]).outputTyped("label", tInt64, "N").
-		initTyped("w1", w1).init("b1", b1).init("w2", w2).init("b2", b2).init("four", f32(sh(), 4)).
-		node("/div", "Div", []string{"x", "four"}, []string{"xs"}).
-		node("/fc1/Gemm", "Gemm", []string{"xs", "w1", "b1"}, []string{"h1"}, aInt("transB", 1)).
-		node("/relu", "Relu", []string{"h1"}, []string{"h"}).
-		node("/fc2/MatMul", "MatMul", []string{"h", "w2"}, []string{"mm"}).
-		node("/fc2/Add", "Add", []string{"mm", "b2"}, []string{"logits"}).
-		node("/softmax", "Softmax", []string{"logits"}, []string{"probabilities"}, aInt("axis", 1)).
-		node("/argmax", "ArgMax", []string{"logits"}, []string{"label"}, aInt("axis", 1), aInt("keepdims", 0)).bytes()
+	return onnxtest.NewModel(13).Input("x", onnx.TypeFloat, "N", in).
+		OutputTyped("logits", onnx.TypeFloat, "N", w2.Shape[1]).OutputTyped("probabilities", onnx.TypeFloat, "N", w2.Shape[1]).OutputTyped("label", onnx.TypeInt64, "N").
+		InitTyped("w1", w1).Init("b1", b1).Init("w2", w2).Init("b2", b2).Init("four", f32(sh(), 4)).
+		Node("/div", "Div", []string{"x", "four"}, []string{"xs"}).
+		Node("/fc1/Gemm", "Gemm", []string{"xs", "w1", "b1"}, []string{"h1"}, onnxtest.AttrInt("transB", 1)).
+		Node("/relu", "Relu", []string{"h1"}, []string{"h"}).
+		Node("/fc2/MatMul", "MatMul", []string{"h", "w2"}, []string{"mm"}).
+		Node("/fc2/Add", "Add", []string{"mm", "b2"}, []string{"logits"}).
+		Node("/softmax", "Softmax", []string{"logits"}, []string{"probabilities"}, onnxtest.AttrInt("axis", 1)).
+		Node("/argmax", "ArgMax", []string{"logits"}, []string{"label"}, onnxtest.AttrInt("axis", 1), onnxtest.AttrInt("keepdims", 0)).Bytes()
 }

@@ -19,18 +19,18 @@ func compileSlice(c *opCtx) (kernel, error) {
 			return nil, invalidf("Slice before opset 10 takes starts, ends and axes as attributes, not inputs")
 		}
 		var ok bool
-		if starts, ok, err = c.n.attrs.ints("starts"); err != nil || !ok {
+		if starts, ok, err = c.n.attrs.Ints("starts"); err != nil || !ok {
 			return nil, orRequired(err, "attribute starts")
 		}
-		if ends, ok, err = c.n.attrs.ints("ends"); err != nil || !ok {
+		if ends, ok, err = c.n.attrs.Ints("ends"); err != nil || !ok {
 			return nil, orRequired(err, "attribute ends")
 		}
-		if axes, _, err = c.n.attrs.ints("axes"); err != nil {
+		if axes, _, err = c.n.attrs.Ints("axes"); err != nil {
 			return nil, err
 		}
 	} else {
 		for _, a := range []string{"starts", "ends", "axes"} {
-			if c.n.attrs.has(a) {
+			if c.n.attrs.Has(a) {
 				return nil, invalidf("Slice from opset 10 takes %s as an input, not an attribute", a)
 			}
 		}

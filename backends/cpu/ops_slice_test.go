@@ -6,6 +6,7 @@ import (
 	"math"
 	"testing"
 
+	"github.com/coalesce-ml/coalesce/backends/cpu/internal/onnx/onnxtest"
 	"github.com/coalesce-ml/coalesce/tensor"
 )
 
@@ -108,9 +109,9 @@ func TestSlice(t *testing.T) {
 			continue
 		}
 		t.Run("opset1/"+tc.name, func(t *testing.T) {
-			attrs := [][]byte{aInts("starts", tc.starts...), aInts("ends", tc.ends...)}
+			attrs := [][]byte{onnxtest.AttrInts("starts", tc.starts...), onnxtest.AttrInts("ends", tc.ends...)}
 			if !tc.noAxes {
-				attrs = append(attrs, aInts("axes", tc.axes...))
+				attrs = append(attrs, onnxtest.AttrInts("axes", tc.axes...))
 			}
 			outs := runModel(t, oneNode(7, "Slice", []arg{in("x", x)}, 1, attrs...), x)
 			expectClose(t, outs[0], want)

@@ -4,6 +4,7 @@ import (
 	"sync"
 
 	"github.com/coalesce-ml/coalesce/backends/cpu/forest"
+	"github.com/coalesce-ml/coalesce/backends/cpu/internal/onnx"
 	"github.com/coalesce-ml/coalesce/tensor"
 )
 
@@ -85,12 +86,12 @@ func (c *opCtx) treeEnsemble(build func() (*treeEnsemble, error)) (*treeEnsemble
 // attrReader reads attributes, keeping the first error, so that a run of
 // reads is checked once.
 type attrReader struct {
-	as  attrs
+	as  onnx.Attrs
 	err error
 }
 
 func (r *attrReader) ints(name string) []int64 {
-	v, _, err := r.as.ints(name)
+	v, _, err := r.as.Ints(name)
 	r.keep(err)
 	return v
 }
@@ -102,7 +103,7 @@ func (r *attrReader) floats(name string) []float64 {
 }
 
 func (r *attrReader) strs(name string) []string {
-	v, _, err := r.as.strs(name)
+	v, _, err := r.as.Strings(name)
 	r.keep(err)
 	return v
 }
@@ -115,15 +116,15 @@ func (r *attrReader) keep(err error) {
 
 // floatsAttr returns the FLOATS attribute name, or its name_as_tensor
 // double form (opset 3), as float64s.
-func floatsAttr(as attrs, name string) ([]float64, bool, error) {
-	if a := as.find(name + "_as_tensor"); a != nil {
-		if as.has(name) {
+func floatsAttr(as onnx.Attrs, name string) ([]float64, bool, error) {
+	if a := as.Find(name + "_as_tensor"); a != nil {
+		if as.Has(name) {
 			return nil, false, invalidf("both %s and %s_as_tensor are set", name, name)
 		}
-		if a.typ != attrTensor || a.t == nil {
+		if a.Type != onnx.AttrTensor || a.T == nil {
 			return nil, false, invalidf("attribute %s_as_tensor: want a tensor", name)
 		}
-		t, err := a.t.toTensor()
+		t, err := a.T.ToTensor()
 		if err != nil {
 			return nil, false, invalidf("attribute %s_as_tensor: %v", name, err)
 		}
@@ -138,7 +139,7 @@ func floatsAttr(as attrs, name string) ([]float64, bool, error) {
 		}
 		return out, true, nil
 	}
-	fs, ok, err := as.floats(name)
+	fs, ok, err := as.Floats(name)
 	if err != nil || !ok {
 		return nil, ok, err
 	}
@@ -156,7 +157,7 @@ type leafWeights struct {
 	weights           []float64
 }
 
-func readLeafWeights(as attrs, prefix, idName string) (leafWeights, error) {
+func readLeafWeights(as onnx.Attrs, prefix, idName string) (leafWeights, error) {
 	r := attrReader{as: as}
 	lw := leafWeights{trees: r.ints(prefix + "_treeids"), nodes: r.ints(prefix + "_nodeids"),
 		ids: r.ints(idName), weights: r.floats(prefix + "_weights")}
@@ -178,12 +179,12 @@ var nodeModes = map[string]forest.Mode{
 
 // buildTrees reads the nodes_* attributes and the leaf weights into a
 // forest over features inputs and targets outputs.
-func buildTrees(as attrs, features, targets int, lw leafWeights, o forest.Options) (*forest.Forest, error) {
+func buildTrees(as onnx.Attrs, features, targets int, lw leafWeights, o forest.Options) (*forest.Forest, error) {
 	r := attrReader{as: as}
 	treeIDs, nodeIDs, featIDs := r.ints("nodes_treeids"), r.ints("nodes_nodeids"), r.ints("nodes_featureids")
 	modes, values := r.strs("nodes_modes"), r.floats("nodes_values")
 	trueIDs, falseIDs := r.ints("nodes_truenodeids"), r.ints("nodes_falsenodeids")
-	missing, hasMissing, err := as.ints("nodes_missing_value_tracks_true")
+	missing, hasMissing, err := as.Ints("nodes_missing_value_tracks_true")
 	if r.err != nil {
 		return nil, r.err
 	}
@@ -352,14 +353,14 @@ func compileTreeRegressor(c *opCtx) (kernel, error) {
 	}
 	as := c.n.attrs
 	te, err := c.treeEnsemble(func() (*treeEnsemble, error) {
-		nt, err := as.int("n_targets", 1)
+		nt, err := as.Int("n_targets", 1)
 		if err != nil {
 			return nil, err
 		}
 		if nt <= 0 || nt > forest.MaxTargets {
 			return nil, invalidf("n_targets = %d; want 1 to %d", nt, forest.MaxTargets)
 		}
-		agg, err := as.str("aggregate_function", "SUM")
+		agg, err := as.Str("aggregate_function", "SUM")
 		if err != nil {
 			return nil, err
 		}
@@ -443,11 +444,11 @@ func compileTreeClassifier(c *opCtx) (kernel, error) {
 		return nil, err
 	}
 	as := c.n.attrs
-	ints, hasInts, err := as.ints("classlabels_int64s")
+	ints, hasInts, err := as.Ints("classlabels_int64s")
 	if err != nil {
 		return nil, err
 	}
-	strs, hasStrs, err := as.strs("classlabels_strings")
+	strs, hasStrs, err := as.Strings("classlabels_strings")
 	if err != nil {
 		return nil, err
 	}

@@ -5,6 +5,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/coalesce-ml/coalesce/backends/cpu/internal/onnx/onnxtest"
 	"github.com/coalesce-ml/coalesce/tensor"
 )
 
@@ -44,16 +45,16 @@ func treeAttrs(nodes []tnode, prefix string, asTensor bool) [][]byte {
 	}
 	idName := prefix + "_ids"
 	as := [][]byte{
-		aInts("nodes_treeids", trees...), aInts("nodes_nodeids", ids...), aInts("nodes_featureids", feats...),
-		aStrings("nodes_modes", modes...), aInts("nodes_truenodeids", yes...), aInts("nodes_falsenodeids", no...),
-		aInts("nodes_missing_value_tracks_true", miss...),
-		aInts(prefix+"_treeids", wTrees...), aInts(prefix+"_nodeids", wNodes...), aInts(idName, wIDs...),
+		onnxtest.AttrInts("nodes_treeids", trees...), onnxtest.AttrInts("nodes_nodeids", ids...), onnxtest.AttrInts("nodes_featureids", feats...),
+		onnxtest.AttrStrings("nodes_modes", modes...), onnxtest.AttrInts("nodes_truenodeids", yes...), onnxtest.AttrInts("nodes_falsenodeids", no...),
+		onnxtest.AttrInts("nodes_missing_value_tracks_true", miss...),
+		onnxtest.AttrInts(prefix+"_treeids", wTrees...), onnxtest.AttrInts(prefix+"_nodeids", wNodes...), onnxtest.AttrInts(idName, wIDs...),
 	}
 	if asTensor {
-		as = append(as, aTensor("nodes_values_as_tensor", tensorProto("", f64(sh(int64(len(values))), values...), false)),
-			aTensor(prefix+"_weights_as_tensor", tensorProto("", f64(sh(int64(len(weights))), weights...), false)))
+		as = append(as, onnxtest.AttrTensor("nodes_values_as_tensor", onnxtest.TensorProto("", f64(sh(int64(len(values))), values...), false)),
+			onnxtest.AttrTensor(prefix+"_weights_as_tensor", onnxtest.TensorProto("", f64(sh(int64(len(weights))), weights...), false)))
 	} else {
-		as = append(as, aFloats("nodes_values", f32s(values)...), aFloats(prefix+"_weights", f32s(weights)...))
+		as = append(as, onnxtest.AttrFloats("nodes_values", f32s(values)...), onnxtest.AttrFloats(prefix+"_weights", f32s(weights)...))
 	}
 	return as
 }
@@ -123,16 +124,16 @@ func TestTreeEnsembleRegressor(t *testing.T) {
 				track = 1
 			}
 			attrs := treeAttrs(twoTrees(track), "target", tc.asTensor)
-			attrs = append(attrs, aInt("n_targets", 2), aString("aggregate_function", tc.agg))
+			attrs = append(attrs, onnxtest.AttrInt("n_targets", 2), onnxtest.AttrString("aggregate_function", tc.agg))
 			if tc.base != nil {
 				if tc.asTensor {
-					attrs = append(attrs, aTensor("base_values_as_tensor", tensorProto("", f64(sh(2), tc.base...), false)))
+					attrs = append(attrs, onnxtest.AttrTensor("base_values_as_tensor", onnxtest.TensorProto("", f64(sh(2), tc.base...), false)))
 				} else {
-					attrs = append(attrs, aFloats("base_values", f32s(tc.base)...))
+					attrs = append(attrs, onnxtest.AttrFloats("base_values", f32s(tc.base)...))
 				}
 			}
 			if tc.post != "" {
-				attrs = append(attrs, aString("post_transform", tc.post))
+				attrs = append(attrs, onnxtest.AttrString("post_transform", tc.post))
 			}
 			model := mlModel(1, "TreeEnsembleRegressor", []arg{in("x", x)}, 1, attrs...)
 			want := newRef(5, 2)
@@ -262,8 +263,8 @@ func TestTreeEnsembleClassifier(t *testing.T) {
 	sums := [][]float64{{0.3, 0.4, 1.3}, {1.1, 0.7, 0.2}, {1.1, 0.7, 0.2}} // NaN goes right
 	t.Run("int labels softmax base", func(t *testing.T) {
 		base := []float64{0.5, 0, -0.5}
-		attrs := append(treeAttrs(nodes, "class", false), aInts("classlabels_int64s", 10, 20, 30),
-			aFloats("base_values", f32s(base)...), aString("post_transform", "SOFTMAX"))
+		attrs := append(treeAttrs(nodes, "class", false), onnxtest.AttrInts("classlabels_int64s", 10, 20, 30),
+			onnxtest.AttrFloats("base_values", f32s(base)...), onnxtest.AttrString("post_transform", "SOFTMAX"))
 		outs := runModel(t, mlModel(1, "TreeEnsembleClassifier", []arg{in("x", x)}, 2, attrs...), x)
 		want := newRef(3, 3)
 		labels := []float64{}
@@ -282,7 +283,7 @@ func TestTreeEnsembleClassifier(t *testing.T) {
 		expectClose(t, outs[1], want)
 	})
 	t.Run("string labels as tensor", func(t *testing.T) {
-		attrs := append(treeAttrs(nodes, "class", true), aStrings("classlabels_strings", "setosa", "versicolor", "virginica"))
+		attrs := append(treeAttrs(nodes, "class", true), onnxtest.AttrStrings("classlabels_strings", "setosa", "versicolor", "virginica"))
 		outs := runModel(t, mlModel(3, "TreeEnsembleClassifier", []arg{in("x", x)}, 2, attrs...), x)
 		expectStrings(t, outs[0], sh(3), "virginica", "setosa", "setosa")
 		want := newRef(3, 3)
@@ -316,7 +317,7 @@ func TestTreeClassifierBinary(t *testing.T) {
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			nodes := classTree(0, []float64{nan, tc.left}, []float64{nan, tc.right})
-			attrs := append(treeAttrs(nodes, "class", false), aInts("classlabels_int64s", 0, 1), aString("post_transform", tc.post))
+			attrs := append(treeAttrs(nodes, "class", false), onnxtest.AttrInts("classlabels_int64s", 0, 1), onnxtest.AttrString("post_transform", tc.post))
 			outs := runModel(t, mlModel(1, "TreeEnsembleClassifier", []arg{in("x", x)}, 2, attrs...), x)
 			expectClose(t, outs[0], rf(sh(2), tc.labels...))
 			expectClose(t, outs[1], rf(sh(2, 2), tc.scores...))
@@ -324,7 +325,7 @@ func TestTreeClassifierBinary(t *testing.T) {
 	}
 	// Both classes weighted: an ordinary two-class argmax.
 	nodes := classTree(0, []float64{0.9, 0.1}, []float64{0.2, 0.8})
-	attrs := append(treeAttrs(nodes, "class", false), aStrings("classlabels_strings", "no", "yes"))
+	attrs := append(treeAttrs(nodes, "class", false), onnxtest.AttrStrings("classlabels_strings", "no", "yes"))
 	outs := runModel(t, mlModel(1, "TreeEnsembleClassifier", []arg{in("x", x)}, 2, attrs...), x)
 	expectStrings(t, outs[0], sh(2), "no", "yes")
 	expectClose(t, outs[1], rf(sh(2, 2), 0.9, 0.1, 0.2, 0.8))
@@ -354,13 +355,13 @@ func TestTreeLoadErrors(t *testing.T) {
 		}(), nil, "", "no root"},
 		{"duplicate node", "TreeEnsembleRegressor", func() []tnode { n := good(); n[1].id = 0; return n }(), nil, "", "defined twice"},
 		{"weight on a branch", "TreeEnsembleRegressor", func() []tnode { n := good(); n[0].weights = []float64{1}; return n }(), nil, "", "which is not a LEAF"},
-		{"target out of range", "TreeEnsembleRegressor", good(), [][]byte{aInt("n_targets", 1)}, "", "class/target 1"},
-		{"unknown aggregate", "TreeEnsembleRegressor", good(), [][]byte{aInt("n_targets", 2), aString("aggregate_function", "MEDIAN")}, "", "aggregate_function"},
-		{"base values size", "TreeEnsembleRegressor", good(), [][]byte{aInt("n_targets", 2), aFloats("base_values", 1, 2, 3)}, "", "base_values has 3"},
-		{"unknown post transform", "TreeEnsembleRegressor", good(), [][]byte{aInt("n_targets", 2), aString("post_transform", "EXP")}, "", "post_transform"},
-		{"lengths disagree", "TreeEnsembleRegressor", good(), [][]byte{aInt("n_targets", 2)}, "nodes_falsenodeids", "nodes_falsenodeids has 0"},
+		{"target out of range", "TreeEnsembleRegressor", good(), [][]byte{onnxtest.AttrInt("n_targets", 1)}, "", "class/target 1"},
+		{"unknown aggregate", "TreeEnsembleRegressor", good(), [][]byte{onnxtest.AttrInt("n_targets", 2), onnxtest.AttrString("aggregate_function", "MEDIAN")}, "", "aggregate_function"},
+		{"base values size", "TreeEnsembleRegressor", good(), [][]byte{onnxtest.AttrInt("n_targets", 2), onnxtest.AttrFloats("base_values", 1, 2, 3)}, "", "base_values has 3"},
+		{"unknown post transform", "TreeEnsembleRegressor", good(), [][]byte{onnxtest.AttrInt("n_targets", 2), onnxtest.AttrString("post_transform", "EXP")}, "", "post_transform"},
+		{"lengths disagree", "TreeEnsembleRegressor", good(), [][]byte{onnxtest.AttrInt("n_targets", 2)}, "nodes_falsenodeids", "nodes_falsenodeids has 0"},
 		{"no labels", "TreeEnsembleClassifier", good(), nil, "", "classlabels"},
-		{"both labels", "TreeEnsembleClassifier", good(), [][]byte{aInts("classlabels_int64s", 0, 1), aStrings("classlabels_strings", "a", "b")}, "", "exactly one"},
+		{"both labels", "TreeEnsembleClassifier", good(), [][]byte{onnxtest.AttrInts("classlabels_int64s", 0, 1), onnxtest.AttrStrings("classlabels_strings", "a", "b")}, "", "exactly one"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			prefix := "target"
@@ -375,7 +376,7 @@ func TestTreeLoadErrors(t *testing.T) {
 				attrs = append(attrs, a)
 			}
 			if tc.op == "TreeEnsembleRegressor" && len(tc.extra) == 0 {
-				attrs = append(attrs, aInt("n_targets", 2))
+				attrs = append(attrs, onnxtest.AttrInt("n_targets", 2))
 			}
 			attrs = append(attrs, tc.extra...)
 			_, err := LoadBytes(mlModel(1, tc.op, []arg{in("x", x)}, 1, attrs...), Options{Concurrency: 1})

@@ -7,6 +7,8 @@ import (
 	"math/rand/v2"
 	"testing"
 
+	"github.com/coalesce-ml/coalesce/backends/cpu/internal/onnx/onnxtest"
+	"github.com/coalesce-ml/coalesce/internal/approx"
 	"github.com/coalesce-ml/coalesce/tensor"
 )
 
@@ -238,12 +240,12 @@ func cst(name string, t *tensor.Tensor) arg { return arg{name: name, t: t, konst
 // oneNode builds a model holding one node named "n" with outputs y0..,
 // graph inputs declared with their exact shapes.
 func oneNode(opset int64, op string, args []arg, nOut int, attrs ...[]byte) []byte {
-	return oneNodeIn(newModel(opset), (*modelBuilder).node, op, args, nOut, attrs...)
+	return oneNodeIn(onnxtest.NewModel(opset), (*onnxtest.Model).Node, op, args, nOut, attrs...)
 }
 
 // oneNodeIn adds to m the graph inputs and constants of args, outputs
 // y0.., and one node named "n" added by addNode.
-func oneNodeIn(m *modelBuilder, addNode func(m *modelBuilder, name, op string, ins, outs []string, attrs ...[]byte) *modelBuilder,
+func oneNodeIn(m *onnxtest.Model, addNode func(m *onnxtest.Model, name, op string, ins, outs []string, attrs ...[]byte) *onnxtest.Model,
 	op string, args []arg, nOut int, attrs ...[]byte) []byte {
 	var names, outs []string
 	for _, a := range args {
@@ -251,21 +253,21 @@ func oneNodeIn(m *modelBuilder, addNode func(m *modelBuilder, name, op string, i
 		switch {
 		case a.name == "":
 		case a.konst:
-			m.init(a.name, a.t)
+			m.Init(a.name, a.t)
 		default:
 			dims := make([]any, len(a.t.Shape))
 			for i, d := range a.t.Shape {
 				dims[i] = d
 			}
-			m.input(a.name, elemOf(a.t.DType), dims...)
+			m.Input(a.name, onnxtest.ElemType(a.t.DType), dims...)
 		}
 	}
 	for i := range nOut {
 		outs = append(outs, fmt.Sprintf("y%d", i))
-		m.output(outs[i])
+		m.Output(outs[i])
 	}
 	addNode(m, "n", op, names, outs, attrs...)
-	return m.bytes()
+	return m.Bytes()
 }
 
 // graphInputs returns the non-constant tensors of args, in order.
@@ -309,11 +311,11 @@ func expectClose(t *testing.T, got *tensor.Tensor, want ref) {
 	for i, w := range want.data {
 		g := got.Float64At(i)
 		if got.DType.IsFloat() {
-			tol := 1e-5 * max(1, math.Abs(w))
+			tol := 1e-5
 			if got.DType == tensor.FP16 || got.DType == tensor.BF16 {
-				tol = 1e-2 * max(1, math.Abs(w))
+				tol = 1e-2
 			}
-			if math.Abs(g-w) > tol || math.IsNaN(g) != math.IsNaN(w) {
+			if !approx.Equal(g, w, tol) {
 				t.Fatalf("output[%d] (%v) = %v, want %v", i, unravel(i, want.shape), g, w)
 			}
 			continue

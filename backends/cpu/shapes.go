@@ -4,12 +4,13 @@ import (
 	"fmt"
 	"slices"
 
+	"github.com/coalesce-ml/coalesce/backends/cpu/internal/onnx"
 	"github.com/coalesce-ml/coalesce/tensor"
 )
 
 // maxRank bounds tensor ranks so that kernels can keep index counters in
 // fixed-size arrays.
-const maxRank = 16
+const maxRank = onnx.MaxRank
 
 // normAxis maps axis in [-rank, rank) to [0, rank).
 func normAxis(axis int64, rank int) (int, error) {

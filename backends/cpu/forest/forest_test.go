@@ -4,6 +4,8 @@ import (
 	"math"
 	"math/rand/v2"
 	"testing"
+
+	"github.com/coalesce-ml/coalesce/internal/approx"
 )
 
 // refWalk evaluates a source tree directly from its Node description,
@@ -180,7 +182,7 @@ func TestPredictMatchesReference(t *testing.T) {
 					want := refPredict(trees, tc.o, tc.targets, x64[row*features:(row+1)*features])
 					for k, w := range want {
 						for _, got := range []float32{out[row*tc.targets+k], out64[row*tc.targets+k]} {
-							if math.Abs(float64(got)-w) > 1e-5*math.Max(1, math.Abs(w)) {
+							if !approx.Equal(float64(got), w, 1e-5) {
 								t.Fatalf("rows=%d row %d target %d: got %v (Predict) %v (Predict64), want %v; x=%v",
 									rows, row, k, out[row*tc.targets+k], out64[row*tc.targets+k], w, x64[row*features:(row+1)*features])
 							}

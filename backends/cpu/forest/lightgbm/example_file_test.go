@@ -11,6 +11,8 @@ import (
 	"strconv"
 	"strings"
 	"testing"
+
+	"github.com/coalesce-ml/coalesce/internal/approx"
 )
 
 var update = flag.Bool("update", false, "rewrite testdata/example.txt and testdata/example_expected.tsv")
@@ -126,7 +128,7 @@ func TestExampleFile(t *testing.T) {
 		margin, _ := strconv.ParseFloat(cols[10], 64)
 		prob, _ := strconv.ParseFloat(cols[11], 64)
 		raw, _, out := predict(model, x)
-		if raw[0] != float32(margin) || math.Abs(float64(out[0])-prob) > 1e-6 {
+		if raw[0] != float32(margin) || !approx.Equal(float64(out[0]), prob, 1e-6) {
 			t.Errorf("row %v: margin %v, probability %v; want %v, %v", x, raw[0], out[0], margin, prob)
 		}
 		n++

@@ -1,6 +1,6 @@
 // Package lightgbm reads LightGBM's text model format (model.txt, what
 // Booster.save_model writes, format versions v3 and v4) into a
-// forest.Model whose predictions are LightGBM's for dense input rows.
+// forest.Ensemble whose predictions are LightGBM's for dense input rows.
 //
 // It follows LightGBM's own loader (GBDT::LoadModelFromString in
 // src/boosting/gbdt_model_text.cpp, Tree::Tree(const char*, size_t*) in
@@ -107,7 +107,7 @@ func (h *header) field(key string) *field {
 // sigmoid parameter of binary and multiclassova. Errors wrap ErrInvalid,
 // ErrUnsupported or ErrTooLarge and name the line at fault where there is
 // one.
-func Read(data []byte) (*forest.Model, error) {
+func Read(data []byte) (*forest.Ensemble, error) {
 	r := reader{l: lines{s: string(data)}}
 	return r.read()
 }
@@ -118,7 +118,7 @@ type reader struct {
 	scratch scratch
 }
 
-func (r *reader) read() (*forest.Model, error) {
+func (r *reader) read() (*forest.Ensemble, error) {
 	if err := r.header(); err != nil {
 		return nil, err
 	}
@@ -196,7 +196,7 @@ func (r *reader) read() (*forest.Model, error) {
 	for i, n := range names {
 		names[i] = strings.Clone(n) // not to keep the whole text alive
 	}
-	return &forest.Model{
+	return &forest.Ensemble{
 		Forest:       f,
 		Framework:    "lightgbm " + h.version.val,
 		Objective:    obj.name,

@@ -7,6 +7,7 @@ import (
 	"testing"
 
 	"github.com/coalesce-ml/coalesce/backends/cpu/forest"
+	"github.com/coalesce-ml/coalesce/internal/approx"
 )
 
 // baseModel is a small binary model as LightGBM writes it: tree 0 splits
@@ -84,7 +85,7 @@ func down(v float32) float32 { return math.Nextafter32(v, float32(math.Inf(-1)))
 
 // predict scores one row through m: margins and transformed outputs, by
 // Predict (float32) and by Predict64 on the widened row.
-func predict(m *forest.Model, x []float32) (raw, raw64, out []float32) {
+func predict(m *forest.Ensemble, x []float32) (raw, raw64, out []float32) {
 	f := m.Forest
 	raw = make([]float32, f.NumTargets())
 	raw64 = make([]float32, f.NumTargets())
@@ -113,7 +114,7 @@ func TestHandComputed(t *testing.T) {
 	f := func(x, c float32, margin, prob float64) {
 		t.Helper()
 		raw, raw64, out := predict(m, []float32{x, c})
-		if raw[0] != float32(margin) || raw64[0] != float32(margin) || math.Abs(float64(out[0])-prob) > 1e-7 {
+		if raw[0] != float32(margin) || raw64[0] != float32(margin) || !approx.Equal(float64(out[0]), prob, 1e-7) {
 			t.Errorf("x=%v c=%v: margin %v (%v by Predict64), probability %v; want %v, %v", x, c, raw[0], raw64[0], out[0], margin, prob)
 		}
 	}
@@ -186,8 +187,8 @@ func compare(t *testing.T, m *tModel, rows [][]float32) {
 			if !ok {
 				t.Fatalf("row %v target %d: margin %v (Predict64 %v, batch %v); want %v", r, k, raw[k], raw64[k], all[i*nt+k], wantRaw[k])
 			}
-			tol := 1e-6 * math.Max(1, math.Abs(wantOut[k])) * (1 + math.Abs(wantRaw[k])*model.Scale)
-			if math.Abs(float64(out[k])-wantOut[k]) > tol {
+			tol := 1e-6 * (1 + math.Abs(wantRaw[k])*model.Scale)
+			if !approx.Equal(float64(out[k]), wantOut[k], tol) {
 				t.Fatalf("row %v target %d: output %v; want %v (margin %v)", r, k, out[k], wantOut[k], wantRaw[k])
 			}
 		}

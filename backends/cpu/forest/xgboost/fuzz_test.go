@@ -2,18 +2,20 @@ package xgboost
 
 import (
 	"errors"
-	"math"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
 
 	"github.com/coalesce-ml/coalesce/backends/cpu/forest"
+	"github.com/coalesce-ml/coalesce/backends/cpu/forest/internal/forestcheck"
 )
 
 // FuzzRead checks that any input is a model or an error wrapping
 // ErrInvalid or ErrUnsupported: never a panic, and never an allocation
-// beyond maxAlloc of the input's size. A model read must evaluate rows.
+// beyond maxAlloc of the input's size. A model read must score rows the
+// same on every evaluation path (forestcheck.Paths), and its transform
+// must not turn finite margins into NaN.
 func FuzzRead(f *testing.F) {
 	const maxSeed = 8 << 10
 	files, err := filepath.Glob(filepath.Join("testdata", "*.json"))
@@ -54,7 +56,7 @@ func FuzzRead(f *testing.F) {
 		f.Add([]byte(s))
 	}
 	f.Fuzz(func(t *testing.T, data []byte) {
-		var m *forest.Model
+		var m *forest.Ensemble
 		got, err := allocated(func() (err error) {
 			m, err = Read(data)
 			return err
@@ -68,17 +70,25 @@ func FuzzRead(f *testing.F) {
 			}
 			return
 		}
-		nf, nt := m.Forest.NumFeatures(), m.Forest.NumTargets()
-		if nf > 1<<16 {
+		nf := m.Forest.NumFeatures()
+		if nf > 1<<12 {
 			return // a tiny file may declare 2^24 features; rows that wide are not the point here
 		}
-		x := make([]float32, 3*nf)
+		// 31 rows: 16 take the AVX-512 gathers where the CPU has them,
+		// the other 15 the scalar walk, each seeing every value of
+		// forestcheck.Rows; the paths must agree bit for bit.
+		const rows = 31
+		x := forestcheck.Rows(rows, nf)
 		for i := range nf {
-			x[nf+i] = float32(i) // categories 0, 1, ...
-			x[2*nf+i] = float32(math.NaN())
+			x[i] = float32(i) // categories 0, 1, ...
 		}
-		out := make([]float32, 3*nt)
-		m.Forest.Predict(x, 3, out)
-		m.Transform.Apply(out[:nt], m.Scale)
+		if err := forestcheck.Paths(m.Forest, x, rows); err != nil {
+			t.Fatal(err)
+		}
+		out := make([]float32, rows*m.Forest.NumTargets())
+		m.Forest.Predict(x, rows, out)
+		if err := forestcheck.Transform(m, out); err != nil {
+			t.Fatal(err)
+		}
 	})
 }

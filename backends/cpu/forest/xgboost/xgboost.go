@@ -1,6 +1,6 @@
 // Package xgboost reads XGBoost's JSON model format (what
 // Booster.save_model writes for a ".json" name, XGBoost 1.0 and later)
-// into a forest.Model whose margins are bit-exact with XGBoost's
+// into a forest.Ensemble whose margins are bit-exact with XGBoost's
 // predict(output_margin=True), as checked against xgboost 1.7.4.
 //
 // The semantics it reproduces, from XGBoost's predictor:
@@ -69,7 +69,7 @@ const (
 )
 
 // Read parses an XGBoost JSON model. It does not retain data, and is
-// safe for concurrent use; the Model's Forest is immutable.
+// safe for concurrent use; the Ensemble's Forest is immutable.
 //
 // Supported: the gbtree and dart boosters with the objectives
 // binary:logistic, binary:logitraw, reg:logistic, multi:softprob,
@@ -80,7 +80,7 @@ const (
 // regression targets (num_target > 1). Rejected: gblinear, binary:hinge
 // (its 0/1 step is no forest.Transform), other objectives, vector-leaf
 // trees, and non-finite split conditions or leaf values.
-func Read(data []byte) (*forest.Model, error) {
+func Read(data []byte) (*forest.Ensemble, error) {
 	if len(data) > maxFileSize {
 		return nil, fmt.Errorf("%w: %d bytes; the limit is %d", ErrUnsupported, len(data), maxFileSize)
 	}
@@ -151,7 +151,7 @@ func param(name, v string, def, max int) (int, error) {
 }
 
 // build checks the parsed file and builds the forest.
-func (r *raw) build(size int) (*forest.Model, error) {
+func (r *raw) build(size int) (*forest.Ensemble, error) {
 	if len(r.version) == 0 {
 		return nil, fmt.Errorf("%w: no version (XGBoost writes [major, minor, patch])", ErrInvalid)
 	}
@@ -262,7 +262,7 @@ func (r *raw) build(size int) (*forest.Model, error) {
 	if err != nil {
 		return nil, fmt.Errorf("%w: %w", ErrInvalid, err)
 	}
-	m := &forest.Model{
+	m := &forest.Ensemble{
 		Forest:       f,
 		Framework:    "xgboost " + versionString(r.version),
 		Objective:    r.objective,

@@ -1,4 +1,4 @@
-package cpu
+package sgemm
 
 import (
 	"fmt"
@@ -6,16 +6,17 @@ import (
 	"sync"
 )
 
-// This file is the SGEMM driver shared by every kernel path: packing of B
+// This file is the SGEMM driver shared by every kernel set: packing of B
 // into panels, cache blocking, and the loop over row strips that calls a
-// path's strip kernel (assembly on amd64, plain Go elsewhere).
+// set's strip kernel (assembly on amd64, plain Go elsewhere).
 
-// Epilogue flags of a strip kernel, applied in this order when C is
-// stored. They are mirrored by the generator (sgemm_gen.go).
+// Epilogue flags of Gemm, Sgemm and Splitter.Gemm, applied in this order
+// as C is stored. The strip kernels take them as is: the generator
+// (sgemm_gen.go) mirrors the values.
 const (
-	flagAcc  = 1 << iota // add the product to C instead of overwriting C
-	flagBias             // add the packed bias (one value per column)
-	flagRelu             // store max(0, x)
+	Accumulate = 1 << iota // add the product to C instead of overwriting C
+	AddBias                // add Packed.Bias (one value per column)
+	ReLU                   // store max(0, x); NaN passes through, as with Go's max
 )
 
 // stripFunc computes rows (1..mr) rows of C, n columns, from K block
@@ -23,21 +24,41 @@ const (
 // full panel at the block's first row, consecutive full panels are
 // bstride floats apart, and btail is the narrow tail panel (width nr/2) at
 // the block's first row, read when n mod nr is in 1..nr/2. bias is
-// indexed by column. flags are flagAcc|flagBias|flagRelu.
+// indexed by column. flags are Accumulate|AddBias|ReLU.
 type stripFunc func(a []float32, lda int, b []float32, bstride int, btail []float32,
 	c []float32, ldc int, bias []float32, k, rows, n, flags int)
 
-// kernelSet is one implementation of the SGEMM strip kernel with the
-// packing it needs. Sets are immutable.
-type kernelSet struct {
-	name  string // "avx512", "avx2" or "generic": Options.Kernels and Metadata().Info["kernels"]
+// Kernels is one kernel set: an implementation of the SGEMM strip kernel
+// with the packing of B it needs, and optionally a vectorised softmax.
+// The sets are package variables returned by Available and Lookup; they
+// are immutable and safe for concurrent use.
+type Kernels struct {
+	name  string // "avx512", "avx2" or "generic"
 	mr    int    // rows per strip
 	nr    int    // panel width (columns); tails use nr/2 when they fit
 	strip stripFunc
 	// softmaxRows, when not nil, sets each row of n floats of y (rows·n
 	// floats, rows, n ≥ 1) to the softmax of that row of x, vectorised;
-	// Softmax uses plain Go otherwise.
+	// SoftmaxRows reports false otherwise.
 	softmaxRows func(x, y []float32, rows, n int)
+}
+
+// Name returns the set's name: "avx512", "avx2" or "generic".
+func (ks *Kernels) Name() string { return ks.name }
+
+// SoftmaxRows sets each of rows rows of n floats of y (n ≥ 1; x and y hold
+// at least rows·n floats) to the softmax of that row of x and reports
+// true, when the set has a vectorised softmax (only "avx512" has). It
+// computes x-max in float32, as PyTorch does. Otherwise it reports false
+// and leaves y alone.
+func (ks *Kernels) SoftmaxRows(x, y []float32, rows, n int) bool {
+	if ks.softmaxRows == nil {
+		return false
+	}
+	if rows > 0 {
+		ks.softmaxRows(x, y, rows, n)
+	}
+	return true
 }
 
 // Cache blocking: a K block of A's rows (mr×kc floats) stays in L1 while
@@ -48,10 +69,11 @@ const (
 	blockBytes = 512 << 10
 )
 
-// kernelsFor returns the kernel set named name ("" or "auto": the best
-// this CPU and build support).
-func kernelsFor(name string) (*kernelSet, error) {
-	sets := kernelSets()
+// Lookup returns the kernel set named name ("" or "auto": the best this
+// CPU and build support, Available()[0]), or an error naming the sets
+// available.
+func Lookup(name string) (*Kernels, error) {
+	sets := Available()
 	if name == "" || name == "auto" {
 		return sets[0], nil
 	}
@@ -65,19 +87,22 @@ func kernelsFor(name string) (*kernelSet, error) {
 	return nil, fmt.Errorf("kernels %q not available on this CPU and build (available: auto, %s)", name, strings.Join(names, ", "))
 }
 
-// packedB is a constant k×n matrix op(B)·alpha stored for the strip
-// kernels: n/nr full panels, each k rows of nr consecutive columns, then
-// one tail panel of k rows of tw columns (tw is 0, nr/2 or nr; columns
-// past n are zero). bias, when set, holds one value per column padded
-// with zeros to the panels' width.
-type packedB struct {
+// Packed is a k×n matrix op(B)·alpha stored by Kernels.Pack for the
+// strip kernels of one set: n/nr full panels, each k rows of nr
+// consecutive columns, then one tail panel of k rows of tw columns (tw is
+// 0, nr/2 or nr; columns past n are zero). It is read-only once built and
+// may be shared by concurrent products.
+type Packed struct {
 	k, n, nr, tw int
 	data         []float32
-	bias         []float32
+	// Bias, read when a product has the AddBias flag, holds one value per
+	// column padded with zeros to the panels' width: build it with
+	// Kernels.PackBias of the same set.
+	Bias []float32
 }
 
 // tailWidth returns the width of the tail panel for n columns.
-func (ks *kernelSet) tailWidth(n int) int {
+func (ks *Kernels) tailWidth(n int) int {
 	switch rem := n % ks.nr; {
 	case rem == 0:
 		return 0
@@ -89,17 +114,18 @@ func (ks *kernelSet) tailWidth(n int) int {
 }
 
 // paddedWidth returns n rounded up to the panels' width.
-func (ks *kernelSet) paddedWidth(n int) int { return n/ks.nr*ks.nr + ks.tailWidth(n) }
+func (ks *Kernels) paddedWidth(n int) int { return n/ks.nr*ks.nr + ks.tailWidth(n) }
 
-// packedLen returns the number of floats packB stores for a k×n matrix.
-func (ks *kernelSet) packedLen(k, n int) int { return k * ks.paddedWidth(n) }
+// PackedLen returns the number of floats Pack stores for a k×n matrix.
+func (ks *Kernels) PackedLen(k, n int) int { return k * ks.paddedWidth(n) }
 
-// packB stores alpha·op(B) into dst (at least packedLen(k, n) floats),
+// Pack stores alpha·op(B) into dst (at least PackedLen(k, n) floats),
 // where op(B) is k×n: B is k×n (transB false) or n×k (transB true) with
-// row stride ldb. The result shares dst.
-func (ks *kernelSet) packB(dst []float32, transB bool, k, n int, b []float32, ldb int, alpha float32) packedB {
+// row stride ldb. The result shares dst and has no Bias. Pack a constant
+// B once and multiply by it with Gemm as often as needed.
+func (ks *Kernels) Pack(dst []float32, transB bool, k, n int, b []float32, ldb int, alpha float32) Packed {
 	nr, tw := ks.nr, ks.tailWidth(n)
-	p := packedB{k: k, n: n, nr: nr, tw: tw, data: dst[:ks.packedLen(k, n)]}
+	p := Packed{k: k, n: n, nr: nr, tw: tw, data: dst[:ks.PackedLen(k, n)]}
 	for j0 := 0; j0 < n; j0 += nr {
 		w := nr
 		if j0+nr > n {
@@ -125,9 +151,10 @@ func (ks *kernelSet) packB(dst []float32, transB bool, k, n int, b []float32, ld
 	return p
 }
 
-// packBias returns beta·C as a per-column bias padded to the panels'
-// width; C holds n values (one per column) or one (broadcast).
-func (ks *kernelSet) packBias(cv []float32, n int, beta float32) []float32 {
+// PackBias returns beta·C as a per-column bias for Packed.Bias, padded to
+// the panels' width; C holds n values (one per column) or one
+// (broadcast). The result is newly allocated.
+func (ks *Kernels) PackBias(cv []float32, n int, beta float32) []float32 {
 	out := make([]float32, ks.paddedWidth(n))
 	for j := range n {
 		if len(cv) == 1 {
@@ -139,40 +166,41 @@ func (ks *kernelSet) packBias(cv []float32, n int, beta float32) []float32 {
 	return out
 }
 
-// gemm computes C = A·B (flags add C, the bias and ReLU, see flagAcc)
-// for the m×k matrix A with row stride lda and the m×n matrix C with row
-// stride ldc. It checks every length the assembly kernels rely on: a
+// Gemm computes C = A·B (flags add C, the bias and ReLU: Accumulate,
+// AddBias, ReLU) for the m×k matrix A with row stride lda, B packed by
+// this set (pb, k×n) and the m×n matrix C with row stride ldc. Without
+// Accumulate, C is written without being read. It checks every length the assembly kernels rely on: a
 // violation is a bug and panics before any memory is touched. Loops, from
 // the outside: K blocks of at most maxKC (accumulating into C after the
 // first; the bias and ReLU go with the last), column blocks of B that fit
 // blockBytes, strips of mr rows (see stripRows); each strip call walks its
 // column block's panels.
-func (ks *kernelSet) gemm(m int, a []float32, lda int, pb *packedB, c []float32, ldc int, flags int) {
+func (ks *Kernels) Gemm(m int, a []float32, lda int, pb *Packed, c []float32, ldc int, flags int) {
 	k, n := pb.k, pb.n
 	if m == 0 || n == 0 {
 		return
 	}
 	ks.checkGemm(m, a, lda, pb, c, ldc, flags)
 	if k == 0 {
-		epilogueOnly(m, n, c, ldc, pb.bias, flags)
+		epilogueOnly(m, n, c, ldc, pb.Bias, flags)
 		return
 	}
 	ks.gemmBlocks(m, a, lda, pb, c, ldc, flags)
 }
 
-// checkGemm panics, naming the sizes, when the arguments of gemm violate
+// checkGemm panics, naming the sizes, when the arguments of Gemm violate
 // a length the kernels rely on (m, n >= 1).
-func (ks *kernelSet) checkGemm(m int, a []float32, lda int, pb *packedB, c []float32, ldc int, flags int) {
+func (ks *Kernels) checkGemm(m int, a []float32, lda int, pb *Packed, c []float32, ldc int, flags int) {
 	k, n := pb.k, pb.n
 	if lda < k || ldc < n || len(a) < (m-1)*lda+k || len(c) < (m-1)*ldc+n ||
-		len(pb.data) < ks.packedLen(k, n) || pb.nr != ks.nr || flags&flagBias != 0 && len(pb.bias) < ks.paddedWidth(n) {
+		len(pb.data) < ks.PackedLen(k, n) || pb.nr != ks.nr || flags&AddBias != 0 && len(pb.Bias) < ks.paddedWidth(n) {
 		panic(fmt.Sprintf("BUG: gemm %s: m=%d k=%d n=%d lda=%d ldc=%d len(a)=%d len(c)=%d len(b)=%d nr=%d",
 			ks.name, m, k, n, lda, ldc, len(a), len(c), len(pb.data), pb.nr))
 	}
 }
 
-// gemmBlocks is gemm for checked arguments with k >= 1.
-func (ks *kernelSet) gemmBlocks(m int, a []float32, lda int, pb *packedB, c []float32, ldc int, flags int) {
+// gemmBlocks is Gemm for checked arguments with k >= 1.
+func (ks *Kernels) gemmBlocks(m int, a []float32, lda int, pb *Packed, c []float32, ldc int, flags int) {
 	k, n := pb.k, pb.n
 	nr, mr := ks.nr, ks.mr
 	// Split K evenly into blocks of at most maxKC.
@@ -184,17 +212,17 @@ func (ks *kernelSet) gemmBlocks(m int, a []float32, lda int, pb *packedB, c []fl
 	nc := max(nr, blockBytes/(4*kc)/nr*nr)
 	nfull := n / nr
 	var bias []float32
-	if flags&flagBias != 0 {
-		bias = pb.bias
+	if flags&AddBias != 0 {
+		bias = pb.Bias
 	}
 	for k0 := 0; k0 < k; k0 += kc {
 		kb := min(kc, k-k0)
 		fl := flags
 		if k0 > 0 {
-			fl |= flagAcc
+			fl |= Accumulate
 		}
 		if k0+kb < k {
-			fl &^= flagBias | flagRelu
+			fl &^= AddBias | ReLU
 		}
 		var btail []float32
 		if pb.tw > 0 {
@@ -217,7 +245,7 @@ func (ks *kernelSet) gemmBlocks(m int, a []float32, lda int, pb *packedB, c []fl
 }
 
 // panelWidth returns the width of the panel holding column j.
-func (p *packedB) panelWidth(j int) int {
+func (p *Packed) panelWidth(j int) int {
 	if j >= p.n/p.nr*p.nr {
 		return p.tw
 	}
@@ -228,15 +256,15 @@ func (p *packedB) panelWidth(j int) int {
 func epilogueOnly(m, n int, c []float32, ldc int, bias []float32, flags int) {
 	for i := range m {
 		row := c[i*ldc : i*ldc+n]
-		if flags&flagAcc == 0 {
+		if flags&Accumulate == 0 {
 			clear(row)
 		}
 		for j := range row {
 			v := row[j]
-			if flags&flagBias != 0 {
+			if flags&AddBias != 0 {
 				v += bias[j]
 			}
-			if flags&flagRelu != 0 {
+			if flags&ReLU != 0 {
 				v = max(v, 0)
 			}
 			row[j] = v
@@ -244,15 +272,17 @@ func epilogueOnly(m, n int, c []float32, ldc int, bias []float32, flags int) {
 	}
 }
 
-// scratch is a pool of float32 buffers for B packed at run time and
-// transposed A. It is safe for concurrent use; steady-state use does not
-// allocate.
-type scratch struct {
+// Scratch is a pool of float32 buffers, used by Sgemm for B packed at
+// run time and transposed A, and by callers for their own temporaries.
+// The zero value is ready to use; it is safe for concurrent use, and
+// steady-state use does not allocate.
+type Scratch struct {
 	pool sync.Pool // of *[]float32
 }
 
-// get returns a buffer of at least n floats; give it back with put.
-func (s *scratch) get(n int) *[]float32 {
+// Get returns a buffer of n floats (contents undefined); the caller owns
+// it until it gives it back with Put.
+func (s *Scratch) Get(n int) *[]float32 {
 	if p, _ := s.pool.Get().(*[]float32); p != nil {
 		if cap(*p) >= n {
 			*p = (*p)[:n]
@@ -263,15 +293,16 @@ func (s *scratch) get(n int) *[]float32 {
 	return &buf
 }
 
-func (s *scratch) put(p *[]float32) { s.pool.Put(p) }
+// Put gives back a buffer from Get; the caller must not use it afterwards.
+func (s *Scratch) Put(p *[]float32) { s.pool.Put(p) }
 
-// sgemm computes C = alpha·op(A)·op(B) + beta·C for row-major matrices,
+// Sgemm computes C = alpha·op(A)·op(B) + beta·C for row-major matrices,
 // where op(X) is X or Xᵀ as transA/transB say, op(A) is m×k, op(B) is k×n
 // and C is m×n. lda, ldb and ldc are the row strides (elements) of A, B
 // and C as stored. When beta is 0, C is written without being read, so it
-// may hold garbage (NaNs included). flags may add flagRelu. B (and A
-// when transposed) is packed into buffers from sc.
-func (ks *kernelSet) sgemm(sc *scratch, transA, transB bool, m, n, k int, alpha float32, a []float32, lda int,
+// may hold garbage (NaNs included). flags may add ReLU. B (and A
+// when transposed) is packed per call into buffers from sc.
+func (ks *Kernels) Sgemm(sc *Scratch, transA, transB bool, m, n, k int, alpha float32, a []float32, lda int,
 	b []float32, ldb int, beta float32, c []float32, ldc int, flags int) {
 	if m == 0 || n == 0 {
 		return
@@ -279,7 +310,7 @@ func (ks *kernelSet) sgemm(sc *scratch, transA, transB bool, m, n, k int, alpha 
 	switch beta {
 	case 0:
 	case 1:
-		flags |= flagAcc
+		flags |= Accumulate
 	default:
 		for i := range m {
 			row := c[i*ldc : i*ldc+n]
@@ -287,17 +318,17 @@ func (ks *kernelSet) sgemm(sc *scratch, transA, transB bool, m, n, k int, alpha 
 				row[j] *= beta
 			}
 		}
-		flags |= flagAcc
+		flags |= Accumulate
 	}
 	if alpha == 0 {
 		k = 0 // alpha·A·B is zero, even where A or B holds Inf or NaN
 	}
-	bufB := sc.get(ks.packedLen(k, n))
-	defer sc.put(bufB)
-	pb := ks.packB(*bufB, transB, k, n, b, ldb, alpha)
+	bufB := sc.Get(ks.PackedLen(k, n))
+	defer sc.Put(bufB)
+	pb := ks.Pack(*bufB, transB, k, n, b, ldb, alpha)
 	if transA {
-		bufA := sc.get(m * k)
-		defer sc.put(bufA)
+		bufA := sc.Get(m * k)
+		defer sc.Put(bufA)
 		at := *bufA
 		for p := range k {
 			for i, v := range a[p*lda : p*lda+m] {
@@ -306,7 +337,7 @@ func (ks *kernelSet) sgemm(sc *scratch, transA, transB bool, m, n, k int, alpha 
 		}
 		a, lda = at, k
 	}
-	ks.gemm(m, a, lda, &pb, c, ldc, flags)
+	ks.Gemm(m, a, lda, &pb, c, ldc, flags)
 }
 
 // stripRows returns the height of the next strip when left rows remain:

@@ -23,9 +23,9 @@ func (t Transform) String() string {
 	return "unknown"
 }
 
-// Model is a tree model read from a framework's own file format (XGBoost
+// Ensemble is a tree model read from a framework's own file format (XGBoost
 // JSON, LightGBM text): the forest and what its scores mean.
-type Model struct {
+type Ensemble struct {
 	Forest *Forest
 	// Framework names the source and its version, e.g. "xgboost 1.7.4".
 	Framework string

@@ -39,8 +39,8 @@ func arg(name string) string {
 	panic(name)
 }
 
-// Epilogue flags, mirrored by flagAcc, flagBias and flagRelu in
-// kernels.go.
+// Epilogue flags, mirrored by Accumulate, AddBias and ReLU in
+// sgemm.go.
 const (
 	flagAcc  = 1
 	flagBias = 2

@@ -1,4 +1,4 @@
-package cpu
+package onnx
 
 import (
 	"encoding/binary"
@@ -11,67 +11,67 @@ import (
 
 // ONNX TensorProto.DataType values (onnx.proto).
 const (
-	onnxFloat    = 1
-	onnxUint8    = 2
-	onnxInt8     = 3
-	onnxUint16   = 4
-	onnxInt16    = 5
-	onnxInt32    = 6
-	onnxInt64    = 7
-	onnxString   = 8
-	onnxBool     = 9
-	onnxFloat16  = 10
-	onnxDouble   = 11
-	onnxUint32   = 12
-	onnxUint64   = 13
-	onnxBfloat16 = 16
+	TypeFloat    = 1
+	TypeUint8    = 2
+	TypeInt8     = 3
+	TypeUint16   = 4
+	TypeInt16    = 5
+	TypeInt32    = 6
+	TypeInt64    = 7
+	TypeString   = 8
+	TypeBool     = 9
+	TypeFloat16  = 10
+	TypeDouble   = 11
+	TypeUint32   = 12
+	TypeUint64   = 13
+	TypeBfloat16 = 16
 )
 
 // maxConstElements bounds one constant tensor (1<<28 elements, 1 GiB of
 // FP32): larger ones are rejected rather than allocated.
 const maxConstElements = 1 << 28
 
-// dtypeFromONNX maps an ONNX element type to a tensor datatype; STRING
-// is BYTES (string ids inside the engine, see strings.go).
-func dtypeFromONNX(t int32) (tensor.DataType, bool) {
+// DataType maps an ONNX element type to a tensor datatype; STRING
+// is BYTES (string ids inside the engine, see package cpu).
+func DataType(t int32) (tensor.DataType, bool) {
 	switch t {
-	case onnxString:
+	case TypeString:
 		return tensor.Bytes, true
-	case onnxFloat:
+	case TypeFloat:
 		return tensor.FP32, true
-	case onnxUint8:
+	case TypeUint8:
 		return tensor.Uint8, true
-	case onnxInt8:
+	case TypeInt8:
 		return tensor.Int8, true
-	case onnxUint16:
+	case TypeUint16:
 		return tensor.Uint16, true
-	case onnxInt16:
+	case TypeInt16:
 		return tensor.Int16, true
-	case onnxInt32:
+	case TypeInt32:
 		return tensor.Int32, true
-	case onnxInt64:
+	case TypeInt64:
 		return tensor.Int64, true
-	case onnxBool:
+	case TypeBool:
 		return tensor.Bool, true
-	case onnxFloat16:
+	case TypeFloat16:
 		return tensor.FP16, true
-	case onnxDouble:
+	case TypeDouble:
 		return tensor.FP64, true
-	case onnxUint32:
+	case TypeUint32:
 		return tensor.Uint32, true
-	case onnxUint64:
+	case TypeUint64:
 		return tensor.Uint64, true
-	case onnxBfloat16:
+	case TypeBfloat16:
 		return tensor.BF16, true
 	}
 	return tensor.Invalid, false
 }
 
-// onnxTensor is a decoded TensorProto. The typed repeated fields hold raw
+// Tensor is a decoded TensorProto. The typed repeated fields hold raw
 // wire values (varints, or fixed32/fixed64 bits) until toTensor converts
 // them; rawData aliases the model bytes.
-type onnxTensor struct {
-	name       string
+type Tensor struct {
+	Name       string
 	dims       []int64
 	dataType   int32
 	floatData  []uint64 // field 4, fixed32 bits
@@ -86,8 +86,10 @@ type onnxTensor struct {
 	segment    bool
 }
 
-func decodeTensor(b []byte) (*onnxTensor, error) {
-	t := &onnxTensor{}
+// DecodeTensor decodes a serialized TensorProto, such as an initializer
+// or a test_data_set_*/*.pb file of the ONNX test suite.
+func DecodeTensor(b []byte) (*Tensor, error) {
+	t := &Tensor{}
 	var dims []uint64
 	err := decodeMessage(b, func(num protowire.Number, typ protowire.Type, b []byte) (int, error) {
 		var n int
@@ -112,7 +114,7 @@ func decodeTensor(b []byte) (*onnxTensor, error) {
 		case 7:
 			t.int64Data, n, err = appendVarints(t.int64Data, num, typ, b)
 		case 8:
-			t.name, n, err = consumeString(num, typ, b)
+			t.Name, n, err = consumeString(num, typ, b)
 		case 9:
 			t.rawData, n, err = consumeBytes(num, typ, b)
 			t.hasRaw = true
@@ -138,35 +140,35 @@ func decodeTensor(b []byte) (*onnxTensor, error) {
 	return t, err
 }
 
-// toTensor converts a decoded TensorProto into a tensor named after it,
+// ToTensor converts a decoded TensorProto into a tensor named after it,
 // checking that the data matches the dims exactly.
-func (t *onnxTensor) toTensor() (*tensor.Tensor, error) {
+func (t *Tensor) ToTensor() (*tensor.Tensor, error) {
 	if t.external {
-		return nil, fmt.Errorf("tensor %q: %w: external data (data_location=EXTERNAL); embed the weights in the model file", t.name, ErrUnsupported)
+		return nil, fmt.Errorf("tensor %q: %w: external data (data_location=EXTERNAL); embed the weights in the model file", t.Name, ErrUnsupported)
 	}
 	if t.segment {
-		return nil, fmt.Errorf("tensor %q: %w: segmented tensor", t.name, ErrUnsupported)
+		return nil, fmt.Errorf("tensor %q: %w: segmented tensor", t.Name, ErrUnsupported)
 	}
-	if t.dataType == onnxString || t.strings > 0 {
-		return nil, fmt.Errorf("tensor %q: %w: string tensors", t.name, ErrUnsupported)
+	if t.dataType == TypeString || t.strings > 0 {
+		return nil, fmt.Errorf("tensor %q: %w: string tensors", t.Name, ErrUnsupported)
 	}
-	dt, ok := dtypeFromONNX(t.dataType)
+	dt, ok := DataType(t.dataType)
 	if !ok {
-		return nil, fmt.Errorf("tensor %q: %w: element type %d", t.name, ErrUnsupported, t.dataType)
+		return nil, fmt.Errorf("tensor %q: %w: element type %d", t.Name, ErrUnsupported, t.dataType)
 	}
-	if len(t.dims) > maxRank {
-		return nil, fmt.Errorf("tensor %q: %w: rank %d (at most %d)", t.name, ErrUnsupported, len(t.dims), maxRank)
+	if len(t.dims) > MaxRank {
+		return nil, fmt.Errorf("tensor %q: %w: rank %d (at most %d)", t.Name, ErrUnsupported, len(t.dims), MaxRank)
 	}
 	n := tensor.NumElements(t.dims)
 	if n < 0 || n > maxConstElements {
-		return nil, fmt.Errorf("tensor %q: %w: invalid or too large dims %v", t.name, ErrMalformed, t.dims)
+		return nil, fmt.Errorf("tensor %q: %w: invalid or too large dims %v", t.Name, ErrMalformed, t.dims)
 	}
 	if t.hasRaw {
 		if int64(len(t.rawData)) != n*int64(dt.Size()) {
 			return nil, fmt.Errorf("tensor %q: %w: raw_data has %d bytes, dims %v of %s need %d",
-				t.name, ErrMalformed, len(t.rawData), t.dims, dt, n*int64(dt.Size()))
+				t.Name, ErrMalformed, len(t.rawData), t.dims, dt, n*int64(dt.Size()))
 		}
-		out := tensor.New(t.name, dt, t.dims)
+		out := tensor.New(t.Name, dt, t.dims)
 		copy(out.Data, t.rawData)
 		if dt == tensor.Bool {
 			for i, v := range out.Data {
@@ -193,9 +195,9 @@ func (t *onnxTensor) toTensor() (*tensor.Tensor, error) {
 	}
 	if int64(len(vals)) != n {
 		return nil, fmt.Errorf("tensor %q: %w: %s has %d values, dims %v need %d",
-			t.name, ErrMalformed, field, len(vals), t.dims, n)
+			t.Name, ErrMalformed, field, len(vals), t.dims, n)
 	}
-	out := tensor.New(t.name, dt, t.dims)
+	out := tensor.New(t.Name, dt, t.dims)
 	d := out.Data
 	for i, v := range vals {
 		switch dt.Size() {

@@ -1,9 +1,9 @@
-package cpu
+package sgemm
 
 // genericKernels is the portable path: plain Go over 8-column panels,
 // computed in 2×4 register tiles (eight scalar accumulators: wider tiles
 // make the Go compiler spill them to the stack).
-var genericKernels = kernelSet{name: "generic", mr: 4, nr: 8, strip: stripGeneric}
+var genericKernels = Kernels{name: "generic", mr: 4, nr: 8, strip: stripGeneric}
 
 // stripGeneric implements stripFunc for genericKernels.
 func stripGeneric(a []float32, lda int, b []float32, bstride int, btail []float32,
@@ -74,13 +74,13 @@ func storeQuad(c []float32, s [4]float32, q int, bias []float32, flags int) {
 	c = c[:q]
 	for j := range c {
 		v := s[j]
-		if flags&flagAcc != 0 {
+		if flags&Accumulate != 0 {
 			v += c[j]
 		}
-		if flags&flagBias != 0 {
+		if flags&AddBias != 0 {
 			v += bias[j]
 		}
-		if flags&flagRelu != 0 {
+		if flags&ReLU != 0 {
 			v = max(v, 0)
 		}
 		c[j] = v

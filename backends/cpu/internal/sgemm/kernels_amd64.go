@@ -1,6 +1,6 @@
 //go:build !purego
 
-package cpu
+package sgemm
 
 import (
 	"unsafe"
@@ -20,7 +20,7 @@ func sgemmStripAVX512(a *float32, lda int, b *float32, bstride int, btail *float
 func sgemmStripAVX2(a *float32, lda int, b *float32, bstride int, btail *float32, c *float32, ldc int, bias *float32, k int, rows int, n int, flags int)
 
 // avx512Kernels: 12×32 tiles (24 ZMM accumulators), 32-column panels.
-var avx512Kernels = kernelSet{name: "avx512", mr: 12, nr: 32,
+var avx512Kernels = Kernels{name: "avx512", mr: 12, nr: 32,
 	strip: func(a []float32, lda int, b []float32, bstride int, btail []float32, c []float32, ldc int, bias []float32, k, rows, n, flags int) {
 		sgemmStripAVX512(sliceData(a), lda, sliceData(b), bstride, sliceData(btail), sliceData(c), ldc, sliceData(bias), k, rows, n, flags)
 	},
@@ -30,16 +30,16 @@ var avx512Kernels = kernelSet{name: "avx512", mr: 12, nr: 32,
 	}}
 
 // avx2Kernels: 6×16 tiles (12 YMM accumulators), 16-column panels.
-var avx2Kernels = kernelSet{name: "avx2", mr: 6, nr: 16,
+var avx2Kernels = Kernels{name: "avx2", mr: 6, nr: 16,
 	strip: func(a []float32, lda int, b []float32, bstride int, btail []float32, c []float32, ldc int, bias []float32, k, rows, n, flags int) {
 		sgemmStripAVX2(sliceData(a), lda, sliceData(b), bstride, sliceData(btail), sliceData(c), ldc, sliceData(bias), k, rows, n, flags)
 	}}
 
-// kernelSets returns the kernel sets this CPU supports, best first.
-// x/sys/cpu reports AVX2 and AVX-512 only when the OS saves their
-// registers too.
-func kernelSets() []*kernelSet {
-	var sets []*kernelSet
+// Available returns the kernel sets this CPU and build support, best
+// first; the last is always "generic". x/sys/cpu reports AVX2 and AVX-512
+// only when the OS saves their registers too.
+func Available() []*Kernels {
+	var sets []*Kernels
 	if cpu.X86.HasAVX512F {
 		sets = append(sets, &avx512Kernels)
 	}
@@ -56,7 +56,8 @@ func kernelSets() []*kernelSet {
 func softmaxRowsAVX512(x *float32, y *float32, rows int, n int)
 
 // fmaPeakAVX512 and fmaPeakAVX2 run n iterations of independent FMAs (24
-// ZMM or 12 YMM): the core's FMA rate, for BenchmarkFMAPeak.
+// ZMM or 12 YMM): the core's FMA rate, for BenchmarkFMAPeak and
+// BenchmarkSgemmEfficiency.
 func fmaPeakAVX512(n int)
 func fmaPeakAVX2(n int)
 

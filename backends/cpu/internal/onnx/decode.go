@@ -1,4 +1,4 @@
-package cpu
+package onnx
 
 import (
 	"fmt"
@@ -10,53 +10,53 @@ import (
 // that the engine reads. Field numbers are those of the schema; fields not
 // listed are skipped.
 
-// onnxModel is a decoded ModelProto.
-type onnxModel struct {
-	irVersion int64
-	opsets    []onnxOpset
-	graph     *onnxGraph
-	functions int // model-local functions (field 25), unsupported when used
+// Model is a decoded ModelProto.
+type Model struct {
+	IRVersion int64
+	Opsets    []Opset
+	Graph     *Graph
+	Functions int // model-local functions (field 25), unsupported when used
 }
 
-// onnxOpset is an OperatorSetIdProto.
-type onnxOpset struct {
-	domain  string
-	version int64
+// Opset is an OperatorSetIdProto.
+type Opset struct {
+	Domain  string
+	Version int64
 }
 
-// onnxGraph is a decoded GraphProto.
-type onnxGraph struct {
-	name         string
-	nodes        []*onnxNode
-	initializers []*onnxTensor
-	sparseInits  int
-	inputs       []*onnxValueInfo
-	outputs      []*onnxValueInfo
-	valueInfo    []*onnxValueInfo
+// Graph is a decoded GraphProto.
+type Graph struct {
+	Name         string
+	Nodes        []*Node
+	Initializers []*Tensor
+	SparseInits  int
+	Inputs       []*ValueInfo
+	Outputs      []*ValueInfo
+	ValueInfo    []*ValueInfo
 }
 
-// onnxNode is a decoded NodeProto.
-type onnxNode struct {
-	name, opType, domain string
-	inputs, outputs      []string
-	attrs                []*onnxAttr
+// Node is a decoded NodeProto.
+type Node struct {
+	Name, OpType, Domain string
+	Inputs, Outputs      []string
+	Attrs                []*Attr
 }
 
-// onnxValueInfo is a decoded ValueInfoProto with its TypeProto flattened.
-type onnxValueInfo struct {
-	name       string
-	tensorType bool // type.tensor_type is set
-	otherType  bool // a sequence, map, optional or sparse type
-	elemType   int32
-	hasShape   bool
-	dims       []onnxDim
-	// A sequence type's element type (seqElem), a map type's key element
+// ValueInfo is a decoded ValueInfoProto with its TypeProto flattened.
+type ValueInfo struct {
+	Name       string
+	TensorType bool // type.tensor_type is set
+	OtherType  bool // a sequence, map, optional or sparse type
+	ElemType   int32
+	HasShape   bool
+	Dims       []Dim
+	// A sequence type's element type (SeqElem), a map type's key element
 	// type and value type (mapKey, mapValue), decoded down to
 	// maxTypeDepth levels (enough for ZipMap's seq(map(K, float))).
 	// Nested types have no name.
-	seqElem  *onnxValueInfo
-	mapKey   int32
-	mapValue *onnxValueInfo
+	SeqElem  *ValueInfo
+	MapKey   int32
+	MapValue *ValueInfo
 }
 
 // maxTypeDepth bounds the nesting of sequence and map types that
@@ -64,21 +64,21 @@ type onnxValueInfo struct {
 // that a hostile model cannot recurse without bound.
 const maxTypeDepth = 4
 
-// onnxDim is a TensorShapeProto.Dimension.
-type onnxDim struct {
-	value    int64
-	hasValue bool
-	param    string
+// Dim is a TensorShapeProto.Dimension.
+type Dim struct {
+	Value    int64
+	HasValue bool
+	Param    string
 }
 
-// decodeModel decodes a serialized ModelProto.
-func decodeModel(b []byte) (*onnxModel, error) {
-	m := &onnxModel{}
+// Decode decodes a serialized ModelProto.
+func Decode(b []byte) (*Model, error) {
+	m := &Model{}
 	err := decodeMessage(b, func(num protowire.Number, typ protowire.Type, b []byte) (int, error) {
 		switch num {
 		case 1: // ir_version
 			v, n, err := consumeVarint(num, typ, b)
-			m.irVersion = int64(v)
+			m.IRVersion = int64(v)
 			return n, err
 		case 8: // opset_import
 			p, n, err := consumeBytes(num, typ, b)
@@ -89,42 +89,42 @@ func decodeModel(b []byte) (*onnxModel, error) {
 			if err != nil {
 				return 0, fmt.Errorf("opset_import: %w", err)
 			}
-			m.opsets = append(m.opsets, o)
+			m.Opsets = append(m.Opsets, o)
 			return n, nil
 		case 7: // graph
 			p, n, err := consumeBytes(num, typ, b)
 			if err != nil {
 				return 0, fmt.Errorf("graph: %w", err)
 			}
-			if m.graph, err = decodeGraph(p); err != nil {
+			if m.Graph, err = decodeGraph(p); err != nil {
 				return 0, fmt.Errorf("graph: %w", err)
 			}
 			return n, nil
 		case 25: // functions
-			m.functions++
+			m.Functions++
 		}
 		return -1, nil
 	})
 	if err != nil {
 		return nil, err
 	}
-	if m.graph == nil {
+	if m.Graph == nil {
 		return nil, fmt.Errorf("%w: model has no graph", ErrMalformed)
 	}
 	return m, nil
 }
 
-func decodeOpset(b []byte) (onnxOpset, error) {
-	var o onnxOpset
+func decodeOpset(b []byte) (Opset, error) {
+	var o Opset
 	err := decodeMessage(b, func(num protowire.Number, typ protowire.Type, b []byte) (int, error) {
 		switch num {
 		case 1:
 			s, n, err := consumeString(num, typ, b)
-			o.domain = s
+			o.Domain = s
 			return n, err
 		case 2:
 			v, n, err := consumeVarint(num, typ, b)
-			o.version = int64(v)
+			o.Version = int64(v)
 			return n, err
 		}
 		return -1, nil
@@ -132,8 +132,8 @@ func decodeOpset(b []byte) (onnxOpset, error) {
 	return o, err
 }
 
-func decodeGraph(b []byte) (*onnxGraph, error) {
-	g := &onnxGraph{}
+func decodeGraph(b []byte) (*Graph, error) {
+	g := &Graph{}
 	err := decodeMessage(b, func(num protowire.Number, typ protowire.Type, b []byte) (int, error) {
 		switch num {
 		case 1, 5, 11, 12, 13: // node, initializer, input, output, value_info
@@ -145,59 +145,59 @@ func decodeGraph(b []byte) (*onnxGraph, error) {
 			case 1:
 				nd, err := decodeNode(p)
 				if err != nil {
-					return 0, fmt.Errorf("node %d: %w", len(g.nodes), err)
+					return 0, fmt.Errorf("node %d: %w", len(g.Nodes), err)
 				}
-				g.nodes = append(g.nodes, nd)
+				g.Nodes = append(g.Nodes, nd)
 			case 5:
-				t, err := decodeTensor(p)
+				t, err := DecodeTensor(p)
 				if err != nil {
-					return 0, fmt.Errorf("initializer %d: %w", len(g.initializers), err)
+					return 0, fmt.Errorf("initializer %d: %w", len(g.Initializers), err)
 				}
-				g.initializers = append(g.initializers, t)
+				g.Initializers = append(g.Initializers, t)
 			default:
 				vi, err := decodeValueInfo(p)
 				if err != nil {
-					return 0, fmt.Errorf("value info %q: %w", vi.name, err)
+					return 0, fmt.Errorf("value info %q: %w", vi.Name, err)
 				}
 				switch num {
 				case 11:
-					g.inputs = append(g.inputs, vi)
+					g.Inputs = append(g.Inputs, vi)
 				case 12:
-					g.outputs = append(g.outputs, vi)
+					g.Outputs = append(g.Outputs, vi)
 				default:
-					g.valueInfo = append(g.valueInfo, vi)
+					g.ValueInfo = append(g.ValueInfo, vi)
 				}
 			}
 			return n, nil
 		case 2:
 			s, n, err := consumeString(num, typ, b)
-			g.name = s
+			g.Name = s
 			return n, err
 		case 15: // sparse_initializer
-			g.sparseInits++
+			g.SparseInits++
 		}
 		return -1, nil
 	})
 	return g, err
 }
 
-func decodeNode(b []byte) (*onnxNode, error) {
-	nd := &onnxNode{}
+func decodeNode(b []byte) (*Node, error) {
+	nd := &Node{}
 	err := decodeMessage(b, func(num protowire.Number, typ protowire.Type, b []byte) (int, error) {
 		switch num {
 		case 1, 2, 3, 4, 7:
 			s, n, err := consumeString(num, typ, b)
 			switch num {
 			case 1:
-				nd.inputs = append(nd.inputs, s)
+				nd.Inputs = append(nd.Inputs, s)
 			case 2:
-				nd.outputs = append(nd.outputs, s)
+				nd.Outputs = append(nd.Outputs, s)
 			case 3:
-				nd.name = s
+				nd.Name = s
 			case 4:
-				nd.opType = s
+				nd.OpType = s
 			case 7:
-				nd.domain = s
+				nd.Domain = s
 			}
 			return n, err
 		case 5:
@@ -207,9 +207,9 @@ func decodeNode(b []byte) (*onnxNode, error) {
 			}
 			a, err := decodeAttr(p)
 			if err != nil {
-				return 0, fmt.Errorf("attribute %q: %w", a.name, err)
+				return 0, fmt.Errorf("attribute %q: %w", a.Name, err)
 			}
-			nd.attrs = append(nd.attrs, a)
+			nd.Attrs = append(nd.Attrs, a)
 			return n, nil
 		}
 		return -1, nil
@@ -217,13 +217,13 @@ func decodeNode(b []byte) (*onnxNode, error) {
 	return nd, err
 }
 
-func decodeValueInfo(b []byte) (*onnxValueInfo, error) {
-	vi := &onnxValueInfo{}
+func decodeValueInfo(b []byte) (*ValueInfo, error) {
+	vi := &ValueInfo{}
 	err := decodeMessage(b, func(num protowire.Number, typ protowire.Type, b []byte) (int, error) {
 		switch num {
 		case 1:
 			s, n, err := consumeString(num, typ, b)
-			vi.name = s
+			vi.Name = s
 			return n, err
 		case 2:
 			p, n, err := consumeBytes(num, typ, b)
@@ -238,7 +238,7 @@ func decodeValueInfo(b []byte) (*onnxValueInfo, error) {
 }
 
 // decodeTypeProto reads a TypeProto into vi, nested depth levels deep.
-func decodeTypeProto(b []byte, vi *onnxValueInfo, depth int) error {
+func decodeTypeProto(b []byte, vi *ValueInfo, depth int) error {
 	return decodeMessage(b, func(num protowire.Number, typ protowire.Type, b []byte) (int, error) {
 		switch num {
 		case 1: // tensor_type
@@ -246,10 +246,10 @@ func decodeTypeProto(b []byte, vi *onnxValueInfo, depth int) error {
 			if err != nil {
 				return 0, err
 			}
-			vi.tensorType = true
+			vi.TensorType = true
 			return n, decodeTensorType(p, vi)
 		case 4, 5: // sequence_type, map_type
-			vi.otherType = true
+			vi.OtherType = true
 			if depth >= maxTypeDepth {
 				return -1, nil
 			}
@@ -258,27 +258,27 @@ func decodeTypeProto(b []byte, vi *onnxValueInfo, depth int) error {
 				return 0, err
 			}
 			if num == 4 {
-				vi.seqElem = &onnxValueInfo{}
-				return n, decodeNestedType(p, 1, vi.seqElem, depth)
+				vi.SeqElem = &ValueInfo{}
+				return n, decodeNestedType(p, 1, vi.SeqElem, depth)
 			}
-			vi.mapValue = &onnxValueInfo{}
+			vi.MapValue = &ValueInfo{}
 			return n, decodeMessage(p, func(num protowire.Number, typ protowire.Type, b []byte) (int, error) {
 				switch num {
 				case 1: // key_type
 					v, n, err := consumeVarint(num, typ, b)
-					vi.mapKey = int32(v)
+					vi.MapKey = int32(v)
 					return n, err
 				case 2: // value_type
 					p, n, err := consumeBytes(num, typ, b)
 					if err != nil {
 						return 0, err
 					}
-					return n, decodeTypeProto(p, vi.mapValue, depth+1)
+					return n, decodeTypeProto(p, vi.MapValue, depth+1)
 				}
 				return -1, nil
 			})
 		case 8, 9: // sparse tensor, optional
-			vi.otherType = true
+			vi.OtherType = true
 		}
 		return -1, nil
 	})
@@ -286,7 +286,7 @@ func decodeTypeProto(b []byte, vi *onnxValueInfo, depth int) error {
 
 // decodeNestedType reads the TypeProto in field num of message b (a
 // TypeProto.Sequence's elem_type) into vi.
-func decodeNestedType(b []byte, field protowire.Number, vi *onnxValueInfo, depth int) error {
+func decodeNestedType(b []byte, field protowire.Number, vi *ValueInfo, depth int) error {
 	return decodeMessage(b, func(num protowire.Number, typ protowire.Type, b []byte) (int, error) {
 		if num != field {
 			return -1, nil
@@ -300,20 +300,20 @@ func decodeNestedType(b []byte, field protowire.Number, vi *onnxValueInfo, depth
 }
 
 // decodeTensorType reads a TypeProto.Tensor into vi.
-func decodeTensorType(b []byte, vi *onnxValueInfo) error {
+func decodeTensorType(b []byte, vi *ValueInfo) error {
 	return decodeMessage(b, func(num protowire.Number, typ protowire.Type, b []byte) (int, error) {
 		switch num {
 		case 1:
 			v, n, err := consumeVarint(num, typ, b)
-			vi.elemType = int32(v)
+			vi.ElemType = int32(v)
 			return n, err
 		case 2:
 			p, n, err := consumeBytes(num, typ, b)
 			if err != nil {
 				return 0, err
 			}
-			vi.hasShape = true
-			vi.dims = vi.dims[:0]
+			vi.HasShape = true
+			vi.Dims = vi.Dims[:0]
 			return n, decodeMessage(p, func(num protowire.Number, typ protowire.Type, b []byte) (int, error) {
 				if num != 1 {
 					return -1, nil
@@ -323,7 +323,7 @@ func decodeTensorType(b []byte, vi *onnxValueInfo) error {
 					return 0, err
 				}
 				d, err := decodeDim(p)
-				vi.dims = append(vi.dims, d)
+				vi.Dims = append(vi.Dims, d)
 				return n, err
 			})
 		}
@@ -331,17 +331,17 @@ func decodeTensorType(b []byte, vi *onnxValueInfo) error {
 	})
 }
 
-func decodeDim(b []byte) (onnxDim, error) {
-	var d onnxDim
+func decodeDim(b []byte) (Dim, error) {
+	var d Dim
 	err := decodeMessage(b, func(num protowire.Number, typ protowire.Type, b []byte) (int, error) {
 		switch num {
 		case 1:
 			v, n, err := consumeVarint(num, typ, b)
-			d.value, d.hasValue = int64(v), true
+			d.Value, d.HasValue = int64(v), true
 			return n, err
 		case 2:
 			s, n, err := consumeString(num, typ, b)
-			d.param = s
+			d.Param = s
 			return n, err
 		}
 		return -1, nil

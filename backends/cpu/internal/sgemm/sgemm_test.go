@@ -1,4 +1,4 @@
-package cpu
+package sgemm
 
 import (
 	"fmt"
@@ -163,9 +163,9 @@ func TestKernels(t *testing.T) {
 	for i, tc := range cases {
 		data[i] = newGemmData(r, tc)
 	}
-	for _, ks := range kernelSets() {
+	for _, ks := range Available() {
 		t.Run(ks.name, func(t *testing.T) {
-			var sc scratch
+			var sc Scratch
 			for i, tc := range cases {
 				d := data[i]
 				if !tc.bias { // sgemm has no bias
@@ -173,9 +173,9 @@ func TestKernels(t *testing.T) {
 						c := append([]float32(nil), d.c...)
 						flags := 0
 						if tc.relu {
-							flags = flagRelu
+							flags = ReLU
 						}
-						ks.sgemm(&sc, tc.transA, tc.transB, tc.m, tc.n, tc.k, tc.alpha, d.a, d.lda, d.b, d.ldb, tc.beta, c, d.ldc, flags)
+						ks.Sgemm(&sc, tc.transA, tc.transB, tc.m, tc.n, tc.k, tc.alpha, d.a, d.lda, d.b, d.ldb, tc.beta, c, d.ldc, flags)
 						d.check(t, tc, c)
 					})
 				}
@@ -184,19 +184,19 @@ func TestKernels(t *testing.T) {
 				}
 				t.Run("packed/"+tc.String(), func(t *testing.T) {
 					c := append([]float32(nil), d.c...)
-					pb := ks.packB(make([]float32, ks.packedLen(tc.k, tc.n)), tc.transB, tc.k, tc.n, d.b, d.ldb, tc.alpha)
+					pb := ks.Pack(make([]float32, ks.PackedLen(tc.k, tc.n)), tc.transB, tc.k, tc.n, d.b, d.ldb, tc.alpha)
 					flags := 0
 					if tc.bias {
-						pb.bias = ks.packBias(d.bias, tc.n, 1)
-						flags |= flagBias
+						pb.Bias = ks.PackBias(d.bias, tc.n, 1)
+						flags |= AddBias
 					}
 					if tc.beta == 1 {
-						flags |= flagAcc
+						flags |= Accumulate
 					}
 					if tc.relu {
-						flags |= flagRelu
+						flags |= ReLU
 					}
-					ks.gemm(tc.m, d.a, d.lda, &pb, c, d.ldc, flags)
+					ks.Gemm(tc.m, d.a, d.lda, &pb, c, d.ldc, flags)
 					d.check(t, tc, c)
 				})
 			}
@@ -209,9 +209,9 @@ func TestKernels(t *testing.T) {
 // keeps NaN, like max(x, 0)), and that alpha = 0 ignores NaN in A.
 func TestKernelsSpecialValues(t *testing.T) {
 	nan, inf := float32(math.NaN()), float32(math.Inf(1))
-	for _, ks := range kernelSets() {
+	for _, ks := range Available() {
 		t.Run(ks.name, func(t *testing.T) {
-			var sc scratch
+			var sc Scratch
 			const m, n, k = 3, 40, 5
 			a := make([]float32, m*k)
 			b := make([]float32, k*n)
@@ -222,7 +222,7 @@ func TestKernelsSpecialValues(t *testing.T) {
 			a[k] = inf    // row 1: +Inf
 			a[2*k] = -inf // row 2: -Inf, ReLU → 0
 			c := make([]float32, m*n)
-			ks.sgemm(&sc, false, false, m, n, k, 1, a, k, b, n, 0, c, n, flagRelu)
+			ks.Sgemm(&sc, false, false, m, n, k, 1, a, k, b, n, 0, c, n, ReLU)
 			for j := range n {
 				if !math.IsNaN(float64(c[j])) || !math.IsInf(float64(c[n+j]), 1) || c[2*n+j] != 0 {
 					t.Fatalf("column %d: got %v, %v, %v; want NaN, +Inf, 0", j, c[j], c[n+j], c[2*n+j])
@@ -231,7 +231,7 @@ func TestKernelsSpecialValues(t *testing.T) {
 			for i := range c {
 				c[i] = 7
 			}
-			ks.sgemm(&sc, false, false, m, n, k, 0, a, k, b, n, 1, c, n, 0)
+			ks.Sgemm(&sc, false, false, m, n, k, 0, a, k, b, n, 1, c, n, 0)
 			for i, v := range c {
 				if v != 7 {
 					t.Fatalf("alpha=0: C[%d] = %v, want 7", i, v)
@@ -241,24 +241,27 @@ func TestKernelsSpecialValues(t *testing.T) {
 	}
 }
 
-// TestKernelsFor checks the kernel-set names accepted by Options.Kernels.
-func TestKernelsFor(t *testing.T) {
+// TestLookup checks the kernel-set names Lookup accepts (cpu's Options.Kernels).
+func TestLookup(t *testing.T) {
 	f := func(name, want string, ok bool) {
 		t.Helper()
-		ks, err := kernelsFor(name)
+		ks, err := Lookup(name)
 		if (err == nil) != ok {
-			t.Fatalf("kernelsFor(%q) error = %v, want ok=%v", name, err, ok)
+			t.Fatalf("Lookup(%q) error = %v, want ok=%v", name, err, ok)
 		}
 		if ok && want != "" && ks.name != want {
-			t.Fatalf("kernelsFor(%q) = %s, want %s", name, ks.name, want)
+			t.Fatalf("Lookup(%q) = %s, want %s", name, ks.name, want)
 		}
 	}
-	best := kernelSets()[0].name
+	best := Available()[0].name
 	f("", best, true)
 	f("auto", best, true)
 	f("generic", "generic", true)
 	f("sse", "", false)
-	for _, ks := range kernelSets() {
+	for _, ks := range Available() {
 		f(ks.name, ks.name, true)
 	}
 }
+
+// newRand returns the tests' deterministic source of operands.
+func newRand() *rand.Rand { return rand.New(rand.NewPCG(1, 2)) }

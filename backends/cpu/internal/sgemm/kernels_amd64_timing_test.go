@@ -1,6 +1,6 @@
 //go:build amd64 && !purego
 
-package cpu
+package sgemm
 
 import (
 	"slices"
@@ -44,8 +44,8 @@ func BenchmarkSgemmEfficiency(b *testing.B) {
 		flops int // per iteration of loop
 	}{"avx512": {fmaPeakAVX512, 24 * 32}, "avx2": {fmaPeakAVX2, 12 * 16}}
 	const peakIters = 1 << 12
-	hasPeak := func(ks *kernelSet) bool { _, ok := peaks[ks.name]; return ok }
-	sgemmBenchmarks(b, hasPeak, func(b *testing.B, ks *kernelSet, op *sgemmOperands) {
+	hasPeak := func(ks *Kernels) bool { _, ok := peaks[ks.name]; return ok }
+	sgemmBenchmarks(b, hasPeak, func(b *testing.B, ks *Kernels, op *sgemmOperands) {
 		peak := peaks[ks.name]
 		reps := max(1, int(4e6/op.flops())) // about as long as the peak probe
 		var ratios []float64
@@ -54,7 +54,7 @@ func BenchmarkSgemmEfficiency(b *testing.B) {
 			peak.loop(peakIters)
 			t1 := time.Now()
 			for range reps {
-				ks.gemm(op.m, op.a, sgemmK, &op.pb, op.c, sgemmN, 0)
+				ks.Gemm(op.m, op.a, sgemmK, &op.pb, op.c, sgemmN, 0)
 			}
 			t2 := time.Now()
 			peakRate := float64(peakIters*peak.flops) / t1.Sub(t0).Seconds()

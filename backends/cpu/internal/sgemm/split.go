@@ -1,4 +1,4 @@
-package cpu
+package sgemm
 
 import (
 	"runtime"
@@ -8,7 +8,7 @@ import (
 )
 
 // Intra-operator splitting: a matrix product with packed constant B and at
-// least Options.SplitRows rows is cut into chunks of whole row strips that
+// least minRows rows (cpu's Options.SplitRows) is cut into chunks of whole row strips that
 // the calling worker and idle helper goroutines compute in parallel. Each
 // chunk writes its own rows of C, so the data needs no lock.
 //
@@ -17,9 +17,10 @@ import (
 // its completion: parking costs a thread wake-up (tens of microseconds on
 // a virtual machine), more than a chunk takes at these sizes.
 //
-// The helpers (GOMAXPROCS-1 goroutines) belong to the Backend: started at
-// the end of LoadBytes, stopped by Close (or when the Backend is garbage
-// collected without Close). Every Infer call counts as one computing
+// The helpers (GOMAXPROCS-1 goroutines) belong to the Splitter's owner
+// (in cpu, a Backend: started at the end of LoadBytes, stopped by Close or
+// when the Backend is garbage collected without Close). Every call between
+// Enter and Leave (in cpu, an Infer call) counts as one computing
 // goroutine, and a call hands a chunk job to a helper only when it can
 // take a token, i.e. when fewer than GOMAXPROCS goroutines of this backend
 // compute (calls plus busy helpers); it never waits for one. When all
@@ -34,9 +35,9 @@ import (
 // (see stripRows), so that every row is computed by the same kernel body
 // as without splitting: the results are bit-identical.
 
-// defaultSplitRows is the measured threshold of Options.SplitRows (rows
+// defaultSplitRows is the measured default of NewSplitter's minRows (rows
 // of the product, the batch size for a Gemm on a batch of vectors).
-// BenchmarkMLP/split vs /nosplit on digits-mlp, AVX-512, 2 cores (µs per
+// cpu's BenchmarkMLP/split vs /nosplit on digits-mlp, AVX-512, 2 cores (µs per
 // call, medians of 3): batch 16 28 vs 33, 24 36 vs 48, 32 48 vs 55,
 // 48 57 vs 93, 64 77 vs 114, 256 303 vs 503. Below 16 rows an AVX-512
 // product has a single 12-row strip plus a tail and nothing to share.
@@ -47,9 +48,11 @@ const defaultSplitRows = 16
 // driver call.
 const maxChunksPerProc = 4
 
-// splitter is the helper pool of one Backend. A nil *splitter never
-// splits.
-type splitter struct {
+// Splitter is a pool of helper goroutines that compute chunks of large
+// products (Gemm) for their callers; one per Backend in cpu. A nil
+// *Splitter is valid and never splits. Its methods are safe for
+// concurrent use.
+type Splitter struct {
 	minRows int   // split products of at least this many rows; <= 0: never
 	procs   int32 // bound on computing goroutines (calls + busy helpers)
 	// busy counts the calls running (enter/leave) and the helpers holding
@@ -84,17 +87,18 @@ type splitJob struct {
 	seq   uint32
 	perr  atomic.Pointer[chunkPanic] // first panic of a chunk, re-raised by the caller
 
-	ks              *kernelSet
-	pb              *packedB
+	ks              *Kernels
+	pb              *Packed
 	a, c            []float32
 	m, lda, ldc, fl int
 	units, chunks   int // boundaries: multiples of mr, see chunkRows
 }
 
-// newSplitter returns the pool for minRows (Options.SplitRows: 0 is the
-// default, < 0 never) and concurrency calls; it does not start it. It
-// returns nil when splitting is off or there is a single processor.
-func newSplitter(minRows, concurrency int) *splitter {
+// NewSplitter returns a pool that splits products of at least minRows
+// rows (0: the default, 16; < 0: never) for up to concurrency concurrent
+// callers; it does not start it. It returns nil when splitting is off or
+// GOMAXPROCS is 1.
+func NewSplitter(minRows, concurrency int) *Splitter {
 	procs := runtime.GOMAXPROCS(0)
 	if minRows == 0 {
 		minRows = defaultSplitRows
@@ -102,7 +106,7 @@ func newSplitter(minRows, concurrency int) *splitter {
 	if minRows < 0 || procs < 2 {
 		return nil
 	}
-	return &splitter{
+	return &Splitter{
 		minRows: max(minRows, 1),
 		procs:   int32(procs),
 		tasks:   make(chan splitTask, procs-1),
@@ -111,8 +115,10 @@ func newSplitter(minRows, concurrency int) *splitter {
 	}
 }
 
-// start starts the helpers.
-func (sp *splitter) start() {
+// Start starts the helpers (GOMAXPROCS-1 goroutines); Stop stops them.
+// Until Start, and after Stop, Gemm computes every chunk on its caller.
+// Calls after the first do nothing.
+func (sp *Splitter) Start() {
 	if sp == nil || !sp.started.CompareAndSwap(false, true) {
 		return
 	}
@@ -123,10 +129,10 @@ func (sp *splitter) start() {
 	sp.live.Store(true)
 }
 
-// stop stops the helpers and, when wait is set, waits until they have
+// Stop stops the helpers and, when wait is set, waits until they have
 // exited (a helper in a chunk finishes it first). Calls still running
-// compute their chunks themselves.
-func (sp *splitter) stop(wait bool) {
+// compute their chunks themselves. Stop may be called more than once.
+func (sp *Splitter) Stop(wait bool) {
 	if sp == nil {
 		return
 	}
@@ -137,21 +143,34 @@ func (sp *splitter) stop(wait bool) {
 	}
 }
 
-// enter and leave bracket an Infer call: it computes on its own goroutine.
-func (sp *splitter) enter() {
+// Enter and Leave bracket a caller's computation (in cpu, an Infer call):
+// it counts as one computing goroutine, so that helpers are handed work
+// only while fewer than GOMAXPROCS goroutines compute.
+func (sp *Splitter) Enter() {
 	if sp != nil {
 		sp.busy.Add(1)
 	}
 }
 
-func (sp *splitter) leave() {
+// Leave ends what Enter began.
+func (sp *Splitter) Leave() {
 	if sp != nil {
 		sp.busy.Add(-1)
 	}
 }
 
+// Busy returns how many goroutines compute now: callers between Enter
+// and Leave plus helpers at work. It is 0 once every caller has left and
+// the helpers have given their tokens back.
+func (sp *Splitter) Busy() int {
+	if sp == nil {
+		return 0
+	}
+	return int(sp.busy.Load())
+}
+
 // acquire takes a helper token if fewer than procs goroutines compute.
-func (sp *splitter) acquire() bool {
+func (sp *Splitter) acquire() bool {
 	for {
 		v := sp.busy.Load()
 		if v >= sp.procs {
@@ -163,7 +182,7 @@ func (sp *splitter) acquire() bool {
 	}
 }
 
-func (sp *splitter) helper() {
+func (sp *Splitter) helper() {
 	defer sp.wg.Done()
 	for {
 		select {
@@ -186,7 +205,7 @@ const spinTime = 50 * time.Microsecond
 // spin polls for tasks for spinTime after the last one, yielding the
 // processor between polls, and stops as soon as every core of the
 // backend's budget computes (calls and busy helpers).
-func (sp *splitter) spin() {
+func (sp *Splitter) spin() {
 	deadline := time.Now().Add(spinTime)
 	for {
 		select {
@@ -203,17 +222,18 @@ func (sp *splitter) spin() {
 	}
 }
 
-// gemm is ks.gemm, split over the helpers when m is large enough and
-// helpers are free.
-func (sp *splitter) gemm(ks *kernelSet, m int, a []float32, lda int, pb *packedB, c []float32, ldc int, flags int) {
+// Gemm is ks.Gemm, split over the helpers when m is at least minRows
+// and helpers are free; the result is bit-identical to ks.Gemm's. A
+// panic in a chunk (a bad argument) is raised on the caller.
+func (sp *Splitter) Gemm(ks *Kernels, m int, a []float32, lda int, pb *Packed, c []float32, ldc int, flags int) {
 	if sp == nil || m < sp.minRows || pb.k == 0 || pb.n == 0 || !sp.live.Load() {
-		ks.gemm(m, a, lda, pb, c, ldc, flags)
+		ks.Gemm(m, a, lda, pb, c, ldc, flags)
 		return
 	}
 	units := splitUnits(m, ks.mr)
 	chunks := min(units, maxChunksPerProc*int(sp.procs), 1<<15)
 	if chunks < 2 {
-		ks.gemm(m, a, lda, pb, c, ldc, flags)
+		ks.Gemm(m, a, lda, pb, c, ldc, flags)
 		return
 	}
 	ks.checkGemm(m, a, lda, pb, c, ldc, flags) // panics here, on the caller, never in a helper
@@ -305,14 +325,14 @@ func (j *splitJob) run(i int) {
 	if i == j.chunks-1 {
 		r1 = j.m
 	}
-	j.ks.gemm(r1-r0, j.a[r0*j.lda:], j.lda, j.pb, j.c[r0*j.ldc:], j.ldc, j.fl)
+	j.ks.Gemm(r1-r0, j.a[r0*j.lda:], j.lda, j.pb, j.c[r0*j.ldc:], j.ldc, j.fl)
 }
 
 // work is a helper's part of job j (task seq): claim and run chunks, then
 // give the token back. The token goes back before the helper's last chunk
 // is counted, so that the caller's next product finds it free; after that
 // count the helper touches only j's atomic state.
-func (j *splitJob) work(seq uint32, sp *splitter) {
+func (j *splitJob) work(seq uint32, sp *Splitter) {
 	i, n, ok := j.claim(seq)
 	fin := j.fin // read while the job waits for a chunk this helper holds
 	released := false

@@ -1,0 +1,8 @@
+//go:build purego || !amd64
+
+package sgemm
+
+// Available returns the kernel sets this build supports: the portable
+// Go kernels only (the purego build tag, or an architecture without
+// assembly kernels).
+func Available() []*Kernels { return []*Kernels{&genericKernels} }
