@@ -46,7 +46,7 @@ func (s *Server) predict(ctx *fasthttp.RequestCtx) (string, error) {
 	if err != nil {
 		return m.Name, err
 	}
-	out, err := s.infer(ctx.Time(), m, inputs, h)
+	out, err := s.infer(arrival(ctx), m, inputs, h)
 	if err != nil {
 		return m.Name, err
 	}

@@ -63,6 +63,7 @@ type Server struct {
 	parsers  fastjson.ParserPool
 	draining atomic.Bool  // set by SetDraining: readiness 503, responses close their connection
 	inflight atomic.Int64 // POST requests being handled
+	edge     edge         // connections, body budget, drain (edge.go)
 	defModel *backends.ModelVersion
 	// batchers holds one batcher per model version; read-only after New.
 	batchers map[*backends.ModelVersion]*modelBatcher
@@ -152,7 +153,7 @@ func (s *Server) SetDraining() { s.draining.Store(true) }
 // HTTPServer returns a fasthttp server for the data plane with the
 // configured limits and timeouts.
 func (s *Server) HTTPServer() *fasthttp.Server {
-	return &fasthttp.Server{
+	hs := &fasthttp.Server{
 		Handler:               s.Handler,
 		Name:                  "coalesce",
 		ReadTimeout:           s.cfg.ReadTimeout,
@@ -165,6 +166,8 @@ func (s *Server) HTTPServer() *fasthttp.Server {
 		ErrorHandler:          s.errorHandler,
 		Logger:                fasthttpLogger{s.log},
 	}
+	s.edgeServer(hs)
+	return hs
 }
 
 // fasthttpLogger sends fasthttp's own messages (connection errors that
@@ -206,10 +209,11 @@ func (s *Server) Handler(ctx *fasthttp.RequestCtx) {
 			s.log.Error("panic in request handler", "panic", fmt.Sprint(r), "path", string(ctx.Path()), "stack", string(debug.Stack()))
 			writeError(ctx, &Error{Status: fasthttp.StatusInternalServerError, Msg: fmt.Sprintf("internal error: %v", r)})
 		}
-		if s.draining.Load() {
+		if s.closeConn(ctx) {
 			// Tell keep-alive clients to go elsewhere while we still
-			// answer; here, after writeError's reset, so that no path
-			// misses it.
+			// answer (draining, or a connection beyond
+			// http.max_connections); here, after writeError's reset, so
+			// that no path misses it.
 			ctx.SetConnectionClose()
 		}
 		s.met.observe(model, proto, ctx.Response.StatusCode(), start)
@@ -225,6 +229,12 @@ func (s *Server) Handler(ctx *fasthttp.RequestCtx) {
 			writeError(ctx, &Error{Status: fasthttp.StatusServiceUnavailable, Msg: fmt.Sprintf("server is overloaded: %d requests in flight (http.max_inflight); retry later", max)})
 			return
 		}
+	}
+	a, err := s.admit(ctx)
+	defer s.release(ctx, a)
+	if err != nil {
+		writeError(ctx, err)
+		return
 	}
 	switch {
 	case bytes.Equal(path, []byte("/predict")):

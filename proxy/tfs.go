@@ -142,7 +142,7 @@ func (s *Server) tfsPredict(ctx *fasthttp.RequestCtx, m *backends.ModelVersion) 
 	if err != nil {
 		return err
 	}
-	out, err := s.infer(ctx.Time(), m, req.inputs, h)
+	out, err := s.infer(arrival(ctx), m, req.inputs, h)
 	if err != nil {
 		return err
 	}

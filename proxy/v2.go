@@ -183,7 +183,7 @@ func (s *Server) v2Infer(ctx *fasthttp.RequestCtx, m *backends.ModelVersion) err
 	if req.priority > 0 {
 		h.priority = req.priority
 	}
-	out, err := s.infer(ctx.Time(), m, req.inputs, h)
+	out, err := s.infer(arrival(ctx), m, req.inputs, h)
 	if err != nil {
 		return err
 	}

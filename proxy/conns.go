@@ -1,0 +1,307 @@
+package proxy
+
+import (
+	"net"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/valyala/fasthttp"
+)
+
+// The data plane's connections.
+//
+// fasthttp serves each connection on one goroutine and reports its state
+// through Server.ConnState: StateNew on accept, StateActive once the first
+// byte of a request has arrived (for HTTP/1 fasthttp fires it for every
+// request, before it reads the headers: serveConn in fasthttp's server.go),
+// StateIdle after each response, StateClosed at the end. Two of its own
+// mechanisms do not fit a sidecar:
+//
+//   - Server.Concurrency refuses every new connection with 503 once that
+//     many are open, so idle keep-alive connections lock out new clients
+//     and health probes;
+//   - Server.ShutdownWithContext closes idle keep-alive connections at once
+//     (closeIdleConns), so a client that sends its next request just then
+//     gets EOF: a lost request.
+//
+// connTable replaces both. Every connection comes through Server.listener,
+// which wraps it in a *trackedConn, and the ConnState hook keeps its state.
+// The table closes a connection only while it is idle between requests,
+// and then by letting fasthttp's own wait for the next request time out
+// (a read deadline; fasthttp then closes the connection without an error
+// response), never while a request is being read or answered.
+
+// connTable tracks the open data-plane connections. The zero value is not
+// usable; use newConnTable.
+type connTable struct {
+	max     int // soft limit on open connections (http.max_connections); 0 = none
+	reserve int // connections admitted beyond max when none is idle
+
+	draining  atomic.Bool  // set by drain: idle connections get closed
+	drainIdle atomic.Int64 // while draining, how long (ns) a connection may idle
+
+	mu       sync.Mutex      // guards the fields below
+	conns    []*trackedConn  // open connections; conns[c.idx] == c
+	evicting int             // connections in conns told to close, not yet closed
+	lns      []*connListener // listeners to close on drain
+	empty    chan struct{}   // made by drain; closed when draining and conns is empty
+	closed   bool            // empty is closed
+}
+
+// overflowReserve returns how many connections beyond max are admitted
+// when none is idle: enough that health probes and a burst of new clients
+// get an answer (a 503 or, for GET, the real one) instead of a refused
+// connection, small enough that the limit still bounds memory.
+func overflowReserve(max int) int { return max/16 + 16 }
+
+func newConnTable(max int) *connTable {
+	t := &connTable{max: max}
+	if max > 0 {
+		t.reserve = overflowReserve(max)
+	}
+	return t
+}
+
+// trackedConn is a data-plane connection as the table sees it.
+type trackedConn struct {
+	net.Conn
+	t   *connTable
+	idx int // position in t.conns; guarded by t.mu
+
+	// arrived is when the current request's first byte arrived. Only the
+	// connection's goroutine writes it (in the StateActive hook) and reads
+	// it (in the handler), so it needs no lock.
+	arrived time.Time
+
+	// idleSince is when the connection last went idle (UnixNano), 0 while
+	// a request is being served or once it was told to close; the table
+	// reads it to find the longest-idle connection without locking each.
+	idleSince atomic.Int64
+	// closeAfter makes the handler answer with Connection: close: the
+	// connection was admitted beyond max, or chosen for eviction just as
+	// a request arrived on it.
+	closeAfter atomic.Bool
+	overflow   bool // admitted beyond max: only GET requests are served; set before the first request
+	evicted    bool // told to close; counted in t.evicting; guarded by t.mu
+
+	mu    sync.Mutex         // guards the fields below and orders read-deadline changes
+	state fasthttp.ConnState // as last reported by fasthttp
+	want  time.Time          // the read deadline fasthttp last asked for
+	clamp time.Time          // if set and not active, the read deadline is at most this
+
+	closeOnce sync.Once
+}
+
+// add starts tracking c. At max it closes the longest-idle connection to
+// make room; when none is idle, c is admitted into the reserve to answer
+// one request and close.
+func (t *connTable) add(nc net.Conn) *trackedConn {
+	c := &trackedConn{Conn: nc, t: t}
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	if t.max > 0 && len(t.conns)-t.evicting >= t.max && !t.evictLocked() {
+		c.overflow = true
+		c.closeAfter.Store(true)
+	}
+	if t.draining.Load() {
+		c.clamp = time.Now().Add(time.Duration(t.drainIdle.Load()))
+	}
+	c.idx = len(t.conns)
+	t.conns = append(t.conns, c)
+	return c
+}
+
+// evictLocked tells the longest-idle connection to close and reports
+// whether there was one. The scan is linear, and runs only when a new
+// connection arrives at the limit; t.mu is held.
+func (t *connTable) evictLocked() bool {
+	for range 3 { // a candidate may turn active under us; try the next
+		var victim *trackedConn
+		oldest := int64(0)
+		for _, c := range t.conns {
+			if s := c.idleSince.Load(); s != 0 && (victim == nil || s < oldest) {
+				victim, oldest = c, s
+			}
+		}
+		if victim == nil {
+			return false
+		}
+		if victim.closeIdle(time.Unix(0, 1)) {
+			victim.evicted = true
+			victim.closeAfter.Store(true) // if a request slipped in after all, it is answered, then the connection closes
+			t.evicting++
+			return true
+		}
+	}
+	return false
+}
+
+// drain stops the table's listeners and starts closing every connection
+// once it has been idle for idle, and returns a channel closed when no
+// connection is left. Connections answering a request close after their
+// response, which carries Connection: close (Server.Handler).
+func (t *connTable) drain(idle time.Duration) <-chan struct{} {
+	t.drainIdle.Store(int64(idle))
+	t.draining.Store(true) // before the scan: see setState
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	for _, ln := range t.lns {
+		ln.close()
+	}
+	if t.empty == nil {
+		t.empty = make(chan struct{})
+		t.closeIfEmptyLocked()
+	}
+	deadline := time.Now().Add(idle)
+	for _, c := range t.conns {
+		c.closeIdle(deadline)
+	}
+	return t.empty
+}
+
+func (t *connTable) closeIfEmptyLocked() {
+	if t.empty != nil && !t.closed && len(t.conns) == 0 {
+		close(t.empty)
+		t.closed = true
+	}
+}
+
+// len returns the number of open connections.
+func (t *connTable) len() int {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	return len(t.conns)
+}
+
+func (t *connTable) remove(c *trackedConn) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	last := len(t.conns) - 1
+	t.conns[c.idx] = t.conns[last]
+	t.conns[c.idx].idx = c.idx
+	t.conns[last] = nil
+	t.conns = t.conns[:last]
+	if c.evicted {
+		t.evicting--
+	}
+	t.closeIfEmptyLocked()
+}
+
+// setState is the fasthttp.Server.ConnState hook. fasthttp calls it on
+// the connection's goroutine: StateActive before the request is read and
+// the handler runs, StateIdle before it waits for the next request.
+func (t *connTable) setState(nc net.Conn, st fasthttp.ConnState) {
+	c, ok := nc.(*trackedConn)
+	if !ok {
+		return
+	}
+	switch st {
+	case fasthttp.StateActive:
+		now := time.Now()
+		c.arrived = now
+		c.idleSince.Store(0)
+		c.mu.Lock()
+		c.state = st
+		if !c.clamp.IsZero() {
+			// A request got in before an idle deadline of ours: give
+			// back the deadline fasthttp set for reading it. (On later
+			// requests fasthttp sets ReadTimeout itself right after this
+			// hook; on a connection's first request it does not.)
+			c.clamp = time.Time{}
+			_ = c.Conn.SetReadDeadline(c.want)
+		}
+		c.mu.Unlock()
+	case fasthttp.StateIdle:
+		now := time.Now()
+		c.mu.Lock()
+		c.state = st
+		if t.draining.Load() {
+			// drain set the flag before scanning, and both look at state
+			// under c.mu: either drain's scan or this sees the other.
+			c.clamp = now.Add(time.Duration(t.drainIdle.Load()))
+			_ = c.Conn.SetReadDeadline(c.effective(c.want))
+		} else {
+			c.idleSince.Store(now.UnixNano())
+		}
+		c.mu.Unlock()
+	}
+}
+
+// closeIdle makes the connection close by deadline if it is waiting for
+// a request (new or idle), and reports whether it was.
+func (c *trackedConn) closeIdle(deadline time.Time) bool {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.state == fasthttp.StateActive {
+		return false
+	}
+	c.idleSince.Store(0)
+	if c.clamp.IsZero() || deadline.Before(c.clamp) {
+		c.clamp = deadline
+	}
+	_ = c.Conn.SetReadDeadline(c.effective(c.want))
+	return true
+}
+
+// effective returns the read deadline to set for the wanted one.
+// c.mu is held.
+func (c *trackedConn) effective(want time.Time) time.Time {
+	if c.state != fasthttp.StateActive && !c.clamp.IsZero() && (want.IsZero() || want.After(c.clamp)) {
+		return c.clamp
+	}
+	return want
+}
+
+// SetReadDeadline records the deadline fasthttp asks for and sets it, or
+// the table's earlier one while the connection waits for a request.
+func (c *trackedConn) SetReadDeadline(t time.Time) error {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.want = t
+	return c.Conn.SetReadDeadline(c.effective(t))
+}
+
+// Close closes the connection and stops tracking it.
+func (c *trackedConn) Close() error {
+	c.closeOnce.Do(func() { c.t.remove(c) })
+	return c.Conn.Close()
+}
+
+// connListener hands out tracked connections.
+type connListener struct {
+	net.Listener
+	t    *connTable
+	once sync.Once
+}
+
+// Listener returns ln with its connections tracked by the server: the
+// data-plane server (HTTPServer) must serve the returned listener for
+// connection eviction at http.max_connections, request arrival times and
+// Shutdown to work. It may be called for several listeners.
+func (s *Server) Listener(ln net.Listener) net.Listener {
+	t := s.edgeInit().conns
+	l := &connListener{Listener: ln, t: t}
+	t.mu.Lock()
+	t.lns = append(t.lns, l)
+	t.mu.Unlock()
+	return l
+}
+
+func (l *connListener) Accept() (net.Conn, error) {
+	c, err := l.Listener.Accept()
+	if err != nil {
+		return nil, err
+	}
+	return l.t.add(c), nil
+}
+
+// Close closes the listener once; later calls return nil, so that
+// fasthttp's ShutdownWithContext, which closes its listeners again after
+// Server.Shutdown did, does not report an error.
+func (l *connListener) Close() error { return l.close() }
+
+func (l *connListener) close() (err error) {
+	l.once.Do(func() { err = l.Listener.Close() })
+	return err
+}
