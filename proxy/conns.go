@@ -137,18 +137,25 @@ func (t *connTable) evictLocked() bool {
 	return false
 }
 
-// drain stops the table's listeners and starts closing every connection
-// once it has been idle for idle, and returns a channel closed when no
-// connection is left. Connections answering a request close after their
-// response, which carries Connection: close (Server.Handler).
+// closeListeners closes the table's listeners: fasthttp's Serve returns,
+// and new connections are refused.
+func (t *connTable) closeListeners() {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	for _, ln := range t.lns {
+		_ = ln.close()
+	}
+}
+
+// drain starts closing every connection once it has been idle for idle,
+// and returns a channel closed when no connection is left. Connections
+// answering a request close after their response, which carries
+// Connection: close (Server.Handler).
 func (t *connTable) drain(idle time.Duration) <-chan struct{} {
 	t.drainIdle.Store(int64(idle))
 	t.draining.Store(true) // before the scan: see setState
 	t.mu.Lock()
 	defer t.mu.Unlock()
-	for _, ln := range t.lns {
-		ln.close()
-	}
 	if t.empty == nil {
 		t.empty = make(chan struct{})
 		t.closeIfEmptyLocked()

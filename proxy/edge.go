@@ -303,19 +303,25 @@ func (s *Server) closeConn(ctx *fasthttp.RequestCtx) bool {
 }
 
 // Shutdown stops the data plane hs (built by HTTPServer and serving
-// Listener) without losing a request: it marks the server draining, so
-// that readiness answers 503 and every response carries
-// Connection: close; stops accepting connections; closes each keep-alive
-// connection only once it has waited DrainIdle for a request; and returns
-// when the last connection has closed, which is after the last request
-// in flight was answered. If ctx ends first it returns ctx's error and
-// leaves the rest open.
+// Listener) without losing a request: it stops accepting connections;
+// marks the server draining, so that readiness answers 503 and every
+// response carries Connection: close; closes each keep-alive connection
+// only once it has waited DrainIdle for a request; and returns when the
+// last connection has closed, which is after the last request in flight
+// was answered. If ctx ends first it returns ctx's error and leaves the
+// rest open.
+//
+// The listeners close before responses start to carry Connection: close,
+// so that a client told to close gets its new connection refused rather
+// than accepted by the kernel into a listener about to close, which
+// resets it after the client may have sent a request on it.
 //
 // fasthttp's own ShutdownWithContext closes idle connections at once, so
 // that a request a client sends just then meets a closed connection; it
 // runs here only once no connection is left.
 func (s *Server) Shutdown(ctx context.Context, hs *fasthttp.Server) error {
 	e := s.edgeInit()
+	e.conns.closeListeners()
 	s.SetDraining()
 	select {
 	case <-e.conns.drain(e.drainIdle):
