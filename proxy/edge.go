@@ -121,8 +121,9 @@ func (b *budget) release(n int64) {
 // admission is what admit took for a request: budget bytes and the
 // buffer its body was read into. The zero value took nothing.
 type admission struct {
-	held int64
-	buf  *bodyBuf
+	held  int64
+	buf   *bodyBuf
+	close bool // the body was left partly read: close the connection
 }
 
 // bodyBufs pools body buffers up to maxPooledBody bytes; larger ones are
@@ -151,9 +152,12 @@ func putBodyBuf(bb *bodyBuf) {
 	}
 }
 
-// chunkStep is how much of a body of unknown length (chunked) admit
-// charges to the budget before reading it.
-const chunkStep = 64 << 10
+// Steps in which admit charges a body of unknown length (chunked) to the
+// budget before reading it.
+const (
+	firstChunkStep = 4 << 10
+	chunkStep      = 64 << 10
+)
 
 // admit decides, from the headers alone, whether the request may go on,
 // and reads an admitted body. A request on a connection admitted beyond
@@ -193,35 +197,41 @@ func (s *Server) admit(ctx *fasthttp.RequestCtx) (admission, error) {
 		return a, nil
 	}
 	// Chunked: the length is known only at the end, so charge the budget
-	// a step at a time, before reading into it.
+	// a step at a time before reading into it, doubling from
+	// firstChunkStep up to chunkStep: at most twice what was read.
 	a.buf = getBodyBuf(0)
-	for {
-		if int64(len(a.buf.b)) == a.held {
-			if !s.edge.budget.acquire(chunkStep) {
-				ctx.SetConnectionClose()
-				return a, s.overBudget()
+	for step := int64(firstChunkStep); ; step = min(2*step, chunkStep) {
+		if !s.edge.budget.acquire(step) {
+			a.close = true
+			return a, s.overBudget()
+		}
+		a.held += step
+		a.buf.b = slices.Grow(a.buf.b, int(step))
+		for int64(len(a.buf.b)) < a.held {
+			n, err := r.Read(a.buf.b[len(a.buf.b):a.held])
+			a.buf.b = a.buf.b[:len(a.buf.b)+n]
+			if len(a.buf.b) > s.cfg.Limits.MaxBodyBytes {
+				a.close = true
+				return a, s.tooLarge()
 			}
-			a.held += chunkStep
-			a.buf.b = slices.Grow(a.buf.b, chunkStep)
-		}
-		n, err := r.Read(a.buf.b[len(a.buf.b):a.held])
-		a.buf.b = a.buf.b[:len(a.buf.b)+n]
-		if len(a.buf.b) > s.cfg.Limits.MaxBodyBytes {
-			ctx.SetConnectionClose()
-			return a, s.tooLarge()
-		}
-		if errors.Is(err, io.EOF) {
-			ctx.Request.SetBodyRaw(a.buf.b)
-			return a, nil
-		}
-		if err != nil {
-			return a, bodyReadError(err, len(a.buf.b), -1)
+			if errors.Is(err, io.EOF) {
+				ctx.Request.SetBodyRaw(a.buf.b)
+				return a, nil
+			}
+			if err != nil {
+				return a, bodyReadError(err, len(a.buf.b), -1)
+			}
 		}
 	}
 }
 
-// release returns what admit took.
+// release returns what admit took. It runs after the handler wrote its
+// response.
 func (s *Server) release(ctx *fasthttp.RequestCtx, a admission) {
+	if a.close {
+		// After writeError, which resets the response's headers.
+		ctx.SetConnectionClose()
+	}
 	s.edge.budget.release(a.held)
 	if a.buf != nil {
 		ctx.Request.SetBodyRaw(nil) // the pool gets the buffer back

@@ -1,0 +1,297 @@
+package proxy
+
+import (
+	"bufio"
+	"context"
+	"errors"
+	"io"
+	"log/slog"
+	"net"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/VictoriaMetrics/metrics"
+	"github.com/valyala/fasthttp"
+
+	"github.com/coalesce-ml/coalesce/backends"
+	"github.com/coalesce-ml/coalesce/config"
+	"github.com/coalesce-ml/coalesce/tensor"
+)
+
+// edgeEnv is a data-plane server on 127.0.0.1 serving Server.Listener,
+// with the fake double model and a gate model: gate: x FP32 [-1,1] ->
+// y = x, each call held until the test closes gate.
+type edgeEnv struct {
+	s       *Server
+	hs      *fasthttp.Server
+	addr    string
+	gate    chan struct{} // closing it lets every gate call finish
+	entered chan struct{} // one value per gate call that started
+}
+
+func newEdgeEnv(t *testing.T, maxConns int, ec EdgeConfig) *edgeEnv {
+	t.Helper()
+	e := &edgeEnv{gate: make(chan struct{}), entered: make(chan struct{}, 64)}
+	dir := t.TempDir()
+	for _, m := range []string{"double", "gate"} {
+		must(t, os.MkdirAll(filepath.Join(dir, m, "1"), 0o755))
+		must(t, os.WriteFile(filepath.Join(dir, m, "1", "model."+m), nil, 0o644))
+	}
+	gate := &fakeBackend{
+		meta: backends.Metadata{Platform: "fake", Concurrency: 16, MaxBatchSize: 1,
+			Inputs:  []backends.TensorSpec{{Name: "x", DType: tensor.FP32, Shape: []int64{-1, 1}}},
+			Outputs: []backends.TensorSpec{{Name: "y", DType: tensor.FP32, Shape: []int64{-1, 1}}}},
+		run: func(ctx context.Context, in []*tensor.Tensor) ([]*tensor.Tensor, error) {
+			e.entered <- struct{}{}
+			select {
+			case <-e.gate:
+			case <-ctx.Done():
+				return nil, ctx.Err()
+			}
+			y := *in[0]
+			y.Name = "y"
+			return []*tensor.Tensor{&y}, nil
+		},
+	}
+	reg, err := backends.LoadRepository(dir, map[string]backends.Loader{
+		"model.double": func(string, backends.LoadOptions) (backends.Backend, error) { return fakeModels["double"](), nil },
+		"model.gate":   func(string, backends.LoadOptions) (backends.Backend, error) { return gate, nil },
+	})
+	must(t, err)
+	e.s, err = New(Config{
+		DefaultModel: "double", RequestTimeout: 5 * time.Second, Version: "test",
+		ReadTimeout: 5 * time.Second, WriteTimeout: 5 * time.Second, IdleTimeout: 5 * time.Second,
+		MaxConnections: maxConns,
+		Batching:       config.Batching{Enabled: false, PriorityLevels: 1},
+		Limits:         Limits{MaxBodyBytes: 1 << 20, MaxTensorElements: 1 << 20, MaxJSONDepth: 8},
+	}, reg, metrics.NewSet(), slog.New(slog.NewTextHandler(io.Discard, nil)))
+	must(t, err)
+	e.s.SetEdge(ec)
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	must(t, err)
+	e.addr = ln.Addr().String()
+	e.hs = e.s.HTTPServer()
+	go e.hs.Serve(e.s.Listener(ln)) //nolint:errcheck // returns when the listener closes
+	t.Cleanup(func() {
+		select {
+		case <-e.gate:
+		default:
+			close(e.gate)
+		}
+		e.hs.Shutdown()
+		ln.Close()
+		e.s.Close(context.Background())
+		reg.Close()
+	})
+	return e
+}
+
+// rawConn is a client connection that writes raw HTTP/1.1 and reads
+// whole responses, to control exactly what is sent when.
+type rawConn struct {
+	net.Conn
+	br *bufio.Reader
+}
+
+func (e *edgeEnv) dial(t *testing.T) *rawConn {
+	t.Helper()
+	c, err := net.Dial("tcp", e.addr)
+	must(t, err)
+	t.Cleanup(func() { c.Close() })
+	return &rawConn{c, bufio.NewReader(c)}
+}
+
+func (c *rawConn) send(t *testing.T, parts ...string) {
+	t.Helper()
+	for _, p := range parts {
+		if _, err := io.WriteString(c, p); err != nil {
+			t.Fatalf("write: %v", err)
+		}
+	}
+}
+
+// response reads one response; it fails the test after 5s.
+func (c *rawConn) response(t *testing.T) *fasthttp.Response {
+	t.Helper()
+	resp := &fasthttp.Response{}
+	must(t, c.SetReadDeadline(time.Now().Add(5*time.Second)))
+	if err := resp.Read(c.br); err != nil {
+		t.Fatalf("reading the response: %v", err)
+	}
+	return resp
+}
+
+// closedByServer reports whether the server closed the connection
+// without sending anything more, waiting up to 5s.
+func (c *rawConn) closedByServer(t *testing.T) bool {
+	t.Helper()
+	must(t, c.SetReadDeadline(time.Now().Add(5*time.Second)))
+	b, err := c.br.ReadByte()
+	if err == nil {
+		t.Errorf("read %q; want the connection closed", b)
+		return false
+	}
+	return errors.Is(err, io.EOF) || errors.Is(err, syscallECONNRESET)
+}
+
+// head returns the request line and headers of a request with a body of
+// n bytes (-1: chunked).
+func head(method, path string, n int, extra ...string) string {
+	h := method + " " + path + " HTTP/1.1\r\nHost: test\r\nContent-Type: application/json\r\n"
+	if n >= 0 {
+		h += "Content-Length: " + strconv.Itoa(n) + "\r\n"
+	} else {
+		h += "Transfer-Encoding: chunked\r\n"
+	}
+	for _, x := range extra {
+		h += x + "\r\n"
+	}
+	return h + "\r\n"
+}
+
+const (
+	predictBody   = `{"features":[1,5,2,3]}`
+	predictAnswer = `{"prediction":[[2,10,4,6]]}`
+)
+
+// waitFor polls cond for up to 5s.
+func waitFor(t *testing.T, what string, cond func() bool) {
+	t.Helper()
+	for deadline := time.Now().Add(5 * time.Second); !cond(); {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out waiting for %s", what)
+		}
+		time.Sleep(time.Millisecond)
+	}
+}
+
+func checkStatus(t *testing.T, what string, resp *fasthttp.Response, status int, bodyHas string, close bool) {
+	t.Helper()
+	if resp.StatusCode() != status || !strings.Contains(string(resp.Body()), bodyHas) || resp.ConnectionClose() != close {
+		t.Errorf("%s = %d %s (Connection: close %v); want %d with %q (Connection: close %v)",
+			what, resp.StatusCode(), resp.Body(), resp.ConnectionClose(), status, bodyHas, close)
+	}
+}
+
+// TestBudgetAdmission holds part of the in-flight byte budget with a
+// request whose body is half sent, and checks that requests that do not
+// fit are answered 503 before their body is read, on every kind of body,
+// without desynchronising the connection.
+func TestBudgetAdmission(t *testing.T) {
+	e := newEdgeEnv(t, 100, EdgeConfig{InflightBytes: 30000})
+	used := func() int64 { return e.s.edge.budget.used.Load() }
+
+	// A: 20000 bytes announced, 9000 sent. fasthttp prefetches 8 KiB
+	// before calling the handler, which then admits 20000 bytes and
+	// waits for the rest.
+	a := e.dial(t)
+	a.send(t, head("POST", "/predict", 20000), strings.Repeat(" ", 9000))
+	waitFor(t, "A admitted", func() bool { return used() == 20000 })
+
+	t.Run("content-length", func(t *testing.T) {
+		b := e.dial(t)
+		b.send(t, head("POST", "/predict", 20000), strings.Repeat(" ", 8192))
+		resp := b.response(t)
+		checkStatus(t, "over budget", resp, 503, "limits.inflight_bytes", false)
+		if string(resp.Header.Peek("Retry-After")) == "" {
+			t.Error("503 without Retry-After")
+		}
+		// fasthttp discards the rest of a small unread body, so the next
+		// request on the connection parses.
+		b.send(t, strings.Repeat(" ", 20000-8192), "GET /v2/health/live HTTP/1.1\r\nHost: test\r\n\r\n")
+		checkStatus(t, "next request on the connection", b.response(t), 200, "", false)
+	})
+	t.Run("large content-length", func(t *testing.T) {
+		// More unread than fasthttp discards (256 KiB): the answer closes
+		// the connection.
+		b := e.dial(t)
+		b.send(t, head("POST", "/predict", 600000), strings.Repeat(" ", 8192))
+		checkStatus(t, "over budget", b.response(t), 503, "limits.inflight_bytes", true)
+		if !b.closedByServer(t) {
+			t.Error("connection left open after a 503 with Connection: close")
+		}
+	})
+	t.Run("expect 100-continue", func(t *testing.T) {
+		b := e.dial(t)
+		b.send(t, head("POST", "/predict", 20000, "Expect: 100-continue"))
+		resp := b.response(t)
+		checkStatus(t, "over budget", resp, 503, "limits.inflight_bytes", true)
+		if string(resp.Header.Peek("Retry-After")) == "" || string(resp.Header.ContentType()) != "application/json" {
+			t.Errorf("503 headers %q; want Retry-After and a JSON body", resp.Header.String())
+		}
+	})
+	t.Run("chunked", func(t *testing.T) {
+		b := e.dial(t)
+		// Charged in doubling steps from 4 KiB: 4 KiB fits, 12 KiB does not.
+		b.send(t, head("POST", "/predict", -1), "1388\r\n"+strings.Repeat(" ", 5000)+"\r\n")
+		checkStatus(t, "over budget", b.response(t), 503, "limits.inflight_bytes", true)
+	})
+
+	// A's body completes: it is answered (400, it is not JSON) and the
+	// budget is free again.
+	a.send(t, strings.Repeat(" ", 20000-9000))
+	checkStatus(t, "A", a.response(t), 400, "", false)
+	waitFor(t, "budget released", func() bool { return used() == 0 })
+
+	t.Run("expect 100-continue admitted", func(t *testing.T) {
+		b := e.dial(t)
+		b.send(t, head("POST", "/predict", len(predictBody), "Expect: 100-continue"))
+		must(t, b.SetReadDeadline(time.Now().Add(5*time.Second)))
+		line, err := b.br.ReadString('\n')
+		if err != nil || line != "HTTP/1.1 100 Continue\r\n" {
+			t.Fatalf("interim response %q, %v; want 100 Continue", line, err)
+		}
+		if _, err := b.br.ReadString('\n'); err != nil {
+			t.Fatal(err)
+		}
+		b.send(t, predictBody)
+		checkStatus(t, "admitted", b.response(t), 200, predictAnswer, false)
+	})
+	t.Run("chunked admitted", func(t *testing.T) {
+		b := e.dial(t)
+		b.send(t, head("POST", "/predict", -1), "5\r\n"+predictBody[:5]+"\r\n", strconv.FormatInt(int64(len(predictBody)-5), 16)+"\r\n"+predictBody[5:]+"\r\n0\r\n\r\n")
+		checkStatus(t, "chunked", b.response(t), 200, predictAnswer, false)
+	})
+	waitFor(t, "budget released", func() bool { return used() == 0 })
+}
+
+// TestArrivalIsFirstByte checks that a request's deadline counts from
+// the arrival of its first byte, not from when its body was complete:
+// a request whose body arrives after its deadline is not run.
+func TestArrivalIsFirstByte(t *testing.T) {
+	e := newEdgeEnv(t, 100, EdgeConfig{})
+	c := e.dial(t)
+	c.send(t, head("POST", "/predict", len(predictBody), "Coalesce-Timeout: 200ms"))
+	time.Sleep(500 * time.Millisecond) // a slow client: the body comes after the deadline
+	c.send(t, predictBody)
+	checkStatus(t, "body after the deadline", c.response(t), 504, "deadline", false)
+
+	c.send(t, head("POST", "/predict", len(predictBody), "Coalesce-Timeout: 5s"), predictBody)
+	checkStatus(t, "in time", c.response(t), 200, predictAnswer, false)
+}
+
+// TestBodyTooLarge checks that a body over limits.max_body_bytes gets 413
+// before it is read, whatever its framing: with StreamRequestBody
+// fasthttp leaves the limit to the handler.
+func TestBodyTooLarge(t *testing.T) {
+	e := newEdgeEnv(t, 100, EdgeConfig{})
+	b := e.dial(t)
+	b.send(t, head("POST", "/predict", 2<<20, "Expect: 100-continue"))
+	checkStatus(t, "expect, over max_body_bytes", b.response(t), 413, "limits.max_body_bytes", true)
+	b = e.dial(t)
+	b.send(t, head("POST", "/predict", 2<<20), strings.Repeat(" ", 8192))
+	checkStatus(t, "over max_body_bytes", b.response(t), 413, "limits.max_body_bytes", true)
+	b = e.dial(t)
+	chunk := strings.Repeat(" ", 1<<16)
+	b.send(t, head("POST", "/predict", -1))
+	for range 20 { // 1.25 MiB in all; the answer comes before the end
+		if _, err := io.WriteString(b, "10000\r\n"+chunk+"\r\n"); err != nil {
+			break // the server answered and closed
+		}
+	}
+	checkStatus(t, "chunked, over max_body_bytes", b.response(t), 413, "limits.max_body_bytes", true)
+}
