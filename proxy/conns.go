@@ -35,8 +35,9 @@ import (
 // connTable tracks the open data-plane connections. The zero value is not
 // usable; use newConnTable.
 type connTable struct {
-	max     int // soft limit on open connections (http.max_connections); 0 = none
-	reserve int // connections admitted beyond max when none is idle
+	max     int     // soft limit on open connections (http.max_connections); 0 = none
+	reserve int     // connections admitted beyond max when none is idle
+	budget  *budget // gets back what a closing connection still holds
 
 	draining  atomic.Bool  // set by drain: idle connections get closed
 	drainIdle atomic.Int64 // while draining, how long (ns) a connection may idle
@@ -55,8 +56,8 @@ type connTable struct {
 // connection, small enough that the limit still bounds memory.
 func overflowReserve(max int) int { return max/16 + 16 }
 
-func newConnTable(max int) *connTable {
-	t := &connTable{max: max}
+func newConnTable(max int, b *budget) *connTable {
+	t := &connTable{max: max, budget: b}
 	if max > 0 {
 		t.reserve = overflowReserve(max)
 	}
@@ -83,7 +84,10 @@ type trackedConn struct {
 	// a request arrived on it.
 	closeAfter atomic.Bool
 	overflow   bool // admitted beyond max: only GET requests are served; set before the first request
-	evicted    bool // told to close; counted in t.evicting; guarded by t.mu
+	// held is the in-flight budget an Expect: 100-continue request
+	// admitted on this connection holds until it is answered.
+	held    atomic.Int64
+	evicted bool // told to close; counted in t.evicting; guarded by t.mu
 
 	mu    sync.Mutex         // guards the fields below and orders read-deadline changes
 	state fasthttp.ConnState // as last reported by fasthttp
@@ -271,7 +275,12 @@ func (c *trackedConn) SetReadDeadline(t time.Time) error {
 
 // Close closes the connection and stops tracking it.
 func (c *trackedConn) Close() error {
-	c.closeOnce.Do(func() { c.t.remove(c) })
+	c.closeOnce.Do(func() {
+		// fasthttp ends a connection without calling a handler when it
+		// cannot write 100 Continue: give back what expect took.
+		c.t.budget.release(c.held.Swap(0))
+		c.t.remove(c)
+	})
 	return c.Conn.Close()
 }
 

@@ -4,11 +4,11 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"io"
-	"slices"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
+	"unsafe"
 
 	"github.com/valyala/fasthttp"
 )
@@ -18,7 +18,8 @@ import (
 type EdgeConfig struct {
 	// InflightBytes bounds the request body bytes being read and decoded
 	// at once (limits.inflight_bytes); a request whose Content-Length does
-	// not fit is answered 503 before its body is read. 0 means no bound.
+	// not fit is answered 503 before its body is read, and a chunked body
+	// counts as limits.max_body_bytes. 0 means no bound.
 	InflightBytes int64
 	// DrainIdle is how long, during Shutdown, a keep-alive connection may
 	// wait idle for its next request before the server closes it
@@ -34,12 +35,13 @@ type edge struct {
 	once      sync.Once
 	conns     *connTable
 	budget    budget
+	holds     holds
 	drainIdle time.Duration
 }
 
 func (s *Server) edgeInit() *edge {
 	s.edge.once.Do(func() {
-		s.edge.conns = newConnTable(s.cfg.MaxConnections)
+		s.edge.conns = newConnTable(s.cfg.MaxConnections, &s.edge.budget)
 		if s.edge.drainIdle <= 0 {
 			s.edge.drainIdle = DefaultDrainIdle
 		}
@@ -57,27 +59,46 @@ func (s *Server) SetEdge(c EdgeConfig) {
 
 // edgeServer sets the fasthttp features the edge relies on in hs, the
 // data-plane server HTTPServer builds.
+//
+// Admission happens in HeaderReceived, which fasthttp calls once a
+// request's headers are in and before it reads the body. Its
+// StreamRequestBody, which would let the handler itself decide before the
+// body, keeps each keep-alive connection's 4 KiB read buffer and its
+// RequestCtx while the connection idles even with ReduceMemoryUsage (it
+// releases them only if !StreamRequestBody: serveConn in fasthttp's
+// server.go), about 6 KiB more per idle connection than without.
 func (s *Server) edgeServer(hs *fasthttp.Server) {
 	e := s.edgeInit()
-	// The handler runs once the headers are in, with the body still on
-	// the connection (fasthttp prefetches at most 8 KiB of it:
-	// readBodyWithStreaming), so that admit can refuse a body the budget
-	// has no room for without reading it. admit reads an admitted body
-	// whole, so the codecs' ctx.PostBody() works as before. fasthttp
-	// discards up to 256 KiB of a body the handler left unread, so that
-	// the next request on the connection parses, and closes the
-	// connection (with Connection: close on the response) when more is
-	// left (maxUnreadStreamBodySize in fasthttp's server.go).
-	hs.StreamRequestBody = true
+	hs.HeaderReceived = s.headerReceived
 	// Expect: 100-continue gets our final answer instead of 100 when the
 	// body would be refused anyway (RFC 9110 §10.1.1).
 	hs.ExpectHandler = s.expect
+	inner := hs.ErrorHandler
+	hs.ErrorHandler = func(ctx *fasthttp.RequestCtx, err error) {
+		if s.releaseHeld(ctx) == 0 && s.edge.budget.max > 0 && errors.Is(err, fasthttp.ErrBodyTooLarge) &&
+			ctx.Request.Header.ContentLength() <= s.cfg.Limits.MaxBodyBytes {
+			// headerReceived refused the body (MaxRequestBodySize 1):
+			// fasthttp did not read it and closes the connection.
+			e := s.overBudget()
+			writeError(ctx, e)
+			s.met.observe("", protoOther, e.Status, time.Now())
+			return
+		}
+		inner(ctx, err)
+	}
 	hs.ConnState = e.conns.setState
 	// Between requests fasthttp returns a keep-alive connection's read
 	// and write buffers (4 KiB each) and its RequestCtx to pools, so that
-	// an idle connection costs its goroutine and little else; the price
-	// is a pool round trip per request (BenchmarkHandlerConn).
+	// an idle connection costs its goroutine and little else
+	// (TestIdleConnMemory); the price is a pool round trip per request
+	// (BenchmarkHandlerConn).
 	hs.ReduceMemoryUsage = true
+	// fasthttp keeps the goroutine that served a closed connection, with
+	// its stack, for the next connection until it has been idle for
+	// MaxIdleWorkerDuration (default 10s, checked as often: up to 20s).
+	// A sidecar's clients keep their connections; after many close at
+	// once, their goroutines should go within seconds.
+	hs.MaxIdleWorkerDuration = time.Second
 	if s.cfg.MaxConnections > 0 {
 		// The table keeps connections at MaxConnections by closing idle
 		// ones and admits a reserve beyond it when none is idle;
@@ -109,134 +130,120 @@ func (b *budget) acquire(n int64) bool {
 	}
 }
 
-// fits reports whether n bytes would fit now.
-func (b *budget) fits(n int64) bool { return b.max <= 0 || b.used.Load()+n <= b.max }
-
 func (b *budget) release(n int64) {
-	if b.max > 0 {
+	if b.max > 0 && n > 0 {
 		b.used.Add(-n)
 	}
 }
 
-// admission is what admit took for a request: budget bytes and the
-// buffer its body was read into. The zero value took nothing.
-type admission struct {
-	held  int64
-	buf   *bodyBuf
-	close bool // the body was left partly read: close the connection
+// holds records the budget bytes held by requests whose body is being
+// read, keyed by the request's header: HeaderReceived sees nothing else
+// of the request, and the header keeps its address for the request's
+// lifetime, also through the Request.Reset that a failed body read does
+// before ErrorHandler runs. Sharded so that requests rarely contend.
+type holds struct {
+	shards [16]holdShard
 }
 
-// bodyBufs pools body buffers up to maxPooledBody bytes; larger ones are
-// left to the GC so that one large request does not pin its memory.
-var bodyBufs sync.Pool
-
-const maxPooledBody = 1 << 20
-
-type bodyBuf struct{ b []byte }
-
-func getBodyBuf(n int) *bodyBuf {
-	bb, _ := bodyBufs.Get().(*bodyBuf)
-	if bb == nil {
-		bb = &bodyBuf{}
-	}
-	if cap(bb.b) < n {
-		bb.b = make([]byte, n)
-	}
-	bb.b = bb.b[:n]
-	return bb
+type holdShard struct {
+	mu sync.Mutex // guards m
+	m  map[*fasthttp.RequestHeader]int64
 }
 
-func putBodyBuf(bb *bodyBuf) {
-	if cap(bb.b) <= maxPooledBody {
-		bodyBufs.Put(bb)
-	}
+func (h *holds) shard(k *fasthttp.RequestHeader) *holdShard {
+	// Fibonacci hashing of the address; RequestCtx values are kilobytes
+	// apart, so the high bits of the product spread them.
+	return &h.shards[(uint64(uintptr(unsafe.Pointer(k)))*0x9E3779B97F4A7C15)>>60]
 }
 
-// Steps in which admit charges a body of unknown length (chunked) to the
-// budget before reading it.
-const (
-	firstChunkStep = 4 << 10
-	chunkStep      = 64 << 10
-)
+func (h *holds) put(k *fasthttp.RequestHeader, n int64) {
+	sh := h.shard(k)
+	sh.mu.Lock()
+	if sh.m == nil {
+		sh.m = map[*fasthttp.RequestHeader]int64{}
+	}
+	sh.m[k] = n
+	sh.mu.Unlock()
+}
 
-// admit decides, from the headers alone, whether the request may go on,
-// and reads an admitted body. A request on a connection admitted beyond
-// http.max_connections is served only if it is a GET (health probes,
-// metadata). A body larger than limits.max_body_bytes gets 413 and one
-// that does not fit the in-flight byte budget 503, both before it is
-// read. Call release with the result when the request has been answered.
-func (s *Server) admit(ctx *fasthttp.RequestCtx) (admission, error) {
-	var a admission
+func (h *holds) take(k *fasthttp.RequestHeader) int64 {
+	sh := h.shard(k)
+	sh.mu.Lock()
+	n, ok := sh.m[k]
+	if ok {
+		delete(sh.m, k)
+	}
+	sh.mu.Unlock()
+	return n
+}
+
+// charge returns the budget bytes a request with these headers holds
+// while its body is read and decoded: its Content-Length, or
+// limits.max_body_bytes for a chunked body, whose length is known only at
+// its end; 0 when it has no body or fasthttp refuses it as too large
+// before reading it.
+func (s *Server) charge(h *fasthttp.RequestHeader) int64 {
+	n := h.ContentLength()
+	switch {
+	case n == -1:
+		return int64(s.cfg.Limits.MaxBodyBytes)
+	case n <= 0 || n > s.cfg.Limits.MaxBodyBytes:
+		return 0
+	}
+	return int64(n)
+}
+
+// headerReceived is the fasthttp.Server.HeaderReceived hook: it takes the
+// request's charge from the budget before fasthttp reads the body, or,
+// when the budget has no room, makes fasthttp refuse the body unread
+// (a MaxRequestBodySize below its Content-Length gives ErrBodyTooLarge
+// before any of it is read, and the ErrorHandler answers 503 and closes
+// the connection, so nothing of the body is left to desynchronise it).
+// A request with Expect: 100-continue is left to expect.
+func (s *Server) headerReceived(h *fasthttp.RequestHeader) fasthttp.RequestConfig {
+	if s.edge.budget.max <= 0 {
+		return fasthttp.RequestConfig{}
+	}
+	n := s.charge(h)
+	if n == 0 || expectsContinue(h) {
+		return fasthttp.RequestConfig{}
+	}
+	if !s.edge.budget.acquire(n) {
+		return fasthttp.RequestConfig{MaxRequestBodySize: 1}
+	}
+	s.edge.holds.put(h, n)
+	return fasthttp.RequestConfig{}
+}
+
+// expectsContinue reports whether fasthttp will call ExpectHandler for the
+// request (Request.MayContinue: HTTP/1.1 and Expect: 100-continue).
+func expectsContinue(h *fasthttp.RequestHeader) bool {
+	return h.IsHTTP11() && strings.EqualFold(string(h.Peek(fasthttp.HeaderExpect)), "100-continue")
+}
+
+// releaseHeld returns the budget the request holds and reports how much.
+// Server.Handler calls it when it has answered, the ErrorHandler when the
+// body could not be read.
+func (s *Server) releaseHeld(ctx *fasthttp.RequestCtx) int64 {
+	if s.edge.budget.max <= 0 {
+		return 0
+	}
+	n := s.edge.holds.take(&ctx.Request.Header)
+	if c, ok := ctx.Conn().(*trackedConn); ok {
+		n += c.held.Swap(0)
+	}
+	s.edge.budget.release(n)
+	return n
+}
+
+// admit decides from the headers whether the request may go on: on a
+// connection admitted beyond http.max_connections only GET requests
+// (health probes, metadata) are served.
+func (s *Server) admit(ctx *fasthttp.RequestCtx) error {
 	if c, ok := ctx.Conn().(*trackedConn); ok && c.overflow && !isGet(ctx) {
-		return a, &Error{Status: fasthttp.StatusServiceUnavailable, Msg: fmt.Sprintf("server has its maximum of %d connections open (http.max_connections), all busy; retry later", s.cfg.MaxConnections)}
+		return &Error{Status: fasthttp.StatusServiceUnavailable, Msg: fmt.Sprintf("server has its maximum of %d connections open (http.max_connections), all busy; retry later", s.cfg.MaxConnections)}
 	}
-	if !ctx.Request.IsBodyStream() {
-		return a, nil
-	}
-	r := ctx.RequestBodyStream()
-	cl := ctx.Request.Header.ContentLength()
-	if cl > s.cfg.Limits.MaxBodyBytes {
-		// With StreamRequestBody fasthttp does not enforce
-		// MaxRequestBodySize on a known length; it leaves it to the
-		// handler (ContinueReadBodyStream).
-		return a, s.tooLarge()
-	}
-	if cl >= 0 {
-		if !s.edge.budget.acquire(int64(cl)) {
-			return a, s.overBudget()
-		}
-		a.held = int64(cl)
-		if cl == 0 {
-			return a, nil
-		}
-		a.buf = getBodyBuf(cl)
-		if n, err := io.ReadFull(r, a.buf.b); err != nil {
-			return a, bodyReadError(err, n, cl)
-		}
-		ctx.Request.SetBodyRaw(a.buf.b)
-		return a, nil
-	}
-	// Chunked: the length is known only at the end, so charge the budget
-	// a step at a time before reading into it, doubling from
-	// firstChunkStep up to chunkStep: at most twice what was read.
-	a.buf = getBodyBuf(0)
-	for step := int64(firstChunkStep); ; step = min(2*step, chunkStep) {
-		if !s.edge.budget.acquire(step) {
-			a.close = true
-			return a, s.overBudget()
-		}
-		a.held += step
-		a.buf.b = slices.Grow(a.buf.b, int(step))
-		for int64(len(a.buf.b)) < a.held {
-			n, err := r.Read(a.buf.b[len(a.buf.b):a.held])
-			a.buf.b = a.buf.b[:len(a.buf.b)+n]
-			if len(a.buf.b) > s.cfg.Limits.MaxBodyBytes {
-				a.close = true
-				return a, s.tooLarge()
-			}
-			if errors.Is(err, io.EOF) {
-				ctx.Request.SetBodyRaw(a.buf.b)
-				return a, nil
-			}
-			if err != nil {
-				return a, bodyReadError(err, len(a.buf.b), -1)
-			}
-		}
-	}
-}
-
-// release returns what admit took. It runs after the handler wrote its
-// response.
-func (s *Server) release(ctx *fasthttp.RequestCtx, a admission) {
-	if a.close {
-		// After writeError, which resets the response's headers.
-		ctx.SetConnectionClose()
-	}
-	s.edge.budget.release(a.held)
-	if a.buf != nil {
-		ctx.Request.SetBodyRaw(nil) // the pool gets the buffer back
-		putBodyBuf(a.buf)
-	}
+	return nil
 }
 
 func (s *Server) tooLarge() *Error {
@@ -247,40 +254,33 @@ func (s *Server) overBudget() *Error {
 	return &Error{Status: fasthttp.StatusServiceUnavailable, Msg: fmt.Sprintf("server is at its budget of %d request body bytes in flight (limits.inflight_bytes); retry later", s.edge.budget.max)}
 }
 
-// bodyReadError maps a failure to read a body of want bytes (-1:
-// chunked) after got bytes. fasthttp closes the connection after it: the
-// stream is at an unknown point of the body.
-func bodyReadError(err error, got, want int) *Error {
-	var te interface{ Timeout() bool }
-	switch {
-	case errors.As(err, &te) && te.Timeout():
-		return &Error{Status: fasthttp.StatusRequestTimeout, Msg: fmt.Sprintf("request body was not read in time (http.read_timeout): %d bytes arrived", got)}
-	case want >= 0:
-		return badRequest("request body ended after %d of its %d bytes (Content-Length): %v", got, want, err)
-	}
-	return badRequest("malformed chunked request body after %d bytes: %v", got, err)
-}
-
-// expect is the fasthttp.Server.ExpectHandler: a request with
-// Expect: 100-continue whose body would be refused (too large, or no room
-// in the budget) gets the final answer instead of 100 Continue, so the
-// client does not send the body at all; fasthttp then closes the
-// connection, since the client may have started sending anyway. The
-// budget is only checked here; admit takes it once the body comes.
+// expect is the fasthttp.Server.ExpectHandler, called for a request with
+// Expect: 100-continue before its body is sent: one whose body would be
+// refused (too large, or no room in the budget) gets the final answer
+// instead of 100 Continue, so the client does not send the body at all;
+// fasthttp then closes the connection, since the client may have started
+// sending anyway. An admitted request's charge is held on its connection,
+// so that it is returned even if the client goes away before the body
+// (trackedConn.Close).
 //
 // fasthttp's documentation says the handler "must not modify the
 // response"; it sets the returned status on the response and writes it
 // without calling the request handler, so the JSON body and Retry-After
-// written here reach the client. TestExpectContinue pins that down.
+// written here reach the client. TestBudgetAdmission pins that down.
 func (s *Server) expect(ctx *fasthttp.RequestCtx) int {
-	cl := ctx.Request.Header.ContentLength()
 	var e *Error
-	switch {
-	case cl > s.cfg.Limits.MaxBodyBytes:
+	if ctx.Request.Header.ContentLength() > s.cfg.Limits.MaxBodyBytes {
 		e = s.tooLarge()
-	case cl > 0 && !s.edge.budget.fits(int64(cl)):
-		e = s.overBudget()
-	default:
+	} else if n := s.charge(&ctx.Request.Header); n > 0 && s.edge.budget.max > 0 {
+		if !s.edge.budget.acquire(n) {
+			e = s.overBudget()
+		} else if c, ok := ctx.Conn().(*trackedConn); ok {
+			c.held.Add(n)
+		} else {
+			s.edge.holds.put(&ctx.Request.Header, n)
+		}
+	}
+	if e == nil {
 		return fasthttp.StatusContinue
 	}
 	writeError(ctx, e)

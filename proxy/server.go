@@ -230,9 +230,8 @@ func (s *Server) Handler(ctx *fasthttp.RequestCtx) {
 			return
 		}
 	}
-	a, err := s.admit(ctx)
-	defer s.release(ctx, a)
-	if err != nil {
+	defer s.releaseHeld(ctx) // the in-flight byte budget (edge.go)
+	if err := s.admit(ctx); err != nil {
 		writeError(ctx, err)
 		return
 	}
