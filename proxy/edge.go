@@ -289,11 +289,13 @@ func (s *Server) expect(ctx *fasthttp.RequestCtx) int {
 }
 
 // arrival returns when the request's first byte arrived on its
-// connection, which is when its deadline starts. fasthttp's ctx.Time() is
-// when the handler was called: after the body was read, or with
-// StreamRequestBody after up to 8 KiB of it, so a slow client would
-// spend the request's time budget before the clock starts. Outside a
-// tracked connection (Server.Listener) it is ctx.Time().
+// connection (the StateActive hook), which is when its deadline starts,
+// so that a request that waited in the server too long is shed, not run
+// late. fasthttp's ctx.Time() is when the handler was called ("RequestHandler
+// call time"): after the whole body was read (with StreamRequestBody,
+// after up to 8 KiB of it), so a request whose body took long to arrive
+// would get its whole timeout again. Outside a tracked connection
+// (Server.Listener) it is ctx.Time().
 func arrival(ctx *fasthttp.RequestCtx) time.Time {
 	if c, ok := ctx.Conn().(*trackedConn); ok && !c.arrived.IsZero() {
 		return c.arrived

@@ -1,20 +1,35 @@
 package proxy
 
 import (
+	"context"
+	"io"
+	"log/slog"
 	"net"
 	"testing"
+	"time"
 
+	"github.com/VictoriaMetrics/metrics"
 	"github.com/valyala/fasthttp"
 	"github.com/valyala/fasthttp/fasthttputil"
+
+	"github.com/coalesce-ml/coalesce/config"
 )
 
 // BenchmarkHandlerConn measures one request through the whole data-plane
-// server (fasthttp's connection loop with the server's settings, the
-// listener, the handler) on one keep-alive connection over an in-memory
+// server (fasthttp's connection loop with HTTPServer's settings, the
+// Listener, the handler) on one keep-alive connection over an in-memory
 // listener: what BenchmarkHandler leaves out, such as reading the body
 // from the connection and the connection hooks.
 func BenchmarkHandlerConn(b *testing.B) {
-	s, _, _ := testServer(b)
+	s, err := New(Config{
+		DefaultModel: "double", RequestTimeout: 5 * time.Second, Version: "bench",
+		ReadTimeout: 5 * time.Second, WriteTimeout: 5 * time.Second, IdleTimeout: 5 * time.Second,
+		MaxConnections: 100,
+		Batching:       config.Batching{Enabled: true, MaxQueueDelay: time.Millisecond, PriorityLevels: 1},
+		Limits:         testLimits(),
+	}, testRegistry(b), metrics.NewSet(), slog.New(slog.NewTextHandler(io.Discard, nil)))
+	must(b, err)
+	defer s.Close(context.Background())
 	for _, c := range []struct{ name, path, body string }{
 		{"predict", "/predict", `{"features":[1,5,2,3]}`},
 		{"v2", "/v2/models/double/infer", `{"inputs":[{"name":"x","shape":[1,4],"datatype":"FP32","data":[1,5,2,3]}]}`},
