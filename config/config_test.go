@@ -117,6 +117,8 @@ func TestValidationErrors(t *testing.T) {
 		{"bad log level", "log:\n  level: loud\n", nil, nil, []string{"log.level", "debug"}},
 		{"tiny body limit", "", []string{"COALESCE_LIMITS_MAX_BODY_BYTES=1"}, nil, []string{"limits.max_body_bytes", "at least"}},
 		{"negative concurrency", "", nil, []string{"--models.concurrency", "-1"}, []string{"models.concurrency"}},
+		{"budget below one body", "limits:\n  max_body_bytes: 1000000\n  inflight_bytes: 999999\n", nil, nil, []string{"limits.inflight_bytes", "smaller than limits.max_body_bytes"}},
+		{"zero drain idle", "", nil, []string{"--shutdown.idle_timeout", "0s"}, []string{"shutdown.idle_timeout", "not positive"}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

@@ -35,9 +35,8 @@ import (
 // connTable tracks the open data-plane connections. The zero value is not
 // usable; use newConnTable.
 type connTable struct {
-	max     int     // soft limit on open connections (http.max_connections); 0 = none
-	reserve int     // connections admitted beyond max when none is idle
-	budget  *budget // gets back what a closing connection still holds
+	max    int     // soft limit on open connections (http.max_connections); 0 = none
+	budget *budget // gets back what a closing connection still holds
 
 	draining  atomic.Bool  // set by drain: idle connections get closed
 	drainIdle atomic.Int64 // while draining, how long (ns) a connection may idle
@@ -51,17 +50,13 @@ type connTable struct {
 }
 
 // overflowReserve returns how many connections beyond max are admitted
-// when none is idle: enough that health probes and a burst of new clients
+// when none is idle (fasthttp's Concurrency stops the rest with 503): enough that health probes and a burst of new clients
 // get an answer (a 503 or, for GET, the real one) instead of a refused
 // connection, small enough that the limit still bounds memory.
 func overflowReserve(max int) int { return max/16 + 16 }
 
 func newConnTable(max int, b *budget) *connTable {
-	t := &connTable{max: max, budget: b}
-	if max > 0 {
-		t.reserve = overflowReserve(max)
-	}
-	return t
+	return &connTable{max: max, budget: b}
 }
 
 // trackedConn is a data-plane connection as the table sees it.
@@ -178,8 +173,8 @@ func (t *connTable) closeIfEmptyLocked() {
 	}
 }
 
-// len returns the number of open connections.
-func (t *connTable) len() int {
+// count returns the number of open connections.
+func (t *connTable) count() int {
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	return len(t.conns)

@@ -82,7 +82,7 @@ func TestIdleConnMemory(t *testing.T) {
 		c.Close()
 	}
 	conns = conns[:0]
-	waitFor(t, "the server to close them", func() bool { return e.s.edge.conns.len() == 1 })
+	waitFor(t, "the server to close them", func() bool { return e.s.edge.conns.count() == 1 })
 	// fasthttp lets a connection's goroutine go after
 	// MaxIdleWorkerDuration (1s) idle, checked as often.
 	waitFor(t, "their goroutines to exit", func() bool { return runtime.NumGoroutine() <= goroutines })

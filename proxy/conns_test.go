@@ -63,7 +63,7 @@ func TestShutdownDrains(t *testing.T) {
 			t.Errorf("Shutdown = %v; want nil", err)
 		}
 	case <-time.After(5 * time.Second):
-		t.Fatalf("Shutdown did not return; %d connections open", e.s.edge.conns.len())
+		t.Fatalf("Shutdown did not return; %d connections open", e.s.edge.conns.count())
 	}
 }
 
@@ -109,7 +109,7 @@ func TestMaxConnections(t *testing.T) {
 		c.send(t, liveReq)
 		checkStatus(t, "other connections", c.response(t), 200, "", false)
 	}
-	waitFor(t, "3 connections", func() bool { return e.s.edge.conns.len() == 3 })
+	waitFor(t, "3 connections", func() bool { return e.s.edge.conns.count() == 3 })
 
 	// All three busy.
 	body := `{"features":[1]}`

@@ -338,7 +338,7 @@ func (s *Server) Shutdown(ctx context.Context, hs *fasthttp.Server) error {
 	select {
 	case <-e.conns.drain(e.drainIdle):
 	case <-ctx.Done():
-		return fmt.Errorf("%d connections still open: %w", e.conns.len(), ctx.Err())
+		return fmt.Errorf("%d connections still open: %w", e.conns.count(), ctx.Err())
 	}
 	return hs.ShutdownWithContext(ctx)
 }
