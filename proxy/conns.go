@@ -2,6 +2,7 @@ package proxy
 
 import (
 	"net"
+	"runtime/debug"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -41,8 +42,15 @@ type connTable struct {
 	draining  atomic.Bool  // set by drain: idle connections get closed
 	drainIdle atomic.Int64 // while draining, how long (ns) a connection may idle
 
+	// After many connections closed, freeOSMemory runs once after
+	// releaseDelay; fields set by newConnTable, replaced by tests.
+	freeOSMemory func()
+	releaseDelay time.Duration
+
 	mu       sync.Mutex      // guards the fields below
 	conns    []*trackedConn  // open connections; conns[c.idx] == c
+	peak     int             // most connections open since the last release
+	release  *time.Timer     // pending freeOSMemory; nil if none
 	evicting int             // connections in conns told to close, not yet closed
 	lns      []*connListener // listeners to close on drain
 	empty    chan struct{}   // made by drain; closed when draining and conns is empty
@@ -56,7 +64,7 @@ type connTable struct {
 func overflowReserve(max int) int { return max/16 + 16 }
 
 func newConnTable(max int, b *budget) *connTable {
-	return &connTable{max: max, budget: b}
+	return &connTable{max: max, budget: b, freeOSMemory: debug.FreeOSMemory, releaseDelay: releaseDelay}
 }
 
 // trackedConn is a data-plane connection as the table sees it.
@@ -108,6 +116,7 @@ func (t *connTable) add(nc net.Conn) *trackedConn {
 	}
 	c.idx = len(t.conns)
 	t.conns = append(t.conns, c)
+	t.peak = max(t.peak, len(t.conns))
 	return c
 }
 
@@ -155,6 +164,10 @@ func (t *connTable) drain(idle time.Duration) <-chan struct{} {
 	t.draining.Store(true) // before the scan: see setState
 	t.mu.Lock()
 	defer t.mu.Unlock()
+	if t.release != nil {
+		t.release.Stop() // the process is about to exit
+		t.release = nil
+	}
 	if t.empty == nil {
 		t.empty = make(chan struct{})
 		t.closeIfEmptyLocked()
@@ -180,9 +193,41 @@ func (t *connTable) count() int {
 	return len(t.conns)
 }
 
+// Giving memory back after a mass close. What idle connections cost
+// (their goroutines' stacks, above all) becomes free heap when they close,
+// but the Go runtime returns free heap to the OS only gradually, after GC
+// cycles that an idle server does not run (the forced one comes every 2
+// minutes), so the process would keep the memory for minutes. And
+// fasthttp keeps each closed connection's goroutine for
+// MaxIdleWorkerDuration, stopping idle ones as often (workerPool.clean):
+// their stacks are free only after up to twice that.
+const (
+	releaseMinConns = 1000            // a drop worth a forced GC: ~6 MB at ~6 KB per connection
+	releaseDelay    = 3 * time.Second // > 2 × MaxIdleWorkerDuration (edgeServer)
+)
+
+// maybeReleaseLocked schedules freeOSMemory when the connections open
+// have dropped to half of their peak, by at least releaseMinConns; t.mu
+// is held.
+func (t *connTable) maybeReleaseLocked() {
+	n := len(t.conns)
+	t.peak = max(t.peak, n)
+	if t.release != nil || t.draining.Load() || t.peak-n < releaseMinConns || n > t.peak/2 {
+		return
+	}
+	t.release = time.AfterFunc(t.releaseDelay, func() {
+		t.freeOSMemory()
+		t.mu.Lock()
+		t.peak = len(t.conns)
+		t.release = nil
+		t.mu.Unlock()
+	})
+}
+
 func (t *connTable) remove(c *trackedConn) {
 	t.mu.Lock()
 	defer t.mu.Unlock()
+	defer t.maybeReleaseLocked()
 	last := len(t.conns) - 1
 	t.conns[c.idx] = t.conns[last]
 	t.conns[c.idx].idx = c.idx

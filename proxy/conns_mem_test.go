@@ -21,6 +21,9 @@ const maxIdleConnBytes = 10_000
 // to the heap. COALESCE_IDLE_CONNS sets how many (default 1000; 10000
 // needs ulimit -n above 20000).
 func TestIdleConnMemory(t *testing.T) {
+	if raceEnabled {
+		t.Skip("the race detector multiplies memory use")
+	}
 	n := 1000
 	if v := os.Getenv("COALESCE_IDLE_CONNS"); v != "" {
 		var err error
@@ -30,6 +33,8 @@ func TestIdleConnMemory(t *testing.T) {
 	}
 	raiseNoFile(t, uint64(2*n+200))
 	e := newEdgeEnv(t, 2*n, EdgeConfig{})
+	released := make(chan struct{}, 1)
+	e.s.edge.conns.freeOSMemory = func() { released <- struct{}{} }
 	// One connection first, so that pools and the worker pool exist.
 	warm := e.dial(t)
 	warm.send(t, liveReq)
@@ -87,6 +92,13 @@ func TestIdleConnMemory(t *testing.T) {
 	// MaxIdleWorkerDuration (1s) idle, checked as often.
 	waitFor(t, "their goroutines to exit", func() bool { return runtime.NumGoroutine() <= goroutines })
 	after := inuse()
+	if n >= releaseMinConns {
+		select {
+		case <-released:
+		case <-time.After(10 * time.Second):
+			t.Error("no memory release scheduled after the connections closed")
+		}
+	}
 
 	t.Logf("after closing them: heap+stacks %+.1f MB from before, RSS %+.1f MB", (float64(after)-float64(before))/1e6, float64(rss()-rssBefore)/1e6)
 	if left := int64(after) - int64(before); left > int64(n)*maxIdleConnBytes/4 {
@@ -152,5 +164,4 @@ func raiseNoFile(t *testing.T, n uint64) {
 		lim.Cur = old
 		_ = syscall.Setrlimit(syscall.RLIMIT_NOFILE, &lim)
 	})
-	_ = time.Second
 }

@@ -2,6 +2,7 @@ package main
 
 import (
 	"bytes"
+	"flag"
 	"io"
 	"net"
 	"os"
@@ -10,16 +11,18 @@ import (
 	"time"
 )
 
+var idleConns = flag.Int("idleconns", 0, "TestIdleConnsRSS: keep-alive connections to open")
+
 // TestIdleConnsRSS measures the server process's resident memory with
-// COALESCE_IDLE_CONNS keep-alive connections open and idle (each after
-// one request), and after they close; it is a measurement, skipped unless
-// that variable is set. 10,000 connections need ulimit -n above 10,100:
+// -idleconns keep-alive connections open and idle (each after one
+// request), and after they close; it is a measurement, skipped unless the
+// flag is set. 10,000 connections need ulimit -n above 10,100:
 //
-//	ulimit -n 65536; COALESCE_IDLE_CONNS=10000 go test ./cmd/coalesce -run TestIdleConnsRSS -v
+//	go test ./cmd/coalesce -run TestIdleConnsRSS -v -idleconns 10000
 func TestIdleConnsRSS(t *testing.T) {
-	n, _ := strconv.Atoi(os.Getenv("COALESCE_IDLE_CONNS"))
+	n := *idleConns
 	if n <= 0 {
-		t.Skip("COALESCE_IDLE_CONNS is not set")
+		t.Skip("-idleconns is not set")
 	}
 	s := startServer(t, "--http.max_connections", strconv.Itoa(2*n))
 	pid := s.cmd.Process.Pid
@@ -47,7 +50,7 @@ func TestIdleConnsRSS(t *testing.T) {
 	for _, c := range conns {
 		c.Close()
 	}
-	for _, after := range []time.Duration{time.Second, 3 * time.Second, 10 * time.Second, 30 * time.Second} {
+	for _, after := range []time.Duration{time.Second, 3 * time.Second, 5 * time.Second, 10 * time.Second, 30 * time.Second} {
 		time.Sleep(time.Until(closed.Add(after)))
 		t.Logf("%v after closing them: server RSS %+.1f MB", after, float64(vmRSS(t, pid)-base)/1e6)
 	}
