@@ -31,13 +31,11 @@ func TestShutdownDrains(t *testing.T) {
 		defer cancel()
 		done <- e.s.Shutdown(ctx, e.hs)
 	}()
-	waitFor(t, "the listener to close", func() bool {
-		c, err := net.Dial("tcp", e.addr)
-		if err == nil {
-			c.Close()
-		}
-		return err != nil
-	})
+	waitFor(t, "the drain to start", e.s.edge.conns.draining.Load)
+	if c, err := net.Dial("tcp", e.addr); err == nil {
+		c.Close()
+		t.Error("a new connection was accepted after the drain started")
+	}
 
 	// A keep-alive connection used after the shutdown began is answered,
 	// and told to close.
