@@ -34,10 +34,11 @@ type edgeEnv struct {
 }
 
 func newEdgeEnv(t *testing.T, maxConns int, ec EdgeConfig) *edgeEnv {
-	return newEdgeEnvBody(t, maxConns, 1<<20, ec)
+	return newEdgeEnvWith(t, func(c *Config) { c.MaxConnections = maxConns }, ec)
 }
 
-func newEdgeEnvBody(t *testing.T, maxConns, maxBody int, ec EdgeConfig) *edgeEnv {
+// newEdgeEnvWith is newEdgeEnv with the configuration changed by mod.
+func newEdgeEnvWith(t *testing.T, mod func(*Config), ec EdgeConfig) *edgeEnv {
 	t.Helper()
 	e := &edgeEnv{gate: make(chan struct{}), entered: make(chan struct{}, 64)}
 	dir := t.TempDir()
@@ -66,13 +67,15 @@ func newEdgeEnvBody(t *testing.T, maxConns, maxBody int, ec EdgeConfig) *edgeEnv
 		"model.gate":   func(string, backends.LoadOptions) (backends.Backend, error) { return gate, nil },
 	})
 	must(t, err)
-	e.s, err = New(Config{
+	cfg := Config{
 		DefaultModel: "double", RequestTimeout: 5 * time.Second, Version: "test",
 		ReadTimeout: 5 * time.Second, WriteTimeout: 5 * time.Second, IdleTimeout: 5 * time.Second,
-		MaxConnections: maxConns,
+		MaxConnections: 100,
 		Batching:       config.Batching{Enabled: false, PriorityLevels: 1},
-		Limits:         Limits{MaxBodyBytes: maxBody, MaxTensorElements: 1 << 20, MaxJSONDepth: 8},
-	}, reg, metrics.NewSet(), slog.New(slog.NewTextHandler(io.Discard, nil)))
+		Limits:         Limits{MaxBodyBytes: 1 << 20, MaxTensorElements: 1 << 20, MaxJSONDepth: 8},
+	}
+	mod(&cfg)
+	e.s, err = New(cfg, reg, metrics.NewSet(), slog.New(slog.NewTextHandler(io.Discard, nil)))
 	must(t, err)
 	e.s.SetEdge(ec)
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
@@ -186,7 +189,7 @@ func checkStatus(t *testing.T, what string, resp *fasthttp.Response, status int,
 // fit are answered 503 from their headers alone, whatever the framing,
 // and that the budget comes back on every path.
 func TestBudgetAdmission(t *testing.T) {
-	e := newEdgeEnvBody(t, 100, 24000, EdgeConfig{InflightBytes: 30000})
+	e := newEdgeEnvWith(t, func(c *Config) { c.Limits.MaxBodyBytes = 24000 }, EdgeConfig{InflightBytes: 30000})
 	used := func() int64 { return e.s.edge.budget.used.Load() }
 
 	// A: 20000 bytes announced, 9000 sent: the budget is charged when
@@ -311,4 +314,23 @@ func TestArrivalIsFirstByte(t *testing.T) {
 
 	c.send(t, head("POST", "/predict", len(predictBody), "Coalesce-Timeout: 5s"), predictBody)
 	checkStatus(t, "in time", c.response(t), 200, predictAnswer, false)
+}
+
+// TestBudgetReleasedWhenShed checks that a request answered before its
+// handler's work (here shed by http.max_inflight) gives its charge back.
+func TestBudgetReleasedWhenShed(t *testing.T) {
+	e := newEdgeEnvWith(t, func(c *Config) { c.MaxInflight = 1 }, EdgeConfig{InflightBytes: 1 << 20})
+	body := `{"features":[7]}`
+	held := e.dial(t)
+	held.send(t, head("POST", "/predict?model=gate", len(body)), body)
+	<-e.entered
+	c := e.dial(t)
+	c.send(t, head("POST", "/predict", len(predictBody)), predictBody)
+	checkStatus(t, "over http.max_inflight", c.response(t), 503, "http.max_inflight", false)
+	if n := e.s.edge.budget.used.Load(); n != int64(len(body)) {
+		t.Errorf("budget in use = %d; want %d, the held request's", n, len(body))
+	}
+	close(e.gate)
+	checkStatus(t, "held", held.response(t), 200, `{"prediction":[7]}`, false)
+	waitFor(t, "budget released", func() bool { return e.s.edge.budget.used.Load() == 0 })
 }

@@ -218,6 +218,7 @@ func (s *Server) Handler(ctx *fasthttp.RequestCtx) {
 		}
 		s.met.observe(model, proto, ctx.Response.StatusCode(), start)
 	}()
+	defer s.releaseHeld(ctx) // the in-flight byte budget, on every path (edge.go)
 	path := ctx.Path()
 	var err error
 	if ctx.IsPost() {
@@ -230,7 +231,6 @@ func (s *Server) Handler(ctx *fasthttp.RequestCtx) {
 			return
 		}
 	}
-	defer s.releaseHeld(ctx) // the in-flight byte budget (edge.go)
 	if err := s.admit(ctx); err != nil {
 		writeError(ctx, err)
 		return
