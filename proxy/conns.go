@@ -145,14 +145,18 @@ func (t *connTable) evictLocked() bool {
 	return false
 }
 
-// closeListeners closes the table's listeners: fasthttp's Serve returns,
-// and new connections are refused.
+// closeListeners stops the table's listeners (connListener.stop) and
+// returns when they are closed: fasthttp's Serve returns, and new
+// connections are refused.
 func (t *connTable) closeListeners() {
 	t.mu.Lock()
-	defer t.mu.Unlock()
-	for _, ln := range t.lns {
-		_ = ln.close()
+	lns := t.lns
+	t.mu.Unlock()
+	var wg sync.WaitGroup
+	for _, ln := range lns {
+		wg.Go(ln.stop)
 	}
+	wg.Wait()
 }
 
 // drain starts closing every connection once it has been idle for idle,
@@ -327,8 +331,10 @@ func (c *trackedConn) Close() error {
 // connListener hands out tracked connections.
 type connListener struct {
 	net.Listener
-	t    *connTable
-	once sync.Once
+	t        *connTable
+	stopping atomic.Bool   // set by stop: the next Accept error closes the listener
+	closed   chan struct{} // closed by close
+	once     sync.Once
 }
 
 // Listener returns ln with its connections tracked by the server: the
@@ -337,7 +343,7 @@ type connListener struct {
 // Shutdown to work. It may be called for several listeners.
 func (s *Server) Listener(ln net.Listener) net.Listener {
 	t := s.edgeInit().conns
-	l := &connListener{Listener: ln, t: t}
+	l := &connListener{Listener: ln, t: t, closed: make(chan struct{})}
 	t.mu.Lock()
 	t.lns = append(t.lns, l)
 	t.mu.Unlock()
@@ -347,9 +353,55 @@ func (s *Server) Listener(ln net.Listener) net.Listener {
 func (l *connListener) Accept() (net.Conn, error) {
 	c, err := l.Listener.Accept()
 	if err != nil {
+		if l.stopping.Load() {
+			// The deadline stop set has passed: nothing more is queued.
+			// fasthttp's Serve treats "use of closed network
+			// connection" (net.ErrClosed) as the end, not as an error.
+			_ = l.close()
+			return nil, net.ErrClosed
+		}
 		return nil, err
 	}
 	return l.t.add(c), nil
+}
+
+// acceptDrain is how long stop keeps accepting. Closing a listening
+// socket resets the connections the kernel has completed but nobody has
+// accepted yet (Linux inet_csk_listen_stop), and a client may have sent a
+// request on one: stop hands them to the server first. One that
+// completes in the microseconds between the last Accept and the close is
+// still reset; no portable API closes a listener without that window.
+const acceptDrain = 20 * time.Millisecond
+
+// deadliner is a listener whose Accept takes a deadline (*net.TCPListener,
+// *net.UnixListener).
+type deadliner interface{ SetDeadline(time.Time) error }
+
+// stop makes the listener accept for acceptDrain more, then close, and
+// returns when it has closed; a listener that cannot take a deadline, or
+// whose Accept is not being called (fasthttp's Serve is not running),
+// is closed at once or after a second.
+func (l *connListener) stop() {
+	d, ok := l.Listener.(deadliner)
+	if !ok {
+		_ = l.close()
+		return
+	}
+	l.stopping.Store(true)
+	// An Accept past its deadline fails at once, even with connections
+	// queued (internal/poll checks the deadline first), hence a deadline
+	// ahead rather than now.
+	if err := d.SetDeadline(time.Now().Add(acceptDrain)); err != nil {
+		_ = l.close()
+		return
+	}
+	t := time.NewTimer(acceptDrain + time.Second)
+	defer t.Stop()
+	select {
+	case <-l.closed:
+	case <-t.C:
+		_ = l.close()
+	}
 }
 
 // Close closes the listener once; later calls return nil, so that
@@ -358,6 +410,9 @@ func (l *connListener) Accept() (net.Conn, error) {
 func (l *connListener) Close() error { return l.close() }
 
 func (l *connListener) close() (err error) {
-	l.once.Do(func() { err = l.Listener.Close() })
+	l.once.Do(func() {
+		err = l.Listener.Close()
+		close(l.closed)
+	})
 	return err
 }

@@ -2,6 +2,7 @@ package proxy
 
 import (
 	"context"
+	"errors"
 	"net"
 	"testing"
 	"time"
@@ -124,5 +125,37 @@ func TestMaxConnections(t *testing.T) {
 	close(e.gate)
 	for _, c := range []*rawConn{conns[0], conns[2], c4} {
 		checkStatus(t, "held request", c.response(t), 200, `{"prediction":[1]}`, false)
+	}
+}
+
+// TestListenerStopAcceptsQueued checks that stopping a listener hands out
+// the connections the kernel already accepted (closing it would reset
+// them, with a request perhaps sent on them) and then closes it.
+func TestListenerStopAcceptsQueued(t *testing.T) {
+	s := &Server{}
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	must(t, err)
+	l := s.Listener(ln).(*connListener)
+	for range 3 { // queued: nobody accepts yet
+		c, err := net.Dial("tcp", ln.Addr().String())
+		must(t, err)
+		defer c.Close()
+	}
+	stopped := make(chan struct{})
+	go func() { l.stop(); close(stopped) }()
+	for i := range 3 {
+		c, err := l.Accept()
+		if err != nil {
+			t.Fatalf("Accept %d after stop: %v; want the queued connection", i, err)
+		}
+		c.Close()
+	}
+	if _, err := l.Accept(); !errors.Is(err, net.ErrClosed) {
+		t.Errorf("Accept after the queue = %v; want net.ErrClosed", err)
+	}
+	<-stopped
+	if c, err := net.Dial("tcp", ln.Addr().String()); err == nil {
+		c.Close()
+		t.Error("the listener still accepts after stop")
 	}
 }

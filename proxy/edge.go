@@ -315,7 +315,8 @@ func (s *Server) closeConn(ctx *fasthttp.RequestCtx) bool {
 }
 
 // Shutdown stops the data plane hs (built by HTTPServer and serving
-// Listener) without losing a request: it stops accepting connections;
+// Listener) without losing a request: it stops accepting connections
+// (after handing the server those the kernel already accepted);
 // marks the server draining, so that readiness answers 503 and every
 // response carries Connection: close; closes each keep-alive connection
 // only once it has waited DrainIdle for a request; and returns when the
