@@ -11,6 +11,7 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -142,7 +143,7 @@ func (c *rawConn) closedByServer(t *testing.T) bool {
 		t.Errorf("read %q; want the connection closed", b)
 		return false
 	}
-	return errors.Is(err, io.EOF) || errors.Is(err, syscallECONNRESET)
+	return errors.Is(err, io.EOF) || errors.Is(err, syscall.ECONNRESET)
 }
 
 // head returns the request line and headers of a request with a body of

@@ -1,5 +1,0 @@
-package proxy
-
-import "syscall"
-
-const syscallECONNRESET = syscall.ECONNRESET
