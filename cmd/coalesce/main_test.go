@@ -241,6 +241,11 @@ func TestShippedExamples(t *testing.T) {
 	if !strings.Contains(s.stdout.String(), `"msg":"coalesce started"`) {
 		t.Errorf("no JSON start-up line in the log: %s", s.stdout)
 	}
+	for _, key := range []string{`"gomemlimit":`, `"gomemlimit_source":`, `"inflight_bytes":`} {
+		if !strings.Contains(s.stdout.String(), key) {
+			t.Errorf("the start-up line does not log %s: %s", key, s.stdout)
+		}
+	}
 }
 
 func assertClose(t *testing.T, what string, got, want []float64, tol float64) {
