@@ -92,11 +92,13 @@ func TestMaxConnections(t *testing.T) {
 		c := e.dial(t)
 		c.send(t, liveReq)
 		checkStatus(t, "under the limit", c.response(t), 200, "", false)
+		e.waitIdle(t, c)
 		conns = append(conns, c)
 	}
 	// Make conns[1] the longest idle.
 	conns[0].send(t, liveReq)
 	checkStatus(t, "under the limit", conns[0].response(t), 200, "", false)
+	e.waitIdle(t, conns[0])
 
 	c4 := e.dial(t)
 	c4.send(t, head("POST", "/predict", len(predictBody)), predictBody)
@@ -158,4 +160,21 @@ func TestListenerStopAcceptsQueued(t *testing.T) {
 		c.Close()
 		t.Error("the listener still accepts after stop")
 	}
+}
+
+// waitIdle waits until the server has seen c go idle: the client reads
+// the response before the server's goroutine reports the connection idle.
+func (e *edgeEnv) waitIdle(t *testing.T, c *rawConn) {
+	t.Helper()
+	waitFor(t, "the connection to go idle", func() bool {
+		tb := e.s.edge.conns
+		tb.mu.Lock()
+		defer tb.mu.Unlock()
+		for _, sc := range tb.conns {
+			if sc.RemoteAddr().String() == c.LocalAddr().String() {
+				return sc.idleSince.Load() != 0
+			}
+		}
+		return false
+	})
 }
