@@ -37,7 +37,11 @@ type HTTP struct {
 	WriteTimeout   time.Duration `koanf:"write_timeout" help:"maximum time to write one response"`
 	IdleTimeout    time.Duration `koanf:"idle_timeout" help:"keep-alive connections idle longer than this are closed"`
 	RequestTimeout time.Duration `koanf:"request_timeout" help:"default deadline of a request from arrival to answer"`
-	MaxConnections int           `koanf:"max_connections" help:"maximum concurrent client connections; more are refused with 503"`
+	// MaxConnections is a soft limit: a new connection beyond it closes
+	// the longest-idle keep-alive connection; when none is idle it is
+	// admitted into a small reserve (max_connections/16 + 16) to answer
+	// one request (GET is served, others get 503) and close.
+	MaxConnections int `koanf:"max_connections" help:"open client connections; beyond it the longest-idle keep-alive connection is closed to admit a new one"`
 	// MaxInflight bounds the POST requests being handled at once; 0 means
 	// no bound beyond max_connections.
 	MaxInflight int `koanf:"max_inflight" help:"most POST requests handled at once; more are answered 503 at once (0 = no limit)"`
@@ -67,6 +71,10 @@ type Limits struct {
 	MaxTensorElements int      `koanf:"max_tensor_elements" help:"largest number of elements in one input tensor"`
 	MaxJSONDepth      int      `koanf:"max_json_depth" help:"deepest nesting of JSON arrays and objects in a request"`
 	AllowNonFinite    bool     `koanf:"allow_non_finite" help:"accept NaN and ±Inf in inputs (rejected with 400 by default)"`
+	// InflightBytes bounds the request body bytes being read and decoded
+	// at once; 0 derives it from the memory limit
+	// (memlimit.InflightBudget).
+	InflightBytes ByteSize `koanf:"inflight_bytes" help:"request body bytes read and decoded at once, in bytes or with a unit; a body that does not fit gets 503 before it is read (0 = a quarter of the memory limit, 16 MiB to 4 GiB; 1 GiB without a limit)"`
 }
 
 // Batching holds the defaults of every model's adaptive batcher; a
@@ -97,6 +105,9 @@ type Log struct {
 type Shutdown struct {
 	DrainDelay  time.Duration `koanf:"drain_delay" help:"after a signal, keep serving with readiness 503 this long before closing listeners"`
 	GracePeriod time.Duration `koanf:"grace_period" help:"maximum time to finish in-flight requests after the drain delay"`
+	// IdleTimeout is how long, after the drain delay, a keep-alive
+	// connection may wait for its next request before it is closed.
+	IdleTimeout time.Duration `koanf:"idle_timeout" help:"after the drain delay, keep-alive connections idle this long are closed (a request sent before gets its answer with Connection: close)"`
 }
 
 // Default returns the built-in defaults, the lowest layer of configuration.
@@ -120,7 +131,7 @@ func Default() Config {
 		},
 		Batching: Batching{Enabled: true, MaxQueueDelay: time.Millisecond, PriorityLevels: 1},
 		Log:      Log{Level: "info", Format: "json"},
-		Shutdown: Shutdown{DrainDelay: 0, GracePeriod: 25 * time.Second},
+		Shutdown: Shutdown{DrainDelay: 0, GracePeriod: 25 * time.Second, IdleTimeout: time.Second},
 	}
 }
 
@@ -145,6 +156,7 @@ func (c *Config) Validate() error {
 		{"limits.max_body_bytes", atLeast(int(c.Limits.MaxBodyBytes), 64)},
 		{"limits.max_tensor_elements", atLeast(c.Limits.MaxTensorElements, 1)},
 		{"limits.max_json_depth", atLeast(c.Limits.MaxJSONDepth, 3)},
+		{"limits.inflight_bytes", inflightBytes(int(c.Limits.InflightBytes), int(c.Limits.MaxBodyBytes))},
 		{"batching.max_batch_size", atLeast(c.Batching.MaxBatchSize, 0)},
 		{"batching.max_queue_delay", atLeast(int(c.Batching.MaxQueueDelay), 0)},
 		{"batching.preferred_batch_size", atLeast(c.Batching.PreferredBatchSize, 0)},
@@ -155,6 +167,7 @@ func (c *Config) Validate() error {
 		{"log.format", oneOf(c.Log.Format, "json", "text")},
 		{"shutdown.drain_delay", atLeast(int(c.Shutdown.DrainDelay), 0)},
 		{"shutdown.grace_period", positive(c.Shutdown.GracePeriod)},
+		{"shutdown.idle_timeout", positive(c.Shutdown.IdleTimeout)},
 	}
 	for _, ch := range checks {
 		if ch.err != nil {
@@ -163,6 +176,15 @@ func (c *Config) Validate() error {
 	}
 	if c.HTTP.Addr == c.Admin.Addr {
 		return fmt.Errorf("config: admin.addr: %q is also http.addr; want a different address", c.Admin.Addr)
+	}
+	return nil
+}
+
+// inflightBytes accepts 0 (derived) or a budget that admits at least one
+// body of the largest size accepted.
+func inflightBytes(v, maxBody int) error {
+	if v != 0 && v < maxBody {
+		return fmt.Errorf("%d is smaller than limits.max_body_bytes (%d); want 0 (derived from the memory limit) or at least %d", v, maxBody, maxBody)
 	}
 	return nil
 }

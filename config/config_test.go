@@ -129,6 +129,8 @@ func TestValidationErrors(t *testing.T) {
 		{"negative size", "limits:\n  max_body_bytes: -1\n", nil, nil, []string{"limits.max_body_bytes", "not a whole number of bytes"}},
 		{"service-link lookalike", "", []string{"COALESCE_PORT=9000"}, nil, []string{"COALESCE_PORT", "not a configuration key"}},
 		{"port key that does not exist", "", []string{"COALESCE_HTTP_PORT=9000"}, nil, []string{"COALESCE_HTTP_PORT", "not a configuration key"}},
+		{"budget below one body", "limits:\n  max_body_bytes: 1000000\n  inflight_bytes: 999999\n", nil, nil, []string{"limits.inflight_bytes", "smaller than limits.max_body_bytes"}},
+		{"zero drain idle", "", nil, []string{"--shutdown.idle_timeout", "0s"}, []string{"shutdown.idle_timeout", "not positive"}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

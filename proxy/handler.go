@@ -15,7 +15,7 @@ const protoOther = "other"
 // served models once, routes, and writes every error through writeError.
 // It never panics: a panic in a handler is logged and answered with 500.
 func (s *Server) Handler(ctx *fasthttp.RequestCtx) {
-	start := ctx.Time() // when fasthttp began this request; saves a clock read
+	start := arrival(ctx) // the request's first byte (edge.go)
 	sn := s.snap.Load()
 	var mm *modelMetrics // the resolved model's metrics, nil until then
 	proto := protoOther
@@ -24,14 +24,16 @@ func (s *Server) Handler(ctx *fasthttp.RequestCtx) {
 			s.log.Error("panic in request handler", "panic", fmt.Sprint(r), "path", string(ctx.Path()), "stack", string(debug.Stack()))
 			writeError(ctx, fmt.Errorf("%w: %v", errPanic, r))
 		}
-		if s.draining.Load() {
+		if s.closeConn(ctx) {
 			// Tell keep-alive clients to go elsewhere while we still
-			// answer; here, after writeError's reset, so that no path
-			// misses it.
+			// answer (draining, or a connection beyond
+			// http.max_connections); here, after writeError's reset, so
+			// that no path misses it.
 			ctx.SetConnectionClose()
 		}
 		s.met.observe(mm, proto, ctx.Response.StatusCode(), start)
 	}()
+	defer s.releaseHeld(ctx) // the in-flight byte budget, on every path (edge.go)
 	path := ctx.Path()
 	var err error
 	if ctx.IsPost() {
@@ -43,6 +45,10 @@ func (s *Server) Handler(ctx *fasthttp.RequestCtx) {
 			writeError(ctx, errInflight{max})
 			return
 		}
+	}
+	if err := s.admit(ctx); err != nil {
+		writeError(ctx, err)
+		return
 	}
 	var e *entry
 	switch {

@@ -35,7 +35,7 @@ func (s *Server) serveInfer(ctx *fasthttp.RequestCtx, c codec.Codec, e *entry, v
 	if r.Priority > 0 {
 		h.priority = r.Priority
 	}
-	out, ran, err := s.infer(ctx.Time(), e, versioned, r.Inputs, h)
+	out, ran, err := s.infer(arrival(ctx), e, versioned, r.Inputs, h)
 	if err != nil {
 		return err
 	}

@@ -36,6 +36,7 @@ type Server struct {
 	draining atomic.Bool              // set by SetDraining: readiness 503, responses close their connection
 	inflight atomic.Int64             // POST requests being handled
 	retiring sync.WaitGroup           // retire goroutines started by Update
+	edge     edge                     // connections, body budget, drain (edge.go)
 
 	mu     sync.Mutex // serializes Update and Close; guards gen and closed
 	gen    uint64     // the last load generation given out
@@ -49,6 +50,9 @@ type Server struct {
 func New(cfg *config.Config, version string, reg *backends.Registry, set *metrics.Set, log *slog.Logger) (*Server, error) {
 	s := &Server{cfg: cfg, version: version, log: log, set: set}
 	s.met = newServerMetrics(set)
+	s.edge.budget.max = int64(cfg.Limits.InflightBytes)
+	s.edge.drainIdle = cfg.Shutdown.IdleTimeout
+	s.edgeInit()
 	if err := s.Update(reg); err != nil {
 		return nil, err
 	}
@@ -94,7 +98,7 @@ func (s *Server) SetDraining() { s.draining.Store(true) }
 // HTTPServer returns a fasthttp server for the data plane with the
 // configured limits and timeouts.
 func (s *Server) HTTPServer() *fasthttp.Server {
-	return &fasthttp.Server{
+	hs := &fasthttp.Server{
 		Handler:               s.Handler,
 		Name:                  "coalesce",
 		ReadTimeout:           s.cfg.HTTP.ReadTimeout,
@@ -107,6 +111,8 @@ func (s *Server) HTTPServer() *fasthttp.Server {
 		ErrorHandler:          s.errorHandler,
 		Logger:                fasthttpLogger{s.log},
 	}
+	s.edgeServer(hs)
+	return hs
 }
 
 // fasthttpLogger sends fasthttp's own messages (connection errors that

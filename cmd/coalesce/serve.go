@@ -13,6 +13,7 @@ import (
 
 	"github.com/coalesce-ml/coalesce/config"
 	"github.com/coalesce-ml/coalesce/internal/app"
+	"github.com/coalesce-ml/coalesce/internal/memlimit"
 )
 
 func newLogger(cfg *config.Config, w io.Writer) *slog.Logger {
@@ -26,10 +27,20 @@ func newLogger(cfg *config.Config, w io.Writer) *slog.Logger {
 }
 
 // serve runs the server until SIGTERM or SIGINT, then drains: readiness
-// turns 503 at once, in-flight requests finish, and it returns exitOK
-// when they did within shutdown.grace_period.
+// turns 503 at once, the listener closes after shutdown.drain_delay,
+// every request sent on an open connection is answered (with
+// Connection: close), idle keep-alive connections close after
+// shutdown.idle_timeout, and it returns exitOK when the last connection
+// closed within shutdown.grace_period.
 func serve(cfg *config.Config, stdout, stderr io.Writer) int {
 	log := newLogger(cfg, stdout)
+	// GOMEMLIMIT and the in-flight byte budget default from the cgroup's
+	// memory limit: process-wide, so here and not in app.New.
+	memLimit, memSource := memlimit.SetDefault(memlimit.DefaultRoot)
+	if cfg.Limits.InflightBytes == 0 {
+		cfg.Limits.InflightBytes = config.ByteSize(memlimit.InflightBudget(memLimit, int64(cfg.Limits.MaxBodyBytes)))
+	}
+	inflight := int64(cfg.Limits.InflightBytes)
 	a, err := app.New(cfg, version, log)
 	if err != nil {
 		fmt.Fprintf(stderr, "coalesce: %v\n", err)
@@ -51,7 +62,7 @@ func serve(cfg *config.Config, stdout, stderr io.Writer) int {
 	}
 	data, admin := a.Data, a.Admin
 	errc := make(chan error, 2) // one per server; nobody closes it
-	go func() { errc <- data.Serve(dataLn) }()
+	go func() { errc <- data.Serve(srv.Listener(dataLn)) }()
 	go func() { errc <- admin.Serve(adminLn) }()
 
 	var models []any
@@ -60,7 +71,9 @@ func serve(cfg *config.Config, stdout, stderr io.Writer) int {
 	}
 	log.Info("coalesce started",
 		"version", version, "http", dataLn.Addr().String(), "admin", adminLn.Addr().String(),
-		"default_model", srv.DefaultModel(), "gomaxprocs", runtime.GOMAXPROCS(0), slog.Group("models", models...))
+		"default_model", srv.DefaultModel(), "gomaxprocs", runtime.GOMAXPROCS(0),
+		"gomemlimit", memLimit, "gomemlimit_source", string(memSource), "inflight_bytes", inflight,
+		slog.Group("models", models...))
 
 	sigCtx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, syscall.SIGINT)
 	defer stop()
@@ -71,16 +84,19 @@ func serve(cfg *config.Config, stdout, stderr io.Writer) int {
 		return exitFail
 	}
 	stop() // a second signal now kills the process the default way
-	srv.SetDraining()
-	log.Info("shutting down: readiness is 503", "drain_delay", cfg.Shutdown.DrainDelay.String(), "grace_period", cfg.Shutdown.GracePeriod.String())
+	log.Info("shutting down: readiness is 503", "drain_delay", cfg.Shutdown.DrainDelay.String(),
+		"grace_period", cfg.Shutdown.GracePeriod.String(), "idle_timeout", cfg.Shutdown.IdleTimeout.String())
 	if cfg.Shutdown.DrainDelay > 0 {
-		// Keep serving while endpoints propagate that we are not ready.
+		// Keep serving, telling clients to go elsewhere, while endpoints
+		// propagate that we are not ready. (Without a delay Shutdown
+		// does this itself, after it stopped accepting.)
+		srv.SetDraining()
 		t := time.NewTimer(cfg.Shutdown.DrainDelay)
 		<-t.C
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), cfg.Shutdown.GracePeriod)
 	defer cancel()
-	if err := data.ShutdownWithContext(ctx); err != nil {
+	if err := srv.Shutdown(ctx, data); err != nil {
 		log.Error("in-flight requests did not finish within the grace period", "err", err)
 		return exitFail
 	}
