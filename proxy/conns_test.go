@@ -134,7 +134,7 @@ func TestMaxConnections(t *testing.T) {
 // the connections the kernel already accepted (closing it would reset
 // them, with a request perhaps sent on them) and then closes it.
 func TestListenerStopAcceptsQueued(t *testing.T) {
-	s := &Server{}
+	s := &Server{cfg: testConfig()}
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	must(t, err)
 	l := s.Listener(ln).(*connListener)
