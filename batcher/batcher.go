@@ -287,7 +287,31 @@ func (bt *Batcher) wait(c *call) (result, bool) {
 	}
 	c.state = abandoned
 	c.mu.Unlock()
+	bt.unqueue(c)
 	return result{}, false
+}
+
+// unqueue removes c, abandoned, from the queue if it is still there, so
+// that it stops holding queue capacity at once rather than when the
+// scheduler next expires the queue.
+func (bt *Batcher) unqueue(c *call) {
+	bt.mu.Lock()
+	defer bt.mu.Unlock()
+	for l, q := range bt.queues {
+		for i, o := range q {
+			if o != c {
+				continue
+			}
+			copy(q[i:], q[i+1:])
+			q[len(q)-1] = nil
+			bt.queues[l] = q[:len(q)-1]
+			bt.rows -= c.rows
+			bt.requests--
+			bt.met.expired()
+			bt.met.depth(bt.rows, bt.requests)
+			return
+		}
+	}
 }
 
 // runDetached runs b, which enqueue took for a remote backend, on this

@@ -91,11 +91,11 @@ type Backend struct {
 	log     *slog.Logger
 	now     func() time.Time
 
-	active    atomic.Int64 // calls in flight (the retry budget's base)
-	retrying  atomic.Int64 // retries in flight
-	rr        atomic.Uint64
-	decoders  sync.Pool // *codec.ClientDecoder
-	bodies    bytebufferpool.Pool
+	active   atomic.Int64 // calls in flight (the retry budget's base)
+	retrying atomic.Int64 // retries in flight
+	rr       atomic.Uint64
+	decoders sync.Pool // *codec.ClientDecoder
+	bodies   bytebufferpool.Pool
 
 	mu sync.Mutex // guards the endpoints' outlier state
 

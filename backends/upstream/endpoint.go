@@ -21,9 +21,9 @@ type endpoint struct {
 	addr string // host:port
 	// inferURI is the absolute URI of the protocol's infer call.
 	inferURI string
-	hc   *fasthttp.HostClient
-	cb   *gobreaker.TwoStepCircuitBreaker[struct{}]
-	met  *endpointMetrics
+	hc       *fasthttp.HostClient
+	cb       *gobreaker.TwoStepCircuitBreaker[struct{}]
+	met      *endpointMetrics
 
 	// openUntil is when the breaker's open state ends (Unix ns; 0: not
 	// open), set by OnStateChange: gobreaker does not expose it, and
