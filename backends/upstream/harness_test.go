@@ -61,12 +61,17 @@ func serverConfig() *config.Config {
 func serve(t testing.TB, h fasthttp.RequestHandler) func() (net.Conn, error) {
 	t.Helper()
 	ln := fasthttputil.NewInmemoryListener()
-	srv := &fasthttp.Server{Handler: h, ReadTimeout: 5 * time.Second, IdleTimeout: 5 * time.Second}
+	srv := &fasthttp.Server{Handler: h, ReadTimeout: 5 * time.Second, IdleTimeout: 5 * time.Second, Logger: nopLogger{}}
 	done := make(chan struct{})
 	go func() { srv.Serve(ln); close(done) }() //nolint:errcheck // returns when the listener closes
 	t.Cleanup(func() { srv.Shutdown(); ln.Close(); <-done })
 	return ln.Dial
 }
+
+// nopLogger drops fasthttp's messages (the faults make it complain).
+type nopLogger struct{}
+
+func (nopLogger) Printf(string, ...any) {}
 
 // reference starts the reference upstream: a second Coalesce server
 // (proxy.Server) on the fake models, and returns its handler.
@@ -80,14 +85,14 @@ func reference(t testing.TB) fasthttp.RequestHandler {
 
 // Fault modes of faulty, switched at any time with set.
 const (
-	modeOK       = iota // pass to the reference upstream
-	modeRefuse          // connections are refused
-	modeHang            // requests are never answered (until the test ends)
-	modeSlow            // answered after slowBy
-	modeGarbage         // 200 with a body that is not a response
-	mode500             // 500 {"error": "boom"}
-	mode503             // 503 {"error": "overloaded"}
-	modeMidBody         // 200 headers and half a body, then the connection closes
+	modeOK      = iota // pass to the reference upstream
+	modeRefuse         // connections are refused
+	modeHang           // requests are never answered (until the test ends)
+	modeSlow           // answered after slowBy
+	modeGarbage        // 200 with a body that is not a response
+	mode500            // 500 {"error": "boom"}
+	mode503            // 503 {"error": "overloaded"}
+	modeMidBody        // 200 headers and half a body, then the connection closes
 )
 
 // faulty is a fault-injecting upstream: the reference upstream behind a
@@ -109,6 +114,10 @@ func newFaulty(t testing.TB, next fasthttp.RequestHandler) *faulty {
 			f.calls.Add(1)
 		}
 		switch f.mode.Load() {
+		case modeRefuse: // a request on a connection made before the server went down
+			ctx.HijackSetNoResponse(true)
+			ctx.Hijack(func(net.Conn) {})
+			return
 		case modeHang:
 			select {
 			case <-f.release:
@@ -118,6 +127,10 @@ func newFaulty(t testing.TB, next fasthttp.RequestHandler) *faulty {
 		case modeSlow:
 			time.Sleep(f.slowBy)
 		case modeGarbage:
+			if !ctx.IsPost() { // a broken server fails its probes too
+				ctx.Error("broken", fasthttp.StatusInternalServerError)
+				return
+			}
 			ctx.SetContentType("application/json")
 			ctx.SetBodyString(`{"outputs":[{"name":"y","datatype":"FP32","shape":[1,4],"data":[1,2,`)
 			return
@@ -128,6 +141,7 @@ func newFaulty(t testing.TB, next fasthttp.RequestHandler) *faulty {
 			ctx.Error(`{"error":"overloaded"}`, fasthttp.StatusServiceUnavailable)
 			return
 		case modeMidBody:
+			ctx.HijackSetNoResponse(true)
 			ctx.Hijack(func(c net.Conn) {
 				c.Write([]byte("HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: 500\r\n\r\n{\"outputs\":[{\"name\":")) //nolint:errcheck // the peer sees what it sees
 			})

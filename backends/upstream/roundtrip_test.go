@@ -119,7 +119,7 @@ func TestPredictProtocol(t *testing.T) {
 		ctx.SetBodyString(`{"prediction":[3]}`)
 	})
 	files := map[string]string{
-		"digits/1/" + File:     "protocol: predict\nendpoints: [http://flask:5000]\ninputs: [{name: features, datatype: FP32, dims: [3]}]\noutputs: [{name: prediction, datatype: INT64}]\n",
+		"digits/1/" + File:   "protocol: predict\nendpoints: [http://flask:5000]\ninputs: [{name: features, datatype: FP32, dims: [3]}]\noutputs: [{name: prediction, datatype: INT64}]\n",
 		"digits/config.yaml": "predict:\n  labels: [zero, one, two, three]\n",
 	}
 	fc, _ := front(t, writeRepo(t, files), testPolicy(), func(string) (net.Conn, error) { return flask() })
