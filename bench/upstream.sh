@@ -11,7 +11,8 @@
 #             then an open-loop overload past what gunicorn sustains, through Coalesce with a
 #             100 ms deadline (shed 503s, p99 of admitted requests) and directly (it queues).
 #   down      every replica down (connection refused): after the breakers open, 503 latency at
-#             16 connections and the connection attempts Coalesce made meanwhile
+#             2,000 req/s open loop (Poisson, 16 connections: the fail-fast path, not a saturated
+#             machine's queueing) and the connection attempts Coalesce made meanwhile
 #             (coalesce_upstream_connects_total before and after).
 #
 # Knobs: REPS (default 3), DUR (measured seconds per run, default 5s), OUT (default
@@ -117,7 +118,7 @@ EOF
 	for _ in $(seq 20); do curl -s -o /dev/null -XPOST 127.0.0.1:18522/v2/models/digits-mlp/infer -d '{"inputs":[{"name":"input","shape":[1,64],"datatype":"FP32","data":[0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0]}]}'; done
 	curl -s 127.0.0.1:18523/metrics | grep '^coalesce_upstream_connects_total' >"$OUT/down-connects-before.txt"
 	for rep in $(seq "$REPS"); do
-		run down-coalesce 127.0.0.1:18522 -protocol v2-json -model digits-mlp -c 16 -warmup 500ms
+		run down-coalesce 127.0.0.1:18522 -protocol v2-json -model digits-mlp -rate 2000 -open-conns 16 -warmup 500ms
 	done
 	curl -s 127.0.0.1:18523/metrics | grep '^coalesce_upstream_connects_total' >"$OUT/down-connects-after.txt"
 	kill "$PID_frontD"
