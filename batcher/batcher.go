@@ -545,19 +545,28 @@ func (bt *Batcher) runCalls(b *batch) bool {
 // them with release.
 func (bt *Batcher) claim(b *batch) {
 	now := bt.clock.Now()
-	live := b.calls[:0:0] // a new array: b.calls may be a shared half
-	b.rows = 0
-	for _, c := range b.calls {
+	var live []*call // nil while every call so far is live: no allocation then
+	rows := 0
+	for i, c := range b.calls {
 		c.mu.Lock()
 		if c.state == abandoned || !c.req.Deadline.After(now) {
 			c.mu.Unlock()
 			c.done <- result{err: ErrExpired} // capacity 1; dropped if abandoned
+			if live == nil {
+				// A new array: b.calls may be a half of a shared one.
+				live = append(make([]*call, 0, len(b.calls)-1), b.calls[:i]...)
+			}
 			continue
 		}
-		live = append(live, c)
-		b.rows += c.rows
+		if live != nil {
+			live = append(live, c)
+		}
+		rows += c.rows
 	}
-	b.calls = live
+	if live != nil {
+		b.calls = live
+	}
+	b.rows = rows
 }
 
 func release(calls []*call, state callState) {

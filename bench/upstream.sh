@@ -8,12 +8,14 @@
 #             same clients calling the simulator directly: throughput and Coalesce's mean batch.
 #   flask     the seed's Flask app under gunicorn (2 sync workers, one row per call), directly and
 #             through Coalesce (protocol predict): p50 at 1 connection (Coalesce's added latency);
-#             then an open-loop overload past what gunicorn sustains, through Coalesce with a
+#             then an open-loop overload (1,500 req/s, Poisson) past what gunicorn sustains
+#             (~550-700 req/s on this shared machine), through Coalesce with a
 #             100 ms deadline (shed 503s, p99 of admitted requests) and directly (it queues).
 #   down      every replica down (connection refused): after the breakers open, 503 latency at
 #             2,000 req/s open loop (Poisson, 16 connections: the fail-fast path, not a saturated
 #             machine's queueing) and the connection attempts Coalesce made meanwhile
-#             (coalesce_upstream_connects_total before and after).
+#             (coalesce_upstream_connects_total before and after); the bare fasthttp server
+#             (bench noop) at the same rate, interleaved, is the machine's floor.
 #
 # Knobs: REPS (default 3), DUR (measured seconds per run, default 5s), OUT (default
 # bench/results/upstream-<timestamp>), PEERS (default ../shared/peers), PY (default /usr/bin/python3).
@@ -97,8 +99,8 @@ EOF
 		run flask-coalesce-c1 127.0.0.1:18512 -protocol predict -model digits-mlp -c 1 -warmup 1s
 	done
 	for rep in $(seq "$REPS"); do
-		run flask-direct-open 127.0.0.1:18511 -protocol predict -model digits-mlp -rate 5000 -open-conns 256 -warmup 1s
-		run flask-coalesce-open 127.0.0.1:18512 -protocol predict -model digits-mlp -rate 5000 -open-conns 256 -warmup 1s
+		run flask-direct-open 127.0.0.1:18511 -protocol predict -model digits-mlp -rate 1500 -open-conns 128 -warmup 1s
+		run flask-coalesce-open 127.0.0.1:18512 -protocol predict -model digits-mlp -rate 1500 -open-conns 128 -warmup 1s
 	done
 	kill "$PID_frontF" "$PID_gunicorn" # gunicorn's master stops its workers
 	;;
@@ -113,15 +115,17 @@ outputs: [{name: label, datatype: INT64}]
 breaker: {open_timeout: 60s}
 EOF
 	front frontD 18522 "$WORK/repoD" --models.default digits-mlp
+	start noop "$WORK/bench" noop -addr 127.0.0.1:18530 # control: this machine's floor at the same rate
 	waitfor http://127.0.0.1:18523/metrics || exit 1
 	# Trip the breakers (each replica: consecutive_failures refused connects).
 	for _ in $(seq 20); do curl -s -o /dev/null -XPOST 127.0.0.1:18522/v2/models/digits-mlp/infer -d '{"inputs":[{"name":"input","shape":[1,64],"datatype":"FP32","data":[0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0]}]}'; done
 	curl -s 127.0.0.1:18523/metrics | grep '^coalesce_upstream_connects_total' >"$OUT/down-connects-before.txt"
 	for rep in $(seq "$REPS"); do
 		run down-coalesce 127.0.0.1:18522 -protocol v2-json -model digits-mlp -rate 2000 -open-conns 16 -warmup 500ms
+		run down-noop-control 127.0.0.1:18530 -protocol v2-json -model digits-mlp -path /predict -rate 2000 -open-conns 16 -warmup 500ms
 	done
 	curl -s 127.0.0.1:18523/metrics | grep '^coalesce_upstream_connects_total' >"$OUT/down-connects-after.txt"
-	kill "$PID_frontD"
+	kill "$PID_frontD" "$PID_noop"
 	;;
 *) echo "unknown scenario $s" >&2 ;;
 esac; done
