@@ -352,3 +352,28 @@ func (c *testClock) set(t time.Time) {
 	c.t = t
 	c.mu.Unlock()
 }
+
+// TestLeastOutstanding: a call goes to the callable replica with the
+// fewest calls in flight, and a retry prefers a replica not tried yet.
+func TestLeastOutstanding(t *testing.T) {
+	cfg := doubleModel(t, config.ProtoKServeV2, "http://a:1", "http://b:1", "http://c:1")
+	f := newFaulty(t, reference(t))
+	b, _ := newTestBackend(t, cfg, f.Dial, nil)
+	b.eps[0].outstanding.Store(3)
+	b.eps[1].outstanding.Store(1)
+	b.eps[2].outstanding.Store(2)
+	for range 5 {
+		ep, done, err := b.pick(0)
+		must(t, err)
+		done(nil)
+		if ep != b.eps[1] {
+			t.Fatalf("picked %s with loads 3/1/2; want http://b:1", ep.url)
+		}
+	}
+	ep, done, err := b.pick(1 << 1) // b was tried
+	must(t, err)
+	done(nil)
+	if ep != b.eps[2] {
+		t.Errorf("retry picked %s; want http://c:1 (untried, least loaded)", ep.url)
+	}
+}
