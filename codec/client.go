@@ -164,7 +164,16 @@ func (d *ClientDecoder) DecodeV2Response(body []byte, header int, want []backend
 			}
 			bin = bin[sz:]
 		} else {
-			if t, err = d.fromJSON(name, dt, shape, o.Get("data")); err != nil {
+			// Count before allocating: a shape is the upstream's word,
+			// the values are what it actually sent.
+			data, leaves := o.Get("data"), 0
+			if data != nil {
+				countLeaves(data, &leaves)
+			}
+			if int64(leaves) != n {
+				return nil, malformed("output %q: %d values for shape %v", name, leaves, shape)
+			}
+			if t, err = d.fromJSON(name, dt, shape, data); err != nil {
 				return nil, err
 			}
 		}
@@ -413,6 +422,9 @@ func conform(t *tensor.Tensor, sp *backends.TensorSpec, rows int) (*tensor.Tenso
 }
 
 func shapeOf(v *fastjson.Value) ([]int64, error) {
+	if v == nil {
+		return nil, errors.New("no shape")
+	}
 	a, err := v.Array()
 	if err != nil {
 		return nil, errors.New("shape is not an array")
@@ -484,7 +496,11 @@ func (d *ClientDecoder) DecodeTFSMetadata(body []byte) (inputs, outputs []backen
 		key string
 		dst *[]backends.TensorSpec
 	}{{"inputs", &inputs}, {"outputs", &outputs}} {
-		o, err := sig.Get(list.key).Object()
+		ov := sig.Get(list.key)
+		if ov == nil {
+			return nil, nil, malformed("signature has no %s", list.key)
+		}
+		o, err := ov.Object()
 		if err != nil {
 			return nil, nil, malformed("signature has no %s", list.key)
 		}
