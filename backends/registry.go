@@ -22,6 +22,11 @@ type Loader func(path string, opts LoadOptions) (Backend, error)
 // zero value means: no batch limit, and a model file that declares its own
 // tensors.
 type LoadOptions struct {
+	// Model and Version name the version being loaded (the repository's
+	// directory names), for loaders that label what they create with
+	// them (an upstream's metrics) or use the name (an upstream's remote
+	// model name defaults to it).
+	Model, Version string
 	// MaxBatchSize is the largest number of rows one Infer call takes;
 	// 0 means no limit.
 	MaxBatchSize int
@@ -144,7 +149,9 @@ func loadVersion(vdir, name, version string, cfg config.ModelConfig, loaders map
 	}
 	for _, file := range found {
 		path := filepath.Join(vdir, file)
-		b, err := loaders[file](path, LoadOptionsOf(&cfg))
+		opts := LoadOptionsOf(&cfg)
+		opts.Model, opts.Version = name, version
+		b, err := loaders[file](path, opts)
 		if err != nil {
 			return nil, fmt.Errorf("model %s version %s: %w", name, version, err)
 		}

@@ -56,7 +56,7 @@ type Request struct {
 var (
 	ErrQueueFull  = errors.New("batcher: queue full")
 	ErrOverloaded = errors.New("batcher: the request cannot be served before its deadline")
-	ErrExpired    = errors.New("batcher: deadline passed while queued")
+	ErrExpired    = errors.New("batcher: deadline passed before the model answered")
 	ErrClosed     = errors.New("batcher: closed")
 )
 
@@ -77,6 +77,18 @@ type call struct {
 	enqueued time.Time
 	done     chan result // capacity 1; written once per use by the batcher
 
+	// mu guards state: the submitter, at its deadline, abandons a call
+	// whose inputs are no longer read (queued, or copied into its batch),
+	// and the batcher reads the inputs of a call only under mu and only
+	// if it was not abandoned; see Submit.
+	mu    sync.Mutex
+	state callState
+
+	// timer and timerClock: the submitter's deadline timer, made once
+	// per pooled call (again when the clock differs).
+	timer      Timer
+	timerClock Clock
+
 	// solo is the batch of this call alone on the fast path, and its
 	// one-element slice: no allocation for a lone request.
 	solo  batch
@@ -87,6 +99,22 @@ type call struct {
 // pool once Submit has read its answer, after which the batcher holds no
 // reference it will use again.
 var calls = sync.Pool{New: func() any { return &call{done: make(chan result, 1)} }}
+
+// callState says who may still read a call's inputs.
+type callState uint8
+
+const (
+	// waiting: queued, or in a batch whose inputs were copied (merged
+	// or cloned): the submitter may leave at its deadline.
+	waiting callState = iota
+	// pinned: the backend reads the call's own tensors (a batch of this
+	// call alone, not copied): the submitter waits for the answer.
+	pinned
+	// abandoned: the submitter left at its deadline with ErrExpired;
+	// the batcher neither reads its inputs nor runs it again, and the
+	// call is not returned to the pool.
+	abandoned
+)
 
 type result struct {
 	out []*tensor.Tensor
@@ -110,6 +138,11 @@ type Batcher struct {
 	workers int
 	clock   Clock
 	met     *Metrics // nil: no metrics
+	// remote: the backend implements backends.Remote; its batches never
+	// run on a submitter's goroutine and their inputs are always copied,
+	// so that every submitter can leave at its deadline.
+	remote bool
+	gate   backends.Gate // nil: the backend admits everything
 
 	wake    chan struct{} // capacity 1: "state changed, look again"
 	batches chan *batch   // unbuffered: scheduler → workers
@@ -165,6 +198,8 @@ func newBatcher(b backends.Backend, cfg Config, met *Metrics, clock Clock, onWai
 	if len(onEnqueue) > 0 {
 		bt.onEnqueue = onEnqueue[0]
 	}
+	_, bt.remote = b.(backends.Remote)
+	bt.gate, _ = b.(backends.Gate)
 	bt.idle = bt.workers
 	bt.wg.Add(bt.workers)
 	for range bt.workers {
@@ -179,8 +214,19 @@ func (bt *Batcher) Config() Config { return bt.cfg }
 
 // Submit queues req and waits for its outputs, in the model's output
 // order with req's rows. It returns ErrQueueFull or ErrOverloaded at once
-// when the request cannot be admitted, ErrExpired when its deadline passes
-// while queued, and the backend's error when its batch fails.
+// when the request cannot be admitted (or the backend's Gate error), the
+// backend's error when its batch fails, and ErrExpired when its deadline
+// passes first.
+//
+// Submit returns by req.Deadline whatever the backend does: a request
+// still queued, or whose inputs were copied into a running batch (every
+// batch of several requests, and every batch of a backends.Remote
+// backend), is answered ErrExpired at its deadline even if the batch's
+// backend call hangs; the batch goes on for its other members and the late
+// answer is dropped. Only a request whose own tensors a backend is reading
+// (an in-process backend running it alone) waits for that call, which its
+// deadline bounds in the backend's context. req.Inputs are not read after
+// Submit returns.
 func (bt *Batcher) Submit(req Request) ([]*tensor.Tensor, error) {
 	c, b, err := bt.enqueue(req)
 	if bt.onEnqueue != nil {
@@ -189,20 +235,93 @@ func (bt *Batcher) Submit(req Request) ([]*tensor.Tensor, error) {
 	if err != nil {
 		return nil, err
 	}
-	if b != nil {
-		// Fast path: a worker was idle, nothing was queued and waiting
-		// would not pay, so this goroutine runs the batch itself instead
-		// of handing it to the scheduler and a worker (two goroutine
-		// switches each way saved on every lone request).
-		// It starts now: c.enqueued is this instant's clock reading.
-		if elapsed, ok := bt.runBatch(b, c.enqueued); bt.free(b.rows, elapsed, ok) {
+	var r result
+	switch {
+	case b != nil && !bt.remote:
+		// Fast path: this goroutine runs the batch itself instead of
+		// handing it to the scheduler and a worker (two goroutine
+		// switches each way saved on every lone request). It starts
+		// now: c.enqueued is this instant's clock reading.
+		rows := b.rows
+		if elapsed, ok := bt.runBatch(b, c.enqueued); bt.free(rows, elapsed, ok) {
 			bt.poke()
 		}
+		r = <-c.done // the batcher answers every call it accepted
+	default:
+		if b != nil {
+			// A remote backend may hang: its batch runs on a goroutine
+			// of its own (counted in wg by enqueue) while this one
+			// waits with its deadline.
+			go bt.runDetached(b, c.enqueued)
+		}
+		var ok bool
+		if r, ok = bt.wait(c); !ok {
+			return nil, ErrExpired // c is abandoned: not pooled
+		}
 	}
-	r := <-c.done // the batcher answers every call it accepted
 	c.req, c.shape, c.soloC[0], c.solo = Request{}, nil, nil, batch{}
 	calls.Put(c)
 	return r.out, r.err
+}
+
+// wait waits for c's answer until its deadline. It returns false when the
+// deadline came first and c was abandoned.
+func (bt *Batcher) wait(c *call) (result, bool) {
+	if c.timer == nil || c.timerClock != bt.clock {
+		c.timer, c.timerClock = bt.clock.NewTimer(time.Hour), bt.clock
+		c.timer.Stop()
+	}
+	c.timer.Reset(c.req.Deadline.Sub(bt.clock.Now()))
+	select {
+	case r := <-c.done:
+		c.timer.Stop()
+		return r, true
+	case <-c.timer.C():
+	}
+	c.mu.Lock()
+	if c.state == pinned {
+		// A backend is reading this call's own tensors: they must
+		// not go back to the caller before it returns.
+		c.mu.Unlock()
+		return <-c.done, true
+	}
+	c.state = abandoned
+	c.mu.Unlock()
+	bt.unqueue(c)
+	return result{}, false
+}
+
+// unqueue removes c, abandoned, from the queue if it is still there, so
+// that it stops holding queue capacity at once rather than when the
+// scheduler next expires the queue.
+func (bt *Batcher) unqueue(c *call) {
+	bt.mu.Lock()
+	defer bt.mu.Unlock()
+	for l, q := range bt.queues {
+		for i, o := range q {
+			if o != c {
+				continue
+			}
+			copy(q[i:], q[i+1:])
+			q[len(q)-1] = nil
+			bt.queues[l] = q[:len(q)-1]
+			bt.rows -= c.rows
+			bt.requests--
+			bt.met.expired()
+			bt.met.depth(bt.rows, bt.requests)
+			return
+		}
+	}
+}
+
+// runDetached runs b, which enqueue took for a remote backend, on this
+// goroutine, and returns its worker slot.
+func (bt *Batcher) runDetached(b *batch, start time.Time) {
+	defer bt.wg.Done()
+	rows := b.rows // b may be a call's solo batch, reused once it is answered
+	elapsed, ok := bt.runBatch(b, start)
+	bt.free(rows, elapsed, ok)
+	bt.poke()
 }
 
 // enqueue admits req and queues it, or, on the fast path, returns the
@@ -222,8 +341,13 @@ func (bt *Batcher) enqueue(req Request) (*call, *batch, error) {
 		}
 		level = bt.cfg.PriorityLevels
 	}
+	if bt.gate != nil {
+		if err := bt.gate.Admit(); err != nil {
+			return nil, nil, err
+		}
+	}
 	c := calls.Get().(*call)
-	c.req, c.rows, c.shape = req, rows, nil
+	c.req, c.rows, c.shape, c.state = req, rows, nil, waiting
 	now := bt.clock.Now()
 	bt.mu.Lock()
 	switch {
@@ -257,6 +381,9 @@ func (bt *Batcher) enqueue(req Request) (*call, *batch, error) {
 		if rows >= bt.cfg.MaxBatchSize {
 			reason = ReleaseFull
 		}
+		if bt.remote {
+			bt.wg.Add(1) // runDetached; the workers hold wg above zero
+		}
 		c.soloC[0] = c
 		c.solo = batch{calls: c.soloC[:], rows: rows, reason: reason}
 		return c, &c.solo, nil
@@ -274,6 +401,9 @@ func (bt *Batcher) enqueue(req Request) (*call, *batch, error) {
 	if bt.idle > 0 {
 		if run, wakeBy = bt.decide(now); run != nil {
 			bt.idle--
+			if bt.remote {
+				bt.wg.Add(1) // runDetached
+			}
 		}
 	}
 	poke := run == nil && (bt.armed.IsZero() || bt.armed.After(wakeBy))
@@ -369,9 +499,36 @@ func (bt *Batcher) runBatch(b *batch, start time.Time) (time.Duration, bool) {
 		bt.met.queueWait(start.Sub(c.enqueued))
 	}
 	bt.met.batch(b.rows, b.reason)
-	out, err := bt.execute(b)
+	rows := b.rows
+	ok := bt.runCalls(b)
 	elapsed := bt.clock.Now().Sub(start)
-	bt.met.execution(b.rows, elapsed)
+	bt.met.execution(rows, elapsed)
+	return elapsed, ok
+}
+
+// runCalls executes b and answers its calls. When the backend refuses the
+// batch's inputs (backends.ErrInvalidInput, e.g. an upstream's 400), the
+// batch is split in halves that run again, down to single requests, so
+// that one bad input fails only its own request (with the backend's
+// message) and its neighbours still get their answers: k bad requests in n
+// cost about 2k·log2(n) extra calls. It reports whether the first call
+// succeeded (only then is its time a sample of the cost model).
+func (bt *Batcher) runCalls(b *batch) bool {
+	out, err := bt.execute(b)
+	if len(b.calls) == 0 {
+		return false // every call had left or expired: nothing ran
+	}
+	if err != nil && len(b.calls) > 1 && errors.Is(err, backends.ErrInvalidInput) {
+		h := len(b.calls) / 2
+		for _, part := range [][]*call{b.calls[:h], b.calls[h:]} {
+			sub := &batch{calls: part, reason: b.reason}
+			for _, c := range part {
+				sub.rows += c.rows
+			}
+			bt.runCalls(sub)
+		}
+		return false
+	}
 	for i, c := range b.calls {
 		if err != nil {
 			c.done <- result{err: err}
@@ -379,7 +536,44 @@ func (bt *Batcher) runBatch(b *batch, start time.Time) (time.Duration, bool) {
 		}
 		c.done <- result{out: out[i]}
 	}
-	return elapsed, err == nil
+	return err == nil
+}
+
+// claim drops from b the calls that cannot run: abandoned by their
+// submitter, or past their deadline (answered ErrExpired). It leaves the
+// remaining calls locked, for their inputs to be read; the caller unlocks
+// them with release.
+func (bt *Batcher) claim(b *batch) {
+	now := bt.clock.Now()
+	var live []*call // nil while every call so far is live: no allocation then
+	rows := 0
+	for i, c := range b.calls {
+		c.mu.Lock()
+		if c.state == abandoned || !c.req.Deadline.After(now) {
+			c.mu.Unlock()
+			c.done <- result{err: ErrExpired} // capacity 1; dropped if abandoned
+			if live == nil {
+				// A new array: b.calls may be a half of a shared one.
+				live = append(make([]*call, 0, len(b.calls)-1), b.calls[:i]...)
+			}
+			continue
+		}
+		if live != nil {
+			live = append(live, c)
+		}
+		rows += c.rows
+	}
+	if live != nil {
+		b.calls = live
+	}
+	b.rows = rows
+}
+
+func release(calls []*call, state callState) {
+	for _, c := range calls {
+		c.state = state
+		c.mu.Unlock()
+	}
 }
 
 // free returns the worker slot of a finished batch of rows rows and, when
@@ -396,17 +590,38 @@ func (bt *Batcher) free(rows int, elapsed time.Duration, ok bool) bool {
 }
 
 // execute merges the calls' inputs, runs the backend, and splits the
-// outputs back, one slice of rows per call, in order.
+// outputs back, one slice of rows per call, in order. Calls whose
+// submitter left, or whose deadline passed, are answered ErrExpired and
+// dropped from b first.
 func (bt *Batcher) execute(b *batch) (out [][]*tensor.Tensor, err error) {
+	bt.claim(b)
+	if len(b.calls) == 0 {
+		return nil, nil
+	}
+	locked := b.calls
 	defer func() {
+		if locked != nil {
+			release(locked, waiting)
+		}
 		if r := recover(); r != nil {
 			err = fmt.Errorf("batcher: internal error: backend panicked: %v", r)
 		}
 	}()
 	var inputs []*tensor.Tensor
-	if len(b.calls) == 1 {
+	switch {
+	case len(b.calls) == 1 && !bt.remote:
+		// The backend reads the request's own tensors: its submitter
+		// must wait for the answer (pinned), which the deadline in the
+		// backend's context bounds.
 		inputs = b.calls[0].req.Inputs
-	} else {
+		release(locked, pinned)
+	case len(b.calls) == 1:
+		inputs = make([]*tensor.Tensor, len(b.calls[0].req.Inputs))
+		for i, t := range b.calls[0].req.Inputs {
+			inputs[i] = t.Clone()
+		}
+		release(locked, waiting)
+	default:
 		n := len(b.calls[0].req.Inputs)
 		inputs = make([]*tensor.Tensor, n)
 		parts := make([]*tensor.Tensor, len(b.calls))
@@ -418,9 +633,13 @@ func (bt *Batcher) execute(b *batch) (out [][]*tensor.Tensor, err error) {
 				return nil, fmt.Errorf("batcher: merging input %d: %w", i, err)
 			}
 		}
+		release(locked, waiting)
 	}
+	locked = nil
 	// The batch runs until its last member's deadline: no member is
-	// failed by another's tighter one.
+	// failed by another's tighter one. Each member is still answered by
+	// its own deadline (Submit), and a backend that retries (an upstream)
+	// bounds each try by its own timeout.
 	deadline := b.calls[0].req.Deadline
 	for _, c := range b.calls[1:] {
 		if c.req.Deadline.After(deadline) {

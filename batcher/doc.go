@@ -61,12 +61,36 @@
 // with Retry-After) rather than timing out late. A batch runs until its
 // last member's deadline.
 //
+// Every request is answered by its own deadline, whatever the backend
+// does: Submit waits for its answer or its deadline, whichever comes
+// first, and answers ErrExpired at the deadline even when its batch's
+// backend call hangs (the batch goes on for its other members; the late
+// answer is dropped). For that, the batcher never reads a request's
+// tensors after its submitter has left: the members of a batch of several
+// requests are copied when merged, and a backend that declares itself
+// backends.Remote (it waits on the network) gets a copy even of a lone
+// request, and its batches never run on a submitter's goroutine. Only an
+// in-process backend running one request alone on that request's own
+// tensors makes its submitter wait for the call, which the deadline in
+// the backend's context bounds. A backend implementing backends.Gate can
+// refuse a request before it is queued (an upstream whose breakers are all
+// open answers 503 at once).
+//
+// # Errors per request
+//
+// A batch that the backend refuses with backends.ErrInvalidInput (an
+// upstream's 400 for one bad row) is split in halves that run again, down
+// to single requests: the bad request gets the backend's error, its
+// neighbours their outputs, for about 2·log2(n) extra calls per bad
+// request.
+//
 // # Merge and split
 //
 // The inputs of a batch's requests are concatenated along dimension 0 and
 // every output is split back by each request's row count, in order, so
 // each request gets exactly its rows. A failed batch fails exactly its own
-// requests, each with the error; a panicking backend is an error.
+// requests, each with the error (but see Errors per request); a panicking
+// backend is an error.
 //
 // # Batching off
 //

@@ -38,6 +38,8 @@ func run(ctx context.Context, args []string) int {
 		err = runCmd(ctx, args[1:])
 	case "noop":
 		err = noopCmd(ctx, args[1:])
+	case "simupstream":
+		err = simUpstreamCmd(ctx, args[1:])
 	case "help", "-h", "--help":
 		usage()
 		return 0
@@ -58,6 +60,7 @@ func usage() {
   bench suite [flags]   start the targets of a scenario, measure them interleaved, write a report
   bench run [flags]     measure one running server (closed or open loop, with a sweep)
   bench noop [flags]    serve the bare fasthttp ceiling (POST /predict -> fixed body)
+  bench simupstream [flags]  serve a simulated batched KServe V2 model server (fixed cost per call)
 Run "bench <command> -h" for the flags of a command; bench/README.md explains them all.
 `)
 }

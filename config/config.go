@@ -28,6 +28,9 @@ type Config struct {
 	Batching Batching `koanf:"batching"`
 	Log      Log      `koanf:"log"`
 	Shutdown Shutdown `koanf:"shutdown"`
+	// Upstream holds the defaults of upstream model versions (see
+	// UpstreamModel); each upstream.yaml may override them.
+	Upstream Upstream `koanf:"upstream"`
 }
 
 // HTTP configures the data plane (predict, KServe V2, TF Serving, health).
@@ -132,6 +135,7 @@ func Default() Config {
 		Batching: Batching{Enabled: true, MaxQueueDelay: time.Millisecond, PriorityLevels: 1},
 		Log:      Log{Level: "info", Format: "json"},
 		Shutdown: Shutdown{DrainDelay: 0, GracePeriod: 25 * time.Second, IdleTimeout: time.Second},
+		Upstream: DefaultUpstream(),
 	}
 }
 
@@ -173,6 +177,9 @@ func (c *Config) Validate() error {
 		if ch.err != nil {
 			return fmt.Errorf("config: %s: %w", ch.key, ch.err)
 		}
+	}
+	if err := c.Upstream.Validate("upstream."); err != nil {
+		return err
 	}
 	if c.HTTP.Addr == c.Admin.Addr {
 		return fmt.Errorf("config: admin.addr: %q is also http.addr; want a different address", c.Admin.Addr)

@@ -116,6 +116,12 @@ func StatusOf(err error) int {
 		return fasthttp.StatusNotFound
 	case errors.Is(err, backends.ErrInvalidInput):
 		return fasthttp.StatusBadRequest
+	case errors.Is(err, backends.ErrUnavailable):
+		return fasthttp.StatusServiceUnavailable
+	case errors.Is(err, backends.ErrBadGateway):
+		return fasthttp.StatusBadGateway
+	case errors.Is(err, backends.ErrUpstreamTimeout):
+		return fasthttp.StatusGatewayTimeout
 	case errors.Is(err, batcher.ErrExpired), errors.Is(err, context.DeadlineExceeded):
 		return fasthttp.StatusGatewayTimeout
 	case errors.Is(err, batcher.ErrQueueFull), errors.Is(err, batcher.ErrOverloaded), errors.Is(err, batcher.ErrClosed):
@@ -139,7 +145,7 @@ func writeError(ctx *fasthttp.RequestCtx, err error) int {
 		ctx.Response.Header.Set("Allow", pe.allow)
 	}
 	if status == fasthttp.StatusServiceUnavailable {
-		ctx.Response.Header.Set("Retry-After", "1")
+		ctx.Response.Header.Set("Retry-After", retryAfter(err))
 	}
 	msg := err.Error()
 	b := make([]byte, 0, len(msg)+16)
@@ -148,6 +154,19 @@ func writeError(ctx *fasthttp.RequestCtx, err error) int {
 	b = append(b, '}')
 	ctx.SetBody(b)
 	return status
+}
+
+// retryAfter returns the Retry-After value (whole seconds, RFC 9110
+// §10.2.3) of a 503: the error's own hint (a breaker's remaining open
+// time), rounded up, or 1.
+func retryAfter(err error) string {
+	var ra backends.RetryAfter
+	if errors.As(err, &ra) {
+		if d := ra.RetryAfter(); d > time.Second {
+			return strconv.FormatInt(int64((d+time.Second-1)/time.Second), 10)
+		}
+	}
+	return "1"
 }
 
 // truncate and truncateBytes bound what an error repeats of the request.

@@ -74,6 +74,11 @@ func tfsStatus(ctx *fasthttp.RequestCtx, sn *snapshot, name string, version []by
 		n++
 		b = append(b, `{"version":`...)
 		b = codec.AppendString(b, m.Version)
+		if !backends.Ready(m.Backend) {
+			// An upstream no replica of which has answered its probe.
+			b = append(b, `,"state":"LOADING","status":{"error_code":"UNAVAILABLE","error_message":"no upstream replica has answered its health probe yet"}}`...)
+			continue
+		}
 		b = append(b, `,"state":"AVAILABLE","status":{"error_code":"OK","error_message":""}}`...)
 	}
 	b = append(b, "]}"...)

@@ -99,7 +99,8 @@ func (s *Server) v2Model(ctx *fasthttp.RequestCtx, sn *snapshot, rest []byte) (*
 	case "":
 		return m, v2ModelMetadata(ctx, sn, m)
 	case "ready":
-		return m, s.health(ctx, !s.draining.Load())
+		// An upstream version is ready once a replica answered its probe.
+		return m, s.health(ctx, !s.draining.Load() && backends.Ready(m.Backend))
 	case "infer":
 		if !ctx.IsPost() {
 			return m, methodNotAllowed(ctx, "POST")

@@ -15,6 +15,7 @@ import (
 
 	"github.com/coalesce-ml/coalesce/backends"
 	"github.com/coalesce-ml/coalesce/backends/cpu"
+	"github.com/coalesce-ml/coalesce/backends/upstream"
 	"github.com/coalesce-ml/coalesce/config"
 	"github.com/coalesce-ml/coalesce/proxy"
 )
@@ -31,20 +32,23 @@ type App struct {
 
 // Loaders maps model file names to the backends that load them: the CPU
 // engine reads ONNX (model.onnx), XGBoost JSON (model.json) and LightGBM
-// text (model.txt).
-func Loaders(cfg *config.Config) map[string]backends.Loader {
-	return cpu.Loaders(cpu.Options{Concurrency: cfg.Models.Concurrency, Kernels: cfg.Models.Kernels})
+// text (model.txt); a version directory holding upstream.yaml is served
+// by remote replicas (backends/upstream), whose metrics go to set.
+func Loaders(cfg *config.Config, set *metrics.Set, log *slog.Logger) map[string]backends.Loader {
+	l := cpu.Loaders(cpu.Options{Concurrency: cfg.Models.Concurrency, Kernels: cfg.Models.Kernels})
+	l[upstream.File] = upstream.Loader(upstream.Options{Defaults: cfg.Upstream, Metrics: set, Log: log})
+	return l
 }
 
 // New loads the model repository of cfg and builds the server. version is
 // the build's version, reported by GET /v2 and coalesce_build_info. cfg
 // must be valid (config.Load validates it) and is kept.
 func New(cfg *config.Config, version string, log *slog.Logger) (*App, error) {
-	reg, err := backends.LoadRepository(cfg.Models.Repository, Loaders(cfg))
+	set := metrics.NewSet()
+	reg, err := backends.LoadRepository(cfg.Models.Repository, Loaders(cfg, set, log))
 	if err != nil {
 		return nil, err
 	}
-	set := metrics.NewSet()
 	srv, err := proxy.New(cfg, version, reg, set, log)
 	if err != nil {
 		reg.Close()
