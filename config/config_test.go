@@ -117,6 +117,8 @@ func TestValidationErrors(t *testing.T) {
 		{"bad log level", "log:\n  level: loud\n", nil, nil, []string{"log.level", "debug"}},
 		{"tiny body limit", "", []string{"COALESCE_LIMITS_MAX_BODY_BYTES=1"}, nil, []string{"limits.max_body_bytes", "at least"}},
 		{"negative concurrency", "", nil, []string{"--models.concurrency", "-1"}, []string{"models.concurrency"}},
+		{"negative cache budget", "", nil, []string{"--cache.max_bytes", "-1"}, []string{"cache.max_bytes", "at least 0"}},
+		{"negative cache ttl", "cache:\n  ttl: -1s\n", nil, nil, []string{"cache.ttl"}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -215,6 +217,10 @@ func TestLoadModel(t *testing.T) {
 	if !reflect.DeepEqual(m.Inputs, wantIO) || !reflect.DeepEqual(m.Outputs, []TensorConfig{{Name: "label"}, {Name: "margin"}}) {
 		t.Errorf("LoadModel(inputs/outputs) = %+v %+v", m.Inputs, m.Outputs)
 	}
+	m, err = LoadModel(write("cache: true\ncache_bytes: 1048576\ncache_ttl: 5m\ndedup: false\n"))
+	if err != nil || m.Cache == nil || !*m.Cache || m.CacheBytes != 1<<20 || m.CacheTTL != 5*time.Minute || m.Dedup == nil || *m.Dedup {
+		t.Errorf("LoadModel(cache keys) = %+v, %v", m, err)
+	}
 	if m, err := LoadModel(filepath.Join(dir, "absent.yaml")); err != nil || m.Predict.Transform != "none" || m.Batching != nil {
 		t.Errorf("LoadModel(absent) = %+v, %v; want the defaults", m, err)
 	}
@@ -233,6 +239,10 @@ func TestLoadModel(t *testing.T) {
 		{"inputs: [a]\n", "not a mapping"},
 		{"inputs:\n  - name: a\n  - name: b\n", "one input"},
 		{"outputs:\n  - name: label\n    dims: [2]\n", "outputs[0]"},
+		{"cache_bytes: -1\n", "cache_bytes"},
+		{"cache_ttl: -1s\n", "cache_ttl"},
+		{"cache: false\ncache_bytes: 10\n", "cache_bytes: 10 while cache is false"},
+		{"dedup: often\n", "dedup"},
 	} {
 		if _, err := LoadModel(write(bad.yml)); err == nil || !strings.Contains(err.Error(), bad.want) {
 			t.Errorf("LoadModel(%q) = %v; want an error containing %q", bad.yml, err, bad.want)
