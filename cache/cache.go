@@ -119,7 +119,7 @@ type item struct {
 type flight struct {
 	key     []byte        // the leader's key; read only while registered
 	done    chan struct{} // closed once out and err are set
-	waiters atomic.Int32  // requests that joined (tests wait on it)
+	waiters atomic.Int32  // requests that joined; see Waiters
 	out     []*tensor.Tensor
 	err     error
 }
@@ -443,6 +443,22 @@ func (c *Cache) Close() {
 		}
 		s.mu.Unlock()
 	}
+}
+
+// Waiters returns the number of requests that joined an identical one
+// still in flight, including those that since gave up at their deadline
+// (for tests and debugging; it takes every shard's lock).
+func (c *Cache) Waiters() int {
+	n := 0
+	for i := range c.shards {
+		s := &c.shards[i]
+		s.mu.Lock()
+		for _, f := range s.flights {
+			n += int(f.waiters.Load())
+		}
+		s.mu.Unlock()
+	}
+	return n
 }
 
 // Len returns the number of stored entries.
