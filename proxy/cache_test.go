@@ -352,7 +352,9 @@ func TestDedupLeaderDeadline(t *testing.T) {
 func TestFailureNeverCached(t *testing.T) {
 	s, c, _ := testServerWith(t, cacheConfig(true, true))
 	f := fake(t, s, "multi")
-	f.Run = func(context.Context, []*tensor.Tensor) ([]*tensor.Tensor, error) { return nil, errors.New("backend broke") }
+	f.Run = func(context.Context, []*tensor.Tensor) ([]*tensor.Tensor, error) {
+		return nil, errors.New("backend broke")
+	}
 	body := []byte(`{"inputs":[{"name":"a","shape":[1,2],"datatype":"FP32","data":[1,2]},{"name":"b","shape":[1,2],"datatype":"INT32","data":[3,4]}]}`)
 	for i := range 3 {
 		r := do(t, c, "POST", "/v2/models/multi/infer", body)
