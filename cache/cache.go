@@ -9,6 +9,7 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
+	"unsafe"
 
 	"github.com/hashicorp/golang-lru/v2/simplelru"
 
@@ -52,12 +53,13 @@ const (
 	MinShardBytes = 1 << 20
 )
 
-// Overheads counted per stored entry besides its key and output data:
-// the item, its LRU list element and map slot, the output slice and the
-// allocator's rounding; and per output tensor, its header.
+// lruOverhead is what an entry costs the LRU: its list element (80
+// bytes with the allocator's rounding) and its map slot (16 bytes, up to
+// twice over while the map grows, with control bytes); allocRounding is
+// what the allocator may add to an allocation of a few dozen bytes.
 const (
-	entryOverhead  = 256
-	tensorOverhead = 96
+	lruOverhead   = 128
+	allocRounding = 16
 )
 
 // ErrExpired is returned to a request whose deadline passed while it
@@ -359,8 +361,10 @@ func (c *Cache) addLocked(s *shard, h uint64, it *item) {
 	c.met.stored(entries+1, it.size-freed, evicted)
 }
 
-// newItem copies key bytes kb and the outputs into one aligned block. Its
-// expiry counts from now.
+// newItem copies key bytes kb and the outputs into one aligned block,
+// and the item with the outputs' headers into another (for answers of up
+// to compactOutputs outputs). Its expiry counts from now; its size counts
+// both, with the allocator's rounding, and the LRU's bookkeeping.
 func (c *Cache) newItem(kb []byte, out []*tensor.Tensor) *item {
 	n := align8(len(kb))
 	dims := 0
@@ -369,22 +373,34 @@ func (c *Cache) newItem(kb []byte, out []*tensor.Tensor) *item {
 		dims += len(t.Shape)
 	}
 	block := tensor.Alloc(n)
-	headers := make([]tensor.Tensor, len(out))
-	ptrs := make([]*tensor.Tensor, len(out))
-	shapes := make([]int64, 0, dims)
-	it := &item{key: block[:len(kb):len(kb)], out: ptrs}
+	var it *item
+	var headers []tensor.Tensor
+	var ptrs []*tensor.Tensor
+	var shapes []int64
+	var size int64
+	if len(out) <= compactOutputs && dims <= compactDims {
+		cp := new(compact)
+		it, headers, ptrs, shapes = &cp.it, cp.hdr[:len(out)], cp.ptrs[:len(out):len(out)], cp.shapes[:0:dims]
+		size = int64(unsafe.Sizeof(compact{}))
+	} else {
+		it, headers, ptrs, shapes = new(item), make([]tensor.Tensor, len(out)), make([]*tensor.Tensor, len(out)), make([]int64, 0, dims)
+		size = int64(unsafe.Sizeof(item{})) + int64(len(out))*int64(unsafe.Sizeof(tensor.Tensor{})+8) + int64(8*dims) + 3*allocRounding
+	}
+	// Size classes waste at most 1/8 of a small allocation; large ones
+	// are rounded to pages.
+	size += int64(n+n/8) + lruOverhead
+	it.key, it.out = block[:len(kb):len(kb)], ptrs
 	copy(it.key, kb)
 	off := align8(len(kb))
-	size := int64(entryOverhead + len(kb))
 	for i, t := range out {
 		d := block[off : off+len(t.Data) : off+len(t.Data)]
 		copy(d, t.Data)
 		off += align8(len(t.Data))
 		shape := shapes[len(shapes) : len(shapes)+len(t.Shape) : len(shapes)+len(t.Shape)]
 		shapes = append(shapes, t.Shape...)
+		// Names are the model's output names, shared, not copied.
 		headers[i] = tensor.Tensor{Name: t.Name, DType: t.DType, Shape: shape, Data: d}
 		ptrs[i] = &headers[i]
-		size += Size(t)
 	}
 	if c.ttl > 0 {
 		it.expires = c.now().Add(c.ttl).UnixNano()
@@ -393,11 +409,20 @@ func (c *Cache) newItem(kb []byte, out []*tensor.Tensor) *item {
 	return it
 }
 
-// Size is what output t counts against a cache's budget: its data
-// rounded up to 8 bytes, its name, shape and header.
-func Size(t *tensor.Tensor) int64 {
-	return int64(align8(len(t.Data)) + len(t.Name) + 8*len(t.Shape) + tensorOverhead)
+// compact is an item and the headers of its outputs in one allocation,
+// for answers of up to compactOutputs outputs with compactDims
+// dimensions in all (most models').
+type compact struct {
+	it     item
+	hdr    [compactOutputs]tensor.Tensor
+	ptrs   [compactOutputs]*tensor.Tensor
+	shapes [compactDims]int64
 }
+
+const (
+	compactOutputs = 4
+	compactDims    = 8
+)
 
 func align8(n int) int { return (n + 7) &^ 7 }
 

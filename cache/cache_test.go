@@ -10,6 +10,7 @@ import (
 	"sync/atomic"
 	"testing"
 	"time"
+	"unsafe"
 
 	"github.com/VictoriaMetrics/metrics"
 
@@ -270,18 +271,33 @@ func TestByteBound(t *testing.T) {
 }
 
 // TestSizeCountsKeyAndOutputs: an entry's size covers its key, its
-// outputs' data, shapes and names, and a fixed overhead.
+// outputs' data and the memory of its headers and bookkeeping.
 func TestSizeCountsKeyAndOutputs(t *testing.T) {
-	c := New(Config{MaxBytes: 1 << 20}, nil)
+	f := func(out []*tensor.Tensor, headers int64) {
+		t.Helper()
+		c := New(Config{MaxBytes: 1 << 20}, nil)
+		k := baseReq().key()
+		defer ReleaseKey(k)
+		c.Put(k, out)
+		data := int64(align8(len(k.Bytes())))
+		for _, o := range out {
+			data += int64(align8(len(o.Data)))
+		}
+		least := data + headers + lruOverhead
+		if got := c.Bytes(); got < least || got > least+data/8 {
+			t.Errorf("%d outputs: Bytes() = %d; want %d to %d", len(out), got, least, least+data/8)
+		}
+	}
+	f([]*tensor.Tensor{tensor.New("abc", tensor.FP32, []int64{3, 5}), tensor.New("d", tensor.Int8, []int64{3})}, int64(unsafe.Sizeof(compact{})))
+	many := make([]*tensor.Tensor, compactOutputs+1)
+	for i := range many {
+		many[i] = tensor.New("o", tensor.FP64, []int64{1, 2})
+	}
+	n := int64(len(many))
+	f(many, int64(unsafe.Sizeof(item{}))+n*(int64(unsafe.Sizeof(tensor.Tensor{}))+8)+8*2*n+3*allocRounding)
+	// A too-large entry is not stored at all.
 	k := baseReq().key()
 	defer ReleaseKey(k)
-	out := []*tensor.Tensor{tensor.New("abc", tensor.FP32, []int64{3, 5}), tensor.New("d", tensor.Int8, []int64{3})}
-	c.Put(k, out)
-	want := int64(entryOverhead+len(k.Bytes())) + int64(64+3+16+tensorOverhead) + int64(8+1+8+tensorOverhead)
-	if got := c.Bytes(); got != want {
-		t.Errorf("Bytes() = %d; want %d", got, want)
-	}
-	// A too-large entry is not stored at all.
 	small := New(Config{MaxBytes: 1000}, nil)
 	small.Put(k, []*tensor.Tensor{tensor.New("big", tensor.Uint8, []int64{1000})})
 	if small.Len() != 0 || small.Bytes() != 0 {
