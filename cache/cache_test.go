@@ -625,3 +625,36 @@ func TestShardCount(t *testing.T) {
 	f(5, 64<<20, 4)
 	f(1, 64<<20, 1)
 }
+
+// TestAccountingMatchesHeap fills a cache with answers shaped like
+// digits-mlp's (a 64-float input, three small outputs) and checks that
+// the bytes it counts are what the heap holds for them, within 20 %, so
+// that the budget bounds the memory.
+func TestAccountingMatchesHeap(t *testing.T) {
+	if testing.Short() {
+		t.Skip("allocates 32 MiB")
+	}
+	const budget = 32 << 20
+	var before, after runtime.MemStats
+	runtime.GC()
+	runtime.ReadMemStats(&before)
+	c := New(Config{MaxBytes: budget}, nil)
+	k := AcquireKey()
+	in := []*tensor.Tensor{tensor.New("input", tensor.FP32, []int64{1, 64})}
+	for i := 0; c.Len() < 1 || c.Bytes() < budget-(budget>>6); i++ {
+		in[0].Float32s()[0] = float32(i)
+		k.Set("digits-mlp", "1", 1, in)
+		c.Put(k, []*tensor.Tensor{tensor.New("logits", tensor.FP32, []int64{1, 10}),
+			tensor.New("probabilities", tensor.FP32, []int64{1, 10}), tensor.New("label", tensor.Int64, []int64{1})})
+	}
+	ReleaseKey(k)
+	runtime.GC()
+	runtime.ReadMemStats(&after)
+	held := int64(after.HeapAlloc) - int64(before.HeapAlloc)
+	counted := c.Bytes()
+	t.Logf("%d entries: counted %d bytes, the heap holds %d more (%.2f×)", c.Len(), counted, held, float64(held)/float64(counted))
+	if held > counted*12/10 || held < counted*7/10 {
+		t.Errorf("the cache counts %d bytes for %d entries; the heap holds %d for them; want 70 %% to 120 %% of the count", counted, c.Len(), held)
+	}
+	runtime.KeepAlive(c)
+}
