@@ -53,10 +53,18 @@ func (s *Server) serveInfer(ctx *fasthttp.RequestCtx, c codec.Codec, e *entry, v
 	}
 	ctx.SetBody(bb.B)
 	if e.cache != nil {
-		ctx.Response.Header.Set("Coalesce-Cache", st.String())
+		ctx.Response.Header.SetCanonical(coalesceCache, cacheStatus[st])
 	}
 	return nil
 }
+
+// The Coalesce-Cache response header, in canonical form (SetCanonical
+// skips normalizing the name on every response), and its values by
+// cache.Status.
+var (
+	coalesceCache = []byte("Coalesce-Cache")
+	cacheStatus   = [...][]byte{cache.Miss: []byte("miss"), cache.Hit: []byte("hit"), cache.Shared: []byte("shared")}
+)
 
 // inferCached is infer behind e's cache: a repeated input is answered
 // from it (cache.Hit), a request identical to one in flight waits for
