@@ -324,7 +324,7 @@ func TestDedupLeaderDeadline(t *testing.T) {
 	defer open()
 	leader := make(chan result, 1)
 	go func() {
-		r, _ := doErr(c, "POST", "/v2/models/double/infer", []byte(dedupBody), "Coalesce-Timeout", "100ms")
+		r, _ := doErr(c, "POST", "/v2/models/double/infer", []byte(dedupBody), "Coalesce-Timeout", "500ms")
 		leader <- r
 	}()
 	for deadline := time.Now().Add(10 * time.Second); fake(t, s, "double").Calls.Load() == 0; time.Sleep(time.Millisecond) {
@@ -336,7 +336,7 @@ func TestDedupLeaderDeadline(t *testing.T) {
 	go func() { r, _ := doErr(c, "POST", "/v2/models/double/infer", []byte(dedupBody)); waiter <- r }()
 	waitJoined(t, s, "double", 1)
 	if r := <-leader; r.status != 504 {
-		t.Errorf("leader: %d %s; want 504 at its 100ms deadline", r.status, r.body)
+		t.Errorf("leader: %d %s; want 504 at its 500ms deadline", r.status, r.body)
 	}
 	open() // the waiter's own computation may run now
 	if r := <-waiter; r.status != 200 || r.body != dedupWant || r.header["Coalesce-Cache"] != "miss" {
