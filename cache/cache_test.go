@@ -228,10 +228,10 @@ func TestByteBound(t *testing.T) {
 			k := AcquireKey()
 			defer ReleaseKey(k)
 			for i := range 400 {
-				in := tensor.New("x", tensor.Uint8, []int64{int64(1 + rng.IntN(64<<10))})
+				in := tensor.New("x", tensor.Uint8, []int64{int64(3 + rng.IntN(16<<10))})
 				in.Data[0], in.Data[1], in.Data[2] = byte(g), byte(i), byte(i>>8)
 				k.Set("m", "1", 1, []*tensor.Tensor{in})
-				out := tensor.New("y", tensor.Uint8, []int64{int64(rng.IntN(256 << 10))})
+				out := tensor.New("y", tensor.Uint8, []int64{int64(rng.IntN(96 << 10))})
 				c.Put(k, []*tensor.Tensor{out})
 				if b := c.Bytes(); b > max {
 					over.Store(b)
