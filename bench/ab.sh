@@ -7,11 +7,14 @@
 #	bench/ab.sh 5 "" "--batching.preferred_batch_size 8"
 #
 # Arguments: repetitions, then the flags of server A and of server B (each
-# one argument, possibly empty). It prints, per repetition, each server's
-# throughput (req/s), p99 and server CPU per request (µs), and at the end
-# each server's coalesce_batch_size sum and count for digits-mlp.
+# one argument, possibly empty), then optionally flags for `bench run`
+# (e.g. "-pool 100000" so that a response cache sees no repeats). It
+# prints, per repetition, each server's throughput (req/s), p99 and server
+# CPU per request (µs), and at the end
+# each server's coalesce_batch_size sum and count (and cache hits and misses,
+# when its cache is on) for digits-mlp.
 set -eu
-reps=$1 flagsA=$2 flagsB=$3
+reps=$1 flagsA=$2 flagsB=$3 benchFlags=${4:-}
 go build -o bin/coalesce ./cmd/coalesce
 go build -o bin/bench ./bench
 # shellcheck disable=SC2086 # the flags are meant to split
@@ -23,7 +26,8 @@ pidB=$!
 trap 'kill $pidA $pidB 2>/dev/null' EXIT
 sleep 2
 row() { # addr pid: throughput p99 cpu/req
-	bin/bench run -addr "$1" -pid "$2" -c 64 -d 3s -warmup 0.5s -out "${TMPDIR:-/tmp}/coalesce-ab" 2>&1 |
+	# shellcheck disable=SC2086 # the flags are meant to split
+	bin/bench run -addr "$1" -pid "$2" -c 64 -d 3s -warmup 0.5s $benchFlags -out "${TMPDIR:-/tmp}/coalesce-ab" 2>&1 |
 		awk -F'|' '/^\| target \| 64/ {gsub(/ /, ""); print $4, $7, $12}'
 }
 i=0
@@ -32,6 +36,6 @@ while [ "$i" -lt "$reps" ]; do
 	i=$((i + 1))
 done
 for port in 19090 19091; do
-	curl -s "localhost:$port/metrics" | awk '/^coalesce_batch_size_(sum|count)\{model="digits-mlp"/ {printf "%s ", $2}'
+	curl -s "localhost:$port/metrics" | awk '/^coalesce_(batch_size_(sum|count)|cache_(hits|misses)_total)\{model="digits-mlp"/ {printf "%s=%s ", $1, $2}'
 	echo
 done

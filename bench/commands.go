@@ -33,6 +33,7 @@ func runCmd(ctx context.Context, args []string) error {
 	path := fs.String("path", "", "request path (default: the protocol's path for -model)")
 	batch := fs.String("batch", "1", "rows per request, a comma-separated mix drawn uniformly, e.g. 1,1,4,16")
 	repeat := fs.Float64("repeat", 0, "share of requests (0..1) that repeat a hot set of 8 inputs")
+	pool := fs.Int("pool", 0, "requests in the pool each connection cycles through (0: 512); raise it so that a response cache sees no repeats")
 	conns := fs.String("c", "16", "closed loop: comma-separated connection counts to sweep")
 	rates := fs.String("rate", "", "open loop: comma-separated arrival rates (req/s) to sweep; replaces -c")
 	openConns := fs.Int("open-conns", 64, "open loop: connections (concurrency cap)")
@@ -51,7 +52,7 @@ func runCmd(ctx context.Context, args []string) error {
 	if err != nil {
 		return fmt.Errorf("-batch: %w", err)
 	}
-	reqs, err := workload.Build(workload.Spec{Model: *model, ModelsDir: *models, Protocol: *protocol, Path: *path, Batch: mix, RepeatShare: *repeat}, *addr)
+	reqs, err := workload.Build(workload.Spec{Model: *model, ModelsDir: *models, Protocol: *protocol, Path: *path, Batch: mix, RepeatShare: *repeat, Count: *pool}, *addr)
 	if err != nil {
 		return err
 	}

@@ -26,6 +26,7 @@ type Config struct {
 	Models   Models   `koanf:"models"`
 	Limits   Limits   `koanf:"limits"`
 	Batching Batching `koanf:"batching"`
+	Cache    Cache    `koanf:"cache"`
 	Log      Log      `koanf:"log"`
 	Shutdown Shutdown `koanf:"shutdown"`
 	// Upstream holds the defaults of upstream model versions (see
@@ -98,6 +99,25 @@ type Batching struct {
 	PriorityLevels int           `koanf:"priority_levels" help:"number of priority levels, 1 = highest"`
 }
 
+// Cache holds the defaults of every model's response cache and in-flight
+// de-duplication, and the byte budget all models' caches share; a model's
+// config.yaml overrides the switches (cache, cache_bytes, cache_ttl,
+// dedup).
+type Cache struct {
+	// Enabled caches every model's responses unless its config.yaml says
+	// cache: false.
+	Enabled bool `koanf:"enabled" help:"cache every model's responses (a model's config.yaml may say cache: true|false)"`
+	// MaxBytes bounds the memory of every model's cache together, in
+	// bytes: models with cache_bytes take theirs, the others with the
+	// cache on share the rest equally.
+	MaxBytes int `koanf:"max_bytes" help:"bytes all models' response caches may hold together (keys, outputs and bookkeeping)"`
+	// TTL 0 means entries answer until evicted.
+	TTL time.Duration `koanf:"ttl" help:"how long a cached response may answer (0 = until evicted)"`
+	// Dedup makes a request identical to one in flight wait for its
+	// answer, cache on or off.
+	Dedup bool `koanf:"dedup" help:"compute identical concurrent requests once (a model's config.yaml may say dedup: true|false)"`
+}
+
 // Log configures structured logging.
 type Log struct {
 	Level  string `koanf:"level" help:"log level: debug, info, warn or error"`
@@ -133,6 +153,7 @@ func Default() Config {
 			MaxJSONDepth:      16,
 		},
 		Batching: Batching{Enabled: true, MaxQueueDelay: time.Millisecond, PriorityLevels: 1},
+		Cache:    Cache{MaxBytes: 64 << 20},
 		Log:      Log{Level: "info", Format: "json"},
 		Shutdown: Shutdown{DrainDelay: 0, GracePeriod: 25 * time.Second, IdleTimeout: time.Second},
 		Upstream: DefaultUpstream(),
@@ -167,6 +188,8 @@ func (c *Config) Validate() error {
 		{"batching.queue_capacity", atLeast(c.Batching.QueueCapacity, 0)},
 		{"batching.default_timeout", atLeast(int(c.Batching.DefaultTimeout), 0)},
 		{"batching.priority_levels", atLeast(c.Batching.PriorityLevels, 1)},
+		{"cache.max_bytes", atLeast(c.Cache.MaxBytes, 0)},
+		{"cache.ttl", atLeast(int(c.Cache.TTL), 0)},
 		{"log.level", oneOf(c.Log.Level, "debug", "info", "warn", "error")},
 		{"log.format", oneOf(c.Log.Format, "json", "text")},
 		{"shutdown.drain_delay", atLeast(int(c.Shutdown.DrainDelay), 0)},

@@ -131,6 +131,8 @@ func TestValidationErrors(t *testing.T) {
 		{"port key that does not exist", "", []string{"COALESCE_HTTP_PORT=9000"}, nil, []string{"COALESCE_HTTP_PORT", "not a configuration key"}},
 		{"budget below one body", "limits:\n  max_body_bytes: 1000000\n  inflight_bytes: 999999\n", nil, nil, []string{"limits.inflight_bytes", "smaller than limits.max_body_bytes"}},
 		{"zero drain idle", "", nil, []string{"--shutdown.idle_timeout", "0s"}, []string{"shutdown.idle_timeout", "not positive"}},
+		{"negative cache budget", "", nil, []string{"--cache.max_bytes", "-1"}, []string{"cache.max_bytes", "at least 0"}},
+		{"negative cache ttl", "cache:\n  ttl: -1s\n", nil, nil, []string{"cache.ttl"}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -334,6 +336,10 @@ func TestLoadModel(t *testing.T) {
 	if !reflect.DeepEqual(m.Inputs, wantIO) || !reflect.DeepEqual(m.Outputs, []TensorConfig{{Name: "label"}, {Name: "margin"}}) {
 		t.Errorf("LoadModel(inputs/outputs) = %+v %+v", m.Inputs, m.Outputs)
 	}
+	m, err = LoadModel(write("cache: true\ncache_bytes: 1048576\ncache_ttl: 5m\ndedup: false\n"))
+	if err != nil || m.Cache == nil || !*m.Cache || m.CacheBytes != 1<<20 || m.CacheTTL != 5*time.Minute || m.Dedup == nil || *m.Dedup {
+		t.Errorf("LoadModel(cache keys) = %+v, %v", m, err)
+	}
 	if m, err := LoadModel(filepath.Join(dir, "absent.yaml")); err != nil || m.Predict.Transform != "none" || m.Batching != nil {
 		t.Errorf("LoadModel(absent) = %+v, %v; want the defaults", m, err)
 	}
@@ -357,6 +363,10 @@ func TestLoadModel(t *testing.T) {
 		{"predict:\n  labels: {a: 1}\n", "predict.labels: map[a:1] is not a list; want a list of strings"},
 		{"max_batch_size: 1.5\n", "max_batch_size: 1.5 is not a whole number"},
 		{"description:\n", "description: value is empty"},
+		{"cache_bytes: -1\n", "cache_bytes"},
+		{"cache_ttl: -1s\n", "cache_ttl"},
+		{"cache: false\ncache_bytes: 10\n", "cache_bytes: 10 while cache is false"},
+		{"dedup: often\n", "dedup"},
 	} {
 		if _, err := LoadModel(write(bad.yml)); err == nil || !strings.Contains(err.Error(), bad.want) {
 			t.Errorf("LoadModel(%q) = %v; want an error containing %q", bad.yml, err, bad.want)

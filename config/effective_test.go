@@ -23,4 +23,22 @@ func TestEffectiveFor(t *testing.T) {
 	if e.Enabled || e.MaxBatchSize != 8 || e.MaxQueueDelay != 3*time.Millisecond || e.PreferredBatchSize != 4 || e.QueueCapacity != 9 || e.PriorityLevels != 4 || e.DefaultTimeout != time.Second {
 		t.Errorf("model overrides: %+v", e)
 	}
+	if e.Cache || e.Dedup || e.CacheBytes != 0 || e.CacheTTL != 0 {
+		t.Errorf("cache defaults: %+v; want off", e)
+	}
+	on := true
+	cfg.Cache = Cache{Enabled: true, MaxBytes: 1 << 20, TTL: time.Minute, Dedup: true}
+	if e = cfg.EffectiveFor(&ModelConfig{}); !e.Cache || !e.Dedup || e.CacheTTL != time.Minute {
+		t.Errorf("cache.*: %+v; want on, dedup, 1m", e)
+	}
+	if e = cfg.EffectiveFor(&ModelConfig{Cache: &off, Dedup: &off, CacheTTL: time.Second}); e.Cache || e.Dedup || e.CacheTTL != time.Second {
+		t.Errorf("model cache overrides: %+v; want off, no dedup, 1s", e)
+	}
+	cfg.Cache = Cache{MaxBytes: 1 << 20}
+	if e = cfg.EffectiveFor(&ModelConfig{CacheBytes: 4096}); !e.Cache || e.CacheBytes != 4096 {
+		t.Errorf("cache_bytes: %+v; want the cache on with 4096 bytes", e)
+	}
+	if e = cfg.EffectiveFor(&ModelConfig{Cache: &on}); !e.Cache || e.CacheBytes != 0 {
+		t.Errorf("cache: true: %+v; want on with a share", e)
+	}
 }

@@ -25,7 +25,16 @@ type ModelConfig struct {
 	QueueCapacity      int           `koanf:"queue_capacity" help:"queue bound in rows"`
 	DefaultTimeout     time.Duration `koanf:"default_timeout" help:"request deadline when the client sets none"`
 	PriorityLevels     int           `koanf:"priority_levels" help:"number of priority levels"`
-	Predict            Predict       `koanf:"predict"`
+	// Cache overrides cache.enabled for this model; nil keeps it.
+	Cache *bool `koanf:"cache" help:"cache this model's responses (unset: cache.enabled, or on when cache_bytes is set)"`
+	// CacheBytes, when positive, is this model's own share of
+	// cache.max_bytes and switches its cache on.
+	CacheBytes int `koanf:"cache_bytes" help:"this model's cache budget in bytes, out of cache.max_bytes (0 = an equal share of what the others leave)"`
+	// CacheTTL overrides cache.ttl when positive.
+	CacheTTL time.Duration `koanf:"cache_ttl" help:"how long a cached response may answer (0 = cache.ttl)"`
+	// Dedup overrides cache.dedup for this model; nil keeps it.
+	Dedup   *bool   `koanf:"dedup" help:"compute identical concurrent requests once (unset: cache.dedup)"`
+	Predict Predict `koanf:"predict"`
 	// Inputs and Outputs describe the tensors of a model whose file does
 	// not (XGBoost model.json, LightGBM model.txt); ONNX models declare
 	// their own and must leave them empty.
@@ -90,10 +99,14 @@ func (m *ModelConfig) Validate() error {
 		key string
 		v   int64
 	}{{"max_queue_delay", int64(m.MaxQueueDelay)}, {"preferred_batch_size", int64(m.PreferredBatchSize)}, {"queue_capacity", int64(m.QueueCapacity)},
-		{"default_timeout", int64(m.DefaultTimeout)}, {"priority_levels", int64(m.PriorityLevels)}} {
+		{"default_timeout", int64(m.DefaultTimeout)}, {"priority_levels", int64(m.PriorityLevels)},
+		{"cache_bytes", int64(m.CacheBytes)}, {"cache_ttl", int64(m.CacheTTL)}} {
 		if c.v < 0 {
-			return fmt.Errorf("config: %s: %d is negative; want 0 (the batching.* default) or more", c.key, c.v)
+			return fmt.Errorf("config: %s: %d is negative; want 0 (the default) or more", c.key, c.v)
 		}
+	}
+	if m.Cache != nil && !*m.Cache && m.CacheBytes > 0 {
+		return fmt.Errorf("config: cache_bytes: %d while cache is false; want cache: true, or no cache_bytes", m.CacheBytes)
 	}
 	if len(m.Inputs) > 1 {
 		return fmt.Errorf("config: inputs: %d entries; native tree models have one input", len(m.Inputs))
@@ -131,6 +144,16 @@ type Effective struct {
 	// request deadline from arrival (batching.default_timeout, else
 	// http.request_timeout, overridden by the model's default_timeout).
 	Batching
+	// Cache is whether the model's responses are cached: cache.enabled,
+	// overridden by the model's cache, on when it sets cache_bytes.
+	Cache bool
+	// CacheBytes is the model's own budget; 0 means a share of what
+	// the models with their own budgets leave of cache.max_bytes.
+	CacheBytes int
+	// CacheTTL is cache.ttl, overridden by the model's cache_ttl.
+	CacheTTL time.Duration
+	// Dedup is cache.dedup, overridden by the model's dedup.
+	Dedup bool
 }
 
 // EffectiveFor returns model m's effective settings under c.
@@ -160,5 +183,18 @@ func (c *Config) EffectiveFor(m *ModelConfig) Effective {
 	if m.DefaultTimeout > 0 {
 		b.DefaultTimeout = m.DefaultTimeout
 	}
-	return Effective{Batching: b}
+	e := Effective{Batching: b, Cache: c.Cache.Enabled, CacheTTL: c.Cache.TTL, Dedup: c.Cache.Dedup}
+	if m.CacheBytes > 0 {
+		e.Cache, e.CacheBytes = true, m.CacheBytes
+	}
+	if m.Cache != nil {
+		e.Cache = *m.Cache
+	}
+	if m.CacheTTL > 0 {
+		e.CacheTTL = m.CacheTTL
+	}
+	if m.Dedup != nil {
+		e.Dedup = *m.Dedup
+	}
+	return e
 }

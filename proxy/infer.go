@@ -1,6 +1,8 @@
 package proxy
 
 import (
+	"bytes"
+	"context"
 	"errors"
 	"fmt"
 	"strconv"
@@ -10,6 +12,7 @@ import (
 	"github.com/valyala/fasthttp"
 
 	"github.com/coalesce-ml/coalesce/batcher"
+	"github.com/coalesce-ml/coalesce/cache"
 	"github.com/coalesce-ml/coalesce/codec"
 	"github.com/coalesce-ml/coalesce/tensor"
 )
@@ -35,7 +38,10 @@ func (s *Server) serveInfer(ctx *fasthttp.RequestCtx, c codec.Codec, e *entry, v
 	if r.Priority > 0 {
 		h.priority = r.Priority
 	}
-	out, ran, err := s.infer(arrival(ctx), e, versioned, r.Inputs, h)
+	if e.cache != nil {
+		h.cache = cacheControl(ctx.Request.Header.Peek("Cache-Control"))
+	}
+	out, ran, st, err := s.inferCached(arrival(ctx), e, versioned, r.Inputs, h)
 	if err != nil {
 		return err
 	}
@@ -46,13 +52,125 @@ func (s *Server) serveInfer(ctx *fasthttp.RequestCtx, c codec.Codec, e *entry, v
 		return err
 	}
 	ctx.SetBody(bb.B)
+	if e.cache != nil {
+		ctx.Response.Header.SetCanonical(coalesceCache, cacheStatus[st])
+	}
 	return nil
+}
+
+// The Coalesce-Cache response header, in canonical form (SetCanonical
+// skips normalizing the name on every response), and its values by
+// cache.Status.
+var (
+	coalesceCache = []byte("Coalesce-Cache")
+	cacheStatus   = [...][]byte{cache.Miss: []byte("miss"), cache.Hit: []byte("hit"), cache.Shared: []byte("shared")}
+)
+
+// inferCached is infer behind e's cache: a repeated input is answered
+// from it (cache.Hit), a request identical to one in flight waits for
+// that one (cache.Shared), anything else runs (cache.Miss) and, when it
+// succeeds, is stored. Without a cache on e, or when the client's
+// Cache-Control forbids it, it is infer.
+func (s *Server) inferCached(arrived time.Time, e *entry, versioned bool, inputs []*tensor.Tensor, h hints) ([]*tensor.Tensor, *entry, cache.Status, error) {
+	if e.cache == nil || h.cache == ccNoStore {
+		out, ran, err := s.infer(arrived, e, versioned, inputs, h)
+		return out, ran, cache.Miss, err
+	}
+	k := cache.AcquireKey()
+	defer cache.ReleaseKey(k)
+	k.Set(e.Name, e.Version, e.gen, inputs)
+	if h.cache == ccNoCache {
+		// RFC 9111 §5.2.1.4: no stored answer without revalidation;
+		// the fresh one may be stored.
+		out, ran, err := s.infer(arrived, e, versioned, inputs, h)
+		if err == nil && ran == e {
+			e.cache.Put(k, out)
+		}
+		return out, ran, cache.Miss, err
+	}
+	ran := e
+	out, st, err := e.cache.Do(k, arrived.Add(timeoutOf(e, h)), func() ([]*tensor.Tensor, error) {
+		out, r, err := s.infer(arrived, e, versioned, inputs, h)
+		if err == nil && r != e {
+			// It ran on the version that replaced e: neither e's answer
+			// to store nor one e's waiters may take as e's.
+			ran = r
+			return out, errMoved{out}
+		}
+		return out, err
+	})
+	if err != nil {
+		var moved errMoved
+		switch {
+		case errors.As(err, &moved):
+			return moved.out, ran, st, nil
+		case errors.Is(err, cache.ErrExpired):
+			// A waiter's own deadline passed; the request it waited
+			// for goes on.
+			return nil, nil, st, modelError{err: batcher.ErrExpired, model: e.Name, version: e.Version, timeout: timeoutOf(e, h)}
+		}
+	}
+	return out, ran, st, err
+}
+
+// errMoved carries the answer of a request that ran on the successor of
+// its entry through the entry's cache, which neither stores it nor hands
+// it to the waiters (they start over, see leaderOwn).
+type errMoved struct{ out []*tensor.Tensor }
+
+func (errMoved) Error() string { return "the request ran on the version that replaced its own" }
+
+// leaderOwn reports whether a failed request's error is its own, so
+// that the identical requests waiting for it start over rather than
+// share it: its deadline passed, or it moved to another version.
+func leaderOwn(err error) bool {
+	return errors.Is(err, batcher.ErrExpired) || errors.Is(err, batcher.ErrOverloaded) ||
+		errors.Is(err, context.DeadlineExceeded) || errors.As(err, new(errMoved))
+}
+
+// timeoutOf is a request's deadline from arrival on e: the model's, or
+// the client's when shorter.
+func timeoutOf(e *entry, h hints) time.Duration {
+	if h.timeout > 0 && h.timeout < e.timeout {
+		return h.timeout
+	}
+	return e.timeout
+}
+
+// Cache-Control request directives (RFC 9111 §5.2.1), as far as the
+// cache is concerned.
+const (
+	ccDefault = iota // use the cache
+	ccNoCache        // no-cache: compute afresh, store the answer
+	ccNoStore        // no-store: compute afresh, store nothing
+)
+
+// cacheControl reads a Cache-Control request header: a comma-separated
+// list of case-insensitive directives, some with an argument.
+func cacheControl(v []byte) int {
+	cc := ccDefault
+	for len(v) > 0 {
+		var d []byte
+		d, v, _ = bytes.Cut(v, []byte(","))
+		if i := bytes.IndexByte(d, '='); i >= 0 {
+			d = d[:i]
+		}
+		d = bytes.TrimSpace(d)
+		switch {
+		case bytes.EqualFold(d, []byte("no-store")):
+			return ccNoStore
+		case bytes.EqualFold(d, []byte("no-cache")):
+			cc = ccNoCache
+		}
+	}
+	return cc
 }
 
 // hints are what a client may ask of the scheduling of its request.
 type hints struct {
 	timeout  time.Duration // 0 = the model's default; only shortens it
 	priority int           // 0 = the lowest level
+	cache    int           // ccDefault, ccNoCache or ccNoStore
 }
 
 // infer runs one decoded request on e through its batcher and returns its
@@ -72,10 +190,7 @@ func (s *Server) infer(arrived time.Time, e *entry, versioned bool, inputs []*te
 	if max := e.b.Config().MaxBatchSize; rows > max {
 		return nil, nil, &Error{Status: fasthttp.StatusBadRequest, Msg: fmt.Sprintf("batch of %d rows is larger than model %s's max_batch_size %d", rows, e.Name, max)}
 	}
-	timeout := e.timeout
-	if h.timeout > 0 && h.timeout < timeout {
-		timeout = h.timeout
-	}
+	timeout := timeoutOf(e, h)
 	req := batcher.Request{Inputs: inputs, Deadline: arrived.Add(timeout), Priority: h.priority}
 	out, err := e.b.Submit(req)
 	if errors.Is(err, batcher.ErrClosed) && !s.draining.Load() {

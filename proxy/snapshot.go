@@ -8,6 +8,8 @@ import (
 
 	"github.com/coalesce-ml/coalesce/backends"
 	"github.com/coalesce-ml/coalesce/batcher"
+	"github.com/coalesce-ml/coalesce/cache"
+	"github.com/coalesce-ml/coalesce/config"
 )
 
 // snapshot is the set of model versions the server serves, with their
@@ -31,6 +33,12 @@ type entry struct {
 	// this server has served, so that what is keyed on it (a response
 	// cache) never mixes the answers of two loads of one version.
 	gen uint64
+	// cache answers repeated inputs and computes identical requests in
+	// flight once; nil when the model has neither its cache nor dedup
+	// on. Update closes it when it retires the entry, which makes its
+	// answers unreachable and frees them at once. cmet are its metrics.
+	cache *cache.Cache
+	cmet  *cache.Metrics
 }
 
 // get resolves a model name and version (empty: the highest) to an entry.
@@ -76,6 +84,10 @@ func (s *Server) Update(reg *backends.Registry) error {
 	if len(names) == 0 {
 		return fmt.Errorf("models: none to serve")
 	}
+	budgets, err := s.cacheBudgets(reg)
+	if err != nil {
+		return err
+	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if s.closed {
@@ -93,6 +105,9 @@ func (s *Server) Update(reg *backends.Registry) error {
 	for _, m := range reg.All() {
 		if e := old.entry(m); e != nil {
 			sn.entries[m] = e
+			if e.cache != nil && budgets[m] > 0 {
+				e.cache.SetMaxBytes(budgets[m]) // the shares change as models come and go
+			}
 			continue
 		}
 		eff := s.cfg.EffectiveFor(&m.Config)
@@ -100,7 +115,9 @@ func (s *Server) Update(reg *backends.Registry) error {
 			PreferredBatchSize: eff.PreferredBatchSize, QueueCapacity: eff.QueueCapacity, PriorityLevels: eff.PriorityLevels}
 		met := batcher.NewMetrics(s.set, m.Name, m.Version)
 		s.gen++
-		sn.entries[m] = &entry{ModelVersion: m, b: batcher.New(m.Backend, bc, met, nil), met: met, timeout: eff.DefaultTimeout, gen: s.gen}
+		e := &entry{ModelVersion: m, b: batcher.New(m.Backend, bc, met, nil), met: met, timeout: eff.DefaultTimeout, gen: s.gen}
+		e.cache, e.cmet = s.newCache(m, eff, budgets[m], old)
+		sn.entries[m] = e
 	}
 	sn.def = s.cfg.Models.Default
 	if _, err := reg.Get(sn.def, ""); err != nil {
@@ -116,6 +133,12 @@ func (s *Server) Update(reg *backends.Registry) error {
 	for m, e := range old.entries {
 		if sn.entries[m] != nil {
 			continue
+		}
+		if e.cache != nil {
+			e.cache.Close() // its generation is gone: free its answers now
+			if sn.cacheMetrics(m.Name, m.Version) != e.cmet {
+				e.cmet.Unregister()
+			}
 		}
 		_, err := reg.Get(m.Name, m.Version)
 		relabelled := err == nil // a new load of the same version keeps its series
@@ -135,6 +158,82 @@ func (sn *snapshot) entry(m *backends.ModelVersion) *entry {
 		return nil
 	}
 	return sn.entries[m]
+}
+
+// cacheMetrics returns the cache metrics of the served version of that
+// name and version, if it has any.
+func (sn *snapshot) cacheMetrics(name, version string) *cache.Metrics {
+	if sn == nil {
+		return nil
+	}
+	for m, e := range sn.entries {
+		if m.Name == name && m.Version == version && e.cmet != nil {
+			return e.cmet
+		}
+	}
+	return nil
+}
+
+// newCache returns the cache of a new entry for m (nil when the model
+// has neither the cache nor dedup on) and its metrics: those of the load
+// of the same version it replaces, if any, so that the series continue.
+func (s *Server) newCache(m *backends.ModelVersion, eff config.Effective, budget int64, old *snapshot) (*cache.Cache, *cache.Metrics) {
+	if !eff.Cache && !eff.Dedup {
+		return nil, nil
+	}
+	met := old.cacheMetrics(m.Name, m.Version)
+	if met == nil {
+		met = cache.NewMetrics(s.set, m.Name, m.Version)
+	}
+	cfg := cache.Config{TTL: eff.CacheTTL, Dedup: eff.Dedup, Private: leaderOwn}
+	if eff.Cache {
+		cfg.MaxBytes = budget
+	}
+	return cache.New(cfg, met), met
+}
+
+// cacheBudgets gives each model version with its cache on its byte
+// budget: its model's cache_bytes, or an equal share of what those leave
+// of cache.max_bytes, split evenly among the model's served versions, so
+// that all caches together stay within cache.max_bytes.
+func (s *Server) cacheBudgets(reg *backends.Registry) (map[*backends.ModelVersion]int64, error) {
+	byName := map[string][]*backends.ModelVersion{}
+	for _, m := range reg.All() {
+		byName[m.Name] = append(byName[m.Name], m)
+	}
+	own := map[string]int64{}
+	var reserved int64
+	sharing := 0
+	for name, vs := range byName {
+		eff := s.cfg.EffectiveFor(&vs[len(vs)-1].Config)
+		switch {
+		case !eff.Cache:
+		case eff.CacheBytes > 0:
+			own[name] = int64(eff.CacheBytes)
+			reserved += int64(eff.CacheBytes)
+		default:
+			own[name] = -1
+			sharing++
+		}
+	}
+	total := int64(s.cfg.Cache.MaxBytes)
+	if reserved > total {
+		return nil, fmt.Errorf("models: the models' cache_bytes add up to %d bytes, more than cache.max_bytes (%d)", reserved, total)
+	}
+	share := int64(0)
+	if sharing > 0 {
+		share = (total - reserved) / int64(sharing)
+	}
+	budgets := map[*backends.ModelVersion]int64{}
+	for name, b := range own {
+		if b < 0 {
+			b = share
+		}
+		for _, m := range byName[name] {
+			budgets[m] = b / int64(len(byName[name]))
+		}
+	}
+	return budgets, nil
 }
 
 func (sn *snapshot) modelMetrics(name string) *modelMetrics {
