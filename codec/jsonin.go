@@ -147,6 +147,12 @@ type jsonFiller struct {
 	n     int // elements written
 	want  int // elements the tensor's shape holds
 	field string
+	// rowed: the values are those of input sub in row row of field (TF
+	// Serving's instances[row].sub); kept apart, and joined only for an
+	// error, so that a body of many small rows costs no string per row.
+	rowed bool
+	row   int
+	sub   string
 	lim   *config.Limits
 	b64   bool // BYTES leaves may be {"b64": "..."} (TF Serving's binary strings)
 	// missing: the input takes missing values (backends.TensorSpec.Missing):
@@ -159,19 +165,34 @@ type jsonFiller struct {
 	dry bool
 }
 
+// where names the field being filled, for errors.
+func (f *jsonFiller) where() string {
+	if !f.rowed {
+		return f.field
+	}
+	return f.field + "[" + strconv.Itoa(f.row) + "]." + f.sub
+}
+
 // allocData sets up f to fill t, of n elements, from JSON text of span
 // bytes: a numeric tensor's Data is allocated only if the text can hold
 // n values, else the fill runs dry. Allocation is thus at most 8 bytes
-// (FP64, INT64) per 2 bytes of body, whatever shape the client declares.
+// (FP64, INT64) per 2 bytes of body, whatever shape the client declares;
+// a BYTES tensor's at most 2 bytes per byte.
 func (f *jsonFiller) allocData(n, span int) {
 	f.want = n
 	sz := f.t.DType.Size()
-	if sz > 0 && n > maxLeaves(span) {
+	switch {
+	case f.t.DType == tensor.Bytes:
+		// Strings take at most their text (escapes only shrink, base64
+		// decodes to 3/4) plus a 4-byte length each instead of at least
+		// 2 bytes of quotes: one buffer of that size is never regrown.
+		f.t.Data = make([]byte, 0, span+2*min(n, maxLeaves(span)))
+	case n > maxLeaves(span):
 		f.dry = true
 		f.t.Data = nil
-		return
+	default:
+		f.t.Data = tensor.Alloc(n * sz)
 	}
-	f.t.Data = tensor.Alloc(n * sz)
 }
 
 // done returns the error of a fill that ran dry without failing, which the
@@ -179,7 +200,7 @@ func (f *jsonFiller) allocData(n, span int) {
 // can never escape.
 func (f *jsonFiller) done() error {
 	if f.dry {
-		return badRequest("%s: has fewer values than its shape %v holds", f.field, f.t.Shape)
+		return badRequest("%s: has fewer values than its shape %v holds", f.where(), f.t.Shape)
 	}
 	return nil
 }
@@ -248,12 +269,12 @@ func (f *jsonFiller) fillShaped(i int, shape []int64, path []byte) (int, error) 
 	b := f.b
 	if len(shape) == 0 {
 		if b[i] == '[' {
-			return 0, badRequest("%s%s: got an array; want a scalar (the value is deeper than the shape %v)", f.field, path, f.t.Shape)
+			return 0, badRequest("%s%s: got an array; want a scalar (the value is deeper than the shape %v)", f.where(), path, f.t.Shape)
 		}
 		return f.put(i)
 	}
 	if b[i] != '[' {
-		return 0, badRequest("%s%s: got %s; want an array of %d values (shape %v)", f.field, path, typeAt(b, i), shape[0], f.t.Shape)
+		return 0, badRequest("%s%s: got %s; want an array of %d values (shape %v)", f.where(), path, typeAt(b, i), shape[0], f.t.Shape)
 	}
 	var dst []float32 // the hot case, a row of FP32 features: converted in place
 	if len(shape) == 1 && f.t.DType == tensor.FP32 && !f.dry {
@@ -304,7 +325,7 @@ func end0(b []byte, e, end int) int {
 }
 
 func (f *jsonFiller) lengthError(path []byte, got int, shape []int64) error {
-	return badRequest("%s%s: has %d elements; want %d (arrays must be rectangular, shape %v)", f.field, path, got, shape[0], f.t.Shape)
+	return badRequest("%s%s: has %d elements; want %d (arrays must be rectangular, shape %v)", f.where(), path, got, shape[0], f.t.Shape)
 }
 
 // put writes the leaf at b[i] as element f.n and returns the index after
@@ -313,7 +334,7 @@ func (f *jsonFiller) put(i int) (int, error) {
 	b := f.b
 	idx := f.n
 	if idx >= f.want {
-		return 0, badRequest("%s: has more than the %d values its shape %v holds", f.field, f.want, f.t.Shape)
+		return 0, badRequest("%s: has more than the %d values its shape %v holds", f.where(), f.want, f.t.Shape)
 	}
 	dt := f.t.DType
 	if dt == tensor.Bytes {
@@ -324,7 +345,7 @@ func (f *jsonFiller) put(i int) (int, error) {
 	case typeNumber:
 	case typeNull:
 		if !f.missing || !dt.IsFloat() {
-			return 0, badRequest("%s: element %d is null; want a number for datatype %s (null, a missing value, is accepted only by models that take missing values, such as tree ensembles)", f.field, idx, dt)
+			return 0, badRequest("%s: element %d is null; want a number for datatype %s (null, a missing value, is accepted only by models that take missing values, such as tree ensembles)", f.where(), idx, dt)
 		}
 		if !f.dry {
 			f.t.SetFloat64(idx, math.NaN())
@@ -333,7 +354,7 @@ func (f *jsonFiller) put(i int) (int, error) {
 		return i + 4, nil
 	case typeTrue, typeFalse:
 		if dt != tensor.Bool {
-			return 0, badRequest("%s: element %d is a boolean; want a number for datatype %s", f.field, idx, dt)
+			return 0, badRequest("%s: element %d is a boolean; want a number for datatype %s", f.where(), idx, dt)
 		}
 		end := i + 5
 		if typ == typeTrue {
@@ -345,7 +366,7 @@ func (f *jsonFiller) put(i int) (int, error) {
 		f.n++
 		return end, nil
 	default:
-		return 0, badRequest("%s: element %d is %s; want a number for datatype %s", f.field, idx, typ, dt)
+		return 0, badRequest("%s: element %d is %s; want a number for datatype %s", f.where(), idx, typ, dt)
 	}
 	end := numberEnd(b, i)
 	text := b[i:end]
@@ -357,19 +378,19 @@ func (f *jsonFiller) put(i int) (int, error) {
 		}
 		x, err := parseFloatText(bytesString(text), bits)
 		if err != nil {
-			return 0, badRequest("%s: element %d is not a number (%s); want a number for datatype %s", f.field, idx, TruncateBytes(text), dt)
+			return 0, badRequest("%s: element %d is not a number (%s); want a number for datatype %s", f.where(), idx, TruncateBytes(text), dt)
 		}
 		if !f.lim.AllowNonFinite && ((math.IsNaN(x) && !f.missing) || math.IsInf(x, 0)) {
 			if x64, err := parseFloatText(bytesString(text), 64); err == nil && !math.IsInf(x64, 0) && !math.IsNaN(x64) {
-				return 0, badRequest("%s: element %d is %v, which overflows %s to %v; want a finite number in range (limits.allow_non_finite)", f.field, idx, x64, dt, x)
+				return 0, badRequest("%s: element %d is %v, which overflows %s to %v; want a finite number in range (limits.allow_non_finite)", f.where(), idx, x64, dt, x)
 			}
-			return 0, badRequest("%s: element %d is %v; want a finite number (NaN and Inf are rejected: limits.allow_non_finite)", f.field, idx, x)
+			return 0, badRequest("%s: element %d is %v; want a finite number (NaN and Inf are rejected: limits.allow_non_finite)", f.where(), idx, x)
 		}
 		if f.dry {
 			// A finite float64 such as 1e39 rounds to ±Inf in a narrower
 			// type: the same check as below, without the tensor.
 			if y := narrow(x, dt); !f.lim.AllowNonFinite && math.IsInf(y, 0) {
-				return 0, badRequest("%s: element %d is %v, which overflows %s to %v; want a finite number in range (limits.allow_non_finite)", f.field, idx, x, dt, y)
+				return 0, badRequest("%s: element %d is %v, which overflows %s to %v; want a finite number in range (limits.allow_non_finite)", f.where(), idx, x, dt, y)
 			}
 			break
 		}
@@ -380,12 +401,12 @@ func (f *jsonFiller) put(i int) (int, error) {
 		}
 		// A finite float64 such as 1e39 rounds to ±Inf in a narrower type.
 		if y := f.t.Float64At(idx); !f.lim.AllowNonFinite && math.IsInf(y, 0) {
-			return 0, badRequest("%s: element %d is %v, which overflows %s to %v; want a finite number in range (limits.allow_non_finite)", f.field, idx, x, dt, y)
+			return 0, badRequest("%s: element %d is %v, which overflows %s to %v; want a finite number in range (limits.allow_non_finite)", f.where(), idx, x, dt, y)
 		}
 	case tensor.Bool:
 		x, ok := parseInt64(text)
 		if !ok || (x != 0 && x != 1) {
-			return 0, badRequest("%s: element %d is %s; want true, false, 0 or 1 for datatype BOOL", f.field, idx, TruncateBytes(text))
+			return 0, badRequest("%s: element %d is %s; want true, false, 0 or 1 for datatype BOOL", f.where(), idx, TruncateBytes(text))
 		}
 		if !f.dry {
 			f.t.Data[idx] = byte(x)
@@ -393,7 +414,7 @@ func (f *jsonFiller) put(i int) (int, error) {
 	case tensor.Uint64:
 		x, ok := parseUint64(text)
 		if !ok {
-			return 0, badRequest("%s: element %d is %s; want an integer in [0, 2^64) for datatype UINT64", f.field, idx, TruncateBytes(text))
+			return 0, badRequest("%s: element %d is %s; want an integer in [0, 2^64) for datatype UINT64", f.where(), idx, TruncateBytes(text))
 		}
 		if !f.dry {
 			f.t.SetInt64(idx, int64(x))
@@ -402,7 +423,7 @@ func (f *jsonFiller) put(i int) (int, error) {
 		x, ok := parseInt64(text)
 		lo, hi := intRange(dt)
 		if !ok || x < lo || x > hi {
-			return 0, badRequest("%s: element %d is %s; want an integer in [%d, %d] for datatype %s", f.field, idx, TruncateBytes(text), lo, hi, dt)
+			return 0, badRequest("%s: element %d is %s; want an integer in [%d, %d] for datatype %s", f.where(), idx, TruncateBytes(text), lo, hi, dt)
 		}
 		if !f.dry {
 			f.t.SetInt64(idx, x)
@@ -449,7 +470,7 @@ func (f *jsonFiller) putString(i int) (int, error) {
 			out, err = base64.RawStdEncoding.AppendDecode(data, enc)
 		}
 		if err != nil {
-			return 0, badRequest("%s: element %d: b64 is not base64 (%s); want {\"b64\": \"standard base64\"}", f.field, idx, err)
+			return 0, badRequest("%s: element %d: b64 is not base64 (%s); want {\"b64\": \"standard base64\"}", f.where(), idx, err)
 		}
 		binary.LittleEndian.PutUint32(out[start:], uint32(len(out)-start-4))
 		f.t.Data = out
@@ -476,9 +497,9 @@ func appendJSONString(data, raw []byte) []byte {
 func (f *jsonFiller) notString(i int) error {
 	typ := typeAt(f.b, i)
 	if f.b64 {
-		return badRequest("%s: element %d is %s; want a string for datatype BYTES (or {\"b64\": \"...\"} for binary data)", f.field, f.n, typ)
+		return badRequest("%s: element %d is %s; want a string for datatype BYTES (or {\"b64\": \"...\"} for binary data)", f.where(), f.n, typ)
 	}
-	return badRequest("%s: element %d is %s; want a string for datatype BYTES", f.field, f.n, typ)
+	return badRequest("%s: element %d is %s; want a string for datatype BYTES", f.where(), f.n, typ)
 }
 
 // b64Value returns the encoded bytes (escapes not decoded) of the value

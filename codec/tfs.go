@@ -2,7 +2,6 @@ package codec
 
 import (
 	"bytes"
-	"strconv"
 
 	"github.com/coalesce-ml/coalesce/backends"
 	"github.com/coalesce-ml/coalesce/config"
@@ -109,16 +108,19 @@ func decodeInstances(b []byte, v span, m *backends.ModelVersion, lim *config.Lim
 			return err
 		}
 		t := &tensor.Tensor{Name: sp.Name, DType: sp.DType, Shape: shape}
-		f := &jsonFiller{b: b, t: t, lim: lim, b64: true, missing: sp.Missing}
+		f := &jsonFiller{b: b, t: t, field: "instances", rowed: true, sub: sp.Name, lim: lim, b64: true, missing: sp.Missing}
 		f.allocData(n, 2*leaves-1)
-		if f.dry {
+		switch {
+		case f.dry:
 			dry = append(dry, f)
-		} else if t.DType != tensor.Bytes {
+		case t.DType == tensor.Bytes:
+			t.Data = []byte{} // grows: a capacity per input would be the instances' each
+		default:
 			leaves -= n
 		}
 		e, ok := first, true
 		for i := 0; ok; i++ {
-			f.field = "instances[" + strconv.Itoa(i) + "]." + sp.Name
+			f.row = i
 			if b[e] != '{' {
 				return badRequest("instances[%d]: got %s; want an object like instances[0]", i, typeAt(b, e))
 			}
