@@ -86,8 +86,8 @@ func numberEnd(b []byte, i int) int {
 	for k < len(b) && isNumChar(b[k]) {
 		k++
 	}
-	if k == i || (k == i+1 && j == i+1) {
-		return -1 // nothing, or a lone sign
+	if k == i || (k == i+1 && j == i+1 && k < len(b)) {
+		return -1 // nothing, or a lone sign (fastjson took one that ends the body)
 	}
 	return k
 }
