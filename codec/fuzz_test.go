@@ -367,7 +367,10 @@ func FuzzCheckDepth(f *testing.F) {
 		f.Add([]byte(s), uint8(8))
 	}
 	f.Fuzz(func(t *testing.T, body []byte, limit uint8) {
-		err := checkDepth(body, int(limit))
+		var err error
+		if n := bytesAllocated(func() { err = checkDepth(body, int(limit)) }); n > 1<<10 {
+			t.Fatalf("checkDepth(%d bytes) allocated %d bytes; want only its error", len(body), n)
+		}
 		if err != nil {
 			var pe *Error
 			if !errors.As(err, &pe) || pe.Kind != BadRequest {
@@ -401,7 +404,9 @@ func FuzzFastPredict(f *testing.F) {
 	sp := backends.TensorSpec{Name: "x", DType: tensor.FP32, Shape: []int64{-1, 4}}
 	m := &backends.ModelVersion{Name: "m", Meta: &backends.Metadata{Inputs: []backends.TensorSpec{sp}}}
 	f.Fuzz(func(t *testing.T, body []byte) {
-		fast, ok := fastPredict(body, &sp, &lim)
+		var fast *tensor.Tensor
+		var ok bool
+		checkAllocated(t, body, bytesAllocated(func() { fast, ok = fastPredict(body, &sp, &lim) }))
 		if !ok {
 			return
 		}
@@ -432,7 +437,10 @@ func FuzzScanMatchesFastjson(f *testing.F) {
 		if checkDepth(body, 64) != nil {
 			return // fastjson has its own depth limit; ours runs first
 		}
-		err := validJSON(body)
+		var err error
+		if n := bytesAllocated(func() { err = validJSON(body) }); n > 1<<10 {
+			t.Fatalf("validJSON(%d bytes) allocated %d bytes; want only its error", len(body), n)
+		}
 		v, ferr := fastjson.ParseBytes(body)
 		if (err == nil) != (ferr == nil) {
 			t.Fatalf("validJSON(%q) = %v; fastjson: %v", body, err, ferr)
