@@ -37,18 +37,21 @@ func checkDepth(body []byte, max int) error {
 	return nil
 }
 
-// parseJSON checks body (depth, then syntax) and returns the index of its
-// top-level object. The checks cover the whole body before any field is
-// read, so that a body that is not JSON is reported as such whatever its
-// fields say.
+// parseJSON checks body (depth and syntax, in one pass when it is fine)
+// and returns the index of its top-level object. The checks cover the
+// whole body before any field is read, so that a body that is not JSON is
+// reported as such whatever its fields say.
 func parseJSON(body []byte, lim *config.Limits) (int, error) {
 	if len(body) == 0 {
 		return 0, badRequest("request body is empty; want a JSON object")
 	}
-	if err := checkDepth(body, lim.MaxJSONDepth); err != nil {
-		return 0, err
-	}
-	if err := validJSON(body); err != nil {
+	if err := validJSON(body, lim.MaxJSONDepth); err != nil {
+		// The depth error comes first, as a body too deep is reported so
+		// whatever else is wrong with it; checkDepth, a scan of brackets
+		// alone, fails wherever validJSON met too much nesting.
+		if err := checkDepth(body, lim.MaxJSONDepth); err != nil {
+			return 0, err
+		}
 		return 0, badRequest("request body is not valid JSON: %s", err)
 	}
 	i := skipSpace(body, 0)

@@ -135,10 +135,15 @@ func (e *syntaxError) Error() string {
 	return "at byte " + strconv.Itoa(e.off) + ": want " + e.want
 }
 
+// errTooDeep is validJSON's error for a body nested deeper than allowed;
+// parseJSON replaces it with checkDepth's message.
+var errTooDeep = &syntaxError{-1, "less nesting (limits.max_json_depth)"}
+
 // validJSON checks that b is one JSON value (the grammar above) with
-// nothing but whitespace around it. It keeps a stack of open containers,
-// so callers bound the depth first (checkDepth).
-func validJSON(b []byte) error {
+// nothing but whitespace around it, nested at most maxDepth deep (else
+// errTooDeep). It keeps a stack of open containers, maxDepth bytes at
+// most.
+func validJSON(b []byte, maxDepth int) error {
 	var stackArr [32]byte
 	stack := stackArr[:0] // '{' or '[' per open container
 	const (
@@ -156,6 +161,9 @@ func validJSON(b []byte) error {
 			}
 			switch c := b[i]; c {
 			case '{', '[':
+				if len(stack) >= maxDepth {
+					return errTooDeep
+				}
 				i = skipSpace(b, i+1)
 				if i < len(b) && b[i] == c+2 { // '}' is '{'+2, ']' is '['+2
 					i++
@@ -240,6 +248,9 @@ func validJSON(b []byte) error {
 	}
 }
 
+// structural marks the bytes skipValue stops at in a container.
+var structural = [256]bool{'"': true, '[': true, ']': true, '{': true, '}': true}
+
 // skipValue returns the index after the value at b[i] of a validated
 // body.
 func skipValue(b []byte, i int) int {
@@ -249,6 +260,12 @@ func skipValue(b []byte, i int) int {
 	case '{', '[':
 		depth := 0
 		for j := i; j < len(b); j++ {
+			for j < len(b) && !structural[b[j]] {
+				j++ // numbers, commas, literals, whitespace: the bulk
+			}
+			if j == len(b) {
+				break
+			}
 			switch b[j] {
 			case '"':
 				j = stringEnd(b, j) - 1
