@@ -13,8 +13,9 @@ import (
 )
 
 // checkDepth reports whether body nests JSON arrays and objects deeper
-// than max. It runs before parsing so that a hostile body costs one linear
-// scan, and skips the contents of strings.
+// than max, counting brackets outside strings: one linear scan, valid
+// JSON or not. parseJSON runs it when validJSON fails, so that a body too
+// deep is reported as such even when it is also malformed.
 func checkDepth(body []byte, max int) error {
 	depth := 0
 	for i := 0; i < len(body); i++ {
