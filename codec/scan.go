@@ -106,7 +106,20 @@ func foldEq(b []byte, w string) bool {
 // whose opening quote is b[i], or -1 when it is not closed. A backslash
 // escapes the byte after it.
 func stringEnd(b []byte, i int) int {
+	// Names, keys and datatypes end within a few bytes, where a plain
+	// loop beats a call to IndexByte.
 	j := i + 1
+	for ; j < len(b) && j <= i+32; j++ {
+		switch b[j] {
+		case '"':
+			return j + 1
+		case '\\':
+			j++
+		}
+	}
+	if j > len(b) {
+		return -1 // a backslash ended the body
+	}
 	for {
 		k := bytes.IndexByte(b[j:], '"')
 		if k < 0 {
