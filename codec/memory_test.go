@@ -135,6 +135,20 @@ var memCases = []memCase{
 		body, _ := repeatTo(size, `{"instances":[`+row64+`],"junk":{"k":[`, `"abcdefgh"`, ",", `]}}`)
 		return body, 256
 	}},
+	{name: "v2-many-inputs", codec: codec.V2, build: func(size int) (string, int) {
+		// Distinct unknown inputs, each a tensor of its own until the
+		// model's names are checked at the end.
+		var b strings.Builder
+		b.WriteString(`{"inputs":[`)
+		for i := 0; b.Len() < size-64; i++ {
+			if i > 0 {
+				b.WriteByte(',')
+			}
+			b.WriteString(`{"name":"i` + strconv.Itoa(i) + `","shape":[0],"datatype":"FP32","data":[]}`)
+		}
+		b.WriteString(`]}`)
+		return b.String(), 0
+	}},
 	{name: "v2-strings", codec: codec.V2, strs: true, ok: true, build: func(size int) (string, int) {
 		body, rows := repeatTo(size, `{"inputs":[{"name":"s","datatype":"BYTES","data":[`, `"`+strings.Repeat("s", 60)+`"`, ",", `]`)
 		return strings.TrimSuffix(body, "]") + `],"shape":[` + strconv.Itoa(rows) + `]}]}`, rows * 64
