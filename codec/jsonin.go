@@ -122,7 +122,7 @@ func boolValue(b []byte, i int) (v, ok bool) {
 // lies within the one above, that reads the body at most once per level
 // (limits.max_json_depth), and for rows of values little more than once.
 func inferShape(b []byte, i int) []int64 {
-	var shape []int64
+	shape := make([]int64, 0, 4) // one allocation for the usual ranks
 	for b[i] == '[' {
 		first, ok := firstElem(b, i)
 		if !ok {

@@ -124,17 +124,18 @@ func decodeV2Inputs(b []byte, iv int, bin []byte, m *backends.ModelVersion, lim 
 		return nil, badRequest("inputs: empty; want at least one input tensor")
 	}
 	for i := 0; ok; i++ {
-		field := "inputs[" + strconv.Itoa(i) + "]"
+		names := v2InputNames(i)
+		field := names.field
 		if b[e] != '{' {
 			return nil, badRequest("%s: got %s; want an object with name, shape, datatype and data", field, typeAt(b, e))
 		}
 		var at [5]span // v2InputKeys
 		end := lookup(b, e, v2InputKeys, at[:])
-		t, err := decodeV2Input(b, at, field, m, lim, byName)
+		t, err := decodeV2Input(b, at, names, m, lim, byName)
 		if err != nil {
 			return nil, err
 		}
-		if bin, err = fillV2Input(b, t, at, bin, field, m, lim); err != nil {
+		if bin, err = fillV2Input(b, t, at, bin, names, m, lim); err != nil {
 			return nil, err
 		}
 		byName[t.Name] = t
@@ -143,9 +144,30 @@ func decodeV2Inputs(b []byte, iv int, bin []byte, m *backends.ModelVersion, lim 
 	return bin, nil
 }
 
+// v2Names are the names of input i's fields in errors.
+type v2Names struct{ field, data, shape string }
+
+// v2FirstNames are those of the first inputs, which nearly every request
+// has: naming them costs no allocation on the request path.
+var v2FirstNames = [...]v2Names{
+	{"inputs[0]", "inputs[0].data", "inputs[0].shape"},
+	{"inputs[1]", "inputs[1].data", "inputs[1].shape"},
+	{"inputs[2]", "inputs[2].data", "inputs[2].shape"},
+	{"inputs[3]", "inputs[3].data", "inputs[3].shape"},
+}
+
+func v2InputNames(i int) v2Names {
+	if i < len(v2FirstNames) {
+		return v2FirstNames[i]
+	}
+	f := "inputs[" + strconv.Itoa(i) + "]"
+	return v2Names{f, f + ".data", f + ".shape"}
+}
+
 // decodeV2Input reads the name, datatype and shape of the input whose
 // fields are at, and returns its tensor without data.
-func decodeV2Input(b []byte, at [5]span, field string, m *backends.ModelVersion, lim *config.Limits, byName map[string]*tensor.Tensor) (*tensor.Tensor, error) {
+func decodeV2Input(b []byte, at [5]span, names v2Names, m *backends.ModelVersion, lim *config.Limits, byName map[string]*tensor.Tensor) (*tensor.Tensor, error) {
+	field := names.field
 	if err := stringField(b, at[0].start, field, "name"); err != nil {
 		return nil, err
 	}
@@ -184,7 +206,7 @@ func decodeV2Input(b []byte, at [5]span, field string, m *backends.ModelVersion,
 	if err != nil {
 		return nil, err
 	}
-	if _, err := checkElements(field+".shape", shape, lim); err != nil {
+	if _, err := checkElements(names.shape, shape, lim); err != nil {
 		return nil, err
 	}
 	return &tensor.Tensor{Name: name, DType: dt, Shape: shape}, nil
@@ -192,7 +214,8 @@ func decodeV2Input(b []byte, at [5]span, field string, m *backends.ModelVersion,
 
 // fillV2Input fills t from its binary data (taken from bin, whose rest it
 // returns) or its JSON data.
-func fillV2Input(b []byte, t *tensor.Tensor, at [5]span, bin []byte, field string, m *backends.ModelVersion, lim *config.Limits) ([]byte, error) {
+func fillV2Input(b []byte, t *tensor.Tensor, at [5]span, bin []byte, names v2Names, m *backends.ModelVersion, lim *config.Limits) ([]byte, error) {
+	field := names.field
 	idx := m.Meta.Input(t.Name)
 	missing := idx >= 0 && m.Meta.Inputs[idx].Missing
 	n := int(tensor.NumElements(t.Shape)) // checked by checkElements
@@ -236,7 +259,7 @@ func fillV2Input(b []byte, t *tensor.Tensor, at [5]span, bin []byte, field strin
 	if b[data.start] != '[' {
 		return nil, badRequest("%s.data: got %s; want an array of %d values", field, typeAt(b, data.start), n)
 	}
-	f := jsonFiller{b: b, t: t, field: field + ".data", lim: lim, missing: missing}
+	f := jsonFiller{b: b, t: t, field: names.data, lim: lim, missing: missing}
 	f.allocData(n, data.end-data.start)
 	if _, err := f.fillFlat(data.start); err != nil {
 		return nil, err
