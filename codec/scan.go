@@ -102,6 +102,9 @@ func foldEq(b []byte, w string) bool {
 	return true
 }
 
+// stringStop marks the bytes that end or escape within a string.
+var stringStop = [256]bool{'"': true, '\\': true}
+
 // stringEnd returns the index after the closing quote of the string
 // whose opening quote is b[i], or -1 when it is not closed. A backslash
 // escapes the byte after it.
@@ -110,12 +113,13 @@ func stringEnd(b []byte, i int) int {
 	// loop beats a call to IndexByte.
 	j := i + 1
 	for ; j < len(b) && j <= i+32; j++ {
-		switch b[j] {
-		case '"':
-			return j + 1
-		case '\\':
-			j++
+		if !stringStop[b[j]] {
+			continue
 		}
+		if b[j] == '"' {
+			return j + 1
+		}
+		j++ // a backslash: skip the byte it escapes
 	}
 	if j > len(b) {
 		return -1 // a backslash ended the body
