@@ -15,8 +15,6 @@ import (
 	"sync"
 	"time"
 
-	"github.com/valyala/fastjson"
-
 	"github.com/coalesce-ml/coalesce/backends"
 	"github.com/coalesce-ml/coalesce/config"
 	"github.com/coalesce-ml/coalesce/tensor"
@@ -92,7 +90,6 @@ type Request struct {
 	binaryAll   bool
 	raw         bool
 	columnar    bool // TF Serving: "inputs" (columnar) rather than "instances"
-	parser      fastjson.Parser
 	byName      map[string]*tensor.Tensor
 	inputsArray [4]*tensor.Tensor // backs Inputs for models of few inputs
 }
@@ -117,7 +114,7 @@ func AcquireRequest(m *backends.ModelVersion, lim *config.Limits) *Request {
 func ReleaseRequest(r *Request) {
 	clear(r.inputsArray[:])
 	clear(r.byName)
-	*r = Request{parser: r.parser, byName: r.byName, Outputs: r.Outputs[:0]}
+	*r = Request{byName: r.byName, Outputs: r.Outputs[:0]}
 	requestPool.Put(r)
 }
 

@@ -8,8 +8,11 @@ import (
 	"errors"
 	"fmt"
 	"math"
+	"runtime"
 	"strconv"
 	"testing"
+
+	"github.com/valyala/fastjson"
 
 	"github.com/coalesce-ml/coalesce/backends"
 	"github.com/coalesce-ml/coalesce/config"
@@ -50,6 +53,33 @@ func fuzzModel(f *testing.F) func(sel uint8) *backends.ModelVersion {
 		models[i] = m
 	}
 	return func(sel uint8) *backends.ModelVersion { return models[int(sel)%len(models)] }
+}
+
+// bytesAllocated returns the bytes the process allocated while f ran. A
+// fuzz worker is a process of its own that calls the fuzz function from
+// one goroutine, so the count is f's, give or take what the worker's
+// other goroutines allocate meanwhile (a few KiB at most: fuzzAllocSlack
+// covers it).
+func bytesAllocated(f func()) uint64 {
+	var before, after runtime.MemStats
+	runtime.ReadMemStats(&before)
+	f()
+	runtime.ReadMemStats(&after)
+	return after.TotalAlloc - before.TotalAlloc
+}
+
+// fuzzAllocSlack is what a decode may allocate beyond 8 bytes per byte of
+// body: the Request, the error message, small slices.
+const fuzzAllocSlack = 64 << 10
+
+// checkAllocated fails when one decode of body allocated more than 8×
+// the body plus fuzzAllocSlack: a tensor takes at most 4 bytes (FP64 from
+// "0,") per byte, its conversion to the model's datatype as much again.
+func checkAllocated(t *testing.T, body []byte, got uint64) {
+	t.Helper()
+	if limit := uint64(8*len(body) + fuzzAllocSlack); got > limit {
+		t.Fatalf("decoding %d bytes allocated %d bytes; want at most 8× the body + %d = %d", len(body), got, fuzzAllocSlack, limit)
+	}
 }
 
 // checkDecodeErr fails unless err is nil or a client error.
@@ -182,7 +212,9 @@ func FuzzDecodeV2(f *testing.F) {
 		if hdr != "" {
 			h = []byte(hdr)
 		}
-		req, err := decodeV2(body, h, m, &lim)
+		var req *Request
+		var err error
+		checkAllocated(t, body, bytesAllocated(func() { req, err = decodeV2(body, h, m, &lim) }))
 		checkDecodeErr(t, err)
 		if err != nil {
 			return
@@ -240,7 +272,9 @@ func FuzzDecodeTFS(f *testing.F) {
 	}
 	f.Fuzz(func(t *testing.T, body []byte, sel uint8) {
 		m := model(sel)
-		req, err := decodeTFS(body, m, &lim)
+		var req *Request
+		var err error
+		checkAllocated(t, body, bytesAllocated(func() { req, err = decodeTFS(body, m, &lim) }))
 		checkDecodeErr(t, err)
 		if err != nil {
 			return
@@ -285,7 +319,9 @@ func FuzzDecodePredict(f *testing.F) {
 	}
 	f.Fuzz(func(t *testing.T, body []byte, sel uint8) {
 		m := model(sel)
-		inputs, err := decodePredict(body, m, &lim)
+		var inputs []*tensor.Tensor
+		var err error
+		checkAllocated(t, body, bytesAllocated(func() { inputs, err = decodePredict(body, m, &lim) }))
 		checkDecodeErr(t, err)
 		if err != nil {
 			return
@@ -332,7 +368,8 @@ func FuzzCheckDepth(f *testing.F) {
 		f.Add([]byte(s), uint8(8))
 	}
 	f.Fuzz(func(t *testing.T, body []byte, limit uint8) {
-		err := checkDepth(body, int(limit))
+		var err error
+		checkAllocated(t, body, bytesAllocated(func() { err = checkDepth(body, int(limit)) }))
 		if err != nil {
 			var pe *Error
 			if !errors.As(err, &pe) || pe.Kind != BadRequest {
@@ -366,7 +403,9 @@ func FuzzFastPredict(f *testing.F) {
 	sp := backends.TensorSpec{Name: "x", DType: tensor.FP32, Shape: []int64{-1, 4}}
 	m := &backends.ModelVersion{Name: "m", Meta: &backends.Metadata{Inputs: []backends.TensorSpec{sp}}}
 	f.Fuzz(func(t *testing.T, body []byte) {
-		fast, ok := fastPredict(body, &sp, &lim)
+		var fast *tensor.Tensor
+		var ok bool
+		checkAllocated(t, body, bytesAllocated(func() { fast, ok = fastPredict(body, &sp, &lim) }))
 		if !ok {
 			return
 		}
@@ -377,6 +416,39 @@ func FuzzFastPredict(f *testing.F) {
 		g := general[0]
 		if fmt.Sprint(g.Shape) != fmt.Sprint(fast.Shape) || !bytes.Equal(g.Data, fast.Data) {
 			t.Fatalf("%q: fast %v %v; general %v %v", body, fast.Shape, fast.Float32s(), g.Shape, g.Float32s())
+		}
+	})
+}
+
+// FuzzScanMatchesFastjson checks the in-place reader against the fastjson
+// parser the decoders used before: the same bodies are JSON (validJSON),
+// and the strings read the same (appendUnescaped), so that no request
+// changed meaning when the tree went away.
+func FuzzScanMatchesFastjson(f *testing.F) {
+	for _, s := range []string{
+		`{"a":[1,-2.5e3,NaN,-inf,+Inf,nan,1.2.3,.5,-,--1]}`, `{"a":"\u00e9\ud83d\ude00\ud800\x\/\"","b":null}`,
+		`[true,false,null,nul,tru]`, ` {"a" : [ ] , "b" : { } } `, `{"a":1,}`, `[1,]`, `{"a"}`, `"\\"`, `[Infinity]`,
+		`{"a":[1,2]]`, "[\"\x00\xff\"]", `{"\u0061":1}`, `1 2`, ``, `[` + "\t\r\n" + `]`,
+	} {
+		f.Add([]byte(s))
+	}
+	f.Fuzz(func(t *testing.T, body []byte) {
+		if checkDepth(body, 64) != nil {
+			return // fastjson has its own depth limit; ours runs first
+		}
+		var err error
+		checkAllocated(t, body, bytesAllocated(func() { err = validJSON(body, 64) }))
+		v, ferr := fastjson.ParseBytes(body)
+		if (err == nil) != (ferr == nil) {
+			t.Fatalf("validJSON(%q) = %v; fastjson: %v", body, err, ferr)
+		}
+		if err != nil || v.Type() != fastjson.TypeString {
+			return
+		}
+		i := skipSpace(body, 0)
+		got := appendUnescaped(nil, rawString(body, i))
+		if want := v.GetStringBytes(); !bytes.Equal(got, want) {
+			t.Fatalf("%q: unescaped %q; fastjson %q", body, got, want)
 		}
 	})
 }

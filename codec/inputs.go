@@ -73,13 +73,23 @@ func checkInput(sp backends.TensorSpec, t *tensor.Tensor, field string, batch *i
 	return ct, nil
 }
 
+// maxListed is the most tensors of a model an error message lists: the
+// list comes from the model, but a model may have thousands of inputs.
+const maxListed = 16
+
+// inputList lists the inputs of a model (at most maxListed) for an error
+// message.
 func inputList(specs []backends.TensorSpec) string {
 	var b []byte
 	for i, sp := range specs {
 		if i > 0 {
 			b = append(b, ", "...)
 		}
-		b = fmt.Appendf(b, "%q %s %s", sp.Name, sp.DType, fmtShape(sp.Shape))
+		if i == maxListed {
+			b = fmt.Appendf(b, "… (%d inputs)", len(specs))
+			break
+		}
+		b = fmt.Appendf(b, "%q %s %s", Truncate(sp.Name), sp.DType, fmtShape(sp.Shape))
 	}
 	return string(b)
 }

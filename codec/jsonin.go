@@ -1,22 +1,21 @@
 package codec
 
 import (
+	"bytes"
 	"encoding/base64"
 	"encoding/binary"
 	"fmt"
 	"math"
 	"strconv"
-	"unsafe"
-
-	"github.com/valyala/fastjson"
 
 	"github.com/coalesce-ml/coalesce/config"
 	"github.com/coalesce-ml/coalesce/tensor"
 )
 
 // checkDepth reports whether body nests JSON arrays and objects deeper
-// than max. It runs before parsing so that a hostile body costs one linear
-// scan, and skips the contents of strings.
+// than max, counting brackets outside strings: one linear scan, valid
+// JSON or not. parseJSON runs it when validJSON fails, so that a body too
+// deep is reported as such even when it is also malformed.
 func checkDepth(body []byte, max int) error {
 	depth := 0
 	for i := 0; i < len(body); i++ {
@@ -39,276 +38,492 @@ func checkDepth(body []byte, max int) error {
 	return nil
 }
 
-// parseJSON parses body with p after the depth check. The returned value
-// is valid until p is reused.
-func parseJSON(p *fastjson.Parser, body []byte, lim *config.Limits) (*fastjson.Value, error) {
+// parseJSON checks body (depth and syntax, in one pass when it is fine)
+// and returns the index of its top-level object. The checks cover the
+// whole body before any field is read, so that a body that is not JSON is
+// reported as such whatever its fields say.
+func parseJSON(body []byte, lim *config.Limits) (int, error) {
 	if len(body) == 0 {
-		return nil, badRequest("request body is empty; want a JSON object")
+		return 0, badRequest("request body is empty; want a JSON object")
 	}
-	if err := checkDepth(body, lim.MaxJSONDepth); err != nil {
-		return nil, err
+	if err := validJSON(body, lim.MaxJSONDepth); err != nil {
+		// The depth error comes first, as a body too deep is reported so
+		// whatever else is wrong with it; checkDepth, a scan of brackets
+		// alone, fails wherever validJSON met too much nesting.
+		if err := checkDepth(body, lim.MaxJSONDepth); err != nil {
+			return 0, err
+		}
+		return 0, badRequest("request body is not valid JSON: %s", err)
 	}
-	v, err := p.ParseBytes(body)
-	if err != nil {
-		return nil, badRequest("request body is not valid JSON: %s", err)
+	i := skipSpace(body, 0)
+	if t := typeAt(body, i); t != typeObject {
+		return 0, badRequest("request body is a JSON %s; want a JSON object", t)
 	}
-	if v.Type() != fastjson.TypeObject {
-		return nil, badRequest("request body is a JSON %s; want a JSON object", v.Type())
-	}
-	return v, nil
+	return i, nil
 }
 
-// inferShape returns the shape of the nested JSON arrays v, following the
-// first element at each level (a scalar has shape []).
-func inferShape(v *fastjson.Value) []int64 {
-	var shape []int64
-	for v.Type() == fastjson.TypeArray {
-		a, _ := v.Array()
-		shape = append(shape, int64(len(a)))
-		if len(a) == 0 {
-			break
+// span is where a JSON value is in the body: b[start:end]; start is -1
+// for a value that is absent.
+type span struct{ start, end int }
+
+// lookup sets vals[k] to where the value of member keys[k] of the object
+// at b[obj] is, in one pass over the object, and returns the index after
+// the object. The first of repeated keys counts, as it did with fastjson.
+func lookup(b []byte, obj int, keys []string, vals []span) int {
+	for k := range vals {
+		vals[k] = span{-1, -1}
+	}
+	m, next, ok := firstMember(b, obj)
+	for ok {
+		end := skipValue(b, m.val)
+		for k, key := range keys {
+			if vals[k].start < 0 && keyIs(m.key, key) {
+				vals[k] = span{m.val, end}
+				break
+			}
 		}
-		v = a[0]
+		m, next, ok = nextMember(b, end)
+	}
+	return next
+}
+
+// stringValue returns the string at b[i] with its escapes decoded.
+func stringValue(b []byte, i int) string {
+	raw := rawString(b, i)
+	if bytes.IndexByte(raw, '\\') < 0 {
+		return string(raw)
+	}
+	return string(appendUnescaped(nil, raw))
+}
+
+// int64Value returns the integer at b[i], or false when it is not a JSON
+// integer that fits an int64.
+func int64Value(b []byte, i int) (int64, bool) {
+	if typeAt(b, i) != typeNumber {
+		return 0, false
+	}
+	return parseInt64(b[i:numberEnd(b, i)])
+}
+
+// boolValue returns the boolean at b[i], or false for ok when it is none.
+func boolValue(b []byte, i int) (v, ok bool) {
+	switch typeAt(b, i) {
+	case typeTrue:
+		return true, true
+	case typeFalse:
+		return false, true
+	}
+	return false, false
+}
+
+// inferShape returns the shape of the nested JSON arrays at b[i],
+// following the first element at each level (a scalar has shape []).
+// Each level's array is counted by skipping its elements; as every level
+// lies within the one above, that reads the body at most once per level
+// (limits.max_json_depth), and for rows of values little more than once.
+func inferShape(b []byte, i int) []int64 {
+	shape := make([]int64, 0, 4) // one allocation for the usual ranks
+	for b[i] == '[' {
+		first, ok := firstElem(b, i)
+		if !ok {
+			return append(shape, 0)
+		}
+		n, _ := countRest(b, skipValue(b, first))
+		shape = append(shape, int64(n+1))
+		i = first
 	}
 	return shape
 }
 
-// jsonFiller writes JSON leaves into a tensor, converting each to the
-// tensor's datatype and naming the field in errors. A numeric tensor's
-// Data is allocated up front and filled in place; a BYTES tensor's Data
-// starts empty and grows by one length-prefixed element per leaf, so its
-// size is bounded by the body's (limits.max_body_bytes) plus 4 bytes per
-// element (limits.max_tensor_elements).
+// maxLeaves is the most values JSON text of span bytes can hold: each
+// takes at least one byte and all but the last a comma.
+func maxLeaves(span int) int { return (span + 1) / 2 }
+
+// jsonFiller writes the JSON leaves of body b into a tensor, converting
+// each to the tensor's datatype and naming the field in errors.
+//
+// A numeric tensor's Data is allocated before filling (see allocData) and
+// filled in place; a BYTES tensor's Data starts empty and grows by one
+// length-prefixed element per leaf, so its size is bounded by the body's
+// (limits.max_body_bytes) plus 4 bytes per element
+// (limits.max_tensor_elements).
 type jsonFiller struct {
+	b     []byte
 	t     *tensor.Tensor
 	n     int // elements written
+	want  int // elements the tensor's shape holds
 	field string
+	// rowed: the values are those of input sub in row row of field (TF
+	// Serving's instances[row].sub); kept apart, and joined only for an
+	// error, so that a body of many small rows costs no string per row.
+	rowed bool
+	row   int
+	sub   string
 	lim   *config.Limits
 	b64   bool // BYTES leaves may be {"b64": "..."} (TF Serving's binary strings)
 	// missing: the input takes missing values (backends.TensorSpec.Missing):
 	// null is NaN and NaN is accepted whatever lim.AllowNonFinite says.
 	missing bool
-	num     []byte // the text of the number being converted (numText)
+	// dry: check the leaves but write nothing; t.Data is not allocated
+	// because the body cannot hold as many values as the shape declares,
+	// so the fill is bound to fail, and must fail with the error it
+	// would give with the data allocated (see allocData).
+	dry bool
 }
 
-// numText returns the text of v, a JSON number, in a buffer reused by the
-// next call.
-func (f *jsonFiller) numText(v *fastjson.Value) string {
-	f.num = v.MarshalTo(f.num[:0])
-	return unsafe.String(unsafe.SliceData(f.num), len(f.num))
+// where names the field being filled, for errors.
+func (f *jsonFiller) where() string {
+	if !f.rowed {
+		return f.field
+	}
+	return f.field + "[" + strconv.Itoa(f.row) + "]." + f.sub
 }
 
-// fillFlat writes every leaf of v, at any nesting, in row-major order
-// (KServe V2 allows nested or flat data whatever the shape).
-func (f *jsonFiller) fillFlat(v *fastjson.Value) error {
-	if v.Type() == fastjson.TypeArray {
-		a, _ := v.Array()
-		for _, e := range a {
-			if err := f.fillFlat(e); err != nil {
-				return err
-			}
-		}
-		return nil
+// allocData sets up f to fill t, of n elements, from JSON text of span
+// bytes: a numeric tensor's Data is allocated only if the text can hold
+// n values, else the fill runs dry. Allocation is thus at most 8 bytes
+// (FP64, INT64) per 2 bytes of body, whatever shape the client declares;
+// a BYTES tensor's at most 2 bytes per byte.
+func (f *jsonFiller) allocData(n, span int) {
+	f.want = n
+	sz := f.t.DType.Size()
+	switch {
+	case f.t.DType == tensor.Bytes:
+		// Strings take at most their text (escapes only shrink, base64
+		// decodes to 3/4) plus a 4-byte length each instead of at least
+		// 2 bytes of quotes: one buffer of that size is never regrown.
+		f.t.Data = make([]byte, 0, span+2*min(n, maxLeaves(span)))
+	case n > maxLeaves(span):
+		f.dry = true
+		f.t.Data = nil
+	default:
+		f.t.Data = tensor.Alloc(n * sz)
 	}
-	return f.put(v)
 }
 
-// fillShaped writes v, which must be nested arrays of exactly shape.
-func (f *jsonFiller) fillShaped(v *fastjson.Value, shape []int64, path []byte) error {
-	if len(shape) == 0 {
-		if v.Type() == fastjson.TypeArray {
-			return badRequest("%s%s: got an array; want a scalar (the value is deeper than the shape %v)", f.field, path, f.t.Shape)
-		}
-		return f.put(v)
-	}
-	if v.Type() != fastjson.TypeArray {
-		return badRequest("%s%s: got %s; want an array of %d values (shape %v)", f.field, path, v.Type(), shape[0], f.t.Shape)
-	}
-	a, _ := v.Array()
-	if int64(len(a)) != shape[0] {
-		return badRequest("%s%s: has %d elements; want %d (arrays must be rectangular, shape %v)", f.field, path, len(a), shape[0], f.t.Shape)
-	}
-	if len(shape) == 1 && f.t.DType == tensor.FP32 && f.n+len(a) <= f.t.Len() {
-		// The hot case, a row of FP32 features: convert in place; any
-		// element that is not a plain finite number goes through put,
-		// which names the problem exactly as the general path would.
-		// Null (a missing value) goes through put as well.
-		dst := f.t.Float32s()
-		for i, e := range a {
-			if e.Type() != fastjson.TypeNumber {
-				p := append(strconv.AppendInt(append(path, '['), int64(i), 10), ']')
-				if err := f.fillShaped(e, shape[1:], p); err != nil {
-					return err
-				}
-				continue
-			}
-			x, err := parseFloatText(f.numText(e), 32)
-			y := float32(x)
-			if err != nil || (!f.lim.AllowNonFinite && (x != x || isInf32(y))) {
-				if err := f.put(e); err != nil {
-					return err
-				}
-				continue
-			}
-			dst[f.n] = y
-			f.n++
-		}
-		return nil
-	}
-	if path == nil {
-		// One buffer for the whole walk, not one per element: siblings
-		// overwrite each other's suffix, and errors format it at once.
-		path = make([]byte, 0, 32)
-	}
-	for i, e := range a {
-		p := append(strconv.AppendInt(append(path, '['), int64(i), 10), ']')
-		if err := f.fillShaped(e, shape[1:], p); err != nil {
-			return err
-		}
+// done returns the error of a fill that ran dry without failing, which the
+// leaf bound makes impossible; it is there so that a tensor without data
+// can never escape.
+func (f *jsonFiller) done() error {
+	if f.dry {
+		return badRequest("%s: has fewer values than its shape %v holds", f.where(), f.t.Shape)
 	}
 	return nil
 }
 
-func (f *jsonFiller) put(v *fastjson.Value) error {
-	i := f.n
-	if i >= f.t.Len() {
-		return badRequest("%s: has more than the %d values its shape %v holds", f.field, f.t.Len(), f.t.Shape)
+// fastFP32 converts the plain JSON number at b[i] to float32, or reports
+// false for anything the general path must judge (non-finite values,
+// NaN tokens, malformed numbers such as 1.2.3). It leaves f.n alone.
+func (f *jsonFiller) fastFP32(i int) (float32, int, bool) {
+	b := f.b
+	if c := b[i]; c != '-' && c-'0' > 9 {
+		return 0, 0, false
+	}
+	y, j := shortFloat32(b, i)
+	if j < 0 {
+		if y, j = scanFloat32(b, i); j < 0 {
+			return 0, 0, false
+		}
+	}
+	if (j < len(b) && isNumChar(b[j])) || (!f.lim.AllowNonFinite && isInf32(y)) {
+		return 0, 0, false
+	}
+	return y, j, true
+}
+
+// fillFlat writes every leaf of the value at b[i], at any nesting, in
+// row-major order (KServe V2 allows nested or flat data whatever the
+// shape), and returns the index after the value.
+func (f *jsonFiller) fillFlat(i int) (int, error) {
+	b := f.b
+	if b[i] != '[' {
+		return f.put(i)
+	}
+	var dst []float32
+	if f.t.DType == tensor.FP32 && !f.dry {
+		dst = f.t.Float32s()
+	}
+	e, ok := firstElem(b, i)
+	for ok {
+		var end int
+		if y, j, fast := f.fastFP32(e); fast && dst != nil && f.n < f.want {
+			dst[f.n] = y
+			f.n++
+			end = j
+		} else {
+			var err error
+			if end, err = f.fillFlat(e); err != nil {
+				return 0, err
+			}
+		}
+		e, ok = nextElem(b, end)
+	}
+	return e, nil
+}
+
+// elemPath appends [k] to path, the position of an element for errors.
+func elemPath(path []byte, k int) []byte {
+	return append(strconv.AppendInt(append(path, '['), int64(k), 10), ']')
+}
+
+// fillShaped writes the value at b[i], which must be nested arrays of
+// exactly shape, and returns the index after it. Errors come out as a
+// walk of the whole tree would give them, checking each array's length
+// before its elements: when an element fails, the array's own length is
+// checked first (reading the rest of it), and a wrong length wins.
+func (f *jsonFiller) fillShaped(i int, shape []int64, path []byte) (int, error) {
+	b := f.b
+	if len(shape) == 0 {
+		if b[i] == '[' {
+			return 0, badRequest("%s%s: got an array; want a scalar (the value is deeper than the shape %v)", f.where(), path, f.t.Shape)
+		}
+		return f.put(i)
+	}
+	if b[i] != '[' {
+		return 0, badRequest("%s%s: got %s; want an array of %d values (shape %v)", f.where(), path, typeAt(b, i), shape[0], f.t.Shape)
+	}
+	var dst []float32 // the hot case, a row of FP32 features: converted in place
+	if len(shape) == 1 && f.t.DType == tensor.FP32 && !f.dry {
+		dst = f.t.Float32s()
+	}
+	if path == nil && len(shape) > 1 {
+		// One buffer for the whole walk, not one per element: siblings
+		// overwrite each other's suffix, and errors format it at once.
+		path = make([]byte, 0, 32)
+	}
+	k := 0
+	e, ok := firstElem(b, i)
+	for ok {
+		if int64(k) == shape[0] {
+			rest, _ := countRest(b, skipValue(b, e))
+			return 0, f.lengthError(path, k+1+rest, shape)
+		}
+		var end int
+		if y, j, fast := f.fastFP32(e); fast && dst != nil {
+			dst[f.n] = y
+			f.n++
+			end = j
+		} else {
+			var err error
+			if end, err = f.fillShaped(e, shape[1:], elemPath(path, k)); err != nil {
+				if rest, _ := countRest(b, end0(b, e, end)); int64(k+1+rest) != shape[0] {
+					return 0, f.lengthError(path, k+1+rest, shape)
+				}
+				return 0, err
+			}
+		}
+		k++
+		e, ok = nextElem(b, end)
+	}
+	if int64(k) != shape[0] {
+		return 0, f.lengthError(path, k, shape)
+	}
+	return e, nil
+}
+
+// end0 returns end, the index after the element at b[e], or finds it when
+// a failed fill did not say (end 0).
+func end0(b []byte, e, end int) int {
+	if end > e {
+		return end
+	}
+	return skipValue(b, e)
+}
+
+func (f *jsonFiller) lengthError(path []byte, got int, shape []int64) error {
+	return badRequest("%s%s: has %d elements; want %d (arrays must be rectangular, shape %v)", f.where(), path, got, shape[0], f.t.Shape)
+}
+
+// put writes the leaf at b[i] as element f.n and returns the index after
+// it.
+func (f *jsonFiller) put(i int) (int, error) {
+	b := f.b
+	idx := f.n
+	if idx >= f.want {
+		return 0, badRequest("%s: has more than the %d values its shape %v holds", f.where(), f.want, f.t.Shape)
 	}
 	dt := f.t.DType
 	if dt == tensor.Bytes {
-		return f.putString(v)
+		return f.putString(i)
 	}
-	switch v.Type() {
-	case fastjson.TypeNumber:
-	case fastjson.TypeNull:
+	typ := typeAt(b, i)
+	switch typ {
+	case typeNumber:
+	case typeNull:
 		if !f.missing || !dt.IsFloat() {
-			return badRequest("%s: element %d is null; want a number for datatype %s (null, a missing value, is accepted only by models that take missing values, such as tree ensembles)", f.field, i, dt)
+			return 0, badRequest("%s: element %d is null; want a number for datatype %s (null, a missing value, is accepted only by models that take missing values, such as tree ensembles)", f.where(), idx, dt)
 		}
-		f.t.SetFloat64(i, math.NaN())
+		if !f.dry {
+			f.t.SetFloat64(idx, math.NaN())
+		}
 		f.n++
-		return nil
-	case fastjson.TypeTrue, fastjson.TypeFalse:
+		return i + 4, nil
+	case typeTrue, typeFalse:
 		if dt != tensor.Bool {
-			return badRequest("%s: element %d is a boolean; want a number for datatype %s", f.field, i, dt)
+			return 0, badRequest("%s: element %d is a boolean; want a number for datatype %s", f.where(), idx, dt)
 		}
-		if v.Type() == fastjson.TypeTrue {
-			f.t.Data[i] = 1
+		end := i + 5
+		if typ == typeTrue {
+			end = i + 4
+			if !f.dry {
+				f.t.Data[idx] = 1
+			}
 		}
 		f.n++
-		return nil
+		return end, nil
 	default:
-		return badRequest("%s: element %d is %s; want a number for datatype %s", f.field, i, v.Type(), dt)
+		return 0, badRequest("%s: element %d is %s; want a number for datatype %s", f.where(), idx, typ, dt)
 	}
+	end := numberEnd(b, i)
+	text := b[i:end]
 	switch dt {
 	case tensor.FP32, tensor.FP64, tensor.FP16, tensor.BF16:
 		bits := 64
 		if dt == tensor.FP32 {
 			bits = 32
 		}
-		text := f.numText(v)
-		x, err := parseFloatText(text, bits)
+		x, err := parseFloatText(bytesString(text), bits)
 		if err != nil {
-			return badRequest("%s: element %d is not a number (%s); want a number for datatype %s", f.field, i, text, dt)
+			return 0, badRequest("%s: element %d is not a number (%s); want a number for datatype %s", f.where(), idx, TruncateBytes(text), dt)
 		}
 		if !f.lim.AllowNonFinite && ((math.IsNaN(x) && !f.missing) || math.IsInf(x, 0)) {
-			if x64, err := parseFloatText(text, 64); err == nil && !math.IsInf(x64, 0) && !math.IsNaN(x64) {
-				return badRequest("%s: element %d is %v, which overflows %s to %v; want a finite number in range (limits.allow_non_finite)", f.field, i, x64, dt, x)
+			if x64, err := parseFloatText(bytesString(text), 64); err == nil && !math.IsInf(x64, 0) && !math.IsNaN(x64) {
+				return 0, badRequest("%s: element %d is %v, which overflows %s to %v; want a finite number in range (limits.allow_non_finite)", f.where(), idx, x64, dt, x)
 			}
-			return badRequest("%s: element %d is %v; want a finite number (NaN and Inf are rejected: limits.allow_non_finite)", f.field, i, x)
+			return 0, badRequest("%s: element %d is %v; want a finite number (NaN and Inf are rejected: limits.allow_non_finite)", f.where(), idx, x)
+		}
+		if f.dry {
+			// A finite float64 such as 1e39 rounds to ±Inf in a narrower
+			// type: the same check as below, without the tensor.
+			if y := narrow(x, dt); !f.lim.AllowNonFinite && math.IsInf(y, 0) {
+				return 0, badRequest("%s: element %d is %v, which overflows %s to %v; want a finite number in range (limits.allow_non_finite)", f.where(), idx, x, dt, y)
+			}
+			break
 		}
 		if dt == tensor.FP32 {
-			f.t.Float32s()[i] = float32(x)
+			f.t.Float32s()[idx] = float32(x)
 		} else {
-			f.t.SetFloat64(i, x)
+			f.t.SetFloat64(idx, x)
 		}
 		// A finite float64 such as 1e39 rounds to ±Inf in a narrower type.
-		if y := f.t.Float64At(i); !f.lim.AllowNonFinite && math.IsInf(y, 0) {
-			return badRequest("%s: element %d is %v, which overflows %s to %v; want a finite number in range (limits.allow_non_finite)", f.field, i, x, dt, y)
+		if y := f.t.Float64At(idx); !f.lim.AllowNonFinite && math.IsInf(y, 0) {
+			return 0, badRequest("%s: element %d is %v, which overflows %s to %v; want a finite number in range (limits.allow_non_finite)", f.where(), idx, x, dt, y)
 		}
 	case tensor.Bool:
-		x, err := v.Int64()
-		if err != nil || (x != 0 && x != 1) {
-			return badRequest("%s: element %d is %s; want true, false, 0 or 1 for datatype BOOL", f.field, i, v)
+		x, ok := parseInt64(text)
+		if !ok || (x != 0 && x != 1) {
+			return 0, badRequest("%s: element %d is %s; want true, false, 0 or 1 for datatype BOOL", f.where(), idx, TruncateBytes(text))
 		}
-		f.t.Data[i] = byte(x)
+		if !f.dry {
+			f.t.Data[idx] = byte(x)
+		}
 	case tensor.Uint64:
-		x, err := v.Uint64()
-		if err != nil {
-			return badRequest("%s: element %d is %s; want an integer in [0, 2^64) for datatype UINT64", f.field, i, v)
+		x, ok := parseUint64(text)
+		if !ok {
+			return 0, badRequest("%s: element %d is %s; want an integer in [0, 2^64) for datatype UINT64", f.where(), idx, TruncateBytes(text))
 		}
-		f.t.SetInt64(i, int64(x))
+		if !f.dry {
+			f.t.SetInt64(idx, int64(x))
+		}
 	default:
-		x, err := v.Int64()
+		x, ok := parseInt64(text)
 		lo, hi := intRange(dt)
-		if err != nil || x < lo || x > hi {
-			return badRequest("%s: element %d is %s; want an integer in [%d, %d] for datatype %s", f.field, i, v, lo, hi, dt)
+		if !ok || x < lo || x > hi {
+			return 0, badRequest("%s: element %d is %s; want an integer in [%d, %d] for datatype %s", f.where(), idx, TruncateBytes(text), lo, hi, dt)
 		}
-		f.t.SetInt64(i, x)
+		if !f.dry {
+			f.t.SetInt64(idx, x)
+		}
 	}
 	f.n++
-	return nil
+	return end, nil
 }
 
-// putString appends leaf v, a JSON string (or, with f.b64, a {"b64": ...}
-// object), as the next element of a BYTES tensor.
-func (f *jsonFiller) putString(v *fastjson.Value) error {
-	i := f.n
-	switch v.Type() {
-	case fastjson.TypeString:
-		sb, _ := v.StringBytes()
-		f.t.Data = tensor.AppendString(f.t.Data, sb)
-	case fastjson.TypeObject:
-		enc := b64Value(v)
-		if !f.b64 || enc == nil {
-			return f.notString(v)
+// narrow returns x rounded to float datatype dt, as the tensor would
+// store it.
+func narrow(x float64, dt tensor.DataType) float64 {
+	var one [8]byte
+	t := tensor.Tensor{DType: dt, Shape: []int64{1}, Data: one[:dt.Size()]}
+	t.SetFloat64(0, x)
+	return t.Float64At(0)
+}
+
+// putString appends the leaf at b[i], a JSON string (or, with f.b64, a
+// {"b64": ...} object), as the next element of a BYTES tensor, and
+// returns the index after it.
+func (f *jsonFiller) putString(i int) (int, error) {
+	b := f.b
+	idx := f.n
+	switch typeAt(b, i) {
+	case typeString:
+		raw := rawString(b, i)
+		f.t.Data = appendJSONString(f.t.Data, raw)
+		f.n++
+		return i + len(raw) + 2, nil
+	case typeObject:
+		enc, ok := b64Value(b, i)
+		if !f.b64 || !ok {
+			return 0, f.notString(i)
 		}
 		// Decode in place after a length placeholder: no buffer per element.
 		start := len(f.t.Data)
 		data := append(f.t.Data, 0, 0, 0, 0)
+		if bytes.IndexByte(enc, '\\') >= 0 {
+			enc = appendUnescaped(nil, enc) // JSON may write / as \/; rare
+		}
 		out, err := base64.StdEncoding.AppendDecode(data, enc)
 		if err != nil {
 			out, err = base64.RawStdEncoding.AppendDecode(data, enc)
 		}
 		if err != nil {
-			return badRequest("%s: element %d: b64 is not base64 (%s); want {\"b64\": \"standard base64\"}", f.field, i, err)
+			return 0, badRequest("%s: element %d: b64 is not base64 (%s); want {\"b64\": \"standard base64\"}", f.where(), idx, err)
 		}
 		binary.LittleEndian.PutUint32(out[start:], uint32(len(out)-start-4))
 		f.t.Data = out
-	default:
-		return f.notString(v)
+		f.n++
+		return skipValue(b, i), nil
 	}
-	f.n++
-	return nil
+	return 0, f.notString(i)
 }
 
-// notString is the error for a leaf v of a BYTES tensor that is not a
-// string.
-func (f *jsonFiller) notString(v *fastjson.Value) error {
+// appendJSONString appends the string whose raw bytes (between the
+// quotes) are raw to BYTES data, length first.
+func appendJSONString(data, raw []byte) []byte {
+	if bytes.IndexByte(raw, '\\') < 0 {
+		return tensor.AppendString(data, raw)
+	}
+	start := len(data)
+	data = appendUnescaped(append(data, 0, 0, 0, 0), raw)
+	binary.LittleEndian.PutUint32(data[start:], uint32(len(data)-start-4))
+	return data
+}
+
+// notString is the error for the leaf at b[i] of a BYTES tensor that is
+// not a string.
+func (f *jsonFiller) notString(i int) error {
+	typ := typeAt(f.b, i)
 	if f.b64 {
-		return badRequest("%s: element %d is %s; want a string for datatype BYTES (or {\"b64\": \"...\"} for binary data)", f.field, f.n, v.Type())
+		return badRequest("%s: element %d is %s; want a string for datatype BYTES (or {\"b64\": \"...\"} for binary data)", f.where(), f.n, typ)
 	}
-	return badRequest("%s: element %d is %s; want a string for datatype BYTES", f.field, f.n, v.Type())
+	return badRequest("%s: element %d is %s; want a string for datatype BYTES", f.where(), f.n, typ)
 }
 
-// b64Value returns the encoded bytes of v when v is TF Serving's binary
-// string form {"b64": "..."} (exactly that one key), else nil.
-func b64Value(v *fastjson.Value) []byte {
-	o, err := v.Object()
-	if err != nil || o.Len() != 1 {
-		return nil
+// b64Value returns the encoded bytes (escapes not decoded) of the value
+// at b[i] when it is TF Serving's binary string form {"b64": "..."}
+// (exactly that one key).
+func b64Value(b []byte, i int) ([]byte, bool) {
+	if b[i] != '{' {
+		return nil, false
 	}
-	bv := o.Get("b64")
-	if bv == nil {
-		return nil
+	m, _, ok := firstMember(b, i)
+	if !ok || !keyIs(m.key, "b64") || b[m.val] != '"' {
+		return nil, false
 	}
-	sb, err := bv.StringBytes()
-	if err != nil {
-		return nil
+	raw := rawString(b, m.val)
+	if _, _, more := nextMember(b, m.val+len(raw)+2); more {
+		return nil, false
 	}
-	if sb == nil {
-		return []byte{}
-	}
-	return sb
+	return raw, true
 }
 
 func intRange(dt tensor.DataType) (int64, int64) {
@@ -396,4 +611,16 @@ func checkElements(field string, shape []int64, lim *config.Limits) (int, error)
 	return int(n), nil
 }
 
-func fmtShape(shape []int64) string { return string(AppendShape(nil, shape)) }
+// maxEchoDims is the most dimensions of a shape an error message writes.
+const maxEchoDims = 16
+
+// fmtShape writes shape for an error message, as a JSON array of at most
+// maxEchoDims dimensions (then "…"): shapes inferred from a client's
+// nested arrays are as deep as limits.max_json_depth allows.
+func fmtShape(shape []int64) string {
+	if len(shape) <= maxEchoDims {
+		return string(AppendShape(nil, shape))
+	}
+	b := AppendShape(nil, shape[:maxEchoDims])
+	return string(append(b[:len(b)-1], ",…]"...))
+}

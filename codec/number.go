@@ -10,12 +10,12 @@ import (
 // JSON numbers become tensor elements correctly rounded: the decimal text
 // goes straight to the nearest value of the tensor's datatype (FP32 or
 // FP64; FP16 and BF16 from the nearest FP64), as strconv.ParseFloat does
-// and as numpy and Python's json do. fastjson's own Float64 is not
-// correctly rounded for long mantissas and exponents (it multiplies by
-// inexact powers of ten: "8.59848405679289e2" comes out 1 ulp low), so
-// the decoders read a number's text and convert it here.
+// and as numpy and Python's json do (fastjson's Float64, which the
+// decoders once used, is not: it multiplies by inexact powers of ten, and
+// "8.59848405679289e2" comes out 1 ulp low). The decoders convert a
+// number's text here.
 
-// parseFloatText converts s, a number as fastjson delimited it, to the
+// parseFloatText converts s, a number token (scan.go's numberEnd), to the
 // nearest value with bits (32 or 64) of precision. A value out of range is
 // ±Inf (and an underflow ±0 or a subnormal) with no error, so that the
 // caller's checks of non-finite values apply to it; err is for text that

@@ -6,7 +6,6 @@ import (
 
 	"github.com/coalesce-ml/coalesce/backends"
 	"github.com/coalesce-ml/coalesce/tensor"
-	"github.com/valyala/fastjson"
 )
 
 // predictInput returns the index of the model input that features fill.
@@ -41,15 +40,20 @@ func (predictCodec) Decode(r *Request, body []byte, _ Header) error {
 	return decodePredictJSON(r, body)
 }
 
-// decodePredictJSON is Decode's general path: any body, through a parsed
-// JSON tree, with precise errors.
+// predictKeys are the members of a /predict body that Decode reads.
+var predictKeys = []string{"features"}
+
+// decodePredictJSON is Decode's general path: any body, read in place
+// (scan.go), with precise errors.
 func decodePredictJSON(r *Request, body []byte) error {
 	m, lim := r.Model, r.Limits
-	v, err := parseJSON(&r.parser, body, lim)
+	obj, err := parseJSON(body, lim)
 	if err != nil {
 		return err
 	}
-	fv := v.Get("features")
+	var at [1]span // predictKeys
+	lookup(body, obj, predictKeys, at[:])
+	fv := at[0]
 	idx, err := predictInput(m)
 	if err != nil {
 		return err
@@ -59,13 +63,14 @@ func decodePredictJSON(r *Request, body []byte) error {
 	if sp.DType == tensor.Bytes {
 		values = "strings"
 	}
-	if fv == nil {
+	if fv.start < 0 {
 		return badRequest("features: missing; want {\"features\": [%s]} for one row or [[%s], ...] for several", values, values)
 	}
-	if fv.Type() != fastjson.TypeArray {
-		return badRequest("features: got %s; want an array of %s (one row) or of rows", fv.Type(), values)
+	if body[fv.start] != '[' {
+		return badRequest("features: got %s; want an array of %s (one row) or of rows", typeAt(body, fv.start), values)
 	}
-	shape := inferShape(fv)
+	dataShape := inferShape(body, fv.start)
+	shape := dataShape
 	switch {
 	case len(shape) == len(sp.Shape)-1: // one row
 		shape = append([]int64{1}, shape...)
@@ -81,13 +86,17 @@ func decodePredictJSON(r *Request, body []byte) error {
 	if err != nil {
 		return err
 	}
-	t := &tensor.Tensor{Name: sp.Name, DType: sp.DType, Shape: shape, Data: tensor.Alloc(n * sp.DType.Size())}
-	f := jsonFiller{t: t, field: "features", lim: lim, missing: sp.Missing}
+	t := &tensor.Tensor{Name: sp.Name, DType: sp.DType, Shape: shape}
+	f := jsonFiller{b: body, t: t, field: "features", lim: lim, missing: sp.Missing}
+	f.allocData(n, fv.end-fv.start)
 	fillShape := shape
-	if len(inferShape(fv)) < len(shape) {
+	if len(dataShape) < len(shape) {
 		fillShape = shape[1:]
 	}
-	if err := f.fillShaped(fv, fillShape, nil); err != nil {
+	if _, err := f.fillShaped(fv.start, fillShape, nil); err != nil {
+		return err
+	}
+	if err := f.done(); err != nil {
 		return err
 	}
 	return r.setOne(t, "features")

@@ -1,6 +1,8 @@
 package codec
 
 import (
+	"bytes"
+
 	"github.com/coalesce-ml/coalesce/backends"
 	"github.com/coalesce-ml/coalesce/config"
 	"github.com/coalesce-ml/coalesce/tensor"
@@ -38,14 +40,26 @@ func fastPredict(body []byte, sp *backends.TensorSpec, lim *config.Limits) (*ten
 		return nil, false
 	}
 	nested := i < len(body) && body[i] == '['
-	var row [64]float32 // a row of up to 64 features parses without allocating
-	data := row[:0]
-	rows := 0
+	// The tensor is allocated once, at its final size: a body the fast
+	// path takes has no strings but its key, so its rows are its '['
+	// bytes but the outer one. A row of f values takes at least 2f bytes
+	// ("0," each), so a count beyond that cannot be taken, and what is
+	// allocated for a body that fails below is at most 2 bytes per byte.
+	rows := 1
+	if nested {
+		rows = bytes.Count(body[i:], []byte{'['})
+	}
+	if rows*f > lim.MaxTensorElements || rows*2*f > len(body) {
+		return nil, false
+	}
+	t := tensor.New(sp.Name, tensor.FP32, []int64{int64(rows), int64(f)})
+	data := t.Float32s()
+	n, row := 0, 0
 	for {
 		if nested && !eat('[') {
 			return nil, false
 		}
-		if (rows+1)*f > lim.MaxTensorElements {
+		if row == rows {
 			return nil, false
 		}
 		for k := 0; k < f; k++ {
@@ -55,7 +69,8 @@ func fastPredict(body []byte, sp *backends.TensorSpec, lim *config.Limits) (*ten
 					return nil, false
 				}
 			}
-			data = append(data, y)
+			data[n] = y
+			n++
 			i = skipSpace(body, j)
 			if k < f-1 && !eat(',') {
 				return nil, false
@@ -64,16 +79,14 @@ func fastPredict(body []byte, sp *backends.TensorSpec, lim *config.Limits) (*ten
 		if !eat(']') {
 			return nil, false
 		}
-		rows++
+		row++
 		if !nested || !eat(',') {
 			break
 		}
 	}
-	if (nested && !eat(']')) || !eat('}') || i != len(body) {
+	if row != rows || (nested && !eat(']')) || !eat('}') || i != len(body) {
 		return nil, false
 	}
-	t := tensor.New(sp.Name, tensor.FP32, []int64{int64(rows), int64(f)})
-	copy(t.Float32s(), data)
 	return t, true
 }
 

@@ -1,13 +1,11 @@
 package codec
 
 import (
-	"slices"
-	"strconv"
+	"bytes"
 
 	"github.com/coalesce-ml/coalesce/backends"
 	"github.com/coalesce-ml/coalesce/config"
 	"github.com/coalesce-ml/coalesce/tensor"
-	"github.com/valyala/fastjson"
 )
 
 // TensorFlow Serving REST's predict API (reference/protocols.md §2): a
@@ -17,36 +15,41 @@ type tfsCodec struct{}
 
 func (tfsCodec) Protocol() string { return ProtoTFS }
 
+// tfsKeys are the members of a predict body that Decode reads.
+var tfsKeys = []string{"signature_name", "instances", "inputs"}
+
 // Decode decodes a TF Serving predict body.
 func (tfsCodec) Decode(r *Request, body []byte, _ Header) error {
 	m, lim := r.Model, r.Limits
-	v, err := parseJSON(&r.parser, body, lim)
+	obj, err := parseJSON(body, lim)
 	if err != nil {
 		return err
 	}
-	if sv := v.Get("signature_name"); sv != nil {
-		sig, err := sv.StringBytes()
-		if err != nil {
-			return badRequest("signature_name: got %s; want a string", sv.Type())
+	b := body
+	var at [3]span // tfsKeys
+	lookup(b, obj, tfsKeys, at[:])
+	if sv := at[0].start; sv >= 0 {
+		if b[sv] != '"' {
+			return badRequest("signature_name: got %s; want a string", typeAt(b, sv))
 		}
-		if len(sig) > 0 && string(sig) != "serving_default" {
-			return badRequest("signature_name: %q is not a signature of model %s; want \"serving_default\"", TruncateBytes(sig), m.Name)
+		if sig := rawString(b, sv); len(sig) > 0 && !keyIs(sig, "serving_default") {
+			return badRequest("signature_name: %q is not a signature of model %s; want \"serving_default\"", echoString(sig), m.Name)
 		}
 	}
-	inst, cols := v.Get("instances"), v.Get("inputs")
+	inst, cols := at[1], at[2]
 	switch {
-	case inst != nil && cols != nil:
+	case inst.start >= 0 && cols.start >= 0:
 		return badRequest("request has both instances and inputs; want exactly one of them")
-	case inst == nil && cols == nil:
+	case inst.start < 0 && cols.start < 0:
 		return badRequest("request has neither instances nor inputs; want {\"instances\": [...]} (row format) or {\"inputs\": ...} (columnar format)")
 	}
-	r.columnar = cols != nil
+	r.columnar = cols.start >= 0
 	field := "instances"
-	if inst != nil {
-		err = decodeInstances(inst, m, lim, r.byName)
+	if inst.start >= 0 {
+		err = decodeInstances(b, inst, m, lim, r.byName)
 	} else {
 		field = "inputs"
-		err = decodeColumns(cols, m, lim, r.byName)
+		err = decodeColumns(b, cols, m, lim, r.byName)
 	}
 	if err != nil {
 		return err
@@ -54,137 +57,204 @@ func (tfsCodec) Decode(r *Request, body []byte, _ Header) error {
 	return r.setInputs(r.byName, field)
 }
 
-// decodeInstances decodes the row format: a list of values for a
-// single-input model, or a list of {input: value} objects.
-func decodeInstances(v *fastjson.Value, m *backends.ModelVersion, lim *config.Limits, byName map[string]*tensor.Tensor) error {
-	arr, err := v.Array()
-	if err != nil {
-		return badRequest("instances: got %s; want an array with one element per row", v.Type())
+// echoString returns the string whose raw bytes are raw, escapes
+// decoded, truncated for an error message.
+func echoString(raw []byte) string {
+	return TruncateBytes(appendUnescaped(nil, raw[:min(len(raw), 2*maxEcho)]))
+}
+
+// decodeInstances decodes the row format at b[v.start:v.end]: a list of
+// values for a single-input model, or a list of {input: value} objects.
+// The objects are read once per input, which keeps the errors in the
+// order of the model's inputs.
+func decodeInstances(b []byte, v span, m *backends.ModelVersion, lim *config.Limits, byName map[string]*tensor.Tensor) error {
+	if b[v.start] != '[' {
+		return badRequest("instances: got %s; want an array with one element per row", typeAt(b, v.start))
 	}
-	if len(arr) == 0 {
+	first, ok := firstElem(b, v.start)
+	if !ok {
 		return badRequest("instances: empty; want at least one row")
 	}
-	if arr[0].Type() != fastjson.TypeObject || b64Value(arr[0]) != nil {
+	if _, isB64 := b64Value(b, first); b[first] != '{' || isB64 {
 		if len(m.Meta.Inputs) != 1 {
 			return badRequest("instances: rows are plain values but model %s has %d inputs; want rows of {\"input name\": value}", m.Name, len(m.Meta.Inputs))
 		}
 		sp := m.Meta.Inputs[0]
-		t, err := tensorFromJSON("instances", v, sp.Name, sp.DType, lim, sp.Missing)
+		t, err := tensorFromJSON("instances", b, v, sp.Name, sp.DType, lim, sp.Missing)
 		if err != nil {
 			return err
 		}
 		byName[sp.Name] = t
 		return nil
 	}
+	rest, _ := countRest(b, skipValue(b, first))
+	rows := rest + 1
+	// The inputs' values are disjoint parts of the instances, so all of
+	// them together hold at most maxLeaves of its bytes: a tensor that
+	// would exceed what is left runs dry (jsonFiller.allocData).
+	leaves := maxLeaves(v.end - v.start)
+	var dry []*jsonFiller
 	for _, sp := range m.Meta.Inputs {
-		first := arr[0].Get(sp.Name)
-		if first == nil {
+		key := []string{sp.Name}
+		var at [1]span
+		lookup(b, first, key, at[:])
+		if at[0].start < 0 {
 			return badRequest("instances[0]: input %q is missing; want %s", sp.Name, inputList(m.Meta.Inputs))
 		}
-		rowShape := inferShape(first)
-		shape := append([]int64{int64(len(arr))}, rowShape...)
+		rowShape := inferShape(b, at[0].start)
+		shape := append([]int64{int64(rows)}, rowShape...)
 		n, err := checkElements("instances", shape, lim)
 		if err != nil {
 			return err
 		}
-		t := &tensor.Tensor{Name: sp.Name, DType: sp.DType, Shape: shape, Data: tensor.Alloc(n * sp.DType.Size())}
-		f := jsonFiller{t: t, lim: lim, b64: true, missing: sp.Missing}
-		for i, row := range arr {
-			f.field = "instances[" + strconv.Itoa(i) + "]." + sp.Name
-			if row.Type() != fastjson.TypeObject {
-				return badRequest("instances[%d]: got %s; want an object like instances[0]", i, row.Type())
+		t := &tensor.Tensor{Name: sp.Name, DType: sp.DType, Shape: shape}
+		f := &jsonFiller{b: b, t: t, field: "instances", rowed: true, sub: sp.Name, lim: lim, b64: true, missing: sp.Missing}
+		f.allocData(n, 2*leaves-1)
+		switch {
+		case f.dry:
+			dry = append(dry, f)
+		case t.DType == tensor.Bytes:
+			t.Data = []byte{} // grows: a capacity per input would be the instances' each
+		default:
+			leaves -= n
+		}
+		e, ok := first, true
+		for i := 0; ok; i++ {
+			f.row = i
+			if b[e] != '{' {
+				return badRequest("instances[%d]: got %s; want an object like instances[0]", i, typeAt(b, e))
 			}
-			rv := row.Get(sp.Name)
-			if rv == nil {
+			end := lookup(b, e, key, at[:])
+			if at[0].start < 0 {
 				return badRequest("instances[%d]: input %q is missing; want every row to have every input", i, sp.Name)
 			}
-			if err := f.fillShaped(rv, rowShape, nil); err != nil {
+			if _, err := f.fillShaped(at[0].start, rowShape, nil); err != nil {
 				return err
 			}
+			e, ok = nextElem(b, end)
 		}
 		byName[sp.Name] = t
 	}
-	for i, row := range arr {
-		if row.Type() != fastjson.TypeObject {
-			return badRequest("instances[%d]: got %s; want an object like instances[0]", i, row.Type())
-		}
-		o, _ := row.Object()
-		if o.Len() != len(byName) {
-			// Every input is present, so a key is either unknown or repeated.
-			var extra, dup string
-			var seen []string
-			o.Visit(func(k []byte, _ *fastjson.Value) {
-				if byName[string(k)] == nil && extra == "" {
-					extra = string(k)
-				}
-				if slices.Contains(seen, string(k)) && dup == "" {
-					dup = string(k)
-				}
-				seen = append(seen, string(k))
-			})
-			if extra == "" {
-				return badRequest("instances[%d]: input %q appears twice; want each input once", i, dup)
-			}
-			return badRequest("instances[%d]: model %s has no input %q; want %s", i, m.Name, extra, inputList(m.Meta.Inputs))
+	if err := checkInstanceKeys(b, first, m, len(byName)); err != nil {
+		return err
+	}
+	for _, f := range dry {
+		if err := f.done(); err != nil {
+			return err
 		}
 	}
 	return nil
 }
 
-// decodeColumns decodes the columnar format: one tensor for a
-// single-input model, or an object of named tensors.
-func decodeColumns(v *fastjson.Value, m *backends.ModelVersion, lim *config.Limits, byName map[string]*tensor.Tensor) error {
-	if v.Type() != fastjson.TypeObject || b64Value(v) != nil {
+// checkInstanceKeys checks that the rows from b[first] on, which have
+// every input of m, have no other key and none twice; inputs is the
+// number of m's inputs.
+func checkInstanceKeys(b []byte, first int, m *backends.ModelVersion, inputs int) error {
+	var seenArr [64]bool
+	seen := seenArr[:0]
+	if inputs > len(seenArr) {
+		seen = make([]bool, 0, inputs)
+	}
+	e, ok := first, true
+	for i := 0; ok; i++ {
+		if b[e] != '{' {
+			return badRequest("instances[%d]: got %s; want an object like instances[0]", i, typeAt(b, e))
+		}
+		keys := 0
+		mb, end, more := firstMember(b, e)
+		for more {
+			keys++
+			mb, end, more = nextMember(b, skipValue(b, mb.val))
+		}
+		if keys != inputs {
+			// Every input is present, so a key is either unknown or
+			// repeated; an unknown one is reported first.
+			seen = seen[:inputs]
+			clear(seen)
+			var dup string
+			mb, _, more := firstMember(b, e)
+			for more {
+				name := keyString(b, mb.key)
+				idx := m.Meta.Input(name)
+				if idx < 0 {
+					return badRequest("instances[%d]: model %s has no input %q; want %s", i, m.Name, Truncate(name), inputList(m.Meta.Inputs))
+				}
+				if seen[idx] && dup == "" {
+					dup = name
+				}
+				seen[idx] = true
+				mb, _, more = nextMember(b, skipValue(b, mb.val))
+			}
+			return badRequest("instances[%d]: input %q appears twice; want each input once", i, Truncate(dup))
+		}
+		e, ok = nextElem(b, end)
+	}
+	return nil
+}
+
+// decodeColumns decodes the columnar format at b[v.start:v.end]: one
+// tensor for a single-input model, or an object of named tensors.
+func decodeColumns(b []byte, v span, m *backends.ModelVersion, lim *config.Limits, byName map[string]*tensor.Tensor) error {
+	if _, isB64 := b64Value(b, v.start); b[v.start] != '{' || isB64 {
 		if len(m.Meta.Inputs) != 1 {
 			return badRequest("inputs: got one tensor but model %s has %d inputs; want {\"input name\": tensor, ...}", m.Name, len(m.Meta.Inputs))
 		}
 		sp := m.Meta.Inputs[0]
-		t, err := tensorFromJSON("inputs", v, sp.Name, sp.DType, lim, sp.Missing)
+		t, err := tensorFromJSON("inputs", b, v, sp.Name, sp.DType, lim, sp.Missing)
 		if err != nil {
 			return err
 		}
 		byName[sp.Name] = t
 		return nil
 	}
-	o, _ := v.Object()
-	var err error
-	o.Visit(func(k []byte, val *fastjson.Value) {
-		if err != nil {
-			return
-		}
-		name := string(k)
+	mb, _, ok := firstMember(b, v.start)
+	for ok {
+		end := skipValue(b, mb.val)
+		name := keyString(b, mb.key)
 		if byName[name] != nil {
-			err = badRequest("inputs.%s: input %q appears twice; want each input once", name, name)
-			return
+			return badRequest("inputs.%s: input %q appears twice; want each input once", Truncate(name), Truncate(name))
 		}
 		idx := m.Meta.Input(name)
 		if idx < 0 {
 			// Say so before reading the values: with no datatype to fill,
 			// their errors would name the wrong problem.
-			err = badRequest("inputs.%s: model %s has no input %q; want %s", name, m.Name, name, inputList(m.Meta.Inputs))
-			return
+			return badRequest("inputs.%s: model %s has no input %q; want %s", Truncate(name), m.Name, Truncate(name), inputList(m.Meta.Inputs))
 		}
 		sp := &m.Meta.Inputs[idx]
-		byName[sp.Name], err = tensorFromJSON("inputs."+name, val, sp.Name, sp.DType, lim, sp.Missing)
-	})
-	return err
+		t, err := tensorFromJSON("inputs."+sp.Name, b, span{mb.val, end}, sp.Name, sp.DType, lim, sp.Missing)
+		if err != nil {
+			return err
+		}
+		byName[sp.Name] = t
+		mb, _, ok = nextMember(b, end)
+	}
+	return nil
+}
+
+// keyString returns raw, a key as written, with its escapes decoded.
+func keyString(b []byte, raw []byte) string {
+	if bytes.IndexByte(raw, '\\') < 0 {
+		return string(raw)
+	}
+	return string(appendUnescaped(nil, raw))
 }
 
 // tensorFromJSON builds a tensor of datatype dt whose shape is that of the
-// nested JSON arrays v. A BYTES tensor takes JSON strings or TF Serving's
-// {"b64": "..."} for binary ones.
-func tensorFromJSON(field string, v *fastjson.Value, name string, dt tensor.DataType, lim *config.Limits, missing bool) (*tensor.Tensor, error) {
-	shape := inferShape(v)
+// nested JSON arrays at b[v.start:v.end]. A BYTES tensor takes JSON
+// strings or TF Serving's {"b64": "..."} for binary ones.
+func tensorFromJSON(field string, b []byte, v span, name string, dt tensor.DataType, lim *config.Limits, missing bool) (*tensor.Tensor, error) {
+	shape := inferShape(b, v.start)
 	n, err := checkElements(field, shape, lim)
 	if err != nil {
 		return nil, err
 	}
-	t := &tensor.Tensor{Name: name, DType: dt, Shape: shape, Data: tensor.Alloc(n * dt.Size())}
-	f := jsonFiller{t: t, field: field, lim: lim, b64: true, missing: missing}
-	if err := f.fillShaped(v, shape, nil); err != nil {
+	t := &tensor.Tensor{Name: name, DType: dt, Shape: shape}
+	f := jsonFiller{b: b, t: t, field: field, lim: lim, b64: true, missing: missing}
+	f.allocData(n, v.end-v.start)
+	if _, err := f.fillShaped(v.start, shape, nil); err != nil {
 		return nil, err
 	}
-	return t, nil
+	return t, f.done()
 }
 
 // Encode appends the predict response: {"predictions": [...]} for the
