@@ -2,8 +2,10 @@ package codec
 
 import (
 	"fmt"
+	"math"
 
 	"github.com/coalesce-ml/coalesce/backends"
+	"github.com/coalesce-ml/coalesce/config"
 	"github.com/coalesce-ml/coalesce/tensor"
 )
 
@@ -92,4 +94,19 @@ func inputList(specs []backends.TensorSpec) string {
 		b = fmt.Appendf(b, "%q %s %s", Truncate(sp.Name), sp.DType, fmtShape(sp.Shape))
 	}
 	return string(b)
+}
+
+// refused reports whether x, a value of an input, breaks the non-finite
+// rule, the one place it is decided: NaN and ±Inf are refused unless
+// limits.allow_non_finite is on, except that NaN (JSON null, or NaN in
+// binary data) is a missing value for an input that takes them
+// (backends.TensorSpec.Missing).
+func refused(x float64, missing bool, lim *config.Limits) bool {
+	switch {
+	case lim.AllowNonFinite:
+		return false
+	case x != x:
+		return !missing
+	}
+	return math.IsInf(x, 0)
 }

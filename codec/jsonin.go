@@ -225,7 +225,7 @@ func (f *jsonFiller) fastFP32(i int) (float32, int, bool) {
 			return 0, 0, false
 		}
 	}
-	if (j < len(b) && isNumChar(b[j])) || (!f.lim.AllowNonFinite && isInf32(y)) {
+	if (j < len(b) && isNumChar(b[j])) || refused(float64(y), f.missing, f.lim) {
 		return 0, 0, false
 	}
 	return y, j, true
@@ -386,7 +386,7 @@ func (f *jsonFiller) put(i int) (int, error) {
 		if err != nil {
 			return 0, badRequest("%s: element %d is not a number (%s); want a number for datatype %s", f.where(), idx, TruncateBytes(text), dt)
 		}
-		if !f.lim.AllowNonFinite && ((math.IsNaN(x) && !f.missing) || math.IsInf(x, 0)) {
+		if refused(x, f.missing, f.lim) {
 			if x64, err := parseFloatText(bytesString(text), 64); err == nil && !math.IsInf(x64, 0) && !math.IsNaN(x64) {
 				return 0, badRequest("%s: element %d is %v, which overflows %s to %v; want a finite number in range (limits.allow_non_finite)", f.where(), idx, x64, dt, x)
 			}
@@ -395,7 +395,7 @@ func (f *jsonFiller) put(i int) (int, error) {
 		if f.dry {
 			// A finite float64 such as 1e39 rounds to ±Inf in a narrower
 			// type: the same check as below, without the tensor.
-			if y := narrow(x, dt); !f.lim.AllowNonFinite && math.IsInf(y, 0) {
+			if y := narrow(x, dt); refused(y, f.missing, f.lim) {
 				return 0, badRequest("%s: element %d is %v, which overflows %s to %v; want a finite number in range (limits.allow_non_finite)", f.where(), idx, x, dt, y)
 			}
 			break
@@ -406,7 +406,7 @@ func (f *jsonFiller) put(i int) (int, error) {
 			f.t.SetFloat64(idx, x)
 		}
 		// A finite float64 such as 1e39 rounds to ±Inf in a narrower type.
-		if y := f.t.Float64At(idx); !f.lim.AllowNonFinite && math.IsInf(y, 0) {
+		if y := f.t.Float64At(idx); refused(y, f.missing, f.lim) {
 			return 0, badRequest("%s: element %d is %v, which overflows %s to %v; want a finite number in range (limits.allow_non_finite)", f.where(), idx, x, dt, y)
 		}
 	case tensor.Bool:

@@ -65,7 +65,7 @@ func fastPredict(body []byte, sp *backends.TensorSpec, lim *config.Limits) (*ten
 		for k := 0; k < f; k++ {
 			y, j := shortFloat32(body, i)
 			if j < 0 {
-				if y, j = scanFloat32(body, i); j < 0 || (!lim.AllowNonFinite && isInf32(y)) {
+				if y, j = scanFloat32(body, i); j < 0 || refused(float64(y), sp.Missing, lim) {
 					return nil, false
 				}
 			}

@@ -526,15 +526,12 @@ func checkFinite(t *tensor.Tensor, field string, lim *config.Limits, missing boo
 	}
 	n := t.Len()
 	for i := 0; i < n; i++ {
-		x := t.Float64At(i)
-		if (x != x && !missing) || x > maxFinite || x < -maxFinite {
+		if x := t.Float64At(i); refused(x, missing, lim) {
 			return badRequest("%s: element %d is %v; want a finite number (NaN and Inf are rejected: limits.allow_non_finite)", field, i, x)
 		}
 	}
 	return nil
 }
-
-const maxFinite = 1.7976931348623157e308
 
 // outputNames lists the outputs of m (at most maxListed) for an error
 // message.
