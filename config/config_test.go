@@ -130,6 +130,11 @@ func TestValidationErrors(t *testing.T) {
 		{"service-link lookalike", "", []string{"COALESCE_PORT=9000"}, nil, []string{"COALESCE_PORT", "not a configuration key"}},
 		{"port key that does not exist", "", []string{"COALESCE_HTTP_PORT=9000"}, nil, []string{"COALESCE_HTTP_PORT", "not a configuration key"}},
 		{"budget below one body", "limits:\n  max_body_bytes: 1000000\n  inflight_bytes: 999999\n", nil, nil, []string{"limits.inflight_bytes", "smaller than limits.max_body_bytes"}},
+		{"missing key file", "", nil, []string{"--auth.keys_file", "/nonexistent/keys"}, []string{"auth.keys_file", "want a readable file"}},
+		{"admin key without a key file", "", nil, []string{"--auth.admin_plane"}, []string{"auth.admin_plane", "needs auth.keys_file"}},
+		{"rate without burst", "ratelimit:\n  global: {rate: 10}\n", nil, nil, []string{"ratelimit.global", "burst of at least 1"}},
+		{"negative rate", "", []string{"COALESCE_RATELIMIT_MODEL_RATE=-1"}, nil, []string{"ratelimit.model", "negative"}},
+		{"tls cert without key", "", nil, []string{"--tls.cert_file", "c.yaml"}, []string{"tls.key_file", "needs tls.key_file"}},
 		{"zero drain idle", "", nil, []string{"--shutdown.idle_timeout", "0s"}, []string{"shutdown.idle_timeout", "not positive"}},
 	}
 	for _, tt := range tests {

@@ -50,6 +50,13 @@ func (s *Server) Handler(ctx *fasthttp.RequestCtx) {
 		writeError(ctx, err)
 		return
 	}
+	// API key (401) before routing, so that a caller without one learns
+	// nothing of the models; model access and rate limits come in
+	// serveInfer, once the model is known (guard.go).
+	if err := s.authenticate(ctx, path); err != nil {
+		writeError(ctx, err)
+		return
+	}
 	var e *entry
 	switch {
 	case bytes.Equal(path, []byte("/predict")):

@@ -1,0 +1,227 @@
+package proxy
+
+import (
+	"bytes"
+	"net/netip"
+	"time"
+
+	"github.com/VictoriaMetrics/metrics"
+	"github.com/valyala/fasthttp"
+
+	"github.com/coalesce-ml/coalesce/auth"
+	"github.com/coalesce-ml/coalesce/config"
+	"github.com/coalesce-ml/coalesce/internal/filewatch"
+	"github.com/coalesce-ml/coalesce/ratelimit"
+)
+
+// guard is the data plane's protection ahead of decoding: API keys
+// (package auth) and rate limits (package ratelimit). Handler
+// authenticates every request but health probes before routing (401);
+// serveInfer, once routing has resolved the model and before it decodes
+// the body, checks the key's access to the model (403) and the buckets
+// (429). Its fields are set by New and not changed afterwards.
+type guard struct {
+	keys    *auth.Store        // nil: authentication off
+	lim     *ratelimit.Limiter // nil: no rate limits
+	keyRule ratelimit.Rule     // ratelimit.key, for keys whose tier the key file does not define
+	shadow  bool               // ratelimit.shadow: count, don't refuse
+	admin   bool               // auth.admin_plane
+	tls     *certPair          // nil: plain HTTP
+	watch   *filewatch.Watcher // nil: no reload on change
+
+	// Authentication failures by reason; nil when auth is off.
+	missing, invalid, forbidden *metrics.Counter
+}
+
+// identityKey is the RequestCtx user value holding the request's
+// *auth.Identity from Handler to serveInfer.
+type identityKey struct{}
+
+// newGuard builds the guard of cfg on set; it reads the key file and the
+// TLS pair, whose errors stop start-up.
+func (s *Server) newGuard(cfg *config.Config) error {
+	g := &s.guard
+	var files []string
+	if p := cfg.Auth.KeysFile; p != "" {
+		ks, err := auth.Open(p)
+		if err != nil {
+			return err
+		}
+		g.keys, g.admin = ks, cfg.Auth.AdminPlane
+		g.missing = s.set.GetOrCreateCounter(`coalesce_auth_failures_total{reason="missing"}`)
+		g.invalid = s.set.GetOrCreateCounter(`coalesce_auth_failures_total{reason="invalid"}`)
+		g.forbidden = s.set.GetOrCreateCounter(`coalesce_auth_failures_total{reason="forbidden"}`)
+		s.set.GetOrCreateGauge(`coalesce_auth_keys`, func() float64 { return float64(ks.Len()) })
+		files = append(files, p)
+	}
+	r := cfg.Rate
+	rule := func(b config.Bucket) ratelimit.Rule { return ratelimit.Rule{Rate: b.Rate, Burst: b.Burst} }
+	g.keyRule, g.shadow = rule(r.Key), r.Shadow
+	if r.Global.Rate > 0 || r.Model.Rate > 0 || r.Key.Rate > 0 || r.Client.Rate > 0 || g.keys != nil {
+		// With keys, tiers in the key file may set limits the
+		// configuration does not.
+		g.lim = ratelimit.New(ratelimit.Config{
+			Global: rule(r.Global), Model: rule(r.Model), Client: rule(r.Client),
+			MaxCallers: r.MaxCallers, IdleTimeout: r.IdleTimeout,
+		})
+	}
+	if cfg.TLS.CertFile != "" {
+		g.tls = &certPair{certFile: cfg.TLS.CertFile, keyFile: cfg.TLS.KeyFile}
+		if err := g.tls.load(); err != nil {
+			return err
+		}
+		files = append(files, cfg.TLS.CertFile, cfg.TLS.KeyFile)
+	}
+	if len(files) > 0 && cfg.Auth.ReloadInterval > 0 {
+		g.watch = filewatch.New(cfg.Auth.ReloadInterval, func() { _ = s.Reload() }, files...)
+	}
+	return nil
+}
+
+// Reload re-reads the key file and the TLS certificate and key, as on
+// SIGHUP: what fails to load keeps what is in force, and is logged (never
+// with key material) and returned.
+func (s *Server) Reload() error {
+	g := &s.guard
+	var first error
+	if g.keys != nil {
+		if err := g.keys.Reload(); err != nil {
+			s.set.GetOrCreateCounter(`coalesce_auth_reloads_total{result="error"}`).Inc()
+			s.log.Error("key file not reloaded; the keys in force stay", "err", err)
+			first = err
+		} else {
+			s.set.GetOrCreateCounter(`coalesce_auth_reloads_total{result="ok"}`).Inc()
+			s.log.Info("key file reloaded", "path", g.keys.Path(), "keys", g.keys.Len())
+		}
+	}
+	if g.tls != nil {
+		if err := g.tls.load(); err != nil {
+			s.log.Error("TLS certificate not reloaded; the pair in force stays", "err", err)
+			if first == nil {
+				first = err
+			}
+		} else {
+			s.log.Info("TLS certificate reloaded", "cert_file", g.tls.certFile)
+		}
+	}
+	return first
+}
+
+// isHealth reports whether path is a health probe, open without a key.
+func isHealth(path []byte) bool {
+	return bytes.Equal(path, []byte("/v2/health/live")) || bytes.Equal(path, []byte("/v2/health/ready"))
+}
+
+// authenticate checks the request's key, before routing, and keeps its
+// identity for serveInfer. Health probes need none.
+func (s *Server) authenticate(ctx *fasthttp.RequestCtx, path []byte) error {
+	g := &s.guard
+	if g.keys == nil || isHealth(path) {
+		return nil
+	}
+	id, err := s.identify(ctx)
+	if err != nil {
+		return err
+	}
+	ctx.SetUserValue(identityKey{}, id)
+	return nil
+}
+
+// identify returns the identity of the request's key or an
+// errUnauthorized, counting the failure.
+func (s *Server) identify(ctx *fasthttp.RequestCtx) (*auth.Identity, error) {
+	g := &s.guard
+	h := &ctx.Request.Header
+	id, err := g.keys.Check(auth.FromHeaders(h.Peek(fasthttp.HeaderAuthorization), h.Peek("X-API-Key")))
+	switch err {
+	case nil:
+		return id, nil
+	case auth.ErrNoKey:
+		g.missing.Inc()
+		return nil, errUnauthorized{}
+	}
+	g.invalid.Inc()
+	return nil, errUnauthorized{invalid: true}
+}
+
+// adminAuth is the admin plane's check when auth.admin_plane is on: a key
+// marked admin: true, except for health probes.
+func (s *Server) adminAuth(ctx *fasthttp.RequestCtx) error {
+	if !s.guard.admin || isHealth(ctx.Path()) {
+		return nil
+	}
+	id, err := s.identify(ctx)
+	if err != nil {
+		return err
+	}
+	if !id.Admin {
+		s.guard.forbidden.Inc()
+		return errForbidden{key: id.Name}
+	}
+	return nil
+}
+
+// admitModel is serveInfer's check once the model is known and before
+// the body is decoded: the key may call it (403), and every bucket the
+// request passes has a token (429; in shadow mode only counted).
+func (s *Server) admitModel(ctx *fasthttp.RequestCtx, model string) error {
+	g := &s.guard
+	var id *auth.Identity
+	if g.keys != nil {
+		id, _ = ctx.UserValue(identityKey{}).(*auth.Identity)
+		if id == nil {
+			return errUnauthorized{} // BUG guard: Handler authenticates first
+		}
+		if !id.Allows(model) {
+			g.forbidden.Inc()
+			return errForbidden{key: id.Name, model: model}
+		}
+	}
+	if g.lim == nil {
+		return nil
+	}
+	var d ratelimit.Decision
+	if id != nil {
+		r := g.keyRule
+		if id.HasRule {
+			r = ratelimit.Rule{Rate: id.Rule.Rate, Burst: id.Rule.Burst}
+		}
+		d = g.lim.AllowKey(id.Name, r, model)
+	} else {
+		d = g.lim.AllowClient(clientAddr(ctx), model)
+	}
+	if d.Allowed() {
+		return nil
+	}
+	labels := `{scope="` + d.Scope.String() + `"`
+	switch d.Scope {
+	case ratelimit.ScopeKey:
+		labels += `,tier="` + id.Tier + `"` // from the key file, never the key
+	case ratelimit.ScopeModel:
+		labels += `,model="` + model + `"`
+	}
+	labels += "}"
+	if g.shadow {
+		s.set.GetOrCreateCounter("coalesce_ratelimit_shadow_total" + labels).Inc()
+		return nil
+	}
+	s.set.GetOrCreateCounter("coalesce_ratelimited_total" + labels).Inc()
+	return errLimited{d: d, model: model}
+}
+
+// clientAddr is the request's peer address (X-Forwarded-For is not
+// trusted: any client can set it).
+func clientAddr(ctx *fasthttp.RequestCtx) netip.Addr {
+	a, _ := netip.AddrFromSlice(ctx.RemoteIP())
+	return a.Unmap()
+}
+
+// retrySeconds rounds a wait up to whole seconds, at least 1, for
+// Retry-After (RFC 9110 §10.2.3 allows only whole seconds).
+func retrySeconds(d time.Duration) int {
+	s := int((d + time.Second - 1) / time.Second)
+	if s < 1 {
+		s = 1
+	}
+	return s
+}
