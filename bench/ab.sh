@@ -10,6 +10,8 @@
 # one argument, possibly empty). It prints, per repetition, each server's
 # throughput (req/s), p99 and server CPU per request (µs), and at the end
 # each server's coalesce_batch_size sum and count for digits-mlp.
+# BENCH_RUN_FLAGS adds flags to every `bench run`, e.g.
+# BENCH_RUN_FLAGS="-header X-API-Key:$KEY" when one server wants a key.
 set -eu
 reps=$1 flagsA=$2 flagsB=$3
 go build -o bin/coalesce ./cmd/coalesce
@@ -23,7 +25,8 @@ pidB=$!
 trap 'kill $pidA $pidB 2>/dev/null' EXIT
 sleep 2
 row() { # addr pid: throughput p99 cpu/req
-	bin/bench run -addr "$1" -pid "$2" -c 64 -d 3s -warmup 0.5s -out "${TMPDIR:-/tmp}/coalesce-ab" 2>&1 |
+	# shellcheck disable=SC2086 # BENCH_RUN_FLAGS is meant to split
+	bin/bench run -addr "$1" -pid "$2" -c 64 -d 3s -warmup 0.5s -out "${TMPDIR:-/tmp}/coalesce-ab" ${BENCH_RUN_FLAGS:-} 2>&1 |
 		awk -F'|' '/^\| target \| 64/ {gsub(/ /, ""); print $4, $7, $12}'
 }
 i=0
