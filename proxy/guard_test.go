@@ -62,7 +62,7 @@ func writeKeys(t testing.TB, path, body string) {
 
 // guardServer starts a server with the key file body (none when "") and
 // cfg's other settings, logging to log (nil: discarded).
-func guardServer(t *testing.T, body string, edit func(*config.Config), log *slog.Logger) (*Server, *fasthttp.HostClient, *metrics.Set, string) {
+func guardServer(t testing.TB, body string, edit func(*config.Config), log *slog.Logger) (*Server, *fasthttp.HostClient, *metrics.Set, string) {
 	t.Helper()
 	cfg := patientConfig()
 	var path string
