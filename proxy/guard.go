@@ -3,6 +3,7 @@ package proxy
 import (
 	"bytes"
 	"net/netip"
+	"sync"
 	"time"
 
 	"github.com/VictoriaMetrics/metrics"
@@ -31,6 +32,7 @@ type guard struct {
 
 	// Authentication failures by reason; nil when auth is off.
 	missing, invalid, forbidden *metrics.Counter
+	counters                    sync.Map // limitedKey → *metrics.Counter
 }
 
 // identityKey is the RequestCtx user value holding the request's
@@ -193,20 +195,50 @@ func (s *Server) admitModel(ctx *fasthttp.RequestCtx, model string) error {
 	if d.Allowed() {
 		return nil
 	}
-	labels := `{scope="` + d.Scope.String() + `"`
+	var label string // the tier (from the key file, never the key) or the model
 	switch d.Scope {
 	case ratelimit.ScopeKey:
-		labels += `,tier="` + id.Tier + `"` // from the key file, never the key
+		label = id.Tier
 	case ratelimit.ScopeModel:
-		labels += `,model="` + model + `"`
+		label = model
 	}
-	labels += "}"
+	s.limitedCounter(limitedKey{d.Scope, label, g.shadow}).Inc()
 	if g.shadow {
-		s.set.GetOrCreateCounter("coalesce_ratelimit_shadow_total" + labels).Inc()
 		return nil
 	}
-	s.set.GetOrCreateCounter("coalesce_ratelimited_total" + labels).Inc()
 	return errLimited{d: d, model: model}
+}
+
+// limitedKey names one series of coalesce_ratelimited_total or, shadow,
+// coalesce_ratelimit_shadow_total.
+type limitedKey struct {
+	scope  ratelimit.Scope
+	label  string // tier for ScopeKey, model for ScopeModel, else ""
+	shadow bool
+}
+
+// limitedCounter returns key's counter, created on first use and then
+// found without building its name: under a flood of refusals this is the
+// hot path. Tiers and models come from the key file and the
+// configuration, so the series stay few.
+func (s *Server) limitedCounter(k limitedKey) *metrics.Counter {
+	if c, ok := s.guard.counters.Load(k); ok {
+		return c.(*metrics.Counter)
+	}
+	name := "coalesce_ratelimited_total"
+	if k.shadow {
+		name = "coalesce_ratelimit_shadow_total"
+	}
+	name += `{scope="` + k.scope.String() + `"`
+	switch k.scope {
+	case ratelimit.ScopeKey:
+		name += `,tier="` + k.label + `"`
+	case ratelimit.ScopeModel:
+		name += `,model="` + k.label + `"`
+	}
+	c := s.set.GetOrCreateCounter(name + "}")
+	s.guard.counters.Store(k, c)
+	return c
 }
 
 // clientAddr is the request's peer address (X-Forwarded-For is not

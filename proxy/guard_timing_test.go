@@ -21,6 +21,8 @@ func BenchmarkGuard(b *testing.B) {
 		c.Rate.Key, c.Rate.Model, c.Rate.Global = big, big, big
 	}
 	client := func(c *config.Config) { c.Rate.Client = config.Bucket{Rate: 1e9, Burst: 1 << 30} }
+	// Every request but the first is refused: the cost of a 429.
+	refuse := func(c *config.Config) { c.Rate.Global = config.Bucket{Rate: 1e-9, Burst: 1} }
 	cases := []struct {
 		name    string
 		keys    string
@@ -31,6 +33,7 @@ func BenchmarkGuard(b *testing.B) {
 		{"keys", keyFile(""), nil, []string{"X-API-Key", keyApp}},
 		{"keys+limits", keyFile(""), on, []string{"Authorization", "Bearer " + keyApp}},
 		{"client-limit", "", client, nil},
+		{"refused", "", refuse, nil},
 	}
 	for _, c := range cases {
 		b.Run(c.name+"/check", func(b *testing.B) {
@@ -49,7 +52,7 @@ func BenchmarkGuard(b *testing.B) {
 				if err := s.authenticate(&ctx, ctx.Path()); err != nil {
 					b.Fatal(err)
 				}
-				if err := s.admitModel(&ctx, "double"); err != nil {
+				if err := s.admitModel(&ctx, "double"); err != nil && c.name != "refused" {
 					b.Fatal(err)
 				}
 			}
@@ -70,7 +73,7 @@ func BenchmarkGuard(b *testing.B) {
 			for b.Loop() {
 				ctx.Init(&req, addr, nil)
 				s.Handler(&ctx)
-				if ctx.Response.StatusCode() != 200 {
+				if want := map[bool]int{false: 200, true: 429}[c.name == "refused"]; ctx.Response.StatusCode() != want && b.N > 1 {
 					b.Fatalf("status %d: %s", ctx.Response.StatusCode(), ctx.Response.Body())
 				}
 			}
