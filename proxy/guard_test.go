@@ -25,6 +25,7 @@ import (
 	"github.com/VictoriaMetrics/metrics"
 	"github.com/valyala/fasthttp"
 	"github.com/valyala/fasthttp/fasthttputil"
+	"go.uber.org/goleak"
 
 	"github.com/coalesce-ml/coalesce/config"
 	"github.com/coalesce-ml/coalesce/internal/fakemodel"
@@ -469,5 +470,44 @@ func TestTLS(t *testing.T) {
 	}
 	if st, _, err := predict(second); err != nil || st != 200 {
 		t.Errorf("after a failed reload: %v %d; want the pair in force", err, st)
+	}
+}
+
+// TestGuardWatcherStops: the file watcher New starts for the key file and
+// the TLS pair ends with Close.
+func TestGuardWatcherStops(t *testing.T) {
+	defer goleak.VerifyNone(t, goleak.IgnoreCurrent())
+	dir := t.TempDir()
+	keys := filepath.Join(dir, "keys")
+	writeKeys(t, keys, keyApp+"\n")
+	certFile, keyFile := filepath.Join(dir, "tls.crt"), filepath.Join(dir, "tls.key")
+	writeCert(t, certFile, keyFile, 1)
+	cfg := patientConfig()
+	cfg.Auth.KeysFile, cfg.Auth.ReloadInterval = keys, time.Millisecond
+	cfg.TLS.CertFile, cfg.TLS.KeyFile = certFile, keyFile
+	s, err := New(cfg, "test", fakemodel.Registry(t), metrics.NewSet(), slog.New(slog.DiscardHandler))
+	must(t, err)
+	if s.guard.watch == nil {
+		t.Fatal("no watcher with auth.reload_interval set")
+	}
+	must(t, s.Close(context.Background()))
+}
+
+// TestGuardStartErrors: an invalid key file or TLS pair stops New with an
+// error naming it, without key material.
+func TestGuardStartErrors(t *testing.T) {
+	dir := t.TempDir()
+	keys := filepath.Join(dir, "keys")
+	writeKeys(t, keys, "sk-short\n"+keyApp+"\n"+keyApp+"\n")
+	cfg := patientConfig()
+	cfg.Auth.KeysFile = keys
+	_, err := New(cfg, "test", fakemodel.Registry(t), metrics.NewSet(), slog.New(slog.DiscardHandler))
+	if err == nil || !strings.Contains(err.Error(), "line 1: key is 8 bytes") || strings.Contains(err.Error(), "sk-short") {
+		t.Errorf("New with a short key: %v; want line 1 named, the key not", err)
+	}
+	cfg = patientConfig()
+	cfg.TLS.CertFile, cfg.TLS.KeyFile = keys, keys
+	if _, err := New(cfg, "test", fakemodel.Registry(t), metrics.NewSet(), slog.New(slog.DiscardHandler)); err == nil || !strings.Contains(err.Error(), "tls.cert_file") {
+		t.Errorf("New with a key file for a certificate: %v; want an error naming tls.cert_file", err)
 	}
 }
