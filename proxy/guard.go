@@ -168,16 +168,9 @@ func (s *Server) adminAuth(ctx *fasthttp.RequestCtx) error {
 // request passes has a token (429; in shadow mode only counted).
 func (s *Server) admitModel(ctx *fasthttp.RequestCtx, model string) error {
 	g := &s.guard
-	var id *auth.Identity
-	if g.keys != nil {
-		id, _ = ctx.UserValue(identityKey{}).(*auth.Identity)
-		if id == nil {
-			return errUnauthorized{} // BUG guard: Handler authenticates first
-		}
-		if !id.Allows(model) {
-			g.forbidden.Inc()
-			return errForbidden{key: id.Name, model: model}
-		}
+	id, err := s.access(ctx, model)
+	if err != nil {
+		return err
 	}
 	if g.lim == nil {
 		return nil
@@ -239,6 +232,32 @@ func (s *Server) limitedCounter(k limitedKey) *metrics.Counter {
 	c := s.set.GetOrCreateCounter(name + "}")
 	s.guard.counters.Store(k, c)
 	return c
+}
+
+// access returns the request's identity (nil when auth is off) or an
+// errForbidden when its key may not call model.
+func (s *Server) access(ctx *fasthttp.RequestCtx, model string) (*auth.Identity, error) {
+	g := &s.guard
+	if g.keys == nil {
+		return nil, nil
+	}
+	id, _ := ctx.UserValue(identityKey{}).(*auth.Identity)
+	if id == nil {
+		return nil, errUnauthorized{} // not reached: Handler authenticates first
+	}
+	if !id.Allows(model) {
+		g.forbidden.Inc()
+		return nil, errForbidden{key: id.Name, model: model}
+	}
+	return id, nil
+}
+
+// modelAccess is Handler's check of a request that was answered about
+// model without inference (metadata, readiness): its key must be allowed
+// to call it. The answer is replaced, so nothing of it leaks.
+func (s *Server) modelAccess(ctx *fasthttp.RequestCtx, model string) error {
+	_, err := s.access(ctx, model)
+	return err
 }
 
 // clientAddr is the request's peer address (X-Forwarded-For is not

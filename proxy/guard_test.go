@@ -139,6 +139,10 @@ func TestAuth(t *testing.T) {
 			`{"error":"API key \"app\" may not call model \"multi\""}`, ""},
 		{"forbidden via predict", "POST", "/predict?model=multi", []byte("{{{"), []string{"X-API-Key", keyApp}, 403, `may not call model \"multi\"`, ""},
 		{"allowed key decodes", "POST", "/v2/models/multi/infer", []byte("{{{"), []string{"X-API-Key", keyOps}, 400, "", ""},
+		{"forbidden metadata", "GET", "/v2/models/multi", nil, []string{"X-API-Key", keyApp}, 403, `may not call model \"multi\"`, ""},
+		{"forbidden readiness", "GET", "/v2/models/multi/ready", nil, []string{"X-API-Key", keyApp}, 403, `may not call model \"multi\"`, ""},
+		{"forbidden tfs status", "GET", "/v1/models/multi", nil, []string{"X-API-Key", keyApp}, 403, `may not call model \"multi\"`, ""},
+		{"allowed metadata", "GET", "/v2/models/double", nil, []string{"X-API-Key", keyApp}, 200, `"name":"double"`, ""},
 		{"live open", "GET", "/v2/health/live", nil, nil, 200, "", ""},
 		{"ready open", "GET", "/v2/health/ready", nil, nil, 200, "", ""},
 	}
@@ -158,7 +162,7 @@ func TestAuth(t *testing.T) {
 			}
 		})
 	}
-	for reason, want := range map[string]uint64{"missing": 4, "invalid": 1, "forbidden": 2} {
+	for reason, want := range map[string]uint64{"missing": 4, "invalid": 1, "forbidden": 5} {
 		if got := counter(set, `coalesce_auth_failures_total{reason="`+reason+`"}`); got != want {
 			t.Errorf("coalesce_auth_failures_total{reason=%q} = %d; want %d", reason, got, want)
 		}

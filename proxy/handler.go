@@ -73,6 +73,11 @@ func (s *Server) Handler(ctx *fasthttp.RequestCtx) {
 	}
 	if e != nil {
 		mm = sn.models[e.Name]
+		if err == nil {
+			// Metadata and readiness of a model the key may not call
+			// are refused too; inference was refused before decoding.
+			err = s.modelAccess(ctx, e.Name)
+		}
 	}
 	if err != nil {
 		writeError(ctx, err)
