@@ -106,6 +106,9 @@ func New(cfg Config) *Limiter {
 // rule r (a zero rule: the key is not limited), for model ("" when the
 // request names none).
 func (l *Limiter) AllowKey(name string, r Rule, model string) Decision {
+	if !r.On() && !l.cfg.Model.On() && l.global == nil {
+		return Decision{} // nothing to check: not even the clock
+	}
 	now := l.now()
 	if r.On() {
 		if d := take(l.keys.get(name, r, now), now, ScopeKey); !d.Allowed() {
@@ -144,6 +147,9 @@ func (l *Limiter) shared(model string, now time.Time) Decision {
 // Callers returns the number of keys and client addresses tracked.
 func (l *Limiter) Callers() int { return l.keys.len() + l.clients.len() }
 
+// maxRetry caps Decision.RetryAfter.
+const maxRetry = 24 * time.Hour
+
 // take spends one token of lim at now, or describes the refusal.
 func take(lim *rate.Limiter, now time.Time, s Scope) Decision {
 	if lim.AllowN(now, 1) {
@@ -152,7 +158,9 @@ func take(lim *rate.Limiter, now time.Time, s Scope) Decision {
 	d := Decision{Scope: s, Limit: lim.Burst()}
 	tokens := lim.TokensAt(now)
 	if r := float64(lim.Limit()); r > 0 {
-		wait := (1 - tokens) / r
+		// Capped at a day, so that a tiny configured rate cannot
+		// overflow a Duration (or promise a retry years away).
+		wait := min((1-tokens)/r, maxRetry.Seconds())
 		d.RetryAfter = time.Duration(math.Ceil(wait * float64(time.Second)))
 	}
 	return d

@@ -145,3 +145,19 @@ func TestIdleEviction(t *testing.T) {
 		t.Errorf("after the old keys idled 2 minutes: %d tracked; want only the 128 new ones", n)
 	}
 }
+
+func TestRetryAfterCapped(t *testing.T) {
+	c := newClock()
+	l := New(Config{Now: c.now, Global: Rule{Rate: 1e-12, Burst: 1}})
+	l.AllowKey("a", Rule{}, "")
+	if d := l.AllowKey("a", Rule{}, ""); d.Scope != ScopeGlobal || d.RetryAfter != maxRetry {
+		t.Errorf("at 1e-12/s: %+v; want refused by the global bucket, RetryAfter capped at %v", d, maxRetry)
+	}
+}
+
+func TestNothingOn(t *testing.T) {
+	l := New(Config{Now: func() time.Time { panic("BUG: the clock was read with no rule on") }})
+	if d := l.AllowKey("a", Rule{}, "m"); !d.Allowed() {
+		t.Errorf("no rule: %+v; want allowed", d)
+	}
+}
