@@ -261,10 +261,22 @@ func (s *Server) modelAccess(ctx *fasthttp.RequestCtx, model string) error {
 }
 
 // clientAddr is the request's peer address (X-Forwarded-For is not
-// trusted: any client can set it).
+// trusted: any client can set it), an IPv6 address reduced to its /64:
+// one host usually holds a whole /64 and could otherwise take a fresh
+// bucket with every address of it.
 func clientAddr(ctx *fasthttp.RequestCtx) netip.Addr {
 	a, _ := netip.AddrFromSlice(ctx.RemoteIP())
-	return a.Unmap()
+	return clientKey(a)
+}
+
+func clientKey(a netip.Addr) netip.Addr {
+	a = a.Unmap()
+	if a.Is6() {
+		if p, err := a.Prefix(64); err == nil {
+			return p.Addr()
+		}
+	}
+	return a
 }
 
 // retrySeconds rounds a wait up to whole seconds, at least 1, for

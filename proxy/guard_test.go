@@ -14,6 +14,7 @@ import (
 	"log/slog"
 	"math/big"
 	"net"
+	"net/netip"
 	"os"
 	"path/filepath"
 	"strings"
@@ -514,4 +515,17 @@ func TestGuardStartErrors(t *testing.T) {
 	if _, err := New(cfg, "test", fakemodel.Registry(t), metrics.NewSet(), slog.New(slog.DiscardHandler)); err == nil || !strings.Contains(err.Error(), "tls.cert_file") {
 		t.Errorf("New with a key file for a certificate: %v; want an error naming tls.cert_file", err)
 	}
+}
+
+func TestClientKey(t *testing.T) {
+	f := func(in, want string) {
+		t.Helper()
+		if got := clientKey(netip.MustParseAddr(in)); got != netip.MustParseAddr(want) {
+			t.Errorf("clientKey(%s) = %s; want %s", in, got, want)
+		}
+	}
+	f("10.1.2.3", "10.1.2.3")
+	f("::ffff:10.1.2.3", "10.1.2.3")
+	f("2001:db8:1:2:aaaa:bbbb:cccc:dddd", "2001:db8:1:2::")
+	f("2001:db8:1:2::1", "2001:db8:1:2::")
 }
