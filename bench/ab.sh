@@ -13,6 +13,8 @@
 # CPU per request (µs), and at the end
 # each server's coalesce_batch_size sum and count (and cache hits and misses,
 # when its cache is on) for digits-mlp.
+# BENCH_RUN_FLAGS adds flags to every `bench run`, e.g.
+# BENCH_RUN_FLAGS="-header X-API-Key:$KEY" when one server wants a key.
 set -eu
 reps=$1 flagsA=$2 flagsB=$3 benchFlags=${4:-}
 go build -o bin/coalesce ./cmd/coalesce
@@ -27,7 +29,7 @@ trap 'kill $pidA $pidB 2>/dev/null' EXIT
 sleep 2
 row() { # addr pid: throughput p99 cpu/req
 	# shellcheck disable=SC2086 # the flags are meant to split
-	bin/bench run -addr "$1" -pid "$2" -c 64 -d 3s -warmup 0.5s $benchFlags -out "${TMPDIR:-/tmp}/coalesce-ab" 2>&1 |
+	bin/bench run -addr "$1" -pid "$2" -c 64 -d 3s -warmup 0.5s $benchFlags -out "${TMPDIR:-/tmp}/coalesce-ab" ${BENCH_RUN_FLAGS:-} 2>&1 |
 		awk -F'|' '/^\| target \| 64/ {gsub(/ /, ""); print $4, $7, $12}'
 }
 i=0

@@ -45,6 +45,15 @@ func runCmd(ctx context.Context, args []string) error {
 	pid := fs.Int("pid", 0, "server PID: its CPU (and its children's) is measured from /proc")
 	metricsURL := fs.String("metrics", "", "server /metrics URL: scraped before and after each run")
 	out := fs.String("out", "bench/results", "directory under which the report is written")
+	var headers []string
+	fs.Func("header", `header added to every request, "Name: value" (repeatable), e.g. an API key`, func(v string) error {
+		name, value, ok := strings.Cut(v, ":")
+		if !ok || strings.TrimSpace(name) == "" {
+			return fmt.Errorf("%q; want Name: value", v)
+		}
+		headers = append(headers, strings.TrimSpace(name), strings.TrimSpace(value))
+		return nil
+	})
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
@@ -52,7 +61,7 @@ func runCmd(ctx context.Context, args []string) error {
 	if err != nil {
 		return fmt.Errorf("-batch: %w", err)
 	}
-	reqs, err := workload.Build(workload.Spec{Model: *model, ModelsDir: *models, Protocol: *protocol, Path: *path, Batch: mix, RepeatShare: *repeat, Count: *pool}, *addr)
+	reqs, err := workload.Build(workload.Spec{Model: *model, ModelsDir: *models, Protocol: *protocol, Path: *path, Batch: mix, RepeatShare: *repeat, Count: *pool, Headers: headers}, *addr)
 	if err != nil {
 		return err
 	}

@@ -32,6 +32,9 @@ type Config struct {
 	// Upstream holds the defaults of upstream model versions (see
 	// UpstreamModel); each upstream.yaml may override them.
 	Upstream Upstream `koanf:"upstream"`
+	Auth     Auth     `koanf:"auth"`
+	Rate     Rate     `koanf:"ratelimit"`
+	TLS      TLS      `koanf:"tls"`
 }
 
 // HTTP configures the data plane (predict, KServe V2, TF Serving, health).
@@ -133,6 +136,50 @@ type Shutdown struct {
 	IdleTimeout time.Duration `koanf:"idle_timeout" help:"after the drain delay, keep-alive connections idle this long are closed (a request sent before gets its answer with Connection: close)"`
 }
 
+// Auth configures API keys (package auth). The configuration names the
+// key file, never a key: keys stay out of flags, the environment and the
+// process's command line.
+type Auth struct {
+	// KeysFile "" turns authentication off.
+	KeysFile string `koanf:"keys_file" help:"API key file (one key per line, or YAML with name, key or sha256, models, tier, admin); empty = no authentication"`
+	// AdminPlane requires a key marked admin: true on the admin plane.
+	AdminPlane bool `koanf:"admin_plane" help:"require a key with admin: true from auth.keys_file on the admin plane (health stays open)"`
+	// ReloadInterval is how often the key file (and the TLS files) are
+	// checked for changes; 0 re-reads them only on SIGHUP.
+	ReloadInterval time.Duration `koanf:"reload_interval" help:"check the key file and TLS files for changes this often (0 = only on SIGHUP)"`
+}
+
+// Bucket is a token bucket: Rate requests per second, Burst at once.
+// Rate 0 means no limit.
+type Bucket struct {
+	Rate  float64 `koanf:"rate" help:"requests per second (0 = no limit)"`
+	Burst int     `koanf:"burst" help:"requests allowed at once; at least 1 with a rate"`
+}
+
+// Rate configures rate limits (package ratelimit): every bucket a request
+// passes must have a token, or it gets 429 before its body is decoded.
+type Rate struct {
+	// Shadow counts what would be limited without limiting.
+	Shadow bool   `koanf:"shadow" help:"count requests over a limit (coalesce_ratelimit_shadow_total) without refusing them"`
+	Global Bucket `koanf:"global"`
+	Model  Bucket `koanf:"model"`
+	// Key is the bucket of each API key whose tier the key file does not
+	// define.
+	Key Bucket `koanf:"key"`
+	// Client is the bucket of each client address when auth is off:
+	// meaningful only when clients connect directly (standalone), not
+	// behind a proxy that makes every request come from one address.
+	Client      Bucket        `koanf:"client"`
+	MaxCallers  int           `koanf:"max_callers" help:"keys and client addresses tracked (each); beyond it the least recently seen is forgotten"`
+	IdleTimeout time.Duration `koanf:"idle_timeout" help:"forget a key or client address unseen this long (its bucket restarts full)"`
+}
+
+// TLS configures TLS on the data plane; both files or neither.
+type TLS struct {
+	CertFile string `koanf:"cert_file" help:"PEM certificate (chain) of the data plane; with tls.key_file turns TLS on, re-read on change"`
+	KeyFile  string `koanf:"key_file" help:"PEM private key of tls.cert_file"`
+}
+
 // Default returns the built-in defaults, the lowest layer of configuration.
 func Default() Config {
 	return Config{
@@ -157,6 +204,8 @@ func Default() Config {
 		Log:      Log{Level: "info", Format: "json"},
 		Shutdown: Shutdown{DrainDelay: 0, GracePeriod: 25 * time.Second, IdleTimeout: time.Second},
 		Upstream: DefaultUpstream(),
+		Auth:     Auth{ReloadInterval: 5 * time.Second},
+		Rate:     Rate{MaxCallers: 65536, IdleTimeout: 10 * time.Minute},
 	}
 }
 
@@ -195,6 +244,19 @@ func (c *Config) Validate() error {
 		{"shutdown.drain_delay", atLeast(int(c.Shutdown.DrainDelay), 0)},
 		{"shutdown.grace_period", positive(c.Shutdown.GracePeriod)},
 		{"shutdown.idle_timeout", positive(c.Shutdown.IdleTimeout)},
+		{"auth.keys_file", checkFile(c.Auth.KeysFile)},
+		{"auth.admin_plane", requires(c.Auth.AdminPlane, c.Auth.KeysFile, "auth.keys_file")},
+		{"auth.reload_interval", atLeast(int(c.Auth.ReloadInterval), 0)},
+		{"ratelimit.global", c.Rate.Global.check()},
+		{"ratelimit.model", c.Rate.Model.check()},
+		{"ratelimit.key", c.Rate.Key.check()},
+		{"ratelimit.client", c.Rate.Client.check()},
+		{"ratelimit.max_callers", atLeast(c.Rate.MaxCallers, 16)},
+		{"ratelimit.idle_timeout", atLeast(int(c.Rate.IdleTimeout), 0)},
+		{"tls.cert_file", checkFile(c.TLS.CertFile)},
+		{"tls.key_file", checkFile(c.TLS.KeyFile)},
+		{"tls.key_file", requires(c.TLS.CertFile != "", c.TLS.KeyFile, "tls.key_file")},
+		{"tls.cert_file", requires(c.TLS.KeyFile != "", c.TLS.CertFile, "tls.cert_file")},
 	}
 	for _, ch := range checks {
 		if ch.err != nil {
@@ -215,6 +277,39 @@ func (c *Config) Validate() error {
 func inflightBytes(v, maxBody int) error {
 	if v != 0 && v < maxBody {
 		return fmt.Errorf("%d is smaller than limits.max_body_bytes (%d); want 0 (derived from the memory limit) or at least %d", v, maxBody, maxBody)
+	}
+	return nil
+}
+
+func (b Bucket) check() error {
+	switch {
+	case b.Rate < 0:
+		return fmt.Errorf("rate %g is negative; want requests per second, or 0 for no limit", b.Rate)
+	case b.Burst < 0 || (b.Rate > 0 && b.Burst < 1):
+		return fmt.Errorf("burst %d with rate %g; want a burst of at least 1", b.Burst, b.Rate)
+	}
+	return nil
+}
+
+// checkFile accepts "" (off) or a readable regular file.
+func checkFile(p string) error {
+	if p == "" {
+		return nil
+	}
+	st, err := os.Stat(p)
+	if err != nil {
+		return fmt.Errorf("%w; want a readable file", err)
+	}
+	if st.IsDir() {
+		return fmt.Errorf("%q is a directory; want a file", p)
+	}
+	return nil
+}
+
+// requires fails when on is set but the value of other is empty.
+func requires(on bool, value, other string) error {
+	if on && value == "" {
+		return fmt.Errorf("needs %s to be set", other)
 	}
 	return nil
 }

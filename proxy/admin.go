@@ -24,6 +24,10 @@ func (s *Server) AdminHandler(set *metrics.Set, pprofOn bool) fasthttp.RequestHa
 		"/debug/pprof/trace":   fasthttpadaptor.NewFastHTTPHandlerFunc(pprof.Trace),
 	}
 	return func(ctx *fasthttp.RequestCtx) {
+		if err := s.adminAuth(ctx); err != nil { // auth.admin_plane (guard.go)
+			writeError(ctx, err)
+			return
+		}
 		path := ctx.Path()
 		switch {
 		case bytes.Equal(path, []byte("/metrics")):

@@ -12,6 +12,7 @@ import (
 	"github.com/coalesce-ml/coalesce/backends"
 	"github.com/coalesce-ml/coalesce/batcher"
 	"github.com/coalesce-ml/coalesce/codec"
+	"github.com/coalesce-ml/coalesce/ratelimit"
 )
 
 // Error is a request failure of the HTTP layer (routing, methods) with the
@@ -38,6 +39,47 @@ type errInflight struct{ max int64 }
 
 func (e errInflight) Error() string {
 	return "server is overloaded: " + strconv.FormatInt(e.max, 10) + " requests in flight (http.max_inflight); retry later"
+}
+
+// errUnauthorized: no API key, or one not in the key file (401). The
+// message never repeats what the client sent.
+type errUnauthorized struct{ invalid bool }
+
+func (e errUnauthorized) Error() string {
+	if e.invalid {
+		return "API key is not valid; send a valid key as Authorization: Bearer <key> or X-API-Key: <key>"
+	}
+	return "API key required; send it as Authorization: Bearer <key> or X-API-Key: <key>"
+}
+
+// errForbidden: a valid key calling a model (or the admin plane, model
+// "") it may not (403). key is the key's name from the key file.
+type errForbidden struct{ key, model string }
+
+func (e errForbidden) Error() string {
+	if e.model == "" {
+		return fmt.Sprintf("API key %q may not call the admin plane; want a key with admin: true", e.key)
+	}
+	return fmt.Sprintf("API key %q may not call model %q", e.key, e.model)
+}
+
+// errLimited: a rate limit's bucket is empty (429).
+type errLimited struct {
+	d     ratelimit.Decision
+	model string
+}
+
+func (e errLimited) Error() string {
+	what := "the server's"
+	switch e.d.Scope {
+	case ratelimit.ScopeKey:
+		what = "this API key's"
+	case ratelimit.ScopeClient:
+		what = "this client address's"
+	case ratelimit.ScopeModel:
+		what = "model " + strconv.Quote(e.model) + "'s"
+	}
+	return "rate limit exceeded: " + what + " limit of " + strconv.Itoa(e.d.Limit) + " requests at once is used up; retry after " + strconv.Itoa(retrySeconds(e.d.RetryAfter)) + "s"
 }
 
 // notFound is an unknown model or version (404); it quotes the names
@@ -112,6 +154,12 @@ func StatusOf(err error) int {
 		return fasthttp.StatusBadRequest
 	case errors.As(err, new(errInflight)):
 		return fasthttp.StatusServiceUnavailable
+	case errors.As(err, new(errUnauthorized)):
+		return fasthttp.StatusUnauthorized
+	case errors.As(err, new(errForbidden)):
+		return fasthttp.StatusForbidden
+	case errors.As(err, new(errLimited)):
+		return fasthttp.StatusTooManyRequests
 	case errors.Is(err, backends.ErrModelNotFound), errors.Is(err, backends.ErrVersionNotFound):
 		return fasthttp.StatusNotFound
 	case errors.Is(err, backends.ErrInvalidInput):
@@ -144,8 +192,32 @@ func writeError(ctx *fasthttp.RequestCtx, err error) int {
 	if errors.As(err, &pe) && pe.allow != "" {
 		ctx.Response.Header.Set("Allow", pe.allow)
 	}
-	if status == fasthttp.StatusServiceUnavailable {
+	switch status {
+	case fasthttp.StatusServiceUnavailable:
 		ctx.Response.Header.Set("Retry-After", retryAfter(err))
+	case fasthttp.StatusUnauthorized:
+		// RFC 9110 §11.6.1 requires the challenge; RFC 6750 §3 its
+		// Bearer form, with error="invalid_token" for a key that was
+		// sent but is not valid.
+		var ue errUnauthorized
+		if errors.As(err, &ue) && ue.invalid {
+			ctx.Response.Header.Set("WWW-Authenticate", `Bearer realm="coalesce", error="invalid_token"`)
+		} else {
+			ctx.Response.Header.Set("WWW-Authenticate", `Bearer realm="coalesce"`)
+		}
+	case fasthttp.StatusTooManyRequests:
+		var le errLimited
+		if errors.As(err, &le) {
+			// RFC 6585 §4 and RFC 9110 §10.2.3; the RateLimit-* fields
+			// of draft-ietf-httpapi-ratelimit-headers (-07): the
+			// refusing bucket's size, what is left of it, and seconds
+			// until it holds a token again.
+			secs := strconv.Itoa(retrySeconds(le.d.RetryAfter))
+			ctx.Response.Header.Set("Retry-After", secs)
+			ctx.Response.Header.Set("RateLimit-Limit", strconv.Itoa(le.d.Limit))
+			ctx.Response.Header.Set("RateLimit-Remaining", strconv.Itoa(le.d.Remaining))
+			ctx.Response.Header.Set("RateLimit-Reset", secs)
+		}
 	}
 	msg := err.Error()
 	b := make([]byte, 0, len(msg)+16)

@@ -50,6 +50,13 @@ func (s *Server) Handler(ctx *fasthttp.RequestCtx) {
 		writeError(ctx, err)
 		return
 	}
+	// API key (401) before routing, so that a caller without one learns
+	// nothing of the models; model access and rate limits come in
+	// serveInfer, once the model is known (guard.go).
+	if err := s.authenticate(ctx, path); err != nil {
+		writeError(ctx, err)
+		return
+	}
 	var e *entry
 	switch {
 	case bytes.Equal(path, []byte("/predict")):
@@ -66,6 +73,11 @@ func (s *Server) Handler(ctx *fasthttp.RequestCtx) {
 	}
 	if e != nil {
 		mm = sn.models[e.Name]
+		if err == nil {
+			// Metadata and readiness of a model the key may not call
+			// are refused too; inference was refused before decoding.
+			err = s.modelAccess(ctx, e.Name)
+		}
 	}
 	if err != nil {
 		writeError(ctx, err)

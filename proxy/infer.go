@@ -23,6 +23,9 @@ import (
 // says whether the request named the version (see snapshot.successor).
 // Errors are returned for Handler to write.
 func (s *Server) serveInfer(ctx *fasthttp.RequestCtx, c codec.Codec, e *entry, versioned bool) error {
+	if err := s.admitModel(ctx, e.Name); err != nil { // 403, 429 (guard.go)
+		return err
+	}
 	r := codec.AcquireRequest(e.ModelVersion, &s.cfg.Limits)
 	defer codec.ReleaseRequest(r)
 	if err := c.Decode(r, ctx.PostBody(), &ctx.Request.Header); err != nil {

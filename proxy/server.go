@@ -37,6 +37,7 @@ type Server struct {
 	inflight atomic.Int64             // POST requests being handled
 	retiring sync.WaitGroup           // retire goroutines started by Update
 	edge     edge                     // connections, body budget, drain (edge.go)
+	guard    guard                    // API keys, rate limits, TLS pair (guard.go)
 
 	mu     sync.Mutex // serializes Update and Close; guards gen and closed
 	gen    uint64     // the last load generation given out
@@ -53,7 +54,11 @@ func New(cfg *config.Config, version string, reg *backends.Registry, set *metric
 	s.edge.budget.max = int64(cfg.Limits.InflightBytes)
 	s.edge.drainIdle = cfg.Shutdown.IdleTimeout
 	s.edgeInit()
+	if err := s.newGuard(cfg); err != nil {
+		return nil, err
+	}
 	if err := s.Update(reg); err != nil {
+		s.guard.watch.Close()
 		return nil, err
 	}
 	return s, nil
@@ -69,6 +74,7 @@ func (s *Server) Close(ctx context.Context) error {
 		return nil
 	}
 	s.closed = true
+	s.guard.watch.Close()
 	sn := s.snap.Load()
 	var errs []error
 	for _, e := range sn.entries {

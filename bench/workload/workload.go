@@ -42,6 +42,9 @@ type Spec struct {
 	// Count is how many requests the pool holds; 0 means 512.
 	Count int
 	Seed  uint64
+	// Headers are added to every request (name, value pairs), e.g. an
+	// API key.
+	Headers []string
 }
 
 // HotSet is how many distinct inputs repeated requests draw from.
@@ -138,7 +141,7 @@ func Build(spec Spec, host string) ([]loadgen.Request, error) {
 
 func request(spec Spec, host, input string, rows [][]float64) (loadgen.Request, error) {
 	path := spec.Path
-	json := []string{"Content-Type", "application/json"}
+	json := append([]string{"Content-Type", "application/json"}, spec.Headers...)
 	switch spec.Protocol {
 	case Predict:
 		if path == "" {
@@ -176,7 +179,7 @@ func request(spec Spec, host, input string, rows [][]float64) (loadgen.Request, 
 			}
 		}
 		return loadgen.NewRequest("POST", host, path, b,
-			"Content-Type", "application/octet-stream", "Inference-Header-Content-Length", strconv.Itoa(hdr)), nil
+			append([]string{"Content-Type", "application/octet-stream", "Inference-Header-Content-Length", strconv.Itoa(hdr)}, spec.Headers...)...), nil
 	}
 	return loadgen.Request{}, fmt.Errorf("workload: unknown protocol %q; want %s, %s, %s or %s", spec.Protocol, Predict, V2JSON, V2Binary, TFS)
 }

@@ -2,10 +2,12 @@ package main
 
 import (
 	"context"
+	"crypto/tls"
 	"fmt"
 	"io"
 	"log/slog"
 	"net"
+	"os"
 	"os/signal"
 	"runtime"
 	"syscall"
@@ -54,6 +56,12 @@ func serve(cfg *config.Config, stdout, stderr io.Writer) int {
 		fmt.Fprintf(stderr, "coalesce: http.addr: %v\n", err)
 		return exitFail
 	}
+	scheme := "http"
+	if tc := srv.TLSConfig(); tc != nil {
+		// Inside the edge's Listener, so that it tracks the TLS
+		// connections (and their first byte) like plain ones.
+		dataLn, scheme = tls.NewListener(dataLn, tc), "https"
+	}
 	adminLn, err := net.Listen("tcp", cfg.Admin.Addr)
 	if err != nil {
 		dataLn.Close()
@@ -70,18 +78,30 @@ func serve(cfg *config.Config, stdout, stderr io.Writer) int {
 		models = append(models, slog.Group(m.Name+"@"+m.Version, "inputs", len(m.Meta.Inputs), "outputs", len(m.Meta.Outputs), "engine", m.Meta.Info))
 	}
 	log.Info("coalesce started",
-		"version", version, "http", dataLn.Addr().String(), "admin", adminLn.Addr().String(),
+		"version", version, "http", dataLn.Addr().String(), "scheme", scheme, "admin", adminLn.Addr().String(),
+		"auth", cfg.Auth.KeysFile != "", "ratelimit_shadow", cfg.Rate.Shadow,
 		"default_model", srv.DefaultModel(), "gomaxprocs", runtime.GOMAXPROCS(0),
 		"gomemlimit", memLimit, "gomemlimit_source", string(memSource), "inflight_bytes", inflight,
 		slog.Group("models", models...))
 
 	sigCtx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, syscall.SIGINT)
 	defer stop()
-	select {
-	case <-sigCtx.Done():
-	case err := <-errc:
-		log.Error("server stopped", "err", err)
-		return exitFail
+	// SIGHUP re-reads the key file and the TLS pair (Server.Reload logs
+	// the outcome); a failed reload keeps what is in force.
+	hup := make(chan os.Signal, 1) // signal.Notify drops signals when full
+	signal.Notify(hup, syscall.SIGHUP)
+	defer signal.Stop(hup)
+wait:
+	for {
+		select {
+		case <-sigCtx.Done():
+			break wait
+		case <-hup:
+			_ = srv.Reload()
+		case err := <-errc:
+			log.Error("server stopped", "err", err)
+			return exitFail
+		}
 	}
 	stop() // a second signal now kills the process the default way
 	log.Info("shutting down: readiness is 503", "drain_delay", cfg.Shutdown.DrainDelay.String(),
