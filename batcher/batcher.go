@@ -165,6 +165,7 @@ func newBatcher(b backends.Backend, cfg Config, met *Metrics, clock Clock, onWai
 	if len(onEnqueue) > 0 {
 		bt.onEnqueue = onEnqueue[0]
 	}
+	met.queueCapacity(cfg.QueueCapacity)
 	bt.idle = bt.workers
 	bt.wg.Add(bt.workers)
 	for range bt.workers {

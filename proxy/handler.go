@@ -18,6 +18,7 @@ func (s *Server) Handler(ctx *fasthttp.RequestCtx) {
 	start := ctx.Time() // when fasthttp began this request; saves a clock read
 	sn := s.snap.Load()
 	var mm *modelMetrics // the resolved model's metrics, nil until then
+	var e *entry         // the routed model version, nil until then
 	proto := protoOther
 	defer func() {
 		if r := recover(); r != nil {
@@ -31,6 +32,7 @@ func (s *Server) Handler(ctx *fasthttp.RequestCtx) {
 			ctx.SetConnectionClose()
 		}
 		s.met.observe(mm, proto, ctx.Response.StatusCode(), start)
+		s.finishRequest(ctx, start, proto, e) // X-Request-Id, access log
 	}()
 	path := ctx.Path()
 	var err error
@@ -40,11 +42,11 @@ func (s *Server) Handler(ctx *fasthttp.RequestCtx) {
 		if max := int64(s.cfg.HTTP.MaxInflight); max > 0 && n > max {
 			// Shed at the edge, before decoding: under overload the
 			// cheapest answer is the one that does no work.
+			s.met.shedInflight.Inc()
 			writeError(ctx, errInflight{max})
 			return
 		}
 	}
-	var e *entry
 	switch {
 	case bytes.Equal(path, []byte("/predict")):
 		proto = protoPredict
