@@ -8,7 +8,7 @@
 # version by default. Any image with the Go toolchain on PATH and CA
 # certificates in /etc/ssl/certs works: every RUN is in exec form, so the
 # base needs no shell (make image assembles such a base from the local Go
-# installation when no registry is reachable; see the Makefile).
+# installation when no registry is reachable: deploy/image/build.sh).
 ARG GO_IMAGE=docker.io/library/golang:1.26
 
 FROM ${GO_IMAGE} AS build
