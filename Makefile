@@ -2,10 +2,10 @@
 GO        ?= go
 VERSION   ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
 COMMIT    ?= $(shell git rev-parse HEAD 2>/dev/null || echo unknown)
-LDFLAGS   := -s -w -X main.version=$(VERSION) -X main.commit=$(COMMIT)
+LDFLAGS   := -s -w -X main.version=$(VERSION) -X main.commit=$(COMMIT) -X github.com/coalesce-ml/coalesce/internal/app.commit=$(COMMIT)
 BIN       := bin/coalesce
 
-.PHONY: run build test test-short lint fuzz bench bench-go clean
+.PHONY: run build test test-short test-deploy test-image image lint fuzz bench bench-go clean
 
 build:
 	CGO_ENABLED=0 $(GO) build -trimpath -ldflags "$(LDFLAGS)" -o $(BIN) ./cmd/coalesce
@@ -13,11 +13,34 @@ build:
 run: build
 	./$(BIN) serve --config configs/coalesce.yaml --models.default digits-mlp
 
-# Every test, with the race detector, then a short run of every fuzz target.
+# Every test, with the race detector, then a short run of every fuzz target,
+# then the deploy module's tests (manifests, rules, dashboard).
 test:
 	$(GO) vet ./...
 	$(GO) test -race -count=1 ./...
 	$(MAKE) fuzz FUZZTIME=5s
+	$(MAKE) test-deploy
+
+# deploy/ is a Go module of its own (k8s.io/api, kustomize), so that the
+# server's go.mod stays lean. Its Prometheus tests need promtool and
+# prometheus (Debian's prometheus package) and skip, saying so, without them.
+test-deploy:
+	cd deploy && $(GO) vet ./... && $(GO) test -count=1 ./...
+
+# The container image (Dockerfile), built with buildah, docker or podman,
+# whichever is installed. With buildah no registry is needed:
+# deploy/image/build.sh assembles the build stage's base from the local Go
+# installation. GO_IMAGE=docker.io/library/golang:1.26 uses the official
+# image instead.
+IMAGE ?= localhost/coalesce:$(VERSION)
+image:
+	GO=$(GO) sh deploy/image/build.sh $(IMAGE) $(VERSION) $(COMMIT)
+
+# Builds the image and runs it chrooted as its non-root user
+# (deploy/image_test.go): /predict, healthcheck, SIGTERM. Needs buildah and
+# root; a minute or two on a fresh machine, so not part of make test.
+test-image:
+	cd deploy && COALESCE_IMAGE_TEST=1 $(GO) test -count=1 -run '^TestImage$$' -v .
 
 test-short:
 	$(GO) test -count=1 ./...
@@ -26,9 +49,14 @@ FUZZTIME ?= 30s
 fuzz:
 	GO=$(GO) sh .ci/fuzz.sh $(FUZZTIME)
 
+# actionlint checks .github/workflows (syntax, expressions, and the shell
+# of run: steps when shellcheck is installed).
+ACTIONLINT ?= github.com/rhysd/actionlint/cmd/actionlint@v1.7.12
 lint:
 	$(GO) vet ./...
+	cd deploy && $(GO) vet ./...
 	@out=$$(gofmt -l .); if [ -n "$$out" ]; then echo "gofmt needed:"; echo "$$out"; exit 1; fi
+	$(GO) run $(ACTIONLINT)
 
 # The standard load-test suite (bench/scenarios/standard.yaml): a few minutes;
 # the report and charts go to bench/results/<timestamp>/.

@@ -200,6 +200,7 @@ func newBatcher(b backends.Backend, cfg Config, met *Metrics, clock Clock, onWai
 	}
 	_, bt.remote = b.(backends.Remote)
 	bt.gate, _ = b.(backends.Gate)
+	met.queueCapacity(cfg.QueueCapacity)
 	bt.idle = bt.workers
 	bt.wg.Add(bt.workers)
 	for range bt.workers {

@@ -23,6 +23,7 @@ type Metrics struct {
 	expiredN  *metrics.Counter
 	rows      *metrics.Gauge
 	requests  *metrics.Gauge
+	capacity  *metrics.Gauge // the queue bound in rows, set by New
 }
 
 // batchBuckets are powers of two from 1 to 1024 rows.
@@ -39,7 +40,8 @@ var execBuckets = metrics.ExponentialBuckets(0.00001, 2, 22)
 // Names: coalesce_batch_size (rows per batch), coalesce_queue_wait_seconds,
 // coalesce_batches_total{reason}, coalesce_shed_total{reason="queue_full"
 // or "admission"}, coalesce_expired_total, coalesce_queue_rows,
-// coalesce_queue_requests, and per backend execution (one observation per
+// coalesce_queue_requests, coalesce_queue_capacity_rows (the bound of
+// coalesce_queue_rows), and per backend execution (one observation per
 // batch run: merging the inputs, Infer, splitting the outputs)
 // coalesce_inference_duration_seconds, coalesce_inference_calls_total and
 // coalesce_inference_rows_total; all labelled {model, version}.
@@ -65,6 +67,7 @@ func NewMetrics(set *metrics.Set, model, version string) *Metrics {
 	m.expiredN = counter(`coalesce_expired_total{` + l + `}`)
 	m.rows = gauge(`coalesce_queue_rows{` + l + `}`)
 	m.requests = gauge(`coalesce_queue_requests{` + l + `}`)
+	m.capacity = gauge(`coalesce_queue_capacity_rows{` + l + `}`)
 	m.execTime = hist(`coalesce_inference_duration_seconds{`+l+`}`, execBuckets)
 	m.execCalls = counter(`coalesce_inference_calls_total{` + l + `}`)
 	m.execRows = counter(`coalesce_inference_rows_total{` + l + `}`)
@@ -128,5 +131,11 @@ func (m *Metrics) depth(rows, requests int) {
 	if m != nil {
 		m.rows.Set(float64(rows))
 		m.requests.Set(float64(requests))
+	}
+}
+
+func (m *Metrics) queueCapacity(rows int) {
+	if m != nil {
+		m.capacity.Set(float64(rows))
 	}
 }

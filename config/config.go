@@ -125,6 +125,9 @@ type Cache struct {
 type Log struct {
 	Level  string `koanf:"level" help:"log level: debug, info, warn or error"`
 	Format string `koanf:"format" help:"log format: json or text"`
+	// AccessSample is the share of data-plane requests written to the
+	// access log, from 0 (off, the default) to 1 (every request).
+	AccessSample float64 `koanf:"access_sample" help:"share of requests written to the access log, 0 to 1 (0 = off)"`
 }
 
 // Shutdown configures graceful termination on SIGTERM or SIGINT.
@@ -241,6 +244,7 @@ func (c *Config) Validate() error {
 		{"cache.ttl", atLeast(int(c.Cache.TTL), 0)},
 		{"log.level", oneOf(c.Log.Level, "debug", "info", "warn", "error")},
 		{"log.format", oneOf(c.Log.Format, "json", "text")},
+		{"log.access_sample", fraction(c.Log.AccessSample)},
 		{"shutdown.drain_delay", atLeast(int(c.Shutdown.DrainDelay), 0)},
 		{"shutdown.grace_period", positive(c.Shutdown.GracePeriod)},
 		{"shutdown.idle_timeout", positive(c.Shutdown.IdleTimeout)},
@@ -333,6 +337,13 @@ func positive(d time.Duration) error {
 func atLeast(v, min int) error {
 	if v < min {
 		return fmt.Errorf("%d is too small; want at least %d", v, min)
+	}
+	return nil
+}
+
+func fraction(v float64) error {
+	if !(v >= 0 && v <= 1) { // also rejects NaN
+		return fmt.Errorf("%v is not a share; want a number from 0 to 1", v)
 	}
 	return nil
 }

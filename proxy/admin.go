@@ -6,6 +6,7 @@ import (
 	"strconv"
 
 	"github.com/VictoriaMetrics/metrics"
+	"github.com/valyala/bytebufferpool"
 	"github.com/valyala/fasthttp"
 	"github.com/valyala/fasthttp/fasthttpadaptor"
 )
@@ -14,8 +15,11 @@ import (
 // text format (the metrics of set plus process and Go runtime metrics),
 // GET /v2/health/live and /v2/health/ready mirrored from the data plane,
 // and /debug/pprof/ when pprofOn is true. It never shares a port with
-// clients.
+// clients. Every metric family carries # HELP and # TYPE: AdminHandler
+// turns on VictoriaMetrics/metrics' ExposeMetadata, a switch of that
+// package that holds for the whole process.
 func (s *Server) AdminHandler(set *metrics.Set, pprofOn bool) fasthttp.RequestHandler {
+	metrics.ExposeMetadata(true)
 	pprofIndex := fasthttpadaptor.NewFastHTTPHandlerFunc(pprof.Index)
 	pprofHandlers := map[string]fasthttp.RequestHandler{
 		"/debug/pprof/cmdline": fasthttpadaptor.NewFastHTTPHandlerFunc(pprof.Cmdline),
@@ -36,8 +40,12 @@ func (s *Server) AdminHandler(set *metrics.Set, pprofOn bool) fasthttp.RequestHa
 				return
 			}
 			ctx.SetContentType("text/plain; version=0.0.4; charset=utf-8")
-			set.WritePrometheus(ctx)
-			metrics.WriteProcessMetrics(ctx)
+			bb := bytebufferpool.Get()
+			set.WritePrometheus(bb)
+			s.writeStateMetrics(bb)
+			metrics.WriteProcessMetrics(bb)
+			writeMetrics(ctx, bb.B)
+			bytebufferpool.Put(bb)
 		case bytes.Equal(path, []byte("/v2/health/live")):
 			if err := s.health(ctx, true); err != nil {
 				writeError(ctx, err)

@@ -18,6 +18,7 @@ func (s *Server) Handler(ctx *fasthttp.RequestCtx) {
 	start := arrival(ctx) // the request's first byte (edge.go)
 	sn := s.snap.Load()
 	var mm *modelMetrics // the resolved model's metrics, nil until then
+	var e *entry         // the routed model version, nil until then
 	proto := protoOther
 	defer func() {
 		if r := recover(); r != nil {
@@ -32,6 +33,7 @@ func (s *Server) Handler(ctx *fasthttp.RequestCtx) {
 			ctx.SetConnectionClose()
 		}
 		s.met.observe(mm, proto, ctx.Response.StatusCode(), start)
+		s.finishRequest(ctx, start, proto, e) // X-Request-Id, access log
 	}()
 	defer s.releaseHeld(ctx) // the in-flight byte budget, on every path (edge.go)
 	path := ctx.Path()
@@ -42,6 +44,7 @@ func (s *Server) Handler(ctx *fasthttp.RequestCtx) {
 		if max := int64(s.cfg.HTTP.MaxInflight); max > 0 && n > max {
 			// Shed at the edge, before decoding: under overload the
 			// cheapest answer is the one that does no work.
+			s.met.shedInflight.Inc()
 			writeError(ctx, errInflight{max})
 			return
 		}
@@ -57,7 +60,6 @@ func (s *Server) Handler(ctx *fasthttp.RequestCtx) {
 		writeError(ctx, err)
 		return
 	}
-	var e *entry
 	switch {
 	case bytes.Equal(path, []byte("/predict")):
 		proto = protoPredict

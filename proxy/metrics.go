@@ -25,6 +25,11 @@ var protocols = [...]string{protoPredict, protoV2, protoTFS, protoOther}
 type serverMetrics struct {
 	set  *metrics.Set
 	none *modelMetrics
+	// shedInflight counts requests refused at the edge because
+	// http.max_inflight were in flight: coalesce_shed_total{reason=
+	// "max_inflight"}, the family the batchers count their own shedding
+	// in (with model and version labels).
+	shedInflight *metrics.Counter
 }
 
 // modelMetrics are the request series of one model name:
@@ -39,7 +44,8 @@ type modelMetrics struct {
 }
 
 func newServerMetrics(set *metrics.Set) *serverMetrics {
-	return &serverMetrics{set: set, none: newModelMetrics(set, "")}
+	return &serverMetrics{set: set, none: newModelMetrics(set, ""),
+		shedInflight: set.GetOrCreateCounter(`coalesce_shed_total{reason="max_inflight"}`)}
 }
 
 // newModelMetrics creates (or finds) the request series of model name.

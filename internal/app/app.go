@@ -8,6 +8,7 @@ import (
 	"context"
 	"log/slog"
 	"runtime"
+	"runtime/debug"
 	"time"
 
 	"github.com/VictoriaMetrics/metrics"
@@ -19,6 +20,28 @@ import (
 	"github.com/coalesce-ml/coalesce/config"
 	"github.com/coalesce-ml/coalesce/proxy"
 )
+
+// commit is the VCS revision of the build, stamped with -ldflags
+// "-X github.com/coalesce-ml/coalesce/internal/app.commit=<sha>" (the
+// Makefile and the Dockerfile do).
+var commit string
+
+// Commit returns the build's VCS revision: the stamped one, else the one
+// the go command recorded (builds in a checkout without -buildvcs=false),
+// else "unknown".
+func Commit() string {
+	if commit != "" {
+		return commit
+	}
+	if bi, ok := debug.ReadBuildInfo(); ok {
+		for _, s := range bi.Settings {
+			if s.Key == "vcs.revision" {
+				return s.Value
+			}
+		}
+	}
+	return "unknown"
+}
 
 // App is a configured Coalesce: its server, metrics set, and the fasthttp
 // servers of its two planes (not yet listening).
@@ -54,7 +77,7 @@ func New(cfg *config.Config, version string, log *slog.Logger) (*App, error) {
 		reg.Close()
 		return nil, err
 	}
-	set.NewGauge(`coalesce_build_info{version="`+version+`",goversion="`+runtime.Version()+`"}`, func() float64 { return 1 })
+	set.NewGauge(`coalesce_build_info{version="`+version+`",commit="`+Commit()+`",goversion="`+runtime.Version()+`"}`, func() float64 { return 1 })
 	return &App{
 		Server:  srv,
 		Metrics: set,
