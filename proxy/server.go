@@ -39,9 +39,14 @@ type Server struct {
 	edge     edge                     // connections, body budget, drain (edge.go)
 	guard    guard                    // API keys, rate limits, TLS pair (guard.go)
 
-	mu     sync.Mutex // serializes Update and Close; guards gen and closed
+	mu     sync.Mutex // serializes Update and Close; guards gen, closed and series
 	gen    uint64     // the last load generation given out
 	closed bool       // Close ran
+	// series counts the served entries, retiring ones included, that
+	// record on each model version's batcher series ({model,version}):
+	// a new load of a version shares its predecessor's series
+	// (GetOrCreate), so the last of them to retire removes them.
+	series map[string]int
 }
 
 // New returns a Server for the model versions of reg, configured by cfg
@@ -69,11 +74,12 @@ func New(cfg *config.Config, version string, reg *backends.Registry, set *metric
 // HTTP server has shut down; a second call does nothing.
 func (s *Server) Close(ctx context.Context) error {
 	s.mu.Lock()
-	defer s.mu.Unlock()
 	if s.closed {
+		s.mu.Unlock()
 		return nil
 	}
-	s.closed = true
+	s.closed = true // no Update after this: the snapshot below is the last
+	s.mu.Unlock()   // retire takes s.mu to release its series
 	s.guard.watch.Close()
 	sn := s.snap.Load()
 	var errs []error

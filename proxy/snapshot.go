@@ -114,6 +114,10 @@ func (s *Server) Update(reg *backends.Registry) error {
 		bc := batcher.Config{Enabled: eff.Enabled, MaxBatchSize: eff.MaxBatchSize, MaxQueueDelay: eff.MaxQueueDelay,
 			PreferredBatchSize: eff.PreferredBatchSize, QueueCapacity: eff.QueueCapacity, PriorityLevels: eff.PriorityLevels}
 		met := batcher.NewMetrics(s.set, m.Name, m.Version)
+		if s.series == nil {
+			s.series = map[string]int{}
+		}
+		s.series[seriesKey(m)]++
 		s.gen++
 		e := &entry{ModelVersion: m, b: batcher.New(m.Backend, bc, met, nil), met: met, timeout: eff.DefaultTimeout, gen: s.gen}
 		e.cache, e.cmet = s.newCache(m, eff, budgets[m], old)
@@ -140,10 +144,8 @@ func (s *Server) Update(reg *backends.Registry) error {
 				e.cmet.Unregister()
 			}
 		}
-		_, err := reg.Get(m.Name, m.Version)
-		relabelled := err == nil // a new load of the same version keeps its series
 		s.retiring.Add(1)
-		go s.retire(e, relabelled)
+		go s.retire(e)
 	}
 	for name, mm := range old.models {
 		if sn.models[name] == nil {
@@ -244,8 +246,8 @@ func (sn *snapshot) modelMetrics(name string) *modelMetrics {
 }
 
 // retire drains e's queue, closes its backend and, unless a new load of
-// the same version now uses them, removes its metrics.
-func (s *Server) retire(e *entry, relabelled bool) {
+// the same version still uses them, removes its batcher series.
+func (s *Server) retire(e *entry) {
 	defer s.retiring.Done()
 	ctx, cancel := context.WithTimeout(context.Background(), s.cfg.Shutdown.GracePeriod)
 	defer cancel()
@@ -255,12 +257,19 @@ func (s *Server) retire(e *entry, relabelled bool) {
 	if err := e.Backend.Close(); err != nil {
 		s.log.Error("closing a retired model version", "model", e.Name, "version", e.Version, "err", err)
 	}
-	if !relabelled {
+	s.mu.Lock()
+	key := seriesKey(e.ModelVersion)
+	if s.series[key]--; s.series[key] <= 0 {
+		delete(s.series, key)
 		e.met.Unregister()
 	}
+	s.mu.Unlock()
 	s.log.Info("model version retired", "model", e.Name, "version", e.Version, "generation", e.gen)
 }
 
 // Models returns every served model version, by name then ascending
 // version.
 func (s *Server) Models() []*backends.ModelVersion { return s.snap.Load().reg.All() }
+
+// seriesKey names the {model,version} series of m.
+func seriesKey(m *backends.ModelVersion) string { return m.Name + "\x00" + m.Version }

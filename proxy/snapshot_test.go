@@ -183,3 +183,36 @@ func TestUpdateAfterCloseFails(t *testing.T) {
 		t.Error("Update after Close succeeded; want an error")
 	}
 }
+
+// TestReaddedVersionKeepsItsSeries: a version retired while a request
+// holds its batcher, and added again before that retirement finishes,
+// shares the retiring one's series (GetOrCreate); the retirement must not
+// remove them from under the new load.
+func TestReaddedVersionKeepsItsSeries(t *testing.T) {
+	s, c, set := testServerWith(t, patientConfig())
+	v2 := s.snap.Load().reg.Versions("double")[1]
+	must(t, s.Update(s.snap.Load().reg.With(reload(v2, "3", 300*time.Millisecond))))
+	held := make(chan result, 1)
+	go func() {
+		r, _ := doErr(c, "POST", "/v2/models/double/versions/3/infer", []byte(`{"inputs":[{"name":"x","shape":[1,4],"datatype":"FP32","data":[1,2,3,4]}]}`))
+		held <- r
+	}()
+	// Wait until the request is in the backend, so that the retirement
+	// below has to drain it.
+	for deadline := time.Now().Add(5 * time.Second); ; {
+		e, _ := s.snap.Load().get("double", "3")
+		if e.Backend.(*fakemodel.Backend).Calls.Load() > 0 || time.Now().After(deadline) {
+			break
+		}
+		time.Sleep(time.Millisecond)
+	}
+	must(t, s.Update(s.snap.Load().reg.Without("double", "3")))
+	must(t, s.Update(s.snap.Load().reg.With(reload(v2, "3", 0))))
+	if r := <-held; r.status != 200 {
+		t.Errorf("request held across the retirement = %d %s; want 200", r.status, r.body)
+	}
+	s.retiring.Wait()
+	if got := seriesNames(set, `coalesce_batch_size{model="double",version="3"}`); len(got) != 1 {
+		t.Errorf("version 3, served again, has %d coalesce_batch_size series after its predecessor retired; want 1", len(got))
+	}
+}
