@@ -148,7 +148,7 @@ func fillContents(t *tensor.Tensor, c *inferencepb.InferTensorContents, n int, f
 	field = field[:len(field)-len("data")] + "contents"
 	count := func(got int, name string) error {
 		if got != n {
-			return badRequest("%s.%s: has %d values; want %d for shape %v of %s", field, name, got, n, t.Shape, t.DType)
+			return badRequest("%s.%s: has %d values; want %d for shape %v", field, name, got, n, t.Shape)
 		}
 		if other := contentsLen(c) - got; other != 0 {
 			return badRequest("%s: %d values in fields other than %s; want only %s for datatype %s", field, other, name, name, t.DType)

@@ -181,6 +181,9 @@ func sameOutputs(t *testing.T, what string, got, want []outTensor) {
 		if g.Name != w.Name || g.Datatype != w.Datatype || !slices.Equal(g.Shape, w.Shape) {
 			t.Errorf("%s: output %d is %s %s %v; want %s %s %v", what, i, g.Name, g.Datatype, g.Shape, w.Name, w.Datatype, w.Shape)
 		}
+		if len(w.Data) == 0 {
+			t.Errorf("%s: output %s of the HTTP V2 answer is empty; want data to compare", what, w.Name)
+		}
 		if !bytes.Equal(g.Data, w.Data) {
 			t.Errorf("%s: output %s: %d bytes differ from the HTTP V2 answer's %d", what, w.Name, len(g.Data), len(w.Data))
 		}
