@@ -132,45 +132,41 @@ func TestDeadline(t *testing.T) {
 }
 
 // TestOverload: a request beyond http.max_inflight is refused with
-// ResourceExhausted and RetryInfo; a closed server with Unavailable.
+// ResourceExhausted and RetryInfo; one to a closed server with
+// Unavailable. The request holding the one slot waits in its batch for a
+// second row (batchConfig) until Close runs it.
 func TestOverload(t *testing.T) {
-	cfg := testConfig()
+	cfg := batchConfig()
 	cfg.HTTP.MaxInflight = 1
 	h := start(t, cfg)
 	var wg sync.WaitGroup
-	done := make(chan struct{})
 	wg.Go(func() {
-		defer close(done)
-		slow := &inferencepb.ModelInferRequest{ModelName: "slow", Inputs: inputs{{Name: "x", Datatype: "FP32", Shape: []int64{1, 1}}}, RawInputContents: [][]byte{f32raw(1)}}
-		ctx, cancel := context.WithTimeout(context.Background(), 3*time.Second)
-		defer cancel()
-		_, _ = h.infer.ModelInfer(ctx, slow)
+		if _, err := h.infer.ModelInfer(context.Background(), doubleReq(1, 2, 3, 4)); err != nil {
+			t.Errorf("the request in flight: %v; want its answer", err)
+		}
 	})
-	var st *status.Status
-probe:
-	for {
-		_, err := h.infer.ModelInfer(context.Background(), doubleReq(1, 2, 3, 4))
-		if st = status.Convert(err); st.Code() == codes.ResourceExhausted {
-			break
-		}
-		select {
-		case <-done:
-			break probe
-		default:
-		}
-	}
-	wg.Wait()
-	if st.Code() != codes.ResourceExhausted || !strings.Contains(st.Message(), "http.max_inflight") {
-		t.Fatalf("ModelInfer while another is in flight with http.max_inflight 1 = %v %q; want ResourceExhausted", st.Code(), st.Message())
-	}
-	if d := retryDelay(st); d != time.Second {
-		t.Errorf("RetryInfo delay = %v; want 1s", d)
-	}
-
-	must(t, h.p.Close(context.Background()))
+	waitQueued(t, h, "double", "2")
 	_, err := h.infer.ModelInfer(context.Background(), doubleReq(1, 2, 3, 4))
+	if st := status.Convert(err); st.Code() != codes.ResourceExhausted || !strings.Contains(st.Message(), "http.max_inflight") || retryDelay(st) != time.Second {
+		t.Errorf("ModelInfer with another in flight and http.max_inflight 1 = %v; want ResourceExhausted naming http.max_inflight, RetryInfo 1s", err)
+	}
+	must(t, h.p.Close(context.Background())) // runs the queued request
+	wg.Wait()
+	_, err = h.infer.ModelInfer(context.Background(), doubleReq(1, 2, 3, 4))
 	if st := status.Convert(err); st.Code() != codes.Unavailable || retryDelay(st) != time.Second {
 		t.Errorf("ModelInfer after Close = %v; want Unavailable with RetryInfo 1s", err)
+	}
+}
+
+// waitQueued returns once a request waits in the queue of model version.
+func waitQueued(t *testing.T, h *harness, model, version string) {
+	t.Helper()
+	g := h.set.GetOrCreateGauge(`coalesce_queue_rows{model="`+model+`",version="`+version+`"}`, nil)
+	for deadline := time.Now().Add(10 * time.Second); g.Get() < 1; {
+		if time.Now().After(deadline) {
+			t.Fatalf("no request queued for %s version %s within 10s", model, version)
+		}
+		time.Sleep(time.Millisecond) // polling a gauge: there is no event to wait on
 	}
 }
 
@@ -223,4 +219,3 @@ func TestAPIKeys(t *testing.T) {
 		t.Errorf("coalesce_auth_failures_total{reason=\"missing\"} = %d; want at least 2", c)
 	}
 }
-

@@ -74,10 +74,7 @@ func TestGracefulShutdown(t *testing.T) {
 			t.Errorf("ModelInfer in flight at Shutdown: %v", err)
 		}
 	})
-	// Wait until the call is queued: its row is in the batcher's queue.
-	for h.set.GetOrCreateGauge(`coalesce_queue_rows{model="double",version="2"}`, nil).Get() < 1 {
-		time.Sleep(time.Millisecond) // polling a gauge: no event to wait on
-	}
+	waitQueued(t, h, "double", "2")
 	stopped := make(chan error, 1)
 	go func() { stopped <- h.g.Shutdown(context.Background()) }()
 	select {
