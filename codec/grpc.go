@@ -143,29 +143,46 @@ func decodeGRPCInput(r *Request, in *inferencepb.ModelInferRequest_InferInputTen
 }
 
 // fillContents fills t, of n elements, from the typed contents field of
-// its datatype; field names the contents in errors.
+// its datatype; field names the contents in errors. Nothing is allocated
+// before the field is known to hold n values: a small message cannot make
+// the server allocate a large tensor.
 func fillContents(t *tensor.Tensor, c *inferencepb.InferTensorContents, n int, field string) error {
 	field = field[:len(field)-len("data")] + "contents"
-	count := func(got int, name string) error {
-		if got != n {
-			return badRequest("%s.%s: has %d values; want %d for shape %v", field, name, got, n, t.Shape)
-		}
-		if other := contentsLen(c) - got; other != 0 {
-			return badRequest("%s: %d values in fields other than %s; want only %s for datatype %s", field, other, name, name, t.DType)
-		}
-		return nil
+	var got int
+	var name string
+	switch t.DType {
+	case tensor.Bool:
+		got, name = len(c.GetBoolContents()), "bool_contents"
+	case tensor.Int8, tensor.Int16, tensor.Int32:
+		got, name = len(c.GetIntContents()), "int_contents"
+	case tensor.Uint8, tensor.Uint16, tensor.Uint32:
+		got, name = len(c.GetUintContents()), "uint_contents"
+	case tensor.Int64:
+		got, name = len(c.GetInt64Contents()), "int64_contents"
+	case tensor.Uint64:
+		got, name = len(c.GetUint64Contents()), "uint64_contents"
+	case tensor.FP32:
+		got, name = len(c.GetFp32Contents()), "fp32_contents"
+	case tensor.FP64:
+		got, name = len(c.GetFp64Contents()), "fp64_contents"
+	case tensor.Bytes:
+		got, name = len(c.GetBytesContents()), "bytes_contents"
+	default: // FP16, BF16
+		return badRequest("%s: datatype %s has no typed contents; want raw_input_contents", field, t.DType)
+	}
+	if got != n {
+		return badRequest("%s.%s: has %d values; want %d for shape %v", field, name, got, n, t.Shape)
+	}
+	if other := contentsLen(c) - got; other != 0 {
+		return badRequest("%s: %d values in fields other than %s; want only %s for datatype %s", field, other, name, name, t.DType)
 	}
 	if t.DType == tensor.Bytes {
-		v := c.GetBytesContents()
-		if err := count(len(v), "bytes_contents"); err != nil {
-			return err
-		}
 		size := 0
-		for _, s := range v {
+		for _, s := range c.GetBytesContents() {
 			size += 4 + len(s)
 		}
 		t.Data = make([]byte, 0, size)
-		for _, s := range v {
+		for _, s := range c.GetBytesContents() {
 			t.Data = tensor.AppendString(t.Data, s)
 		}
 		return nil
@@ -173,82 +190,45 @@ func fillContents(t *tensor.Tensor, c *inferencepb.InferTensorContents, n int, f
 	sz := t.DType.Size()
 	t.Data = tensor.Alloc(n * sz)
 	d := t.Data
-	// intIn checks that v fits the tensor's integer datatype of sz bytes.
-	intIn := func(i int, v, lo, hi int64) error {
-		if v < lo || v > hi {
-			return badRequest("%s: element %d is %d, out of range for %s", field, i, v, t.DType)
-		}
-		return nil
-	}
 	switch t.DType {
 	case tensor.Bool:
-		v := c.GetBoolContents()
-		if err := count(len(v), "bool_contents"); err != nil {
-			return err
-		}
-		for i, b := range v {
+		for i, b := range c.GetBoolContents() {
 			if b {
 				d[i] = 1
 			}
 		}
 	case tensor.Int8, tensor.Int16, tensor.Int32:
-		v := c.GetIntContents()
-		if err := count(len(v), "int_contents"); err != nil {
-			return err
-		}
 		hi := int64(1)<<(8*sz-1) - 1
-		for i, x := range v {
-			if err := intIn(i, int64(x), -hi-1, hi); err != nil {
-				return err
+		for i, x := range c.GetIntContents() {
+			if v := int64(x); v < -hi-1 || v > hi {
+				return badRequest("%s.%s: element %d is %d, out of range for %s", field, name, i, v, t.DType)
 			}
 			putInt(d, i, sz, uint64(x))
 		}
 	case tensor.Uint8, tensor.Uint16, tensor.Uint32:
-		v := c.GetUintContents()
-		if err := count(len(v), "uint_contents"); err != nil {
-			return err
-		}
-		hi := int64(1)<<(8*sz) - 1
-		for i, x := range v {
-			if err := intIn(i, int64(x), 0, hi); err != nil {
-				return err
+		hi := uint64(1)<<(8*sz) - 1
+		for i, x := range c.GetUintContents() {
+			if uint64(x) > hi {
+				return badRequest("%s.%s: element %d is %d, out of range for %s", field, name, i, x, t.DType)
 			}
 			putInt(d, i, sz, uint64(x))
 		}
 	case tensor.Int64:
-		v := c.GetInt64Contents()
-		if err := count(len(v), "int64_contents"); err != nil {
-			return err
-		}
-		for i, x := range v {
+		for i, x := range c.GetInt64Contents() {
 			binary.LittleEndian.PutUint64(d[8*i:], uint64(x))
 		}
 	case tensor.Uint64:
-		v := c.GetUint64Contents()
-		if err := count(len(v), "uint64_contents"); err != nil {
-			return err
-		}
-		for i, x := range v {
+		for i, x := range c.GetUint64Contents() {
 			binary.LittleEndian.PutUint64(d[8*i:], x)
 		}
 	case tensor.FP32:
-		v := c.GetFp32Contents()
-		if err := count(len(v), "fp32_contents"); err != nil {
-			return err
-		}
-		for i, x := range v {
+		for i, x := range c.GetFp32Contents() {
 			binary.LittleEndian.PutUint32(d[4*i:], math.Float32bits(x))
 		}
 	case tensor.FP64:
-		v := c.GetFp64Contents()
-		if err := count(len(v), "fp64_contents"); err != nil {
-			return err
-		}
-		for i, x := range v {
+		for i, x := range c.GetFp64Contents() {
 			binary.LittleEndian.PutUint64(d[8*i:], math.Float64bits(x))
 		}
-	default: // FP16, BF16
-		return badRequest("%s: datatype %s has no typed contents; want raw_input_contents", field, t.DType)
 	}
 	return nil
 }
