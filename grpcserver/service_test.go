@@ -9,6 +9,7 @@ import (
 	"math"
 	"os"
 	"path/filepath"
+	"runtime"
 	"slices"
 	"strconv"
 	"testing"
@@ -25,7 +26,9 @@ type golden struct {
 	Data     []float32 // null is NaN: a missing value
 }
 
-func readGolden(t *testing.T, model string) golden {
+func readGolden(t *testing.T, model string) golden { return readGoldenB(t, model) }
+
+func readGoldenB(t testing.TB, model string) golden {
 	t.Helper()
 	b, err := os.ReadFile(filepath.Join("..", "models", model, "golden.json"))
 	must(t, err)
@@ -288,3 +291,5 @@ func checkMetadata(t *testing.T, h *harness, model string) {
 		t.Errorf("ModelMetadata(%s) = %s; want %s (GET /v2/models/%s)", model, gj, wj, model)
 	}
 }
+
+func maxProcs() int { return runtime.GOMAXPROCS(0) }
