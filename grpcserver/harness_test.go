@@ -62,6 +62,7 @@ type harness struct {
 	g     *grpcserver.Server
 	set   *metrics.Set
 	http  *fasthttp.HostClient
+	addr  string // the gRPC server's
 	conn  *grpc.ClientConn
 	infer inferencepb.GRPCInferenceServiceClient
 }
@@ -88,7 +89,8 @@ func startWith(t testing.TB, cfg *config.Config, reg *backends.Registry) *harnes
 	go hs.Serve(p.Listener(hln)) //nolint:errcheck // returns when the listener closes
 	go h.g.Serve(gln)            //nolint:errcheck // returns at Shutdown
 	h.http = &fasthttp.HostClient{Addr: hln.Addr().String(), MaxConns: 512}
-	h.conn, err = grpc.NewClient(gln.Addr().String(), grpc.WithTransportCredentials(insecure.NewCredentials()))
+	h.addr = gln.Addr().String()
+	h.conn, err = grpc.NewClient(h.addr, grpc.WithTransportCredentials(insecure.NewCredentials()))
 	must(t, err)
 	h.infer = inferencepb.NewGRPCInferenceServiceClient(h.conn)
 	t.Cleanup(func() {
