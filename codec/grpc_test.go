@@ -105,7 +105,9 @@ func TestDecodeGRPC(t *testing.T) {
 	// A tiny message with a large shape allocates nothing large.
 	big := config.Limits{MaxTensorElements: 1 << 26, MaxJSONDepth: 8, MaxBodyBytes: 1 << 20}
 	var err error
-	n := bytesAllocated(func() { _, err = decodeGRPC(get("double"), &big, x("FP32", []int64{1 << 22, 4}, &inferencepb.InferTensorContents{})) })
+	n := bytesAllocated(func() {
+		_, err = decodeGRPC(get("double"), &big, x("FP32", []int64{1 << 22, 4}, &inferencepb.InferTensorContents{}))
+	})
 	if err == nil || n > 1<<20 {
 		t.Errorf("shape [4194304,4] without contents: %v after %d bytes allocated; want an error before allocating the tensor", err, n)
 	}
