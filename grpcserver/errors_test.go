@@ -16,6 +16,7 @@ import (
 	"google.golang.org/grpc/metadata"
 	"google.golang.org/grpc/status"
 
+	"github.com/coalesce-ml/coalesce/config"
 	"github.com/coalesce-ml/coalesce/proto/inferencepb"
 )
 
@@ -217,5 +218,28 @@ func TestAPIKeys(t *testing.T) {
 	}
 	if c := h.set.GetOrCreateCounter(`coalesce_auth_failures_total{reason="missing"}`).Get(); c < 2 {
 		t.Errorf("coalesce_auth_failures_total{reason=\"missing\"} = %d; want at least 2", c)
+	}
+}
+
+// TestRateLimit: a client address's empty bucket refuses with
+// ResourceExhausted, the HTTP 429 message and RetryInfo for when it
+// holds a token again; the gRPC peer is the client.
+func TestRateLimit(t *testing.T) {
+	cfg := testConfig()
+	cfg.Rate.Client = config.Bucket{Rate: 0.1, Burst: 1} // one token per 10s
+	h := start(t, cfg)
+	if _, err := h.infer.ModelInfer(context.Background(), doubleReq(1, 2, 3, 4)); err != nil {
+		t.Fatalf("first call: %v; want an answer", err)
+	}
+	_, err := h.infer.ModelInfer(context.Background(), doubleReq(1, 2, 3, 4))
+	st := status.Convert(err)
+	if st.Code() != codes.ResourceExhausted || !strings.Contains(st.Message(), "this client address's limit") {
+		t.Fatalf("second call = %v %q; want ResourceExhausted naming the client address's limit", st.Code(), st.Message())
+	}
+	if d := retryDelay(st); d < 9*time.Second || d > 10*time.Second {
+		t.Errorf("RetryInfo delay = %v; want 9-10s (a token per 10s)", d)
+	}
+	if n := h.set.GetOrCreateCounter(`coalesce_requests_total{model="double",protocol="grpc",code="429"}`).Get(); n != 1 {
+		t.Errorf(`coalesce_requests_total{model="double",protocol="grpc",code="429"} = %d; want 1`, n)
 	}
 }
