@@ -5,7 +5,7 @@ COMMIT    ?= $(shell git rev-parse HEAD 2>/dev/null || echo unknown)
 LDFLAGS   := -s -w -X main.version=$(VERSION) -X main.commit=$(COMMIT) -X github.com/coalesce-ml/coalesce/internal/app.commit=$(COMMIT)
 BIN       := bin/coalesce
 
-.PHONY: run build test test-short test-deploy test-image image lint fuzz bench bench-go clean
+.PHONY: run build test test-short test-deploy test-image image lint fuzz bench bench-go proto clean
 
 build:
 	CGO_ENABLED=0 $(GO) build -trimpath -ldflags "$(LDFLAGS)" -o $(BIN) ./cmd/coalesce
@@ -67,6 +67,23 @@ bench:
 # Go micro-benchmarks of every package.
 bench-go:
 	$(GO) test -run '^$$' -bench . -benchmem ./...
+
+# The Go code of the KServe V2 gRPC API (proto/grpc_predict_v2.proto),
+# committed: regenerate after changing the proto or a pinned version. The
+# plugins come from the Go module proxy at the versions below; protoc is
+# Debian's protobuf-compiler (checked, since its output embeds its version).
+PROTOC_VERSION        := 3.21.12
+PROTOC_GEN_GO         := google.golang.org/protobuf/cmd/protoc-gen-go@v1.36.12
+PROTOC_GEN_GO_GRPC    := google.golang.org/grpc/cmd/protoc-gen-go-grpc@v1.6.0
+PROTO_BIN             := $(CURDIR)/bin/proto
+proto:
+	@protoc --version | grep -qx 'libprotoc $(PROTOC_VERSION)' || { echo "want protoc $(PROTOC_VERSION) (apt-get install protobuf-compiler), have: $$(protoc --version)"; exit 1; }
+	GOBIN=$(PROTO_BIN) $(GO) install $(PROTOC_GEN_GO)
+	GOBIN=$(PROTO_BIN) $(GO) install $(PROTOC_GEN_GO_GRPC)
+	PATH=$(PROTO_BIN):$$PATH protoc -I proto \
+		--go_out=proto/inferencepb --go_opt=paths=source_relative \
+		--go-grpc_out=proto/inferencepb --go-grpc_opt=paths=source_relative \
+		proto/grpc_predict_v2.proto
 
 clean:
 	rm -rf bin

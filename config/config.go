@@ -35,6 +35,7 @@ type Config struct {
 	Auth     Auth     `koanf:"auth"`
 	Rate     Rate     `koanf:"ratelimit"`
 	TLS      TLS      `koanf:"tls"`
+	GRPC     GRPC     `koanf:"grpc"`
 }
 
 // HTTP configures the data plane (predict, KServe V2, TF Serving, health).
@@ -177,6 +178,27 @@ type Rate struct {
 	IdleTimeout time.Duration `koanf:"idle_timeout" help:"forget a key or client address unseen this long (its bucket restarts full)"`
 }
 
+// GRPC configures the KServe V2 gRPC front end (package grpcserver): the
+// GRPCInferenceService, grpc.health.v1 and server reflection on a port of
+// their own. Requests take the data plane's path, limits, keys and TLS;
+// the largest message is limits.max_body_bytes.
+type GRPC struct {
+	// Addr "" leaves the gRPC front end off: a sidecar should not open a
+	// port its pod does not expect (8081 is a common application port).
+	Addr string `koanf:"addr" help:"gRPC listen address (host:port) of the KServe V2 gRPC API, health and reflection (empty = off; e.g. :8081)"`
+	// MaxConcurrentStreams bounds the calls in flight on one connection.
+	MaxConcurrentStreams int `koanf:"max_concurrent_streams" help:"most concurrent calls (HTTP/2 streams) on one gRPC connection"`
+	// KeepaliveMinTime is keepalive enforcement: a client pinging more
+	// often than this is disconnected (GOAWAY too_many_pings).
+	KeepaliveMinTime time.Duration `koanf:"keepalive_min_time" help:"clients sending keepalive pings more often than this are disconnected"`
+	// KeepaliveTime is how long a connection may be silent before the
+	// server pings it to check the client is there.
+	KeepaliveTime time.Duration `koanf:"keepalive_time" help:"ping a gRPC connection idle this long; close it when the ping is not answered within 20s"`
+	// Reflection serves grpc.reflection.v1 so that grpcurl works without
+	// the proto file.
+	Reflection bool `koanf:"reflection" help:"serve gRPC server reflection (grpcurl list)"`
+}
+
 // TLS configures TLS on the data plane; both files or neither.
 type TLS struct {
 	CertFile string `koanf:"cert_file" help:"PEM certificate (chain) of the data plane; with tls.key_file turns TLS on, re-read on change"`
@@ -209,6 +231,7 @@ func Default() Config {
 		Upstream: DefaultUpstream(),
 		Auth:     Auth{ReloadInterval: 5 * time.Second},
 		Rate:     Rate{MaxCallers: 65536, IdleTimeout: 10 * time.Minute},
+		GRPC:     GRPC{MaxConcurrentStreams: 256, KeepaliveMinTime: 10 * time.Second, KeepaliveTime: 2 * time.Hour, Reflection: true},
 	}
 }
 
@@ -257,6 +280,10 @@ func (c *Config) Validate() error {
 		{"ratelimit.client", c.Rate.Client.check()},
 		{"ratelimit.max_callers", atLeast(c.Rate.MaxCallers, 16)},
 		{"ratelimit.idle_timeout", atLeast(int(c.Rate.IdleTimeout), 0)},
+		{"grpc.addr", optionalAddr(c.GRPC.Addr)},
+		{"grpc.max_concurrent_streams", atLeast(c.GRPC.MaxConcurrentStreams, 1)},
+		{"grpc.keepalive_min_time", atLeast(int(c.GRPC.KeepaliveMinTime), 0)},
+		{"grpc.keepalive_time", positive(c.GRPC.KeepaliveTime)},
 		{"tls.cert_file", checkFile(c.TLS.CertFile)},
 		{"tls.key_file", checkFile(c.TLS.KeyFile)},
 		{"tls.key_file", requires(c.TLS.CertFile != "", c.TLS.KeyFile, "tls.key_file")},
@@ -316,6 +343,14 @@ func requires(on bool, value, other string) error {
 		return fmt.Errorf("needs %s to be set", other)
 	}
 	return nil
+}
+
+// optionalAddr is checkAddr for an address that may be empty (off).
+func optionalAddr(a string) error {
+	if a == "" {
+		return nil
+	}
+	return checkAddr(a)
 }
 
 func checkAddr(a string) error {

@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/valyala/fasthttp"
+	"google.golang.org/grpc/codes"
 
 	"github.com/coalesce-ml/coalesce/backends"
 	"github.com/coalesce-ml/coalesce/batcher"
@@ -176,6 +177,40 @@ func StatusOf(err error) int {
 		return fasthttp.StatusServiceUnavailable
 	}
 	return fasthttp.StatusInternalServerError
+}
+
+// CodeOf maps an error to its gRPC status code: the kinds of StatusOf,
+// as Triton's gRPC front end maps them (InvalidArgument, NotFound,
+// Unavailable, DeadlineExceeded, ...), except that shedding (a full queue,
+// a deadline the model cannot meet, http.max_inflight) and rate limits are
+// ResourceExhausted, the code gRPC clients back off on with RetryInfo,
+// while draining, a closed batcher and an open breaker stay Unavailable.
+func CodeOf(err error) codes.Code {
+	switch {
+	case errors.Is(err, batcher.ErrQueueFull), errors.Is(err, batcher.ErrOverloaded), errors.As(err, new(errInflight)):
+		return codes.ResourceExhausted
+	}
+	switch StatusOf(err) {
+	case fasthttp.StatusOK:
+		return codes.OK
+	case fasthttp.StatusBadRequest:
+		return codes.InvalidArgument
+	case fasthttp.StatusUnauthorized:
+		return codes.Unauthenticated
+	case fasthttp.StatusForbidden:
+		return codes.PermissionDenied
+	case fasthttp.StatusNotFound:
+		return codes.NotFound
+	case fasthttp.StatusMethodNotAllowed:
+		return codes.Unimplemented
+	case fasthttp.StatusRequestEntityTooLarge, fasthttp.StatusTooManyRequests:
+		return codes.ResourceExhausted
+	case fasthttp.StatusBadGateway, fasthttp.StatusServiceUnavailable:
+		return codes.Unavailable
+	case fasthttp.StatusRequestTimeout, fasthttp.StatusGatewayTimeout:
+		return codes.DeadlineExceeded
+	}
+	return codes.Internal
 }
 
 // writeError answers with {"error": msg} and the status err maps to.

@@ -132,9 +132,16 @@ func (s *Server) authenticate(ctx *fasthttp.RequestCtx, path []byte) error {
 // identify returns the identity of the request's key or an
 // errUnauthorized, counting the failure.
 func (s *Server) identify(ctx *fasthttp.RequestCtx) (*auth.Identity, error) {
-	g := &s.guard
 	h := &ctx.Request.Header
-	id, err := g.keys.Check(auth.FromHeaders(h.Peek(fasthttp.HeaderAuthorization), h.Peek("X-API-Key")))
+	return s.identifyKey(h.Peek(fasthttp.HeaderAuthorization), h.Peek("X-API-Key"))
+}
+
+// identifyKey is identify of the credentials a request sent: the values
+// of Authorization and X-API-Key (nil when absent), over HTTP or as gRPC
+// metadata.
+func (s *Server) identifyKey(authorization, apiKey []byte) (*auth.Identity, error) {
+	g := &s.guard
+	id, err := g.keys.Check(auth.FromHeaders(authorization, apiKey))
 	switch err {
 	case nil:
 		return id, nil
@@ -167,11 +174,21 @@ func (s *Server) adminAuth(ctx *fasthttp.RequestCtx) error {
 // the body is decoded: the key may call it (403), and every bucket the
 // request passes has a token (429; in shadow mode only counted).
 func (s *Server) admitModel(ctx *fasthttp.RequestCtx, model string) error {
-	g := &s.guard
 	id, err := s.access(ctx, model)
 	if err != nil {
 		return err
 	}
+	if s.guard.lim == nil {
+		return nil
+	}
+	return s.limit(id, clientAddr(ctx), model)
+}
+
+// limit takes a token from every bucket a request of id (nil when auth is
+// off) from client to model passes, or returns an errLimited (in shadow
+// mode it only counts).
+func (s *Server) limit(id *auth.Identity, client netip.Addr, model string) error {
+	g := &s.guard
 	if g.lim == nil {
 		return nil
 	}
@@ -183,7 +200,7 @@ func (s *Server) admitModel(ctx *fasthttp.RequestCtx, model string) error {
 		}
 		d = g.lim.AllowKey(id.Name, r, model)
 	} else {
-		d = g.lim.AllowClient(clientAddr(ctx), model)
+		d = g.lim.AllowClient(client, model)
 	}
 	if d.Allowed() {
 		return nil
@@ -242,8 +259,18 @@ func (s *Server) access(ctx *fasthttp.RequestCtx, model string) (*auth.Identity,
 		return nil, nil
 	}
 	id, _ := ctx.UserValue(identityKey{}).(*auth.Identity)
+	return s.allows(id, model)
+}
+
+// allows returns id, or an errForbidden when its key may not call model.
+// id is nil only when auth is off.
+func (s *Server) allows(id *auth.Identity, model string) (*auth.Identity, error) {
+	g := &s.guard
+	if g.keys == nil {
+		return nil, nil
+	}
 	if id == nil {
-		return nil, errUnauthorized{} // not reached: Handler authenticates first
+		return nil, errUnauthorized{} // not reached: callers authenticate first
 	}
 	if !id.Allows(model) {
 		g.forbidden.Inc()

@@ -16,7 +16,7 @@ var latencyBuckets = metrics.ExponentialBuckets(0.00005, 2, 18)
 // model; others are created on first use.
 var commonCodes = [...]int{200, 400, 404, 405, 413, 500, 503, 504}
 
-var protocols = [...]string{protoPredict, protoV2, protoTFS, protoOther}
+var protocols = [...]string{protoPredict, protoV2, protoTFS, protoGRPC, protoOther}
 
 // serverMetrics holds the request metrics of requests that resolved no
 // model (model=""); each served model's live in the snapshot (modelMetrics),

@@ -68,8 +68,21 @@ func serve(cfg *config.Config, stdout, stderr io.Writer) int {
 		fmt.Fprintf(stderr, "coalesce: admin.addr: %v\n", err)
 		return exitFail
 	}
+	errc := make(chan error, 3) // one per server; nobody closes it
+	grpcAddr := ""
+	if a.GRPC != nil {
+		grpcLn, err := net.Listen("tcp", cfg.GRPC.Addr)
+		if err != nil {
+			dataLn.Close()
+			adminLn.Close()
+			fmt.Fprintf(stderr, "coalesce: grpc.addr: %v\n", err)
+			return exitFail
+		}
+		grpcAddr = grpcLn.Addr().String()
+		defer a.GRPC.Stop()                          // on early exits; a no-op after the graceful stop
+		go func() { errc <- a.GRPC.Serve(grpcLn) }() // nil only after Shutdown, when nobody reads errc
+	}
 	data, admin := a.Data, a.Admin
-	errc := make(chan error, 2) // one per server; nobody closes it
 	go func() { errc <- data.Serve(srv.Listener(dataLn)) }()
 	go func() { errc <- admin.Serve(adminLn) }()
 
@@ -78,7 +91,7 @@ func serve(cfg *config.Config, stdout, stderr io.Writer) int {
 		models = append(models, slog.Group(m.Name+"@"+m.Version, "inputs", len(m.Meta.Inputs), "outputs", len(m.Meta.Outputs), "engine", m.Meta.Info))
 	}
 	log.Info("coalesce started",
-		"version", version, "http", dataLn.Addr().String(), "scheme", scheme, "admin", adminLn.Addr().String(),
+		"version", version, "http", dataLn.Addr().String(), "scheme", scheme, "admin", adminLn.Addr().String(), "grpc", grpcAddr,
 		"auth", cfg.Auth.KeysFile != "", "ratelimit_shadow", cfg.Rate.Shadow,
 		"default_model", srv.DefaultModel(), "gomaxprocs", runtime.GOMAXPROCS(0),
 		"gomemlimit", memLimit, "gomemlimit_source", string(memSource), "inflight_bytes", inflight,
@@ -111,13 +124,26 @@ wait:
 		// propagate that we are not ready. (Without a delay Shutdown
 		// does this itself, after it stopped accepting.)
 		srv.SetDraining()
+		if a.GRPC != nil {
+			a.GRPC.SetDraining()
+		}
 		t := time.NewTimer(cfg.Shutdown.DrainDelay)
 		<-t.C
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), cfg.Shutdown.GracePeriod)
 	defer cancel()
+	grpcDone := make(chan error, 1) // the gRPC calls in flight finish beside the HTTP ones
+	if a.GRPC != nil {
+		go func() { grpcDone <- a.GRPC.Shutdown(ctx) }()
+	} else {
+		grpcDone <- nil
+	}
 	if err := srv.Shutdown(ctx, data); err != nil {
 		log.Error("in-flight requests did not finish within the grace period", "err", err)
+		return exitFail
+	}
+	if err := <-grpcDone; err != nil {
+		log.Error("in-flight gRPC calls did not finish within the grace period", "err", err)
 		return exitFail
 	}
 	if err := a.Close(ctx); err != nil {

@@ -18,6 +18,7 @@ import (
 	"github.com/coalesce-ml/coalesce/backends/cpu"
 	"github.com/coalesce-ml/coalesce/backends/upstream"
 	"github.com/coalesce-ml/coalesce/config"
+	"github.com/coalesce-ml/coalesce/grpcserver"
 	"github.com/coalesce-ml/coalesce/proxy"
 )
 
@@ -51,6 +52,9 @@ type App struct {
 	// Data serves the data plane (http.addr); Admin the admin plane
 	// (admin.addr: /metrics, health, pprof when admin.pprof is on).
 	Data, Admin *fasthttp.Server
+	// GRPC serves the KServe V2 gRPC API (grpc.addr) through Server; nil
+	// when grpc.addr is empty.
+	GRPC *grpcserver.Server
 }
 
 // Loaders maps model file names to the backends that load them: the CPU
@@ -78,7 +82,7 @@ func New(cfg *config.Config, version string, log *slog.Logger) (*App, error) {
 		return nil, err
 	}
 	set.NewGauge(`coalesce_build_info{version="`+version+`",commit="`+Commit()+`",goversion="`+runtime.Version()+`"}`, func() float64 { return 1 })
-	return &App{
+	a := &App{
 		Server:  srv,
 		Metrics: set,
 		Data:    srv.HTTPServer(),
@@ -90,7 +94,11 @@ func New(cfg *config.Config, version string, log *slog.Logger) (*App, error) {
 			IdleTimeout:     cfg.HTTP.IdleTimeout,
 			CloseOnShutdown: true,
 		},
-	}, nil
+	}
+	if cfg.GRPC.Addr != "" {
+		a.GRPC = grpcserver.New(cfg, srv)
+	}
+	return a, nil
 }
 
 // Close releases what New built: the batchers and the backends. Call it
