@@ -4,6 +4,7 @@
 # measured alternately at 64 connections with bench run (BENCH, default
 # bin/bench); prints per run: binary, throughput (req/s), p99, server CPU
 # per request (µs). Build OLD from an earlier commit with git worktree.
+cd "$(dirname "$0")/.."
 ${OLD:-bin/coalesce-old} serve --models.repository models --config /dev/null --models.default digits-mlp --http.addr 127.0.0.1:18780 --admin.addr 127.0.0.1:18790 --log.level warn >/dev/null 2>&1 &
 A=$!
 ${NEW:-bin/coalesce} serve --models.repository models --config /dev/null --models.default digits-mlp --http.addr 127.0.0.1:18781 --admin.addr 127.0.0.1:18791 --log.level warn >/dev/null 2>&1 &
