@@ -248,21 +248,21 @@ func rowWidth(shape []int64) int {
 	return w
 }
 
-// Sample offers one answered request to the handle: with probability
-// SampleRate it copies the profiled features of up to MaxRows rows of
-// inputs and outputs (in the model's order) and of id (the request id;
-// nil for none) into a free slot of the ring. It never blocks: when the
+// Sampling reports, with probability SampleRate, that the request at
+// hand is to be sampled; false on a nil *Handle. It costs one call of a
+// per-thread random generator, nothing shared.
+func (h *Handle) Sampling() bool {
+	return h != nil && (h.always || rand.Uint64() < h.threshold)
+}
+
+// Sample copies the profiled features of up to MaxRows rows of one
+// answered request's inputs and outputs (in the model's order) and id
+// (its request id; nil for none) into a free slot of the ring, for the
+// aggregator. Call it when Sampling says so. It never blocks: when the
 // slots it tries (probes from a random one) are taken, the sample is
-// dropped and counted. Nothing of
-// the tensors or id is retained. A nil *Handle samples nothing.
+// dropped and counted. Nothing of the tensors or id is retained.
 func (h *Handle) Sample(inputs, outputs []*tensor.Tensor, id []byte) {
-	if h == nil {
-		return
-	}
 	r := rand.Uint64()
-	if !h.always && r >= h.threshold {
-		return
-	}
 	var s *slot
 	for i := range uint64(probes) {
 		c := &h.slots[(r+i)%uint64(len(h.slots))]
