@@ -5,7 +5,7 @@ COMMIT    ?= $(shell git rev-parse HEAD 2>/dev/null || echo unknown)
 LDFLAGS   := -s -w -X main.version=$(VERSION) -X main.commit=$(COMMIT)
 BIN       := bin/coalesce
 
-.PHONY: run build test test-short lint fuzz bench bench-go clean
+.PHONY: run build test test-short lint fuzz bench bench-go profiles clean
 
 build:
 	CGO_ENABLED=0 $(GO) build -trimpath -ldflags "$(LDFLAGS)" -o $(BIN) ./cmd/coalesce
@@ -39,6 +39,12 @@ bench:
 # Go micro-benchmarks of every package.
 bench-go:
 	$(GO) test -run '^$$' -bench . -benchmem ./...
+
+# Drift reference profiles of the shipped models (models/*/profile.json),
+# from their golden rows; cmd/coalesce's tests check they are current.
+PROFILED := cancer-xgb digits-cnnbn digits-mlp iris-logreg wine-forest wine-linear
+profiles: build
+	for m in $(PROFILED); do ./$(BIN) profile --model $$m --data models/$$m/golden.json || exit 1; done
 
 clean:
 	rm -rf bin
