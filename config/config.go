@@ -235,7 +235,7 @@ func Default() Config {
 		Auth:     Auth{ReloadInterval: 5 * time.Second},
 		Rate:     Rate{MaxCallers: 65536, IdleTimeout: 10 * time.Minute},
 		Drift: Drift{Enabled: true, SampleRate: 0.1, Window: time.Hour, SubWindows: 12, MinSamples: 1000,
-			MaxFeatures: 20, Slots: 256, MaxRows: 8, Interval: 10 * time.Second, Feedback: true, FeedbackEntries: 10000},
+			MaxFeatures: 20, Slots: 1024, MaxRows: 1, Interval: 10 * time.Second, Feedback: true, FeedbackEntries: 10000},
 	}
 }
 

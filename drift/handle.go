@@ -29,10 +29,12 @@ type Config struct {
 	// MaxFeatures bounds the features (and outputs) exported as metrics:
 	// above it only the MaxFeatures drifting most are (20).
 	MaxFeatures int
-	// Slots is the capacity of the hand-off ring in samples (256); a
-	// sample that finds no free slot is dropped.
+	// Slots is the capacity of the hand-off ring in samples (1024); a
+	// sample that finds no free slot is dropped. The ring holds
+	// Slots × MaxRows × (features + outputs) float64s.
 	Slots int
-	// MaxRows is the most rows of one request a sample copies (8).
+	// MaxRows is the most rows of one request a sample copies, the
+	// first ones (1).
 	MaxRows int
 	// Interval is how often the aggregator publishes metrics (10s).
 	Interval time.Duration
@@ -52,8 +54,8 @@ func (c *Config) defaults() {
 	def(&c.SubWindows, 12)
 	def(&c.MinSamples, 1000)
 	def(&c.MaxFeatures, 20)
-	def(&c.Slots, 256)
-	def(&c.MaxRows, 8)
+	def(&c.Slots, 1024)
+	def(&c.MaxRows, 1)
 	def(&c.FeedbackEntries, 10000)
 	if c.Window <= 0 {
 		c.Window = time.Hour
