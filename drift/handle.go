@@ -5,6 +5,7 @@ import (
 	"math"
 	"math/rand/v2"
 	"slices"
+	"strconv"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -104,6 +105,9 @@ type featRef struct {
 	tensor int  // index in the model's inputs or outputs
 	off    int  // first counter of the feature in a sub-window
 	str    bool // the tensor is BYTES: vals hold category bins
+	// cats are a numeric categorical feature's categories as numbers
+	// (NaN for one that is not), compared without formatting each value.
+	cats []float64
 }
 
 // Handle watches one model version. Sample is safe for concurrent use and
@@ -119,7 +123,13 @@ type Handle struct {
 	always         bool      // SampleRate >= 1
 	threshold      uint64    // sample when rand.Uint64() < threshold
 	slots          []slot
-	wake           chan struct{} // capacity 1: "a slot is ready"; sent without blocking
+	wake           chan struct{} // capacity 1: "slots are ready"; sent without blocking
+	// pending counts the ready slots the aggregator has not counted;
+	// Sample wakes it from wakeAt on, so that one scan of the ring
+	// counts many samples (a scan per sample would cost more than the
+	// samples).
+	pending atomic.Int64
+	wakeAt  int64
 	done           chan struct{} // closed by Close
 	stopped        chan struct{} // closed by the aggregator when it returns
 	closeOnce      sync.Once
@@ -133,8 +143,6 @@ type Handle struct {
 	fbUnmatched     *metrics.Counter
 	fbSamples       *metrics.Gauge
 	static          []string // series Close removes
-	droppedN        atomic.Uint64
-	sampledN        atomic.Uint64
 	labels          string // model="...",version="..."
 	classify        bool   // feedback: prediction is categorical (accuracy), else error
 	fbName          string
@@ -169,7 +177,17 @@ func New(cfg Config, p *Profile, m *backends.ModelVersion, set *metrics.Set, fee
 		if str && f.Kind != Categorical {
 			return fmt.Errorf("%w: feature %q: tensor %q holds strings; want kind %q", ErrProfile, f.Name, f.Tensor, Categorical)
 		}
-		h.refs = append(h.refs, featRef{f: f, out: out, tensor: i, off: off, str: str})
+		ref := featRef{f: f, out: out, tensor: i, off: off, str: str}
+		if f.Kind == Categorical && !str {
+			for _, c := range f.Categories {
+				v, err := strconv.ParseFloat(c, 64)
+				if err != nil || strconv.FormatFloat(v, 'g', -1, 64) != c {
+					v = math.NaN() // "1.0" is not the category of 1
+				}
+				ref.cats = append(ref.cats, v)
+			}
+		}
+		h.refs = append(h.refs, ref)
 		off += f.Bins()
 		return nil
 	}
@@ -194,6 +212,7 @@ func New(cfg Config, p *Profile, m *backends.ModelVersion, set *metrics.Set, fee
 		h.threshold = uint64(cfg.SampleRate * (1 << 63) * 2)
 	}
 	h.slots = make([]slot, cfg.Slots)
+	h.wakeAt = int64(max(1, cfg.Slots/8))
 	vals := make([]float64, cfg.Slots*cfg.MaxRows*len(h.refs))
 	for i := range h.slots {
 		n := cfg.MaxRows * len(h.refs)
@@ -275,20 +294,22 @@ func (h *Handle) Sample(inputs, outputs []*tensor.Tensor, id []byte) {
 	}
 	if s == nil {
 		h.dropped.Inc()
-		h.droppedN.Add(1)
 		return
 	}
 	h.fill(s, inputs, outputs, id)
 	s.state.Store(slotReady)
-	h.sampled.Inc()
-	h.sampledN.Add(1)
-	select {
-	case h.wake <- struct{}{}:
-	default: // a wake-up is pending already
+	// The one shared write of a sample (the aggregator counts them).
+	if h.pending.Add(1) >= h.wakeAt {
+		select {
+		case h.wake <- struct{}{}:
+		default: // a wake-up is pending already
+		}
 	}
 }
 
-// fill copies the features of a request into s.
+// fill copies the features of a request into s. The features of one
+// tensor are adjacent in h.refs (inputs, then outputs, each in profile
+// order), so a tensor's layout is worked out once per run of them.
 func (h *Handle) fill(s *slot, inputs, outputs []*tensor.Tensor, id []byte) {
 	rows := 0
 	if len(inputs) > 0 {
@@ -300,6 +321,12 @@ func (h *Handle) fill(s *slot, inputs, outputs []*tensor.Tensor, id []byte) {
 		s.idLen = copy(s.id[:], id)
 	}
 	nf := len(h.refs)
+	var (
+		last  *tensor.Tensor
+		brows int       // last's rows
+		width int       // last's elements per row
+		f32   []float32 // last's data when FP32
+	)
 	for j := range h.refs {
 		ref := &h.refs[j]
 		ts := inputs
@@ -310,27 +337,33 @@ func (h *Handle) fill(s *slot, inputs, outputs []*tensor.Tensor, id []byte) {
 		if ref.tensor < len(ts) {
 			t = ts[ref.tensor]
 		}
+		if t != last && t != nil {
+			last, brows, f32 = t, t.BatchSize(), nil
+			width = t.Len() / max(brows, 1)
+			if t.DType == tensor.FP32 {
+				f32 = t.Float32s()
+			}
+		}
+		col := ref.f.Column
 		for r := 0; r < rows; r++ {
-			s.vals[r*nf+j] = value(t, ref, r)
+			v := math.NaN()
+			switch i := r*width + col; {
+			case t == nil || r >= brows || col >= width:
+			case f32 != nil:
+				v = float64(f32[i])
+			case ref.str:
+				v = stringBin(t, ref.f, i)
+			default:
+				v = t.Float64At(i)
+			}
+			s.vals[r*nf+j] = v
 		}
 	}
 }
 
-// value returns row r's element of ref's column: the number, or for a
-// BYTES tensor the category's bin; NaN when absent.
-func value(t *tensor.Tensor, ref *featRef, r int) float64 {
-	if t == nil || t.BatchSize() <= r {
-		return math.NaN()
-	}
-	n := t.Len()
-	w := n / max(t.BatchSize(), 1)
-	i := r*w + ref.f.Column
-	if ref.f.Column >= w || i >= n {
-		return math.NaN()
-	}
-	if !ref.str {
-		return t.Float64At(i)
-	}
+// stringBin returns the bin of element i of BYTES tensor t as a float64;
+// NaN (missing) for an empty string or bad data.
+func stringBin(t *tensor.Tensor, f *Feature, i int) float64 {
 	d := t.Data
 	for k := 0; ; k++ {
 		e, rest, ok := tensor.NextString(d)
@@ -341,14 +374,15 @@ func value(t *tensor.Tensor, ref *featRef, r int) float64 {
 			if len(e) == 0 {
 				return math.NaN()
 			}
-			return float64(ref.f.CategoryBin(e))
+			return float64(f.CategoryBin(e))
 		}
 		d = rest
 	}
 }
 
-// run is the aggregator: it counts ready samples when woken and
-// publishes the metrics every Interval, until Close.
+// run is the aggregator: it counts the ready samples when Sample wakes
+// it (an eighth of the ring is ready) and every Interval, when it also
+// publishes the metrics, until Close.
 func (h *Handle) run() {
 	defer close(h.stopped)
 	t := time.NewTicker(h.cfg.Interval)
@@ -376,11 +410,14 @@ func (h *Handle) drain() {
 	now := h.cfg.Now()
 	h.win.advance(now)
 	nf := len(h.refs)
+	n := int64(0)
+	defer func() { h.pending.Add(-n); h.sampled.Add(int(n)) }()
 	for i := range h.slots {
 		s := &h.slots[i]
 		if !s.state.CompareAndSwap(slotReady, slotReading) {
 			continue
 		}
+		n++
 		c := h.win.current()
 		for r := 0; r < s.rows; r++ {
 			row := s.vals[r*nf : (r+1)*nf]
@@ -398,13 +435,20 @@ func (h *Handle) drain() {
 }
 
 func (h *Handle) bin(ref *featRef, v float64) int {
-	if ref.str {
-		if math.IsNaN(v) {
-			return ref.f.Bins() - 1
-		}
+	switch {
+	case math.IsNaN(v):
+		return ref.f.Bins() - 1
+	case ref.str:
 		return int(v)
+	case ref.cats != nil:
+		for i, c := range ref.cats {
+			if c == v {
+				return i
+			}
+		}
+		return len(ref.cats)
 	}
-	return ref.f.Bin(v)
+	return searchEdges(ref.f.Edges, v)
 }
 
 // statsOf returns the window's PSI and JS distance of ref (NaN without

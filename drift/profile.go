@@ -20,7 +20,6 @@ import (
 	"math"
 	"os"
 	"slices"
-	"sort"
 	"strconv"
 	"strings"
 )
@@ -86,7 +85,23 @@ func (f *Feature) Bin(v float64) int {
 		var buf [32]byte
 		return f.CategoryBin(strconv.AppendFloat(buf[:0], v, 'g', -1, 64))
 	}
-	return sort.SearchFloat64s(f.Edges, v) // first edge >= v
+	return searchEdges(f.Edges, v)
+}
+
+// searchEdges returns the index of the first edge >= v (len(edges) when
+// none is): sort.SearchFloat64s without its closure, as the aggregator
+// calls it for every value it counts.
+func searchEdges(edges []float64, v float64) int {
+	lo, hi := 0, len(edges)
+	for lo < hi {
+		m := int(uint(lo+hi) >> 1)
+		if edges[m] < v {
+			lo = m + 1
+		} else {
+			hi = m
+		}
+	}
+	return lo
 }
 
 // CategoryBin returns the bin of category s (a categorical feature's

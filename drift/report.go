@@ -12,7 +12,7 @@ type Report struct {
 	Version    string `json:"version"`
 	Samples    uint64 `json:"window_samples"` // rows in the window
 	MinSamples int    `json:"min_samples"`    // rows needed before statistics are reported
-	Sampled    uint64 `json:"sampled"`        // requests sampled since the version loaded
+	Sampled    uint64 `json:"sampled"`        // samples counted since the version loaded
 	Dropped    uint64 `json:"dropped"`        // samples dropped because the ring was full
 	// Score is the highest input PSI; 0 until MinSamples.
 	Score float64 `json:"score"`
@@ -58,7 +58,7 @@ func (h *Handle) Report() *Report {
 	h.drain()
 	rows := h.win.total(h.sum)
 	rep := &Report{Model: h.model, Version: h.version, Samples: rows, MinSamples: h.cfg.MinSamples,
-		Sampled: h.sampledN.Load(), Dropped: h.droppedN.Load()}
+		Sampled: h.sampled.Get(), Dropped: h.dropped.Get()}
 	enough := rows >= uint64(h.cfg.MinSamples)
 	for j := range h.refs {
 		ref := &h.refs[j]
