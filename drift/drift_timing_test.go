@@ -72,7 +72,7 @@ func BenchmarkDrift(b *testing.B) {
 	})
 	b.Run("sample", func(b *testing.B) {
 		h, in, out := wideModel(b, 8) // freeing the slots costs little
-		h.mu.Lock() // the aggregator stays out; the test frees the slot
+		h.mu.Lock()                   // the aggregator stays out; the test frees the slot
 		defer h.mu.Unlock()
 		b.ReportAllocs()
 		for b.Loop() {

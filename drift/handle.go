@@ -128,11 +128,11 @@ type Handle struct {
 	// Sample wakes it from wakeAt on, so that one scan of the ring
 	// counts many samples (a scan per sample would cost more than the
 	// samples).
-	pending atomic.Int64
-	wakeAt  int64
-	done           chan struct{} // closed by Close
-	stopped        chan struct{} // closed by the aggregator when it returns
-	closeOnce      sync.Once
+	pending   atomic.Int64
+	wakeAt    int64
+	done      chan struct{} // closed by Close
+	stopped   chan struct{} // closed by the aggregator when it returns
+	closeOnce sync.Once
 
 	set             *metrics.Set
 	sampled         *metrics.Counter
@@ -143,8 +143,8 @@ type Handle struct {
 	fbUnmatched     *metrics.Counter
 	fbSamples       *metrics.Gauge
 	static          []string // series Close removes
-	labels          string // model="...",version="..."
-	classify        bool   // feedback: prediction is categorical (accuracy), else error
+	labels          string   // model="...",version="..."
+	classify        bool     // feedback: prediction is categorical (accuracy), else error
 	fbName          string
 	feedbackEnabled bool
 
