@@ -378,3 +378,66 @@ func TestBuildFeatureQuantiles(t *testing.T) {
 		t.Errorf("edges of mostly zeros = %v; want [0 1]", f.Edges)
 	}
 }
+
+func TestSampleCopiesRowsAndValues(t *testing.T) {
+	h := newHandle(t, Config{SampleRate: 1, MaxRows: 2}, metrics.NewSet(), false)
+	x := tensor.FromFloat32s("x", []int64{3, 3}, []float32{-5, 0, 5, -5, 0, 5, 9, 9, 9})
+	c := tensor.FromStrings("c", []int64{3, 1}, []string{"b", "", "z"})
+	out := tensor.FromInt64s("label", []int64{3, 1}, []int64{2, 2, 0})
+	h.Sample([]*tensor.Tensor{x, c}, []*tensor.Tensor{out}, nil)
+	x.SetFloat64(0, 100) // the request's memory is reused: the sample must not see it
+	rep := h.Report()
+	if rep.Samples != 2 {
+		t.Fatalf("window_samples = %d; want 2 (max_rows)", rep.Samples)
+	}
+	share := func(list []FeatureReport, name, bin string) float64 {
+		for _, f := range list {
+			for _, b := range f.Bins {
+				if f.Name == name && b.Bin == bin {
+					return b.Window
+				}
+			}
+		}
+		t.Fatalf("no bin %s of %s", bin, name)
+		return 0
+	}
+	got := []float64{share(rep.Features, "x0", binLabel(&h.p.Features[0], 0)), share(rep.Features, "c", "b"), share(rep.Features, "c", "missing"), share(rep.Outputs, "label", "2")}
+	if want := []float64{1, 0.5, 0.5, 1}; !slices.Equal(got, want) {
+		t.Errorf("shares x0 lowest bin, c=b, c missing, label 2 = %v; want %v", got, want)
+	}
+}
+
+func TestSamplingRate(t *testing.T) {
+	h := newHandle(t, Config{SampleRate: 0.1}, metrics.NewSet(), false)
+	n := 0
+	for range 100000 {
+		if h.Sampling() {
+			n++
+		}
+	}
+	if n < 9000 || n > 11000 { // 10 standard deviations
+		t.Errorf("Sampling() true %d times in 100000; want about 10000", n)
+	}
+	var nilHandle *Handle
+	if nilHandle.Sampling() {
+		t.Error("a nil handle samples")
+	}
+	nilHandle.Close()
+}
+
+func TestCloseStopsTheAggregator(t *testing.T) {
+	before := runtime.NumGoroutine()
+	for range 10 {
+		h, err := New(Config{SampleRate: 1}, testProfile(t, 100), testModel(), metrics.NewSet(), false)
+		if err != nil {
+			t.Fatal(err)
+		}
+		h.Close()
+		h.Close() // a second Close does nothing
+		r := newRequest()
+		h.Sample([]*tensor.Tensor{r.x, r.c}, []*tensor.Tensor{r.out}, nil) // after Close: kept or dropped, never blocking
+	}
+	if after := runtime.NumGoroutine(); after > before {
+		t.Errorf("%d goroutines after 10 handles closed; want at most %d", after, before)
+	}
+}
