@@ -110,6 +110,15 @@ type featRef struct {
 	cats []float64
 }
 
+// group is a run of h.refs[lo:hi] that read one tensor, at cols.
+type group struct {
+	out    bool
+	tensor int
+	lo, hi int
+	cols   []int
+	maxCol int
+}
+
 // Handle watches one model version. Sample is safe for concurrent use and
 // never blocks; Report and Feedback are safe for concurrent use. New
 // starts its aggregator goroutine; Close stops it and removes the
@@ -119,6 +128,7 @@ type Handle struct {
 	p              *Profile
 	model, version string
 	refs           []featRef // inputs, then outputs
+	groups         []group   // runs of refs of one tensor
 	pred           int       // index in refs of the prediction feedback joins, -1 for none
 	always         bool      // SampleRate >= 1
 	threshold      uint64    // sample when rand.Uint64() < threshold
@@ -200,6 +210,15 @@ func New(cfg Config, p *Profile, m *backends.ModelVersion, set *metrics.Set, fee
 		if err := add(&p.Outputs[i], true, m.Meta.Outputs); err != nil {
 			return nil, err
 		}
+	}
+	for j, ref := range h.refs {
+		if n := len(h.groups); n == 0 || h.groups[n-1].out != ref.out || h.groups[n-1].tensor != ref.tensor {
+			h.groups = append(h.groups, group{out: ref.out, tensor: ref.tensor, lo: j, hi: j})
+		}
+		g := &h.groups[len(h.groups)-1]
+		g.hi++
+		g.cols = append(g.cols, ref.f.Column)
+		g.maxCol = max(g.maxCol, ref.f.Column)
 	}
 	if pi := p.prediction(); pi >= 0 {
 		h.pred = len(p.Features) + pi
@@ -307,9 +326,8 @@ func (h *Handle) Sample(inputs, outputs []*tensor.Tensor, id []byte) {
 	}
 }
 
-// fill copies the features of a request into s. The features of one
-// tensor are adjacent in h.refs (inputs, then outputs, each in profile
-// order), so a tensor's layout is worked out once per run of them.
+// fill copies the features of a request into s, a group of features
+// of one tensor at a time (an FP32 row is read as one typed slice).
 func (h *Handle) fill(s *slot, inputs, outputs []*tensor.Tensor, id []byte) {
 	rows := 0
 	if len(inputs) > 0 {
@@ -321,42 +339,38 @@ func (h *Handle) fill(s *slot, inputs, outputs []*tensor.Tensor, id []byte) {
 		s.idLen = copy(s.id[:], id)
 	}
 	nf := len(h.refs)
-	var (
-		last  *tensor.Tensor
-		brows int       // last's rows
-		width int       // last's elements per row
-		f32   []float32 // last's data when FP32
-	)
-	for j := range h.refs {
-		ref := &h.refs[j]
+	for _, g := range h.groups {
 		ts := inputs
-		if ref.out {
+		if g.out {
 			ts = outputs
 		}
 		var t *tensor.Tensor
-		if ref.tensor < len(ts) {
-			t = ts[ref.tensor]
-		}
-		if t != last && t != nil {
-			last, brows, f32 = t, t.BatchSize(), nil
+		brows, width := 0, 0
+		if g.tensor < len(ts) && ts[g.tensor] != nil {
+			t = ts[g.tensor]
+			brows = t.BatchSize()
 			width = t.Len() / max(brows, 1)
-			if t.DType == tensor.FP32 {
-				f32 = t.Float32s()
-			}
 		}
-		col := ref.f.Column
 		for r := 0; r < rows; r++ {
-			v := math.NaN()
-			switch i := r*width + col; {
-			case t == nil || r >= brows || col >= width:
-			case f32 != nil:
-				v = float64(f32[i])
-			case ref.str:
-				v = stringBin(t, ref.f, i)
+			dst := s.vals[r*nf+g.lo : r*nf+g.hi]
+			switch {
+			case t != nil && r < brows && g.maxCol < width && t.DType == tensor.FP32:
+				src := t.Float32s()[r*width : (r+1)*width]
+				for k, c := range g.cols {
+					dst[k] = float64(src[c])
+				}
 			default:
-				v = t.Float64At(i)
+				for k, c := range g.cols {
+					dst[k] = math.NaN()
+					switch {
+					case t == nil || r >= brows || c >= width:
+					case h.refs[g.lo+k].str:
+						dst[k] = stringBin(t, h.refs[g.lo+k].f, r*width+c)
+					default:
+						dst[k] = t.Float64At(r*width + c)
+					}
+				}
 			}
-			s.vals[r*nf+j] = v
 		}
 	}
 }
