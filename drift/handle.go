@@ -480,6 +480,7 @@ func (h *Handle) publish() {
 	rows := h.win.total(h.sum)
 	h.samples.Set(float64(rows))
 	want := map[string]float64{}
+	h.score.Set(0) // until the window holds MinSamples rows
 	if rows >= uint64(h.cfg.MinSamples) {
 		type fs struct {
 			name    string
