@@ -441,3 +441,78 @@ func TestCloseStopsTheAggregator(t *testing.T) {
 		t.Errorf("%d goroutines after 10 handles closed; want at most %d", after, before)
 	}
 }
+
+// TestConcurrentSampling: producers on every core, the aggregator and
+// Report at once (run with -race): every offered sample is counted or
+// dropped, none lost or counted twice.
+func TestConcurrentSampling(t *testing.T) {
+	h := newHandle(t, Config{SampleRate: 1, Slots: 64}, metrics.NewSet(), false)
+	const goroutines, each = 8, 2000
+	done := make(chan struct{})
+	for range goroutines {
+		go func() {
+			defer func() { done <- struct{}{} }()
+			r := newRequest()
+			for range each {
+				h.Sample([]*tensor.Tensor{r.x, r.c}, []*tensor.Tensor{r.out}, nil)
+			}
+		}()
+	}
+	for range goroutines {
+		for {
+			h.Report() // drains, as the aggregator does, concurrently with it
+			select {
+			case <-done:
+			default:
+				continue
+			}
+			break
+		}
+	}
+	rep := h.Report()
+	if rep.Samples+rep.Dropped != goroutines*each || rep.Sampled != rep.Samples {
+		t.Errorf("window_samples %d + dropped %d = %d, sampled %d; want %d, sampled = window_samples",
+			rep.Samples, rep.Dropped, rep.Samples+rep.Dropped, rep.Sampled, goroutines*each)
+	}
+}
+
+// TestFeedbackRegression: a numeric prediction gets the mean absolute
+// error of the joined truths.
+func TestFeedbackRegression(t *testing.T) {
+	m := &backends.ModelVersion{Name: "r", Version: "1", Meta: &backends.Metadata{
+		Inputs:  []backends.TensorSpec{{Name: "x", DType: tensor.FP32, Shape: []int64{-1, 1}}},
+		Outputs: []backends.TensorSpec{{Name: "y", DType: tensor.FP64, Shape: []int64{-1}}},
+	}}
+	var p Profile
+	p.Version = 1
+	for _, c := range []Column{{Name: "x", Tensor: "x", Values: []float64{1, 2, 3}}, {Name: "y", Tensor: "y", Values: []float64{1, 2, 3}}} {
+		f, err := BuildFeature(c, 2, 1)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if c.Name == "x" {
+			p.Features = append(p.Features, f)
+		} else {
+			p.Outputs = append(p.Outputs, f)
+		}
+	}
+	h, err := New(Config{SampleRate: 1}, &p, m, metrics.NewSet(), true)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer h.Close()
+	for i, y := range []float64{10, 20} {
+		x := tensor.FromFloat32s("x", []int64{1, 1}, []float32{1})
+		out := tensor.New("y", tensor.FP64, []int64{1})
+		out.SetFloat64(0, y)
+		h.Sample([]*tensor.Tensor{x}, []*tensor.Tensor{out}, []byte{'a' + byte(i)})
+	}
+	for _, c := range []struct{ id, truth string }{{"a", "12"}, {"b", "19"}} {
+		if err := h.Feedback(c.id, c.truth); err != nil {
+			t.Fatalf("Feedback(%s) = %v", c.id, err)
+		}
+	}
+	if fb := h.Report().Feedback; fb == nil || fb.Metric != "mean_absolute_error" || fb.Value != 1.5 || fb.Samples != 2 {
+		t.Errorf("feedback = %+v; want mean_absolute_error 1.5 over 2", fb)
+	}
+}
