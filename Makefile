@@ -5,7 +5,7 @@ COMMIT    ?= $(shell git rev-parse HEAD 2>/dev/null || echo unknown)
 LDFLAGS   := -s -w -X main.version=$(VERSION) -X main.commit=$(COMMIT) -X github.com/coalesce-ml/coalesce/internal/app.commit=$(COMMIT)
 BIN       := bin/coalesce
 
-.PHONY: run build test test-short test-deploy test-image image lint fuzz bench bench-go proto clean
+.PHONY: run build test test-short test-deploy test-image image lint fuzz bench bench-go proto profiles clean
 
 build:
 	CGO_ENABLED=0 $(GO) build -trimpath -ldflags "$(LDFLAGS)" -o $(BIN) ./cmd/coalesce
@@ -84,6 +84,12 @@ proto:
 		--go_out=proto/inferencepb --go_opt=paths=source_relative \
 		--go-grpc_out=proto/inferencepb --go-grpc_opt=paths=source_relative \
 		proto/grpc_predict_v2.proto
+
+# Drift reference profiles of the shipped models (models/*/profile.json),
+# from their golden rows; cmd/coalesce's tests check they are current.
+PROFILED := cancer-xgb digits-cnnbn digits-mlp iris-logreg wine-forest wine-linear
+profiles: build
+	for m in $(PROFILED); do ./$(BIN) profile --model $$m --data models/$$m/golden.json || exit 1; done
 
 clean:
 	rm -rf bin

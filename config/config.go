@@ -36,6 +36,7 @@ type Config struct {
 	Rate     Rate     `koanf:"ratelimit"`
 	TLS      TLS      `koanf:"tls"`
 	GRPC     GRPC     `koanf:"grpc"`
+	Drift    Drift    `koanf:"drift"`
 }
 
 // HTTP configures the data plane (predict, KServe V2, TF Serving, health).
@@ -120,6 +121,33 @@ type Cache struct {
 	// Dedup makes a request identical to one in flight wait for its
 	// answer, cache on or off.
 	Dedup bool `koanf:"dedup" help:"compute identical concurrent requests once (a model's config.yaml may say dedup: true|false)"`
+}
+
+// Drift configures drift detection (package drift) for the model
+// versions whose model directory holds a profile.json; the others are not
+// sampled.
+type Drift struct {
+	Enabled bool `koanf:"enabled" help:"sample requests of models with a profile.json and export drift statistics"`
+	// SampleRate is the share of requests (cache hits included) whose
+	// inputs and outputs are copied to the aggregator.
+	SampleRate float64 `koanf:"sample_rate" help:"share of requests sampled for drift, 0 to 1"`
+	// Window is the span the statistics cover, in SubWindows sub-windows
+	// that expire one at a time.
+	Window     time.Duration `koanf:"window" help:"span of the sliding window drift statistics cover"`
+	SubWindows int           `koanf:"sub_windows" help:"sub-windows of the window; the oldest expires as a new one starts"`
+	MinSamples int           `koanf:"min_samples" help:"rows the window needs before PSI and JS distance are reported"`
+	// MaxFeatures bounds the label cardinality: above it, only the
+	// features (and outputs) drifting most are exported.
+	MaxFeatures int `koanf:"max_features" help:"features (and outputs) exported per model version; above it the highest PSI only"`
+	// Slots is the capacity of each version's hand-off ring; a sample
+	// that finds it full is dropped (coalesce_drift_dropped_total).
+	Slots    int           `koanf:"slots" help:"samples waiting for the aggregator per model version; more are dropped"`
+	MaxRows  int           `koanf:"max_rows" help:"rows of one request a sample copies"`
+	Interval time.Duration `koanf:"interval" help:"how often drift gauges are recomputed"`
+	// Feedback keeps the sampled predictions of requests with an
+	// X-Request-Id for POST /admin/feedback/{model}.
+	Feedback        bool `koanf:"feedback" help:"keep sampled predictions by X-Request-Id for ground truth posted to /admin/feedback/{model}"`
+	FeedbackEntries int  `koanf:"feedback_entries" help:"sampled predictions kept per model version for feedback; the oldest leave first"`
 }
 
 // Log configures structured logging.
@@ -232,6 +260,8 @@ func Default() Config {
 		Auth:     Auth{ReloadInterval: 5 * time.Second},
 		Rate:     Rate{MaxCallers: 65536, IdleTimeout: 10 * time.Minute},
 		GRPC:     GRPC{MaxConcurrentStreams: 256, KeepaliveMinTime: 10 * time.Second, KeepaliveTime: 2 * time.Hour, Reflection: true},
+		Drift: Drift{Enabled: true, SampleRate: 0.1, Window: time.Hour, SubWindows: 12, MinSamples: 1000,
+			MaxFeatures: 20, Slots: 1024, MaxRows: 1, Interval: 10 * time.Second, Feedback: true, FeedbackEntries: 10000},
 	}
 }
 
@@ -288,6 +318,15 @@ func (c *Config) Validate() error {
 		{"tls.key_file", checkFile(c.TLS.KeyFile)},
 		{"tls.key_file", requires(c.TLS.CertFile != "", c.TLS.KeyFile, "tls.key_file")},
 		{"tls.cert_file", requires(c.TLS.KeyFile != "", c.TLS.CertFile, "tls.cert_file")},
+		{"drift.sample_rate", share(c.Drift.SampleRate)},
+		{"drift.window", positive(c.Drift.Window)},
+		{"drift.sub_windows", between(c.Drift.SubWindows, 1, 1440)},
+		{"drift.min_samples", atLeast(c.Drift.MinSamples, 1)},
+		{"drift.max_features", atLeast(c.Drift.MaxFeatures, 1)},
+		{"drift.slots", between(c.Drift.Slots, 8, 1<<16)},
+		{"drift.max_rows", between(c.Drift.MaxRows, 1, 1024)},
+		{"drift.interval", positive(c.Drift.Interval)},
+		{"drift.feedback_entries", between(c.Drift.FeedbackEntries, 1, 1<<22)},
 	}
 	for _, ch := range checks {
 		if ch.err != nil {
@@ -365,6 +404,14 @@ func checkAddr(a string) error {
 func positive(d time.Duration) error {
 	if d <= 0 {
 		return fmt.Errorf("%v is not positive; want a duration such as 500ms or 5s", d)
+	}
+	return nil
+}
+
+// share checks a proportion.
+func share(v float64) error {
+	if !(v >= 0 && v <= 1) {
+		return fmt.Errorf("%v is out of range; want 0 to 1", v)
 	}
 	return nil
 }

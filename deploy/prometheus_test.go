@@ -24,9 +24,10 @@ const (
 	plannedGroup = "coalesce-planned"
 )
 
-// absentMetrics are the metrics the dashboard charts before Coalesce
-// exposes them: the response cache's (cache/, planned). TestRulesLive
-// fails when one of them appears, so that this list stays true.
+// absentMetrics are metrics the dashboard charts that the live test's
+// server, in the default configuration, does not create: the response
+// cache's (the cache is off by default). TestRulesLive fails when one of
+// them appears, so that this list stays true.
 var absentMetrics = []string{"coalesce_cache_hits_total", "coalesce_cache_misses_total"}
 
 type rule struct {
@@ -141,10 +142,11 @@ func metricNames(e parser.Expr) []string {
 }
 
 // TestPromtoolRules runs promtool check rules and the unit tests of
-// coalesce-rules.test.yaml.
+// coalesce-rules.test.yaml and of the drift rules (drift-rules_test.yaml).
 func TestPromtoolRules(t *testing.T) {
 	promtool := lookPath(t, "promtool")
-	for _, args := range [][]string{{"check", "rules", rulesFile}, {"test", "rules", rulesTest}} {
+	for _, args := range [][]string{{"check", "rules", rulesFile}, {"test", "rules", rulesTest},
+		{"check", "rules", "prometheus/drift-rules.yaml"}, {"test", "rules", "prometheus/drift-rules_test.yaml"}} {
 		out, err := exec.Command(promtool, args...).CombinedOutput()
 		if err != nil {
 			t.Errorf("promtool %s: %v\n%s", strings.Join(args, " "), err, out)

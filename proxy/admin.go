@@ -14,6 +14,7 @@ import (
 // AdminHandler returns the admin-plane handler: GET /metrics in Prometheus
 // text format (the metrics of set plus process and Go runtime metrics),
 // GET /v2/health/live and /v2/health/ready mirrored from the data plane,
+// GET /admin/drift/{model} and POST /admin/feedback/{model} (drift.go),
 // and /debug/pprof/ when pprofOn is true. It never shares a port with
 // clients. Every metric family carries # HELP and # TYPE: AdminHandler
 // turns on VictoriaMetrics/metrics' ExposeMetadata, a switch of that
@@ -52,6 +53,14 @@ func (s *Server) AdminHandler(set *metrics.Set, pprofOn bool) fasthttp.RequestHa
 			}
 		case bytes.Equal(path, []byte("/v2/health/ready")):
 			if err := s.health(ctx, !s.draining.Load()); err != nil {
+				writeError(ctx, err)
+			}
+		case bytes.HasPrefix(path, []byte("/admin/drift/")): // drift.go
+			if err := s.serveDrift(ctx, string(path[len("/admin/drift/"):])); err != nil {
+				writeError(ctx, err)
+			}
+		case bytes.HasPrefix(path, []byte("/admin/feedback/")): // drift.go
+			if err := s.serveFeedback(ctx, string(path[len("/admin/feedback/"):])); err != nil {
 				writeError(ctx, err)
 			}
 		case pprofOn && bytes.HasPrefix(path, []byte("/debug/pprof/")):

@@ -73,6 +73,20 @@ var families = map[string]family{
 	"coalesce_ratelimited_total":      {help: "Requests refused with 429 by a token bucket, by scope (key with its tier, client, model, global)."},
 	"coalesce_ratelimit_shadow_total": {help: "Requests a token bucket would have refused in shadow mode (ratelimit.shadow), by scope."},
 
+	// Drift against each model's profile.json, and delayed ground truth.
+	"coalesce_drift_psi":                    {help: "Population stability index of one input feature's window against the model's reference profile (after drift.min_samples)."},
+	"coalesce_drift_js_distance":            {help: "Jensen-Shannon distance of one input feature's window against the reference profile."},
+	"coalesce_drift_prediction_psi":         {help: "Population stability index of one output column's window against the reference profile (prediction drift)."},
+	"coalesce_drift_prediction_js_distance": {help: "Jensen-Shannon distance of one output column's window against the reference profile."},
+	"coalesce_drift_score":                  {help: "Overall input drift of a model version: the largest feature PSI in the window (0 below drift.min_samples)."},
+	"coalesce_drift_window_samples":         {help: "Rows in a model version's drift window now."},
+	"coalesce_drift_samples_total":          {help: "Rows sampled for drift (drift.sample_rate of requests)."},
+	"coalesce_drift_dropped_total":          {help: "Samples dropped because the drift ring was full (the request path never waits)."},
+	"coalesce_feedback_total":               {help: "Ground-truth posts to /admin/feedback, by result (joined, or unmatched: the id was not sampled or has left the table)."},
+	"coalesce_feedback_window_samples":      {help: "Predictions joined with their ground truth in the current window."},
+	"coalesce_feedback_accuracy_ratio":      {help: "Rolling accuracy of a classifier's predictions against posted ground truth."},
+	"coalesce_feedback_mean_absolute_error": {help: "Rolling mean absolute error of a regressor's predictions against posted ground truth."},
+
 	// The Go runtime, written by VictoriaMetrics/metrics.
 	"go_info":                             {help: "Always 1; the label names the Go version."},
 	"go_info_ext":                         {help: "Always 1; the labels name the compiler, GOARCH and GOOS."},

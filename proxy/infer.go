@@ -49,6 +49,10 @@ func (s *Server) serveInfer(ctx *fasthttp.RequestCtx, c codec.Codec, e *entry, v
 		return err
 	}
 	r.Model = ran.ModelVersion // the outputs are that version's
+	if d := ran.drift; d.Sampling() {
+		// Copies what it keeps and never blocks (drift.go).
+		d.Sample(r.Inputs, out, ctx.Request.Header.Peek(requestIDHeader))
+	}
 	bb := bytebufferpool.Get()
 	defer bytebufferpool.Put(bb)
 	if bb.B, err = c.Encode(bb.B[:0], r, out, &ctx.Response.Header); err != nil {

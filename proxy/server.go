@@ -95,6 +95,7 @@ func (s *Server) Close(ctx context.Context) error {
 	}
 	for _, e := range sn.entries {
 		errs = append(errs, e.Backend.Close())
+		e.drift.Close()
 	}
 	return errors.Join(errs...)
 }

@@ -10,6 +10,7 @@ import (
 	"github.com/coalesce-ml/coalesce/batcher"
 	"github.com/coalesce-ml/coalesce/cache"
 	"github.com/coalesce-ml/coalesce/config"
+	"github.com/coalesce-ml/coalesce/drift"
 )
 
 // snapshot is the set of model versions the server serves, with their
@@ -39,6 +40,9 @@ type entry struct {
 	// answers unreachable and frees them at once. cmet are its metrics.
 	cache *cache.Cache
 	cmet  *cache.Metrics
+	// drift samples the version's requests against its model's
+	// profile.json; nil without one or with drift off (drift.go).
+	drift *drift.Handle
 }
 
 // get resolves a model name and version (empty: the highest) to an entry.
@@ -94,6 +98,7 @@ func (s *Server) Update(reg *backends.Registry) error {
 		return fmt.Errorf("models: the server is closed")
 	}
 	old := s.snap.Load()
+	old.closeDrift(reg) // before a new load of a version takes its series
 	sn := &snapshot{reg: reg, entries: map[*backends.ModelVersion]*entry{}, models: map[string]*modelMetrics{}}
 	for _, name := range names {
 		if mm := old.modelMetrics(name); mm != nil {
@@ -121,6 +126,7 @@ func (s *Server) Update(reg *backends.Registry) error {
 		s.gen++
 		e := &entry{ModelVersion: m, b: batcher.New(m.Backend, bc, met, nil), met: met, timeout: eff.DefaultTimeout, gen: s.gen}
 		e.cache, e.cmet = s.newCache(m, eff, budgets[m], old)
+		e.drift = s.newDrift(m)
 		sn.entries[m] = e
 	}
 	sn.def = s.cfg.Models.Default

@@ -3,6 +3,8 @@
 //	coalesce [serve] [flags]   serve the model repository (the default)
 //	coalesce healthcheck       exit 0 when the local server answers ready
 //	coalesce version           print version, commit and Go version
+//	coalesce profile --model M --data FILE
+//	                           write models/M/profile.json for drift detection
 //
 // Every configuration key is a flag of the same dotted name; run
 // coalesce --help for the list.
@@ -58,6 +60,8 @@ func run(args, environ []string, stdout, stderr io.Writer) int {
 			return code
 		}
 		return healthcheck(cfg, stderr)
+	case "profile":
+		return profileCmd(args, stdout, stderr) // profile.go
 	case "version":
 		fmt.Fprintln(stdout, versionLine())
 		return exitOK
@@ -65,7 +69,7 @@ func run(args, environ []string, stdout, stderr io.Writer) int {
 		usage(config.Flags("coalesce"), stdout)
 		return exitOK
 	}
-	fmt.Fprintf(stderr, "coalesce: unknown command %q; want serve, healthcheck or version (coalesce --help)\n", cmd)
+	fmt.Fprintf(stderr, "coalesce: unknown command %q; want serve, healthcheck, profile or version (coalesce --help)\n", cmd)
 	return exitConfig
 }
 
@@ -134,6 +138,9 @@ Usage:
   coalesce healthcheck [flags]
                              exit 0 when the server at --http.addr answers ready
   coalesce version           print version, commit and Go version
+  coalesce profile --model NAME --data FILE
+                             write the model's drift reference profile
+                             (coalesce profile --help)
 
 Configuration: defaults < YAML file (--config) < environment (COALESCE_...) < flags.
 Flags:
