@@ -13,7 +13,8 @@ import (
 // AdminHandler returns the admin-plane handler: GET /metrics in Prometheus
 // text format (the metrics of set plus process and Go runtime metrics),
 // GET /v2/health/live and /v2/health/ready mirrored from the data plane,
-// and /debug/pprof/ when pprofOn is true. It never shares a port with
+// the repository API (POST /v2/repository/index, .../models/{m}/load and
+// /unload; repository.go), and /debug/pprof/ when pprofOn is true. It never shares a port with
 // clients.
 func (s *Server) AdminHandler(set *metrics.Set, pprofOn bool) fasthttp.RequestHandler {
 	pprofIndex := fasthttpadaptor.NewFastHTTPHandlerFunc(pprof.Index)
@@ -42,6 +43,10 @@ func (s *Server) AdminHandler(set *metrics.Set, pprofOn bool) fasthttp.RequestHa
 			if err := s.health(ctx, !s.draining.Load()); err != nil {
 				writeError(ctx, err)
 			}
+		case bytes.HasPrefix(path, []byte("/v2/repository/")):
+			if err := s.serveRepository(ctx, path[len("/v2/repository/"):]); err != nil {
+				writeError(ctx, err)
+			}
 		case pprofOn && bytes.HasPrefix(path, []byte("/debug/pprof/")):
 			if h := pprofHandlers[string(path)]; h != nil {
 				h(ctx)
@@ -51,7 +56,7 @@ func (s *Server) AdminHandler(set *metrics.Set, pprofOn bool) fasthttp.RequestHa
 		case bytes.HasPrefix(path, []byte("/debug/pprof")):
 			writeError(ctx, &Error{Status: fasthttp.StatusNotFound, Msg: "pprof is off; start with --admin.pprof (admin.pprof: true) to serve /debug/pprof/"})
 		default:
-			writeError(ctx, &Error{Status: fasthttp.StatusNotFound, Msg: "no admin endpoint " + strconv.Quote(truncateBytes(path)) + "; want /metrics, /v2/health/live or /v2/health/ready" + map[bool]string{true: " or /debug/pprof/", false: ""}[pprofOn]})
+			writeError(ctx, &Error{Status: fasthttp.StatusNotFound, Msg: "no admin endpoint " + strconv.Quote(truncateBytes(path)) + "; want /metrics, /v2/health/live, /v2/health/ready or /v2/repository/" + map[bool]string{true: " or /debug/pprof/", false: ""}[pprofOn]})
 		}
 	}
 }

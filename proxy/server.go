@@ -37,6 +37,7 @@ type Server struct {
 	inflight atomic.Int64             // POST requests being handled
 	retiring sync.WaitGroup           // retire goroutines started by Update
 	edge     edge                     // connections, body budget, drain (edge.go)
+	repo     Repository               // the repository API's model manager; nil: none (repository.go)
 
 	mu     sync.Mutex // serializes Update and Close; guards gen and closed
 	gen    uint64     // the last load generation given out

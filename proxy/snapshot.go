@@ -165,3 +165,6 @@ func (s *Server) retire(e *entry, relabelled bool) {
 // Models returns every served model version, by name then ascending
 // version.
 func (s *Server) Models() []*backends.ModelVersion { return s.snap.Load().reg.All() }
+
+// Registry returns the registry being served (lifecycle.Target).
+func (s *Server) Registry() *backends.Registry { return s.snap.Load().reg }

@@ -51,7 +51,7 @@ func (s *Server) routeTFS(ctx *fasthttp.RequestCtx, sn *snapshot, rest []byte) (
 		if !isGet(ctx) {
 			return m, methodNotAllowed(ctx, "GET")
 		}
-		return m, tfsStatus(ctx, sn, m.Name, version)
+		return m, s.tfsStatus(ctx, m.Name, version)
 	case string(tail) == "metadata":
 		if !isGet(ctx) {
 			return m, methodNotAllowed(ctx, "GET")
@@ -61,21 +61,9 @@ func (s *Server) routeTFS(ctx *fasthttp.RequestCtx, sn *snapshot, rest []byte) (
 	return m, &Error{Status: fasthttp.StatusNotFound, Msg: "no TF Serving endpoint " + strconv.Quote(truncateBytes(ctx.Path())) + "; want /v1/models/{model}[/versions/{version}][/metadata|:predict]"}
 }
 
-func tfsStatus(ctx *fasthttp.RequestCtx, sn *snapshot, name string, version []byte) error {
+func (s *Server) tfsStatus(ctx *fasthttp.RequestCtx, name string, version []byte) error {
 	b := append([]byte(nil), `{"model_version_status":[`...)
-	n := 0
-	for _, m := range sn.reg.Versions(name) {
-		if len(version) > 0 && m.Version != string(version) {
-			continue
-		}
-		if n > 0 {
-			b = append(b, ',')
-		}
-		n++
-		b = append(b, `{"version":`...)
-		b = codec.AppendString(b, m.Version)
-		b = append(b, `,"state":"AVAILABLE","status":{"error_code":"OK","error_message":""}}`...)
-	}
+	b = s.appendTFSStatus(b, name, version)
 	b = append(b, "]}"...)
 	ctx.SetContentType("application/json")
 	ctx.SetBody(b)

@@ -52,7 +52,7 @@ func (s *Server) v2ServerMetadata(ctx *fasthttp.RequestCtx, sn *snapshot) error 
 	}
 	b := append([]byte(nil), `{"name":"coalesce","version":`...)
 	b = codec.AppendString(b, s.version)
-	b = append(b, `,"extensions":["binary_tensor_data"]`...)
+	b = append(b, `,"extensions":["binary_tensor_data","model_repository"]`...)
 	// The engine facts of the default model (e.g. the kernels chosen for
 	// this CPU) are shown here too; clients ignore fields they don't know.
 	if def, err := sn.get(sn.def, ""); err == nil && len(def.Meta.Info) > 0 {
