@@ -6,6 +6,7 @@ import (
 	"io"
 	"log/slog"
 	"net"
+	"os"
 	"os/signal"
 	"runtime"
 	"syscall"
@@ -31,7 +32,8 @@ func newLogger(cfg *config.Config, w io.Writer) *slog.Logger {
 // every request sent on an open connection is answered (with
 // Connection: close), idle keep-alive connections close after
 // shutdown.idle_timeout, and it returns exitOK when the last connection
-// closed within shutdown.grace_period.
+// closed within shutdown.grace_period. SIGHUP rescans the model
+// repository when models.control is poll.
 func serve(cfg *config.Config, stdout, stderr io.Writer) int {
 	log := newLogger(cfg, stdout)
 	// GOMEMLIMIT and the in-flight byte budget default from the cgroup's
@@ -77,11 +79,25 @@ func serve(cfg *config.Config, stdout, stderr io.Writer) int {
 
 	sigCtx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, syscall.SIGINT)
 	defer stop()
-	select {
-	case <-sigCtx.Done():
-	case err := <-errc:
-		log.Error("server stopped", "err", err)
-		return exitFail
+	hup := make(chan os.Signal, 1) // SIGHUP: rescan the model repository (models.control: poll)
+	signal.Notify(hup, syscall.SIGHUP)
+	defer signal.Stop(hup)
+wait:
+	for {
+		select {
+		case <-sigCtx.Done():
+			break wait
+		case <-hup:
+			if cfg.Models.Control != "poll" {
+				log.Warn("SIGHUP ignored: the model repository is rescanned on SIGHUP only with models.control: poll", "models.control", cfg.Models.Control)
+				continue
+			}
+			log.Info("SIGHUP: rescanning the model repository")
+			a.Lifecycle.Rescan()
+		case err := <-errc:
+			log.Error("server stopped", "err", err)
+			return exitFail
+		}
 	}
 	stop() // a second signal now kills the process the default way
 	log.Info("shutting down: readiness is 503", "drain_delay", cfg.Shutdown.DrainDelay.String(),
