@@ -39,7 +39,8 @@ func (s *Server) serveInfer(ctx *fasthttp.RequestCtx, c codec.Codec, e *entry, v
 	if err != nil {
 		return err
 	}
-	r.Model = ran.ModelVersion // the outputs are that version's
+	r.Model = ran.ModelVersion                       // the outputs are that version's
+	s.offerShadow(s.snap.Load(), ran, r.Inputs, out) // a copy for the model's shadow, if any (shadow.go)
 	bb := bytebufferpool.Get()
 	defer bytebufferpool.Put(bb)
 	if bb.B, err = c.Encode(bb.B[:0], r, out, &ctx.Response.Header); err != nil {

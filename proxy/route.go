@@ -22,6 +22,9 @@ func (s *Server) resolve(ctx *fasthttp.RequestCtx, sn *snapshot, name, version, 
 		return e, true, err
 	}
 	e, err = lookup(sn, name, version)
+	if err == nil && len(version) == 0 && len(sn.splits) > 0 {
+		e = sn.pickSplit(ctx, e)
+	}
 	return e, len(version) > 0, err
 }
 

@@ -39,9 +39,11 @@ type Server struct {
 	edge     edge                     // connections, body budget, drain (edge.go)
 	repo     Repository               // the repository API's model manager; nil: none (repository.go)
 
-	mu     sync.Mutex // serializes Update and Close; guards gen and closed
-	gen    uint64     // the last load generation given out
-	closed bool       // Close ran
+	mu       sync.Mutex         // serializes Update and Close; guards gen, closed, canaries and shadows
+	gen      uint64             // the last load generation given out
+	closed   bool               // Close ran
+	canaries map[string]*canary // by model name, kept across Updates (canary.go)
+	shadows  map[string]*shadow // by model name, kept across Updates (shadow.go)
 }
 
 // New returns a Server for the model versions of reg, configured by cfg
@@ -70,6 +72,9 @@ func (s *Server) Close(ctx context.Context) error {
 		return nil
 	}
 	s.closed = true
+	for _, sh := range s.shadows {
+		sh.stop()
+	}
 	sn := s.snap.Load()
 	var errs []error
 	for _, e := range sn.entries {

@@ -19,6 +19,8 @@ type snapshot struct {
 	entries map[*backends.ModelVersion]*entry
 	models  map[string]*modelMetrics // request metrics by model name
 	def     string                   // the model POST /predict serves
+	splits  map[string]*split        // canary routing by model name (canary.go)
+	shadows map[string]*shadowRoute  // shadow copies by model name (shadow.go)
 }
 
 // entry is one served model version.
@@ -109,7 +111,12 @@ func (s *Server) Update(reg *backends.Registry) error {
 		}
 		sn.def = names[0]
 	}
+	s.buildSplits(sn)
+	stopped := s.buildShadows(sn)
 	s.snap.Store(sn)
+	for _, sh := range stopped {
+		sh.stop() // after the swap: no new request finds it
+	}
 	if old == nil {
 		return nil
 	}
