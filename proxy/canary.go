@@ -1,7 +1,6 @@
 package proxy
 
 import (
-	"hash/maphash"
 	"math"
 	"strconv"
 	"sync"
@@ -35,7 +34,6 @@ type split struct {
 type canary struct {
 	model string
 	cfg   config.Canary
-	seed  maphash.Seed // for sticky header values
 	draws atomic.Uint64
 	// weight holds the float64 bits of the share sent to the canary; a
 	// rollback stores 0.
@@ -53,7 +51,7 @@ type canary struct {
 }
 
 func newCanary(set *metrics.Set, model string, cfg config.Canary) *canary {
-	c := &canary{model: model, cfg: cfg, seed: maphash.MakeSeed(), now: time.Now}
+	c := &canary{model: model, cfg: cfg, now: time.Now}
 	c.weight.Store(math.Float64bits(cfg.Weight))
 	set.GetOrCreateGauge(c.series("coalesce_canary_weight"), func() float64 { return math.Float64frombits(c.weight.Load()) })
 	c.rollbacks = set.GetOrCreateCounter(c.series("coalesce_canary_rollbacks_total"))
@@ -81,11 +79,21 @@ func (c *canary) pick(key []byte) bool {
 	}
 	var draw uint64
 	if len(key) > 0 {
-		draw = maphash.Bytes(c.seed, key)
+		draw = fnv1a(key)
 	} else {
 		draw = c.draws.Add(1)
 	}
 	return toCanary(draw, w)
+}
+
+// fnv1a hashes a sticky key: the same on every replica and restart, so
+// that a client keeps its side wherever it lands.
+func fnv1a(b []byte) uint64 {
+	h := uint64(14695981039346656037)
+	for _, c := range b {
+		h = (h ^ uint64(c)) * 1099511628211
+	}
+	return h
 }
 
 // toCanary maps draw through SplitMix64 to [0, 1) and compares it with
