@@ -71,7 +71,9 @@ func withVersion2(t *testing.T, b *fakemodel.Backend, edit func(*config.ModelCon
 // primary.
 func TestCanaryRollbackOnErrors(t *testing.T) {
 	bad := fakemodel.Models["double"]()
-	bad.Run = func(context.Context, []*tensor.Tensor) ([]*tensor.Tensor, error) { return nil, errors.New("injected failure") }
+	bad.Run = func(context.Context, []*tensor.Tensor) ([]*tensor.Tensor, error) {
+		return nil, errors.New("injected failure")
+	}
 	s, c, set := testServerWith(t, patientConfig())
 	must(t, s.Update(withVersion2(t, bad, func(m *config.ModelConfig) {
 		m.Canary = config.Canary{Version: "2", Weight: 0.5, Rollback: config.Rollback{Window: time.Hour, MinRequests: 10, MaxErrorRatio: 0.5}}
