@@ -64,7 +64,8 @@ type Predict struct {
 
 // DefaultModelConfig returns the defaults of a model configuration.
 func DefaultModelConfig() ModelConfig {
-	return ModelConfig{Predict: Predict{Transform: "none"}, VersionPolicy: VersionPolicy{Latest: 1}, Shadow: Shadow{Queue: 64}}
+	return ModelConfig{Predict: Predict{Transform: "none"}, VersionPolicy: VersionPolicy{Latest: 1}, Shadow: Shadow{Queue: 64},
+		Canary: Canary{Rollback: Rollback{Window: time.Minute, MinRequests: 100}}}
 }
 
 // LoadModel reads a model's config.yaml. A missing file gives the

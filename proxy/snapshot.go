@@ -70,8 +70,9 @@ func sameSpec(a, b backends.TensorSpec) bool {
 // batchers; new ones get a batcher, metrics and a load generation; those
 // that reg no longer holds are retired in the background: their queues
 // drain, then their backends close and their metrics are removed. A
-// request that raced the swap and finds its batcher closed moves once to
-// the version that replaced it. Update is safe for concurrent use; the
+// request that raced the swap and finds its batcher closed moves to the
+// version that replaced it (again if that one was retired too, up to
+// maxMoves times). Update also rebuilds the canary splits and shadows. Update is safe for concurrent use; the
 // server owns the backends of every registry it was given.
 func (s *Server) Update(reg *backends.Registry) error {
 	names := reg.Names()
