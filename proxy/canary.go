@@ -197,7 +197,7 @@ func (sn *snapshot) pickSplit(ctx *fasthttp.RequestCtx, e *entry) *entry {
 // observeCanary counts the answer of a request that ran on e when e is its
 // model's canary.
 func (s *Server) observeCanary(sn *snapshot, e *entry, status int) {
-	if e == nil {
+	if e == nil || len(sn.splits) == 0 {
 		return
 	}
 	if sp := sn.splits[e.Name]; sp != nil && sp.canary == e {

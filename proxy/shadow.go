@@ -114,6 +114,9 @@ func (s *Server) runShadow(sh *shadow) {
 // offerShadow hands a copy of a request that ran on ran to its model's
 // shadow, if it has one and the draw says so; it never blocks.
 func (s *Server) offerShadow(sn *snapshot, ran *entry, inputs, out []*tensor.Tensor) {
+	if len(sn.shadows) == 0 {
+		return
+	}
 	r := sn.shadows[ran.Name]
 	if r == nil || r.target == ran || !toCanary(r.sh.draws.Add(1), r.sh.cfg.Share) {
 		return
