@@ -84,7 +84,8 @@ type Manager struct {
 	status map[key]*Status
 
 	rescan chan struct{} // capacity 1: a pending rescan request
-	stop   chan struct{} // closed by Close
+	stop   chan struct{} // closed by Close, once
+	once   sync.Once     // closes stop
 	done   chan struct{} // closed when the watcher goroutine ends; nil if none started
 	// after returns a channel that fires after d: time.After, injected by
 	// tests so that the settle delay is under their control.
@@ -257,6 +258,7 @@ func (m *Manager) plan(cur *backends.Registry, name string, unload bool) (add []
 		}
 	}
 	var errs []error
+	missing := false // a wanted version is not served and did not load
 	for _, v := range want {
 		k := key{name, v}
 		st := stamp(dir, v)
@@ -264,6 +266,7 @@ func (m *Manager) plan(cur *backends.Registry, name string, unload bool) (add []
 			continue
 		}
 		if f, ok := m.failed[k]; ok && f == st {
+			missing = missing || !served[v]
 			continue // the same files failed before; wait for a change
 		}
 		m.setState(k, Loading, "")
@@ -280,12 +283,16 @@ func (m *Manager) plan(cur *backends.Registry, name string, unload bool) (add []
 			m.counter(`coalesce_model_load_failures_total{model="` + name + `",reason="` + reason + `"}`).Inc()
 			m.log.Error("model version failed to load; what served keeps serving", "model", name, "version", v, "stage", reason, "err", err)
 			errs = append(errs, err)
+			missing = missing || !served[v]
 			continue
 		}
 		add = append(add, loaded{mv, st})
 	}
+	// Availability first (TF Serving's availability-preserving policy):
+	// while a wanted version is missing, the versions it would replace
+	// keep serving.
 	for v := range served {
-		if !slices.Contains(want, v) {
+		if !slices.Contains(want, v) && !missing {
 			k := key{name, v}
 			m.setState(k, Unloading, "")
 			rm = append(rm, k)

@@ -63,6 +63,9 @@ func TestReloadUnderLoad(t *testing.T) {
 func TestFailedLoadKeepsServing(t *testing.T) {
 	dir := t.TempDir()
 	writeVersion(t, dir, "double", "1", "double-1")
+	// A second model, so that no "nothing left to serve" refusal could
+	// hide a retirement.
+	writeVersion(t, dir, "other", "1", "double-other")
 	e := newEnv(t, dir, "none")
 	l := startLoad(e, 64, inferPath)
 	waitFor(func() bool { return l.count.Load() >= 500 })

@@ -41,12 +41,7 @@ func (m *Manager) Rescan() {
 // Close stops the watcher and waits for it to end; a Sync in progress
 // finishes first. A second call does nothing.
 func (m *Manager) Close() error {
-	select {
-	case <-m.stop:
-		return nil
-	default:
-	}
-	close(m.stop)
+	m.once.Do(func() { close(m.stop) })
 	if m.done != nil {
 		<-m.done
 	}
