@@ -29,26 +29,44 @@ import (
 	"github.com/coalesce-ml/coalesce/proxy"
 )
 
-// TestReloadFigures measures what README's results table reports: the p99
-// of 64 closed-loop clients on digits-mlp (the real engine) in steady
-// state and during 20 reloads of a new version, and the RSS before and
-// after them; and the p99 with a shadow copying every request against
-// none. It runs only when COALESCE_FIGURES=1:
+// TestReloadFigures measures what README's results table reports, on
+// digits-mlp (the real engine) under 64 closed-loop clients, in rounds
+// that interleave the two sides of each comparison (the machine is shared
+// and its load moves within seconds): the p99 while versions are swapped
+// (4 reloads spread over each phase, 20 in all) against the steady state
+// just before; 20 reloads back to back; the RSS and heap in use after the
+// reloads against before; and the p99 of a model whose requests are
+// copied to a shadow (share 0.05 and 1) against an identical model
+// without one. It runs only when COALESCE_FIGURES=1:
 //
-//	COALESCE_FIGURES=1 go test -run TestReloadFigures -v -timeout 10m ./lifecycle
+//	COALESCE_FIGURES=1 go test -run TestReloadFigures -v -timeout 20m ./lifecycle
+//
+// COALESCE_FIGURES_PHASE sets the length of a phase (default 3s).
 func TestReloadFigures(t *testing.T) {
 	if os.Getenv("COALESCE_FIGURES") != "1" {
 		t.Skip("set COALESCE_FIGURES=1 to measure")
 	}
-	phase := 5 * time.Second
+	phase := 3 * time.Second
 	if d, err := time.ParseDuration(os.Getenv("COALESCE_FIGURES_PHASE")); err == nil {
 		phase = d
 	}
+	const rounds = 5
 	dir := t.TempDir()
 	src := filepath.Join("..", "models", "digits-mlp")
-	copyFile(t, filepath.Join(src, "config.yaml"), filepath.Join(dir, "digits-mlp", "config.yaml"))
-	copyFile(t, filepath.Join(src, "golden.json"), filepath.Join(dir, "digits-mlp", "golden.json"))
-	copyFile(t, filepath.Join(src, "1", "model.onnx"), filepath.Join(dir, "digits-mlp", "1", "model.onnx"))
+	conf, err := os.ReadFile(filepath.Join(src, "config.yaml"))
+	must(t, err)
+	// mlp: reloaded; plain, shadow5, shadow100: version 1 serves, version
+	// 2 shadows it with share 0 (none), 0.05 and 1.
+	for name, extra := range map[string]string{"mlp": "", "plain": "version_policy: {latest: 2}\n",
+		"shadow5":   "version_policy: {latest: 2}\nshadow: {version: 2, share: 0.05, queue: 64}\n",
+		"shadow100": "version_policy: {latest: 2}\nshadow: {version: 2, share: 1, queue: 64}\n"} {
+		copyFile(t, filepath.Join(src, "golden.json"), filepath.Join(dir, name, "golden.json"))
+		copyFile(t, filepath.Join(src, "1", "model.onnx"), filepath.Join(dir, name, "1", "model.onnx"))
+		if name != "mlp" {
+			copyFile(t, filepath.Join(src, "1", "model.onnx"), filepath.Join(dir, name, "2", "model.onnx"))
+		}
+		must(t, os.WriteFile(filepath.Join(dir, name, "config.yaml"), append(slices.Clone(conf), "\n"+extra...), 0o644))
+	}
 
 	cfg := config.Default()
 	cfg.Models.Repository = dir
@@ -72,68 +90,75 @@ func TestReloadFigures(t *testing.T) {
 		c: &fasthttp.HostClient{Addr: "test", Dial: func(string) (net.Conn, error) { return ln.Dial() }, MaxConns: 200}}
 
 	body := goldenBody(t, filepath.Join(src, "golden.json"))
-	run := func(d time.Duration, during func()) (p99v time.Duration, n int) {
-		l := startRaw(e, 64, "/v2/models/digits-mlp/infer", body)
-		time.Sleep(d / 5) // warm the connections and the cost model
+	// run loads path for a warm-up of phase/5, then records the
+	// latencies while during runs (or for phase).
+	run := func(path string, during func()) []time.Duration {
+		l := startRaw(e, 64, path, body)
+		time.Sleep(phase / 5)
 		l.duringOn.Store(true)
 		if during != nil {
 			during()
 		} else {
-			time.Sleep(d)
+			time.Sleep(phase)
 		}
 		l.finish(t)
-		return p99(l.during), len(l.during)
+		return l.during
 	}
-	steady, n1 := run(phase, nil)
-	rssBefore := rss(t)
 	v := 1
 	reload := func() {
 		v++
-		copyFile(t, filepath.Join(src, "1", "model.onnx"), filepath.Join(dir, "digits-mlp", strconv.Itoa(v), "model.onnx"))
+		copyFile(t, filepath.Join(src, "1", "model.onnx"), filepath.Join(dir, "mlp", strconv.Itoa(v), "model.onnx"))
 		must(t, m.Sync())
 	}
-	// 20 reloads back to back (the worst case), then 20 spread over a
-	// phase (one every phase/20).
+	const mlp = "/v2/models/mlp/infer"
+	run(mlp, nil) // connections, cost model, heap at their working size
+	rssBefore, heapBefore := memory(t)
+	var ratios []float64
+	var steadyAll, swapAll []time.Duration
+	for r := range rounds {
+		steady := run(mlp, nil)
+		swaps := run(mlp, func() {
+			for range 4 {
+				reload()
+				time.Sleep(phase / 4)
+			}
+		})
+		ratios = append(ratios, float64(p99(swaps))/float64(p99(steady)))
+		steadyAll, swapAll = append(steadyAll, steady...), append(swapAll, swaps...)
+		t.Logf("round %d: steady p99 %v (%d requests), during 4 reloads p99 %v (%d): %.2fx", r+1, p99(steady), len(steady), p99(swaps), len(swaps), ratios[r])
+	}
+	slices.Sort(ratios)
+	t.Logf("reloads: median ratio of p99 during swaps to steady %.2fx (rounds %.2f); pooled p99 %v steady, %v during 20 swaps",
+		ratios[rounds/2], ratios, p99(steadyAll), p99(swapAll))
 	start := time.Now()
-	burst, n2 := run(0, func() {
+	burst := run(mlp, func() {
 		for range 20 {
 			reload()
 		}
 	})
-	took := time.Since(start)
-	spread, n3 := run(0, func() {
-		for range 20 {
-			reload()
-			time.Sleep(phase / 20)
-		}
-	})
-	steady2, n4 := run(phase, nil)
+	t.Logf("20 reloads back to back in %v: p99 %v (%d requests)", time.Since(start).Round(time.Millisecond), p99(burst), len(burst))
+	run(mlp, nil)
 	time.Sleep(2 * time.Second) // retired versions drain and close
-	rssAfter := rss(t)
-	t.Logf("steady p99 %v (%d requests); 20 reloads back to back (%v): p99 %v (%d requests, %.2fx); 20 reloads over %v: p99 %v (%d requests, %.2fx); steady after %v (%d)",
-		steady, n1, took.Round(time.Millisecond), burst, n2, float64(burst)/float64(steady), phase, spread, n3, float64(spread)/float64(steady), steady2, n4)
-	t.Logf("RSS under load before %d KiB, after 40 reloads %d KiB: %+.1f %%", rssBefore>>10, rssAfter>>10, 100*float64(rssAfter-rssBefore)/float64(rssBefore))
+	rssAfter, heapAfter := memory(t)
+	t.Logf("after %d reloads: RSS %d -> %d KiB (%+.1f %%), heap in use %d -> %d KiB (%+.1f %%)", v-1,
+		rssBefore>>10, rssAfter>>10, pct(rssBefore, rssAfter), heapBefore>>10, heapAfter>>10, pct(heapBefore, heapAfter))
 
-	// Shadow: the same model as version v+1 shadowing v, against no
-	// shadow (the step above).
-	copyFile(t, filepath.Join(src, "1", "model.onnx"), filepath.Join(dir, "digits-mlp", strconv.Itoa(v+1), "model.onnx"))
-	conf, err := os.ReadFile(filepath.Join(dir, "digits-mlp", "config.yaml"))
-	must(t, err)
-	for _, share := range []string{"0.05", "1"} {
-		must(t, os.WriteFile(filepath.Join(dir, "digits-mlp", "config.yaml"), append(slices.Clone(conf),
-			[]byte(fmt.Sprintf("\nversion_policy: {latest: 2}\nshadow: {version: %d, share: %s, queue: 64}\n", v+1, share))...), 0o644))
-		must(t, m.Sync())
-		l := startRaw(e, 64, fmt.Sprintf("/v2/models/digits-mlp/versions/%d/infer", v), body)
-		time.Sleep(phase / 5)
-		l.duringOn.Store(true)
-		time.Sleep(phase)
-		l.finish(t)
-		t.Logf("shadow share %s: primary p99 %v (%d requests) vs %v without: %.2fx", share, p99(l.during), len(l.during), steady2, float64(p99(l.during))/float64(steady2))
+	for _, name := range []string{"shadow5", "shadow100"} {
+		var rs []float64
+		for range rounds {
+			base := run("/v2/models/plain/versions/1/infer", nil)
+			with := run("/v2/models/"+name+"/versions/1/infer", nil)
+			rs = append(rs, float64(p99(with))/float64(p99(base)))
+		}
+		slices.Sort(rs)
+		t.Logf("%s: median ratio of primary p99 with the shadow to without %.2fx (rounds %.2f)", name, rs[rounds/2], rs)
 	}
 	var sb strings.Builder
 	set.WritePrometheus(&sb)
-	t.Logf("shadow metrics:\n%s", grepLines(sb.String(), "coalesce_shadow_"))
+	t.Logf("shadow metrics:\n%s", grepLines(grepLines(sb.String(), "coalesce_shadow_"), "_total"))
 }
+
+func pct(before, after int64) float64 { return 100 * float64(after-before) / float64(before) }
 
 // startRaw is startLoad with a fixed body, answers checked for 200 only.
 func startRaw(e *env, clients int, path, body string) *load {
@@ -195,11 +220,13 @@ func copyFile(t *testing.T, from, to string) {
 	must(t, os.WriteFile(to, b, 0o644))
 }
 
-// rss returns the process's resident set after a full GC that returns
-// freed memory to the OS.
-func rss(t *testing.T) int64 {
+// memory returns the process's resident set and the Go heap in use after
+// a full GC that returns freed memory to the OS.
+func memory(t *testing.T) (rss, heap int64) {
 	runtime.GC()
 	debug.FreeOSMemory()
+	var ms runtime.MemStats
+	runtime.ReadMemStats(&ms)
 	f, err := os.Open("/proc/self/status")
 	must(t, err)
 	defer f.Close()
@@ -207,9 +234,9 @@ func rss(t *testing.T) int64 {
 	for sc.Scan() {
 		if v, ok := strings.CutPrefix(sc.Text(), "VmRSS:"); ok {
 			kb, _ := strconv.ParseInt(strings.TrimSpace(strings.TrimSuffix(strings.TrimSpace(v), "kB")), 10, 64)
-			return kb << 10
+			return kb << 10, int64(ms.HeapInuse)
 		}
 	}
 	t.Fatal("no VmRSS in /proc/self/status")
-	return 0
+	return 0, 0
 }
