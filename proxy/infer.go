@@ -39,8 +39,9 @@ func (s *Server) serveInfer(ctx *fasthttp.RequestCtx, c codec.Codec, e *entry, v
 	if err != nil {
 		return err
 	}
-	r.Model = ran.ModelVersion                       // the outputs are that version's
-	s.offerShadow(s.snap.Load(), ran, r.Inputs, out) // a copy for the model's shadow, if any (shadow.go)
+	r.Model = ran.ModelVersion // the outputs are that version's
+	// A copy for the model's shadow, if it has one (shadow.go).
+	s.offerShadow(s.snap.Load(), ran, r.Inputs, out)
 	bb := bytebufferpool.Get()
 	defer bytebufferpool.Put(bb)
 	if bb.B, err = c.Encode(bb.B[:0], r, out, &ctx.Response.Header); err != nil {

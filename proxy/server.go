@@ -35,7 +35,7 @@ type Server struct {
 	snap     atomic.Pointer[snapshot] // the served models; see Update
 	draining atomic.Bool              // set by SetDraining: readiness 503, responses close their connection
 	inflight atomic.Int64             // POST requests being handled
-	retiring sync.WaitGroup           // retire goroutines started by Update
+	retiring sync.WaitGroup           // retire goroutines and shadow workers started by Update
 	edge     edge                     // connections, body budget, drain (edge.go)
 	repo     Repository               // the repository API's model manager; nil: none (repository.go)
 
