@@ -240,3 +240,39 @@ func memory(t *testing.T) (rss, heap int64) {
 	t.Fatal("no VmRSS in /proc/self/status")
 	return 0, 0
 }
+
+// TestReloadMemory reloads digits-mlp 100 times without traffic and logs
+// the RSS and heap in use every 20 reloads: memory that grew with reloads
+// would show here without the noise of a load. COALESCE_FIGURES=1 runs it.
+func TestReloadMemory(t *testing.T) {
+	if os.Getenv("COALESCE_FIGURES") != "1" {
+		t.Skip("set COALESCE_FIGURES=1 to measure")
+	}
+	dir := t.TempDir()
+	src := filepath.Join("..", "models", "digits-mlp")
+	copyFile(t, filepath.Join(src, "config.yaml"), filepath.Join(dir, "mlp", "config.yaml"))
+	copyFile(t, filepath.Join(src, "golden.json"), filepath.Join(dir, "mlp", "golden.json"))
+	copyFile(t, filepath.Join(src, "1", "model.onnx"), filepath.Join(dir, "mlp", "1", "model.onnx"))
+	cfg := config.Default()
+	cfg.Models.Repository = dir
+	loaders := cpu.Loaders(cpu.Options{Kernels: "auto"})
+	reg, err := backends.LoadRepository(dir, loaders)
+	must(t, err)
+	log := slog.New(slog.NewTextHandler(io.Discard, nil))
+	set := metrics.NewSet()
+	srv, err := proxy.New(&cfg, "figures", reg, set, log)
+	must(t, err)
+	defer srv.Close(context.Background())
+	m := lifecycle.New(&cfg, srv, loaders, set, log)
+	defer m.Close()
+	for v := 2; v <= 101; v++ {
+		copyFile(t, filepath.Join(src, "1", "model.onnx"), filepath.Join(dir, "mlp", strconv.Itoa(v), "model.onnx"))
+		must(t, m.Sync())
+		must(t, os.RemoveAll(filepath.Join(dir, "mlp", strconv.Itoa(v-1))))
+		if (v-1)%20 == 0 || v == 2 {
+			time.Sleep(200 * time.Millisecond) // the retired version closes
+			rss, heap := memory(t)
+			t.Logf("after %3d reloads: RSS %d KiB, heap in use %d KiB", v-1, rss>>10, heap>>10)
+		}
+	}
+}

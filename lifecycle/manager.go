@@ -204,6 +204,7 @@ func (m *Manager) apply(names []string, unload bool) error {
 		added = append(added, add...)
 		removed = append(removed, rm...)
 	}
+	m.forgetGone(names)
 	if len(added) == 0 && len(removed) == 0 {
 		return errors.Join(errs...)
 	}
@@ -314,6 +315,23 @@ func (m *Manager) loadAndWarm(dir, name, version string, cfg config.ModelConfig)
 		return nil, "warm", fmt.Errorf("model %s version %s: %w", name, version, err)
 	}
 	return mv, "", nil
+}
+
+// forgetGone drops the index entries of versions of models names that
+// are neither served nor on disk any more, so that a server polling a
+// repository whose versions come and go keeps a bounded index.
+func (m *Manager) forgetGone(names []string) {
+	m.smu.Lock()
+	defer m.smu.Unlock()
+	for k, st := range m.status {
+		if st.State != Unavailable || k.version == "" || !slices.Contains(names, k.name) {
+			continue
+		}
+		if _, err := os.Stat(filepath.Join(m.dir, k.name, k.version)); errors.Is(err, os.ErrNotExist) {
+			delete(m.status, k)
+			delete(m.failed, k)
+		}
+	}
 }
 
 // loaded is a version loaded and warmed, with the fingerprint of its files.
