@@ -150,9 +150,10 @@ func TestShadowNeverBlocks(t *testing.T) {
 		}
 		return -1
 	}
-	// At most the queue (4) plus the copy the worker holds got in.
-	if d := metric(`coalesce_shadow_dropped_total{model="double",version="2"}`); d < n-5 {
-		t.Errorf("dropped %v copies of %d with the shadow stuck and a queue of 4; want at least %d", d, n, n-5)
+	// At most the queue (4) plus the batch the worker holds (up to
+	// max_batch_size 8 copies) got in.
+	if d := metric(`coalesce_shadow_dropped_total{model="double",version="2"}`); d < n-12 {
+		t.Errorf("dropped %v copies of %d with the shadow stuck and a queue of 4; want at least %d", d, n, n-12)
 	}
 	close(release)
 	for metric(`coalesce_shadow_rows_total{model="double",version="2"}`) < 1 {
@@ -189,5 +190,33 @@ func TestShadowNeverBlocks(t *testing.T) {
 	}
 	if w := metric(`coalesce_canary_weight{model="double",version="2"}`); w != 0 {
 		t.Errorf("canary weight after an agreement rollback = %v; want 0", w)
+	}
+}
+
+// TestShadowCompare: rows agree when their integer and string outputs are
+// equal and their float rows have the same argmax; the float difference
+// is the largest over all elements; merged copies compare as one batch.
+func TestShadowCompare(t *testing.T) {
+	b := fakemodel.Models["double"]()
+	target := &entry{ModelVersion: &backends.ModelVersion{Name: "double", Version: "2", Backend: b, Meta: b.Metadata()}}
+	y := func(v ...float32) *tensor.Tensor { return tensor.FromFloat32s("y", []int64{int64(len(v) / 4), 4}, v) }
+	cls := func(v ...int64) *tensor.Tensor { return tensor.FromInt64s("cls", []int64{int64(len(v))}, v) }
+	names := []string{"y", "cls"}
+	f := func(primary, shadow []*tensor.Tensor, wantRows, wantAgreed int, wantDiff float64) {
+		t.Helper()
+		rows, agreed, diff := compare(names, primary, target, shadow)
+		if rows != wantRows || agreed != wantAgreed || math.Abs(diff-wantDiff) > 1e-6 {
+			t.Errorf("compare = %d rows, %d agreed, diff %v; want %d, %d, %v", rows, agreed, diff, wantRows, wantAgreed, wantDiff)
+		}
+	}
+	f([]*tensor.Tensor{y(1, 2, 3, 4), cls(3)}, []*tensor.Tensor{y(1, 2, 3, 4), cls(3)}, 1, 1, 0)
+	f([]*tensor.Tensor{y(1, 2, 3, 4), cls(3)}, []*tensor.Tensor{y(1, 2, 3, 4.5), cls(2)}, 1, 0, 0.5)
+	f([]*tensor.Tensor{y(1, 2, 3, 4, 4, 3, 2, 1), cls(3, 0)}, []*tensor.Tensor{y(1, 2, 3, 4, 1, 3, 2, 1.25), cls(3, 0)}, 2, 1, 3)
+
+	a := shadowJob{target: target, names: names, inputs: []*tensor.Tensor{y(1, 2, 3, 4)}, primary: []*tensor.Tensor{y(2, 4, 6, 8), cls(3)}}
+	c := shadowJob{target: target, names: names, inputs: []*tensor.Tensor{y(4, 3, 2, 1)}, primary: []*tensor.Tensor{y(8, 6, 4, 2), cls(0)}}
+	m, ok := merge([]shadowJob{a, c})
+	if !ok || m.rows() != 2 || m.primary[1].Int64s()[1] != 0 {
+		t.Fatalf("merge = %+v, %v; want 2 rows", m, ok)
 	}
 }

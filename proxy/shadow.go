@@ -2,6 +2,7 @@ package proxy
 
 import (
 	"math"
+	"slices"
 	"sync/atomic"
 	"time"
 
@@ -18,7 +19,8 @@ import (
 // shadow.queue entries and is dropped when the queue is full, so that a
 // slow shadow never adds latency to an answer or memory with load. One
 // goroutine per shadow runs the copies through the shadow version's
-// batcher at the lowest priority and compares the outputs:
+// batcher at the lowest priority (copies that queued up together as one
+// batch) and compares the outputs:
 //
 //	coalesce_shadow_rows_total{model,version}          rows compared
 //	coalesce_shadow_agreeing_rows_total{model,version} rows whose labels (integer and string outputs, argmax of float rows) all match
@@ -93,21 +95,85 @@ func (s *Server) runShadow(sh *shadow) {
 		case <-sh.quit:
 			return
 		case j := <-sh.q:
-			out, err := j.target.b.Submit(batcher.Request{Inputs: j.inputs, Deadline: time.Now().Add(j.target.timeout)})
-			if err != nil || len(out) != len(j.target.Meta.Outputs) {
-				sh.errors.Inc()
-				continue
+			// Copies that queued up run as one batch: a shadow that
+			// keeps up costs the CPU its batched rows, not one call per
+			// copy.
+			batch, rows := []shadowJob{j}, j.rows()
+			var next *shadowJob // a copy that cannot join this batch
+		drain:
+			for rows < j.target.b.Config().MaxBatchSize {
+				select {
+				case k := <-sh.q:
+					if k.target != j.target || rows+k.rows() > j.target.b.Config().MaxBatchSize || !slices.Equal(k.names, j.names) {
+						next = &k
+						break drain
+					}
+					batch, rows = append(batch, k), rows+k.rows()
+				default:
+					break drain
+				}
 			}
-			rows, agreed, diff := compare(j.names, j.primary, j.target, out)
-			sh.rows.Add(rows)
-			sh.agreeing.Add(agreed)
-			if !math.IsNaN(diff) {
-				sh.maxDiff.Update(diff)
+			if m, ok := merge(batch); ok {
+				s.shadowRun(sh, m)
+			} else {
+				for _, b := range batch {
+					s.shadowRun(sh, b)
+				}
 			}
-			if c := sh.canary.Load(); c != nil {
-				s.logRollback(c, c.agree(rows, agreed))
+			if next != nil {
+				s.shadowRun(sh, *next)
 			}
 		}
+	}
+}
+
+func (j shadowJob) rows() int { return j.inputs[0].BatchSize() }
+
+// merge joins jobs for one target into one batch: inputs and the
+// primary's outputs concatenated along the batch dimension. It reports
+// false when their shapes do not allow it.
+func merge(jobs []shadowJob) (shadowJob, bool) {
+	if len(jobs) == 1 {
+		return jobs[0], true
+	}
+	m := shadowJob{target: jobs[0].target, names: jobs[0].names,
+		inputs: make([]*tensor.Tensor, len(jobs[0].inputs)), primary: make([]*tensor.Tensor, len(jobs[0].primary))}
+	parts := make([]*tensor.Tensor, len(jobs))
+	var err error
+	for i := range m.inputs {
+		for k, j := range jobs {
+			parts[k] = j.inputs[i]
+		}
+		if m.inputs[i], err = tensor.Concat(parts[0].Name, parts); err != nil {
+			return m, false
+		}
+	}
+	for i := range m.primary {
+		for k, j := range jobs {
+			parts[k] = j.primary[i]
+		}
+		if m.primary[i], err = tensor.Concat(parts[0].Name, parts); err != nil {
+			return m, false
+		}
+	}
+	return m, true
+}
+
+// shadowRun runs one (possibly merged) copy on the shadow and compares.
+func (s *Server) shadowRun(sh *shadow, j shadowJob) {
+	out, err := j.target.b.Submit(batcher.Request{Inputs: j.inputs, Deadline: time.Now().Add(j.target.timeout)})
+	if err != nil || len(out) != len(j.target.Meta.Outputs) {
+		sh.errors.Inc()
+		return
+	}
+	rows, agreed, diff := compare(j.names, j.primary, j.target, out)
+	sh.rows.Add(rows)
+	sh.agreeing.Add(agreed)
+	if !math.IsNaN(diff) {
+		sh.maxDiff.Update(diff)
+	}
+	if c := sh.canary.Load(); c != nil {
+		s.logRollback(c, c.agree(rows, agreed))
 	}
 }
 
