@@ -153,7 +153,8 @@ func (m *Manager) Sync() error {
 
 // Load loads model name from the repository as Sync would (explicit mode):
 // its selected versions that are not served or changed on disk are loaded,
-// the others retired. It returns the first failure.
+// the others retired. It returns the failures, joined; a model the
+// repository does not hold is ErrNotFound.
 func (m *Manager) Load(name string) error {
 	if m.cfg.Models.Control != "explicit" {
 		return fmt.Errorf("load %s: %w", name, ErrControl)
@@ -169,7 +170,10 @@ func (m *Manager) Load(name string) error {
 	return m.apply([]string{name}, false)
 }
 
-// Unload stops serving every version of model name (explicit mode).
+// Unload stops serving every version of model name (explicit mode). The
+// versions leave the snapshot at once and drain in the background
+// (proxy.Server.Update), so the index shows them UNAVAILABLE, "unloaded"
+// when Unload returns.
 func (m *Manager) Unload(name string) error {
 	if m.cfg.Models.Control != "explicit" {
 		return fmt.Errorf("unload %s: %w", name, ErrControl)
