@@ -189,6 +189,7 @@ func (m *Manager) Unload(name string) error {
 // apply computes and swaps in the changes for models names (all versions
 // removed when unload), with m.mu held.
 func (m *Manager) apply(names []string, unload bool) error {
+	defer m.forgetGone(names) // after the states below are final
 	cur := m.target.Registry()
 	next := cur
 	var added []loaded
@@ -208,7 +209,6 @@ func (m *Manager) apply(names []string, unload bool) error {
 		added = append(added, add...)
 		removed = append(removed, rm...)
 	}
-	m.forgetGone(names)
 	if len(added) == 0 && len(removed) == 0 {
 		return errors.Join(errs...)
 	}

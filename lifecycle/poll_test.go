@@ -131,6 +131,16 @@ func TestPollWaitsForTheRepositoryToSettle(t *testing.T) {
 	write("3", "double-3")
 	m.Rescan() // SIGHUP: no settle delay
 	waitUntil(func() bool { return m.state("double", "3") == Ready })
+
+	// Deleting the newest version brings the one before back (latest: 1),
+	// and the deleted one leaves the index.
+	if err := os.RemoveAll(filepath.Join(dir, "double", "3")); err != nil {
+		t.Fatal(err)
+	}
+	waitUntil(func() bool { fire(); return m.state("double", "2") == Ready && m.state("double", "3") == "" })
+	if got := target.Registry().Versions("double"); len(got) != 1 || got[0].Version != "2" {
+		t.Errorf("served versions after deleting version 3: %d; want version 2 alone", len(got))
+	}
 }
 
 func (m *Manager) state(name, version string) State {
