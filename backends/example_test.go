@@ -29,6 +29,8 @@ func Example() {
 		os.MkdirAll(filepath.Join(dir, "echo", v), 0o755)
 		os.WriteFile(filepath.Join(dir, "echo", v, "model.id"), nil, 0o644)
 	}
+	// Serve both versions (the default version policy serves the latest).
+	os.WriteFile(filepath.Join(dir, "echo", "config.yaml"), []byte("version_policy: {all: true}\n"), 0o644)
 	loaders := map[string]backends.Loader{"model.id": func(path string, opts backends.LoadOptions) (backends.Backend, error) {
 		spec := backends.TensorSpec{Name: "x", DType: tensor.FP32, Shape: []int64{-1, 2}}
 		return &identity{backends.Metadata{Inputs: []backends.TensorSpec{spec}, Outputs: []backends.TensorSpec{spec}, MaxBatchSize: opts.MaxBatchSize, Concurrency: 1}}, nil

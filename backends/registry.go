@@ -113,13 +113,8 @@ func loadModel(dir, name string, loaders map[string]Loader) (*versions, error) {
 		return nil, fmt.Errorf("model %s: %w", name, err)
 	}
 	vs := &versions{byName: map[string]*ModelVersion{}}
-	for _, e := range entries {
-		n, err := strconv.ParseUint(e.Name(), 10, 63)
-		if !e.IsDir() || err != nil || n == 0 {
-			continue // not a version directory (examples/, scripts, ...)
-		}
-		vdir := filepath.Join(dir, e.Name())
-		m, err := loadVersion(vdir, name, strconv.FormatUint(n, 10), cfg, loaders)
+	for _, v := range SelectVersions(cfg.VersionPolicy, versionDirs(entries)) {
+		m, err := LoadVersion(dir, name, v, cfg, loaders)
 		if err != nil {
 			for _, m := range vs.order {
 				m.Backend.Close()
@@ -136,7 +131,61 @@ func loadModel(dir, name string, loaders map[string]Loader) (*versions, error) {
 	return vs, nil
 }
 
-func loadVersion(vdir, name, version string, cfg config.ModelConfig, loaders map[string]Loader) (*ModelVersion, error) {
+// ScanModel reads the model directory dir (<repository>/<name>): its
+// config.yaml and the version directories on disk, ascending, before any
+// version policy.
+func ScanModel(dir string) (config.ModelConfig, []string, error) {
+	cfg, err := config.LoadModel(filepath.Join(dir, "config.yaml"))
+	if err != nil {
+		return cfg, nil, err
+	}
+	entries, err := os.ReadDir(dir)
+	if err != nil {
+		return cfg, nil, err
+	}
+	return cfg, versionDirs(entries), nil
+}
+
+// versionDirs returns the names of the version directories among
+// entries (positive integers, in canonical form), ascending.
+func versionDirs(entries []os.DirEntry) []string {
+	var vs []string
+	for _, e := range entries {
+		n, err := strconv.ParseUint(e.Name(), 10, 63)
+		if !e.IsDir() || err != nil || n == 0 || strconv.FormatUint(n, 10) != e.Name() {
+			continue // not a version directory (examples/, scripts, 01, ...)
+		}
+		vs = append(vs, e.Name())
+	}
+	sort.Slice(vs, func(i, j int) bool { return versionLess(vs[i], vs[j]) })
+	return vs
+}
+
+// SelectVersions returns the versions of onDisk (ascending) that policy p
+// serves, ascending: all of them, the specific ones present, or the
+// p.Latest highest (1 when Latest is 0).
+func SelectVersions(p config.VersionPolicy, onDisk []string) []string {
+	switch {
+	case p.All:
+		return slices.Clone(onDisk)
+	case len(p.Specific) > 0:
+		var out []string
+		for _, v := range onDisk {
+			if slices.Contains(p.Specific, v) {
+				out = append(out, v)
+			}
+		}
+		return out
+	}
+	n := max(p.Latest, 1)
+	return slices.Clone(onDisk[max(len(onDisk)-n, 0):])
+}
+
+// LoadVersion loads version of model name from <dir>/<version>/<file>,
+// where file is the one key of loaders present, configured by cfg (the
+// model's config.yaml). The caller owns the returned backend.
+func LoadVersion(dir, name, version string, cfg config.ModelConfig, loaders map[string]Loader) (*ModelVersion, error) {
+	vdir := filepath.Join(dir, version)
 	var found []string
 	for file := range loaders {
 		if _, err := os.Stat(filepath.Join(vdir, file)); err == nil {

@@ -3,6 +3,7 @@ package backends
 import (
 	"context"
 	"errors"
+	"github.com/coalesce-ml/coalesce/config"
 	"os"
 	"path/filepath"
 	"strings"
@@ -66,7 +67,7 @@ func TestRegistryVersions(t *testing.T) {
 		"a/2/model.stub":   "",
 		"a/10/model.stub":  "", // numeric order: 10 is the highest
 		"a/examples/x.txt": "", // not a version directory
-		"a/config.yaml":    "max_batch_size: 4\n",
+		"a/config.yaml":    "max_batch_size: 4\nversion_policy: {all: true}\n",
 		"b/3/model.stub":   "",
 		"README.md":        "not a model",
 		".hidden/1/x":      "",
@@ -165,7 +166,7 @@ func TestTwoModelFiles(t *testing.T) {
 // keep versions in numeric order, and drop a model with its last version.
 func TestRegistryWithWithout(t *testing.T) {
 	var closed atomic.Int32
-	r, err := LoadRepository(repo(t, map[string]string{"a/1/model.stub": "", "a/2/model.stub": ""}), stubLoaders(&closed))
+	r, err := LoadRepository(repo(t, map[string]string{"a/1/model.stub": "", "a/2/model.stub": "", "a/config.yaml": "version_policy: {all: true}"}), stubLoaders(&closed))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -204,5 +205,40 @@ func TestRegistryWithWithout(t *testing.T) {
 	}
 	if _, err := w.Lookup("a", "10"); err != ErrVersionNotFound {
 		t.Errorf("Lookup(a, 10) after Without = %v; want ErrVersionNotFound", err)
+	}
+}
+
+// TestVersionPolicy: latest N (default 1), all and specific choose among
+// the versions on disk; LoadRepository loads only those.
+func TestVersionPolicy(t *testing.T) {
+	onDisk := []string{"1", "2", "3", "10"}
+	f := func(p config.VersionPolicy, want string) {
+		t.Helper()
+		if got := strings.Join(SelectVersions(p, onDisk), ","); got != want {
+			t.Errorf("SelectVersions(%+v) = %s; want %s", p, got, want)
+		}
+	}
+	f(config.VersionPolicy{}, "10")
+	f(config.VersionPolicy{Latest: 1}, "10")
+	f(config.VersionPolicy{Latest: 2}, "3,10")
+	f(config.VersionPolicy{Latest: 9}, "1,2,3,10")
+	f(config.VersionPolicy{All: true}, "1,2,3,10")
+	f(config.VersionPolicy{Specific: []string{"2", "10", "7"}}, "2,10")
+
+	var closed atomic.Int32
+	r, err := LoadRepository(repo(t, map[string]string{"a/1/model.stub": "", "a/2/model.stub": "", "a/3/model.stub": "",
+		"a/config.yaml": "version_policy: {latest: 2}\n", "b/1/model.stub": "", "b/2/model.stub": ""}), stubLoaders(&closed))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer r.Close()
+	for name, want := range map[string]string{"a": "2,3", "b": "2"} {
+		var vs []string
+		for _, m := range r.Versions(name) {
+			vs = append(vs, m.Version)
+		}
+		if got := strings.Join(vs, ","); got != want {
+			t.Errorf("Versions(%s) = %s; want %s", name, got, want)
+		}
 	}
 }

@@ -72,6 +72,14 @@ type Models struct {
 	// Kernels forces the CPU engine's matrix kernels; "auto" picks the
 	// fastest this CPU supports.
 	Kernels string `koanf:"kernels" help:"CPU engine kernels: auto, avx512, avx2 or generic"`
+	// Control says who changes the served versions after start (Triton's
+	// model control modes): "none" nobody, "poll" the repository watcher
+	// (and SIGHUP), "explicit" only the repository API.
+	Control string `koanf:"control" help:"model control mode: none (load once at start), poll (watch the repository; SIGHUP rescans) or explicit (only the repository API loads and unloads)"`
+	// SettleDelay is how long the repository must be quiet after a
+	// change before poll mode loads it, so that a file still being
+	// copied is not loaded half-written.
+	SettleDelay time.Duration `koanf:"settle_delay" help:"poll mode: quiet time after the last change in the repository before it is loaded"`
 }
 
 // Limits bound what one request may ask of the server.
@@ -246,7 +254,7 @@ func Default() Config {
 			MaxInflight:    1024,
 		},
 		Admin:  Admin{Addr: ":9090"},
-		Models: Models{Repository: "models", Kernels: "auto"},
+		Models: Models{Repository: "models", Kernels: "auto", Control: "none", SettleDelay: 2 * time.Second},
 		Limits: Limits{
 			MaxBodyBytes:      16 << 20,
 			MaxTensorElements: 4 << 20,
@@ -283,6 +291,8 @@ func (c *Config) Validate() error {
 		{"models.repository", checkDir(c.Models.Repository)},
 		{"models.concurrency", atLeast(c.Models.Concurrency, 0)},
 		{"models.kernels", oneOf(c.Models.Kernels, "auto", "avx512", "avx2", "generic")},
+		{"models.control", oneOf(c.Models.Control, "none", "poll", "explicit")},
+		{"models.settle_delay", positive(c.Models.SettleDelay)},
 		{"limits.max_body_bytes", atLeast(int(c.Limits.MaxBodyBytes), 64)},
 		{"limits.max_tensor_elements", atLeast(c.Limits.MaxTensorElements, 1)},
 		{"limits.max_json_depth", atLeast(c.Limits.MaxJSONDepth, 3)},

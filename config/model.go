@@ -40,6 +40,12 @@ type ModelConfig struct {
 	// their own and must leave them empty.
 	Inputs  []TensorConfig `koanf:"inputs" help:"native tree models: the input (name, datatype FP32|FP64, dims [features])"`
 	Outputs []TensorConfig `koanf:"outputs" help:"native tree models: outputs served, in order (label, probabilities, margin; regressors: prediction, margin)"`
+	// VersionPolicy, Labels, Canary and Shadow are the model's lifecycle
+	// settings (lifecycle.go).
+	VersionPolicy VersionPolicy     `koanf:"version_policy"`
+	Labels        map[string]string `koanf:"labels" help:"version labels: name -> version (stable: 3)"`
+	Canary        Canary            `koanf:"canary"`
+	Shadow        Shadow            `koanf:"shadow"`
 }
 
 // TensorConfig names one input or output of a native model.
@@ -67,7 +73,8 @@ type Predict struct {
 
 // DefaultModelConfig returns the defaults of a model configuration.
 func DefaultModelConfig() ModelConfig {
-	return ModelConfig{Predict: Predict{Transform: "none"}}
+	return ModelConfig{Predict: Predict{Transform: "none"}, VersionPolicy: VersionPolicy{Latest: 1}, Shadow: Shadow{Queue: 64},
+		Canary: Canary{Rollback: Rollback{Window: time.Minute, MinRequests: 100}}}
 }
 
 // LoadModel reads a model's config.yaml. A missing file gives the
@@ -133,7 +140,7 @@ func (m *ModelConfig) Validate() error {
 	if err := oneOf(m.Predict.Transform, "none", "argmax"); err != nil {
 		return fmt.Errorf("config: predict.transform: %w", err)
 	}
-	return nil
+	return m.validateLifecycle()
 }
 
 // Effective is a model's batching settings after its config.yaml has been

@@ -15,10 +15,11 @@ import (
 // text format (the metrics of set plus process and Go runtime metrics),
 // GET /v2/health/live and /v2/health/ready mirrored from the data plane,
 // GET /admin/drift/{model} and POST /admin/feedback/{model} (drift.go),
-// and /debug/pprof/ when pprofOn is true. It never shares a port with
-// clients. Every metric family carries # HELP and # TYPE: AdminHandler
-// turns on VictoriaMetrics/metrics' ExposeMetadata, a switch of that
-// package that holds for the whole process.
+// the repository API (POST /v2/repository/index, .../models/{m}/load and
+// /unload; repository.go), and /debug/pprof/ when pprofOn is true. It
+// never shares a port with clients. Every metric family carries # HELP and
+// # TYPE: AdminHandler turns on VictoriaMetrics/metrics' ExposeMetadata, a
+// switch of that package that holds for the whole process.
 func (s *Server) AdminHandler(set *metrics.Set, pprofOn bool) fasthttp.RequestHandler {
 	metrics.ExposeMetadata(true)
 	pprofIndex := fasthttpadaptor.NewFastHTTPHandlerFunc(pprof.Index)
@@ -63,6 +64,10 @@ func (s *Server) AdminHandler(set *metrics.Set, pprofOn bool) fasthttp.RequestHa
 			if err := s.serveFeedback(ctx, string(path[len("/admin/feedback/"):])); err != nil {
 				writeError(ctx, err)
 			}
+		case bytes.HasPrefix(path, []byte("/v2/repository/")):
+			if err := s.serveRepository(ctx, path[len("/v2/repository/"):]); err != nil {
+				writeError(ctx, err)
+			}
 		case pprofOn && bytes.HasPrefix(path, []byte("/debug/pprof/")):
 			if h := pprofHandlers[string(path)]; h != nil {
 				h(ctx)
@@ -72,7 +77,7 @@ func (s *Server) AdminHandler(set *metrics.Set, pprofOn bool) fasthttp.RequestHa
 		case bytes.HasPrefix(path, []byte("/debug/pprof")):
 			writeError(ctx, &Error{Status: fasthttp.StatusNotFound, Msg: "pprof is off; start with --admin.pprof (admin.pprof: true) to serve /debug/pprof/"})
 		default:
-			writeError(ctx, &Error{Status: fasthttp.StatusNotFound, Msg: "no admin endpoint " + strconv.Quote(truncateBytes(path)) + "; want /metrics, /v2/health/live or /v2/health/ready" + map[bool]string{true: " or /debug/pprof/", false: ""}[pprofOn]})
+			writeError(ctx, &Error{Status: fasthttp.StatusNotFound, Msg: "no admin endpoint " + strconv.Quote(truncateBytes(path)) + "; want /metrics, /v2/health/live, /v2/health/ready, /v2/repository/, /admin/drift/{model} or /admin/feedback/{model}" + map[bool]string{true: " or /debug/pprof/", false: ""}[pprofOn]})
 		}
 	}
 }

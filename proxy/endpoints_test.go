@@ -17,7 +17,7 @@ func TestEndpoints(t *testing.T) {
 		{"predict rows", "POST", "/predict", `{"features":[[1,5,2,3],[9,0,0,0]]}`, 200, `{"prediction":["b","a"]}`},
 		{"predict other model", "POST", "/predict?model=multi", `{"features":[[1,2]]}`, 400, `{"error":"model multi has 2 inputs and /predict fills one; want the KServe V2 or TF Serving endpoint, or predict.input in the model's config.yaml"}`},
 		{"predict version", "POST", "/predict?model=double&version=1", `{"features":[0,0,0,7]}`, 200, `{"prediction":["d"]}`},
-		{"v2 server metadata", "GET", "/v2", "", 200, `{"name":"coalesce","version":"test","extensions":["binary_tensor_data"]}`},
+		{"v2 server metadata", "GET", "/v2", "", 200, `{"name":"coalesce","version":"test","extensions":["binary_tensor_data","model_repository"]}`},
 		{"v2 live", "GET", "/v2/health/live", "", 200, ""},
 		{"v2 ready", "GET", "/v2/health/ready", "", 200, ""},
 		{"v2 model ready", "GET", "/v2/models/double/ready", "", 200, ""},

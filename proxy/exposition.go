@@ -87,6 +87,18 @@ var families = map[string]family{
 	"coalesce_feedback_accuracy_ratio":      {help: "Rolling accuracy of a classifier's predictions against posted ground truth."},
 	"coalesce_feedback_mean_absolute_error": {help: "Rolling mean absolute error of a regressor's predictions against posted ground truth."},
 
+	// The model lifecycle: reloads, canary and shadow.
+	"coalesce_model_state":                {help: "1 for a model version's current state (label state: LOADING, READY, UNLOADING, UNAVAILABLE), else 0."},
+	"coalesce_model_loads_total":          {help: "Model versions loaded, checked, warmed and swapped in."},
+	"coalesce_model_load_failures_total":  {help: "Model versions that failed to load, by reason (config, load, warm, update); what served keeps serving."},
+	"coalesce_canary_weight":              {help: "Share of a model's unversioned requests routed to its canary version (0 after a rollback)."},
+	"coalesce_canary_rollbacks_total":     {help: "Canary rollbacks (weight set to 0) on error ratio or shadow agreement."},
+	"coalesce_shadow_rows_total":          {help: "Rows a shadow version ran on copies of primary requests."},
+	"coalesce_shadow_agreeing_rows_total": {help: "Shadow rows whose label agreed with the primary's answer."},
+	"coalesce_shadow_dropped_total":       {help: "Shadow copies dropped because the shadow's bounded queue was full (the answer never waits)."},
+	"coalesce_shadow_errors_total":        {help: "Shadow batches that failed."},
+	"coalesce_shadow_max_abs_diff":        {help: "Largest absolute difference between a shadow's and the primary's float outputs, per compared batch."},
+
 	// The Go runtime, written by VictoriaMetrics/metrics.
 	"go_info":                             {help: "Always 1; the label names the Go version."},
 	"go_info_ext":                         {help: "Always 1; the labels name the compiler, GOARCH and GOOS."},

@@ -18,7 +18,7 @@ func (s *Server) Handler(ctx *fasthttp.RequestCtx) {
 	start := arrival(ctx) // the request's first byte (edge.go)
 	sn := s.snap.Load()
 	var mm *modelMetrics // the resolved model's metrics, nil until then
-	var e *entry         // the routed model version, nil until then
+	var e *entry         // the resolved model version, nil until then
 	proto := protoOther
 	defer func() {
 		if r := recover(); r != nil {
@@ -33,7 +33,8 @@ func (s *Server) Handler(ctx *fasthttp.RequestCtx) {
 			ctx.SetConnectionClose()
 		}
 		s.met.observe(mm, proto, ctx.Response.StatusCode(), start)
-		s.finishRequest(ctx, start, proto, e) // X-Request-Id, access log
+		s.finishRequest(ctx, start, proto, e)             // X-Request-Id, access log
+		s.observeCanary(sn, e, ctx.Response.StatusCode()) // canary rollback (canary.go)
 	}()
 	defer s.releaseHeld(ctx) // the in-flight byte budget, on every path (edge.go)
 	path := ctx.Path()

@@ -53,6 +53,8 @@ func (s *Server) serveInfer(ctx *fasthttp.RequestCtx, c codec.Codec, e *entry, v
 		// Copies what it keeps and never blocks (drift.go).
 		d.Sample(r.Inputs, out, ctx.Request.Header.Peek(requestIDHeader))
 	}
+	// A copy for the model's shadow, if it has one (shadow.go).
+	s.offerShadow(s.snap.Load(), ran, r.Inputs, out)
 	bb := bytebufferpool.Get()
 	defer bytebufferpool.Put(bb)
 	if bb.B, err = c.Encode(bb.B[:0], r, out, &ctx.Response.Header); err != nil {
@@ -173,6 +175,10 @@ func cacheControl(v []byte) int {
 	return cc
 }
 
+// maxMoves bounds how often infer moves a request whose version was retired
+// under it to the version that replaced it.
+const maxMoves = 4
+
 // hints are what a client may ask of the scheduling of its request.
 type hints struct {
 	timeout  time.Duration // 0 = the model's default; only shortens it
@@ -184,8 +190,8 @@ type hints struct {
 // outputs in the model's output order. inputs are in the model's input
 // order; arrived is when the request arrived (its deadline counts from
 // then). A request whose batcher was retired under it (ErrClosed while the
-// server is not draining) moves once to the version that replaced it; infer
-// returns the entry that ran the request.
+// server is not draining) moves to the version that replaced it (at most
+// maxMoves times); infer returns the entry that ran the request.
 func (s *Server) infer(arrived time.Time, e *entry, versioned bool, inputs []*tensor.Tensor, h hints) ([]*tensor.Tensor, *entry, error) {
 	rows := 0
 	if len(inputs) > 0 {
@@ -200,11 +206,16 @@ func (s *Server) infer(arrived time.Time, e *entry, versioned bool, inputs []*te
 	timeout := timeoutOf(e, h)
 	req := batcher.Request{Inputs: inputs, Deadline: arrived.Add(timeout), Priority: h.priority}
 	out, err := e.b.Submit(req)
-	if errors.Is(err, batcher.ErrClosed) && !s.draining.Load() {
-		if next := s.snap.Load().successor(e, versioned); next != nil && rows <= next.b.Config().MaxBatchSize {
-			e = next
-			out, err = e.b.Submit(req)
+	// Reloads that follow each other closely can retire the successor
+	// too before the request reaches it: each move goes to a newer
+	// version, so a few suffice.
+	for moves := 0; moves < maxMoves && errors.Is(err, batcher.ErrClosed) && !s.draining.Load(); moves++ {
+		next := s.snap.Load().successor(e, versioned)
+		if next == nil || rows > next.b.Config().MaxBatchSize {
+			break
 		}
+		e = next
+		out, err = e.b.Submit(req)
 	}
 	if err != nil {
 		return nil, nil, modelError{err: err, model: e.Name, version: e.Version, timeout: timeout}

@@ -150,7 +150,7 @@ func TestMalformedRouting(t *testing.T) {
 		{name: "tfs unknown version", method: "POST", path: "/v1/models/double/versions/9:predict", body: `{"instances":[[1,2,3,4]]}`, status: 404, want: []string{`"double"`, `version "9"`}},
 		{name: "predict unknown model", method: "POST", path: "/predict?model=nope", body: `{"features":[1,2,3,4]}`, status: 404, want: []string{`"nope"`, "not found"}},
 		{name: "predict unknown version", method: "POST", path: "/predict?version=9", body: `{"features":[1,2,3,4]}`, status: 404, want: []string{`"double"`, `version "9"`}},
-		{name: "tfs labels path", method: "POST", path: "/v1/models/double/labels/stable:predict", body: `{"instances":[[1,2,3,4]]}`, status: 404, want: []string{"labels are not supported"}},
+		{name: "tfs unknown label", method: "POST", path: "/v1/models/double/labels/nope:predict", body: `{"instances":[[1,2,3,4]]}`, status: 404, want: []string{"no version labelled nope", "labels: {stable: 3}"}},
 		{name: "tfs classify", method: "POST", path: "/v1/models/double:classify", body: `{"examples":[]}`, status: 400, want: []string{"classify is not supported", "want :predict"}},
 		{name: "tfs unknown verb", method: "POST", path: "/v1/models/double:explode", body: "{}", status: 404, want: []string{":explode", "want :predict"}},
 		{name: "http malformed request line", method: "?", path: "?", wire: "HELLO\r\n\r\n", status: 400, want: []string{"malformed HTTP request"}},

@@ -10,8 +10,8 @@ import (
 // The seed document's protocol: POST /predict {"features": [...]} returns
 // {"prediction": [...]}, one element per row. A features array of one
 // row's shape predicts one row; an array of rows predicts each.
-// ?model={name} (and optionally &version={v}) picks a model other than
-// the default. What "prediction" holds is set per model in config.yaml
+// ?model={name} (and optionally &version={v}, or &label={l} or the
+// Coalesce-Model-Label header) picks a model other than the default. What "prediction" holds is set per model in config.yaml
 // (predict.output, predict.transform, predict.labels).
 
 const protoPredict = codec.ProtoPredict
@@ -27,9 +27,13 @@ func (s *Server) predict(ctx *fasthttp.RequestCtx, sn *snapshot) (*entry, error)
 	if len(name) == 0 {
 		name = unsafe.Slice(unsafe.StringData(sn.def), len(sn.def)) // only read
 	}
-	e, err := lookup(sn, name, version)
+	label := args.Peek("label")
+	if len(label) == 0 {
+		label = ctx.Request.Header.Peek(labelHeader)
+	}
+	e, pinned, err := s.resolve(ctx, sn, name, version, label)
 	if err != nil {
 		return nil, err
 	}
-	return e, s.serveInfer(ctx, codec.Predict, e, len(version) > 0)
+	return e, s.serveInfer(ctx, codec.Predict, e, pinned)
 }

@@ -35,13 +35,16 @@ type Server struct {
 	snap     atomic.Pointer[snapshot] // the served models; see Update
 	draining atomic.Bool              // set by SetDraining: readiness 503, responses close their connection
 	inflight atomic.Int64             // POST requests being handled
-	retiring sync.WaitGroup           // retire goroutines started by Update
+	retiring sync.WaitGroup           // retire goroutines and shadow workers started by Update
 	edge     edge                     // connections, body budget, drain (edge.go)
 	guard    guard                    // API keys, rate limits, TLS pair (guard.go)
+	repo     Repository               // the repository API's model manager; nil: none (repository.go)
 
-	mu     sync.Mutex // serializes Update and Close; guards gen, closed and series
-	gen    uint64     // the last load generation given out
-	closed bool       // Close ran
+	mu       sync.Mutex         // serializes Update and Close; guards gen, closed, series, canaries and shadows
+	gen      uint64             // the last load generation given out
+	closed   bool               // Close ran
+	canaries map[string]*canary // by model name, kept across Updates (canary.go)
+	shadows  map[string]*shadow // by model name, kept across Updates (shadow.go)
 	// series counts the served entries, retiring ones included, that
 	// record on each model version's batcher series ({model,version}):
 	// a new load of a version shares its predecessor's series
@@ -79,7 +82,11 @@ func (s *Server) Close(ctx context.Context) error {
 		return nil
 	}
 	s.closed = true // no Update after this: the snapshot below is the last
-	s.mu.Unlock()   // retire takes s.mu to release its series
+	shadows := s.shadows
+	s.mu.Unlock() // retire takes s.mu to release its series
+	for _, sh := range shadows {
+		sh.stop()
+	}
 	s.guard.watch.Close()
 	sn := s.snap.Load()
 	var errs []error

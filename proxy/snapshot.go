@@ -22,6 +22,8 @@ type snapshot struct {
 	entries map[*backends.ModelVersion]*entry
 	models  map[string]*modelMetrics // request metrics by model name
 	def     string                   // the model POST /predict serves
+	splits  map[string]*split        // canary routing by model name (canary.go)
+	shadows map[string]*shadowRoute  // shadow copies by model name (shadow.go)
 }
 
 // entry is one served model version.
@@ -80,8 +82,9 @@ func sameSpec(a, b backends.TensorSpec) bool {
 // batchers; new ones get a batcher, metrics and a load generation; those
 // that reg no longer holds are retired in the background: their queues
 // drain, then their backends close and their metrics are removed. A
-// request that raced the swap and finds its batcher closed moves once to
-// the version that replaced it. Update is safe for concurrent use; the
+// request that raced the swap and finds its batcher closed moves to the
+// version that replaced it (again if that one was retired too, up to
+// maxMoves times). Update also rebuilds the canary splits and shadows. Update is safe for concurrent use; the
 // server owns the backends of every registry it was given.
 func (s *Server) Update(reg *backends.Registry) error {
 	names := reg.Names()
@@ -136,7 +139,12 @@ func (s *Server) Update(reg *backends.Registry) error {
 		}
 		sn.def = names[0]
 	}
+	s.buildSplits(sn)
+	stopped := s.buildShadows(sn)
 	s.snap.Store(sn)
+	for _, sh := range stopped {
+		sh.stop() // after the swap: no new request finds it
+	}
 	if old == nil {
 		return nil
 	}
@@ -279,3 +287,6 @@ func (s *Server) Models() []*backends.ModelVersion { return s.snap.Load().reg.Al
 
 // seriesKey names the {model,version} series of m.
 func seriesKey(m *backends.ModelVersion) string { return m.Name + "\x00" + m.Version }
+
+// Registry returns the registry being served (lifecycle.Target).
+func (s *Server) Registry() *backends.Registry { return s.snap.Load().reg }

@@ -11,7 +11,8 @@ import (
 )
 
 // TensorFlow Serving REST endpoints (reference/protocols.md §2):
-// GET /v1/models/{m}[/versions/{v}], GET .../metadata, POST ...:predict.
+// GET /v1/models/{m}[/versions/{v}|/labels/{l}], GET .../metadata,
+// POST ...:predict.
 
 const protoTFS = codec.ProtoTFS
 
@@ -20,7 +21,7 @@ const protoTFS = codec.ProtoTFS
 func (s *Server) routeTFS(ctx *fasthttp.RequestCtx, sn *snapshot, rest []byte) (*entry, error) {
 	path, verb, hasVerb := bytes.Cut(rest, []byte(":"))
 	name, tail, _ := bytes.Cut(path, []byte("/"))
-	var version []byte
+	var version, label []byte
 	switch {
 	case bytes.HasPrefix(tail, []byte("versions/")):
 		version, tail, _ = bytes.Cut(tail[len("versions/"):], []byte("/"))
@@ -28,21 +29,27 @@ func (s *Server) routeTFS(ctx *fasthttp.RequestCtx, sn *snapshot, rest []byte) (
 			return nil, &Error{Status: fasthttp.StatusNotFound, Msg: "empty version in path; want /v1/models/{model}/versions/{version}"}
 		}
 	case bytes.HasPrefix(tail, []byte("labels/")):
-		return nil, &Error{Status: fasthttp.StatusNotFound, Msg: "version labels are not supported; want /v1/models/{model}[/versions/{version}]"}
+		label, tail, _ = bytes.Cut(tail[len("labels/"):], []byte("/"))
+		if len(label) == 0 {
+			return nil, &Error{Status: fasthttp.StatusNotFound, Msg: "empty label in path; want /v1/models/{model}/labels/{label}"}
+		}
 	}
 	if len(name) == 0 {
 		return nil, &Error{Status: fasthttp.StatusNotFound, Msg: "empty model name in path; want /v1/models/{model}"}
 	}
-	m, err := lookup(sn, name, version)
+	m, pinned, err := s.resolve(ctx, sn, name, version, label)
 	if err != nil {
 		return nil, err
+	}
+	if len(label) > 0 {
+		version = []byte(m.Version) // the status of the labelled version
 	}
 	switch {
 	case hasVerb && string(verb) == "predict" && len(tail) == 0:
 		if !ctx.IsPost() {
 			return m, methodNotAllowed(ctx, "POST")
 		}
-		return m, s.serveInfer(ctx, codec.TFS, m, len(version) > 0)
+		return m, s.serveInfer(ctx, codec.TFS, m, pinned)
 	case hasVerb && (string(verb) == "classify" || string(verb) == "regress") && len(tail) == 0:
 		return m, badRequest("%s is not supported for model %s (no tf.Example signature); want :predict", verb, m.Name)
 	case hasVerb:
@@ -51,36 +58,19 @@ func (s *Server) routeTFS(ctx *fasthttp.RequestCtx, sn *snapshot, rest []byte) (
 		if !isGet(ctx) {
 			return m, methodNotAllowed(ctx, "GET")
 		}
-		return m, tfsStatus(ctx, sn, m.Name, version)
+		return m, s.tfsStatus(ctx, m.Name, version)
 	case string(tail) == "metadata":
 		if !isGet(ctx) {
 			return m, methodNotAllowed(ctx, "GET")
 		}
 		return m, tfsMetadata(ctx, m)
 	}
-	return m, &Error{Status: fasthttp.StatusNotFound, Msg: "no TF Serving endpoint " + strconv.Quote(truncateBytes(ctx.Path())) + "; want /v1/models/{model}[/versions/{version}][/metadata|:predict]"}
+	return m, &Error{Status: fasthttp.StatusNotFound, Msg: "no TF Serving endpoint " + strconv.Quote(truncateBytes(ctx.Path())) + "; want /v1/models/{model}[/versions/{version}|/labels/{label}][/metadata|:predict]"}
 }
 
-func tfsStatus(ctx *fasthttp.RequestCtx, sn *snapshot, name string, version []byte) error {
+func (s *Server) tfsStatus(ctx *fasthttp.RequestCtx, name string, version []byte) error {
 	b := append([]byte(nil), `{"model_version_status":[`...)
-	n := 0
-	for _, m := range sn.reg.Versions(name) {
-		if len(version) > 0 && m.Version != string(version) {
-			continue
-		}
-		if n > 0 {
-			b = append(b, ',')
-		}
-		n++
-		b = append(b, `{"version":`...)
-		b = codec.AppendString(b, m.Version)
-		if !backends.Ready(m.Backend) {
-			// An upstream no replica of which has answered its probe.
-			b = append(b, `,"state":"LOADING","status":{"error_code":"UNAVAILABLE","error_message":"no upstream replica has answered its health probe yet"}}`...)
-			continue
-		}
-		b = append(b, `,"state":"AVAILABLE","status":{"error_code":"OK","error_message":""}}`...)
-	}
+	b = s.appendTFSStatus(b, name, version)
 	b = append(b, "]}"...)
 	ctx.SetContentType("application/json")
 	ctx.SetBody(b)

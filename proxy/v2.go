@@ -52,7 +52,7 @@ func (s *Server) v2ServerMetadata(ctx *fasthttp.RequestCtx, sn *snapshot) error 
 	}
 	b := append([]byte(nil), `{"name":"coalesce","version":`...)
 	b = codec.AppendString(b, s.version)
-	b = append(b, `,"extensions":["binary_tensor_data"]`...)
+	b = append(b, `,"extensions":["binary_tensor_data","model_repository"]`...)
 	// The engine facts of the default model (e.g. the kernels chosen for
 	// this CPU) are shown here too; clients ignore fields they don't know.
 	if def, err := sn.get(sn.def, ""); err == nil && len(def.Meta.Info) > 0 {
@@ -91,7 +91,7 @@ func (s *Server) v2Model(ctx *fasthttp.RequestCtx, sn *snapshot, rest []byte) (*
 	if len(name) == 0 {
 		return nil, &Error{Status: fasthttp.StatusNotFound, Msg: "empty model name in path; want /v2/models/{model}"}
 	}
-	m, err := lookup(sn, name, version)
+	m, pinned, err := s.resolve(ctx, sn, name, version, ctx.Request.Header.Peek(labelHeader))
 	if err != nil {
 		return nil, err
 	}
@@ -105,7 +105,7 @@ func (s *Server) v2Model(ctx *fasthttp.RequestCtx, sn *snapshot, rest []byte) (*
 		if !ctx.IsPost() {
 			return m, methodNotAllowed(ctx, "POST")
 		}
-		return m, s.serveInfer(ctx, codec.V2, m, len(version) > 0)
+		return m, s.serveInfer(ctx, codec.V2, m, pinned)
 	}
 	return m, &Error{Status: fasthttp.StatusNotFound, Msg: "no KServe V2 endpoint " + strconv.Quote(truncateBytes(ctx.Path())) + "; want .../ready or .../infer"}
 }

@@ -46,15 +46,29 @@ func TestMain(m *testing.M) {
 const repoRoot = "../.."
 
 // freeAddr returns a 127.0.0.1 address that was free a moment ago.
+// freeAddr returns a 127.0.0.1 address free now and not returned before
+// in this process: the kernel hands a just-closed ephemeral port out again,
+// so two calls in a row could give one server the same data and admin
+// address.
 func freeAddr(t *testing.T) string {
 	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
+	for range 100 {
+		ln, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			t.Fatal(err)
+		}
+		addr := ln.Addr().String()
+		ln.Close()
+		if _, dup := givenAddrs.LoadOrStore(addr, true); !dup {
+			return addr
+		}
 	}
-	defer ln.Close()
-	return ln.Addr().String()
+	t.Fatal("no fresh free port in 100 tries")
+	return ""
 }
+
+// givenAddrs holds the addresses freeAddr returned (a sync.Map of string).
+var givenAddrs sync.Map
 
 type server struct {
 	cmd         *exec.Cmd

@@ -33,7 +33,8 @@ func newLogger(cfg *config.Config, w io.Writer) *slog.Logger {
 // every request sent on an open connection is answered (with
 // Connection: close), idle keep-alive connections close after
 // shutdown.idle_timeout, and it returns exitOK when the last connection
-// closed within shutdown.grace_period.
+// closed within shutdown.grace_period. SIGHUP rescans the model
+// repository when models.control is poll.
 func serve(cfg *config.Config, stdout, stderr io.Writer) int {
 	log := newLogger(cfg, stdout)
 	// GOMEMLIMIT and the in-flight byte budget default from the cgroup's
@@ -100,7 +101,8 @@ func serve(cfg *config.Config, stdout, stderr io.Writer) int {
 	sigCtx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, syscall.SIGINT)
 	defer stop()
 	// SIGHUP re-reads the key file and the TLS pair (Server.Reload logs
-	// the outcome); a failed reload keeps what is in force.
+	// the outcome; a failed reload keeps what is in force) and, with
+	// models.control: poll, rescans the model repository.
 	hup := make(chan os.Signal, 1) // signal.Notify drops signals when full
 	signal.Notify(hup, syscall.SIGHUP)
 	defer signal.Stop(hup)
@@ -111,6 +113,10 @@ wait:
 			break wait
 		case <-hup:
 			_ = srv.Reload()
+			if cfg.Models.Control == "poll" {
+				log.Info("SIGHUP: rescanning the model repository")
+				a.Lifecycle.Rescan()
+			}
 		case err := <-errc:
 			log.Error("server stopped", "err", err)
 			return exitFail

@@ -6,6 +6,7 @@ package app
 
 import (
 	"context"
+	"fmt"
 	"log/slog"
 	"runtime"
 	"runtime/debug"
@@ -19,6 +20,7 @@ import (
 	"github.com/coalesce-ml/coalesce/backends/upstream"
 	"github.com/coalesce-ml/coalesce/config"
 	"github.com/coalesce-ml/coalesce/grpcserver"
+	"github.com/coalesce-ml/coalesce/lifecycle"
 	"github.com/coalesce-ml/coalesce/proxy"
 )
 
@@ -50,11 +52,15 @@ type App struct {
 	Server  *proxy.Server
 	Metrics *metrics.Set
 	// Data serves the data plane (http.addr); Admin the admin plane
-	// (admin.addr: /metrics, health, pprof when admin.pprof is on).
+	// (admin.addr: /metrics, health, the repository API, pprof when
+	// admin.pprof is on).
 	Data, Admin *fasthttp.Server
 	// GRPC serves the KServe V2 gRPC API (grpc.addr) through Server; nil
 	// when grpc.addr is empty.
 	GRPC *grpcserver.Server
+	// Lifecycle loads and retires model versions (models.control); in
+	// poll mode it watches the repository from New until Close.
+	Lifecycle *lifecycle.Manager
 }
 
 // Loaders maps model file names to the backends that load them: the CPU
@@ -72,7 +78,8 @@ func Loaders(cfg *config.Config, set *metrics.Set, log *slog.Logger) map[string]
 // must be valid (config.Load validates it) and is kept.
 func New(cfg *config.Config, version string, log *slog.Logger) (*App, error) {
 	set := metrics.NewSet()
-	reg, err := backends.LoadRepository(cfg.Models.Repository, Loaders(cfg, set, log))
+	loaders := Loaders(cfg, set, log)
+	reg, err := backends.LoadRepository(cfg.Models.Repository, loaders)
 	if err != nil {
 		return nil, err
 	}
@@ -81,11 +88,18 @@ func New(cfg *config.Config, version string, log *slog.Logger) (*App, error) {
 		reg.Close()
 		return nil, err
 	}
+	lc := lifecycle.New(cfg, srv, loaders, set, log)
+	srv.SetRepository(lc)
+	if err := lc.Start(); err != nil {
+		srv.Close(context.Background())
+		return nil, fmt.Errorf("models.control: %w", err)
+	}
 	set.NewGauge(`coalesce_build_info{version="`+version+`",commit="`+Commit()+`",goversion="`+runtime.Version()+`"}`, func() float64 { return 1 })
 	a := &App{
-		Server:  srv,
-		Metrics: set,
-		Data:    srv.HTTPServer(),
+		Server:    srv,
+		Metrics:   set,
+		Lifecycle: lc,
+		Data:      srv.HTTPServer(),
 		Admin: &fasthttp.Server{
 			Handler:         srv.AdminHandler(set, cfg.Admin.Pprof),
 			Name:            "coalesce-admin",
@@ -101,6 +115,9 @@ func New(cfg *config.Config, version string, log *slog.Logger) (*App, error) {
 	return a, nil
 }
 
-// Close releases what New built: the batchers and the backends. Call it
-// after both planes have shut down.
-func (a *App) Close(ctx context.Context) error { return a.Server.Close(ctx) }
+// Close releases what New built: the repository watcher, the batchers and
+// the backends. Call it after both planes have shut down.
+func (a *App) Close(ctx context.Context) error {
+	a.Lifecycle.Close()
+	return a.Server.Close(ctx)
+}

@@ -230,7 +230,7 @@ var Models = map[string]func() *Backend{
 
 // Configs are the config.yaml files of the fake models.
 var Configs = map[string]string{
-	"double": "max_batch_size: 8\npredict:\n  output: cls\n  labels: [a, b, c, d]\n",
+	"double": "max_batch_size: 8\nversion_policy: {all: true}\nlabels: {stable: 1, canary: 2}\npredict:\n  output: cls\n  labels: [a, b, c, d]\n",
 	"multi":  "description: two inputs\n",
 	"slow":   "queue_capacity: 2\n",
 	"strs":   "predict:\n  output: label\n",

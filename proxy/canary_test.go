@@ -1,0 +1,222 @@
+package proxy
+
+import (
+	"context"
+	"errors"
+	"math"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	"go.uber.org/goleak"
+
+	"github.com/coalesce-ml/coalesce/backends"
+	"github.com/coalesce-ml/coalesce/config"
+	"github.com/coalesce-ml/coalesce/internal/fakemodel"
+	"github.com/coalesce-ml/coalesce/tensor"
+)
+
+// TestCanarySplit: 100,000 deterministic draws at weight 0.05 send
+// 5 % ± 1 % to the canary, per request or sticky by key; a sticky key
+// always lands on the same side.
+func TestCanarySplit(t *testing.T) {
+	const n = 100_000
+	c := &canary{}
+	c.weight.Store(math.Float64bits(0.05))
+	perRequest, sticky := 0, 0
+	for i := range n {
+		if c.pick(nil) {
+			perRequest++
+		}
+		key := []byte("user-" + strconv.Itoa(i))
+		side := c.pick(key)
+		if side {
+			sticky++
+		}
+		if i%1000 == 0 && c.pick(key) != side {
+			t.Fatalf("key %s changed sides", key)
+		}
+	}
+	for name, got := range map[string]int{"per request": perRequest, "sticky": sticky} {
+		share := float64(got) / n
+		t.Logf("%s: %d of %d draws to the canary (%.4f)", name, got, n, share)
+		if math.Abs(share-0.05) > 0.01 {
+			t.Errorf("%s split sent %.4f to the canary; want 0.05 ± 0.01", name, share)
+		}
+	}
+	c.weight.Store(0)
+	for range 1000 {
+		if c.pick(nil) {
+			t.Fatal("weight 0 picked the canary")
+		}
+	}
+}
+
+// withVersion2 returns the fake registry with double version 2 replaced by
+// a load of b configured by edit.
+func withVersion2(t *testing.T, b *fakemodel.Backend, edit func(*config.ModelConfig)) *backends.Registry {
+	reg := fakemodel.Registry(t)
+	v2, err := reg.Get("double", "2")
+	must(t, err)
+	cfg := v2.Config
+	edit(&cfg)
+	v2.Backend.Close()
+	return reg.With(&backends.ModelVersion{Name: "double", Version: "2", Path: v2.Path, Config: cfg, Backend: b, Meta: b.Metadata()})
+}
+
+// TestCanaryRollbackOnErrors: a canary that fails every request loses
+// its weight once a window holds min_requests with an error ratio above
+// max_error_ratio; from then on every unpinned request goes to the
+// primary.
+func TestCanaryRollbackOnErrors(t *testing.T) {
+	bad := fakemodel.Models["double"]()
+	bad.Run = func(context.Context, []*tensor.Tensor) ([]*tensor.Tensor, error) {
+		return nil, errors.New("injected failure")
+	}
+	s, c, set := testServerWith(t, patientConfig())
+	must(t, s.Update(withVersion2(t, bad, func(m *config.ModelConfig) {
+		m.Canary = config.Canary{Version: "2", Weight: 0.5, Rollback: config.Rollback{Window: time.Hour, MinRequests: 10, MaxErrorRatio: 0.5}}
+	})))
+	body := []byte(`{"inputs":[{"name":"x","datatype":"FP32","shape":[1,4],"data":[1,2,3,4]}]}`)
+	failed, lastFailure := 0, -1
+	for i := range 200 {
+		r := do(t, c, "POST", "/v2/models/double/infer", body)
+		switch {
+		case r.status == 200 && strings.Contains(r.body, `"model_version":"1"`):
+		case r.status >= 500:
+			failed++
+			lastFailure = i
+		default:
+			t.Fatalf("request %d = %d %s", i, r.status, r.body)
+		}
+	}
+	if failed < 10 || lastFailure > 100 {
+		t.Errorf("%d canary failures, the last at request %d; want the rollback after about 10 of them", failed, lastFailure)
+	}
+	var sb strings.Builder
+	set.WritePrometheus(&sb)
+	for _, want := range []string{`coalesce_canary_weight{model="double",version="2"} 0`, `coalesce_canary_rollbacks_total{model="double",version="2"} 1`} {
+		if !strings.Contains(sb.String(), want) {
+			t.Errorf("metrics lack %s", want)
+		}
+	}
+	// A pinned request still reaches the canary version.
+	if r := do(t, c, "POST", "/v2/models/double/versions/2/infer", body); r.status != 500 {
+		t.Errorf("pinned request to version 2 = %d; want its 500", r.status)
+	}
+}
+
+// TestShadowNeverBlocks: while the shadow is stuck, every primary request
+// is answered and copies beyond the queue are dropped; once it runs, its
+// answers are compared (the same model: every row agrees) and, being the
+// canary's version, a disagreeing shadow rolls the canary back.
+func TestShadowNeverBlocks(t *testing.T) {
+	// Registered first, so it runs after the server closed: the shadow
+	// workers must have ended.
+	ignore := goleak.IgnoreCurrent()
+	t.Cleanup(func() {
+		goleak.VerifyNone(t, ignore,
+			goleak.IgnoreAnyFunction("github.com/valyala/fasthttp.(*HostClient).connsCleaner"),
+			goleak.IgnoreAnyFunction("github.com/valyala/fasthttp.(*workerPool).Start.func2"),
+			goleak.IgnoreAnyFunction("github.com/valyala/fasthttp.updateServerDate.func1"))
+	})
+	release := make(chan struct{})
+	shadowB := fakemodel.Models["double"]()
+	run := shadowB.Run
+	shadowB.Run = func(ctx context.Context, in []*tensor.Tensor) ([]*tensor.Tensor, error) {
+		<-release
+		return run(ctx, in)
+	}
+	s, c, set := testServerWith(t, patientConfig())
+	must(t, s.Update(withVersion2(t, shadowB, func(m *config.ModelConfig) {
+		m.Shadow = config.Shadow{Version: "2", Share: 1, Queue: 4}
+	})))
+	body := []byte(`{"inputs":[{"name":"x","datatype":"FP32","shape":[1,4],"data":[1,2,3,4]}]}`)
+	const n = 50
+	for i := range n {
+		if r := do(t, c, "POST", "/v2/models/double/versions/1/infer", body); r.status != 200 {
+			t.Fatalf("primary request %d = %d %s while the shadow is stuck; want 200", i, r.status, r.body)
+		}
+	}
+	metric := func(name string) float64 {
+		var sb strings.Builder
+		set.WritePrometheus(&sb)
+		for _, line := range strings.Split(sb.String(), "\n") {
+			if v, ok := strings.CutPrefix(line, name+" "); ok {
+				f, _ := strconv.ParseFloat(v, 64)
+				return f
+			}
+		}
+		return -1
+	}
+	// At most the queue (4) plus the batch the worker holds (up to
+	// max_batch_size 8 copies) got in.
+	if d := metric(`coalesce_shadow_dropped_total{model="double",version="2"}`); d < n-12 {
+		t.Errorf("dropped %v copies of %d with the shadow stuck and a queue of 4; want at least %d", d, n, n-12)
+	}
+	close(release)
+	for metric(`coalesce_shadow_rows_total{model="double",version="2"}`) < 1 {
+		time.Sleep(time.Millisecond)
+	}
+	rows, agreed := metric(`coalesce_shadow_rows_total{model="double",version="2"}`), metric(`coalesce_shadow_agreeing_rows_total{model="double",version="2"}`)
+	if rows != agreed {
+		t.Errorf("shadow of the same model: %v rows, %v agreeing; want all", rows, agreed)
+	}
+
+	// A disagreeing shadow that is also the canary rolls it back.
+	wrong := fakemodel.Models["double"]()
+	wrongRun := wrong.Run
+	wrong.Run = func(ctx context.Context, in []*tensor.Tensor) ([]*tensor.Tensor, error) {
+		out, err := wrongRun(ctx, in)
+		if err == nil {
+			for i := range out[1].Int64s() {
+				out[1].Int64s()[i] = 9 // another class
+			}
+		}
+		return out, err
+	}
+	must(t, s.Update(withVersion2(t, wrong, func(m *config.ModelConfig) {
+		m.Shadow = config.Shadow{Version: "2", Share: 1, Queue: 64}
+		m.Canary = config.Canary{Version: "2", Weight: 0.01, Rollback: config.Rollback{MinRequests: 5, MinAgreement: 0.9}}
+	})))
+	for i := 0; metric(`coalesce_canary_rollbacks_total{model="double",version="2"}`) < 1; i++ {
+		if r := do(t, c, "POST", "/v2/models/double/versions/1/infer", body); r.status != 200 {
+			t.Fatalf("request %d = %d %s", i, r.status, r.body)
+		}
+		if i > 10_000 {
+			t.Fatal("no rollback after 10,000 requests with a disagreeing shadow")
+		}
+	}
+	if w := metric(`coalesce_canary_weight{model="double",version="2"}`); w != 0 {
+		t.Errorf("canary weight after an agreement rollback = %v; want 0", w)
+	}
+}
+
+// TestShadowCompare: rows agree when their integer and string outputs are
+// equal and their float rows have the same argmax; the float difference
+// is the largest over all elements; merged copies compare as one batch.
+func TestShadowCompare(t *testing.T) {
+	b := fakemodel.Models["double"]()
+	target := &entry{ModelVersion: &backends.ModelVersion{Name: "double", Version: "2", Backend: b, Meta: b.Metadata()}}
+	y := func(v ...float32) *tensor.Tensor { return tensor.FromFloat32s("y", []int64{int64(len(v) / 4), 4}, v) }
+	cls := func(v ...int64) *tensor.Tensor { return tensor.FromInt64s("cls", []int64{int64(len(v))}, v) }
+	names := []string{"y", "cls"}
+	f := func(primary, shadow []*tensor.Tensor, wantRows, wantAgreed int, wantDiff float64) {
+		t.Helper()
+		rows, agreed, diff := compare(names, primary, target, shadow)
+		if rows != wantRows || agreed != wantAgreed || math.Abs(diff-wantDiff) > 1e-6 {
+			t.Errorf("compare = %d rows, %d agreed, diff %v; want %d, %d, %v", rows, agreed, diff, wantRows, wantAgreed, wantDiff)
+		}
+	}
+	f([]*tensor.Tensor{y(1, 2, 3, 4), cls(3)}, []*tensor.Tensor{y(1, 2, 3, 4), cls(3)}, 1, 1, 0)
+	f([]*tensor.Tensor{y(1, 2, 3, 4), cls(3)}, []*tensor.Tensor{y(1, 2, 3, 4.5), cls(2)}, 1, 0, 0.5)
+	f([]*tensor.Tensor{y(1, 2, 3, 4, 4, 3, 2, 1), cls(3, 0)}, []*tensor.Tensor{y(1, 2, 3, 4, 1, 3, 2, 1.25), cls(3, 0)}, 2, 1, 3)
+
+	a := shadowJob{target: target, names: names, inputs: []*tensor.Tensor{y(1, 2, 3, 4)}, primary: []*tensor.Tensor{y(2, 4, 6, 8), cls(3)}}
+	c := shadowJob{target: target, names: names, inputs: []*tensor.Tensor{y(4, 3, 2, 1)}, primary: []*tensor.Tensor{y(8, 6, 4, 2), cls(0)}}
+	m, ok := merge([]shadowJob{a, c})
+	if !ok || m.rows() != 2 || m.primary[1].Int64s()[1] != 0 {
+		t.Fatalf("merge = %+v, %v; want 2 rows", m, ok)
+	}
+}

@@ -1,0 +1,316 @@
+package proxy
+
+import (
+	"math"
+	"slices"
+	"sync/atomic"
+	"time"
+
+	"github.com/VictoriaMetrics/metrics"
+
+	"github.com/coalesce-ml/coalesce/batcher"
+	"github.com/coalesce-ml/coalesce/config"
+	"github.com/coalesce-ml/coalesce/tensor"
+)
+
+// A model's shadow (config.yaml shadow:) receives a copy of shadow.share
+// of the requests its other versions answered, after they answered: the
+// copy (inputs and the primary's outputs, cloned) goes into a queue of
+// shadow.queue entries and is dropped when the queue is full, so that a
+// slow shadow never adds latency to an answer or memory with load. One
+// goroutine per shadow runs the copies through the shadow version's
+// batcher at the lowest priority (copies that queued up together as one
+// batch) and compares the outputs:
+//
+//	coalesce_shadow_rows_total{model,version}          rows compared
+//	coalesce_shadow_agreeing_rows_total{model,version} rows whose labels (integer and string outputs, argmax of float rows) all match
+//	coalesce_shadow_max_abs_diff{model,version}        per copy, the largest absolute difference of float outputs
+//	coalesce_shadow_dropped_total{model,version}       copies dropped: queue full
+//	coalesce_shadow_errors_total{model,version}        copies the shadow failed
+//
+// When the shadow version is also the canary, agreement feeds the
+// canary's rollback (canary.rollback.min_agreement).
+
+// shadowRoute is one snapshot's shadow of a model.
+type shadowRoute struct {
+	sh     *shadow
+	target *entry
+}
+
+// shadow is one model's shadow worker; it lives while the model's shadow
+// configuration is unchanged.
+type shadow struct {
+	model   string
+	cfg     config.Shadow
+	q       chan shadowJob // capacity cfg.Queue; never closed (senders never block)
+	quit    chan struct{}  // closed by stop
+	stopped atomic.Bool
+	draws   atomic.Uint64
+	canary  atomic.Pointer[canary] // the canary the shadow version is, or nil: agreement feeds its rollback
+
+	rows, agreeing, dropped, errors *metrics.Counter
+	maxDiff                         *metrics.Histogram
+}
+
+type shadowJob struct {
+	target  *entry
+	inputs  []*tensor.Tensor
+	primary []*tensor.Tensor
+	names   []string // the primary's output names
+}
+
+func (s *Server) newShadow(model string, cfg config.Shadow) *shadow {
+	sh := &shadow{model: model, cfg: cfg, q: make(chan shadowJob, max(cfg.Queue, 1)), quit: make(chan struct{})}
+	sh.rows = s.set.GetOrCreateCounter(sh.series("coalesce_shadow_rows_total"))
+	sh.agreeing = s.set.GetOrCreateCounter(sh.series("coalesce_shadow_agreeing_rows_total"))
+	sh.dropped = s.set.GetOrCreateCounter(sh.series("coalesce_shadow_dropped_total"))
+	sh.errors = s.set.GetOrCreateCounter(sh.series("coalesce_shadow_errors_total"))
+	sh.maxDiff = s.set.GetOrCreateHistogram(sh.series("coalesce_shadow_max_abs_diff"))
+	s.retiring.Add(1)
+	go s.runShadow(sh)
+	return sh
+}
+
+func (sh *shadow) series(name string) string {
+	return name + `{model="` + sh.model + `",version="` + sh.cfg.Version + `"}`
+}
+
+// stop ends the worker (copies still queued are dropped) and removes the
+// shadow's series; it does not wait.
+func (sh *shadow) stop() {
+	if sh.stopped.CompareAndSwap(false, true) {
+		close(sh.quit)
+	}
+}
+
+func (s *Server) runShadow(sh *shadow) {
+	defer s.retiring.Done()
+	defer func() {
+		for _, n := range []string{"coalesce_shadow_rows_total", "coalesce_shadow_agreeing_rows_total", "coalesce_shadow_dropped_total", "coalesce_shadow_errors_total", "coalesce_shadow_max_abs_diff"} {
+			s.set.UnregisterMetric(sh.series(n))
+		}
+	}()
+	for {
+		select {
+		case <-sh.quit:
+			return
+		case j := <-sh.q:
+			// Copies that queued up run as one batch: a shadow that
+			// keeps up costs the CPU its batched rows, not one call per
+			// copy.
+			batch, rows := []shadowJob{j}, j.rows()
+			var next *shadowJob // a copy that cannot join this batch
+		drain:
+			for rows < j.target.b.Config().MaxBatchSize {
+				select {
+				case k := <-sh.q:
+					if k.target != j.target || rows+k.rows() > j.target.b.Config().MaxBatchSize || !slices.Equal(k.names, j.names) {
+						next = &k
+						break drain
+					}
+					batch, rows = append(batch, k), rows+k.rows()
+				default:
+					break drain
+				}
+			}
+			if m, ok := merge(batch); ok {
+				s.shadowRun(sh, m)
+			} else {
+				for _, b := range batch {
+					s.shadowRun(sh, b)
+				}
+			}
+			if next != nil {
+				s.shadowRun(sh, *next)
+			}
+		}
+	}
+}
+
+func (j shadowJob) rows() int { return j.inputs[0].BatchSize() }
+
+// merge joins jobs for one target into one batch: inputs and the
+// primary's outputs concatenated along the batch dimension. It reports
+// false when their shapes do not allow it.
+func merge(jobs []shadowJob) (shadowJob, bool) {
+	if len(jobs) == 1 {
+		return jobs[0], true
+	}
+	m := shadowJob{target: jobs[0].target, names: jobs[0].names,
+		inputs: make([]*tensor.Tensor, len(jobs[0].inputs)), primary: make([]*tensor.Tensor, len(jobs[0].primary))}
+	parts := make([]*tensor.Tensor, len(jobs))
+	var err error
+	for i := range m.inputs {
+		for k, j := range jobs {
+			parts[k] = j.inputs[i]
+		}
+		if m.inputs[i], err = tensor.Concat(parts[0].Name, parts); err != nil {
+			return m, false
+		}
+	}
+	for i := range m.primary {
+		for k, j := range jobs {
+			parts[k] = j.primary[i]
+		}
+		if m.primary[i], err = tensor.Concat(parts[0].Name, parts); err != nil {
+			return m, false
+		}
+	}
+	return m, true
+}
+
+// shadowRun runs one (possibly merged) copy on the shadow and compares.
+func (s *Server) shadowRun(sh *shadow, j shadowJob) {
+	out, err := j.target.b.Submit(batcher.Request{Inputs: j.inputs, Deadline: time.Now().Add(j.target.timeout)})
+	if err != nil || len(out) != len(j.target.Meta.Outputs) {
+		sh.errors.Inc()
+		return
+	}
+	rows, agreed, diff := compare(j.names, j.primary, j.target, out)
+	sh.rows.Add(rows)
+	sh.agreeing.Add(agreed)
+	if !math.IsNaN(diff) {
+		sh.maxDiff.Update(diff)
+	}
+	if c := sh.canary.Load(); c != nil {
+		s.logRollback(c, c.agree(rows, agreed))
+	}
+}
+
+// offerShadow hands a copy of a request that ran on ran to its model's
+// shadow, if it has one and the draw says so; it never blocks.
+func (s *Server) offerShadow(sn *snapshot, ran *entry, inputs, out []*tensor.Tensor) {
+	if len(sn.shadows) == 0 {
+		return
+	}
+	r := sn.shadows[ran.Name]
+	if r == nil || r.target == ran || !toCanary(r.sh.draws.Add(1), r.sh.cfg.Share) {
+		return
+	}
+	j := shadowJob{target: r.target, inputs: make([]*tensor.Tensor, len(inputs)), primary: make([]*tensor.Tensor, len(out)), names: make([]string, len(out))}
+	for i, t := range inputs {
+		j.inputs[i] = t.Clone()
+	}
+	for i, t := range out {
+		j.primary[i] = t.Clone()
+		j.names[i] = ran.Meta.Outputs[i].Name
+	}
+	select {
+	case r.sh.q <- j:
+	default:
+		r.sh.dropped.Inc()
+	}
+}
+
+// compare returns the rows compared, those whose labels agree, and the
+// largest absolute difference of the float outputs (NaN: none compared).
+// Outputs are matched by name; those whose datatype or shape differ are
+// skipped.
+func compare(names []string, primary []*tensor.Tensor, target *entry, out []*tensor.Tensor) (rows, agreed int, diff float64) {
+	if len(primary) == 0 {
+		return 0, 0, math.NaN()
+	}
+	rows = primary[0].BatchSize()
+	ok := make([]bool, rows)
+	for i := range ok {
+		ok[i] = true
+	}
+	diff = math.NaN()
+	for i, p := range primary {
+		k := target.Meta.Output(names[i])
+		if k < 0 || out[k].DType != p.DType || len(out[k].Shape) != len(p.Shape) || out[k].Len() != p.Len() || rows == 0 {
+			continue
+		}
+		q := out[k]
+		width := p.Len() / rows
+		switch {
+		case p.DType == tensor.Bytes:
+			ps, qs := p.Strings(), q.Strings()
+			for r := range rows {
+				for c := range width {
+					if ps[r*width+c] != qs[r*width+c] {
+						ok[r] = false
+					}
+				}
+			}
+		case p.DType.IsFloat():
+			for r := range rows {
+				pa, qa := 0, 0
+				for c := range width {
+					x, y := p.Float64At(r*width+c), q.Float64At(r*width+c)
+					if d := math.Abs(x - y); math.IsNaN(diff) || d > diff {
+						diff = d
+					}
+					if x > p.Float64At(r*width+pa) {
+						pa = c
+					}
+					if y > q.Float64At(r*width+qa) {
+						qa = c
+					}
+				}
+				if width > 1 && pa != qa {
+					ok[r] = false
+				}
+			}
+		default:
+			for r := range rows {
+				for c := range width {
+					if p.Int64At(r*width+c) != q.Int64At(r*width+c) {
+						ok[r] = false
+					}
+				}
+			}
+		}
+	}
+	for _, v := range ok {
+		if v {
+			agreed++
+		}
+	}
+	return rows, agreed, diff
+}
+
+// buildShadows sets sn.shadows from each model's shadow configuration
+// (its highest version's config.yaml), keeping the workers of models whose
+// configuration did not change; it returns the workers to stop once sn is
+// served. s.mu is held.
+func (s *Server) buildShadows(sn *snapshot) []*shadow {
+	next := map[string]*shadow{}
+	sn.shadows = map[string]*shadowRoute{}
+	for _, name := range sn.reg.Names() {
+		vs := sn.reg.Versions(name)
+		cfg := vs[len(vs)-1].Config.Shadow
+		if cfg.Version == "" || cfg.Share <= 0 {
+			continue
+		}
+		var target *entry
+		for _, mv := range vs {
+			if mv.Version == cfg.Version {
+				target = sn.entries[mv]
+			}
+		}
+		if target == nil {
+			continue
+		}
+		sh := s.shadows[name]
+		if sh == nil || !sameShadow(sh.cfg, cfg) {
+			sh = s.newShadow(name, cfg)
+		}
+		sh.canary.Store(nil)
+		if sp := sn.splits[name]; sp != nil && sp.canary == target {
+			sh.canary.Store(sp.c)
+		}
+		next[name] = sh
+		sn.shadows[name] = &shadowRoute{sh: sh, target: target}
+	}
+	var stop []*shadow
+	for name, sh := range s.shadows {
+		if next[name] != sh {
+			stop = append(stop, sh)
+		}
+	}
+	s.shadows = next
+	return stop
+}
+
+func sameShadow(a, b config.Shadow) bool { return a == b }
