@@ -78,6 +78,8 @@ type node struct {
 	scale float32
 	bias  *tensor.Tensor
 	relu  bool
+	// act is a Relu or Clip fused into a Conv (see fuse).
+	act activation
 	// prepared holds what an operator derives once from its attributes
 	// and shares between the plans of every batch size (the tree
 	// ensembles' forest).

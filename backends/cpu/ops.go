@@ -60,6 +60,8 @@ func lookupOp(op string) *opDef {
 		return &opDef{1, 5, 1, []string{"starts", "ends", "axes"}, compileSlice}
 	case "Pow":
 		return &opDef{2, 2, 1, nil, compilePow}
+	case "Conv":
+		return &opDef{2, 3, 1, []string{"auto_pad", "dilations", "group", "kernel_shape", "pads", "strides"}, compileConv}
 	case "Cast":
 		return &opDef{1, 1, 1, []string{"to", "saturate"}, compileCast}
 	}

@@ -151,6 +151,36 @@ func (ks *Kernels) Pack(dst []float32, transB bool, k, n int, b []float32, ldb i
 	return p
 }
 
+// PackFill stores into dst (at least PackedLen(k, n) floats) the k×n
+// matrix that fill produces, in Pack's layout: fill(r, j0, row) must
+// write row r's columns j0 to j0+len(row)-1 (at most one panel's width).
+// The padding columns past n are zeroed. Convolutions use it to write
+// their im2col matrix straight into the packed form (one pass over
+// memory instead of two).
+func (ks *Kernels) PackFill(dst []float32, k, n int, fill func(r, j0 int, row []float32)) Packed {
+	nr, tw := ks.nr, ks.tailWidth(n)
+	p := Packed{k: k, n: n, nr: nr, tw: tw, data: dst[:ks.PackedLen(k, n)]}
+	for j0 := 0; j0 < n; j0 += nr {
+		w := nr
+		if j0+nr > n {
+			w = tw
+		}
+		panel := p.data[j0*k : j0*k+k*w]
+		cols := min(w, n-j0)
+		for r := range k {
+			row := panel[r*w : r*w+w]
+			fill(r, j0, row[:cols])
+			clear(row[cols:])
+		}
+	}
+	return p
+}
+
+// PanelWidth returns the width of the packed panels (the columns one
+// strip kernel call computes per panel): 32 for AVX-512, 16 for AVX2, 8
+// for the generic set.
+func (ks *Kernels) PanelWidth() int { return ks.nr }
+
 // PackBias returns beta·C as a per-column bias for Packed.Bias, padded to
 // the panels' width; C holds n values (one per column) or one
 // (broadcast). The result is newly allocated.
