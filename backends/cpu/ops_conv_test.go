@@ -40,7 +40,7 @@ func refConv(x, w ref, b *ref, cc convCase) ref {
 		for t := range prod(kShape) {
 			kidx := unravel(t, kShape)
 			ch := g*cg + kidx[0]
-			flat, inside := (n*cc.c+ch), true
+			flat, inside := (n*cc.c + ch), true
 			for d := range r {
 				p := idx[2+d]*int(cc.s[d]) - int(cc.pads[d]) + kidx[1+d]*int(cc.d[d])
 				if p < 0 || p >= int(cc.in[d]) {
