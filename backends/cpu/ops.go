@@ -62,6 +62,15 @@ func lookupOp(op string) *opDef {
 		return &opDef{2, 2, 1, nil, compilePow}
 	case "Conv":
 		return &opDef{2, 3, 1, []string{"auto_pad", "dilations", "group", "kernel_shape", "pads", "strides"}, compileConv}
+	case "MaxPool":
+		return &opDef{1, 1, 2, []string{"auto_pad", "ceil_mode", "dilations", "kernel_shape", "pads", "storage_order", "strides"}, compilePool}
+	case "AveragePool":
+		return &opDef{1, 1, 1, []string{"auto_pad", "ceil_mode", "count_include_pad", "dilations", "kernel_shape", "pads", "strides"}, compilePool}
+	case "GlobalAveragePool", "GlobalMaxPool":
+		return &opDef{1, 1, 1, nil, compileGlobalPool}
+	case "ReduceMean", "ReduceSum", "ReduceMax", "ReduceMin", "ReduceProd", "ReduceL1", "ReduceL2",
+		"ReduceSumSquare", "ReduceLogSumExp", "ReduceLogSum":
+		return &opDef{1, 2, 1, []string{"axes", "keepdims", "noop_with_empty_axes"}, compileReduce}
 	case "Cast":
 		return &opDef{1, 1, 1, []string{"to", "saturate"}, compileCast}
 	}
