@@ -71,6 +71,28 @@ func lookupOp(op string) *opDef {
 	case "ReduceMean", "ReduceSum", "ReduceMax", "ReduceMin", "ReduceProd", "ReduceL1", "ReduceL2",
 		"ReduceSumSquare", "ReduceLogSumExp", "ReduceLogSum":
 		return &opDef{1, 2, 1, []string{"axes", "keepdims", "noop_with_empty_axes"}, compileReduce}
+	case "HardSigmoid":
+		return &opDef{1, 1, 1, []string{"alpha", "beta"}, compileMoreUnary}
+	case "Elu", "Celu", "ThresholdedRelu":
+		return &opDef{1, 1, 1, []string{"alpha"}, compileMoreUnary}
+	case "Selu":
+		return &opDef{1, 1, 1, []string{"alpha", "gamma"}, compileMoreUnary}
+	case "HardSwish", "Softplus", "Softsign", "Reciprocal", "Floor", "Ceil", "Round", "Sign", "Sin", "Cos":
+		return &opDef{1, 1, 1, nil, compileMoreUnary}
+	case "Gelu":
+		return &opDef{1, 1, 1, []string{"approximate"}, compileMoreUnary}
+	case "Equal", "Less", "Greater", "LessOrEqual", "GreaterOrEqual":
+		return &opDef{2, 2, 1, nil, compileCompare}
+	case "And", "Or", "Xor":
+		return &opDef{2, 2, 1, nil, compileLogical}
+	case "Not":
+		return &opDef{1, 1, 1, nil, compileLogical}
+	case "Where":
+		return &opDef{3, 3, 1, nil, compileWhere}
+	case "Sum", "Mean", "Min", "Max":
+		return &opDef{1, 1 << 16, 1, nil, compileVariadic}
+	case "PRelu":
+		return &opDef{2, 2, 1, nil, compilePRelu}
 	case "Cast":
 		return &opDef{1, 1, 1, []string{"to", "saturate"}, compileCast}
 	}
