@@ -240,8 +240,9 @@ func runDataSet(model []byte, m *onnx.Model, set string) (status, detail string)
 		// The engine needs shape-deciding and mode inputs (Reshape's shape,
 		// Slice's starts, Unsqueeze's axes, Dropout's training_mode, ...)
 		// at load time, as an exporter provides them. The node tests feed
-		// them as graph inputs, so embed the small integer, bool and
-		// scalar inputs after the first as initializers and load again.
+		// them as graph inputs, so embed the integer, bool and scalar
+		// inputs as initializers and load again (ConstantOfShape and
+		// Range take them first).
 		var embedded []int
 		model, embedded = embedConstInputs(model, decl, inputs, inputPBs)
 		if be, err = LoadBytes(model, Options{Concurrency: 1}); err != nil {
@@ -339,13 +340,13 @@ func decodePB(b []byte) (*tensor.Tensor, error) {
 	return ot.ToTensor()
 }
 
-// embedConstInputs returns model with the graph inputs after the first
-// that are INT32, INT64 or BOOL, or scalars, turned into initializers
+// embedConstInputs returns model with the graph inputs that are INT32,
+// INT64 or BOOL, or scalars, turned into initializers
 // holding their test data, and the positions it embedded.
 func embedConstInputs(model []byte, decl []*onnx.ValueInfo, inputs []*tensor.Tensor, pbs [][]byte) ([]byte, []int) {
 	var extra []byte
 	var embedded []int
-	for i := 1; i < len(inputs); i++ {
+	for i := range inputs {
 		dt := inputs[i].DType
 		if dt == tensor.Int64 || dt == tensor.Int32 || dt == tensor.Bool || inputs[i].Len() == 1 {
 			tp := onnxtest.AppendString(slices.Clone(pbs[i]), 8, decl[i].Name) // the last name wins

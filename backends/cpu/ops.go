@@ -77,7 +77,7 @@ func lookupOp(op string) *opDef {
 		return &opDef{1, 1, 1, []string{"alpha"}, compileMoreUnary}
 	case "Selu":
 		return &opDef{1, 1, 1, []string{"alpha", "gamma"}, compileMoreUnary}
-	case "HardSwish", "Softplus", "Softsign", "Reciprocal", "Floor", "Ceil", "Round", "Sign", "Sin", "Cos":
+	case "HardSwish", "Softplus", "Softsign", "Reciprocal", "Floor", "Ceil", "Round", "Sign":
 		return &opDef{1, 1, 1, nil, compileMoreUnary}
 	case "Gelu":
 		return &opDef{1, 1, 1, []string{"approximate"}, compileMoreUnary}
@@ -93,6 +93,18 @@ func lookupOp(op string) *opDef {
 		return &opDef{1, 1 << 16, 1, nil, compileVariadic}
 	case "PRelu":
 		return &opDef{2, 2, 1, nil, compilePRelu}
+	case "Expand":
+		return &opDef{2, 2, 1, nil, compileExpand}
+	case "Tile":
+		return &opDef{2, 2, 1, nil, compileTile}
+	case "ConstantOfShape":
+		return &opDef{1, 1, 1, []string{"value"}, compileConstantOfShape}
+	case "Range":
+		return &opDef{3, 3, 1, nil, compileRange}
+	case "Split":
+		return &opDef{1, 2, 1 << 16, []string{"axis", "split", "num_outputs"}, compileSplit}
+	case "Pad":
+		return &opDef{1, 4, 1, []string{"mode", "pads", "value"}, compilePad}
 	case "Cast":
 		return &opDef{1, 1, 1, []string{"to", "saturate"}, compileCast}
 	}

@@ -65,7 +65,7 @@ func (nb *nbcast) walk(offs, inc []int, f func(o, n int)) {
 // FP64 input beyond compileUnary's: HardSigmoid, HardSwish, Elu, Selu,
 // Celu, ThresholdedRelu, Softplus, Softsign, Reciprocal, Floor, Ceil,
 // Round (half to even), Sign (also on integers), Gelu (approximate none
-// or tanh), Sin, Cos. Values are computed in float64 and rounded once.
+// or tanh). Values are computed in float64 and rounded once.
 func compileMoreUnary(c *opCtx) (kernel, error) {
 	x := c.input(0)
 	as := c.n.attrs
@@ -129,10 +129,6 @@ func compileMoreUnary(c *opCtx) (kernel, error) {
 		f = math.Ceil
 	case "Round":
 		f = math.RoundToEven
-	case "Sin":
-		f = math.Sin
-	case "Cos":
-		f = math.Cos
 	case "Sign":
 		f = func(v float64) float64 {
 			switch {
