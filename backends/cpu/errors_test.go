@@ -42,8 +42,8 @@ func TestLoadErrors(t *testing.T) {
 	}
 
 	f("unsupported op", onnxtest.NewModel(13).Input("x", onnx.TypeFloat, "N", 3).Output("y").
-		Node("/conv", "Conv", []string{"x"}, []string{"y"}).Bytes(),
-		ErrUnsupported, `node "/conv" (Conv): unsupported: operator "Conv"`)
+		Node("/lp", "LpPool", []string{"x"}, []string{"y"}).Bytes(),
+		ErrUnsupported, `node "/lp" (LpPool): unsupported: operator "LpPool"`)
 	f("empty", nil, ErrMalformed, "model has no graph")
 	f("gemm K mismatch", onnxtest.NewModel(13).Input("x", onnx.TypeFloat, "batch", 64).Output("y").Init("W", w).
 		Node("/fc1/Gemm", "Gemm", []string{"x", "W"}, []string{"y"}, onnxtest.AttrInt("transB", 1)).Bytes(),

@@ -32,6 +32,7 @@ import (
 // be read by that node only and not be a graph output. fuse runs after
 // foldConstants, on the final node list.
 func fuse(g *graph) {
+	fusePatterns(g)
 	readers := make([]int, len(g.names)) // value id → node inputs reading it, +1 for a graph output
 	producer := make([]*node, len(g.names))
 	for _, n := range g.nodes {

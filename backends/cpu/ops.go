@@ -105,6 +105,8 @@ func lookupOp(op string) *opDef {
 		return &opDef{1, 2, 1 << 16, []string{"axis", "split", "num_outputs"}, compileSplit}
 	case "Pad":
 		return &opDef{1, 4, 1, []string{"mode", "pads", "value"}, compilePad}
+	case "LayerNormalization":
+		return &opDef{1, 3, 3, []string{"axis", "epsilon", "stash_type"}, compileLayerNorm}
 	case "Cast":
 		return &opDef{1, 1, 1, []string{"to", "saturate"}, compileCast}
 	}
