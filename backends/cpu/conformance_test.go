@@ -25,7 +25,14 @@ import (
 // has no ai.onnx.ml cases (ONNX 1.12 shipped none), so the ONNX-ML
 // operators are tested in ops_ml_test.go against hand-computed values,
 // float64 references and onnxruntime's own unit-test numbers.
-const onnxNodeTests = "/usr/share/libonnx-testdata/data/node"
+const onnxTestData = "/usr/share/libonnx-testdata/data"
+
+// conformanceSuites are the suites of libonnx-testdata the conformance
+// test runs: node (one operator per case), pytorch-converted (torch.nn
+// modules exported by torch.onnx), pytorch-operator (torch functions)
+// and simple (small multi-node graphs). The package's "real" suite holds
+// only download links (data.json), no models.
+var conformanceSuites = []string{"node", "pytorch-converted", "pytorch-operator", "simple"}
 
 const noTestdata = "libonnx-testdata not installed: apt-get install -y libonnx-testdata"
 
@@ -36,9 +43,10 @@ type caseResult struct {
 	detail string // why it failed or was skipped
 }
 
-// TestONNXNodeConformance runs every ONNX node test case whose operators
-// the engine implements, and logs passed/failed/skipped counts per
-// operator. A case is skipped only when the engine rejects it at load time
+// TestONNXNodeConformance runs every test case of the conformance suites
+// whose operators the engine implements, and logs passed/failed/skipped
+// counts per operator and the number of cases per suite that use an
+// operator the engine lacks. A case is skipped only when the engine rejects it at load time
 // with ErrUnsupported (a clear error for a feature it lacks, e.g. a
 // datatype); a load failure of any other kind or a wrong answer fails.
 func TestONNXNodeConformance(t *testing.T) {
@@ -48,9 +56,17 @@ func TestONNXNodeConformance(t *testing.T) {
 		reasons          map[string]int
 	}
 	byOp := map[string]*counts{}
+	type suiteCounts struct{ pass, fail, skip, unimplemented int }
+	bySuite := map[string]*suiteCounts{}
 	for _, dir := range dirs {
 		var res caseResult
-		t.Run(filepath.Base(dir), func(t *testing.T) {
+		suite := filepath.Base(filepath.Dir(dir))
+		sc := bySuite[suite]
+		if sc == nil {
+			sc = &suiteCounts{}
+			bySuite[suite] = sc
+		}
+		t.Run(suite+"/"+filepath.Base(dir), func(t *testing.T) {
 			res = runConformanceCase(dir)
 			switch res.status {
 			case "":
@@ -61,8 +77,16 @@ func TestONNXNodeConformance(t *testing.T) {
 				t.Errorf("%s: %s", res.op, res.detail)
 			}
 		})
-		if res.status == "" {
+		switch res.status {
+		case "":
+			sc.unimplemented++
 			continue
+		case "pass":
+			sc.pass++
+		case "fail":
+			sc.fail++
+		case "skip":
+			sc.skip++
 		}
 		c := byOp[res.op]
 		if c == nil {
@@ -91,6 +115,12 @@ func TestONNXNodeConformance(t *testing.T) {
 			line += fmt.Sprintf("\n%22s %d× %s", "", n, r)
 		}
 		t.Log(line)
+	}
+	for _, suite := range conformanceSuites {
+		if c := bySuite[suite]; c != nil {
+			t.Logf("suite %-18s passed %3d  failed %3d  refused at load %3d  using an unimplemented operator %3d",
+				suite, c.pass, c.fail, c.skip, c.unimplemented)
+		}
 	}
 }
 
@@ -124,16 +154,20 @@ func TestONNXNodeConformanceCoverage(t *testing.T) {
 	}
 }
 
-// conformanceCases returns the node test directories, skipping the test
-// when the package is not installed.
+// conformanceCases returns the test case directories of every suite,
+// skipping the test when the package is not installed.
 func conformanceCases(t *testing.T) []string {
 	t.Helper()
-	dirs, err := filepath.Glob(filepath.Join(onnxNodeTests, "test_*"))
-	if err != nil || len(dirs) == 0 {
-		t.Skip(noTestdata)
+	var all []string
+	for _, suite := range conformanceSuites {
+		dirs, err := filepath.Glob(filepath.Join(onnxTestData, suite, "test_*"))
+		if err != nil || len(dirs) == 0 {
+			t.Skip(noTestdata)
+		}
+		sort.Strings(dirs)
+		all = append(all, dirs...)
 	}
-	sort.Strings(dirs)
-	return dirs
+	return all
 }
 
 // runConformanceCase loads one case's model and runs it on every test data

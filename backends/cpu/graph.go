@@ -12,9 +12,13 @@ import (
 
 // The ai.onnx opset versions whose semantics the operators implement.
 // Opsets 22 and 23 only widened type constraints of the supported
-// operators, so they are accepted too.
+// operators, so they are accepted too. Opset 6 differs from 7 in
+// legacy broadcasting (the broadcast and axis attributes of the binary
+// operators, PRelu's per-channel slope) and the is_test attributes,
+// which the operators honour for it: old torch exports (libonnx-testdata's
+// pytorch suites) use it.
 const (
-	minOpset = 7
+	minOpset = 6
 	maxOpset = 23
 )
 

@@ -16,7 +16,7 @@ type opDef struct {
 func lookupOp(op string) *opDef {
 	switch op {
 	case "Add", "Sub", "Mul", "Div":
-		return &opDef{2, 2, 1, nil, compileBinary}
+		return &opDef{2, 2, 1, []string{"axis", "broadcast"}, compileBinary}
 	case "Relu", "Sigmoid", "Tanh", "Exp", "Log", "Sqrt", "Neg", "Abs", "Erf":
 		return &opDef{1, 1, 1, nil, compileUnary}
 	case "LeakyRelu":
@@ -24,7 +24,7 @@ func lookupOp(op string) *opDef {
 	case "Clip":
 		return &opDef{1, 3, 1, []string{"min", "max"}, compileClip}
 	case "Gemm":
-		return &opDef{2, 3, 1, []string{"alpha", "beta", "transA", "transB"}, compileGemm}
+		return &opDef{2, 3, 1, []string{"alpha", "beta", "broadcast", "transA", "transB"}, compileGemm}
 	case "MatMul":
 		return &opDef{2, 2, 1, nil, compileMatMul}
 	case "Softmax", "LogSoftmax":
@@ -32,14 +32,14 @@ func lookupOp(op string) *opDef {
 	case "ArgMax", "ArgMin":
 		return &opDef{1, 1, 1, []string{"axis", "keepdims", "select_last_index"}, compileArgMax}
 	case "BatchNormalization":
-		return &opDef{5, 5, 5, []string{"epsilon", "momentum", "spatial", "training_mode"}, compileBatchNorm}
+		return &opDef{5, 5, 5, []string{"epsilon", "is_test", "momentum", "spatial", "training_mode"}, compileBatchNorm}
 	case "Constant":
 		return &opDef{0, 0, 1, []string{"value", "value_float", "value_floats", "value_int", "value_ints",
 			"value_string", "value_strings", "sparse_value"}, compileConstant}
 	case "Identity":
 		return &opDef{1, 1, 1, nil, compileIdentity}
 	case "Dropout":
-		return &opDef{1, 3, 2, []string{"ratio", "seed"}, compileDropout}
+		return &opDef{1, 3, 2, []string{"is_test", "ratio", "seed"}, compileDropout}
 	case "Shape":
 		return &opDef{1, 1, 1, []string{"start", "end"}, compileShape}
 	case "Reshape":

@@ -484,12 +484,23 @@ func compilePRelu(c *opCtx) (kernel, error) {
 	if sl.dtype != x.dtype {
 		return nil, invalidf("input slope is %s, X %s", sl.dtype, x.dtype)
 	}
-	out, err := broadcast(x.shape, sl.shape)
+	slope := sl.shape
+	if c.opset < 7 && prod(slope) > 1 && len(slope) == 1 && len(x.shape) >= 2 {
+		// Opset 6: a 1-D slope holds one value per channel (dim 1).
+		slope = []int64{slope[0]}
+		for range len(x.shape) - 2 {
+			slope = append(slope, 1)
+		}
+	}
+	out, err := broadcast(x.shape, slope)
 	if err != nil {
 		return nil, err
 	}
+	if !sameShape(out, x.shape) {
+		return nil, invalidf("input slope of shape %v does not broadcast to X's shape %v", sl.shape, x.shape)
+	}
 	c.setOut(0, x.dtype, out)
-	nb := newNBcast(out, x.shape, sl.shape)
+	nb := newNBcast(out, x.shape, slope)
 	if x.dtype == tensor.FP64 {
 		return preluKernel[float64](nb), nil
 	}

@@ -24,6 +24,9 @@ func compileBatchNorm(c *opCtx) (kernel, error) {
 		}
 		return nil, unsupportedf("spatial=0")
 	}
+	if err := isTest(c); err != nil {
+		return nil, err
+	}
 	if tm, err := c.n.attrs.Bool("training_mode", false); err != nil || tm {
 		if err != nil {
 			return nil, err
@@ -226,4 +229,24 @@ func layerNormKernel[T float](rows, n int, eps float32, idx [2][]int32) kernel {
 		}
 		return nil
 	})
+}
+
+// isTest checks the is_test attribute of BatchNormalization and Dropout
+// before opset 7: absent or 1 is inference, 0 (training) is refused.
+// From opset 7 the attribute does not exist.
+func isTest(c *opCtx) error {
+	if !c.n.attrs.Has("is_test") {
+		return nil
+	}
+	if c.opset >= 7 {
+		return invalidf("attribute is_test exists before opset 7 only")
+	}
+	v, err := c.n.attrs.Bool("is_test", false)
+	if err != nil {
+		return err
+	}
+	if !v {
+		return unsupportedf("is_test=0 (training)")
+	}
+	return nil
 }
