@@ -50,7 +50,8 @@ func TestLoadErrors(t *testing.T) {
 		ErrInvalidModel, `node "/fc1/Gemm" (Gemm): invalid model: input B has shape [256 65], want K=64`)
 	f("bad transA", gemm(onnxtest.AttrInt("transA", 2)), ErrInvalidModel, `node "/fc1/Gemm" (Gemm): invalid model: attribute transA = 2, want 0 or 1`)
 	f("wrong attribute type", gemm(onnxtest.AttrFloat("transB", 1)), ErrInvalidModel, "attribute transB has type FLOAT, want INT")
-	f("unknown attribute", gemm(onnxtest.AttrInt("broadcast", 1)), ErrUnsupported, `node "/fc1/Gemm" (Gemm): unsupported: attribute "broadcast"`)
+	f("unknown attribute", gemm(onnxtest.AttrInt("transC", 1)), ErrUnsupported, `node "/fc1/Gemm" (Gemm): unsupported: attribute "transC"`)
+	f("legacy attribute", gemm(onnxtest.AttrInt("broadcast", 1)), ErrInvalidModel, `node "/fc1/Gemm" (Gemm): invalid model: attribute broadcast exists before opset 7 only`)
 	f("softmax axis", onnxtest.NewModel(13).Input("x", onnx.TypeFloat, "N", 3).Output("y").
 		Node("sm", "Softmax", []string{"x"}, []string{"y"}, onnxtest.AttrInt("axis", 2)).Bytes(),
 		ErrInvalidModel, `node "sm" (Softmax): invalid model: axis 2 out of range for rank 2`)
