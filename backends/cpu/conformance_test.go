@@ -278,7 +278,10 @@ func runDataSet(model []byte, m *onnx.Model, set string) (status, detail string)
 		// inputs as initializers and load again (ConstantOfShape and
 		// Range take them first).
 		var embedded []int
-		model, embedded = embedConstInputs(model, decl, inputs, inputPBs)
+		// Recurrent layers need their weights (W, R, B, P) constant too:
+		// then every input after the first is embedded.
+		weights := strings.Contains(err.Error(), "input W must be a constant")
+		model, embedded = embedConstInputs(model, decl, inputs, inputPBs, weights)
 		if be, err = LoadBytes(model, Options{Concurrency: 1}); err != nil {
 			return skipOrFail(fmt.Errorf("load: %w", err))
 		}
@@ -375,14 +378,15 @@ func decodePB(b []byte) (*tensor.Tensor, error) {
 }
 
 // embedConstInputs returns model with the graph inputs that are INT32,
-// INT64 or BOOL, or scalars, turned into initializers
+// INT64 or BOOL, or scalars (with weights, every input after the first),
+// turned into initializers
 // holding their test data, and the positions it embedded.
-func embedConstInputs(model []byte, decl []*onnx.ValueInfo, inputs []*tensor.Tensor, pbs [][]byte) ([]byte, []int) {
+func embedConstInputs(model []byte, decl []*onnx.ValueInfo, inputs []*tensor.Tensor, pbs [][]byte, weights bool) ([]byte, []int) {
 	var extra []byte
 	var embedded []int
 	for i := range inputs {
 		dt := inputs[i].DType
-		if dt == tensor.Int64 || dt == tensor.Int32 || dt == tensor.Bool || inputs[i].Len() == 1 {
+		if dt == tensor.Int64 || dt == tensor.Int32 || dt == tensor.Bool || inputs[i].Len() == 1 || i > 0 && weights {
 			tp := onnxtest.AppendString(slices.Clone(pbs[i]), 8, decl[i].Name) // the last name wins
 			extra = onnxtest.AppendBytes(extra, 5, tp)
 			embedded = append(embedded, i)

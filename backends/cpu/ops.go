@@ -107,6 +107,15 @@ func lookupOp(op string) *opDef {
 		return &opDef{1, 4, 1, []string{"mode", "pads", "value"}, compilePad}
 	case "LayerNormalization":
 		return &opDef{1, 3, 3, []string{"axis", "epsilon", "stash_type"}, compileLayerNorm}
+	case "LSTM":
+		return &opDef{3, 8, 3, []string{"activation_alpha", "activation_beta", "activations", "clip", "direction",
+			"hidden_size", "input_forget", "layout"}, compileRNN}
+	case "GRU":
+		return &opDef{3, 6, 2, []string{"activation_alpha", "activation_beta", "activations", "clip", "direction",
+			"hidden_size", "layout", "linear_before_reset"}, compileRNN}
+	case "RNN":
+		return &opDef{3, 6, 2, []string{"activation_alpha", "activation_beta", "activations", "clip", "direction",
+			"hidden_size", "layout"}, compileRNN}
 	case "Cast":
 		return &opDef{1, 1, 1, []string{"to", "saturate"}, compileCast}
 	}
