@@ -116,6 +116,11 @@ func lookupOp(op string) *opDef {
 	case "RNN":
 		return &opDef{3, 6, 2, []string{"activation_alpha", "activation_beta", "activations", "clip", "direction",
 			"hidden_size", "layout"}, compileRNN}
+	case "ConvTranspose":
+		return &opDef{2, 3, 1, []string{"auto_pad", "dilations", "group", "kernel_shape", "output_padding", "output_shape",
+			"pads", "strides"}, compileConvTranspose}
+	case "InstanceNormalization":
+		return &opDef{3, 3, 1, []string{"epsilon"}, compileInstanceNorm}
 	case "Cast":
 		return &opDef{1, 1, 1, []string{"to", "saturate"}, compileCast}
 	}
