@@ -121,6 +121,12 @@ func lookupOp(op string) *opDef {
 			"pads", "strides"}, compileConvTranspose}
 	case "InstanceNormalization":
 		return &opDef{3, 3, 1, []string{"epsilon"}, compileInstanceNorm}
+	case "TopK":
+		return &opDef{1, 2, 2, []string{"axis", "k", "largest", "sorted"}, compileTopK}
+	case "CumSum":
+		return &opDef{2, 2, 1, []string{"exclusive", "reverse"}, compileCumSum}
+	case "Trilu":
+		return &opDef{1, 2, 1, []string{"upper"}, compileTrilu}
 	case "Cast":
 		return &opDef{1, 1, 1, []string{"to", "saturate"}, compileCast}
 	}
