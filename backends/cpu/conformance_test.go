@@ -278,11 +278,16 @@ func runDataSet(model []byte, m *onnx.Model, set string) (status, detail string)
 		// inputs as initializers and load again (ConstantOfShape and
 		// Range take them first).
 		var embedded []int
-		// Recurrent layers need their weights (W, R, B, P) constant too:
-		// then every input after the first is embedded.
-		weights := strings.Contains(err.Error(), "input W must be a constant")
-		model, embedded = embedConstInputs(model, decl, inputs, inputPBs, weights)
-		if be, err = LoadBytes(model, Options{Concurrency: 1}); err != nil {
+		orig := model
+		model, embedded = embedConstInputs(orig, decl, inputs, inputPBs, false)
+		be, err = LoadBytes(model, Options{Concurrency: 1})
+		if err != nil && strings.Contains(err.Error(), "must be a constant") {
+			// Float parameters too (a recurrent layer's W, R and B,
+			// Resize's scales and roi): embed every input after the first.
+			model, embedded = embedConstInputs(orig, decl, inputs, inputPBs, true)
+			be, err = LoadBytes(model, Options{Concurrency: 1})
+		}
+		if err != nil {
 			return skipOrFail(fmt.Errorf("load: %w", err))
 		}
 		for k := len(embedded) - 1; k >= 0; k-- {

@@ -127,6 +127,9 @@ func lookupOp(op string) *opDef {
 		return &opDef{2, 2, 1, []string{"exclusive", "reverse"}, compileCumSum}
 	case "Trilu":
 		return &opDef{1, 2, 1, []string{"upper"}, compileTrilu}
+	case "Resize":
+		return &opDef{1, 4, 1, []string{"antialias", "axes", "coordinate_transformation_mode", "cubic_coeff_a",
+			"exclude_outside", "extrapolation_value", "keep_aspect_ratio_policy", "mode", "nearest_mode"}, compileResize}
 	case "Cast":
 		return &opDef{1, 1, 1, []string{"to", "saturate"}, compileCast}
 	}
