@@ -124,14 +124,24 @@ func TestONNXNodeConformance(t *testing.T) {
 	}
 }
 
-// conformanceRequired are the operators of issue 5 that must have at least
-// one passing conformance case. Every one of them has cases in ONNX 1.12's
+// conformanceRequired are the operators of issues 5 and 18 that must have
+// at least one passing conformance case. Every one of them has cases in ONNX 1.12's
 // node tests.
 var conformanceRequired = []string{
 	"Gemm", "MatMul", "Add", "Sub", "Mul", "Div", "Relu", "LeakyRelu", "Sigmoid", "Tanh",
 	"Softmax", "LogSoftmax", "Flatten", "Reshape", "Identity", "Cast", "ArgMax", "Squeeze",
 	"Unsqueeze", "Concat", "Shape", "Gather", "Slice", "BatchNormalization", "Clip", "Exp",
 	"Log", "Sqrt", "Pow", "Neg", "Abs", "Erf", "Dropout", "Constant", "Transpose",
+	// issue 18
+	// (GlobalAveragePool, GlobalMaxPool and Not have opset 1 cases only:
+	// ops_pool_test.go covers them.)
+	"Conv", "ConvTranspose", "MaxPool", "AveragePool",
+	"ReduceMean", "ReduceSum", "ReduceMax", "ReduceMin", "ReduceProd", "ReduceL1", "ReduceL2",
+	"ReduceSumSquare", "ReduceLogSumExp", "LayerNormalization", "InstanceNormalization",
+	"Where", "Equal", "Less", "Greater", "LessOrEqual", "GreaterOrEqual", "And", "Or",
+	"Expand", "Tile", "ConstantOfShape", "Range", "Split", "Pad", "Resize", "HardSigmoid",
+	"HardSwish", "Elu", "Selu", "PRelu", "Softplus", "Min", "Max", "Sum", "Mean", "Reciprocal",
+	"Floor", "Ceil", "Round", "Sign", "TopK", "CumSum", "Trilu", "Einsum", "LSTM", "GRU", "RNN",
 }
 
 // TestONNXNodeConformanceCoverage checks that each required operator

@@ -130,6 +130,8 @@ func lookupOp(op string) *opDef {
 	case "Resize":
 		return &opDef{1, 4, 1, []string{"antialias", "axes", "coordinate_transformation_mode", "cubic_coeff_a",
 			"exclude_outside", "extrapolation_value", "keep_aspect_ratio_policy", "mode", "nearest_mode"}, compileResize}
+	case "Einsum":
+		return &opDef{1, 1 << 16, 1, []string{"equation"}, compileEinsum}
 	case "Cast":
 		return &opDef{1, 1, 1, []string{"to", "saturate"}, compileCast}
 	}
