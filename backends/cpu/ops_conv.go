@@ -254,6 +254,9 @@ func compileConv(c *opCtx) (kernel, error) {
 	if cv.cg == 1 {
 		return kernelFunc(cv.runDirect), nil
 	}
+	if k, err := newConvRows(c, cv); err != nil || k != nil {
+		return k, err
+	}
 	return kernelFunc(cv.run), nil
 }
 

@@ -64,3 +64,21 @@ func fmaPeakAVX2(n int)
 // sliceData returns the address of s's first element (nil for a nil
 // slice), for the assembly kernels.
 func sliceData(s []float32) *float32 { return unsafe.SliceData(s) }
+
+// FMAPeak runs iters iterations of independent FMAs of this set's vector
+// width, in registers, and returns the floating-point operations done
+// (0 for a set without assembly): timed alternately with a product, it
+// gives the share of the core's FMA peak the product reaches whatever
+// the load on the machine (package cpu's BenchmarkConvEfficiency,
+// BenchmarkSgemmEfficiency).
+func (ks *Kernels) FMAPeak(iters int) int {
+	switch ks.name {
+	case "avx512":
+		fmaPeakAVX512(iters)
+		return iters * 24 * 32
+	case "avx2":
+		fmaPeakAVX2(iters)
+		return iters * 12 * 16
+	}
+	return 0
+}

@@ -197,7 +197,9 @@ func (ks *Kernels) PackBias(cv []float32, n int, beta float32) []float32 {
 }
 
 // Gemm computes C = A·B (flags add C, the bias and ReLU: Accumulate,
-// AddBias, ReLU) for the m×k matrix A with row stride lda, B packed by
+// AddBias, ReLU) for the m×k matrix A with row stride lda (which may be
+// less than k: rows may overlap, as the implicit-GEMM convolutions of
+// package cpu read them; A is only read), B packed by
 // this set (pb, k×n) and the m×n matrix C with row stride ldc. Without
 // Accumulate, C is written without being read. It checks every length the assembly kernels rely on: a
 // violation is a bug and panics before any memory is touched. Loops, from
@@ -222,7 +224,7 @@ func (ks *Kernels) Gemm(m int, a []float32, lda int, pb *Packed, c []float32, ld
 // a length the kernels rely on (m, n >= 1).
 func (ks *Kernels) checkGemm(m int, a []float32, lda int, pb *Packed, c []float32, ldc int, flags int) {
 	k, n := pb.k, pb.n
-	if lda < k || ldc < n || len(a) < (m-1)*lda+k || len(c) < (m-1)*ldc+n ||
+	if lda < 0 || ldc < n || len(a) < (m-1)*lda+k || len(c) < (m-1)*ldc+n ||
 		len(pb.data) < ks.PackedLen(k, n) || pb.nr != ks.nr || flags&AddBias != 0 && len(pb.Bias) < ks.paddedWidth(n) {
 		panic(fmt.Sprintf("BUG: gemm %s: m=%d k=%d n=%d lda=%d ldc=%d len(a)=%d len(c)=%d len(b)=%d nr=%d",
 			ks.name, m, k, n, lda, ldc, len(a), len(c), len(pb.data), pb.nr))
