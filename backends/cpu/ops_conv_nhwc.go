@@ -34,8 +34,8 @@ type convRows struct {
 	sh, sw    int // strides
 	dh, dw    int // dilations
 	kh, kw    int
-	wp, hp    int // padded input width (a multiple of sw) and height
-	wv        int // virtual output row width: wp / sw
+	wp, hp    int               // padded input width (a multiple of sw) and height
+	wv        int               // virtual output row width: wp / sw
 	packs     [][]*sgemm.Packed // per group, per tap (kh, or kh·KW + kw when dilated along W)
 	tapOff    []int             // per tap, its offset into the padded input
 	bias      bool
