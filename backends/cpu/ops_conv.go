@@ -3,8 +3,6 @@ package cpu
 import (
 	"math"
 
-	"sync"
-
 	"github.com/coalesce-ml/coalesce/backends/cpu/internal/sgemm"
 	"github.com/coalesce-ml/coalesce/tensor"
 )
@@ -164,7 +162,8 @@ func (w *window) span(j, kk int) (off, lo, hi int) {
 type conv struct {
 	ks       *sgemm.Kernels
 	sp       *sgemm.Splitter
-	jobs     sync.Pool // of *im2colJob
+	jobs     freeList[im2colJob]
+	phases   freeList[[]float32] // runDirect's column phases of an input plane
 	w        *window
 	n, ci, m int // batch, input channels, output channels
 	group    int
@@ -173,6 +172,9 @@ type conv struct {
 	chunk    int // columns of the im2col matrix packed at once
 	act      activation
 	relu     bool // the activation is a plain ReLU the GEMM epilogue applies
+	// pointwise: a 1×1 kernel, stride 1, no padding: the input planes
+	// are the im2col matrix.
+	pointwise bool
 }
 
 // activation is the element-wise function fused after a convolution:
@@ -183,28 +185,16 @@ type activation struct {
 	lo, hi float32
 }
 
-// apply adds bias to the values v and clamps them. NaN passes through,
-// as Relu and Clip let it.
-func (a activation) apply(v []float32, bias float32) {
+// apply adds bias to the values v and clamps them (ks.Clamp,
+// vectorised). NaN passes through, as Relu and Clip let it.
+func (a activation) apply(ks *sgemm.Kernels, v []float32, bias float32) {
 	if !a.on {
 		if bias != 0 {
-			for i := range v {
-				v[i] += bias
-			}
+			ks.Clamp(v, bias, float32(math.Inf(-1)), float32(math.Inf(1)))
 		}
 		return
 	}
-	lo, hi := a.lo, a.hi
-	for i, x := range v {
-		x += bias
-		if x < lo {
-			x = lo
-		}
-		if x > hi {
-			x = hi
-		}
-		v[i] = x
-	}
+	ks.Clamp(v, bias, a.lo, a.hi)
 }
 
 // compileConv compiles Conv on FP32. Groups with one input channel each
@@ -251,8 +241,16 @@ func compileConv(c *opCtx) (kernel, error) {
 	if cv.chunk >= w.outLen() {
 		cv.chunk = w.outLen()
 	}
+	cv.pointwise = w.kLen() == 1 && w.s == [3]int{1, 1, 1} && w.pb == [3]int{} && w.pe == [3]int{}
 	if cv.cg == 1 {
 		return kernelFunc(cv.runDirect), nil
+	}
+	// A pointwise convolution is a product of the weights by the input
+	// planes as they are (packed per call) with the output in place;
+	// the channels-last form would add two transposes around the same
+	// product.
+	if cv.pointwise {
+		return kernelFunc(cv.run), nil
 	}
 	if k, err := newConvRows(c, cv); err != nil || k != nil {
 		return k, err
@@ -271,11 +269,11 @@ func (cv *conv) run(in, out []*tensor.Tensor) error {
 	if hw == 0 || cv.mg == 0 {
 		return nil
 	}
-	job, _ := cv.jobs.Get().(*im2colJob)
+	job := cv.jobs.get()
 	if job == nil {
 		job = newIm2colJob(w, cv.ks.PackedLen(cv.kk, cv.chunk))
 	}
-	defer cv.jobs.Put(job)
+	defer cv.jobs.put(job)
 	flags := 0
 	epilogue := bias != nil || cv.act.on && !cv.relu
 	if cv.relu && bias == nil {
@@ -288,8 +286,14 @@ func (cv *conv) run(in, out []*tensor.Tensor) error {
 			yg := y[(n*cv.m+g*cv.mg)*hw : (n*cv.m+(g+1)*cv.mg)*hw]
 			for j0 := 0; j0 < hw; j0 += cv.chunk {
 				nc := min(cv.chunk, hw-j0)
-				job.x, job.j0 = xg, j0
-				pb := cv.ks.PackFill(job.buf, cv.kk, nc, job.fill)
+				var pb sgemm.Packed
+				if cv.pointwise {
+					// The im2col matrix is the input itself.
+					pb = cv.ks.Pack(job.buf, false, cv.kk, nc, xg[j0:], inLen, 1)
+				} else {
+					job.x, job.j0 = xg, j0
+					pb = cv.ks.PackFill(job.buf, cv.kk, nc, job.fill)
+				}
 				cv.sp.Gemm(cv.ks, cv.mg, wg, cv.kk, &pb, yg[j0:], hw, flags)
 				if epilogue {
 					for o := range cv.mg {
@@ -297,7 +301,7 @@ func (cv *conv) run(in, out []*tensor.Tensor) error {
 						if bias != nil {
 							bv = bias[g*cv.mg+o]
 						}
-						cv.act.apply(yg[o*hw+j0:o*hw+j0+nc], bv)
+						cv.act.apply(cv.ks, yg[o*hw+j0:o*hw+j0+nc], bv)
 					}
 				}
 			}
@@ -375,7 +379,10 @@ func (w *window) im2col(x []float32, r, j0 int, dst []float32) {
 // runDirect computes a convolution whose groups have one input channel
 // each (depthwise, possibly with a channel multiplier): per output
 // channel, the bias, then for each kernel tap a scaled copy of the
-// shifted input row added to each output row, then the activation.
+// shifted input row added to each output row (Kernels.Axpy, vectorised),
+// then the activation. With a stride s along W the input plane is first
+// split into its s column phases, so that every tap reads a contiguous
+// run of one phase.
 func (cv *conv) runDirect(in, out []*tensor.Tensor) error {
 	x, wt, y := viewAs[float32](in[0].Data), viewAs[float32](in[1].Data), viewAs[float32](out[0].Data)
 	var bias []float32
@@ -384,10 +391,40 @@ func (cv *conv) runDirect(in, out []*tensor.Tensor) error {
 	}
 	w := cv.w
 	hw, inLen, kl := w.outLen(), w.inLen(), w.kLen()
+	s := w.s[2]
+	pw := (w.in[2] + s - 1) / s // phase row width
+	var phases []float32
+	if s > 1 {
+		buf := cv.phases.get()
+		if buf == nil {
+			buf = &[]float32{}
+		}
+		defer cv.phases.put(buf)
+		if n := s * w.in[0] * w.in[1] * pw; len(*buf) < n {
+			*buf = make([]float32, n)
+		}
+		phases = *buf
+	}
+	rows := w.in[0] * w.in[1]
 	for n := range cv.n {
+		prev := -1
 		for o := range cv.m {
 			ch := o / cv.mg
 			xp := x[(n*cv.ci+ch)*inLen : (n*cv.ci+ch+1)*inLen]
+			if s > 1 && ch != prev {
+				for r := range rows {
+					row := xp[r*w.in[2] : (r+1)*w.in[2]]
+					for ph := range s {
+						dst := phases[(ph*rows+r)*pw : (ph*rows+r+1)*pw]
+						k := 0
+						for j := ph; j < len(row); j += s {
+							dst[k] = row[j]
+							k++
+						}
+					}
+				}
+				prev = ch
+			}
 			yp := y[(n*cv.m+o)*hw : (n*cv.m+o+1)*hw]
 			bv := float32(0)
 			if bias != nil {
@@ -407,35 +444,30 @@ func (cv *conv) runDirect(in, out []*tensor.Tensor) error {
 				if loW >= hiW {
 					continue
 				}
-				s := w.s[2]
+				// Input column ow·s + offW is column ow + shift of phase ph.
+				ph := ((offW % s) + s) % s
+				shift := (offW - ph) / s
 				for od := loD; od < hiD; od++ {
 					id := od*w.s[0] + offD
 					for oh := loH; oh < hiH; oh++ {
 						ih := oh*w.s[1] + offH
 						yr := yp[(od*w.out[1]+oh)*w.out[2] : (od*w.out[1]+oh+1)*w.out[2]]
-						xr := xp[(id*w.in[1]+ih)*w.in[2] : (id*w.in[1]+ih+1)*w.in[2]]
+						var src []float32
 						if s == 1 {
-							axpy(yr[loW:hiW], xr[loW+offW:hiW+offW], wv)
+							row := xp[(id*w.in[1]+ih)*w.in[2] : (id*w.in[1]+ih+1)*w.in[2]]
+							src = row[loW+offW : hiW+offW]
 						} else {
-							for ow := loW; ow < hiW; ow++ {
-								yr[ow] += wv * xr[ow*s+offW]
-							}
+							row := phases[(ph*rows+id*w.in[1]+ih)*pw : (ph*rows+id*w.in[1]+ih+1)*pw]
+							src = row[loW+shift : hiW+shift]
 						}
+						cv.ks.Axpy(yr[loW:hiW], src, wv)
 					}
 				}
 			}
 			if cv.act.on {
-				cv.act.apply(yp, 0)
+				cv.act.apply(cv.ks, yp, 0)
 			}
 		}
 	}
 	return nil
-}
-
-// axpy adds a·x to y (len(x) ≥ len(y)).
-func axpy(y, x []float32, a float32) {
-	x = x[:len(y)]
-	for i, v := range x {
-		y[i] += a * v
-	}
 }

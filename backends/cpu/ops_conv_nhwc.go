@@ -1,8 +1,6 @@
 package cpu
 
 import (
-	"sync"
-
 	"github.com/coalesce-ml/coalesce/backends/cpu/internal/sgemm"
 	"github.com/coalesce-ml/coalesce/tensor"
 )
@@ -41,8 +39,8 @@ type convRows struct {
 	bias      bool
 	act       activation
 	relu      bool
-	mb        int       // positions per GEMM block (whole output rows) when sh = 1
-	bufs      sync.Pool // of *convRowsBuf
+	mb        int // positions per GEMM block (whole output rows) when sh = 1
+	bufs      freeList[convRowsBuf]
 	xLen, yLn int
 }
 
@@ -157,13 +155,13 @@ func (cr *convRows) reorder(wt *tensor.Tensor, taps int) *convRowsWeights {
 
 func (cr *convRows) run(in, out []*tensor.Tensor) error {
 	x, y := viewAs[float32](in[0].Data), viewAs[float32](out[0].Data)
-	buf, _ := cr.bufs.Get().(*convRowsBuf)
+	buf := cr.bufs.get()
 	if buf == nil {
 		// Zeroed once: only the interior of x is ever written, so the
 		// padding stays zero.
 		buf = &convRowsBuf{x: make([]float32, cr.xLen), y: make([]float32, cr.yLn)}
 	}
-	defer cr.bufs.Put(buf)
+	defer cr.bufs.put(buf)
 	C, M := cr.cg, cr.mg
 	ci, m := cr.cg*cr.group, cr.mg*cr.group
 	inLen, outLen := cr.h*cr.w, cr.oh*cr.ow

@@ -220,11 +220,11 @@ func unaryFloat[T float](op string, alpha float32) func(d, s []T) {
 	var f func(float64) float64
 	switch op {
 	case "Sigmoid":
-		f = func(x float64) float64 { return 1 / (1 + math.Exp(-x)) }
+		f = sigmoid64
 	case "Tanh":
-		f = math.Tanh
+		f = tanh64
 	case "Exp":
-		f = math.Exp
+		f = exp64
 	case "Log":
 		f = math.Log
 	case "Sqrt":

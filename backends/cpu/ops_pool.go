@@ -54,6 +54,9 @@ func compilePool(c *opCtx) (kernel, error) {
 	}
 	switch x.dtype {
 	case tensor.FP32:
+		if !withIdx && w.rank <= 2 {
+			return maxPool2D(w, planes), nil
+		}
 		return maxPoolKernel[float32](w, planes, withIdx, order == 1), nil
 	case tensor.FP64:
 		return maxPoolKernel[float64](w, planes, withIdx, order == 1), nil
@@ -271,4 +274,60 @@ func sum8[T float](v []T) float64 {
 		s[0] += float64(v[i])
 	}
 	return ((s[0] + s[1]) + (s[2] + s[3])) + ((s[4] + s[5]) + (s[6] + s[7]))
+}
+
+// maxPool2D is MaxPool on FP32 over one or two spatial dims without the
+// Indices output, written for speed: per output row, each kernel tap
+// (kh, kw) inside the input is one pass of max over the output
+// positions it reaches, so the inner loop is branch-free over a
+// contiguous (or strided) input row. Windows entirely in the padding
+// give -Inf; NaN propagates (Go's max).
+func maxPool2D(w *window, planes int) kernel {
+	type tap struct{ off, lo, hi int }
+	var taps []tap // per kw: input offset and the output range it reaches
+	for kw := range w.k[2] {
+		off, lo, hi := w.span(2, kw)
+		taps = append(taps, tap{off, lo, hi})
+	}
+	inLen, outLen := w.inLen(), w.outLen()
+	s := w.s[2]
+	ninf := float32(math.Inf(-1))
+	return kernelFunc(func(in, out []*tensor.Tensor) error {
+		x, y := viewAs[float32](in[0].Data), viewAs[float32](out[0].Data)
+		for p := range planes {
+			xp, yp := x[p*inLen:(p+1)*inLen], y[p*outLen:(p+1)*outLen]
+			for oh := range w.out[1] {
+				yr := yp[oh*w.out[2] : (oh+1)*w.out[2]]
+				for i := range yr {
+					yr[i] = ninf
+				}
+				for kh := range w.k[1] {
+					ih := oh*w.s[1] - w.pb[1] + kh*w.d[1]
+					if ih < 0 || ih >= w.in[1] {
+						continue
+					}
+					xr := xp[ih*w.in[2] : (ih+1)*w.in[2]]
+					for _, t := range taps {
+						if t.lo >= t.hi {
+							continue
+						}
+						seg := yr[t.lo:t.hi]
+						if s == 1 {
+							src := xr[t.lo+t.off : t.hi+t.off]
+							for i, v := range src {
+								seg[i] = max(seg[i], v)
+							}
+							continue
+						}
+						j := t.lo*s + t.off
+						for i := range seg {
+							seg[i] = max(seg[i], xr[j])
+							j += s
+						}
+					}
+				}
+			}
+		}
+		return nil
+	})
 }

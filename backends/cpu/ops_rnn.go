@@ -2,7 +2,6 @@ package cpu
 
 import (
 	"math"
-	"sync"
 
 	"github.com/coalesce-ml/coalesce/backends/cpu/internal/sgemm"
 	"github.com/coalesce-ml/coalesce/tensor"
@@ -27,7 +26,7 @@ type rnn struct {
 	peep              [2][]float32                // LSTM peepholes i, o, f
 	ks                *sgemm.Kernels
 	sp                *sgemm.Splitter
-	bufs              sync.Pool // of *rnnBuf
+	bufs              freeList[rnnBuf]
 }
 
 // rnnBuf is one call's scratch memory.
@@ -280,9 +279,9 @@ func (rn *rnn) parseActivations(c *opCtx, n int) error {
 		case "Relu":
 			f = func(v float64) float64 { return max(v, 0) }
 		case "Tanh":
-			f = math.Tanh
+			f = tanh64
 		case "Sigmoid":
-			f = sigmoid
+			f = sigmoid64
 		case "Affine":
 			a, b := param(&alphas, 1), param(&betas, 0)
 			f = func(v float64) float64 { return a*v + b }
@@ -328,8 +327,6 @@ func (rn *rnn) parseActivations(c *opCtx, n int) error {
 	return nil
 }
 
-func sigmoid(v float64) float64 { return 1 / (1 + math.Exp(-v)) }
-
 // row returns the row of X (and of the projection) for time t, batch b.
 func (rn *rnn) row(t, b int) int {
 	if rn.batchMajor {
@@ -357,7 +354,7 @@ func (rn *rnn) stateOff(d, b int) int {
 
 func (rn *rnn) run(in, out []*tensor.Tensor) error {
 	g, h, B := rn.gates, rn.hidden, rn.batch
-	buf, _ := rn.bufs.Get().(*rnnBuf)
+	buf := rn.bufs.get()
 	if buf == nil {
 		buf = &rnnBuf{
 			xw: make([]float32, rn.seq*B*g*h), gates: make([]float32, B*g*h),
@@ -365,7 +362,7 @@ func (rn *rnn) run(in, out []*tensor.Tensor) error {
 			rh: make([]float32, B*h), lens: make([]int, B),
 		}
 	}
-	defer rn.bufs.Put(buf)
+	defer rn.bufs.put(buf)
 	x := viewAs[float32](in[0].Data)
 	for b := range B {
 		buf.lens[b] = rn.seq

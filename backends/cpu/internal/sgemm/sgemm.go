@@ -41,6 +41,51 @@ type Kernels struct {
 	// floats, rows, n ≥ 1) to the softmax of that row of x, vectorised;
 	// SoftmaxRows reports false otherwise.
 	softmaxRows func(x, y []float32, rows, n int)
+	// axpy, when not nil, is Axpy vectorised.
+	axpy func(y, x []float32, a float32)
+	// clamp, when not nil, is Clamp vectorised.
+	clamp func(v []float32, bias, lo, hi float32)
+}
+
+// Clamp sets each v[i] to min(max(v[i]+bias, lo), hi), NaN staying NaN:
+// a bias and a Relu or Clip applied after a product (the convolutions'
+// epilogue when the GEMM's cannot do it), vectorised in the assembly
+// sets.
+func (ks *Kernels) Clamp(v []float32, bias, lo, hi float32) {
+	if ks.clamp != nil {
+		ks.clamp(v, bias, lo, hi)
+		return
+	}
+	clampGo(v, bias, lo, hi)
+}
+
+// clampGo is Clamp in Go.
+func clampGo(v []float32, bias, lo, hi float32) {
+	for i, x := range v {
+		v[i] = min(max(x+bias, lo), hi)
+	}
+}
+
+// Axpy adds a·x[i] to each y[i] (len(x) ≥ len(y)): the inner loop of
+// the depthwise convolutions of package cpu, vectorised in the assembly
+// sets (the rounding of each element is the same: one fused multiply-add
+// there, a multiply and an add in Go, so results may differ in the last
+// bit between sets).
+func (ks *Kernels) Axpy(y, x []float32, a float32) {
+	x = x[:len(y)]
+	if ks.axpy != nil {
+		ks.axpy(y, x, a)
+		return
+	}
+	axpyGo(y, x, a)
+}
+
+// axpyGo is Axpy in Go.
+func axpyGo(y, x []float32, a float32) {
+	x = x[:len(y)]
+	for i, v := range x {
+		y[i] += a * v
+	}
 }
 
 // Name returns the set's name: "avx512", "avx2" or "generic".
