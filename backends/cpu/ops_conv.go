@@ -243,6 +243,9 @@ func compileConv(c *opCtx) (kernel, error) {
 	}
 	cv.pointwise = w.kLen() == 1 && w.s == [3]int{1, 1, 1} && w.pb == [3]int{} && w.pe == [3]int{}
 	if cv.cg == 1 {
+		if k := newDepthwise(c, cv); k != nil {
+			return k, nil
+		}
 		return kernelFunc(cv.runDirect), nil
 	}
 	// A pointwise convolution is a product of the weights by the input
