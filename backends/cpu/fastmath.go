@@ -68,3 +68,38 @@ func gelu64(x float64) float64 {
 	}
 	return 0.5 * x * erfc
 }
+
+// expSmall is e**u for u in [-708, 709] with a relative error below
+// 1e-8 (degree-7 polynomial, no special cases): enough for FP32 results,
+// and small enough for the compiler to inline into the row loops below,
+// where the processor can then overlap consecutive elements.
+func expSmall(u float64) float64 {
+	const (
+		ln2   = 6.93147180559945309417e-01
+		log2e = 1.44269504088896338700e+00
+		round = 0x1.8p52
+	)
+	k := (u*log2e + round) - round
+	r := u - k*ln2
+	p := 1 + r*(1+r*(0.5+r*(1.0/6+r*(1.0/24+r*(1.0/120+r*(1.0/720+r*(1.0/5040)))))))
+	return p * math.Float64frombits(uint64(int64(k)+1023)<<52)
+}
+
+// sigmoidRow32 sets d[i] = sigmoid(s[i]) (NaN stays NaN).
+func sigmoidRow32(d, s []float32) {
+	d = d[:len(s)]
+	for i, v := range s {
+		x := min(max(float64(v), -100), 100) // sigmoid(±100) is 1 or 0 in float32
+		d[i] = float32(1 / (1 + expSmall(-x)))
+	}
+}
+
+// tanhRow32 sets d[i] = tanh(s[i]) (NaN stays NaN).
+func tanhRow32(d, s []float32) {
+	d = d[:len(s)]
+	for i, v := range s {
+		x := float64(v)
+		a := min(math.Abs(x), 20) // tanh(20) is 1 in float64
+		d[i] = float32(math.Copysign(1-2/(expSmall(2*a)+1), x))
+	}
+}

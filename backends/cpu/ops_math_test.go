@@ -368,3 +368,31 @@ func TestFastMath(t *testing.T) {
 		}
 	}
 }
+
+// TestGeluRow32 checks the written-out GELU loop against gelu64 and the
+// exact formula, special values included.
+func TestGeluRow32(t *testing.T) {
+	var xs []float32
+	for x := -30.0; x <= 30; x += 0.0071 {
+		xs = append(xs, float32(x))
+	}
+	xs = append(xs, float32(math.NaN()), float32(math.Inf(1)), float32(math.Inf(-1)), 0, -0.0, 1e-30, -1e-30)
+	got := make([]float32, len(xs))
+	geluRow32(got, xs)
+	for i, v := range xs {
+		x := float64(v)
+		want := 0.5 * x * (1 + math.Erf(x/math.Sqrt2))
+		if math.IsNaN(x) {
+			if !math.IsNaN(float64(got[i])) {
+				t.Errorf("gelu(NaN) = %v", got[i])
+			}
+			continue
+		}
+		if math.IsInf(x, -1) {
+			want = 0
+		}
+		if d := math.Abs(float64(got[i]) - want); d > 3e-7*max(1, math.Abs(want)) {
+			t.Errorf("gelu(%v) = %v; want %v", v, got[i], want)
+		}
+	}
+}

@@ -24,6 +24,7 @@ type rnn struct {
 	linearBeforeReset bool                        // GRU
 	w, r, rh          [2]*sgemm.Packed            // X·Wᵀ (+ biases), H·Rᵀ (GRU: z and r gates), GRU: H·Rhᵀ
 	peep              [2][]float32                // LSTM peepholes i, o, f
+	fast              [2]bool                     // default activations, no clip, no peepholes: row loops
 	ks                *sgemm.Kernels
 	sp                *sgemm.Splitter
 	bufs              freeList[rnnBuf]
@@ -324,6 +325,13 @@ func (rn *rnn) parseActivations(c *opCtx, n int) error {
 		}
 		rn.acts[i/n][i%n] = f
 	}
+	// The default activations without clip or peepholes take the row
+	// loops (sigmoidRow32, tanhRow32) instead of a call per element.
+	for d := range rn.dirs {
+		def := names[d*n : (d+1)*n]
+		rn.fast[d] = rn.clip == 0 && !rn.inputForget && c.input(7) == nil &&
+			def[0] == "Sigmoid" && (n < 2 || def[1] == "Tanh") && (n < 3 || def[2] == "Tanh") && rn.op != "RNN"
+	}
 	return nil
 }
 
@@ -457,8 +465,16 @@ func (rn *rnn) gruReset(d int, buf *rnnBuf, s int) {
 			continue
 		}
 		gr := buf.gates[b*g*h+h : b*g*h+2*h]
+		rh := buf.rh[b*h : (b+1)*h]
+		if rn.fast[d] {
+			sigmoidRow32(rh, gr)
+			for j, hv := range buf.h[b*h : (b+1)*h] {
+				rh[j] *= hv
+			}
+			continue
+		}
 		for j := range h {
-			buf.rh[b*h+j] = float32(f(rn.clipped(float64(gr[j])))) * buf.h[b*h+j]
+			rh[j] = float32(f(rn.clipped(float64(gr[j])))) * buf.h[b*h+j]
 		}
 	}
 	rn.ks.Gemm(rn.batch, buf.rh, h, rn.rh[d], buf.tmp, h, 0)
@@ -479,6 +495,10 @@ func (rn *rnn) cell(d int, buf *rnnBuf, b int) {
 	gt := buf.gates[b*g*h : (b+1)*g*h]
 	hs, cs := buf.h[b*h:(b+1)*h], buf.c[b*h:(b+1)*h]
 	act := rn.acts[d]
+	if rn.fast[d] {
+		rn.fastCell(buf, b)
+		return
+	}
 	switch rn.op {
 	case "RNN":
 		for j := range h {
@@ -519,5 +539,44 @@ func (rn *rnn) cell(d int, buf *rnnBuf, b int) {
 			cs[j] = float32(cNew)
 			hs[j] = float32(o * act[2](cNew))
 		}
+	}
+}
+
+// fastCell is cell for the default activations without clip, peepholes
+// or input_forget: the gates activated a row at a time.
+func (rn *rnn) fastCell(buf *rnnBuf, b int) {
+	h, g := rn.hidden, rn.gates
+	gt := buf.gates[b*g*h : (b+1)*g*h]
+	hs, cs := buf.h[b*h:(b+1)*h], buf.c[b*h:(b+1)*h]
+	tmp := buf.tmp[b*h : (b+1)*h]
+	if rn.op == "GRU" {
+		sigmoidRow32(gt[:h], gt[:h]) // z
+		pre := gt[2*h : 3*h]
+		if rn.linearBeforeReset {
+			sigmoidRow32(gt[h:2*h], gt[h:2*h]) // r
+			for j, r := range gt[h : 2*h] {
+				pre[j] += r * tmp[j]
+			}
+		} else {
+			for j, v := range tmp {
+				pre[j] += v
+			}
+		}
+		tanhRow32(pre, pre)
+		for j, z := range gt[:h] {
+			hs[j] = (1-z)*pre[j] + z*hs[j]
+		}
+		return
+	}
+	// LSTM: gates i, o, f, c.
+	sigmoidRow32(gt[:3*h], gt[:3*h])
+	tanhRow32(gt[3*h:], gt[3*h:])
+	i, o, f, cc := gt[:h], gt[h:2*h], gt[2*h:3*h], gt[3*h:]
+	for j := range cs {
+		cs[j] = f[j]*cs[j] + i[j]*cc[j]
+	}
+	tanhRow32(tmp, cs)
+	for j := range hs {
+		hs[j] = o[j] * tmp[j]
 	}
 }
