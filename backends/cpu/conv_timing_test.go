@@ -99,7 +99,7 @@ func BenchmarkConvEfficiency(b *testing.B) {
 		b.Run(fmt.Sprintf("c=%d/m=%d/size=%d/stride=%d", s.c, s.m, s.size, s.stride), func(b *testing.B) {
 			var ratio float64
 			for b.Loop() {
-				ratio, _ = measure(l, 5)
+				ratio, _ = measure(l, 15)
 			}
 			b.ReportMetric(100*ratio, "%peak")
 		})
@@ -109,7 +109,7 @@ func BenchmarkConvEfficiency(b *testing.B) {
 		for b.Loop() {
 			var flops, work float64 // work: peak-FLOPs spent
 			for _, l := range layers {
-				_, t := measure(l, 5)
+				_, t := measure(l, 15)
 				flops += l.flops * float64(l.count)
 				work += t * float64(l.count)
 			}

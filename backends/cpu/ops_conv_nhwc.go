@@ -113,7 +113,7 @@ func newConvRows(c *opCtx, cv *conv) (kernel, error) {
 		}
 		cr.packs = append(cr.packs, ps)
 	}
-	cr.mb = max(12, min(480, (256<<10)/(4*cr.mg)/12*12))
+	cr.mb = max(12, min(480, (128<<10)/(4*cr.mg)/12*12))
 	return kernelFunc(cr.run), nil
 }
 
