@@ -1,8 +1,9 @@
 #!/bin/sh
 # compare_arch.sh times the architectures of TestArchitectures on one core
 # in the Go engine (BenchmarkArch, auto-chosen kernels, -cpu 1) and in
-# PyTorch (torch_arch_bench.py: Debian's python3-torch, one thread), in
-# interleaved rounds so that both see the same machine load, then prints
+# PyTorch (torch_arch_bench.py: Debian's python3-torch, one thread),
+# interleaved per architecture (Go, then PyTorch, for each architecture
+# in turn, ROUNDS times) so that both see the same machine load, then prints
 # per architecture and batch size the median of each side over the rounds
 # and their ratio. Run it from anywhere:
 #
@@ -24,11 +25,12 @@ trap 'rm -rf "$tmp"' EXIT
 names=$(/usr/bin/python3 -c 'import sys; sys.path.insert(0, "backends/cpu/testdata/arch"); import export; print(" ".join(export.ARCHS))' | tr ' ' '\n' | grep -E "$archs" | tr '\n' ' ')
 go test -c -o "$tmp/cpu.test" ./backends/cpu/
 for round in $(seq "$rounds"); do
-	echo "== round $round: Go (BenchmarkArch, -benchtime $benchtime -cpu 1)"
-	(cd backends/cpu && ARCH_DIR="$tmp/arch" "$tmp/cpu.test" -test.run '^$' -test.bench "Arch/($(echo $names | tr ' ' '|'))/" \
-		-test.benchtime "$benchtime" -test.cpu 1) | grep '^BenchmarkArch' | tee -a "$tmp/go.txt"
-	echo "== round $round: PyTorch"
-	/usr/bin/python3 backends/cpu/testdata/torch_arch_bench.py $names | tee -a "$tmp/torch.txt"
+	for name in $names; do
+		echo "== round $round: $name: Go (BenchmarkArch, -benchtime $benchtime -cpu 1), then PyTorch"
+		(cd backends/cpu && ARCH_DIR="$tmp/arch" "$tmp/cpu.test" -test.run '^$' -test.bench "Arch/$name/" \
+			-test.benchtime "$benchtime" -test.cpu 1) | grep '^BenchmarkArch' | tee -a "$tmp/go.txt"
+		/usr/bin/python3 backends/cpu/testdata/torch_arch_bench.py "$name" | tee -a "$tmp/torch.txt"
+	done
 done
 echo "== medians over $rounds rounds (ms per call; speed-up = PyTorch / Go)"
 /usr/bin/python3 - "$tmp/go.txt" "$tmp/torch.txt" <<'PY'
