@@ -152,14 +152,19 @@
 //
 // Conv lowers onto the same kernels (ops_conv*.go). A 1-D or 2-D
 // convolution with constant weights is an implicit GEMM: the input is
-// copied once into a zero-padded channels-last buffer in which the inputs
-// under one kernel row of consecutive output positions are overlapping
-// rows of one matrix, so each kernel row is one product over a block of
-// output rows by weights packed once at load, the bias and ReLU in the
-// epilogue; the block is then stored to NCHW (with a fused Clip).
-// Depthwise convolutions (one input channel per group) run a direct
-// loop; other shapes (3-D, weights computed at run time) write their
-// im2col matrix straight into the packed panels (sgemm.Kernels.PackFill).
+// copied once into a zero-padded channels-last buffer split into its
+// stride phases, in which the inputs under a kernel row's taps of
+// consecutive output positions are overlapping rows of one matrix
+// (sgemm.Kernels.Gemm accepts lda < k), so each kernel row and phase
+// column is one product over a block of output rows by weights packed
+// once at load, the bias and ReLU in the epilogue; the block is then
+// stored to NCHW (with a fused Clip). A pointwise convolution multiplies
+// the weights by the packed input planes; depthwise convolutions (one
+// input channel per group) add each tap's weight times a shifted stride
+// phase of the padded plane to the whole output plane
+// (sgemm.Kernels.Axpy, vectorised); other shapes (3-D, weights computed
+// at run time) write their im2col matrix straight into the packed panels
+// (sgemm.Kernels.PackFill).
 // ConvTranspose is a product followed by col2im. LSTM, GRU and RNN
 // project every time step's input with one product and run one product
 // per step for the whole batch (ops_rnn.go); Einsum contractions of two
