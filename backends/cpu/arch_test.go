@@ -35,7 +35,8 @@ var archTorchvision = []string{"squeezenet1_1", "mobilenet_v2", "resnet18"}
 // max(1, |want|): the committed small ones (an MLP with LayerNorm and
 // GELU, a 1-D CNN, LSTM and GRU classifiers, a TransformerEncoder), and
 // the torchvision ones exported at test time. It also checks that the
-// exporters' LayerNorm and GELU subgraphs were fused.
+// exporters' LayerNorm and GELU subgraphs were fused and that a call
+// allocates its outputs only.
 func TestArchitectures(t *testing.T) {
 	dirs, err := filepath.Glob("testdata/arch/*/model.onnx")
 	if err != nil || len(dirs) == 0 {
@@ -121,5 +122,15 @@ func checkArch(t *testing.T, dir string) {
 	}
 	if off != len(blob) {
 		t.Fatalf("ref.bin has %d bytes, ref.json describes %d", len(blob), off)
+	}
+	// The steady state allocates the outputs only (see doc.go).
+	in := []*tensor.Tensor{x}
+	allocs := testing.AllocsPerRun(3, func() {
+		if _, err := be.Infer(context.Background(), in); err != nil {
+			t.Fatal(err)
+		}
+	})
+	if allocs > 2 {
+		t.Errorf("Infer allocates %v times per call, want <= 2", allocs)
 	}
 }

@@ -289,15 +289,14 @@ func (cv *conv) run(in, out []*tensor.Tensor) error {
 			yg := y[(n*cv.m+g*cv.mg)*hw : (n*cv.m+(g+1)*cv.mg)*hw]
 			for j0 := 0; j0 < hw; j0 += cv.chunk {
 				nc := min(cv.chunk, hw-j0)
-				var pb sgemm.Packed
 				if cv.pointwise {
 					// The im2col matrix is the input itself.
-					pb = cv.ks.Pack(job.buf, false, cv.kk, nc, xg[j0:], inLen, 1)
+					job.pb = cv.ks.Pack(job.buf, false, cv.kk, nc, xg[j0:], inLen, 1)
 				} else {
 					job.x, job.j0 = xg, j0
-					pb = cv.ks.PackFill(job.buf, cv.kk, nc, job.fill)
+					job.pb = cv.ks.PackFill(job.buf, cv.kk, nc, job.fill)
 				}
-				cv.sp.Gemm(cv.ks, cv.mg, wg, cv.kk, &pb, yg[j0:], hw, flags)
+				cv.sp.Gemm(cv.ks, cv.mg, wg, cv.kk, &job.pb, yg[j0:], hw, flags)
 				if epilogue {
 					for o := range cv.mg {
 						bv := float32(0)
@@ -318,8 +317,9 @@ func (cv *conv) run(in, out []*tensor.Tensor) error {
 // not allocate.
 type im2colJob struct {
 	buf  []float32
-	x    []float32 // the group's input
-	j0   int       // first column of the block
+	pb   sgemm.Packed // the block packed in buf (kept here: a local escapes)
+	x    []float32    // the group's input
+	j0   int          // first column of the block
 	fill func(r, j int, row []float32)
 }
 
