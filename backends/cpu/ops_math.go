@@ -201,44 +201,49 @@ func mapFloat[T number](f func(float64) float64) func(d, s []T) {
 // gelu is x·Φ(x) = x/2·(1 + erf(x/√2)).
 func gelu(v float64) float64 { return 0.5 * v * (1 + math.Erf(v*(1/math.Sqrt2))) }
 
-// geluRow32 applies GELU to FP32 values: gelu64 written out in the loop
-// (the exponential inlined as expSmall, the polynomial in Estrin's
-// scheme, no calls), about 25 ns per element on the build machine
-// against 95 for gelu64 through function values. |x| > 10 gives x or 0
-// (the remainder is below 1e-22).
+// geluRow32 applies GELU to FP32 values: gelu64 written out without
+// calls or branches (the exponential inlined as expSmall, polynomials in
+// Estrin's scheme; |x| clamped to 10, where Φ is 1 or 0 to within
+// 1e-23), in three passes over blocks of 256 values (the erfc argument,
+// the exponential, the product) so that each loop body is short and the
+// processor overlaps many values' dependency chains: about 9 ns per
+// value on the build machine, against 25 in one pass and 95 for gelu64
+// through function values.
 func geluRow32(d, s []float32) {
 	d = d[:len(s)]
-	for i, v := range s {
-		x := float64(v)
-		a := math.Abs(x)
-		if !(a <= 10) { // also NaN
-			switch {
-			case x != x:
-				d[i] = v
-			case x > 0:
-				d[i] = v
-			default:
-				d[i] = 0
-			}
-			continue
+	var u, t [256]float64
+	for len(s) > 0 {
+		n := min(len(s), len(u))
+		for i, v := range s[:n] {
+			z := min(math.Abs(float64(v)), 10) * (1 / math.Sqrt2) // NaN stays NaN
+			ti := 1 / (1 + 0.5*z)
+			t2 := ti * ti
+			t4 := t2 * t2
+			p01 := -1.26551223 + 1.00002368*ti
+			p23 := 0.37409196 + 0.09678418*ti
+			p45 := -0.18628806 + 0.27886807*ti
+			p67 := -1.13520398 + 1.48851587*ti
+			p89 := -0.82215223 + 0.17087277*ti
+			u[i] = -z*z + ((p01 + p23*t2) + t4*((p45+p67*t2)+t4*p89))
+			t[i] = ti
 		}
-		z := a * (1 / math.Sqrt2)
-		t := 1 / (1 + 0.5*z)
-		t2 := t * t
-		t4 := t2 * t2
-		p01 := -1.26551223 + 1.00002368*t
-		p23 := 0.37409196 + 0.09678418*t
-		p45 := -0.18628806 + 0.27886807*t
-		p67 := -1.13520398 + 1.48851587*t
-		p89 := -0.82215223 + 0.17087277*t
-		u := -z*z + ((p01 + p23*t2) + t4*((p45+p67*t2)+t4*p89))
-		e := expSmall(u)
-		// Φ(x) is 1 − erfc/2 for x ≥ 0 and erfc/2 below: selected with
-		// the sign bit, not a branch (the signs of activations are
-		// random, so a branch mispredicts half the time).
-		h := 0.5 * t * e
-		neg := float64(math.Float64bits(x) >> 63)
-		d[i] = float32(x * (h*neg + (1-h)*(1-neg)))
+		for i, ui := range u[:n] {
+			u[i] = expSmall(ui)
+		}
+		for i, v := range s[:n] {
+			x := float64(v)
+			// Φ(x) is 1 − erfc/2 for x ≥ 0 and erfc/2 below, selected with
+			// the sign bit (activations' signs are random: a branch would
+			// mispredict half the time).
+			h := 0.5 * t[i] * u[i]
+			neg := float64(math.Float64bits(x) >> 63)
+			y := x * (h*neg + (1-h)*(1-neg))
+			if math.IsInf(y, -1) { // −Inf·h: GELU(−Inf) is 0
+				y = 0
+			}
+			d[i] = float32(y)
+		}
+		s, d = s[n:], d[n:]
 	}
 }
 
