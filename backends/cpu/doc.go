@@ -18,9 +18,12 @@
 //     Kernel sets differ in the order of additions, so their results
 //     agree to float32 rounding, not bit for bit.
 //   - Allocation: intermediate tensors live at fixed offsets of the
-//     calling worker's arena; in the steady state a call allocates its
-//     outputs only, two blocks (TestInferAllocations, TestMLInferAllocations), plus the data
-//     of BYTES outputs.
+//     calling worker's arena, and larger per-call scratch (convolution
+//     and recurrent buffers) in per-kernel free lists; in the steady
+//     state a call allocates its outputs only, two blocks
+//     (TestInferAllocations, TestMLInferAllocations, and every
+//     architecture of TestArchitectures), plus the data of BYTES outputs
+//     and the per-call index state of TopK and of Einsum's general loop.
 //   - Bad models: Load and LoadBytes return an error wrapping
 //     ErrMalformed, ErrInvalidModel or ErrUnsupported and naming the node
 //     or field, and never panic (FuzzLoadBytes, errors_test.go); a panic
