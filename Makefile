@@ -87,7 +87,7 @@ proto:
 
 # Drift reference profiles of the shipped models (models/*/profile.json),
 # from their golden rows; cmd/coalesce's tests check they are current.
-PROFILED := cancer-xgb digits-cnnbn digits-mlp iris-logreg wine-forest wine-linear
+PROFILED := cancer-xgb digits-cnn digits-cnnbn digits-mlp iris-logreg text-transformer wide-mlp wine-forest wine-linear
 profiles: build
 	for m in $(PROFILED); do ./$(BIN) profile --model $$m --data models/$$m/golden.json || exit 1; done
 

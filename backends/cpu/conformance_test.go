@@ -25,7 +25,14 @@ import (
 // has no ai.onnx.ml cases (ONNX 1.12 shipped none), so the ONNX-ML
 // operators are tested in ops_ml_test.go against hand-computed values,
 // float64 references and onnxruntime's own unit-test numbers.
-const onnxNodeTests = "/usr/share/libonnx-testdata/data/node"
+const onnxTestData = "/usr/share/libonnx-testdata/data"
+
+// conformanceSuites are the suites of libonnx-testdata the conformance
+// test runs: node (one operator per case), pytorch-converted (torch.nn
+// modules exported by torch.onnx), pytorch-operator (torch functions)
+// and simple (small multi-node graphs). The package's "real" suite holds
+// only download links (data.json), no models.
+var conformanceSuites = []string{"node", "pytorch-converted", "pytorch-operator", "simple"}
 
 const noTestdata = "libonnx-testdata not installed: apt-get install -y libonnx-testdata"
 
@@ -36,9 +43,10 @@ type caseResult struct {
 	detail string // why it failed or was skipped
 }
 
-// TestONNXNodeConformance runs every ONNX node test case whose operators
-// the engine implements, and logs passed/failed/skipped counts per
-// operator. A case is skipped only when the engine rejects it at load time
+// TestONNXNodeConformance runs every test case of the conformance suites
+// whose operators the engine implements, and logs passed/failed/skipped
+// counts per operator and the number of cases per suite that use an
+// operator the engine lacks. A case is skipped only when the engine rejects it at load time
 // with ErrUnsupported (a clear error for a feature it lacks, e.g. a
 // datatype); a load failure of any other kind or a wrong answer fails.
 func TestONNXNodeConformance(t *testing.T) {
@@ -48,9 +56,17 @@ func TestONNXNodeConformance(t *testing.T) {
 		reasons          map[string]int
 	}
 	byOp := map[string]*counts{}
+	type suiteCounts struct{ pass, fail, skip, unimplemented int }
+	bySuite := map[string]*suiteCounts{}
 	for _, dir := range dirs {
 		var res caseResult
-		t.Run(filepath.Base(dir), func(t *testing.T) {
+		suite := filepath.Base(filepath.Dir(dir))
+		sc := bySuite[suite]
+		if sc == nil {
+			sc = &suiteCounts{}
+			bySuite[suite] = sc
+		}
+		t.Run(suite+"/"+filepath.Base(dir), func(t *testing.T) {
 			res = runConformanceCase(dir)
 			switch res.status {
 			case "":
@@ -61,8 +77,16 @@ func TestONNXNodeConformance(t *testing.T) {
 				t.Errorf("%s: %s", res.op, res.detail)
 			}
 		})
-		if res.status == "" {
+		switch res.status {
+		case "":
+			sc.unimplemented++
 			continue
+		case "pass":
+			sc.pass++
+		case "fail":
+			sc.fail++
+		case "skip":
+			sc.skip++
 		}
 		c := byOp[res.op]
 		if c == nil {
@@ -92,16 +116,32 @@ func TestONNXNodeConformance(t *testing.T) {
 		}
 		t.Log(line)
 	}
+	for _, suite := range conformanceSuites {
+		if c := bySuite[suite]; c != nil {
+			t.Logf("suite %-18s passed %3d  failed %3d  refused at load %3d  using an unimplemented operator %3d",
+				suite, c.pass, c.fail, c.skip, c.unimplemented)
+		}
+	}
 }
 
-// conformanceRequired are the operators of issue 5 that must have at least
-// one passing conformance case. Every one of them has cases in ONNX 1.12's
+// conformanceRequired are the operators of issues 5 and 18 that must have
+// at least one passing conformance case. Every one of them has cases in ONNX 1.12's
 // node tests.
 var conformanceRequired = []string{
 	"Gemm", "MatMul", "Add", "Sub", "Mul", "Div", "Relu", "LeakyRelu", "Sigmoid", "Tanh",
 	"Softmax", "LogSoftmax", "Flatten", "Reshape", "Identity", "Cast", "ArgMax", "Squeeze",
 	"Unsqueeze", "Concat", "Shape", "Gather", "Slice", "BatchNormalization", "Clip", "Exp",
 	"Log", "Sqrt", "Pow", "Neg", "Abs", "Erf", "Dropout", "Constant", "Transpose",
+	// issue 18
+	// (GlobalAveragePool, GlobalMaxPool and Not have opset 1 cases only:
+	// ops_pool_test.go covers them.)
+	"Conv", "ConvTranspose", "MaxPool", "AveragePool",
+	"ReduceMean", "ReduceSum", "ReduceMax", "ReduceMin", "ReduceProd", "ReduceL1", "ReduceL2",
+	"ReduceSumSquare", "ReduceLogSumExp", "LayerNormalization", "InstanceNormalization",
+	"Where", "Equal", "Less", "Greater", "LessOrEqual", "GreaterOrEqual", "And", "Or",
+	"Expand", "Tile", "ConstantOfShape", "Range", "Split", "Pad", "Resize", "HardSigmoid",
+	"HardSwish", "Elu", "Selu", "PRelu", "Softplus", "Min", "Max", "Sum", "Mean", "Reciprocal",
+	"Floor", "Ceil", "Round", "Sign", "TopK", "CumSum", "Trilu", "Einsum", "LSTM", "GRU", "RNN",
 }
 
 // TestONNXNodeConformanceCoverage checks that each required operator
@@ -124,16 +164,20 @@ func TestONNXNodeConformanceCoverage(t *testing.T) {
 	}
 }
 
-// conformanceCases returns the node test directories, skipping the test
-// when the package is not installed.
+// conformanceCases returns the test case directories of every suite,
+// skipping the test when the package is not installed.
 func conformanceCases(t *testing.T) []string {
 	t.Helper()
-	dirs, err := filepath.Glob(filepath.Join(onnxNodeTests, "test_*"))
-	if err != nil || len(dirs) == 0 {
-		t.Skip(noTestdata)
+	var all []string
+	for _, suite := range conformanceSuites {
+		dirs, err := filepath.Glob(filepath.Join(onnxTestData, suite, "test_*"))
+		if err != nil || len(dirs) == 0 {
+			t.Skip(noTestdata)
+		}
+		sort.Strings(dirs)
+		all = append(all, dirs...)
 	}
-	sort.Strings(dirs)
-	return dirs
+	return all
 }
 
 // runConformanceCase loads one case's model and runs it on every test data
@@ -240,11 +284,20 @@ func runDataSet(model []byte, m *onnx.Model, set string) (status, detail string)
 		// The engine needs shape-deciding and mode inputs (Reshape's shape,
 		// Slice's starts, Unsqueeze's axes, Dropout's training_mode, ...)
 		// at load time, as an exporter provides them. The node tests feed
-		// them as graph inputs, so embed the small integer, bool and
-		// scalar inputs after the first as initializers and load again.
+		// them as graph inputs, so embed the integer, bool and scalar
+		// inputs as initializers and load again (ConstantOfShape and
+		// Range take them first).
 		var embedded []int
-		model, embedded = embedConstInputs(model, decl, inputs, inputPBs)
-		if be, err = LoadBytes(model, Options{Concurrency: 1}); err != nil {
+		orig := model
+		model, embedded = embedConstInputs(orig, decl, inputs, inputPBs, false)
+		be, err = LoadBytes(model, Options{Concurrency: 1})
+		if err != nil && strings.Contains(err.Error(), "must be a constant") {
+			// Float parameters too (a recurrent layer's W, R and B,
+			// Resize's scales and roi): embed every input after the first.
+			model, embedded = embedConstInputs(orig, decl, inputs, inputPBs, true)
+			be, err = LoadBytes(model, Options{Concurrency: 1})
+		}
+		if err != nil {
 			return skipOrFail(fmt.Errorf("load: %w", err))
 		}
 		for k := len(embedded) - 1; k >= 0; k-- {
@@ -339,15 +392,16 @@ func decodePB(b []byte) (*tensor.Tensor, error) {
 	return ot.ToTensor()
 }
 
-// embedConstInputs returns model with the graph inputs after the first
-// that are INT32, INT64 or BOOL, or scalars, turned into initializers
+// embedConstInputs returns model with the graph inputs that are INT32,
+// INT64 or BOOL, or scalars (with weights, every input after the first),
+// turned into initializers
 // holding their test data, and the positions it embedded.
-func embedConstInputs(model []byte, decl []*onnx.ValueInfo, inputs []*tensor.Tensor, pbs [][]byte) ([]byte, []int) {
+func embedConstInputs(model []byte, decl []*onnx.ValueInfo, inputs []*tensor.Tensor, pbs [][]byte, weights bool) ([]byte, []int) {
 	var extra []byte
 	var embedded []int
-	for i := 1; i < len(inputs); i++ {
+	for i := range inputs {
 		dt := inputs[i].DType
-		if dt == tensor.Int64 || dt == tensor.Int32 || dt == tensor.Bool || inputs[i].Len() == 1 {
+		if dt == tensor.Int64 || dt == tensor.Int32 || dt == tensor.Bool || inputs[i].Len() == 1 || i > 0 && weights {
 			tp := onnxtest.AppendString(slices.Clone(pbs[i]), 8, decl[i].Name) // the last name wins
 			extra = onnxtest.AppendBytes(extra, 5, tp)
 			embedded = append(embedded, i)

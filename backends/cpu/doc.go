@@ -18,9 +18,12 @@
 //     Kernel sets differ in the order of additions, so their results
 //     agree to float32 rounding, not bit for bit.
 //   - Allocation: intermediate tensors live at fixed offsets of the
-//     calling worker's arena; in the steady state a call allocates its
-//     outputs only, two blocks (TestInferAllocations, TestMLInferAllocations), plus the data
-//     of BYTES outputs.
+//     calling worker's arena, and larger per-call scratch (convolution
+//     and recurrent buffers) in per-kernel free lists; in the steady
+//     state a call allocates its outputs only, two blocks
+//     (TestInferAllocations, TestMLInferAllocations, and every
+//     architecture of TestArchitectures), plus the data of BYTES outputs
+//     and the per-call index state of TopK and of Einsum's general loop.
 //   - Bad models: Load and LoadBytes return an error wrapping
 //     ErrMalformed, ErrInvalidModel or ErrUnsupported and naming the node
 //     or field, and never panic (FuzzLoadBytes, errors_test.go); a panic
@@ -31,11 +34,17 @@
 //     XGBoost margins bit for bit, on every kernel set (TestGoldenModels);
 //     served LightGBM margins agree with LightGBM's within 1e-5 and
 //     probabilities within 1e-6 (TestNativeLightGBM; forest/lightgbm
-//     checks the margins bit for bit). Every ONNX node test of
-//     libonnx-testdata whose operators the engine implements passes
-//     within 1e-5 + 1e-5·|want| (1e-2 for FP16 and BF16), every expected
-//     output present, or is refused at load with ErrUnsupported
-//     (TestONNXNodeConformance);
+//     checks the margins bit for bit). Every test case of
+//     libonnx-testdata's node, pytorch-converted, pytorch-operator and
+//     simple suites whose operators the engine implements passes within
+//     1e-5 + 1e-5·|want| (1e-2 for FP16 and BF16), every expected output
+//     present, or is refused at load with ErrUnsupported
+//     (TestONNXNodeConformance). Architectures exported by torch.onnx
+//     with random weights (an MLP with LayerNorm and GELU, a 1-D CNN,
+//     LSTM and GRU classifiers, a TransformerEncoder, and torchvision's
+//     SqueezeNet 1.1, MobileNetV2 and ResNet-18 exported at test time
+//     when Python has torch) agree with torch within 1e-4 relative to
+//     max(1, |want|) at batch 1 and 3 (TestArchitectures);
 //     ONNX-ML operators reproduce onnxruntime's unit-test numbers
 //     (ops_ml_test.go). A NaN or Inf matches only the same value.
 //
@@ -50,7 +59,11 @@
 // each matrix multiply the neighbours its kernel applies for free: a
 // power-of-two scaling of its input, a bias Add after a MatMul, a Relu,
 // and a BatchNormalization after a Gemm (folded into its weights and
-// bias).
+// bias); into each Conv a following BatchNormalization (folded), Relu
+// or Clip; and it replaces the exporters' spelled-out LayerNorm
+// (ReduceMean, Sub, Pow, ReduceMean, Add, Sqrt, Div, Mul, Add) and
+// erf-based GELU subgraphs by one LayerNormalization or Gelu node each
+// (fuse_patterns.go).
 //
 // conformance_test.go runs the ONNX node test cases of Debian's
 // libonnx-testdata package for every operator the engine implements (the
@@ -139,6 +152,28 @@
 // sizes (opCtx.packB); B computed at run time is packed per call. The
 // AVX-512 set also has a vectorised FP32 softmax, used by Softmax and by
 // LinearClassifier's SOFTMAX post transform.
+//
+// Conv lowers onto the same kernels (ops_conv*.go). A 1-D or 2-D
+// convolution with constant weights is an implicit GEMM: the input is
+// copied once into a zero-padded channels-last buffer split into its
+// stride phases, in which the inputs under a kernel row's taps of
+// consecutive output positions are overlapping rows of one matrix
+// (sgemm.Kernels.Gemm accepts lda < k), so each kernel row and phase
+// column is one product over a block of output rows by weights packed
+// once at load, the bias and ReLU in the epilogue; the block is then
+// stored to NCHW (with a fused Clip). A pointwise convolution multiplies
+// the weights by the packed input planes; depthwise convolutions (one
+// input channel per group) add each tap's weight times a shifted stride
+// phase of the padded plane to the whole output plane
+// (sgemm.Kernels.Axpy, vectorised); other shapes (3-D, weights computed
+// at run time) write their im2col matrix straight into the packed panels
+// (sgemm.Kernels.PackFill).
+// ConvTranspose is a product followed by col2im. LSTM, GRU and RNN
+// project every time step's input with one product and run one product
+// per step for the whole batch (ops_rnn.go); Einsum contractions of two
+// operands become batched products after permuting the operands.
+// BenchmarkConvEfficiency reports ResNet-18's 3×3 convolutions as a share
+// of the FMA peak, measured alternately as in BenchmarkSgemmEfficiency.
 //
 // Element-wise and shape operators are plain Go loops; compute is FP32 (the
 // path that matters); shape operators and ArgMax use INT64, and Cast

@@ -42,15 +42,16 @@ func TestLoadErrors(t *testing.T) {
 	}
 
 	f("unsupported op", onnxtest.NewModel(13).Input("x", onnx.TypeFloat, "N", 3).Output("y").
-		Node("/conv", "Conv", []string{"x"}, []string{"y"}).Bytes(),
-		ErrUnsupported, `node "/conv" (Conv): unsupported: operator "Conv"`)
+		Node("/lp", "LpPool", []string{"x"}, []string{"y"}).Bytes(),
+		ErrUnsupported, `node "/lp" (LpPool): unsupported: operator "LpPool"`)
 	f("empty", nil, ErrMalformed, "model has no graph")
 	f("gemm K mismatch", onnxtest.NewModel(13).Input("x", onnx.TypeFloat, "batch", 64).Output("y").Init("W", w).
 		Node("/fc1/Gemm", "Gemm", []string{"x", "W"}, []string{"y"}, onnxtest.AttrInt("transB", 1)).Bytes(),
 		ErrInvalidModel, `node "/fc1/Gemm" (Gemm): invalid model: input B has shape [256 65], want K=64`)
 	f("bad transA", gemm(onnxtest.AttrInt("transA", 2)), ErrInvalidModel, `node "/fc1/Gemm" (Gemm): invalid model: attribute transA = 2, want 0 or 1`)
 	f("wrong attribute type", gemm(onnxtest.AttrFloat("transB", 1)), ErrInvalidModel, "attribute transB has type FLOAT, want INT")
-	f("unknown attribute", gemm(onnxtest.AttrInt("broadcast", 1)), ErrUnsupported, `node "/fc1/Gemm" (Gemm): unsupported: attribute "broadcast"`)
+	f("unknown attribute", gemm(onnxtest.AttrInt("transC", 1)), ErrUnsupported, `node "/fc1/Gemm" (Gemm): unsupported: attribute "transC"`)
+	f("legacy attribute", gemm(onnxtest.AttrInt("broadcast", 1)), ErrInvalidModel, `node "/fc1/Gemm" (Gemm): invalid model: attribute broadcast exists before opset 7 only`)
 	f("softmax axis", onnxtest.NewModel(13).Input("x", onnx.TypeFloat, "N", 3).Output("y").
 		Node("sm", "Softmax", []string{"x"}, []string{"y"}, onnxtest.AttrInt("axis", 2)).Bytes(),
 		ErrInvalidModel, `node "sm" (Softmax): invalid model: axis 2 out of range for rank 2`)
@@ -101,8 +102,8 @@ func TestLoadErrors(t *testing.T) {
 		m.Inputs = append(m.Inputs, onnxtest.ValueInfo("x", onnx.TypeFloat, nil))
 		return m.Bytes()
 	}(), ErrUnsupported, `graph input "x": unsupported: no shape declared`)
-	f("opset too old", func() []byte { m := onnxtest.NewModel(6).Input("x", onnx.TypeFloat, 1).Output("x"); return m.Bytes() }(),
-		ErrUnsupported, "ai.onnx opset 6 (supported: 7 to 23)")
+	f("opset too old", func() []byte { m := onnxtest.NewModel(5).Input("x", onnx.TypeFloat, 1).Output("x"); return m.Bytes() }(),
+		ErrUnsupported, "ai.onnx opset 5 (supported: 6 to 23)")
 	f("opset too new", func() []byte { m := onnxtest.NewModel(99).Input("x", onnx.TypeFloat, 1).Output("x"); return m.Bytes() }(),
 		ErrUnsupported, "ai.onnx opset 99")
 	f("external data", func() []byte {

@@ -32,6 +32,7 @@ import (
 // be read by that node only and not be a graph output. fuse runs after
 // foldConstants, on the final node list.
 func fuse(g *graph) {
+	fusePatterns(g)
 	readers := make([]int, len(g.names)) // value id → node inputs reading it, +1 for a graph output
 	producer := make([]*node, len(g.names))
 	for _, n := range g.nodes {
@@ -76,7 +77,7 @@ func fuse(g *graph) {
 			continue
 		}
 		switch {
-		case n.op == "BatchNormalization":
+		case n.op == "BatchNormalization" && producer[n.in[0]] != nil && producer[n.in[0]].op == "Gemm":
 			if p := only(n.in[0]); p != nil && p.op == "Gemm" && g.fusable(p) && p.bias == nil && !p.relu && g.foldBatchNorm(p, n) {
 				p.out = n.out[:1]
 				producer[n.out[0]], drop[n] = p, true
@@ -90,11 +91,32 @@ func fuse(g *graph) {
 					break
 				}
 			}
-		case n.op == "Relu" && len(n.in) == 1:
-			if p := only(n.in[0]); p != nil && g.fusable(p) && !p.relu {
+		case n.op == "Relu" && len(n.in) == 1 && g.fusable(producer[n.in[0]]):
+			if p := only(n.in[0]); p != nil && !p.relu {
 				p.relu, p.out = true, n.out
 				producer[n.out[0]], drop[n] = p, true
 			}
+		case n.op == "BatchNormalization" || n.op == "Relu" || n.op == "Clip":
+			p := only(n.in[0])
+			if p == nil || p.op != "Conv" || len(p.out) != 1 || p.act.on {
+				break
+			}
+			switch n.op {
+			case "BatchNormalization":
+				if !g.foldBatchNormConv(p, n) {
+					continue
+				}
+				p.out = n.out[:1]
+			case "Relu":
+				p.act, p.out = activation{on: true, lo: 0, hi: float32(math.Inf(1))}, n.out
+			default:
+				lo, hi, ok := g.clipBounds(n)
+				if !ok {
+					continue
+				}
+				p.act, p.out = activation{on: true, lo: lo, hi: hi}, n.out
+			}
+			producer[n.out[0]], drop[n] = p, true
 		}
 	}
 	kept := g.nodes[:0:0]
@@ -109,7 +131,7 @@ func fuse(g *graph) {
 // fusable reports whether n is a matrix multiply that fuse may extend:
 // a Gemm, or a MatMul with constant 2-D FP32 weights, with one output.
 func (g *graph) fusable(n *node) bool {
-	if len(n.out) != 1 || len(n.in) < 2 || n.in[0] < 0 || n.in[1] < 0 {
+	if n == nil || len(n.out) != 1 || len(n.in) < 2 || n.in[0] < 0 || n.in[1] < 0 {
 		return false
 	}
 	switch n.op {
@@ -244,5 +266,97 @@ func (g *graph) foldBatchNorm(p, bn *node) bool {
 	in := []int{p.in[0], add(nb), add(nc)}
 	p.in = in
 	p.attrs = slices.DeleteFunc(slices.Clone(p.attrs), func(a *onnx.Attr) bool { return a.Name == "beta" })
+	return true
+}
+
+// clipBounds returns the constant bounds of the Clip n (attributes before
+// opset 11, optional constant inputs after), and whether they are
+// known FP32 values.
+func (g *graph) clipBounds(n *node) (lo, hi float32, ok bool) {
+	lo, hi = float32(math.Inf(-1)), float32(math.Inf(1))
+	if g.opset < 11 {
+		l, err1 := n.attrs.Float("min", -math.MaxFloat32)
+		h, err2 := n.attrs.Float("max", math.MaxFloat32)
+		return l, h, err1 == nil && err2 == nil && l <= h
+	}
+	for i := 1; i < len(n.in); i++ {
+		if n.in[i] < 0 {
+			continue
+		}
+		c := g.consts[n.in[i]]
+		if c == nil || c.DType != tensor.FP32 || c.Len() != 1 {
+			return 0, 0, false
+		}
+		if v := viewAs[float32](c.Data)[0]; i == 1 {
+			lo = v
+		} else {
+			hi = v
+		}
+	}
+	return lo, hi, lo <= hi
+}
+
+// foldBatchNormConv rewrites the Conv p so that it computes bn(p), as
+// foldBatchNorm does for a Gemm: with s = γ/√(σ²+ε) per output channel,
+// W's filters are scaled by s (in float64, rounded once) and the bias
+// becomes s·(B − μ) + β. W, B and the statistics must be constant FP32.
+func (g *graph) foldBatchNormConv(p, bn *node) bool {
+	if len(bn.in) != 5 || slices.ContainsFunc(bn.out[1:], func(v int) bool { return v >= 0 }) {
+		return false
+	}
+	eps, err := bn.attrs.Float("epsilon", 1e-5)
+	if err != nil {
+		return false
+	}
+	if on, err := bn.attrs.Bool("spatial", true); err != nil || !on {
+		return false
+	}
+	if tm, err := bn.attrs.Bool("training_mode", false); err != nil || tm {
+		return false
+	}
+	w := g.consts[p.in[1]]
+	if w == nil || w.DType != tensor.FP32 || len(w.Shape) < 3 {
+		return false
+	}
+	m := int(w.Shape[0])
+	var params [4][]float32 // γ, β, μ, σ²
+	for i := range params {
+		c := g.consts[bn.in[i+1]]
+		if c == nil || c.DType != tensor.FP32 || len(c.Shape) != 1 || int(c.Shape[0]) != m {
+			return false
+		}
+		params[i] = viewAs[float32](c.Data)
+	}
+	var bv []float32
+	if len(p.in) > 2 && p.in[2] >= 0 {
+		c := g.consts[p.in[2]]
+		if c == nil || c.DType != tensor.FP32 || c.Len() != m {
+			return false
+		}
+		bv = viewAs[float32](c.Data)
+	}
+	gamma, beta, mean, vr := params[0], params[1], params[2], params[3]
+	nw := tensor.New(g.names[p.in[1]]+"/bn_folded", tensor.FP32, clone(w.Shape))
+	src, dst := viewAs[float32](w.Data), viewAs[float32](nw.Data)
+	per := len(src) / max(m, 1)
+	nb := tensor.New(g.names[bn.out[0]]+"/bn_bias", tensor.FP32, []int64{int64(m)})
+	bias := viewAs[float32](nb.Data)
+	for o := range m {
+		s := float64(gamma[o]) / math.Sqrt(float64(vr[o])+float64(eps))
+		for i := o * per; i < (o+1)*per; i++ {
+			dst[i] = float32(float64(src[i]) * s)
+		}
+		b := 0.0
+		if bv != nil {
+			b = float64(bv[o])
+		}
+		bias[o] = float32(s*(b-float64(mean[o])) + float64(beta[o]))
+	}
+	add := func(t *tensor.Tensor) int {
+		g.names = append(g.names, t.Name)
+		g.consts = append(g.consts, t)
+		return len(g.names) - 1
+	}
+	p.in = []int{p.in[0], add(nw), add(nb)}
 	return true
 }

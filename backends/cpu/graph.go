@@ -12,9 +12,13 @@ import (
 
 // The ai.onnx opset versions whose semantics the operators implement.
 // Opsets 22 and 23 only widened type constraints of the supported
-// operators, so they are accepted too.
+// operators, so they are accepted too. Opset 6 differs from 7 in
+// legacy broadcasting (the broadcast and axis attributes of the binary
+// operators, PRelu's per-channel slope) and the is_test attributes,
+// which the operators honour for it: old torch exports (libonnx-testdata's
+// pytorch suites) use it.
 const (
-	minOpset = 7
+	minOpset = 6
 	maxOpset = 23
 )
 
@@ -78,6 +82,8 @@ type node struct {
 	scale float32
 	bias  *tensor.Tensor
 	relu  bool
+	// act is a Relu or Clip fused into a Conv (see fuse).
+	act activation
 	// prepared holds what an operator derives once from its attributes
 	// and shares between the plans of every batch size (the tree
 	// ensembles' forest).

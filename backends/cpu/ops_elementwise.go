@@ -17,12 +17,16 @@ func compileBinary(c *opCtx) (kernel, error) {
 	if a.dtype != b.dtype {
 		return nil, invalidf("input A is %s but input B is %s", a.dtype, b.dtype)
 	}
-	out, err := broadcast(a.shape, b.shape)
+	bShape, err := legacyBroadcast(c, a.shape, b.shape)
+	if err != nil {
+		return nil, err
+	}
+	out, err := broadcast(a.shape, bShape)
 	if err != nil {
 		return nil, invalidf("input A has shape %v and input B has shape %v, which do not broadcast", a.shape, b.shape)
 	}
 	c.setOut(0, a.dtype, out)
-	bc := newBcast(a.shape, b.shape, out)
+	bc := newBcast(a.shape, bShape, out)
 	switch a.dtype {
 	case tensor.FP32:
 		return binaryKernel(bc, binaryFns[float32](c.n.op)), nil
@@ -216,11 +220,11 @@ func unaryFloat[T float](op string, alpha float32) func(d, s []T) {
 	var f func(float64) float64
 	switch op {
 	case "Sigmoid":
-		f = func(x float64) float64 { return 1 / (1 + math.Exp(-x)) }
+		f = sigmoid64
 	case "Tanh":
-		f = math.Tanh
+		f = tanh64
 	case "Exp":
-		f = math.Exp
+		f = exp64
 	case "Log":
 		f = math.Log
 	case "Sqrt":
@@ -343,4 +347,44 @@ func clipKernel[T number](lo, hi float64, bound func([]*tensor.Tensor, int, floa
 		}
 		return nil
 	})
+}
+
+// legacyBroadcast returns the shape B broadcasts as. From opset 7 that
+// is b (numpy rules) and the attributes broadcast and axis are invalid.
+// Before, B must equal A's shape unless broadcast=1, and then aligns with
+// A's dims from axis (default: A's trailing dims), so B gets trailing
+// 1s.
+func legacyBroadcast(c *opCtx, a, b []int64) ([]int64, error) {
+	bc, err := c.n.attrs.Bool("broadcast", false)
+	if err != nil {
+		return nil, err
+	}
+	axis, err := c.n.attrs.Int("axis", int64(len(a)-len(b)))
+	if err != nil {
+		return nil, err
+	}
+	if c.opset >= 7 {
+		if c.n.attrs.Has("broadcast") || c.n.attrs.Has("axis") {
+			return nil, invalidf("attributes broadcast and axis exist before opset 7 only")
+		}
+		return b, nil
+	}
+	if !bc {
+		if !sameShape(a, b) {
+			return nil, invalidf("input A has shape %v and B %v without broadcast=1 (opset %d)", a, b, c.opset)
+		}
+		return b, nil
+	}
+	if axis < 0 {
+		axis += int64(len(a))
+	}
+	pad := int64(len(a)) - axis - int64(len(b))
+	if axis < 0 || pad < 0 {
+		return nil, invalidf("input B of shape %v does not fit input A's shape %v from axis %d", b, a, axis)
+	}
+	out := clone(b)
+	for range pad {
+		out = append(out, 1)
+	}
+	return out, nil
 }

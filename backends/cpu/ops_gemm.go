@@ -38,6 +38,13 @@ func compileGemm(c *opCtx) (kernel, error) {
 	if A == nil || B == nil {
 		return nil, invalidf("inputs A and B are required")
 	}
+	// Before opset 7, C broadcasts only with broadcast=1; the
+	// unidirectional broadcasting of later opsets accepts every such C.
+	if _, err := c.n.attrs.Bool("broadcast", false); err != nil {
+		return nil, err
+	} else if c.opset >= 7 && c.n.attrs.Has("broadcast") {
+		return nil, invalidf("attribute broadcast exists before opset 7 only")
+	}
 	if c.n.scale != 0 {
 		alpha *= c.n.scale // a power of two: exact
 	}

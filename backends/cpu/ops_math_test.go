@@ -332,3 +332,67 @@ func TestBatchNormalization(t *testing.T) {
 		})
 	}
 }
+
+// TestFastMath checks exp64, sigmoid64, tanh64 and gelu64 against the
+// math package over a sweep of arguments, relative to max(1, |want|)
+// for GELU (its absolute error scales with |x|).
+func TestFastMath(t *testing.T) {
+	gelu := func(x float64) float64 { return 0.5 * x * (1 + math.Erf(x/math.Sqrt2)) }
+	tests := []struct {
+		name      string
+		fast, ref func(float64) float64
+		tol       float64
+		rel       bool
+	}{
+		{"exp", exp64, math.Exp, 1e-11, true},
+		{"sigmoid", sigmoid64, func(x float64) float64 { return 1 / (1 + math.Exp(-x)) }, 1e-11, true},
+		{"tanh", tanh64, math.Tanh, 1e-10, true},
+		{"gelu", gelu64, gelu, 2e-7, false},
+	}
+	for _, tt := range tests {
+		for x := -40.0; x <= 40; x += 0.0137 {
+			got, want := tt.fast(x), tt.ref(x)
+			scale := max(1, math.Abs(want))
+			if tt.rel {
+				scale = math.Abs(want)
+			}
+			if d := math.Abs(got - want); d > tt.tol*scale {
+				t.Fatalf("%s(%v) = %v; want %v (error %.3g)", tt.name, x, got, want, d/scale)
+			}
+		}
+		for _, x := range []float64{math.NaN(), math.Inf(1), math.Inf(-1), 0, 800, -800} {
+			got, want := tt.fast(x), tt.ref(x)
+			if !(got == want || math.IsNaN(got) && math.IsNaN(want) || math.Abs(got-want) <= 1e-300) {
+				t.Errorf("%s(%v) = %v; want %v", tt.name, x, got, want)
+			}
+		}
+	}
+}
+
+// TestGeluRow32 checks the written-out GELU loop against gelu64 and the
+// exact formula, special values included.
+func TestGeluRow32(t *testing.T) {
+	var xs []float32
+	for x := -30.0; x <= 30; x += 0.0071 {
+		xs = append(xs, float32(x))
+	}
+	xs = append(xs, float32(math.NaN()), float32(math.Inf(1)), float32(math.Inf(-1)), 0, -0.0, 1e-30, -1e-30)
+	got := make([]float32, len(xs))
+	geluRow32(got, xs)
+	for i, v := range xs {
+		x := float64(v)
+		want := 0.5 * x * (1 + math.Erf(x/math.Sqrt2))
+		if math.IsNaN(x) {
+			if !math.IsNaN(float64(got[i])) {
+				t.Errorf("gelu(NaN) = %v", got[i])
+			}
+			continue
+		}
+		if math.IsInf(x, -1) {
+			want = 0
+		}
+		if d := math.Abs(float64(got[i]) - want); d > 3e-7*max(1, math.Abs(want)) {
+			t.Errorf("gelu(%v) = %v; want %v", v, got[i], want)
+		}
+	}
+}

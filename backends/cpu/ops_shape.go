@@ -86,6 +86,9 @@ func compileIdentity(c *opCtx) (kernel, error) {
 // training_mode input, opset 12+) is rejected.
 func compileDropout(c *opCtx) (kernel, error) {
 	x := c.input(0)
+	if err := isTest(c); err != nil {
+		return nil, err
+	}
 	if c.opset < 12 && len(c.in) > 1 {
 		return nil, invalidf("Dropout before opset 12 takes 1 input, got %d", len(c.in))
 	}

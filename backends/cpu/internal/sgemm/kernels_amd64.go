@@ -27,13 +27,15 @@ var avx512Kernels = Kernels{name: "avx512", mr: 12, nr: 32,
 	softmaxRows: func(x, y []float32, rows, n int) {
 		x, y = x[:rows*n], y[:rows*n]
 		softmaxRowsAVX512(&x[0], &y[0], rows, n)
-	}}
+	},
+	axpy: axpyVector, clamp: clampVector}
 
 // avx2Kernels: 6×16 tiles (12 YMM accumulators), 16-column panels.
 var avx2Kernels = Kernels{name: "avx2", mr: 6, nr: 16,
 	strip: func(a []float32, lda int, b []float32, bstride int, btail []float32, c []float32, ldc int, bias []float32, k, rows, n, flags int) {
 		sgemmStripAVX2(sliceData(a), lda, sliceData(b), bstride, sliceData(btail), sliceData(c), ldc, sliceData(bias), k, rows, n, flags)
-	}}
+	},
+	axpy: axpyVector, clamp: clampVector}
 
 // Available returns the kernel sets this CPU and build support, best
 // first; the last is always "generic". x/sys/cpu reports AVX2 and AVX-512
@@ -64,3 +66,52 @@ func fmaPeakAVX2(n int)
 // sliceData returns the address of s's first element (nil for a nil
 // slice), for the assembly kernels.
 func sliceData(s []float32) *float32 { return unsafe.SliceData(s) }
+
+// FMAPeak runs iters iterations of independent FMAs of this set's vector
+// width, in registers, and returns the floating-point operations done
+// (0 for a set without assembly): timed alternately with a product, it
+// gives the share of the core's FMA peak the product reaches whatever
+// the load on the machine (package cpu's BenchmarkConvEfficiency,
+// BenchmarkSgemmEfficiency).
+func (ks *Kernels) FMAPeak(iters int) int {
+	switch ks.name {
+	case "avx512":
+		fmaPeakAVX512(iters)
+		return iters * 24 * 32
+	case "avx2":
+		fmaPeakAVX2(iters)
+		return iters * 12 * 16
+	}
+	return 0
+}
+
+// axpyAVX2 adds a·x to y for n floats, n a multiple of 8
+// (axpy_amd64.s; AVX2 and FMA, which both assembly sets have).
+//
+//go:noescape
+func axpyAVX2(y *float32, x *float32, a float32, n int)
+
+// axpyVector is Kernels.Axpy for the assembly sets: the multiple of 8 in
+// assembly, the rest in Go.
+func axpyVector(y, x []float32, a float32) {
+	n := len(y) &^ 7
+	if n > 0 {
+		axpyAVX2(&y[0], &x[0], a, n)
+	}
+	axpyGo(y[n:], x[n:], a)
+}
+
+// clampAVX2 sets v[i] = min(max(v[i]+bias, lo), hi) for n floats, n a
+// multiple of 8, NaN staying NaN (axpy_amd64.s).
+//
+//go:noescape
+func clampAVX2(v *float32, bias, lo, hi float32, n int)
+
+// clampVector is Kernels.Clamp for the assembly sets.
+func clampVector(v []float32, bias, lo, hi float32) {
+	n := len(v) &^ 7
+	if n > 0 {
+		clampAVX2(&v[0], bias, lo, hi, n)
+	}
+	clampGo(v[n:], bias, lo, hi)
+}

@@ -41,6 +41,51 @@ type Kernels struct {
 	// floats, rows, n ≥ 1) to the softmax of that row of x, vectorised;
 	// SoftmaxRows reports false otherwise.
 	softmaxRows func(x, y []float32, rows, n int)
+	// axpy, when not nil, is Axpy vectorised.
+	axpy func(y, x []float32, a float32)
+	// clamp, when not nil, is Clamp vectorised.
+	clamp func(v []float32, bias, lo, hi float32)
+}
+
+// Clamp sets each v[i] to min(max(v[i]+bias, lo), hi), NaN staying NaN:
+// a bias and a Relu or Clip applied after a product (the convolutions'
+// epilogue when the GEMM's cannot do it), vectorised in the assembly
+// sets.
+func (ks *Kernels) Clamp(v []float32, bias, lo, hi float32) {
+	if ks.clamp != nil {
+		ks.clamp(v, bias, lo, hi)
+		return
+	}
+	clampGo(v, bias, lo, hi)
+}
+
+// clampGo is Clamp in Go.
+func clampGo(v []float32, bias, lo, hi float32) {
+	for i, x := range v {
+		v[i] = min(max(x+bias, lo), hi)
+	}
+}
+
+// Axpy adds a·x[i] to each y[i] (len(x) ≥ len(y)): the inner loop of
+// the depthwise convolutions of package cpu, vectorised in the assembly
+// sets (the rounding of each element is the same: one fused multiply-add
+// there, a multiply and an add in Go, so results may differ in the last
+// bit between sets).
+func (ks *Kernels) Axpy(y, x []float32, a float32) {
+	x = x[:len(y)]
+	if ks.axpy != nil {
+		ks.axpy(y, x, a)
+		return
+	}
+	axpyGo(y, x, a)
+}
+
+// axpyGo is Axpy in Go.
+func axpyGo(y, x []float32, a float32) {
+	x = x[:len(y)]
+	for i, v := range x {
+		y[i] += a * v
+	}
 }
 
 // Name returns the set's name: "avx512", "avx2" or "generic".
@@ -151,6 +196,36 @@ func (ks *Kernels) Pack(dst []float32, transB bool, k, n int, b []float32, ldb i
 	return p
 }
 
+// PackFill stores into dst (at least PackedLen(k, n) floats) the k×n
+// matrix that fill produces, in Pack's layout: fill(r, j0, row) must
+// write row r's columns j0 to j0+len(row)-1 (at most one panel's width).
+// The padding columns past n are zeroed. Convolutions use it to write
+// their im2col matrix straight into the packed form (one pass over
+// memory instead of two).
+func (ks *Kernels) PackFill(dst []float32, k, n int, fill func(r, j0 int, row []float32)) Packed {
+	nr, tw := ks.nr, ks.tailWidth(n)
+	p := Packed{k: k, n: n, nr: nr, tw: tw, data: dst[:ks.PackedLen(k, n)]}
+	for j0 := 0; j0 < n; j0 += nr {
+		w := nr
+		if j0+nr > n {
+			w = tw
+		}
+		panel := p.data[j0*k : j0*k+k*w]
+		cols := min(w, n-j0)
+		for r := range k {
+			row := panel[r*w : r*w+w]
+			fill(r, j0, row[:cols])
+			clear(row[cols:])
+		}
+	}
+	return p
+}
+
+// PanelWidth returns the width of the packed panels (the columns one
+// strip kernel call computes per panel): 32 for AVX-512, 16 for AVX2, 8
+// for the generic set.
+func (ks *Kernels) PanelWidth() int { return ks.nr }
+
 // PackBias returns beta·C as a per-column bias for Packed.Bias, padded to
 // the panels' width; C holds n values (one per column) or one
 // (broadcast). The result is newly allocated.
@@ -167,7 +242,9 @@ func (ks *Kernels) PackBias(cv []float32, n int, beta float32) []float32 {
 }
 
 // Gemm computes C = A·B (flags add C, the bias and ReLU: Accumulate,
-// AddBias, ReLU) for the m×k matrix A with row stride lda, B packed by
+// AddBias, ReLU) for the m×k matrix A with row stride lda (which may be
+// less than k: rows may overlap, as the implicit-GEMM convolutions of
+// package cpu read them; A is only read), B packed by
 // this set (pb, k×n) and the m×n matrix C with row stride ldc. Without
 // Accumulate, C is written without being read. It checks every length the assembly kernels rely on: a
 // violation is a bug and panics before any memory is touched. Loops, from
@@ -192,7 +269,7 @@ func (ks *Kernels) Gemm(m int, a []float32, lda int, pb *Packed, c []float32, ld
 // a length the kernels rely on (m, n >= 1).
 func (ks *Kernels) checkGemm(m int, a []float32, lda int, pb *Packed, c []float32, ldc int, flags int) {
 	k, n := pb.k, pb.n
-	if lda < k || ldc < n || len(a) < (m-1)*lda+k || len(c) < (m-1)*ldc+n ||
+	if lda < 0 || ldc < n || len(a) < (m-1)*lda+k || len(c) < (m-1)*ldc+n ||
 		len(pb.data) < ks.PackedLen(k, n) || pb.nr != ks.nr || flags&AddBias != 0 && len(pb.Bias) < ks.paddedWidth(n) {
 		panic(fmt.Sprintf("BUG: gemm %s: m=%d k=%d n=%d lda=%d ldc=%d len(a)=%d len(c)=%d len(b)=%d nr=%d",
 			ks.name, m, k, n, lda, ldc, len(a), len(c), len(pb.data), pb.nr))

@@ -265,3 +265,56 @@ func TestLookup(t *testing.T) {
 
 // newRand returns the tests' deterministic source of operands.
 func newRand() *rand.Rand { return rand.New(rand.NewPCG(1, 2)) }
+
+// TestAxpy checks Kernels.Axpy on every set against float64 for the
+// lengths around the vector widths.
+func TestAxpy(t *testing.T) {
+	r := newRand()
+	for _, ks := range Available() {
+		for n := range 70 {
+			x, y := make([]float32, n+3), make([]float32, n)
+			for i := range x {
+				x[i] = float32(r.Float64()*2 - 1)
+			}
+			for i := range y {
+				y[i] = float32(r.Float64()*2 - 1)
+			}
+			want := make([]float64, n)
+			for i := range want {
+				want[i] = float64(y[i]) + 0.75*float64(x[i])
+			}
+			ks.Axpy(y, x, 0.75)
+			for i := range y {
+				if d := float64(y[i]) - want[i]; d > 1e-6 || d < -1e-6 {
+					t.Fatalf("%s n=%d: y[%d] = %v; want %v", ks.Name(), n, i, y[i], want[i])
+				}
+			}
+		}
+	}
+}
+
+// TestClamp checks Kernels.Clamp on every set, NaN included.
+func TestClamp(t *testing.T) {
+	nan := float32(math.NaN())
+	for _, ks := range Available() {
+		for n := range 40 {
+			v := make([]float32, n)
+			for i := range v {
+				v[i] = float32(i%13) - 6
+			}
+			if n > 3 {
+				v[3] = nan
+			}
+			want := make([]float32, n)
+			for i, x := range v {
+				want[i] = min(max(x+0.5, 0), 4)
+			}
+			ks.Clamp(v, 0.5, 0, 4)
+			for i := range v {
+				if v[i] != want[i] && !(v[i] != v[i] && want[i] != want[i]) {
+					t.Fatalf("%s n=%d: v[%d] = %v; want %v", ks.Name(), n, i, v[i], want[i])
+				}
+			}
+		}
+	}
+}
