@@ -84,17 +84,25 @@ func LoadModel(path string) (ModelConfig, error) {
 	if _, err := os.Stat(path); os.IsNotExist(err) {
 		return m, nil
 	}
+	err := loadYAML(path, &m, m.Validate)
+	return m, err
+}
+
+// loadYAML decodes the YAML file at path over dst (which holds the
+// defaults) with the one decoder, then runs validate; errors name the
+// file.
+func loadYAML(path string, dst any, validate func() error) error {
 	k := koanf.New(".")
 	if err := k.Load(file.Provider(path), yamlParser{}); err != nil {
-		return m, fmt.Errorf("%s: %w", path, err)
+		return fmt.Errorf("%s: %w", path, err)
 	}
-	if err := decode(k, &m, nil); err != nil {
-		return m, fmt.Errorf("%s: %w", path, err)
+	if err := decode(k, dst, nil); err != nil {
+		return fmt.Errorf("%s: %w", path, err)
 	}
-	if err := m.Validate(); err != nil {
-		return m, fmt.Errorf("%s: %w", path, err)
+	if err := validate(); err != nil {
+		return fmt.Errorf("%s: %w", path, err)
 	}
-	return m, nil
+	return nil
 }
 
 // Validate checks the values of m.

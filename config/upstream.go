@@ -5,9 +5,6 @@ import (
 	"net/url"
 	"os"
 	"time"
-
-	"github.com/knadh/koanf/providers/file"
-	"github.com/knadh/koanf/v2"
 )
 
 // Upstream holds the defaults of every upstream model version (a version
@@ -202,17 +199,8 @@ func LoadUpstreamModel(path string, def Upstream) (UpstreamModel, error) {
 	if _, err := os.Stat(path); err != nil {
 		return m, err
 	}
-	k := koanf.New(".")
-	if err := k.Load(file.Provider(path), yamlParser{}); err != nil {
-		return m, fmt.Errorf("%s: %w", path, err)
-	}
-	if err := decode(k, &m, nil); err != nil {
-		return m, fmt.Errorf("%s: %w", path, err)
-	}
-	if err := m.Validate(); err != nil {
-		return m, fmt.Errorf("%s: %w", path, err)
-	}
-	return m, nil
+	err := loadYAML(path, &m, m.Validate)
+	return m, err
 }
 
 // Validate checks the values of m.
