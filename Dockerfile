@@ -51,7 +51,9 @@ USER 65532:65532
 # (/metrics, health, pprof when on).
 EXPOSE 8080 9090
 ENTRYPOINT ["/usr/local/bin/coalesce"]
-CMD ["serve", "--config", "configs/coalesce.yaml"]
+# The shipped models' /predict default, as `make run` serves them; an image
+# with a repository of its own sets its own (or leaves it: the first model).
+CMD ["serve", "--config", "configs/coalesce.yaml", "--models.default", "digits-mlp"]
 ARG VERSION=dev
 ARG COMMIT=unknown
 LABEL org.opencontainers.image.title="coalesce" \
