@@ -15,9 +15,6 @@ import (
 	"github.com/coalesce-ml/coalesce/drift"
 )
 
-// requestIDHeader names the request id that sampled predictions are kept
-// under, for POST /admin/feedback/{model}.
-const requestIDHeader = "X-Request-Id"
 
 // profileFile is a model's reference profile, beside its config.yaml.
 const profileFile = "profile.json"

@@ -155,3 +155,19 @@ func TestDriftSeriesFollowTheVersion(t *testing.T) {
 	}
 	do(t, c, "POST", "/predict?model=zip", []byte(`{"features":[1,5,2]}`)) // no handle, no panic
 }
+
+// TestFeedbackByGeneratedRequestID: a sampled request that sent no
+// X-Request-Id is kept under the id generated for it, the one its answer
+// carries, so that the application can post the truth for it.
+func TestFeedbackByGeneratedRequestID(t *testing.T) {
+	s, c, set := driftServer(t)
+	r := do(t, c, "POST", "/predict?model=zip", []byte(`{"features":[1,5,2]}`))
+	id := r.header["X-Request-Id"]
+	if r.status != 200 || len(id) != 32 {
+		t.Fatalf("predict = %d %s, X-Request-Id %q; want 200 and a generated 32-hex id", r.status, r.body, id)
+	}
+	status, body := admin(t, s, set, "POST", "/admin/feedback/zip", `{"id":"`+id+`","truth":1}`)
+	if status != 200 || !strings.Contains(body, `"joined":true`) {
+		t.Errorf("feedback for the generated id = %d %s; want 200 joined", status, body)
+	}
+}

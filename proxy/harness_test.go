@@ -110,7 +110,7 @@ func doErr(c *fasthttp.HostClient, method, path string, body []byte, headers ...
 		return result{}, fmt.Errorf("%s %s: %w", method, path, err)
 	}
 	r := result{status: resp.StatusCode(), body: string(resp.Body()), header: map[string]string{}}
-	for _, h := range []string{"Content-Type", "Inference-Header-Content-Length", "Allow", "Retry-After", "Connection", "Coalesce-Cache"} {
+	for _, h := range []string{"Content-Type", "Inference-Header-Content-Length", "Allow", "Retry-After", "Connection", "Coalesce-Cache", "X-Request-Id"} {
 		if v := resp.Header.Peek(h); v != nil {
 			r.header[h] = string(v)
 		}

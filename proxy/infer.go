@@ -51,7 +51,10 @@ func (s *Server) serveInfer(ctx *fasthttp.RequestCtx, c codec.Codec, e *entry, v
 	r.Model = ran.ModelVersion // the outputs are that version's
 	if d := ran.drift; d.Sampling() {
 		// Copies what it keeps and never blocks (drift.go).
-		d.Sample(r.Inputs, out, ctx.Request.Header.Peek(requestIDHeader))
+		// The request's id as the client receives it in X-Request-Id
+		// (its own, or the one generated for it: requestID is
+		// idempotent), so that feedback can name it.
+		d.Sample(r.Inputs, out, requestID(ctx))
 	}
 	// A copy for the model's shadow, if it has one (shadow.go).
 	s.offerShadow(s.snap.Load(), ran, r.Inputs, out)
