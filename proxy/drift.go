@@ -15,7 +15,6 @@ import (
 	"github.com/coalesce-ml/coalesce/drift"
 )
 
-
 // profileFile is a model's reference profile, beside its config.yaml.
 const profileFile = "profile.json"
 
