@@ -20,8 +20,14 @@ import (
 func TestGRPCServe(t *testing.T) {
 	addr := freeAddr(t)
 	s := startServer(t, "--grpc.addr", addr, "--shutdown.drain_delay", "2s")
-	if !strings.Contains(s.stdout.String(), `"grpc":"`+addr+`"`) {
-		t.Errorf("start-up log does not name the gRPC address %s: %s", addr, s.stdout)
+	// The start-up line is written after the listeners serve, so the
+	// readiness startServer waited for can come first.
+	for deadline := time.Now().Add(10 * time.Second); !strings.Contains(s.stdout.String(), `"grpc":"`+addr+`"`); {
+		if time.Now().After(deadline) {
+			t.Errorf("start-up log does not name the gRPC address %s: %s", addr, s.stdout)
+			break
+		}
+		time.Sleep(10 * time.Millisecond)
 	}
 	conn, err := grpc.NewClient(addr, grpc.WithTransportCredentials(insecure.NewCredentials()))
 	if err != nil {

@@ -119,12 +119,14 @@ func startServerIn(t *testing.T, dir string, flags ...string) *server {
 			t.Fatalf("server exited early (%d): %s", s.exitCode, s.stderr)
 		default:
 		}
-		if st, _, _ := httpDo(s.addr, "GET", "/v2/health/ready", nil, nil); st == 200 {
+		// Ready, and the start-up line written: the server logs it after
+		// its listeners serve, so readiness alone can come first.
+		if st, _, _ := httpDo(s.addr, "GET", "/v2/health/ready", nil, nil); st == 200 && strings.Contains(s.stdout.String(), "coalesce started") {
 			return s
 		}
 		time.Sleep(20 * time.Millisecond)
 	}
-	t.Fatalf("server not ready within 30s: %s", s.stderr)
+	t.Fatalf("server not ready (and its start-up line logged) within 30s: %s", s.stderr)
 	return nil
 }
 
