@@ -239,7 +239,7 @@ func TestRateLimit(t *testing.T) {
 	if d := retryDelay(st); d < 9*time.Second || d > 10*time.Second {
 		t.Errorf("RetryInfo delay = %v; want 9-10s (a token per 10s)", d)
 	}
-	if n := h.set.GetOrCreateCounter(`coalesce_requests_total{model="double",protocol="grpc",code="429"}`).Get(); n != 1 {
-		t.Errorf(`coalesce_requests_total{model="double",protocol="grpc",code="429"} = %d; want 1`, n)
+	if n := h.set.GetOrCreateCounter(`coalesce_requests_total{model="double",version="2",protocol="grpc",code="429"}`).Get(); n != 1 {
+		t.Errorf(`coalesce_requests_total{model="double",version="2",protocol="grpc",code="429"} = %d; want 1`, n)
 	}
 }

@@ -55,8 +55,8 @@ func TestBatchingAcrossProtocols(t *testing.T) {
 		t.Errorf("backend calls, rows = %d, %d; want 1, 2 (one batch of both protocols)", calls, rows)
 	}
 	for _, m := range []string{
-		`coalesce_requests_total{model="double",protocol="grpc",code="200"}`,
-		`coalesce_requests_total{model="double",protocol="v2",code="200"}`,
+		`coalesce_requests_total{model="double",version="2",protocol="grpc",code="200"}`,
+		`coalesce_requests_total{model="double",version="2",protocol="v2",code="200"}`,
 	} {
 		if n := h.set.GetOrCreateCounter(m).Get(); n != 1 {
 			t.Errorf("%s = %d; want 1", m, n)

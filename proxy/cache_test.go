@@ -101,8 +101,8 @@ func TestCacheAcrossProtocols(t *testing.T) {
 		"coalesce_cache_misses_total" + l: "1",
 		"coalesce_cache_entries" + l:      "1",
 		// Hits are requests like any other.
-		`coalesce_requests_total{model="double",protocol="v2",code="200"}`:  "3",
-		`coalesce_requests_total{model="double",protocol="tfs",code="200"}`: "2",
+		`coalesce_requests_total{model="double",version="2",protocol="v2",code="200"}`:  "3",
+		`coalesce_requests_total{model="double",version="2",protocol="tfs",code="200"}`: "2",
 	} {
 		if got := metricValue(t, set, name); got != want {
 			t.Errorf("%s = %s; want %s", name, got, want)

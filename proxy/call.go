@@ -105,7 +105,7 @@ func (s *Server) Model(c *Call, model, version string) (mi ModelInfo, err error)
 	if err != nil {
 		return mi, err
 	}
-	mm = sn.models[e.Name]
+	mm = e.req
 	if _, err := s.allows(id, e.Name); err != nil {
 		return mi, err
 	}
@@ -149,7 +149,7 @@ func (s *Server) Infer(c *Call, model, version string, x Exchange) (err error) {
 	if err != nil {
 		return err
 	}
-	mm = sn.models[e.Name]
+	mm = e.req
 	if id, err = s.allows(id, e.Name); err != nil {
 		return err
 	}
@@ -169,6 +169,7 @@ func (s *Server) Infer(c *Call, model, version string, x Exchange) (err error) {
 		h.cache = cacheControl(c.CacheControl)
 	}
 	out, ran, st, err := s.inferCached(c.Arrived, e, version != "", r.Inputs, h)
+	mm = ran.requestMetrics() // the version that answered
 	if err != nil {
 		return err
 	}

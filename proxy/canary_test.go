@@ -105,6 +105,16 @@ func TestCanaryRollbackOnErrors(t *testing.T) {
 	if r := do(t, c, "POST", "/v2/models/double/versions/2/infer", body); r.status != 500 {
 		t.Errorf("pinned request to version 2 = %d; want its 500", r.status)
 	}
+	// The request series tell the canary's failures from the primary's
+	// answers (the version label is the version that answered).
+	for name, want := range map[string]string{
+		`coalesce_requests_total{model="double",version="2",protocol="v2",code="500"}`: strconv.Itoa(failed + 1),
+		`coalesce_requests_total{model="double",version="1",protocol="v2",code="200"}`: strconv.Itoa(200 - failed),
+	} {
+		if got := metricValue(t, set, name); got != want {
+			t.Errorf("%s = %s; want %s", name, got, want)
+		}
+	}
 }
 
 // TestShadowNeverBlocks: while the shadow is stuck, every primary request

@@ -26,8 +26,8 @@ type family struct {
 // until it is described.
 var families = map[string]family{
 	// Requests, from arrival at the edge to the answer.
-	"coalesce_requests_total":           {help: "Requests answered, by model (empty when none was resolved), protocol (predict, v2, tfs, other) and status code."},
-	"coalesce_request_duration_seconds": {help: "Time from a request's arrival to its answer, by model and protocol."},
+	"coalesce_requests_total":           {help: "Requests answered, by model and the version that answered (both empty when none was resolved), protocol (predict, v2, tfs, grpc, other) and status code."},
+	"coalesce_request_duration_seconds": {help: "Time from a request's arrival to its answer, by model, the version that answered and protocol."},
 	"coalesce_inflight_requests":        {help: "POST requests being handled now; http.max_inflight bounds it."},
 	"coalesce_shed_total":               {help: "Requests refused with 503 without being run, by reason: max_inflight at the edge (no model label); queue_full or admission (deadline unmeetable) in a model version's batcher."},
 	"coalesce_draining":                 {help: "1 while the server shuts down (readiness answers 503), else 0."},

@@ -110,7 +110,7 @@ func TestMetricsHelp(t *testing.T) {
 		`coalesce_model_ready{model="double",version="2"} 1`,
 		`coalesce_queue_capacity_rows{model="double",version="2"} `,
 		`coalesce_shed_total{reason="max_inflight"} 0`,
-		`coalesce_requests_total{model="double",protocol="predict",code="200"} 1`,
+		`coalesce_requests_total{model="double",version="2",protocol="predict",code="200"} 1`,
 	} {
 		if !bytes.Contains(text, []byte("\n"+want)) {
 			t.Errorf("/metrics has no line starting %q", want)

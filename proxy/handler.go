@@ -17,8 +17,7 @@ const protoOther = "other"
 func (s *Server) Handler(ctx *fasthttp.RequestCtx) {
 	start := arrival(ctx) // the request's first byte (edge.go)
 	sn := s.snap.Load()
-	var mm *modelMetrics // the resolved model's metrics, nil until then
-	var e *entry         // the resolved model version, nil until then
+	var e *entry // the model version that answered, nil until one is resolved
 	proto := protoOther
 	defer func() {
 		if r := recover(); r != nil {
@@ -32,7 +31,7 @@ func (s *Server) Handler(ctx *fasthttp.RequestCtx) {
 			// that no path misses it.
 			ctx.SetConnectionClose()
 		}
-		s.met.observe(mm, proto, ctx.Response.StatusCode(), start)
+		s.met.observe(e.requestMetrics(), proto, ctx.Response.StatusCode(), start)
 		s.finishRequest(ctx, start, proto, e)             // X-Request-Id, access log
 		s.observeCanary(sn, e, ctx.Response.StatusCode()) // canary rollback (canary.go)
 	}()
@@ -74,13 +73,10 @@ func (s *Server) Handler(ctx *fasthttp.RequestCtx) {
 	default:
 		err = &Error{Status: fasthttp.StatusNotFound, Msg: fmt.Sprintf("no endpoint %q; see /v2 (KServe V2), /v1/models/{m} (TF Serving) and /predict", truncateBytes(path))}
 	}
-	if e != nil {
-		mm = sn.models[e.Name]
-		if err == nil {
-			// Metadata and readiness of a model the key may not call
-			// are refused too; inference was refused before decoding.
-			err = s.modelAccess(ctx, e.Name)
-		}
+	if e != nil && err == nil {
+		// Metadata and readiness of a model the key may not call are
+		// refused too; inference was refused before decoding.
+		err = s.modelAccess(ctx, e.Name)
 	}
 	if err != nil {
 		writeError(ctx, err)

@@ -21,19 +21,22 @@ import (
 // body with c for e's model, add the scheduling hints of the headers, run
 // the request through the model's batcher, and encode the answer. versioned
 // says whether the request named the version (see snapshot.successor).
-// Errors are returned for Handler to write.
-func (s *Server) serveInfer(ctx *fasthttp.RequestCtx, c codec.Codec, e *entry, versioned bool) error {
+// It returns the entry that answered (e, or the version a request moved
+// to when e was retired under it; the one it failed on, for errors), which
+// the request's metrics count under. Errors are returned for Handler to
+// write.
+func (s *Server) serveInfer(ctx *fasthttp.RequestCtx, c codec.Codec, e *entry, versioned bool) (*entry, error) {
 	if err := s.admitModel(ctx, e.Name); err != nil { // 403, 429 (guard.go)
-		return err
+		return e, err
 	}
 	r := codec.AcquireRequest(e.ModelVersion, &s.cfg.Limits)
 	defer codec.ReleaseRequest(r)
 	if err := c.Decode(r, ctx.PostBody(), &ctx.Request.Header); err != nil {
-		return err
+		return e, err
 	}
 	h, err := headerHints(ctx)
 	if err != nil {
-		return err
+		return e, err
 	}
 	if r.Timeout > 0 { // Triton's schedule_policy parameters win over headers
 		h.timeout = r.Timeout
@@ -46,7 +49,7 @@ func (s *Server) serveInfer(ctx *fasthttp.RequestCtx, c codec.Codec, e *entry, v
 	}
 	out, ran, st, err := s.inferCached(arrival(ctx), e, versioned, r.Inputs, h)
 	if err != nil {
-		return err
+		return ran, err
 	}
 	r.Model = ran.ModelVersion // the outputs are that version's
 	if d := ran.drift; d.Sampling() {
@@ -61,13 +64,13 @@ func (s *Server) serveInfer(ctx *fasthttp.RequestCtx, c codec.Codec, e *entry, v
 	bb := bytebufferpool.Get()
 	defer bytebufferpool.Put(bb)
 	if bb.B, err = c.Encode(bb.B[:0], r, out, &ctx.Response.Header); err != nil {
-		return err
+		return ran, err
 	}
 	ctx.SetBody(bb.B)
 	if e.cache != nil {
 		ctx.Response.Header.SetCanonical(coalesceCache, cacheStatus[st])
 	}
-	return nil
+	return ran, nil
 }
 
 // The Coalesce-Cache response header, in canonical form (SetCanonical
@@ -82,7 +85,8 @@ var (
 // from it (cache.Hit), a request identical to one in flight waits for
 // that one (cache.Shared), anything else runs (cache.Miss) and, when it
 // succeeds, is stored. Without a cache on e, or when the client's
-// Cache-Control forbids it, it is infer.
+// Cache-Control forbids it, it is infer. Like infer, it returns the entry
+// that ran the request, or the one it failed on, even with an error.
 func (s *Server) inferCached(arrived time.Time, e *entry, versioned bool, inputs []*tensor.Tensor, h hints) ([]*tensor.Tensor, *entry, cache.Status, error) {
 	if e.cache == nil || h.cache == ccNoStore {
 		out, ran, err := s.infer(arrived, e, versioned, inputs, h)
@@ -103,11 +107,13 @@ func (s *Server) inferCached(arrived time.Time, e *entry, versioned bool, inputs
 	ran := e
 	out, st, err := e.cache.Do(k, arrived.Add(timeoutOf(e, h)), func() ([]*tensor.Tensor, error) {
 		out, r, err := s.infer(arrived, e, versioned, inputs, h)
-		if err == nil && r != e {
-			// It ran on the version that replaced e: neither e's answer
-			// to store nor one e's waiters may take as e's.
-			ran = r
-			return out, errMoved{out}
+		if r != e {
+			ran = r // it moved to the version that replaced e
+			if err == nil {
+				// Neither e's answer to store nor one e's waiters may
+				// take as e's.
+				return out, errMoved{out}
+			}
 		}
 		return out, err
 	})
@@ -119,7 +125,7 @@ func (s *Server) inferCached(arrived time.Time, e *entry, versioned bool, inputs
 		case errors.Is(err, cache.ErrExpired):
 			// A waiter's own deadline passed; the request it waited
 			// for goes on.
-			return nil, nil, st, modelError{err: batcher.ErrExpired, model: e.Name, version: e.Version, timeout: timeoutOf(e, h)}
+			return nil, e, st, modelError{err: batcher.ErrExpired, model: e.Name, version: e.Version, timeout: timeoutOf(e, h)}
 		}
 	}
 	return out, ran, st, err
@@ -194,17 +200,18 @@ type hints struct {
 // order; arrived is when the request arrived (its deadline counts from
 // then). A request whose batcher was retired under it (ErrClosed while the
 // server is not draining) moves to the version that replaced it (at most
-// maxMoves times); infer returns the entry that ran the request.
+// maxMoves times); infer returns the entry that ran the request, or the
+// one it failed on.
 func (s *Server) infer(arrived time.Time, e *entry, versioned bool, inputs []*tensor.Tensor, h hints) ([]*tensor.Tensor, *entry, error) {
 	rows := 0
 	if len(inputs) > 0 {
 		rows = inputs[0].BatchSize()
 	}
 	if rows == 0 {
-		return nil, nil, &Error{Status: fasthttp.StatusBadRequest, Msg: "batch of 0 rows; want at least one row (the first dimension of every input)"}
+		return nil, e, &Error{Status: fasthttp.StatusBadRequest, Msg: "batch of 0 rows; want at least one row (the first dimension of every input)"}
 	}
 	if max := e.b.Config().MaxBatchSize; rows > max {
-		return nil, nil, &Error{Status: fasthttp.StatusBadRequest, Msg: fmt.Sprintf("batch of %d rows is larger than model %s's max_batch_size %d", rows, e.Name, max)}
+		return nil, e, &Error{Status: fasthttp.StatusBadRequest, Msg: fmt.Sprintf("batch of %d rows is larger than model %s's max_batch_size %d", rows, e.Name, max)}
 	}
 	timeout := timeoutOf(e, h)
 	req := batcher.Request{Inputs: inputs, Deadline: arrived.Add(timeout), Priority: h.priority}
@@ -221,17 +228,17 @@ func (s *Server) infer(arrived time.Time, e *entry, versioned bool, inputs []*te
 		out, err = e.b.Submit(req)
 	}
 	if err != nil {
-		return nil, nil, modelError{err: err, model: e.Name, version: e.Version, timeout: timeout}
+		return nil, e, modelError{err: err, model: e.Name, version: e.Version, timeout: timeout}
 	}
 	if len(out) != len(e.Meta.Outputs) {
-		return nil, nil, fmt.Errorf("BUG: model %s returned %d outputs; declared %d", e.Name, len(out), len(e.Meta.Outputs))
+		return nil, e, fmt.Errorf("BUG: model %s returned %d outputs; declared %d", e.Name, len(out), len(e.Meta.Outputs))
 	}
 	for _, t := range out {
 		// The encoders walk BYTES data element by element; check its
 		// layout once here rather than trusting it in each of them.
 		if t.DType == tensor.Bytes {
 			if err := t.Validate(); err != nil {
-				return nil, nil, fmt.Errorf("model %s version %s: output: %w", e.Name, e.Version, err)
+				return nil, e, fmt.Errorf("model %s version %s: output: %w", e.Name, e.Version, err)
 			}
 		}
 	}

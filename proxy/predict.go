@@ -35,5 +35,5 @@ func (s *Server) predict(ctx *fasthttp.RequestCtx, sn *snapshot) (*entry, error)
 	if err != nil {
 		return nil, err
 	}
-	return e, s.serveInfer(ctx, codec.Predict, e, pinned)
+	return s.serveInfer(ctx, codec.Predict, e, pinned)
 }

@@ -140,16 +140,16 @@ func TestMetrics(t *testing.T) {
 	text := buf.String()
 	checkPromText(t, text)
 	for _, want := range []string{
-		`coalesce_requests_total{model="double",protocol="v2",code="200"} 3`,
-		`coalesce_requests_total{model="double",protocol="v2",code="400"} 1`,
-		`coalesce_requests_total{model="double",protocol="predict",code="200"} 2`,
-		`coalesce_requests_total{model="double",protocol="tfs",code="400"} 2`,
-		`coalesce_requests_total{model="",protocol="v2",code="404"} 1`,
-		`coalesce_requests_total{model="",protocol="other",code="404"} 1`,
-		`coalesce_requests_total{model="multi",protocol="v2",code="200"} 0`,
-		`coalesce_request_duration_seconds_count{model="double",protocol="predict"} 2`,
-		`coalesce_request_duration_seconds_count{model="double",protocol="v2"} 4`,
-		`coalesce_request_duration_seconds_bucket{model="double",protocol="predict",le="+Inf"} 2`,
+		`coalesce_requests_total{model="double",version="2",protocol="v2",code="200"} 3`,
+		`coalesce_requests_total{model="double",version="2",protocol="v2",code="400"} 1`,
+		`coalesce_requests_total{model="double",version="2",protocol="predict",code="200"} 2`,
+		`coalesce_requests_total{model="double",version="2",protocol="tfs",code="400"} 2`,
+		`coalesce_requests_total{model="",version="",protocol="v2",code="404"} 1`,
+		`coalesce_requests_total{model="",version="",protocol="other",code="404"} 1`,
+		`coalesce_requests_total{model="multi",version="1",protocol="v2",code="200"} 0`,
+		`coalesce_request_duration_seconds_count{model="double",version="2",protocol="predict"} 2`,
+		`coalesce_request_duration_seconds_count{model="double",version="2",protocol="v2"} 4`,
+		`coalesce_request_duration_seconds_bucket{model="double",version="2",protocol="predict",le="+Inf"} 2`,
 		// One backend execution per batch: these sequential requests ran
 		// alone, on double's latest version.
 		`coalesce_inference_calls_total{model="double",version="2"} 5`,
@@ -160,7 +160,7 @@ func TestMetrics(t *testing.T) {
 			t.Errorf("metrics lack %s", want)
 		}
 	}
-	buckets := regexp.MustCompile(`(?m)^coalesce_request_duration_seconds_bucket\{model="double",protocol="predict",le="([^"]+)"\} ([0-9]+)$`).FindAllStringSubmatch(text, -1)
+	buckets := regexp.MustCompile(`(?m)^coalesce_request_duration_seconds_bucket\{model="double",version="2",protocol="predict",le="([^"]+)"\} ([0-9]+)$`).FindAllStringSubmatch(text, -1)
 	if len(buckets) != len(latencyBuckets)+1 {
 		t.Errorf("predict latency histogram has %d buckets; want %d", len(buckets), len(latencyBuckets)+1)
 	}
@@ -183,7 +183,7 @@ func TestMetrics(t *testing.T) {
 	}
 	admin := string(ctx.Response.Body())
 	checkPromText(t, admin)
-	if !strings.Contains(admin, `coalesce_requests_total{model="double",protocol="v2",code="200"} 3`+"\n") {
+	if !strings.Contains(admin, `coalesce_requests_total{model="double",version="2",protocol="v2",code="200"} 3`+"\n") {
 		t.Errorf("GET /metrics lacks the data-plane counters")
 	}
 }

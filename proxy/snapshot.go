@@ -20,7 +20,6 @@ import (
 type snapshot struct {
 	reg     *backends.Registry
 	entries map[*backends.ModelVersion]*entry
-	models  map[string]*modelMetrics // request metrics by model name
 	def     string                   // the model POST /predict serves
 	splits  map[string]*split        // canary routing by model name (canary.go)
 	shadows map[string]*shadowRoute  // shadow copies by model name (shadow.go)
@@ -31,6 +30,9 @@ type entry struct {
 	*backends.ModelVersion
 	b       *batcher.Batcher
 	met     *batcher.Metrics
+	// req are the version's request series, shared by every load of the
+	// version and removed with met when the last one retires.
+	req     *modelMetrics
 	timeout time.Duration // default deadline from arrival
 	// gen is the version's load generation: unique among the versions
 	// this server has served, so that what is keyed on it (a response
@@ -102,14 +104,7 @@ func (s *Server) Update(reg *backends.Registry) error {
 	}
 	old := s.snap.Load()
 	old.closeDrift(reg) // before a new load of a version takes its series
-	sn := &snapshot{reg: reg, entries: map[*backends.ModelVersion]*entry{}, models: map[string]*modelMetrics{}}
-	for _, name := range names {
-		if mm := old.modelMetrics(name); mm != nil {
-			sn.models[name] = mm
-		} else {
-			sn.models[name] = newModelMetrics(s.set, name)
-		}
-	}
+	sn := &snapshot{reg: reg, entries: map[*backends.ModelVersion]*entry{}}
 	for _, m := range reg.All() {
 		if e := old.entry(m); e != nil {
 			sn.entries[m] = e
@@ -127,7 +122,8 @@ func (s *Server) Update(reg *backends.Registry) error {
 		}
 		s.series[seriesKey(m)]++
 		s.gen++
-		e := &entry{ModelVersion: m, b: batcher.New(m.Backend, bc, met, nil), met: met, timeout: eff.DefaultTimeout, gen: s.gen}
+		e := &entry{ModelVersion: m, b: batcher.New(m.Backend, bc, met, nil), met: met, timeout: eff.DefaultTimeout, gen: s.gen,
+			req: newModelMetrics(s.set, m.Name, m.Version)}
 		e.cache, e.cmet = s.newCache(m, eff, budgets[m], old)
 		e.drift = s.newDrift(m)
 		sn.entries[m] = e
@@ -160,11 +156,6 @@ func (s *Server) Update(reg *backends.Registry) error {
 		}
 		s.retiring.Add(1)
 		go s.retire(e)
-	}
-	for name, mm := range old.models {
-		if sn.models[name] == nil {
-			mm.unregister(s.set)
-		}
 	}
 	return nil
 }
@@ -252,15 +243,9 @@ func (s *Server) cacheBudgets(reg *backends.Registry) (map[*backends.ModelVersio
 	return budgets, nil
 }
 
-func (sn *snapshot) modelMetrics(name string) *modelMetrics {
-	if sn == nil {
-		return nil
-	}
-	return sn.models[name]
-}
-
 // retire drains e's queue, closes its backend and, unless a new load of
-// the same version still uses them, removes its batcher series.
+// the same version still uses them, removes its batcher and request
+// series.
 func (s *Server) retire(e *entry) {
 	defer s.retiring.Done()
 	ctx, cancel := context.WithTimeout(context.Background(), s.cfg.Shutdown.GracePeriod)
@@ -276,6 +261,7 @@ func (s *Server) retire(e *entry) {
 	if s.series[key]--; s.series[key] <= 0 {
 		delete(s.series, key)
 		e.met.Unregister()
+		e.req.unregister(s.set)
 	}
 	s.mu.Unlock()
 	s.log.Info("model version retired", "model", e.Name, "version", e.Version, "generation", e.gen)

@@ -155,9 +155,14 @@ func TestRetiredBatcherMovesTheRequest(t *testing.T) {
 	in := tensor.New("x", tensor.FP32, []int64{1, 4})
 	copy(in.Float32s(), []float32{1, 2, 3, 4})
 
-	out, _, err := s.infer(time.Now(), old, false, []*tensor.Tensor{in}, hints{})
+	out, ran, err := s.infer(time.Now(), old, false, []*tensor.Tensor{in}, hints{})
 	if err != nil || out[1].Int64s()[0] != 3 {
 		t.Fatalf("infer on a retired entry = %v, %v; want it moved to the new load of version 2", out, err)
+	}
+	if next, _ := s.snap.Load().get("double", "2"); ran != next || ran.req.latency[0] != old.req.latency[0] {
+		// The request counts under the version that answered it, whose
+		// series the new load of version 2 shares with the old.
+		t.Errorf("infer on a retired entry ran on %p; want the new load %p, with the same request series", ran, next)
 	}
 	must(t, s.Update(s.snap.Load().reg.Without("double", "2")))
 	s.retiring.Wait()
@@ -214,5 +219,8 @@ func TestReaddedVersionKeepsItsSeries(t *testing.T) {
 	s.retiring.Wait()
 	if got := seriesNames(set, `coalesce_batch_size{model="double",version="3"}`); len(got) != 1 {
 		t.Errorf("version 3, served again, has %d coalesce_batch_size series after its predecessor retired; want 1", len(got))
+	}
+	if got := seriesNames(set, `coalesce_request_duration_seconds{model="double",version="3",protocol="v2"}`); len(got) != 1 {
+		t.Errorf("version 3, served again, has %d request duration series after its predecessor retired; want 1", len(got))
 	}
 }

@@ -49,7 +49,7 @@ func (s *Server) routeTFS(ctx *fasthttp.RequestCtx, sn *snapshot, rest []byte) (
 		if !ctx.IsPost() {
 			return m, methodNotAllowed(ctx, "POST")
 		}
-		return m, s.serveInfer(ctx, codec.TFS, m, pinned)
+		return s.serveInfer(ctx, codec.TFS, m, pinned)
 	case hasVerb && (string(verb) == "classify" || string(verb) == "regress") && len(tail) == 0:
 		return m, badRequest("%s is not supported for model %s (no tf.Example signature); want :predict", verb, m.Name)
 	case hasVerb:

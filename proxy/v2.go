@@ -105,7 +105,7 @@ func (s *Server) v2Model(ctx *fasthttp.RequestCtx, sn *snapshot, rest []byte) (*
 		if !ctx.IsPost() {
 			return m, methodNotAllowed(ctx, "POST")
 		}
-		return m, s.serveInfer(ctx, codec.V2, m, pinned)
+		return s.serveInfer(ctx, codec.V2, m, pinned)
 	}
 	return m, &Error{Status: fasthttp.StatusNotFound, Msg: "no KServe V2 endpoint " + strconv.Quote(truncateBytes(ctx.Path())) + "; want .../ready or .../infer"}
 }

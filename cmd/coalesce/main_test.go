@@ -259,7 +259,7 @@ func TestShippedExamples(t *testing.T) {
 	}
 
 	st, body, _ := httpDo(s.admin, "GET", "/metrics", nil, nil)
-	if st != 200 || !bytes.Contains(body, []byte(`coalesce_requests_total{model="digits-mlp",protocol="v2",code="200"} 1`)) {
+	if st != 200 || !bytes.Contains(body, []byte(`coalesce_requests_total{model="digits-mlp",version="1",protocol="v2",code="200"} 1`)) {
 		t.Errorf("admin /metrics = %d, missing the v2 request counter:\n%.2000s", st, body)
 	}
 	if !strings.Contains(s.stdout.String(), `"msg":"coalesce started"`) {
