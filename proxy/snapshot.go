@@ -20,16 +20,16 @@ import (
 type snapshot struct {
 	reg     *backends.Registry
 	entries map[*backends.ModelVersion]*entry
-	def     string                   // the model POST /predict serves
-	splits  map[string]*split        // canary routing by model name (canary.go)
-	shadows map[string]*shadowRoute  // shadow copies by model name (shadow.go)
+	def     string                  // the model POST /predict serves
+	splits  map[string]*split       // canary routing by model name (canary.go)
+	shadows map[string]*shadowRoute // shadow copies by model name (shadow.go)
 }
 
 // entry is one served model version.
 type entry struct {
 	*backends.ModelVersion
-	b       *batcher.Batcher
-	met     *batcher.Metrics
+	b   *batcher.Batcher
+	met *batcher.Metrics
 	// req are the version's request series, shared by every load of the
 	// version and removed with met when the last one retires.
 	req     *modelMetrics
