@@ -93,6 +93,10 @@ type exchange struct {
 
 func (x *exchange) Decode(r *codec.Request) error { return codec.DecodeGRPC(r, x.req) }
 
+// ModelLabel makes the exchange a proxy.Labeled: parameters
+// ["coalesce-model-label"] picks the version as a V2 REST body's does.
+func (x *exchange) ModelLabel() (string, error) { return codec.GRPCLabel(x.req) }
+
 func (x *exchange) Encode(r *codec.Request, out []*tensor.Tensor, cacheStatus string) error {
 	x.resp = codec.EncodeGRPC(r, out)
 	if cacheStatus != "" {

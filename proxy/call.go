@@ -119,7 +119,7 @@ func (s *Server) Model(c *Call, model, version string) (mi ModelInfo, err error)
 
 // Infer runs one inference request through the path of Handler and
 // serveInfer: http.max_inflight, the API key (401), the model and version
-// ("" = the highest; 404), the key's access and the rate limits (403,
+// ("" = the label x names, else the highest or the canary split; 404), the key's access and the rate limits (403,
 // 429), decoding with x, the cache and the model's batcher under the
 // earlier of c's deadline and the request's timeout parameter, and
 // encoding with x. It counts the request in the metrics under protocol
@@ -145,7 +145,7 @@ func (s *Server) Infer(c *Call, model, version string, x Exchange) (err error) {
 	if err != nil {
 		return err
 	}
-	e, err := lookupString(sn, model, version)
+	e, pinned, err := s.resolveCall(sn, model, version, x) // route.go
 	if err != nil {
 		return err
 	}
@@ -168,7 +168,7 @@ func (s *Server) Infer(c *Call, model, version string, x Exchange) (err error) {
 	if e.cache != nil {
 		h.cache = cacheControl(c.CacheControl)
 	}
-	out, ran, st, err := s.inferCached(c.Arrived, e, version != "", r.Inputs, h)
+	out, ran, st, err := s.inferCached(c.Arrived, e, pinned, r.Inputs, h)
 	mm = ran.requestMetrics() // the version that answered
 	if err != nil {
 		return err
@@ -202,6 +202,7 @@ func (s *Server) observeCall(mm **modelMetrics, c *Call, err *error) {
 		m = *mm
 	}
 	s.met.observe(m, protoGRPC, code, c.Arrived)
+	s.observeCanaryVersion(m, code) // canary rollback (canary.go)
 }
 
 // lookupString is lookup of strings.

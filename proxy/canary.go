@@ -178,14 +178,15 @@ func (s *Server) logRollback(c *canary, ev *rollbackEvent) {
 }
 
 // pickSplit routes an unpinned request for e's model through its canary
-// split, if it has one.
+// split, if it has one. ctx is nil for a gRPC call, which is split per
+// request (canary.sticky_header is an HTTP header).
 func (sn *snapshot) pickSplit(ctx *fasthttp.RequestCtx, e *entry) *entry {
 	sp := sn.splits[e.Name]
 	if sp == nil {
 		return e
 	}
 	var key []byte
-	if h := sp.c.cfg.StickyHeader; h != "" {
+	if h := sp.c.cfg.StickyHeader; h != "" && ctx != nil {
 		key = ctx.Request.Header.Peek(h)
 	}
 	if sp.c.pick(key) {
@@ -201,6 +202,21 @@ func (s *Server) observeCanary(sn *snapshot, e *entry, status int) {
 		return
 	}
 	if sp := sn.splits[e.Name]; sp != nil && sp.canary == e {
+		s.logRollback(sp.c, sp.c.observe(status))
+	}
+}
+
+// observeCanaryVersion is observeCanary for a call whose answering
+// version is known by its request series (the gRPC front end's).
+func (s *Server) observeCanaryVersion(mm *modelMetrics, status int) {
+	if mm == nil {
+		return
+	}
+	sn := s.snap.Load()
+	if len(sn.splits) == 0 {
+		return
+	}
+	if sp := sn.splits[mm.name]; sp != nil && sp.canary.Version == mm.version {
 		s.logRollback(sp.c, sp.c.observe(status))
 	}
 }

@@ -1,14 +1,38 @@
 package proxy
 
 import (
+	"bytes"
 	"unsafe"
 
 	"github.com/valyala/fasthttp"
+
+	"github.com/coalesce-ml/coalesce/codec"
 )
 
 // labelHeader names the version label a KServe V2 or /predict request
-// asks for (TF Serving puts it in the path: /v1/models/{m}/labels/{l}).
+// asks for (TF Serving puts it in the path: /v1/models/{m}/labels/{l});
+// a V2 infer request may name it as the parameter coalesce-model-label
+// instead (codec.LabelParameter), in its JSON body or gRPC message.
 const labelHeader = "Coalesce-Model-Label"
+
+// v2Label returns the version label a KServe V2 request asks for: its
+// Coalesce-Model-Label header or, for an infer request (action "infer"),
+// its body's parameters.coalesce-model-label. Both, naming different
+// labels, are a 400 naming both.
+func (s *Server) v2Label(ctx *fasthttp.RequestCtx, action []byte) ([]byte, error) {
+	header := ctx.Request.Header.Peek(labelHeader)
+	if string(action) != "infer" || !ctx.IsPost() {
+		return header, nil
+	}
+	param, err := codec.V2Label(ctx.PostBody(), &ctx.Request.Header, &s.cfg.Limits)
+	if err != nil || len(param) == 0 {
+		return header, err
+	}
+	if len(header) > 0 && !bytes.Equal(header, param) {
+		return nil, badRequest("header %s %q and parameters.%s %q name different version labels; want one of them, or the same", labelHeader, truncateBytes(header), codec.LabelParameter, truncateBytes(param))
+	}
+	return param, nil
+}
 
 // resolve picks the version a request for model name runs on: version
 // when it names one; else the version that label (from the model's
@@ -41,4 +65,33 @@ func (sn *snapshot) label(name, label []byte) (*entry, error) {
 		return nil, &Error{Status: fasthttp.StatusNotFound, Msg: "model " + truncateBytes(name) + " has no version labelled " + truncateBytes(label) + "; labels are set in the model's config.yaml (labels: {stable: 3})"}
 	}
 	return lookup(sn, name, []byte(v))
+}
+
+// Labeled is an Exchange whose request may name a version label: the gRPC
+// front end's, by its parameters["coalesce-model-label"]
+// (codec.GRPCLabel). ModelLabel returns "" when the request names none.
+type Labeled interface {
+	ModelLabel() (string, error)
+}
+
+// resolveCall is resolve for a Call of Infer: version when it is given;
+// else the label x's request names, if x is Labeled; else the highest
+// version or the model's canary split (per request: a call carries no
+// sticky header). pinned is as in resolve.
+func (s *Server) resolveCall(sn *snapshot, name, version string, x Exchange) (e *entry, pinned bool, err error) {
+	if l, ok := x.(Labeled); ok && version == "" {
+		label, err := l.ModelLabel()
+		if err != nil {
+			return nil, false, err
+		}
+		if label != "" {
+			e, err := sn.label([]byte(name), []byte(label))
+			return e, true, err
+		}
+	}
+	e, err = lookupString(sn, name, version)
+	if err == nil && version == "" && len(sn.splits) > 0 {
+		e = sn.pickSplit(nil, e)
+	}
+	return e, version != "", err
 }

@@ -91,7 +91,11 @@ func (s *Server) v2Model(ctx *fasthttp.RequestCtx, sn *snapshot, rest []byte) (*
 	if len(name) == 0 {
 		return nil, &Error{Status: fasthttp.StatusNotFound, Msg: "empty model name in path; want /v2/models/{model}"}
 	}
-	m, pinned, err := s.resolve(ctx, sn, name, version, ctx.Request.Header.Peek(labelHeader))
+	label, err := s.v2Label(ctx, action)
+	if err != nil {
+		return nil, err
+	}
+	m, pinned, err := s.resolve(ctx, sn, name, version, label)
 	if err != nil {
 		return nil, err
 	}
