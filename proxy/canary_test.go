@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"math"
+	"slices"
 	"strconv"
 	"strings"
 	"testing"
@@ -211,10 +212,10 @@ func TestShadowCompare(t *testing.T) {
 	target := &entry{ModelVersion: &backends.ModelVersion{Name: "double", Version: "2", Backend: b, Meta: b.Metadata()}}
 	y := func(v ...float32) *tensor.Tensor { return tensor.FromFloat32s("y", []int64{int64(len(v) / 4), 4}, v) }
 	cls := func(v ...int64) *tensor.Tensor { return tensor.FromInt64s("cls", []int64{int64(len(v))}, v) }
-	names := []string{"y", "cls"}
+	outputs := []backends.TensorSpec{{Name: "y"}, {Name: "cls"}}
 	f := func(primary, shadow []*tensor.Tensor, wantRows, wantAgreed int, wantDiff float64) {
 		t.Helper()
-		rows, agreed, diff := compare(names, primary, target, shadow)
+		rows, agreed, diff := compare(outputs, primary, target, shadow)
 		if rows != wantRows || agreed != wantAgreed || math.Abs(diff-wantDiff) > 1e-6 {
 			t.Errorf("compare = %d rows, %d agreed, diff %v; want %d, %d, %v", rows, agreed, diff, wantRows, wantAgreed, wantDiff)
 		}
@@ -223,10 +224,33 @@ func TestShadowCompare(t *testing.T) {
 	f([]*tensor.Tensor{y(1, 2, 3, 4), cls(3)}, []*tensor.Tensor{y(1, 2, 3, 4.5), cls(2)}, 1, 0, 0.5)
 	f([]*tensor.Tensor{y(1, 2, 3, 4, 4, 3, 2, 1), cls(3, 0)}, []*tensor.Tensor{y(1, 2, 3, 4, 1, 3, 2, 1.25), cls(3, 0)}, 2, 1, 3)
 
-	a := shadowJob{target: target, names: names, inputs: []*tensor.Tensor{y(1, 2, 3, 4)}, primary: []*tensor.Tensor{y(2, 4, 6, 8), cls(3)}}
-	c := shadowJob{target: target, names: names, inputs: []*tensor.Tensor{y(4, 3, 2, 1)}, primary: []*tensor.Tensor{y(8, 6, 4, 2), cls(0)}}
-	m, ok := merge([]shadowJob{a, c})
-	if !ok || m.rows() != 2 || m.primary[1].Int64s()[1] != 0 {
+	in := y(1, 2, 3, 4)
+	a := copyJob(target, outputs, []*tensor.Tensor{in}, []*tensor.Tensor{y(2, 4, 6, 8), cls(3)})
+	in.Float32s()[0] = 7 // the request's memory is reused once it is answered
+	c := copyJob(target, outputs, []*tensor.Tensor{y(4, 3, 2, 1)}, []*tensor.Tensor{y(8, 6, 4, 2), cls(0)})
+	if got := a.inputs[0].Float32s(); !slices.Equal(got, []float32{1, 2, 3, 4}) || a.primary[1].Int64s()[0] != 3 {
+		t.Errorf("copy of the inputs = %v, class %d; want [1 2 3 4], 3 (a copy)", got, a.primary[1].Int64s()[0])
+	}
+	m, ok := merge([]*shadowJob{a, c})
+	if !ok || m.rows() != 2 || m.primary[1].Int64s()[1] != 0 || m.inputs[0].Float32s()[4] != 4 {
 		t.Fatalf("merge = %+v, %v; want 2 rows", m, ok)
+	}
+	a.release()
+	c.release()
+	m.release()
+}
+
+// TestShadowCopyAllocs: taking a request's copy for the shadow and
+// returning it allocates nothing once the pool holds one.
+func TestShadowCopyAllocs(t *testing.T) {
+	if raceEnabled {
+		t.Skip("sync.Pool drops items at random under -race")
+	}
+	b := fakemodel.Models["double"]()
+	target := &entry{ModelVersion: &backends.ModelVersion{Name: "double", Version: "2", Backend: b, Meta: b.Metadata()}}
+	in := []*tensor.Tensor{tensor.FromFloat32s("x", []int64{1, 4}, []float32{1, 2, 3, 4})}
+	out := []*tensor.Tensor{tensor.FromFloat32s("y", []int64{1, 4}, []float32{2, 4, 6, 8}), tensor.FromInt64s("cls", []int64{1}, []int64{3})}
+	if n := testing.AllocsPerRun(100, func() { copyJob(target, target.Meta.Outputs, in, out).release() }); n != 0 {
+		t.Errorf("a shadow copy allocates %.0f times; want 0", n)
 	}
 }

@@ -3,11 +3,13 @@ package proxy
 import (
 	"math"
 	"slices"
+	"sync"
 	"sync/atomic"
 	"time"
 
 	"github.com/VictoriaMetrics/metrics"
 
+	"github.com/coalesce-ml/coalesce/backends"
 	"github.com/coalesce-ml/coalesce/batcher"
 	"github.com/coalesce-ml/coalesce/config"
 	"github.com/coalesce-ml/coalesce/tensor"
@@ -18,9 +20,9 @@ import (
 // copy (inputs and the primary's outputs, cloned) goes into a queue of
 // shadow.queue entries and is dropped when the queue is full, so that a
 // slow shadow never adds latency to an answer or memory with load. One
-// goroutine per shadow runs the copies through the shadow version's
-// batcher at the lowest priority (copies that queued up together as one
-// batch) and compares the outputs:
+// goroutine per shadow takes the queued copies every shadowPoll, runs them
+// through the shadow version's batcher at the lowest priority (copies that
+// queued up together as one batch) and compares the outputs:
 //
 //	coalesce_shadow_rows_total{model,version}          rows compared
 //	coalesce_shadow_agreeing_rows_total{model,version} rows whose labels (integer and string outputs, argmax of float rows) all match
@@ -30,6 +32,15 @@ import (
 //
 // When the shadow version is also the canary, agreement feeds the
 // canary's rollback (canary.rollback.min_agreement).
+
+// shadowPoll is how often a shadow's worker takes the queued copies. The
+// worker never waits on the queue itself: a send to a channel a goroutine
+// waits on readies that goroutine on the sender's P, ahead of the requests
+// queued there, so that a request's copy would put the shadow's inference
+// before other requests' answers (measured: +40 % primary p99 at 4,000
+// requests/s with share 1, TestShadowFigures). Polling also batches the
+// copies of a millisecond, which costs the shadow less CPU.
+const shadowPoll = time.Millisecond
 
 // shadowRoute is one snapshot's shadow of a model.
 type shadowRoute struct {
@@ -42,7 +53,7 @@ type shadowRoute struct {
 type shadow struct {
 	model   string
 	cfg     config.Shadow
-	q       chan shadowJob // capacity cfg.Queue; never closed (senders never block)
+	q       chan *shadowJob // capacity cfg.Queue; never closed (senders never block)
 	quit    chan struct{}  // closed by stop
 	stopped atomic.Bool
 	draws   atomic.Uint64
@@ -52,15 +63,75 @@ type shadow struct {
 	maxDiff                         *metrics.Histogram
 }
 
+// shadowJob is one copy for a shadow (or several, merged). A copy taken
+// on the request path comes from shadowJobs and goes back there once run,
+// so that taking it allocates nothing once the pool is warm.
 type shadowJob struct {
 	target  *entry
 	inputs  []*tensor.Tensor
 	primary []*tensor.Tensor
-	names   []string // the primary's output names
+	outputs []backends.TensorSpec // the primary's outputs (their names); shared
+
+	// The memory of a pooled copy: the tensors, their shapes and data.
+	ts     []tensor.Tensor
+	ptrs   []*tensor.Tensor
+	shapes []int64
+	data   []byte // 8-byte aligned (tensor.Alloc), each tensor's at a multiple of 8
+}
+
+var shadowJobs = sync.Pool{New: func() any { return new(shadowJob) }}
+
+// copyJob takes a pooled copy of a request's inputs and the primary's
+// outputs for target.
+func copyJob(target *entry, outputs []backends.TensorSpec, inputs, out []*tensor.Tensor) *shadowJob {
+	j := shadowJobs.Get().(*shadowJob)
+	j.target, j.outputs = target, outputs
+	n, dims, size := len(inputs)+len(out), 0, 0
+	for _, ts := range [2][]*tensor.Tensor{inputs, out} {
+		for _, t := range ts {
+			dims += len(t.Shape)
+			size += (len(t.Data) + 7) &^ 7
+		}
+	}
+	if cap(j.ts) < n {
+		j.ts, j.ptrs = make([]tensor.Tensor, n), make([]*tensor.Tensor, n)
+	}
+	if cap(j.shapes) < dims {
+		j.shapes = make([]int64, dims)
+	}
+	if cap(j.data) < size {
+		j.data = tensor.Alloc(size)
+	}
+	j.ts, j.ptrs, j.shapes, j.data = j.ts[:n], j.ptrs[:n], j.shapes[:dims], j.data[:size]
+	i, d, b := 0, 0, 0
+	for _, ts := range [2][]*tensor.Tensor{inputs, out} {
+		for _, t := range ts {
+			sh := j.shapes[d : d+len(t.Shape) : d+len(t.Shape)]
+			copy(sh, t.Shape)
+			data := j.data[b : b+len(t.Data) : b+len(t.Data)]
+			copy(data, t.Data)
+			j.ts[i] = tensor.Tensor{Name: t.Name, DType: t.DType, Shape: sh, Data: data}
+			j.ptrs[i] = &j.ts[i]
+			i, d, b = i+1, d+len(t.Shape), b+(len(t.Data)+7)&^7
+		}
+	}
+	j.inputs, j.primary = j.ptrs[:len(inputs)], j.ptrs[len(inputs):]
+	return j
+}
+
+// release returns a copy taken by copyJob to the pool.
+func (j *shadowJob) release() {
+	if j.ts == nil {
+		return // a merged job: its tensors were allocated by merge
+	}
+	clear(j.ts) // no names or data of this request stay reachable...
+	clear(j.ptrs)
+	j.target, j.outputs, j.inputs, j.primary = nil, nil, nil, nil // ...nor a retired entry
+	shadowJobs.Put(j)
 }
 
 func (s *Server) newShadow(model string, cfg config.Shadow) *shadow {
-	sh := &shadow{model: model, cfg: cfg, q: make(chan shadowJob, max(cfg.Queue, 1)), quit: make(chan struct{})}
+	sh := &shadow{model: model, cfg: cfg, q: make(chan *shadowJob, max(cfg.Queue, 1)), quit: make(chan struct{})}
 	sh.rows = s.set.GetOrCreateCounter(sh.series("coalesce_shadow_rows_total"))
 	sh.agreeing = s.set.GetOrCreateCounter(sh.series("coalesce_shadow_agreeing_rows_total"))
 	sh.dropped = s.set.GetOrCreateCounter(sh.series("coalesce_shadow_dropped_total"))
@@ -90,53 +161,60 @@ func (s *Server) runShadow(sh *shadow) {
 			s.set.UnregisterMetric(sh.series(n))
 		}
 	}()
+	tick := time.NewTicker(shadowPoll)
+	defer tick.Stop()
+	var batch []*shadowJob // copies for one target that fit one batch
+	rows := 0
+	flush := func() {
+		if len(batch) == 0 {
+			return
+		}
+		if m, ok := merge(batch); ok {
+			s.shadowRun(sh, m)
+		} else {
+			for _, b := range batch {
+				s.shadowRun(sh, b)
+			}
+		}
+		for _, b := range batch {
+			b.release()
+		}
+		clear(batch)
+		batch, rows = batch[:0], 0
+	}
 	for {
 		select {
 		case <-sh.quit:
-			return
-		case j := <-sh.q:
-			// Copies that queued up run as one batch: a shadow that
-			// keeps up costs the CPU its batched rows, not one call per
-			// copy.
-			batch, rows := []shadowJob{j}, j.rows()
-			var next *shadowJob // a copy that cannot join this batch
-		drain:
-			for rows < j.target.b.Config().MaxBatchSize {
-				select {
-				case k := <-sh.q:
-					if k.target != j.target || rows+k.rows() > j.target.b.Config().MaxBatchSize || !slices.Equal(k.names, j.names) {
-						next = &k
-						break drain
-					}
-					batch, rows = append(batch, k), rows+k.rows()
-				default:
-					break drain
-				}
-			}
-			if m, ok := merge(batch); ok {
-				s.shadowRun(sh, m)
-			} else {
-				for _, b := range batch {
-					s.shadowRun(sh, b)
-				}
-			}
-			if next != nil {
-				s.shadowRun(sh, *next)
-			}
+			return // copies still queued are dropped
+		case <-tick.C:
 		}
+		// The copies that queued since the last poll run as batches of
+		// up to the shadow's max_batch_size rows: a shadow that keeps up
+		// costs the CPU its batched rows, not one call per copy.
+		for n := len(sh.q); n > 0; n-- {
+			j := <-sh.q
+			if len(batch) > 0 && (j.target != batch[0].target || rows+j.rows() > j.target.b.Config().MaxBatchSize ||
+				!slices.EqualFunc(j.outputs, batch[0].outputs, sameName)) {
+				flush()
+			}
+			batch, rows = append(batch, j), rows+j.rows()
+		}
+		flush()
 	}
 }
 
-func (j shadowJob) rows() int { return j.inputs[0].BatchSize() }
+func sameName(a, b backends.TensorSpec) bool { return a.Name == b.Name }
+
+func (j *shadowJob) rows() int { return j.inputs[0].BatchSize() }
 
 // merge joins jobs for one target into one batch: inputs and the
 // primary's outputs concatenated along the batch dimension. It reports
 // false when their shapes do not allow it.
-func merge(jobs []shadowJob) (shadowJob, bool) {
+func merge(jobs []*shadowJob) (*shadowJob, bool) {
 	if len(jobs) == 1 {
 		return jobs[0], true
 	}
-	m := shadowJob{target: jobs[0].target, names: jobs[0].names,
+	m := &shadowJob{target: jobs[0].target, outputs: jobs[0].outputs,
 		inputs: make([]*tensor.Tensor, len(jobs[0].inputs)), primary: make([]*tensor.Tensor, len(jobs[0].primary))}
 	parts := make([]*tensor.Tensor, len(jobs))
 	var err error
@@ -160,13 +238,13 @@ func merge(jobs []shadowJob) (shadowJob, bool) {
 }
 
 // shadowRun runs one (possibly merged) copy on the shadow and compares.
-func (s *Server) shadowRun(sh *shadow, j shadowJob) {
+func (s *Server) shadowRun(sh *shadow, j *shadowJob) {
 	out, err := j.target.b.Submit(batcher.Request{Inputs: j.inputs, Deadline: time.Now().Add(j.target.timeout)})
 	if err != nil || len(out) != len(j.target.Meta.Outputs) {
 		sh.errors.Inc()
 		return
 	}
-	rows, agreed, diff := compare(j.names, j.primary, j.target, out)
+	rows, agreed, diff := compare(j.outputs, j.primary, j.target, out)
 	sh.rows.Add(rows)
 	sh.agreeing.Add(agreed)
 	if !math.IsNaN(diff) {
@@ -178,7 +256,8 @@ func (s *Server) shadowRun(sh *shadow, j shadowJob) {
 }
 
 // offerShadow hands a copy of a request that ran on ran to its model's
-// shadow, if it has one and the draw says so; it never blocks.
+// shadow, if it has one and the draw says so; it never blocks, and copies
+// nothing when the queue is full.
 func (s *Server) offerShadow(sn *snapshot, ran *entry, inputs, out []*tensor.Tensor) {
 	if len(sn.shadows) == 0 {
 		return
@@ -187,18 +266,16 @@ func (s *Server) offerShadow(sn *snapshot, ran *entry, inputs, out []*tensor.Ten
 	if r == nil || r.target == ran || !toCanary(r.sh.draws.Add(1), r.sh.cfg.Share) {
 		return
 	}
-	j := shadowJob{target: r.target, inputs: make([]*tensor.Tensor, len(inputs)), primary: make([]*tensor.Tensor, len(out)), names: make([]string, len(out))}
-	for i, t := range inputs {
-		j.inputs[i] = t.Clone()
-	}
-	for i, t := range out {
-		j.primary[i] = t.Clone()
-		j.names[i] = ran.Meta.Outputs[i].Name
-	}
-	select {
-	case r.sh.q <- j:
-	default:
+	if len(r.sh.q) == cap(r.sh.q) {
 		r.sh.dropped.Inc()
+		return
+	}
+	j := copyJob(r.target, ran.Meta.Outputs, inputs, out)
+	select {
+	case r.sh.q <- j: // buffered, and no goroutine waits on it (shadowPoll)
+	default: // filled up since the check
+		r.sh.dropped.Inc()
+		j.release()
 	}
 }
 
@@ -206,7 +283,7 @@ func (s *Server) offerShadow(sn *snapshot, ran *entry, inputs, out []*tensor.Ten
 // largest absolute difference of the float outputs (NaN: none compared).
 // Outputs are matched by name; those whose datatype or shape differ are
 // skipped.
-func compare(names []string, primary []*tensor.Tensor, target *entry, out []*tensor.Tensor) (rows, agreed int, diff float64) {
+func compare(outputs []backends.TensorSpec, primary []*tensor.Tensor, target *entry, out []*tensor.Tensor) (rows, agreed int, diff float64) {
 	if len(primary) == 0 {
 		return 0, 0, math.NaN()
 	}
@@ -217,7 +294,7 @@ func compare(names []string, primary []*tensor.Tensor, target *entry, out []*ten
 	}
 	diff = math.NaN()
 	for i, p := range primary {
-		k := target.Meta.Output(names[i])
+		k := target.Meta.Output(outputs[i].Name)
 		if k < 0 || out[k].DType != p.DType || len(out[k].Shape) != len(p.Shape) || out[k].Len() != p.Len() || rows == 0 {
 			continue
 		}

@@ -1,0 +1,188 @@
+package lifecycle_test
+
+import (
+	"context"
+	"io"
+	"log/slog"
+	"net"
+	"os"
+	"path/filepath"
+	"slices"
+	"strconv"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/VictoriaMetrics/metrics"
+	"github.com/valyala/fasthttp"
+	"github.com/valyala/fasthttp/fasthttputil"
+
+	"github.com/coalesce-ml/coalesce/backends"
+	"github.com/coalesce-ml/coalesce/backends/cpu"
+	"github.com/coalesce-ml/coalesce/config"
+	"github.com/coalesce-ml/coalesce/proxy"
+	"github.com/coalesce-ml/coalesce/tensor"
+)
+
+// TestShadowFigures measures what a shadow costs the primary's answers:
+// the p50 and p99 of digits-mlp (the real engine) at a fixed offered rate,
+// with no shadow, with a shadow of share 1 (every answered request is
+// copied to version 2, the same model), and with a slow shadow of share 1
+// (version 2 holds every batch for 20 ms, so that its queue stays full
+// and copies are dropped). The three are models of one server, measured
+// in interleaved rounds (the machine is shared and its load moves within
+// seconds); each round's p50 and p99 are kept, and the medians over the
+// rounds and the median of the per-round ratios to the round's no-shadow
+// p99 are reported. Offered load is paced (each sender at its own
+// schedule, not waiting for a slow answer beyond its next slot), since a
+// closed loop at saturation measures the CPU the shadow takes, not the
+// delay it adds to an answer. It runs only when COALESCE_FIGURES=1:
+//
+//	COALESCE_FIGURES=1 go test -count=1 -run TestShadowFigures -v -timeout 20m ./lifecycle
+//
+// COALESCE_FIGURES_RATE (requests/s, default 4000), COALESCE_FIGURES_ROUNDS
+// (default 7) and COALESCE_FIGURES_PHASE (default 3s) change the load.
+func TestShadowFigures(t *testing.T) {
+	if os.Getenv("COALESCE_FIGURES") != "1" {
+		t.Skip("set COALESCE_FIGURES=1 to measure")
+	}
+	phase, rate, rounds := 3*time.Second, 4000, 7
+	if d, err := time.ParseDuration(os.Getenv("COALESCE_FIGURES_PHASE")); err == nil {
+		phase = d
+	}
+	if n, err := strconv.Atoi(os.Getenv("COALESCE_FIGURES_RATE")); err == nil && n > 0 {
+		rate = n
+	}
+	if n, err := strconv.Atoi(os.Getenv("COALESCE_FIGURES_ROUNDS")); err == nil && n > 0 {
+		rounds = n
+	}
+	dir := t.TempDir()
+	src := filepath.Join("..", "models", "digits-mlp")
+	conf, err := os.ReadFile(filepath.Join(src, "config.yaml"))
+	must(t, err)
+	for name, extra := range map[string]string{
+		"off":  "version_policy: {latest: 2}\n",
+		"on":   "version_policy: {latest: 2}\nshadow: {version: 2, share: 1, queue: 64}\n",
+		"slow": "version_policy: {latest: 2}\nshadow: {version: 2, share: 1, queue: 64}\n"} {
+		copyFile(t, filepath.Join(src, "golden.json"), filepath.Join(dir, name, "golden.json"))
+		for _, v := range []string{"1", "2"} {
+			copyFile(t, filepath.Join(src, "1", "model.onnx"), filepath.Join(dir, name, v, "model.onnx"))
+		}
+		must(t, os.WriteFile(filepath.Join(dir, name, "config.yaml"), append(slices.Clone(conf), "\n"+extra...), 0o644))
+	}
+	cfg := config.Default()
+	cfg.Models.Repository = dir
+	cfg.HTTP.RequestTimeout = 30 * time.Second
+	cfg.HTTP.MaxConnections = 200
+	cfg.Limits.InflightBytes = 1 << 30
+	cfg.Shutdown.GracePeriod = time.Minute
+	reg, err := backends.LoadRepository(dir, cpu.Loaders(cpu.Options{Kernels: "auto"}))
+	must(t, err)
+	slow, err := reg.Get("slow", "2")
+	must(t, err)
+	reg = reg.With(&backends.ModelVersion{Name: slow.Name, Version: slow.Version, Path: slow.Path, Config: slow.Config,
+		Backend: slowBackend{slow.Backend, 20 * time.Millisecond}, Meta: slow.Meta})
+	set := metrics.NewSet()
+	srv, err := proxy.New(&cfg, "figures", reg, set, slog.New(slog.NewTextHandler(io.Discard, nil)))
+	must(t, err)
+	ln := fasthttputil.NewInmemoryListener()
+	hs := srv.HTTPServer()
+	go hs.Serve(ln) //nolint:errcheck // returns when the listener closes
+	defer func() { hs.Shutdown(); ln.Close(); srv.Close(context.Background()) }()
+	c := &fasthttp.HostClient{Addr: "test", Dial: func(string) (net.Conn, error) { return ln.Dial() }, MaxConns: 200}
+	body := goldenBody(t, filepath.Join(src, "golden.json"))
+
+	modes := []string{"off", "on", "slow"}
+	p50s, p99s := map[string][]time.Duration{}, map[string][]time.Duration{}
+	ratios := map[string][]float64{}
+	paced(t, c, "/v2/models/off/versions/1/infer", body, rate, phase) // warm-up: connections, cost model, heap
+	for r := range rounds {
+		var line []string
+		for _, mode := range modes {
+			lat := paced(t, c, "/v2/models/"+mode+"/versions/1/infer", body, rate, phase)
+			slices.Sort(lat)
+			p50s[mode] = append(p50s[mode], lat[len(lat)/2])
+			p99s[mode] = append(p99s[mode], lat[len(lat)*99/100])
+			line = append(line, mode+" p50 "+lat[len(lat)/2].String()+" p99 "+lat[len(lat)*99/100].String()+" ("+strconv.Itoa(len(lat))+")")
+		}
+		for _, mode := range modes[1:] {
+			ratios[mode] = append(ratios[mode], float64(p99s[mode][r])/float64(p99s["off"][r]))
+		}
+		t.Logf("round %d: %s", r+1, strings.Join(line, ", "))
+	}
+	med := func(d []time.Duration) time.Duration { d = slices.Clone(d); slices.Sort(d); return d[len(d)/2] }
+	medf := func(f []float64) float64 { f = slices.Clone(f); slices.Sort(f); return f[len(f)/2] }
+	for _, mode := range modes {
+		t.Logf("%s: median p50 %v, median p99 %v (rounds' p99 %v)", mode, med(p50s[mode]), med(p99s[mode]), p99s[mode])
+	}
+	for _, mode := range modes[1:] {
+		t.Logf("%s ÷ off: p50 %.3fx, p99 %.3fx (ratio of medians); median of the rounds' p99 ratios %.3fx (%.2f)", mode,
+			float64(med(p50s[mode]))/float64(med(p50s["off"])), float64(med(p99s[mode]))/float64(med(p99s["off"])), medf(ratios[mode]), ratios[mode])
+	}
+	var sb strings.Builder
+	set.WritePrometheus(&sb)
+	t.Logf("shadow metrics:\n%s", grepLines(grepLines(sb.String(), "coalesce_shadow_"), "_total"))
+	if la, err := os.ReadFile("/proc/loadavg"); err == nil {
+		t.Logf("load average: %s", strings.TrimSpace(string(la)))
+	}
+}
+
+// paced sends body to path at rate requests/s for d from 32 senders, each
+// on its own schedule (a sender behind its schedule sends at once, so
+// that a slow answer delays the ones after it, as an open loop's would
+// queue), and returns the latencies from send to answer. Any answer but
+// 200 fails the test.
+func paced(t *testing.T, c *fasthttp.HostClient, path, body string, rate int, d time.Duration) []time.Duration {
+	const senders = 32
+	interval := time.Duration(senders) * time.Second / time.Duration(rate)
+	var mu sync.Mutex
+	var all []time.Duration
+	var wg sync.WaitGroup
+	start := time.Now()
+	for s := range senders {
+		wg.Go(func() {
+			req, resp := fasthttp.AcquireRequest(), fasthttp.AcquireResponse()
+			defer fasthttp.ReleaseRequest(req)
+			defer fasthttp.ReleaseResponse(resp)
+			var lat []time.Duration
+			next := start.Add(interval * time.Duration(s) / senders)
+			for next.Sub(start) < d {
+				if w := time.Until(next); w > 0 {
+					time.Sleep(w)
+				}
+				req.Reset()
+				req.Header.SetMethod("POST")
+				req.SetRequestURI("http://test" + path)
+				req.SetBodyString(body)
+				sent := time.Now()
+				err := c.DoTimeout(req, resp, time.Minute)
+				lat = append(lat, time.Since(sent))
+				if err != nil || resp.StatusCode() != 200 {
+					t.Errorf("POST %s = %v %d %s", path, err, resp.StatusCode(), resp.Body())
+					return
+				}
+				next = next.Add(interval)
+			}
+			mu.Lock()
+			all = append(all, lat...)
+			mu.Unlock()
+		})
+	}
+	wg.Wait()
+	if len(all) == 0 {
+		t.Fatalf("no answers from %s", path)
+	}
+	return all
+}
+
+// slowBackend holds every batch for delay before running it.
+type slowBackend struct {
+	backends.Backend
+	delay time.Duration
+}
+
+func (b slowBackend) Infer(ctx context.Context, in []*tensor.Tensor) ([]*tensor.Tensor, error) {
+	time.Sleep(b.delay)
+	return b.Backend.Infer(ctx, in)
+}
