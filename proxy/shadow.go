@@ -54,7 +54,7 @@ type shadow struct {
 	model   string
 	cfg     config.Shadow
 	q       chan *shadowJob // capacity cfg.Queue; never closed (senders never block)
-	quit    chan struct{}  // closed by stop
+	quit    chan struct{}   // closed by stop
 	stopped atomic.Bool
 	draws   atomic.Uint64
 	canary  atomic.Pointer[canary] // the canary the shadow version is, or nil: agreement feeds its rollback
