@@ -52,6 +52,12 @@ func must(t testing.TB, err error) {
 type fakeLoaders struct {
 	mu   sync.Mutex
 	seen []string
+	// gate, when not nil, holds the load of a file "gated" until it is
+	// closed; held, when not nil, holds every batch of a version loaded
+	// from "held" (once it is warm) until it is closed, and calls counts
+	// the batches that reached it. Set them before the loads.
+	gate, held chan struct{}
+	calls      atomic.Int64
 }
 
 func (f *fakeLoaders) loaders() map[string]backends.Loader {
@@ -67,6 +73,19 @@ func (f *fakeLoaders) loaders() map[string]backends.Loader {
 		switch {
 		case strings.HasPrefix(content, "double"):
 			return fakemodel.Models["double"](), nil
+		case content == "gated":
+			<-f.gate
+			return fakemodel.Models["double"](), nil
+		case content == "held":
+			bk := fakemodel.Models["double"]()
+			run := bk.Run
+			bk.Run = func(ctx context.Context, in []*tensor.Tensor) ([]*tensor.Tensor, error) {
+				if f.held != nil && f.calls.Add(1) > 0 {
+					<-f.held
+				}
+				return run(ctx, in)
+			}
+			return bk, nil
 		case content == "badwarm":
 			bk := fakemodel.Models["double"]()
 			bk.Run = func(context.Context, []*tensor.Tensor) ([]*tensor.Tensor, error) {

@@ -36,6 +36,13 @@ type Target interface {
 	Update(reg *backends.Registry) error
 }
 
+// Retirer is a Target that reports whether a version it dropped is still
+// draining (*proxy.Server): the index reports an unloaded version
+// UNLOADING until its last request was answered and its backend closed.
+type Retirer interface {
+	Retiring(name, version string) bool
+}
+
 // State is a model version's state, as the repository API reports it
 // (Triton's names).
 type State string
@@ -44,7 +51,7 @@ type State string
 const (
 	Loading     State = "LOADING"     // being loaded, checked and warmed
 	Ready       State = "READY"       // serving
-	Unloading   State = "UNLOADING"   // retired: draining its queue
+	Unloading   State = "UNLOADING"   // retired: draining its queue (with a Retirer target)
 	Unavailable State = "UNAVAILABLE" // not serving: failed (see Reason) or unloaded
 )
 
@@ -119,6 +126,13 @@ func (m *Manager) Index() []Status {
 		out = append(out, *st)
 	}
 	m.smu.Unlock()
+	if r, ok := m.target.(Retirer); ok {
+		for i, st := range out {
+			if st.State == Unavailable && st.Reason == "unloaded" && r.Retiring(st.Name, st.Version) {
+				out[i].State = Unloading
+			}
+		}
+	}
 	sort.Slice(out, func(i, j int) bool {
 		if out[i].Name != out[j].Name {
 			return out[i].Name < out[j].Name

@@ -186,3 +186,64 @@ func TestControlNoneRefusesLoad(t *testing.T) {
 		t.Errorf("index = %d %s", code, body)
 	}
 }
+
+// TestRepositoryStates (models.control: explicit): a version being loaded
+// is LOADING in the index and TF Serving's status while what served goes
+// on serving; a version an unload or a newer version retired is
+// UNLOADING while a request still holds its queue, then UNAVAILABLE
+// (TF Serving's END) once it drained.
+func TestRepositoryStates(t *testing.T) {
+	dir := t.TempDir()
+	writeVersion(t, dir, "double", "1", "held")
+	e := newEnv(t, dir, "explicit")
+	e.fake.gate, e.fake.held = make(chan struct{}), make(chan struct{})
+	const body = `{"inputs":[{"name":"x","datatype":"FP32","shape":[1,4],"data":[1,2,3,4]}]}`
+	// One request in version 1's backend (concurrency 1), one queued
+	// behind it: the retirement drains the queue.
+	answered := make(chan int, 2)
+	for range 2 {
+		go func() {
+			code, _, _ := e.post(inferPath, body)
+			answered <- code
+		}()
+	}
+	queued := e.set.GetOrCreateGauge(`coalesce_queue_requests{model="double",version="1"}`, nil)
+	waitFor(func() bool { return e.fake.calls.Load() > 0 && queued.Get() == 1 })
+
+	writeVersion(t, dir, "double", "2", "gated") // latest: 1, so it replaces version 1
+	loaded := make(chan int, 1)
+	go func() {
+		code, _ := e.adminPost("/v2/repository/models/double/load", "")
+		loaded <- code
+	}()
+	waitFor(func() bool { return e.status("double", "2").State == lifecycle.Loading })
+	if code, got := e.get("/v1/models/double"); code != 200 || !strings.Contains(got, `{"version":"2","state":"LOADING"`) {
+		t.Errorf("TF Serving status of the loading version = %d %s; want LOADING", code, got)
+	}
+	if st := e.status("double", "1"); st.State != lifecycle.Ready {
+		t.Errorf("version 1 while version 2 loads = %+v; want READY", st)
+	}
+	close(e.fake.gate)
+	if code := <-loaded; code != 200 {
+		t.Fatalf("load = %d; want 200", code)
+	}
+	if st := e.status("double", "1"); st.State != lifecycle.Unloading {
+		t.Errorf("version 1, retired while a request holds it = %+v; want UNLOADING", st)
+	}
+	if code, got := e.get("/v1/models/double"); code != 200 || !strings.Contains(got, `{"version":"1","state":"UNLOADING"`) {
+		t.Errorf("TF Serving status of the draining version = %d %s; want UNLOADING", code, got)
+	}
+	close(e.fake.held)
+	for range 2 {
+		if code := <-answered; code != 200 {
+			t.Errorf("a request held across the retirement = %d; want 200", code)
+		}
+	}
+	waitFor(func() bool { return e.status("double", "1").State == lifecycle.Unavailable })
+	if code, got := e.get("/v1/models/double"); code != 200 || !strings.Contains(got, `{"version":"1","state":"END"`) {
+		t.Errorf("TF Serving status of the retired version = %d %s; want END", code, got)
+	}
+	if st := e.status("double", "2"); st.State != lifecycle.Ready {
+		t.Errorf("version 2 = %+v; want READY", st)
+	}
+}

@@ -40,16 +40,20 @@ type Server struct {
 	guard    guard                    // API keys, rate limits, TLS pair (guard.go)
 	repo     Repository               // the repository API's model manager; nil: none (repository.go)
 
-	mu       sync.Mutex         // serializes Update and Close; guards gen, closed, series, canaries and shadows
+	mu       sync.Mutex         // serializes Update and Close; guards gen, closed, series, retired, canaries and shadows
 	gen      uint64             // the last load generation given out
 	closed   bool               // Close ran
 	canaries map[string]*canary // by model name, kept across Updates (canary.go)
 	shadows  map[string]*shadow // by model name, kept across Updates (shadow.go)
 	// series counts the served entries, retiring ones included, that
-	// record on each model version's batcher series ({model,version}):
-	// a new load of a version shares its predecessor's series
-	// (GetOrCreate), so the last of them to retire removes them.
+	// record on each model version's batcher and request series
+	// ({model,version}): a new load of a version shares its
+	// predecessor's series (GetOrCreate), so the last of them to retire
+	// removes them.
 	series map[string]int
+	// retired counts the retired entries of each model version
+	// (seriesKey) whose queues are still draining (Retiring).
+	retired map[string]int
 }
 
 // New returns a Server for the model versions of reg, configured by cfg

@@ -154,6 +154,10 @@ func (s *Server) Update(reg *backends.Registry) error {
 				e.cmet.Unregister()
 			}
 		}
+		if s.retired == nil {
+			s.retired = map[string]int{}
+		}
+		s.retired[seriesKey(m)]++
 		s.retiring.Add(1)
 		go s.retire(e)
 	}
@@ -258,6 +262,9 @@ func (s *Server) retire(e *entry) {
 	}
 	s.mu.Lock()
 	key := seriesKey(e.ModelVersion)
+	if s.retired[key]--; s.retired[key] <= 0 {
+		delete(s.retired, key)
+	}
 	if s.series[key]--; s.series[key] <= 0 {
 		delete(s.series, key)
 		e.met.Unregister()
@@ -265,6 +272,15 @@ func (s *Server) retire(e *entry) {
 	}
 	s.mu.Unlock()
 	s.log.Info("model version retired", "model", e.Name, "version", e.Version, "generation", e.gen)
+}
+
+// Retiring reports whether a load of model name at version that an
+// Update dropped is still draining its queue or closing its backend
+// (lifecycle.Retirer: the repository reports it UNLOADING until then).
+func (s *Server) Retiring(name, version string) bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.retired[name+"\x00"+version] > 0
 }
 
 // Models returns every served model version, by name then ascending
