@@ -27,10 +27,11 @@ import (
 
 // TestShadowFigures measures what a shadow costs the primary's answers:
 // the p50 and p99 of digits-mlp (the real engine) at a fixed offered rate,
-// with no shadow, with a shadow of share 1 (every answered request is
-// copied to version 2, the same model), and with a slow shadow of share 1
-// (version 2 holds every batch for 20 ms, so that its queue stays full
-// and copies are dropped). The three are models of one server, measured
+// with no shadow (twice: off and off2, identical, show the noise of the
+// measure), with a shadow of share 1 (every answered request is copied to
+// version 2, the same model) and of share 0.1, and with a slow shadow of
+// share 1 (version 2 holds every batch for 20 ms, so that its queue fills
+// and copies are dropped). The five are models of one server, measured
 // in interleaved rounds (the machine is shared and its load moves within
 // seconds); each round's p50 and p99 are kept, and the medians over the
 // rounds and the median of the per-round ratios to the round's no-shadow
@@ -62,9 +63,11 @@ func TestShadowFigures(t *testing.T) {
 	conf, err := os.ReadFile(filepath.Join(src, "config.yaml"))
 	must(t, err)
 	for name, extra := range map[string]string{
-		"off":  "version_policy: {latest: 2}\n",
-		"on":   "version_policy: {latest: 2}\nshadow: {version: 2, share: 1, queue: 64}\n",
-		"slow": "version_policy: {latest: 2}\nshadow: {version: 2, share: 1, queue: 64}\n"} {
+		"off":   "version_policy: {latest: 2}\n",
+		"off2":  "version_policy: {latest: 2}\n",
+		"on":    "version_policy: {latest: 2}\nshadow: {version: 2, share: 1, queue: 64}\n",
+		"share": "version_policy: {latest: 2}\nshadow: {version: 2, share: 0.1, queue: 64}\n",
+		"slow":  "version_policy: {latest: 2}\nshadow: {version: 2, share: 1, queue: 64}\n"} {
 		copyFile(t, filepath.Join(src, "golden.json"), filepath.Join(dir, name, "golden.json"))
 		for _, v := range []string{"1", "2"} {
 			copyFile(t, filepath.Join(src, "1", "model.onnx"), filepath.Join(dir, name, v, "model.onnx"))
@@ -93,7 +96,7 @@ func TestShadowFigures(t *testing.T) {
 	c := &fasthttp.HostClient{Addr: "test", Dial: func(string) (net.Conn, error) { return ln.Dial() }, MaxConns: 200}
 	body := goldenBody(t, filepath.Join(src, "golden.json"))
 
-	modes := []string{"off", "on", "slow"}
+	modes := []string{"off", "off2", "on", "share", "slow"}
 	p50s, p99s := map[string][]time.Duration{}, map[string][]time.Duration{}
 	ratios := map[string][]float64{}
 	paced(t, c, "/v2/models/off/versions/1/infer", body, rate, phase) // warm-up: connections, cost model, heap

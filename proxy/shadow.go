@@ -20,7 +20,8 @@ import (
 // copy (inputs and the primary's outputs, cloned) goes into a queue of
 // shadow.queue entries and is dropped when the queue is full, so that a
 // slow shadow never adds latency to an answer or memory with load. One
-// goroutine per shadow takes the queued copies every shadowPoll, runs them
+// goroutine per shadow, woken by the first copy after an idle spell, takes
+// the queued copies every shadowPoll while they keep coming, runs them
 // through the shadow version's batcher at the lowest priority (copies that
 // queued up together as one batch) and compares the outputs:
 //
@@ -33,13 +34,13 @@ import (
 // When the shadow version is also the canary, agreement feeds the
 // canary's rollback (canary.rollback.min_agreement).
 
-// shadowPoll is how often a shadow's worker takes the queued copies. The
-// worker never waits on the queue itself: a send to a channel a goroutine
-// waits on readies that goroutine on the sender's P, ahead of the requests
-// queued there, so that a request's copy would put the shadow's inference
-// before other requests' answers (measured: +40 % primary p99 at 4,000
-// requests/s with share 1, TestShadowFigures). Polling also batches the
-// copies of a millisecond, which costs the shadow less CPU.
+// shadowPoll is how often a busy shadow's worker takes the queued
+// copies. A busy worker does not wait on the queue: a send to a channel a
+// goroutine waits on readies that goroutine on the sender's P, ahead of
+// the requests queued there, so that each request's copy would put the
+// shadow's inference before other requests' answers. Only the first copy
+// after an idle spell wakes it; polling also batches the copies of a
+// millisecond, which costs the shadow less CPU.
 const shadowPoll = time.Millisecond
 
 // shadowRoute is one snapshot's shadow of a model.
@@ -161,8 +162,8 @@ func (s *Server) runShadow(sh *shadow) {
 			s.set.UnregisterMetric(sh.series(n))
 		}
 	}()
-	tick := time.NewTicker(shadowPoll)
-	defer tick.Stop()
+	poll := time.NewTimer(shadowPoll)
+	defer poll.Stop()
 	var batch []*shadowJob // copies for one target that fit one batch
 	rows := 0
 	flush := func() {
@@ -182,24 +183,41 @@ func (s *Server) runShadow(sh *shadow) {
 		clear(batch)
 		batch, rows = batch[:0], 0
 	}
+	add := func(j *shadowJob) {
+		if len(batch) > 0 && (j.target != batch[0].target || rows+j.rows() > j.target.b.Config().MaxBatchSize ||
+			!slices.EqualFunc(j.outputs, batch[0].outputs, sameName)) {
+			flush()
+		}
+		batch, rows = append(batch, j), rows+j.rows()
+	}
 	for {
+		// Idle: the first copy after a quiet spell wakes the worker...
 		select {
 		case <-sh.quit:
 			return // copies still queued are dropped
-		case <-tick.C:
+		case j := <-sh.q:
+			add(j)
 		}
-		// The copies that queued since the last poll run as batches of
-		// up to the shadow's max_batch_size rows: a shadow that keeps up
-		// costs the CPU its batched rows, not one call per copy.
-		for n := len(sh.q); n > 0; n-- {
-			j := <-sh.q
-			if len(batch) > 0 && (j.target != batch[0].target || rows+j.rows() > j.target.b.Config().MaxBatchSize ||
-				!slices.EqualFunc(j.outputs, batch[0].outputs, sameName)) {
-				flush()
+		// ...which then polls until a poll finds the queue empty, so
+		// that under load no copy's send readies it. The copies that
+		// queued since the last poll run as batches of up to the
+		// shadow's max_batch_size rows: a shadow that keeps up costs the
+		// CPU its batched rows, not one call per copy.
+		for {
+			for n := len(sh.q); n > 0; n-- {
+				add(<-sh.q)
 			}
-			batch, rows = append(batch, j), rows+j.rows()
+			flush()
+			poll.Reset(shadowPoll)
+			select {
+			case <-sh.quit:
+				return
+			case <-poll.C:
+			}
+			if len(sh.q) == 0 {
+				break
+			}
 		}
-		flush()
 	}
 }
 
@@ -272,7 +290,7 @@ func (s *Server) offerShadow(sn *snapshot, ran *entry, inputs, out []*tensor.Ten
 	}
 	j := copyJob(r.target, ran.Meta.Outputs, inputs, out)
 	select {
-	case r.sh.q <- j: // buffered, and no goroutine waits on it (shadowPoll)
+	case r.sh.q <- j: // buffered; under load no goroutine waits on it (shadowPoll)
 	default: // filled up since the check
 		r.sh.dropped.Inc()
 		j.release()
