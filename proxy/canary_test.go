@@ -56,7 +56,7 @@ func TestCanarySplit(t *testing.T) {
 
 // withVersion2 returns the fake registry with double version 2 replaced by
 // a load of b configured by edit.
-func withVersion2(t *testing.T, b *fakemodel.Backend, edit func(*config.ModelConfig)) *backends.Registry {
+func withVersion2(t testing.TB, b *fakemodel.Backend, edit func(*config.ModelConfig)) *backends.Registry {
 	reg := fakemodel.Registry(t)
 	v2, err := reg.Get("double", "2")
 	must(t, err)
