@@ -65,7 +65,9 @@ func (s *Server) AdminHandler(set *metrics.Set, pprofOn bool) fasthttp.RequestHa
 				writeError(ctx, err)
 			}
 		case bytes.HasPrefix(path, []byte("/v2/repository/")):
-			if err := s.serveRepository(ctx, path[len("/v2/repository/"):]); err != nil {
+			if err := s.repositoryAuth(ctx); err != nil {
+				writeError(ctx, err)
+			} else if err := s.serveRepository(ctx, path[len("/v2/repository/"):]); err != nil {
 				writeError(ctx, err)
 			}
 		case pprofOn && bytes.HasPrefix(path, []byte("/debug/pprof/")):

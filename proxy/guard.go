@@ -170,6 +170,25 @@ func (s *Server) adminAuth(ctx *fasthttp.RequestCtx) error {
 	return nil
 }
 
+// repositoryAuth guards the repository API, which changes what is
+// served: with API keys on (auth.keys_file) it takes a key marked admin
+// even when auth.admin_plane leaves the rest of the admin plane open
+// (adminAuth has checked it already when it does not).
+func (s *Server) repositoryAuth(ctx *fasthttp.RequestCtx) error {
+	if s.guard.keys == nil || s.guard.admin {
+		return nil
+	}
+	id, err := s.identify(ctx)
+	if err != nil {
+		return err
+	}
+	if !id.Admin {
+		s.guard.forbidden.Inc()
+		return errForbidden{key: id.Name}
+	}
+	return nil
+}
+
 // admitModel is serveInfer's check once the model is known and before
 // the body is decoded: the key may call it (403), and every bucket the
 // request passes has a token (429; in shadow mode only counted).

@@ -202,6 +202,31 @@ func TestAdminKey(t *testing.T) {
 	f("/v2/health/live", nil, 200, "")
 }
 
+// TestRepositoryAdminKey: with keys on and auth.admin_plane off, the
+// repository API (which loads and unloads models) still takes an admin
+// key; /metrics stays open.
+func TestRepositoryAdminKey(t *testing.T) {
+	s, _, set, _ := guardServer(t, keyFile(""), nil, nil)
+	h := s.AdminHandler(set, false)
+	f := func(method, path string, headers []string, status int) {
+		t.Helper()
+		var ctx fasthttp.RequestCtx
+		ctx.Request.Header.SetMethod(method)
+		ctx.Request.SetRequestURI(path)
+		for i := 0; i+1 < len(headers); i += 2 {
+			ctx.Request.Header.Set(headers[i], headers[i+1])
+		}
+		h(&ctx)
+		if got := ctx.Response.StatusCode(); got != status {
+			t.Errorf("admin %s %s %v = %d %s; want %d", method, path, headers, got, ctx.Response.Body(), status)
+		}
+	}
+	f("POST", "/v2/repository/index", nil, 401)
+	f("POST", "/v2/repository/models/double/unload", []string{"X-API-Key", keyApp}, 403)
+	f("POST", "/v2/repository/index", []string{"Authorization", "Bearer " + keyOps}, 200)
+	f("GET", "/metrics", nil, 200)
+}
+
 func TestRateLimitKeyTier(t *testing.T) {
 	_, c, set, _ := guardServer(t, keyFile(""), func(c *config.Config) {
 		c.Rate.Key = config.Bucket{Rate: 0.001, Burst: 3}
