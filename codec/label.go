@@ -16,7 +16,11 @@ import (
 // V2Label or GRPCLabel, since the version decides how the body decodes.
 const LabelParameter = "coalesce-model-label"
 
-var labelKey = []byte(`"` + LabelParameter + `"`)
+// labelKey is what V2Label looks for before it parses: without the
+// quotes, since a search led by '"' stops at every string of a JSON body
+// (BenchmarkHandler/v2 against the code before the parameter: +4.8 %
+// with the quotes, +1.5 % without; medians of 8 interleaved runs).
+var labelKey = []byte(LabelParameter)
 
 // V2Label returns the value of parameters.coalesce-model-label of a KServe
 // V2 infer body (nil when absent), whose JSON part Inference-Header-Content-
@@ -25,6 +29,9 @@ var labelKey = []byte(`"` + LabelParameter + `"`)
 // a body that does is validated, and errors are *Error (BadRequest). The
 // returned slice is a view of body unless the value has escapes.
 func V2Label(body []byte, h Header, lim *config.Limits) ([]byte, error) {
+	if !bytes.Contains(body, labelKey) { // the common case: no header lookup either
+		return nil, nil
+	}
 	jsonPart := body
 	if hdr := h.Peek("Inference-Header-Content-Length"); hdr != nil {
 		n, err := strconv.Atoi(string(hdr))
@@ -32,9 +39,9 @@ func V2Label(body []byte, h Header, lim *config.Limits) ([]byte, error) {
 			return nil, nil // Decode reports it
 		}
 		jsonPart = body[:n]
-	}
-	if !bytes.Contains(jsonPart, labelKey) {
-		return nil, nil
+		if !bytes.Contains(jsonPart, labelKey) {
+			return nil, nil // only in the binary data
+		}
 	}
 	obj, err := parseJSON(jsonPart, lim)
 	if err != nil {
