@@ -119,13 +119,14 @@ func (s *Server) Model(c *Call, model, version string) (mi ModelInfo, err error)
 
 // Infer runs one inference request through the path of Handler and
 // serveInfer: http.max_inflight, the API key (401), the model and version
-// ("" = the label x names, else the highest or the canary split; 404),
-// the key's access and the rate limits (403, 429), decoding with x, the
-// cache and the model's batcher under the earlier of c's deadline and the
-// request's timeout parameter, and encoding with x. It counts the request
-// in the metrics under protocol "grpc" with the HTTP status its outcome
-// maps to, and never panics: a panic in x or below is returned as an
-// internal error. Errors map to codes with StatusOf and CodeOf.
+// ("" = the highest; 404), the key's access and the rate limits (403,
+// 429), decoding with x, the cache and the model's batcher under the
+// earlier of c's deadline and the request's timeout parameter, and
+// encoding with x. It counts the request in the metrics under protocol
+// "grpc" with the HTTP status its outcome maps to, and never panics: a
+// panic in x or below is returned as an internal error. Errors map to
+// codes with StatusOf and CodeOf. With version "", the label x names (a
+// Labeled x) picks the version, else the model's canary split may.
 func (s *Server) Infer(c *Call, model, version string, x Exchange) (err error) {
 	sn := s.snap.Load()
 	var mm *modelMetrics
