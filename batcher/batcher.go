@@ -190,8 +190,15 @@ func newBatcher(b backends.Backend, cfg Config, met *Metrics, clock Clock, onWai
 	if clock == nil {
 		clock = realClock{}
 	}
+	workers := max(1, meta.Concurrency)
+	if cfg.Enabled && meta.Parallel {
+		// One batch at a time: it uses every core already, and what
+		// arrives while it runs joins the next batch instead of starting
+		// a call that would compete with it (see backends.Metadata).
+		workers = 1
+	}
 	bt := &Batcher{
-		backend: b, cfg: cfg, workers: max(1, meta.Concurrency), clock: clock, met: met,
+		backend: b, cfg: cfg, workers: workers, clock: clock, met: met,
 		wake: make(chan struct{}, 1), batches: make(chan *batch), stopped: make(chan struct{}),
 		queues: make([][]*call, cfg.PriorityLevels), onWait: onWait,
 	}
