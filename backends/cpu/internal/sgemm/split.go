@@ -9,8 +9,10 @@ import (
 
 // Intra-operator splitting: a matrix product with packed constant B and at
 // least minRows rows (cpu's Options.SplitRows) is cut into chunks of whole row strips that
-// the calling worker and idle helper goroutines compute in parallel. Each
-// chunk writes its own rows of C, so the data needs no lock.
+// the calling worker and idle helper goroutines compute in parallel; one
+// whose B is too large for a core's cache (colSplitBytes) into chunks of
+// whole column panels instead, at any number of rows. Each chunk writes
+// its own part of C, so the data needs no lock.
 //
 // A helper that has served a task polls for the next one for spinTime
 // before it parks, and a caller whose last chunk is on a helper polls for
@@ -49,7 +51,8 @@ const defaultSplitRows = 16
 const maxChunksPerProc = 4
 
 // colSplitBytes is the size of packed B from which a product is split by
-// columns (whole panels) instead of rows, at any m: B then no longer stays
+// columns (whole panels) instead of rows, at any m up to colSplitMaxRows
+// and from one row, below minRows: B then no longer stays
 // in one core's L2 between calls, so each call streams it from L3 or
 // memory, and a row split would make every core stream all of it. Split
 // by columns, each core streams its own share once, which halves a
