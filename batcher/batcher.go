@@ -163,9 +163,10 @@ type Batcher struct {
 	onEnqueue func() // tests: called when a Submit has been admitted or refused
 }
 
-// New returns a running batcher for b with cfg; met may be nil.
-// Concurrency is the backend's declared concurrency (at least 1). clock
-// nil means the real clock.
+// New returns a running batcher for b with cfg; met may be nil. It runs
+// as many batches at once as the backend's declared concurrency (at least
+// 1), or one when batching is on and the backend is Parallel. clock nil
+// means the real clock.
 func New(b backends.Backend, cfg Config, met *Metrics, clock Clock) *Batcher {
 	return newBatcher(b, cfg, met, clock, nil)
 }
