@@ -58,6 +58,9 @@ func TestSplitGemmExact(t *testing.T) {
 			pb := ks.Pack(make([]float32, ks.PackedLen(k, n)), i%2 == 1, k, n, fill(k*n), map[bool]int{false: n, true: k}[i%2 == 1], 0.5)
 			pb.Bias = ks.PackBias(fill(n), n, 1)
 			for _, m := range []int{1, 12, 13, 64, 65, 255, 256, 257} {
+				if k*n > 1<<20 && m > 65 {
+					continue // the column split's cases end at 64/65 rows; keeps -race short
+				}
 				for _, flags := range []int{0, AddBias | ReLU, Accumulate | AddBias} {
 					t.Run(fmt.Sprintf("%s/M=%d/K=%d/N=%d/flags=%d", ks.name, m, k, n, flags), func(t *testing.T) {
 						lda, ldc := k+3, n+1
