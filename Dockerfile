@@ -31,6 +31,8 @@ WORKDIR /go/tmp
 WORKDIR /src
 COPY . .
 RUN ["go", "build", "-o", "/out/coalesce", "./cmd/coalesce"]
+# models/wide-mlp's weights are generated (seeded, 84 MB), not committed.
+RUN ["go", "run", "./models/wide-mlp/gen"]
 # An empty /tmp for the final stage (scratch has none), owned by the
 # runtime user below (COPY --chmod does not reach a copied directory itself
 # in every builder; --chown does).
@@ -40,7 +42,7 @@ FROM scratch
 COPY --from=build /etc/ssl/certs/ca-certificates.crt /etc/ssl/certs/ca-certificates.crt
 COPY --from=build --chown=65532:65532 /out/tmp /tmp
 COPY --from=build /out/coalesce /usr/local/bin/coalesce
-COPY models /app/models
+COPY --from=build /src/models /app/models
 COPY configs /app/configs
 ENV PATH=/usr/local/bin
 WORKDIR /app

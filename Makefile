@@ -7,7 +7,13 @@ BIN       := bin/coalesce
 
 .PHONY: run build test test-short test-deploy test-image image lint fuzz bench bench-go proto profiles clean
 
-build:
+# models/wide-mlp's 84 MB of weights are generated, not committed: a
+# seeded Go program writes the same bytes every time (no Python needed).
+WIDE_MLP := models/wide-mlp/1/model.onnx
+$(WIDE_MLP):
+	$(GO) run ./models/wide-mlp/gen
+
+build: $(WIDE_MLP)
 	CGO_ENABLED=0 $(GO) build -trimpath -ldflags "$(LDFLAGS)" -o $(BIN) ./cmd/coalesce
 
 run: build
@@ -15,7 +21,7 @@ run: build
 
 # Every test, with the race detector, then a short run of every fuzz target,
 # then the deploy module's tests (manifests, rules, dashboard).
-test:
+test: $(WIDE_MLP)
 	$(GO) vet ./...
 	$(GO) test -race -count=1 ./...
 	$(MAKE) fuzz FUZZTIME=5s
@@ -33,16 +39,16 @@ test-deploy:
 # installation. GO_IMAGE=docker.io/library/golang:1.26 uses the official
 # image instead.
 IMAGE ?= localhost/coalesce:$(VERSION)
-image:
+image: $(WIDE_MLP)
 	GO=$(GO) sh deploy/image/build.sh $(IMAGE) $(VERSION) $(COMMIT)
 
 # Builds the image and runs it chrooted as its non-root user
 # (deploy/image_test.go): /predict, healthcheck, SIGTERM. Needs buildah and
 # root; a minute or two on a fresh machine, so not part of make test.
-test-image:
+test-image: $(WIDE_MLP)
 	cd deploy && COALESCE_IMAGE_TEST=1 $(GO) test -count=1 -run '^TestImage$$' -v .
 
-test-short:
+test-short: $(WIDE_MLP)
 	$(GO) test -count=1 ./...
 
 FUZZTIME ?= 30s
@@ -61,11 +67,11 @@ lint:
 # The standard load-test suite (bench/scenarios/standard.yaml): a few minutes;
 # the report and charts go to bench/results/<timestamp>/.
 BENCH_ARGS ?=
-bench:
+bench: $(WIDE_MLP)
 	BENCH_COMMAND="make bench $(BENCH_ARGS)" $(GO) run ./bench suite $(BENCH_ARGS)
 
 # Go micro-benchmarks of every package.
-bench-go:
+bench-go: $(WIDE_MLP)
 	$(GO) test -run '^$$' -bench . -benchmem ./...
 
 # The Go code of the KServe V2 gRPC API (proto/grpc_predict_v2.proto),

@@ -44,6 +44,13 @@ type Metadata struct {
 	// Concurrency is how many Infer calls the backend runs at once; more
 	// calls wait for a free slot.
 	Concurrency int
+	// Parallel says that one Infer call already spreads its work over
+	// every core the backend uses, whatever its batch size (the CPU
+	// engine's column-split products over weights too large for a core's
+	// cache): calls side by side would only compete for the same cores
+	// and memory bandwidth. A batcher then runs one batch at a time, and
+	// the requests that arrive meanwhile form the next batch.
+	Parallel bool
 	// Info holds free-form facts shown in metadata (e.g. the kernel path).
 	Info map[string]string
 }

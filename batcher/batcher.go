@@ -163,9 +163,10 @@ type Batcher struct {
 	onEnqueue func() // tests: called when a Submit has been admitted or refused
 }
 
-// New returns a running batcher for b with cfg; met may be nil.
-// Concurrency is the backend's declared concurrency (at least 1). clock
-// nil means the real clock.
+// New returns a running batcher for b with cfg; met may be nil. It runs
+// as many batches at once as the backend's declared concurrency (at least
+// 1), or one when batching is on and the backend is Parallel. clock nil
+// means the real clock.
 func New(b backends.Backend, cfg Config, met *Metrics, clock Clock) *Batcher {
 	return newBatcher(b, cfg, met, clock, nil)
 }
@@ -190,8 +191,15 @@ func newBatcher(b backends.Backend, cfg Config, met *Metrics, clock Clock, onWai
 	if clock == nil {
 		clock = realClock{}
 	}
+	workers := max(1, meta.Concurrency)
+	if cfg.Enabled && meta.Parallel {
+		// One batch at a time: it uses every core already, and what
+		// arrives while it runs joins the next batch instead of starting
+		// a call that would compete with it (see backends.Metadata).
+		workers = 1
+	}
 	bt := &Batcher{
-		backend: b, cfg: cfg, workers: max(1, meta.Concurrency), clock: clock, met: met,
+		backend: b, cfg: cfg, workers: workers, clock: clock, met: met,
 		wake: make(chan struct{}, 1), batches: make(chan *batch), stopped: make(chan struct{}),
 		queues: make([][]*call, cfg.PriorityLevels), onWait: onWait,
 	}

@@ -679,3 +679,28 @@ func TestStress(t *testing.T) {
 		t.Error(err)
 	}
 }
+
+// TestParallelBackendWorkers checks the worker count: a backend whose one
+// call uses every core (Metadata.Parallel) gets one worker when batching
+// is on, so that requests arriving during a batch form the next one, and
+// its declared concurrency when batching is off (the baseline).
+func TestParallelBackendWorkers(t *testing.T) {
+	tests := []struct {
+		parallel, enabled bool
+		want              int
+	}{
+		{false, true, 2},
+		{true, true, 1},
+		{true, false, 2},
+		{false, false, 2},
+	}
+	for _, tt := range tests {
+		f := newFakeBackend(2, false)
+		f.meta.Parallel = tt.parallel
+		bt := New(f, Config{Enabled: tt.enabled, MaxQueueDelay: time.Millisecond}, nil, nil)
+		if bt.workers != tt.want {
+			t.Errorf("parallel %v, enabled %v: %d workers; want %d", tt.parallel, tt.enabled, bt.workers, tt.want)
+		}
+		bt.Close(context.Background())
+	}
+}

@@ -171,6 +171,7 @@ func newBackend(g *graph, opts Options, platform string) (be *Backend, err error
 		Outputs:      outs,
 		MaxBatchSize: opts.MaxBatchSize,
 		Concurrency:  opts.Concurrency,
+		Parallel:     splitsColumns(g),
 		Info:         map[string]string{"engine": "pure-go", "kernels": ks.Name()},
 	}
 	for _, in := range g.inputs {
@@ -184,6 +185,20 @@ func newBackend(g *graph, opts Options, platform string) (be *Backend, err error
 		runtime.AddCleanup(be, func(sp *sgemm.Splitter) { sp.Stop(false) }, be.split)
 	}
 	return be, nil
+}
+
+// splitsColumns reports whether a product of the compiled plans has
+// constant weights large enough that g's splitter spreads it over every
+// core at any batch size (see sgemm.Splitter.SplitsColumns).
+func splitsColumns(g *graph) bool {
+	g.packs.mu.Lock()
+	defer g.packs.mu.Unlock()
+	for _, p := range g.packs.m {
+		if g.split.SplitsColumns(p) {
+			return true
+		}
+	}
+	return false
 }
 
 // hasDynamic reports whether any graph input has a dynamic dimension.

@@ -187,7 +187,13 @@
 // (default 16) is split into chunks of whole row strips, computed by the
 // calling worker and idle helper goroutines of the Backend
 // (sgemm.Splitter); the results are bit-identical to the unsplit
-// driver's. BenchmarkMLP/split and /nosplit force it on and off.
+// driver's. BenchmarkMLP/split and /nosplit force it on and off. A
+// product whose packed weights reach 4 MiB is split by columns instead,
+// at any number of rows (below 64 rows when the weights are under 16 MiB,
+// which L3 holds), so that each core streams its share of the weights
+// once; such a Backend reports Metadata.Parallel, and a batcher runs its
+// batches one at a time. BenchmarkWideMLP measures the per-row cost of
+// 1024→H→H→16 MLPs (8.4 to 84 MB of weights) by batch size.
 //
 // BenchmarkMLP/batch=<n> runs digits-mlp through Infer on one worker
 // (ns/op is the time of one call); BenchmarkLoad the rate at which model

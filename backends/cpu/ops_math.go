@@ -161,7 +161,11 @@ func compileMoreUnary(c *opCtx) (kernel, error) {
 	switch x.dtype {
 	case tensor.FP32:
 		if c.n.op == "Gelu" {
-			return unaryKernel(geluRow32), nil
+			ks := c.ks
+			return unaryKernel(func(d, s []float32) {
+				n := ks.GeluPrefix(d, s) // the vector part, where the set has one
+				geluRow32(d[n:], s[n:])
+			}), nil
 		}
 		return unaryKernel(mapFloat[float32](f)), nil
 	case tensor.FP64:
@@ -238,7 +242,10 @@ func geluRow32(d, s []float32) {
 			h := 0.5 * t[i] * u[i]
 			neg := float64(math.Float64bits(x) >> 63)
 			y := x * (h*neg + (1-h)*(1-neg))
-			if math.IsInf(y, -1) { // −Inf·h: GELU(−Inf) is 0
+			if x < -10 {
+				// GELU(x) is within 1e-22 of 0 there, but x·h with the
+				// argument clamped at 10 is not (−7.6e6 at −1e30), and
+				// GELU(−Inf) would be −Inf·h.
 				y = 0
 			}
 			d[i] = float32(y)

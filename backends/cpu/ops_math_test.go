@@ -369,22 +369,34 @@ func TestFastMath(t *testing.T) {
 	}
 }
 
-// TestGeluRow32 checks the written-out GELU loop against gelu64 and the
-// exact formula, special values included.
+// TestGeluRow32 checks the written-out GELU loop, and each kernel set's
+// vector GELU (sgemm.Kernels.GeluPrefix, the scalar loop doing the
+// rest), against the exact formula, special values included (first, so
+// that the vector part sees them).
 func TestGeluRow32(t *testing.T) {
-	var xs []float32
+	xs := []float32{float32(math.NaN()), float32(math.Inf(1)), float32(math.Inf(-1)), 0, float32(math.Copysign(0, -1)), 1e-30, -1e-30, 9.9, -9.9, 10, -10, 10.1, -10.1, 1e30, -1e30}
 	for x := -30.0; x <= 30; x += 0.0071 {
 		xs = append(xs, float32(x))
 	}
-	xs = append(xs, float32(math.NaN()), float32(math.Inf(1)), float32(math.Inf(-1)), 0, -0.0, 1e-30, -1e-30)
 	got := make([]float32, len(xs))
-	geluRow32(got, xs)
+	for _, ks := range append([]*sgemm.Kernels{nil}, sgemm.Available()...) {
+		n, name := 0, "scalar"
+		if ks != nil {
+			n, name = ks.GeluPrefix(got, xs), ks.Name()
+		}
+		geluRow32(got[n:], xs[n:])
+		checkGelu(t, fmt.Sprintf("%s (%d vector)", name, n), xs, got)
+	}
+}
+
+func checkGelu(t *testing.T, name string, xs, got []float32) {
+	t.Helper()
 	for i, v := range xs {
 		x := float64(v)
 		want := 0.5 * x * (1 + math.Erf(x/math.Sqrt2))
 		if math.IsNaN(x) {
 			if !math.IsNaN(float64(got[i])) {
-				t.Errorf("gelu(NaN) = %v", got[i])
+				t.Errorf("%s: gelu(NaN) = %v", name, got[i])
 			}
 			continue
 		}
@@ -392,7 +404,7 @@ func TestGeluRow32(t *testing.T) {
 			want = 0
 		}
 		if d := math.Abs(float64(got[i]) - want); d > 3e-7*max(1, math.Abs(want)) {
-			t.Errorf("gelu(%v) = %v; want %v", v, got[i], want)
+			t.Errorf("%s: gelu(%v) = %v; want %v", name, v, got[i], want)
 		}
 	}
 }

@@ -62,7 +62,10 @@
 // whole row strips computed by the caller and idle helpers (split.go).
 // Chunk boundaries are boundaries of the unsplit strip sequence, so every
 // row runs the same kernel body as without splitting: the results are
-// bit-identical (TestSplitGemmExact).
+// bit-identical (TestSplitGemmExact). A product whose packed B reaches
+// colSplitBytes (4 MiB) is cut into chunks of whole column panels instead,
+// from one row: each core then streams its own share of B, which no
+// core's cache holds, once per call (SplitsColumns).
 //
 // # Efficiency
 //

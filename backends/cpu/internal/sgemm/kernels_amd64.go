@@ -28,7 +28,15 @@ var avx512Kernels = Kernels{name: "avx512", mr: 12, nr: 32,
 		x, y = x[:rows*n], y[:rows*n]
 		softmaxRowsAVX512(&x[0], &y[0], rows, n)
 	},
-	axpy: axpyVector, clamp: clampVector}
+	axpy: axpyVector, clamp: clampVector,
+	gelu: func(d, s []float32) int {
+		n := len(s) &^ 15
+		if n > 0 {
+			d = d[:n]
+			geluAVX512(&d[0], &s[0], n)
+		}
+		return n
+	}}
 
 // avx2Kernels: 6×16 tiles (12 YMM accumulators), 16-column panels.
 var avx2Kernels = Kernels{name: "avx2", mr: 6, nr: 16,
@@ -50,6 +58,12 @@ func Available() []*Kernels {
 	}
 	return append(sets, &genericKernels)
 }
+
+// geluAVX512 sets d[i] to GELU(s[i]) for n floats, n a multiple of 16
+// (gelu_avx512_amd64.s).
+//
+//go:noescape
+func geluAVX512(d *float32, s *float32, n int)
 
 // softmaxRowsAVX512 sets each of rows rows of n floats of y to the
 // softmax of that row of x; rows, n ≥ 1 (softmax_avx512_amd64.s).

@@ -45,6 +45,20 @@ type Kernels struct {
 	axpy func(y, x []float32, a float32)
 	// clamp, when not nil, is Clamp vectorised.
 	clamp func(v []float32, bias, lo, hi float32)
+	// gelu, when not nil, is GeluPrefix vectorised.
+	gelu func(d, s []float32) int
+}
+
+// GeluPrefix sets d[i] to GELU(s[i]) = s[i]·Φ(s[i]) (the exact, erf
+// form; NaN stays NaN, 0 below −10) for a prefix of s, in float32 with
+// a fractional error of a few 1e-7, and returns its length: a multiple of
+// the vector width, 0 when the set has no vector GELU. The caller computes
+// the rest. d must hold len(s) floats.
+func (ks *Kernels) GeluPrefix(d, s []float32) int {
+	if ks.gelu == nil {
+		return 0
+	}
+	return ks.gelu(d[:len(s)], s)
 }
 
 // Clamp sets each v[i] to min(max(v[i]+bias, lo), hi), NaN staying NaN:
