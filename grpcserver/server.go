@@ -39,8 +39,9 @@ const keepaliveTimeout = 20 * time.Second
 // run it with Serve and stop it with Shutdown; it is safe for concurrent
 // use.
 type Server struct {
-	gs     *grpc.Server
-	health *health.Server
+	gs       *grpc.Server
+	health   *health.Server
+	maxConns int // http.max_connections: connections per listener
 }
 
 // New returns the gRPC front end of p, configured by cfg (the grpc
@@ -61,7 +62,7 @@ func New(cfg *config.Config, p *proxy.Server) *Server {
 		tc.NextProtos = []string{"h2"} // gRPC is HTTP/2 only
 		opts = append(opts, grpc.Creds(credentials.NewTLS(tc)))
 	}
-	s := &Server{gs: grpc.NewServer(opts...), health: health.NewServer()}
+	s := &Server{gs: grpc.NewServer(opts...), health: health.NewServer(), maxConns: cfg.HTTP.MaxConnections}
 	inferencepb.RegisterGRPCInferenceServiceServer(s.gs, &service{p: p})
 	healthpb.RegisterHealthServer(s.gs, s.health)
 	s.health.SetServingStatus(ServiceName, healthpb.HealthCheckResponse_SERVING)
@@ -72,8 +73,13 @@ func New(cfg *config.Config, p *proxy.Server) *Server {
 }
 
 // Serve accepts connections on ln until Shutdown; it returns nil after
-// Shutdown and the listener's error otherwise.
+// Shutdown and the listener's error otherwise. At most
+// http.max_connections connections are open at once (when it is
+// positive); one more is closed as soon as it is accepted (capListener).
 func (s *Server) Serve(ln net.Listener) error {
+	if s.maxConns > 0 {
+		ln = &capListener{Listener: ln, max: int64(s.maxConns)}
+	}
 	if err := s.gs.Serve(ln); err != grpc.ErrServerStopped {
 		return err
 	}
