@@ -13,6 +13,7 @@ package grpcserver
 import (
 	"context"
 	"net"
+	"runtime"
 	"time"
 
 	"google.golang.org/grpc"
@@ -56,6 +57,16 @@ func New(cfg *config.Config, p *proxy.Server) *Server {
 		grpc.MaxConcurrentStreams(uint32(g.MaxConcurrentStreams)),
 		grpc.KeepaliveEnforcementPolicy(keepalive.EnforcementPolicy{MinTime: g.KeepaliveMinTime, PermitWithoutStream: true}),
 		grpc.KeepaliveParams(keepalive.ServerParameters{Time: g.KeepaliveTime, Timeout: keepaliveTimeout}),
+		// A call runs on a worker goroutine kept from call to call
+		// rather than on a new one: with batching off or one call at a
+		// time the model runs on the caller's goroutine (batcher.Submit),
+		// and a new goroutine's stack grows by copying (runtime.morestack,
+		// golang/go#18138) to the depth of the model's kernels on every
+		// call: 11 % of the CPU of a call in a profile of
+		// BenchmarkModelInfer/grpc-raw/c1; with GOMAXPROCS workers it
+		// takes 47 µs instead of 60 (-21 %, p = 0.009, 6 interleaved
+		// runs). Calls beyond the workers get a goroutine of their own.
+		grpc.NumStreamWorkers(uint32(runtime.GOMAXPROCS(0))),
 	}
 	if tc := p.TLSConfig(); tc != nil {
 		tc = tc.Clone()
