@@ -26,15 +26,12 @@ for c in 1 16 64; do for i in $(seq "$ROUNDS"); do
   done
 done; done
 echo "load average: $(cut -d' ' -f1-3 /proc/loadavg)"
-echo "medians of $ROUNDS (req/s, p50 ms, p99 ms):"
+echo "medians of $ROUNDS rounds; ratios are medians of the per-round ratios to v2-binary (same round):"
 med() { sort -n | awk '{v[NR]=$1} END {print (NR%2 ? v[(NR+1)/2] : (v[NR/2]+v[NR/2+1])/2)}'; }
-for c in 1 16 64; do
-  h=$(awk -v c=$c '$1=="v2-binary" && $2==c {print $3}' "$OUT/runs" | med)
-  h50=$(awk -v c=$c '$1=="v2-binary" && $2==c {print $4}' "$OUT/runs" | med)
-  for n in grpc grpc-conns v2-binary; do
-    r=$(awk -v n=$n -v c=$c '$1==n && $2==c {print $3}' "$OUT/runs" | med)
-    p50=$(awk -v n=$n -v c=$c '$1==n && $2==c {print $4}' "$OUT/runs" | med)
-    p99=$(awk -v n=$n -v c=$c '$1==n && $2==c {print $5}' "$OUT/runs" | med)
-    echo "$n c=$c $r req/s p50 $p50 p99 $p99 (throughput x$(echo "$r $h" | awk '{printf "%.2f", $1/$2}') p50 x$(echo "$p50 $h50" | awk '{printf "%.2f", $1/$2}') of v2-binary)"
-  done
-done
+# Number each target's rounds per level, then pair each round with v2-binary's.
+awk '{k=$1" "$2; print $0, ++r[k]}' "$OUT/runs" > "$OUT/rounds"
+for c in 1 16 64; do for n in grpc grpc-conns v2-binary; do
+  col() { awk -v n=$n -v c=$c -v f=$1 '$1==n && $2==c {print $f}' "$OUT/rounds" | med; }
+  ratio() { awk -v n=$n -v c=$c -v f=$1 '$1=="v2-binary" && $2==c {h[$6]=$f} $1==n && $2==c {g[$6]=$f} END {for (i in g) if (h[i] > 0) print g[i]/h[i]}' "$OUT/rounds" | med; }
+  printf "%-10s c=%-2s %8.0f req/s  p50 %s ms  p99 %s ms  throughput x%.2f  p50 x%.2f  p99 x%.2f\n" $n $c "$(col 3)" "$(col 4)" "$(col 5)" "$(ratio 3)" "$(ratio 4)" "$(ratio 5)"
+done; done
