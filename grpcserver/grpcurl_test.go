@@ -54,18 +54,21 @@ type grpcurlExample struct {
 }
 
 // readmeGrpcurl returns the grpcurl commands of md's sh blocks, each with
-// the text of the comment lines that follow it.
+// the text of the comment lines right below it.
 func readmeGrpcurl(md string) []grpcurlExample {
 	var out []grpcurlExample
-	inSh := false
+	inSh, below := false, false // below: the lines since the last grpcurl are comments
 	for i, l := range strings.Split(md, "\n") {
 		switch {
 		case strings.HasPrefix(l, "```"):
-			inSh = l == "```sh"
+			inSh, below = l == "```sh", false
 		case inSh && strings.HasPrefix(l, "grpcurl "):
 			out = append(out, grpcurlExample{line: i + 1, cmd: l})
-		case inSh && strings.HasPrefix(l, "# ") && len(out) > 0:
+			below = true
+		case inSh && below && strings.HasPrefix(l, "# "):
 			out[len(out)-1].want += l[2:] + "\n"
+		default:
+			below = false
 		}
 	}
 	return out
