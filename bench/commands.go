@@ -16,6 +16,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/coalesce-ml/coalesce/bench/grpcload"
 	"github.com/coalesce-ml/coalesce/bench/loadgen"
 	"github.com/coalesce-ml/coalesce/bench/report"
 	"github.com/coalesce-ml/coalesce/bench/targets"
@@ -27,7 +28,9 @@ func runCmd(ctx context.Context, args []string) error {
 	fs := flag.NewFlagSet("bench run", flag.ContinueOnError)
 	addr := fs.String("addr", "127.0.0.1:8080", "server address host:port")
 	name := fs.String("name", "target", "label of the server in the report")
-	protocol := fs.String("protocol", "predict", "predict, v2-json, v2-binary or tfs")
+	protocol := fs.String("protocol", "predict", "predict, v2-json, v2-binary, tfs, grpc (KServe V2 gRPC ModelInfer, raw_input_contents; -addr is the gRPC port) or grpc-typed (fp32_contents)")
+	grpcConns := fs.Int("grpc-conns", 1, "gRPC: HTTP/2 connections the -c streams share (1: all on one, as gRPC clients do; 0: one per stream)")
+	grpcWindow := fs.Int("grpc-window", 0, "gRPC: fixed flow-control window of the client's connections in bytes, turning off BDP estimation (0: grpc-go's dynamic windows)")
 	model := fs.String("model", "digits-mlp", "model whose golden rows make the bodies")
 	models := fs.String("models", "models", "model repository holding <model>/golden.json")
 	path := fs.String("path", "", "request path (default: the protocol's path for -model)")
@@ -83,12 +86,22 @@ func runCmd(ctx context.Context, args []string) error {
 			loads = append(loads, load{mode: loadgen.Closed, level: float64(c)})
 		}
 	}
+	var gc *grpcload.Config
+	if *protocol == workload.GRPC || *protocol == workload.GRPCTyped {
+		if *grpcConns < 0 || *grpcWindow < 0 {
+			return fmt.Errorf("-grpc-conns %d, -grpc-window %d; want 0 or more", *grpcConns, *grpcWindow)
+		}
+		gc = &grpcload.Config{Addr: *addr, Channels: *grpcConns, StaticWindow: int32(*grpcWindow)}
+		for i := 0; i+1 < len(headers); i += 2 {
+			gc.Metadata = append(gc.Metadata, strings.ToLower(headers[i]), headers[i+1])
+		}
+	}
 	s := server{name: *name, addr: *addr, pid: *pid, metricsURL: *metricsURL}
 	r := &report.Report{Header: header(commandLine(append([]string{"run"}, args...)), &Scenario{Name: "run"})}
 	for _, l := range loads {
 		for rep := 0; rep < *reps; rep++ {
 			l := l
-			l.scenario, l.protocol, l.rep, l.reqs = *protocol, *protocol, rep, reqs
+			l.scenario, l.protocol, l.rep, l.reqs, l.grpc = *protocol, *protocol, rep, reqs, gc
 			l.warmup, l.duration, l.maxRequests = *warmup, *duration, *maxReq
 			run, err := measure(ctx, s, l, os.Stderr)
 			if err != nil {

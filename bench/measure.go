@@ -8,6 +8,7 @@ import (
 	"strconv"
 	"time"
 
+	"github.com/coalesce-ml/coalesce/bench/grpcload"
 	"github.com/coalesce-ml/coalesce/bench/loadgen"
 	"github.com/coalesce-ml/coalesce/bench/report"
 	"github.com/coalesce-ml/coalesce/bench/targets"
@@ -36,6 +37,9 @@ type load struct {
 	warmup, duration   time.Duration
 	maxRequests        int64
 	rep                int
+	// grpc, when set, sends reqs as gRPC calls (bench/grpcload) on
+	// channels made for this run; Channels 0 means one per connection.
+	grpc *grpcload.Config
 }
 
 // measure runs one load against one server and returns its figures,
@@ -51,6 +55,19 @@ func measure(ctx context.Context, s server, l load, progress io.Writer) (report.
 		cfg.Rate, cfg.Connections, cfg.Poisson = l.level, l.conns, l.poisson
 	} else {
 		cfg.Connections = int(l.level)
+	}
+	if l.grpc != nil {
+		gc := *l.grpc
+		if gc.Channels == 0 {
+			gc.Channels = cfg.Connections
+		}
+		gc.Channels = min(gc.Channels, cfg.Connections)
+		c, err := grpcload.New(gc)
+		if err != nil {
+			return report.Run{}, err
+		}
+		defer c.Close()
+		cfg.NewConn = c.Conn
 	}
 	// Server-side figures are taken when the warm-up ends, so that they
 	// cover the measured window only.

@@ -94,6 +94,9 @@ type Request struct {
 	inputsArray [4]*tensor.Tensor // backs Inputs for models of few inputs
 }
 
+// ID returns the request's id (KServe V2's id field), "" when it has none.
+func (r *Request) ID() string { return r.id }
+
 // Output is one requested output.
 type Output struct {
 	Index  int  // in the model's outputs

@@ -49,7 +49,9 @@ type HTTP struct {
 	// MaxConnections is a soft limit: a new connection beyond it closes
 	// the longest-idle keep-alive connection; when none is idle it is
 	// admitted into a small reserve (max_connections/16 + 16) to answer
-	// one request (GET is served, others get 503) and close.
+	// one request (GET is served, others get 503) and close. The gRPC
+	// port holds as many connections of its own (grpcserver), closing one
+	// more when it is accepted.
 	MaxConnections int `koanf:"max_connections" help:"open client connections; beyond it the longest-idle keep-alive connection is closed to admit a new one"`
 	// MaxInflight bounds the POST requests being handled at once; 0 means
 	// no bound beyond max_connections.

@@ -9,6 +9,7 @@ import (
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/metadata"
 	"google.golang.org/grpc/peer"
+	"google.golang.org/protobuf/proto"
 
 	"github.com/coalesce-ml/coalesce/backends"
 	"github.com/coalesce-ml/coalesce/codec"
@@ -71,14 +72,21 @@ func tensorMetadata(specs []backends.TensorSpec) []*inferencepb.ModelMetadataRes
 	return md
 }
 
-// ModelInfer runs the request through proxy.Server.Infer. With a model
-// cache, the coalesce-cache response header says hit, miss or shared, as
-// the Coalesce-Cache HTTP header does.
+// ModelInfer runs the request through proxy.Server.Infer, charging its
+// message size to the in-flight byte budget. With a model cache, the
+// coalesce-cache response header says hit, miss or shared, as the
+// Coalesce-Cache HTTP header does; a request sampled for drift that
+// carried no id (neither the message's id nor x-request-id metadata)
+// gets the one it is kept under in the x-request-id header.
 func (s *service) ModelInfer(ctx context.Context, req *inferencepb.ModelInferRequest) (*inferencepb.ModelInferResponse, error) {
 	c := newCall(ctx)
+	c.Bytes = int64(proto.Size(req))
 	x := exchange{ctx: ctx, req: req}
 	if err := s.p.Infer(&c, req.GetModelName(), req.GetModelVersion(), &x); err != nil {
 		return nil, proxy.GRPCStatus(err)
+	}
+	if c.SampledID != nil {
+		_ = grpc.SetHeader(ctx, metadata.Pairs("x-request-id", string(c.SampledID))) // as in Encode
 	}
 	return x.resp, nil
 }
@@ -109,7 +117,8 @@ func (x *exchange) Encode(r *codec.Request, out []*tensor.Tensor, cacheStatus st
 
 // newCall copies what the proxy needs of an incoming call into plain
 // values: its arrival (now), the time left to its deadline, the
-// credentials and Cache-Control of its metadata, and its peer.
+// credentials, Cache-Control and x-request-id of its metadata, and its
+// peer.
 func newCall(ctx context.Context) proxy.Call {
 	c := proxy.Call{Arrived: time.Now()}
 	if dl, ok := ctx.Deadline(); ok {
@@ -119,6 +128,7 @@ func newCall(ctx context.Context) proxy.Call {
 		c.Authorization = first(md, "authorization")
 		c.APIKey = first(md, "x-api-key")
 		c.CacheControl = first(md, "cache-control")
+		c.RequestID = first(md, "x-request-id")
 	}
 	if p, ok := peer.FromContext(ctx); ok {
 		if a, ok := p.Addr.(*net.TCPAddr); ok {

@@ -3,6 +3,7 @@ package proxy
 import (
 	"errors"
 	"fmt"
+	"math/rand/v2"
 	"net/netip"
 	"runtime/debug"
 	"time"
@@ -45,6 +46,22 @@ type Call struct {
 	// CacheControl is the request's Cache-Control (RFC 9111 §5.2.1); nil
 	// when absent.
 	CacheControl []byte
+	// RequestID is the id the call carried outside its message (gRPC
+	// metadata x-request-id); nil when absent. A sampled request is kept
+	// for drift feedback under the message's own id (KServe V2's id), else
+	// this one when valid, else one Infer generates and returns in
+	// SampledID. Only read during the call.
+	RequestID []byte
+	// Bytes is the size of the request's message, charged to the in-flight
+	// byte budget (limits.inflight_bytes, shared with the HTTP data plane)
+	// while the call is decoded and answered.
+	Bytes int64
+
+	// SampledID is set by Infer when drift sampling kept the request under
+	// an id the call did not carry: the front end should return it to the
+	// client (gRPC: the x-request-id header), as HTTP does in
+	// X-Request-Id, so that feedback can name the request.
+	SampledID []byte
 }
 
 // Exchange decodes one request of a front end and encodes its answer; the
@@ -118,11 +135,13 @@ func (s *Server) Model(c *Call, model, version string) (mi ModelInfo, err error)
 }
 
 // Infer runs one inference request through the path of Handler and
-// serveInfer: http.max_inflight, the API key (401), the model and version
+// serveInfer: http.max_inflight, the in-flight byte budget (c.Bytes; 503
+// when it does not fit), the API key (401), the model and version
 // ("" = the highest; 404), the key's access and the rate limits (403,
 // 429), decoding with x, the cache and the model's batcher under the
-// earlier of c's deadline and the request's timeout parameter, and
-// encoding with x. It counts the request in the metrics under protocol
+// earlier of c's deadline and the request's timeout parameter, drift
+// sampling (keyed by the request's id, see Call.RequestID), the shadow
+// copy, and encoding with x. It counts the request in the metrics under protocol
 // "grpc" with the HTTP status its outcome maps to, and never panics: a
 // panic in x or below is returned as an internal error. Errors map to
 // codes with StatusOf and CodeOf. With version "", the label x names (a
@@ -142,6 +161,13 @@ func (s *Server) Infer(c *Call, model, version string, x Exchange) (err error) {
 	if max := int64(s.cfg.HTTP.MaxInflight); max > 0 && n > max {
 		return errInflight{max}
 	}
+	// The message is already read (gRPC has no Content-Length to refuse
+	// a body by before reading it); it is held while decoded and answered,
+	// as an HTTP body is (edge.go).
+	if !s.edge.budget.acquire(c.Bytes) {
+		return s.overBudget()
+	}
+	defer s.edge.budget.release(c.Bytes)
 	id, err := s.callIdentity(c)
 	if err != nil {
 		return err
@@ -175,11 +201,34 @@ func (s *Server) Infer(c *Call, model, version string, x Exchange) (err error) {
 		return err
 	}
 	r.Model = ran.ModelVersion // the outputs are that version's
+	if d := ran.drift; d.Sampling() {
+		d.Sample(r.Inputs, out, s.sampleID(c, r))
+	}
+	// A copy for the model's shadow, if it has one (shadow.go), as
+	// serveInfer does.
+	s.offerShadow(s.snap.Load(), ran, r.Inputs, out)
 	cs := ""
 	if e.cache != nil {
 		cs = string(cacheStatus[st])
 	}
 	return x.Encode(r, out, cs)
+}
+
+// sampleID returns the id a sampled call is kept under: the message's V2
+// id, else c.RequestID, when valid (validRequestID), else a new one, which
+// it stores in c.SampledID for the front end to return.
+func (s *Server) sampleID(c *Call, r *codec.Request) []byte {
+	if id := r.ID(); id != "" && validRequestID([]byte(id)) {
+		return []byte(id)
+	}
+	if validRequestID(c.RequestID) {
+		return c.RequestID
+	}
+	b := make([]byte, 32)
+	putHex(b[:16], rand.Uint64())
+	putHex(b[16:], rand.Uint64())
+	c.SampledID = b
+	return b
 }
 
 // callIdentity is authenticate for a Call: its key's identity, nil when

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"strings"
 	"testing"
 	"time"
 
@@ -14,7 +15,11 @@ import (
 	"github.com/coalesce-ml/coalesce/backends"
 	"github.com/coalesce-ml/coalesce/batcher"
 	"github.com/coalesce-ml/coalesce/codec"
+	"github.com/coalesce-ml/coalesce/config"
+	"github.com/coalesce-ml/coalesce/internal/fakemodel"
+	"github.com/coalesce-ml/coalesce/proto/inferencepb"
 	"github.com/coalesce-ml/coalesce/ratelimit"
+	"github.com/coalesce-ml/coalesce/tensor"
 )
 
 // TestCodeOf maps every error kind StatusOf knows to the gRPC code
@@ -80,3 +85,48 @@ type retryAfterErr struct{ d time.Duration }
 func (e retryAfterErr) Error() string             { return "breaker open" }
 func (e retryAfterErr) Unwrap() error             { return backends.ErrUnavailable }
 func (e retryAfterErr) RetryAfter() time.Duration { return e.d }
+
+// grpcExchange is the exchange of package grpcserver, reduced: the
+// message in, the answer dropped.
+type grpcExchange struct {
+	req *inferencepb.ModelInferRequest
+}
+
+func (x grpcExchange) Decode(r *codec.Request) error { return codec.DecodeGRPC(r, x.req) }
+func (x grpcExchange) Encode(r *codec.Request, out []*tensor.Tensor, _ string) error {
+	_ = codec.EncodeGRPC(r, out)
+	return nil
+}
+
+// TestInferShadow: a call through Infer (gRPC) gets its shadow copy, as
+// an HTTP request does, and the shadow's answers are compared.
+func TestInferShadow(t *testing.T) {
+	s, _, set := testServerWith(t, patientConfig())
+	must(t, s.Update(withVersion2(t, fakemodel.Models["double"](), func(m *config.ModelConfig) {
+		m.Shadow = config.Shadow{Version: "2", Share: 1, Queue: 64}
+	})))
+	req := &inferencepb.ModelInferRequest{ModelName: "double", ModelVersion: "1",
+		Inputs: []*inferencepb.ModelInferRequest_InferInputTensor{{Name: "x", Datatype: "FP32", Shape: []int64{1, 4},
+			Contents: &inferencepb.InferTensorContents{Fp32Contents: []float32{1, 2, 3, 4}}}}}
+	rows := func() string {
+		var sb strings.Builder
+		set.WritePrometheus(&sb)
+		for _, line := range strings.Split(sb.String(), "\n") {
+			if v, ok := strings.CutPrefix(line, `coalesce_shadow_rows_total{model="double",version="2"} `); ok {
+				return v
+			}
+		}
+		return ""
+	}
+	deadline := time.Now().Add(10 * time.Second)
+	for i := 0; rows() == "" || rows() == "0"; i++ {
+		if i < 20 {
+			c := Call{Arrived: time.Now()}
+			must(t, s.Infer(&c, "double", "1", grpcExchange{req}))
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("no shadow row compared after 20 calls through Infer; want their copies run on version 2")
+		}
+		time.Sleep(time.Millisecond)
+	}
+}

@@ -11,8 +11,10 @@ import (
 	"time"
 )
 
-// Request is one prepared HTTP/1.1 request. Build it with NewRequest; its
-// wire bytes are serialised once, so sending it costs one write.
+// Request is one prepared request. Build an HTTP/1.1 one with NewRequest;
+// its wire bytes are serialised once, so sending it costs one write. A
+// request for another Conn (Config.NewConn) carries what that Conn sends
+// in Body (e.g. a marshalled gRPC message) and names its method in Path.
 type Request struct {
 	Method, Path string
 	Body         []byte

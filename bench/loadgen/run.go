@@ -71,6 +71,11 @@ type Config struct {
 	Progress io.Writer
 	Label    string // shown in the progress line
 	Seed     uint64 // for Poisson gaps
+	// NewConn, when set, makes worker i's connection instead of the
+	// built-in HTTP/1.1 one to Addr (e.g. a gRPC stream, package
+	// bench/grpcload); Run closes each. Its Do gets the request's deadline
+	// and must return by it.
+	NewConn func(i int) Conn
 	// MeasureStart, when set, is called once when the warm-up ends (on
 	// its own goroutine), so that a caller can snapshot server-side
 	// counters, and the measured window begins when it returns: a scrape
@@ -118,9 +123,35 @@ const maxLatencyUS = 100_000_000
 // NewHistogram returns an empty latency histogram in microseconds.
 func NewHistogram() *hdrhistogram.Histogram { return hdrhistogram.New(1, maxLatencyUS, 3) }
 
+// Conn sends the requests of one worker, one at a time: Run calls Do
+// only from the worker's goroutine.
+type Conn interface {
+	// Do sends req and waits for its answer until deadline. It returns
+	// the answer's status as an HTTP status (a gRPC front end maps its
+	// codes: ResourceExhausted 429, Unavailable 503, ...; 2xx is a
+	// success, 429 and 503 are shed load), or 0 and the error when no
+	// answer came; a *DialError when nothing could be sent.
+	Do(req *Request, deadline time.Time) (status int, err error)
+	// Close releases the connection; Run calls it once, when the worker
+	// is done.
+	Close()
+}
+
+// httpConn is the built-in Conn: a lean HTTP/1.1 connection.
+type httpConn struct {
+	conn
+	slack time.Duration
+}
+
+func (c *httpConn) Do(req *Request, deadline time.Time) (int, error) {
+	return c.do(req, deadline, c.slack)
+}
+
+func (c *httpConn) Close() { c.close() }
+
 // worker is one connection's state and figures.
 type worker struct {
-	c conn
+	c Conn
 
 	mu       sync.Mutex // guards the fields below; the progress line reads them
 	hist     *hdrhistogram.Histogram
@@ -167,7 +198,11 @@ func Run(ctx context.Context, cfg Config) (*Result, error) {
 	}
 	workers := make([]*worker, cfg.Connections)
 	for i := range workers {
-		workers[i] = &worker{c: conn{addr: cfg.Addr}, hist: NewHistogram(), shedHist: NewHistogram(), interval: NewHistogram(), errors: map[string]int64{}}
+		var c Conn = &httpConn{conn: conn{addr: cfg.Addr}, slack: r.timeout / 4}
+		if cfg.NewConn != nil {
+			c = cfg.NewConn(i)
+		}
+		workers[i] = &worker{c: c, hist: NewHistogram(), shedHist: NewHistogram(), interval: NewHistogram(), errors: map[string]int64{}}
 	}
 	cpu0 := cpuSeconds()
 	start := time.Now()
@@ -204,7 +239,7 @@ func Run(ctx context.Context, cfg Config) (*Result, error) {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			defer w.c.close()
+			defer w.c.Close()
 			if cfg.Mode == Open {
 				r.open(i, w, start)
 			} else {
@@ -284,7 +319,7 @@ func (r *run) closed(i int, w *worker) {
 		}
 		req := &r.cfg.Requests[idx%n]
 		idx++
-		status, err := w.c.do(req, t0.Add(r.timeout), r.timeout/4)
+		status, err := w.c.Do(req, t0.Add(r.timeout))
 		r.record(w, t0, time.Now(), status, err)
 		var de *DialError
 		if errors.As(err, &de) {
@@ -335,7 +370,7 @@ func (r *run) open(i int, w *worker, start time.Time) {
 		}
 		req := &r.cfg.Requests[idx%n]
 		idx++
-		status, err := w.c.do(req, time.Now().Add(r.timeout), r.timeout/4)
+		status, err := w.c.Do(req, time.Now().Add(r.timeout))
 		r.record(w, next, time.Now(), status, err)
 		next = next.Add(gap())
 	}

@@ -14,7 +14,10 @@ import (
 	"path/filepath"
 	"strconv"
 
+	"google.golang.org/protobuf/proto"
+
 	"github.com/coalesce-ml/coalesce/bench/loadgen"
+	"github.com/coalesce-ml/coalesce/proto/inferencepb"
 )
 
 // The protocols a workload can speak.
@@ -23,6 +26,10 @@ const (
 	V2JSON   = "v2-json"   // POST /v2/models/{m}/infer, JSON tensors
 	V2Binary = "v2-binary" // the same with the binary tensor extension
 	TFS      = "tfs"       // POST /v1/models/{m}:predict {"instances": ...}
+	// GRPC is KServe V2 gRPC ModelInfer with raw_input_contents (package
+	// bench/grpcload sends it); GRPCTyped the same with fp32_contents.
+	GRPC      = "grpc"
+	GRPCTyped = "grpc-typed"
 )
 
 // Spec says what to send.
@@ -180,8 +187,39 @@ func request(spec Spec, host, input string, rows [][]float64) (loadgen.Request, 
 		}
 		return loadgen.NewRequest("POST", host, path, b,
 			append([]string{"Content-Type", "application/octet-stream", "Inference-Header-Content-Length", strconv.Itoa(hdr)}, spec.Headers...)...), nil
+	case GRPC, GRPCTyped:
+		return grpcRequest(spec, input, rows)
 	}
-	return loadgen.Request{}, fmt.Errorf("workload: unknown protocol %q; want %s, %s, %s or %s", spec.Protocol, Predict, V2JSON, V2Binary, TFS)
+	return loadgen.Request{}, fmt.Errorf("workload: unknown protocol %q; want %s, %s, %s, %s, %s or %s", spec.Protocol, Predict, V2JSON, V2Binary, TFS, GRPC, GRPCTyped)
+}
+
+// grpcRequest returns a ModelInfer request, marshalled: Body holds the
+// message and Path the method, for bench/grpcload. Raw contents are
+// little-endian FP32, as KServe V2 specifies.
+func grpcRequest(spec Spec, input string, rows [][]float64) (loadgen.Request, error) {
+	in := &inferencepb.ModelInferRequest_InferInputTensor{Name: input, Datatype: "FP32", Shape: []int64{int64(len(rows)), int64(len(rows[0]))}}
+	m := &inferencepb.ModelInferRequest{ModelName: spec.Model, Inputs: []*inferencepb.ModelInferRequest_InferInputTensor{in}}
+	if spec.Protocol == GRPCTyped {
+		in.Contents = &inferencepb.InferTensorContents{}
+		for _, r := range rows {
+			for _, v := range r {
+				in.Contents.Fp32Contents = append(in.Contents.Fp32Contents, float32(v))
+			}
+		}
+	} else {
+		var raw []byte
+		for _, r := range rows {
+			for _, v := range r {
+				raw = binary.LittleEndian.AppendUint32(raw, math.Float32bits(float32(v)))
+			}
+		}
+		m.RawInputContents = [][]byte{raw}
+	}
+	b, err := proto.Marshal(m)
+	if err != nil {
+		return loadgen.Request{}, fmt.Errorf("workload: %w", err)
+	}
+	return loadgen.Request{Method: "gRPC", Path: "/inference.GRPCInferenceService/ModelInfer", Body: b}, nil
 }
 
 func appendRow(b []byte, row []float64) []byte {

@@ -6,8 +6,11 @@ import (
 	"testing"
 	"time"
 
+	"google.golang.org/protobuf/proto"
+
 	"github.com/coalesce-ml/coalesce/bench/internal/inproc"
 	"github.com/coalesce-ml/coalesce/bench/loadgen"
+	"github.com/coalesce-ml/coalesce/proto/inferencepb"
 )
 
 const modelsDir = "../../models"
@@ -59,13 +62,37 @@ func TestRepeatShare(t *testing.T) {
 
 func TestBuildErrors(t *testing.T) {
 	for _, spec := range []Spec{
-		{Model: "digits-mlp", ModelsDir: modelsDir, Protocol: "grpc"},
+		{Model: "digits-mlp", ModelsDir: modelsDir, Protocol: "thrift"},
 		{Model: "nope", ModelsDir: modelsDir, Protocol: Predict},
 		{Model: "digits-mlp", ModelsDir: modelsDir, Protocol: Predict, Batch: []int{0}},
 		{Model: "digits-mlp", ModelsDir: modelsDir, Protocol: Predict, RepeatShare: 2},
 	} {
 		if _, err := Build(spec, "h"); err == nil {
 			t.Errorf("Build(%+v) = nil error", spec)
+		}
+	}
+	for _, p := range []string{GRPC, GRPCTyped} {
+		reqs, err := Build(Spec{Model: "iris-logreg", ModelsDir: modelsDir, Protocol: p, Batch: []int{2}, Count: 1}, "h")
+		if err != nil {
+			t.Fatal(err)
+		}
+		var m inferencepb.ModelInferRequest
+		if err := proto.Unmarshal(reqs[0].Body, &m); err != nil || reqs[0].Path != "/inference.GRPCInferenceService/ModelInfer" {
+			t.Fatalf("%s request %s: %v", p, reqs[0].Path, err)
+		}
+		in := m.GetInputs()[0]
+		n := len(m.GetRawInputContents())
+		if p == GRPCTyped {
+			n = len(in.GetContents().GetFp32Contents())
+		} else if n == 1 {
+			n = len(m.GetRawInputContents()[0])
+		}
+		want := 2 * 4 // 2 rows of 4 features: FP32 values, or their bytes / 4
+		if p == GRPC {
+			want *= 4
+		}
+		if m.GetModelName() != "iris-logreg" || in.GetName() != "input" || in.GetDatatype() != "FP32" || len(in.GetShape()) != 2 || in.GetShape()[0] != 2 || n != want {
+			t.Errorf("%s request = %v; want 2 rows of iris-logreg's input (%d values or bytes)", p, &m, want)
 		}
 	}
 	reqs, _ := Build(Spec{Model: "iris-logreg", ModelsDir: modelsDir, Protocol: Predict, Path: "/predict", Count: 1}, "h")
