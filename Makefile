@@ -5,13 +5,14 @@ COMMIT    ?= $(shell git rev-parse HEAD 2>/dev/null || echo unknown)
 LDFLAGS   := -s -w -X main.version=$(VERSION) -X main.commit=$(COMMIT) -X github.com/coalesce-ml/coalesce/internal/app.commit=$(COMMIT)
 BIN       := bin/coalesce
 
-.PHONY: run build test test-short test-deploy test-image image lint fuzz bench bench-go proto profiles clean
+.PHONY: models run build test test-short test-deploy test-image image lint fuzz bench bench-go proto profiles clean
 
 # models/wide-mlp's 84 MB of weights are generated, not committed: a
 # seeded Go program writes the same bytes every time (no Python needed).
 WIDE_MLP := models/wide-mlp/1/model.onnx
 $(WIDE_MLP):
 	$(GO) run ./models/wide-mlp/gen
+models: $(WIDE_MLP)
 
 build: $(WIDE_MLP)
 	CGO_ENABLED=0 $(GO) build -trimpath -ldflags "$(LDFLAGS)" -o $(BIN) ./cmd/coalesce

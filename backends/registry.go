@@ -125,7 +125,13 @@ func loadModel(dir, name string, loaders map[string]Loader) (*versions, error) {
 		vs.order = append(vs.order, m)
 	}
 	if len(vs.order) == 0 {
-		return nil, fmt.Errorf("model %s: no version directories in %s; want %s/1/%s", name, dir, dir, loaderFiles(loaders))
+		hint := ""
+		if fi, err := os.Stat(filepath.Join(dir, "gen")); err == nil && fi.IsDir() {
+			// A shipped model whose weights are generated rather than
+			// committed (models/wide-mlp): say how to make them.
+			hint = fmt.Sprintf(" (its weights are generated: run `make models`, or `go run ./%s` from the repository root)", filepath.ToSlash(filepath.Join(filepath.Base(filepath.Dir(dir)), name, "gen")))
+		}
+		return nil, fmt.Errorf("model %s: no version directories in %s; want %s/1/%s%s", name, dir, dir, loaderFiles(loaders), hint)
 	}
 	sort.Slice(vs.order, func(i, j int) bool { return versionLess(vs.order[i].Version, vs.order[j].Version) })
 	return vs, nil

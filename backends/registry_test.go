@@ -112,6 +112,7 @@ func TestRegistryErrors(t *testing.T) {
 	}{
 		{"empty repository", map[string]string{"README.md": ""}, []string{"no models", "model.stub"}},
 		{"no versions", map[string]string{"m/config.yaml": ""}, []string{"model m", "no version directories"}},
+		{"generated weights absent", map[string]string{"m/config.yaml": "", "m/gen/main.go": ""}, []string{"no version directories", "make models", "go run ./"}},
 		{"no model file", map[string]string{"m/1/other.bin": ""}, []string{"model m version 1", "no model file", "model.stub"}},
 		{"load failure", map[string]string{"m/1/model.stub": "fail"}, []string{"model m version 1", "cannot load 1"}},
 		{"bad config", map[string]string{"m/1/model.stub": "", "m/config.yaml": "max_batch: 3\n"}, []string{"model m", `unknown key "max_batch"`}},
