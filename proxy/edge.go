@@ -1,6 +1,7 @@
 package proxy
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -10,6 +11,7 @@ import (
 	"time"
 	"unsafe"
 
+	"github.com/coalesce-ml/coalesce/auth"
 	"github.com/valyala/fasthttp"
 )
 
@@ -53,14 +55,21 @@ func (s *Server) edgeServer(hs *fasthttp.Server) {
 	hs.ExpectHandler = s.expect
 	inner := hs.ErrorHandler
 	hs.ErrorHandler = func(ctx *fasthttp.RequestCtx, err error) {
-		if s.releaseHeld(ctx) == 0 && s.edge.budget.max > 0 && errors.Is(err, fasthttp.ErrBodyTooLarge) &&
+		if s.releaseHeld(ctx) == 0 && errors.Is(err, fasthttp.ErrBodyTooLarge) &&
 			ctx.Request.Header.ContentLength() <= int(s.cfg.Limits.MaxBodyBytes) {
 			// headerReceived refused the body (MaxRequestBodySize 1):
 			// fasthttp did not read it and closes the connection.
-			e := s.overBudget()
-			writeError(ctx, e)
-			s.met.observe(nil, protoOther, e.Status, time.Now())
-			return
+			var e error
+			if _, kerr := s.bodyKey(ctx); kerr != nil {
+				e = kerr
+			} else if s.edge.budget.max > 0 {
+				e = s.overBudget()
+			}
+			if e != nil {
+				writeError(ctx, e)
+				s.met.observe(nil, protoOther, ctx.Response.StatusCode(), time.Now())
+				return
+			}
 		}
 		inner(ctx, err)
 	}
@@ -178,12 +187,25 @@ func (s *Server) charge(h *fasthttp.RequestHeader) int64 {
 // before any of it is read, and the ErrorHandler answers 503 and closes
 // the connection, so nothing of the body is left to desynchronise it).
 // A request with Expect: 100-continue is left to expect.
+//
+// With API keys on, a request whose key is missing or not valid is
+// refused the same way, before its body is read or charged: a caller
+// without a key can neither fill the budget nor make the server read
+// bodies it will answer 401 anyway (the ErrorHandler writes the 401).
 func (s *Server) headerReceived(h *fasthttp.RequestHeader) fasthttp.RequestConfig {
-	if s.edge.budget.max <= 0 {
+	if s.edge.budget.max <= 0 && s.guard.keys == nil {
 		return fasthttp.RequestConfig{}
 	}
 	n := s.charge(h)
 	if n == 0 || expectsContinue(h) {
+		return fasthttp.RequestConfig{}
+	}
+	if s.guard.keys != nil && !isHealth(uriPath(h.RequestURI())) {
+		if _, err := s.guard.keys.Check(auth.FromHeaders(h.Peek(fasthttp.HeaderAuthorization), h.Peek("X-API-Key"))); err != nil {
+			return fasthttp.RequestConfig{MaxRequestBodySize: 1}
+		}
+	}
+	if s.edge.budget.max <= 0 {
 		return fasthttp.RequestConfig{}
 	}
 	if !s.edge.budget.acquire(n) {
@@ -191,6 +213,14 @@ func (s *Server) headerReceived(h *fasthttp.RequestHeader) fasthttp.RequestConfi
 	}
 	s.edge.holds.put(h, n)
 	return fasthttp.RequestConfig{}
+}
+
+// uriPath is the path of a request URI: up to its query or fragment.
+func uriPath(uri []byte) []byte {
+	if i := bytes.IndexAny(uri, "?#"); i >= 0 {
+		return uri[:i]
+	}
+	return uri
 }
 
 // expectsContinue reports whether fasthttp will call ExpectHandler for the
@@ -246,8 +276,10 @@ func (s *Server) overBudget() *Error {
 // without calling the request handler, so the JSON body and Retry-After
 // written here reach the client. TestBudgetAdmission pins that down.
 func (s *Server) expect(ctx *fasthttp.RequestCtx) int {
-	var e *Error
-	if ctx.Request.Header.ContentLength() > int(s.cfg.Limits.MaxBodyBytes) {
+	var e error
+	if _, kerr := s.bodyKey(ctx); kerr != nil {
+		e = kerr // no body from a caller without a valid key
+	} else if ctx.Request.Header.ContentLength() > int(s.cfg.Limits.MaxBodyBytes) {
 		e = s.tooLarge()
 	} else if n := s.charge(&ctx.Request.Header); n > 0 && s.edge.budget.max > 0 {
 		if !s.edge.budget.acquire(n) {
@@ -261,9 +293,20 @@ func (s *Server) expect(ctx *fasthttp.RequestCtx) int {
 	if e == nil {
 		return fasthttp.StatusContinue
 	}
-	writeError(ctx, e)
-	s.met.observe(nil, protoOther, e.Status, time.Now())
-	return e.Status
+	status := writeError(ctx, e)
+	s.met.observe(nil, protoOther, status, time.Now())
+	return status
+}
+
+// bodyKey is the API key check of a request refused before its body:
+// the identity of its key, or the errUnauthorized (counted) that
+// Handler's authenticate would return; nil, nil with keys off or on a
+// health path.
+func (s *Server) bodyKey(ctx *fasthttp.RequestCtx) (*auth.Identity, error) {
+	if s.guard.keys == nil || isHealth(ctx.Path()) {
+		return nil, nil
+	}
+	return s.identify(ctx)
 }
 
 // arrival returns when the request's first byte arrived on its

@@ -310,6 +310,51 @@ func TestBodyTooLarge(t *testing.T) {
 	}
 }
 
+// TestKeylessBodyNotRead checks that with API keys on, a request without
+// a valid key is answered 401 from its headers: its body is neither read
+// nor charged to limits.inflight_bytes, so callers without a key cannot
+// fill the budget that keyed requests need (the request sends only its
+// headers; before, it held its Content-Length of the budget waiting for
+// a body, and the keyed request beside it got 503). Without a budget the
+// body is not read either.
+func TestKeylessBodyNotRead(t *testing.T) {
+	keys := filepath.Join(t.TempDir(), "keys.yaml")
+	writeKeys(t, keys, keyFile(""))
+	for _, budget := range []int64{0, 30000} {
+		e := newEdgeEnvWith(t, func(c *config.Config) {
+			c.Limits.MaxBodyBytes = 24000
+			c.Auth.KeysFile = keys
+			c.Auth.ReloadInterval = 0
+		}, edgeOpts{InflightBytes: budget})
+		for _, tc := range []struct{ name, header string }{
+			{"missing", ""},
+			{"invalid", "X-API-Key: " + keyOther},
+		} {
+			c := e.dial(t)
+			var extra []string
+			if tc.header != "" {
+				extra = append(extra, tc.header)
+			}
+			c.send(t, head("POST", "/predict", 20000, extra...)) // the headers alone
+			checkStatus(t, tc.name+" key", c.response(t), 401, "API key", true)
+			if n := e.s.edge.budget.used.Load(); n != 0 {
+				t.Errorf("budget %d: %s key holds %d bytes of the budget; want 0", budget, tc.name, n)
+			}
+			c = e.dial(t)
+			c.send(t, head("POST", "/predict", 20000, append(extra, "Expect: 100-continue")...))
+			checkStatus(t, tc.name+" key, expect 100-continue", c.response(t), 401, "API key", true)
+		}
+		// Health probes need no key, with or without a body.
+		c := e.dial(t)
+		c.send(t, head("POST", "/v2/health/live?x=1", 2), "{}")
+		checkStatus(t, "health probe with a body", c.response(t), 405, "", false)
+		// A keyed request is admitted and answered.
+		c = e.dial(t)
+		c.send(t, head("POST", "/predict", len(predictBody), "X-API-Key: "+keyApp), predictBody)
+		checkStatus(t, "keyed", c.response(t), 200, predictAnswer, false)
+	}
+}
+
 // TestArrivalIsFirstByte checks that a request's deadline counts from
 // the arrival of its first byte, not from when its body was complete:
 // a request whose body arrives after its deadline is not run.
