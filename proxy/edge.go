@@ -123,8 +123,9 @@ func (b *budget) release(n int64) {
 	}
 }
 
-// holds records the budget bytes held by requests whose body is being
-// read, keyed by the request's header: HeaderReceived sees nothing else
+// holds records what HeaderReceived decided for requests whose body is
+// being read (the budget bytes they hold, the identity of their key),
+// keyed by the request's header: HeaderReceived sees nothing else
 // of the request, and the header keeps its address for the request's
 // lifetime, also through the Request.Reset that a failed body read does
 // before ErrorHandler runs. Sharded so that requests rarely contend.
@@ -134,7 +135,13 @@ type holds struct {
 
 type holdShard struct {
 	mu sync.Mutex // guards m
-	m  map[*fasthttp.RequestHeader]int64
+	m  map[*fasthttp.RequestHeader]hold
+}
+
+// hold is what HeaderReceived decided for one request.
+type hold struct {
+	n  int64          // budget bytes held
+	id *auth.Identity // the key's identity, checked; nil with keys off
 }
 
 func (h *holds) shard(k *fasthttp.RequestHeader) *holdShard {
@@ -143,25 +150,25 @@ func (h *holds) shard(k *fasthttp.RequestHeader) *holdShard {
 	return &h.shards[(uint64(uintptr(unsafe.Pointer(k)))*0x9E3779B97F4A7C15)>>60]
 }
 
-func (h *holds) put(k *fasthttp.RequestHeader, n int64) {
+func (h *holds) put(k *fasthttp.RequestHeader, v hold) {
 	sh := h.shard(k)
 	sh.mu.Lock()
 	if sh.m == nil {
-		sh.m = map[*fasthttp.RequestHeader]int64{}
+		sh.m = map[*fasthttp.RequestHeader]hold{}
 	}
-	sh.m[k] = n
+	sh.m[k] = v
 	sh.mu.Unlock()
 }
 
-func (h *holds) take(k *fasthttp.RequestHeader) int64 {
+func (h *holds) take(k *fasthttp.RequestHeader) hold {
 	sh := h.shard(k)
 	sh.mu.Lock()
-	n, ok := sh.m[k]
+	v, ok := sh.m[k]
 	if ok {
 		delete(sh.m, k)
 	}
 	sh.mu.Unlock()
-	return n
+	return v
 }
 
 // charge returns the budget bytes a request with these headers holds
@@ -200,18 +207,24 @@ func (s *Server) headerReceived(h *fasthttp.RequestHeader) fasthttp.RequestConfi
 	if n == 0 || expectsContinue(h) {
 		return fasthttp.RequestConfig{}
 	}
+	var id *auth.Identity
 	if s.guard.keys != nil && !isHealth(uriPath(h.RequestURI())) {
-		if _, err := s.guard.keys.Check(auth.FromHeaders(h.Peek(fasthttp.HeaderAuthorization), h.Peek("X-API-Key"))); err != nil {
+		var err error
+		id, err = s.guard.keys.Check(auth.FromHeaders(h.Peek(fasthttp.HeaderAuthorization), h.Peek("X-API-Key")))
+		if err != nil {
 			return fasthttp.RequestConfig{MaxRequestBodySize: 1}
 		}
 	}
-	if s.edge.budget.max <= 0 {
-		return fasthttp.RequestConfig{}
+	if s.edge.budget.max > 0 {
+		if !s.edge.budget.acquire(n) {
+			return fasthttp.RequestConfig{MaxRequestBodySize: 1}
+		}
+	} else {
+		n = 0
 	}
-	if !s.edge.budget.acquire(n) {
-		return fasthttp.RequestConfig{MaxRequestBodySize: 1}
-	}
-	s.edge.holds.put(h, n)
+	// The identity travels to Handler, which does not check the key a
+	// second time (a SHA-256 per request).
+	s.edge.holds.put(h, hold{n: n, id: id})
 	return fasthttp.RequestConfig{}
 }
 
@@ -229,19 +242,32 @@ func expectsContinue(h *fasthttp.RequestHeader) bool {
 	return h.IsHTTP11() && strings.EqualFold(string(h.Peek(fasthttp.HeaderExpect)), "100-continue")
 }
 
-// releaseHeld returns the budget the request holds and reports how much.
-// Server.Handler calls it when it has answered, the ErrorHandler when the
-// body could not be read.
-func (s *Server) releaseHeld(ctx *fasthttp.RequestCtx) int64 {
+// takeHold removes and returns what headerReceived recorded for the
+// request (nothing when it recorded nothing).
+func (s *Server) takeHold(ctx *fasthttp.RequestCtx) hold {
+	if s.edge.budget.max <= 0 && s.guard.keys == nil {
+		return hold{}
+	}
+	return s.edge.holds.take(&ctx.Request.Header)
+}
+
+// release returns n budget bytes and those held on the request's
+// connection (an Expect: 100-continue admission), and reports how many.
+func (s *Server) release(ctx *fasthttp.RequestCtx, n int64) int64 {
 	if s.edge.budget.max <= 0 {
 		return 0
 	}
-	n := s.edge.holds.take(&ctx.Request.Header)
 	if c, ok := ctx.Conn().(*trackedConn); ok {
 		n += c.held.Swap(0)
 	}
 	s.edge.budget.release(n)
 	return n
+}
+
+// releaseHeld returns the budget the request holds and reports how much;
+// the ErrorHandler calls it when the body could not be read.
+func (s *Server) releaseHeld(ctx *fasthttp.RequestCtx) int64 {
+	return s.release(ctx, s.takeHold(ctx).n)
 }
 
 // admit decides from the headers whether the request may go on: on a
@@ -287,7 +313,7 @@ func (s *Server) expect(ctx *fasthttp.RequestCtx) int {
 		} else if c, ok := ctx.Conn().(*trackedConn); ok {
 			c.held.Add(n)
 		} else {
-			s.edge.holds.put(&ctx.Request.Header, n)
+			s.edge.holds.put(&ctx.Request.Header, hold{n: n})
 		}
 	}
 	if e == nil {

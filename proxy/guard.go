@@ -115,15 +115,20 @@ func isHealth(path []byte) bool {
 }
 
 // authenticate checks the request's key, before routing, and keeps its
-// identity for serveInfer. Health probes need none.
-func (s *Server) authenticate(ctx *fasthttp.RequestCtx, path []byte) error {
+// identity for serveInfer. Health probes need none. checked is the
+// identity headerReceived already found for the key (nil: not checked
+// yet).
+func (s *Server) authenticate(ctx *fasthttp.RequestCtx, path []byte, checked *auth.Identity) error {
 	g := &s.guard
 	if g.keys == nil || isHealth(path) {
 		return nil
 	}
-	id, err := s.identify(ctx)
-	if err != nil {
-		return err
+	id := checked
+	if id == nil {
+		var err error
+		if id, err = s.identify(ctx); err != nil {
+			return err
+		}
 	}
 	ctx.SetUserValue(identityKey{}, id)
 	return nil

@@ -49,7 +49,7 @@ func BenchmarkGuard(b *testing.B) {
 			b.ReportAllocs()
 			defer reportCPU(b)()
 			for b.Loop() {
-				if err := s.authenticate(&ctx, ctx.Path()); err != nil {
+				if err := s.authenticate(&ctx, ctx.Path(), nil); err != nil {
 					b.Fatal(err)
 				}
 				if err := s.admitModel(&ctx, "double"); err != nil && c.name != "refused" {

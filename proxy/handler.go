@@ -35,7 +35,8 @@ func (s *Server) Handler(ctx *fasthttp.RequestCtx) {
 		s.finishRequest(ctx, start, proto, e)             // X-Request-Id, access log
 		s.observeCanary(sn, e, ctx.Response.StatusCode()) // canary rollback (canary.go)
 	}()
-	defer s.releaseHeld(ctx) // the in-flight byte budget, on every path (edge.go)
+	held := s.takeHold(ctx)                   // what headerReceived decided (edge.go)
+	defer func() { s.release(ctx, held.n) }() // the in-flight byte budget, on every path
 	path := ctx.Path()
 	var err error
 	if ctx.IsPost() {
@@ -56,7 +57,7 @@ func (s *Server) Handler(ctx *fasthttp.RequestCtx) {
 	// API key (401) before routing, so that a caller without one learns
 	// nothing of the models; model access and rate limits come in
 	// serveInfer, once the model is known (guard.go).
-	if err := s.authenticate(ctx, path); err != nil {
+	if err := s.authenticate(ctx, path, held.id); err != nil {
 		writeError(ctx, err)
 		return
 	}
