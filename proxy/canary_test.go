@@ -167,10 +167,20 @@ func TestShadowNeverBlocks(t *testing.T) {
 		t.Errorf("dropped %v copies of %d with the shadow stuck and a queue of 4; want at least %d", d, n, n-12)
 	}
 	close(release)
-	for metric(`coalesce_shadow_rows_total{model="double",version="2"}`) < 1 {
-		time.Sleep(time.Millisecond)
+	// Every copy is either dropped or compared (one row each); the rows
+	// counter moves before the agreeing one, so both are read once all
+	// copies are accounted for.
+	var rows, agreed float64
+	for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(time.Millisecond) {
+		dropped := metric(`coalesce_shadow_dropped_total{model="double",version="2"}`)
+		rows, agreed = metric(`coalesce_shadow_rows_total{model="double",version="2"}`), metric(`coalesce_shadow_agreeing_rows_total{model="double",version="2"}`)
+		if rows+dropped == n && agreed == rows || time.Now().After(deadline) {
+			if rows+dropped != n {
+				t.Fatalf("after 10s: %v copies compared and %v dropped; want %d in all", rows, dropped, n)
+			}
+			break
+		}
 	}
-	rows, agreed := metric(`coalesce_shadow_rows_total{model="double",version="2"}`), metric(`coalesce_shadow_agreeing_rows_total{model="double",version="2"}`)
 	if rows != agreed {
 		t.Errorf("shadow of the same model: %v rows, %v agreeing; want all", rows, agreed)
 	}
