@@ -43,12 +43,12 @@ import (
 //	COALESCE_FIGURES=1 go test -count=1 -run TestShadowFigures -v -timeout 20m ./lifecycle
 //
 // COALESCE_FIGURES_RATE (requests/s, default 4000), COALESCE_FIGURES_ROUNDS
-// (default 7) and COALESCE_FIGURES_PHASE (default 3s) change the load.
+// (default 10: each mode twice in each position of the rotating order) and COALESCE_FIGURES_PHASE (default 3s) change the load.
 func TestShadowFigures(t *testing.T) {
 	if os.Getenv("COALESCE_FIGURES") != "1" {
 		t.Skip("set COALESCE_FIGURES=1 to measure")
 	}
-	phase, rate, rounds := 3*time.Second, 4000, 7
+	phase, rate, rounds := 3*time.Second, 4000, 10
 	if d, err := time.ParseDuration(os.Getenv("COALESCE_FIGURES_PHASE")); err == nil {
 		phase = d
 	}
@@ -102,7 +102,11 @@ func TestShadowFigures(t *testing.T) {
 	paced(t, c, "/v2/models/off/versions/1/infer", body, rate, phase) // warm-up: connections, cost model, heap
 	for r := range rounds {
 		var line []string
-		for _, mode := range modes {
+		// Each round starts at another mode, so that no mode always
+		// follows the same one (a shadow's queued copies, a slow
+		// shadow's held batch) or always comes first.
+		order := append(slices.Clone(modes[r%len(modes):]), modes[:r%len(modes)]...)
+		for _, mode := range order {
 			lat := paced(t, c, "/v2/models/"+mode+"/versions/1/infer", body, rate, phase)
 			slices.Sort(lat)
 			p50s[mode] = append(p50s[mode], lat[len(lat)/2])
