@@ -30,7 +30,10 @@ func TestSIGHUPRescan(t *testing.T) {
 	var index string
 	for deadline := time.Now().Add(30 * time.Second); time.Now().Before(deadline); time.Sleep(20 * time.Millisecond) {
 		_, body, _ := httpDo(s.admin, "POST", "/v2/repository/index", nil, nil)
-		if index = string(body); strings.Contains(index, `{"name":"iris-logreg","version":"2","state":"READY","reason":""}`) {
+		// Version 1 is UNLOADING until its queue drained and its backend
+		// closed, then UNAVAILABLE.
+		if index = string(body); strings.Contains(index, `{"name":"iris-logreg","version":"2","state":"READY","reason":""}`) &&
+			strings.Contains(index, `{"name":"iris-logreg","version":"1","state":"UNAVAILABLE","reason":"unloaded"}`) {
 			break
 		}
 	}
