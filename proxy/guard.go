@@ -164,6 +164,12 @@ func (s *Server) adminAuth(ctx *fasthttp.RequestCtx) error {
 	if !s.guard.admin || isHealth(ctx.Path()) {
 		return nil
 	}
+	return s.requireAdmin(ctx)
+}
+
+// requireAdmin checks that the request's key is valid (401) and marked
+// admin (403).
+func (s *Server) requireAdmin(ctx *fasthttp.RequestCtx) error {
 	id, err := s.identify(ctx)
 	if err != nil {
 		return err
@@ -183,15 +189,7 @@ func (s *Server) repositoryAuth(ctx *fasthttp.RequestCtx) error {
 	if s.guard.keys == nil || s.guard.admin {
 		return nil
 	}
-	id, err := s.identify(ctx)
-	if err != nil {
-		return err
-	}
-	if !id.Admin {
-		s.guard.forbidden.Inc()
-		return errForbidden{key: id.Name}
-	}
-	return nil
+	return s.requireAdmin(ctx)
 }
 
 // admitModel is serveInfer's check once the model is known and before
