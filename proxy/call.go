@@ -103,7 +103,7 @@ func (s *Server) Version() string { return s.version }
 // Authenticate checks c's API key, as Handler does before routing; nil
 // when authentication is off. Health checks need none.
 func (s *Server) Authenticate(c *Call) (err error) {
-	defer s.observeCall(nil, c, &err)
+	defer s.observeCall(nil, nil, c, &err)
 	_, err = s.callIdentity(c)
 	return err
 }
@@ -112,17 +112,15 @@ func (s *Server) Authenticate(c *Call) (err error) {
 // when c's key may call it.
 func (s *Server) Model(c *Call, model, version string) (mi ModelInfo, err error) {
 	sn := s.snap.Load()
-	var mm *modelMetrics
-	defer s.observeCall(&mm, c, &err)
+	var e *entry
+	defer s.observeCall(sn, &e, c, &err)
 	id, err := s.callIdentity(c)
 	if err != nil {
 		return mi, err
 	}
-	e, err := lookupString(sn, model, version)
-	if err != nil {
+	if e, err = lookupString(sn, model, version); err != nil {
 		return mi, err
 	}
-	mm = e.req
 	if _, err := s.allows(id, e.Name); err != nil {
 		return mi, err
 	}
@@ -148,8 +146,8 @@ func (s *Server) Model(c *Call, model, version string) (mi ModelInfo, err error)
 // Labeled x) picks the version, else the model's canary split may.
 func (s *Server) Infer(c *Call, model, version string, x Exchange) (err error) {
 	sn := s.snap.Load()
-	var mm *modelMetrics
-	defer s.observeCall(&mm, c, &err)
+	var e *entry // the version that answered, once resolved
+	defer s.observeCall(sn, &e, c, &err)
 	defer func() {
 		if r := recover(); r != nil {
 			s.log.Error("panic in gRPC handler", "panic", fmt.Sprint(r), "model", model, "stack", string(debug.Stack()))
@@ -176,7 +174,6 @@ func (s *Server) Infer(c *Call, model, version string, x Exchange) (err error) {
 	if err != nil {
 		return err
 	}
-	mm = e.req
 	if id, err = s.allows(id, e.Name); err != nil {
 		return err
 	}
@@ -196,7 +193,7 @@ func (s *Server) Infer(c *Call, model, version string, x Exchange) (err error) {
 		h.cache = cacheControl(c.CacheControl)
 	}
 	out, ran, st, err := s.inferCached(c.Arrived, e, pinned, r.Inputs, h)
-	mm = ran.requestMetrics() // the version that answered
+	e = ran // the version that answered
 	if err != nil {
 		return err
 	}
@@ -240,19 +237,22 @@ func (s *Server) callIdentity(c *Call) (*auth.Identity, error) {
 	return s.identifyKey(c.Authorization, c.APIKey)
 }
 
-// observeCall counts a finished call of model *mm (nil or *mm nil: none
-// resolved) with the HTTP status *err maps to.
-func (s *Server) observeCall(mm **modelMetrics, c *Call, err *error) {
+// observeCall counts a finished call that ran on *e (e or *e nil: no
+// version resolved) with the HTTP status *err maps to, and feeds the
+// canary's rollback as Handler does.
+func (s *Server) observeCall(sn *snapshot, e **entry, c *Call, err *error) {
 	code := fasthttp.StatusOK
 	if *err != nil {
 		code = StatusOf(*err)
 	}
-	var m *modelMetrics
-	if mm != nil {
-		m = *mm
+	var ran *entry
+	if e != nil {
+		ran = *e
 	}
-	s.met.observe(m, protoGRPC, code, c.Arrived)
-	s.observeCanaryVersion(m, code) // canary rollback (canary.go)
+	s.met.observe(ran.requestMetrics(), protoGRPC, code, c.Arrived)
+	if sn != nil {
+		s.observeCanary(sn, ran, code) // canary rollback (canary.go)
+	}
 }
 
 // lookupString is lookup of strings.

@@ -206,21 +206,6 @@ func (s *Server) observeCanary(sn *snapshot, e *entry, status int) {
 	}
 }
 
-// observeCanaryVersion is observeCanary for a call whose answering
-// version is known by its request series (the gRPC front end's).
-func (s *Server) observeCanaryVersion(mm *modelMetrics, status int) {
-	if mm == nil {
-		return
-	}
-	sn := s.snap.Load()
-	if len(sn.splits) == 0 {
-		return
-	}
-	if sp := sn.splits[mm.name]; sp != nil && sp.canary.Version == mm.version {
-		s.logRollback(sp.c, sp.c.observe(status))
-	}
-}
-
 // buildSplits sets sn.splits from each model's canary configuration (its
 // highest version's config.yaml), keeping the canary state of models
 // whose configuration did not change and unregistering the rest. s.mu is

@@ -39,7 +39,8 @@ func (s *Server) v2Label(ctx *fasthttp.RequestCtx, action []byte) ([]byte, error
 // config.yaml labels) names; else the highest served version. pinned
 // reports whether the request chose its version (by number or label): a
 // pinned request whose version is retired under it is never moved to
-// another version (snapshot.successor).
+// another version (snapshot.successor). ctx (nil for a gRPC call) gives
+// the canary split its sticky header.
 func (s *Server) resolve(ctx *fasthttp.RequestCtx, sn *snapshot, name, version, label []byte) (e *entry, pinned bool, err error) {
 	if len(version) == 0 && len(label) > 0 {
 		e, err := sn.label(name, label)
@@ -74,24 +75,18 @@ type Labeled interface {
 	ModelLabel() (string, error)
 }
 
-// resolveCall is resolve for a Call of Infer: version when it is given;
-// else the label x's request names, if x is Labeled; else the highest
-// version or the model's canary split (per request: a call carries no
-// sticky header). pinned is as in resolve.
+// resolveCall is resolve for a Call of Infer: the label is the one x's
+// request names, if x is Labeled; a call carries no sticky header, so the
+// canary split draws per request.
 func (s *Server) resolveCall(sn *snapshot, name, version string, x Exchange) (e *entry, pinned bool, err error) {
+	var label string
 	if l, ok := x.(Labeled); ok && version == "" {
-		label, err := l.ModelLabel()
-		if err != nil {
+		if label, err = l.ModelLabel(); err != nil {
 			return nil, false, err
 		}
-		if label != "" {
-			e, err := sn.label([]byte(name), []byte(label))
-			return e, true, err
-		}
 	}
-	e, err = lookupString(sn, name, version)
-	if err == nil && version == "" && len(sn.splits) > 0 {
-		e = sn.pickSplit(nil, e)
-	}
-	return e, version != "", err
+	return s.resolve(nil, sn, view(name), view(version), view(label))
 }
+
+// view is the bytes of str, without a copy; they must not be modified.
+func view(str string) []byte { return unsafe.Slice(unsafe.StringData(str), len(str)) }
