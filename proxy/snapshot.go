@@ -280,7 +280,7 @@ func (s *Server) retire(e *entry) {
 func (s *Server) Retiring(name, version string) bool {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	return s.retired[name+"\x00"+version] > 0
+	return s.retired[versionKey(name, version)] > 0
 }
 
 // Models returns every served model version, by name then ascending
@@ -288,7 +288,11 @@ func (s *Server) Retiring(name, version string) bool {
 func (s *Server) Models() []*backends.ModelVersion { return s.snap.Load().reg.All() }
 
 // seriesKey names the {model,version} series of m.
-func seriesKey(m *backends.ModelVersion) string { return m.Name + "\x00" + m.Version }
+func seriesKey(m *backends.ModelVersion) string { return versionKey(m.Name, m.Version) }
+
+// versionKey is the key of model name at version in Server.series and
+// Server.retired.
+func versionKey(name, version string) string { return name + "\x00" + version }
 
 // Registry returns the registry being served (lifecycle.Target).
 func (s *Server) Registry() *backends.Registry { return s.snap.Load().reg }
