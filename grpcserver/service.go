@@ -26,37 +26,84 @@ type service struct {
 
 // ServerLive answers true while the process serves: liveness needs no key,
 // as GET /v2/health/live.
-func (s *service) ServerLive(context.Context, *inferencepb.ServerLiveRequest) (*inferencepb.ServerLiveResponse, error) {
-	return &inferencepb.ServerLiveResponse{Live: true}, nil
+func (s *service) ServerLive(_ context.Context, req *inferencepb.ServerLiveRequest) (*inferencepb.ServerLiveResponse, error) {
+	return s.serverLive(nil, req)
 }
 
 // ServerReady answers false once the server drains, as GET
 // /v2/health/ready; it needs no key.
-func (s *service) ServerReady(context.Context, *inferencepb.ServerReadyRequest) (*inferencepb.ServerReadyResponse, error) {
-	return &inferencepb.ServerReadyResponse{Ready: s.p.Ready()}, nil
+func (s *service) ServerReady(_ context.Context, req *inferencepb.ServerReadyRequest) (*inferencepb.ServerReadyResponse, error) {
+	return s.serverReady(nil, req)
 }
 
 func (s *service) ModelReady(ctx context.Context, req *inferencepb.ModelReadyRequest) (*inferencepb.ModelReadyResponse, error) {
 	c := newCall(ctx)
-	mi, err := s.p.Model(&c, req.GetName(), req.GetVersion())
+	return s.modelReady(&c, req)
+}
+
+func (s *service) ServerMetadata(ctx context.Context, req *inferencepb.ServerMetadataRequest) (*inferencepb.ServerMetadataResponse, error) {
+	c := newCall(ctx)
+	return s.serverMetadata(&c, req)
+}
+
+func (s *service) ModelMetadata(ctx context.Context, req *inferencepb.ModelMetadataRequest) (*inferencepb.ModelMetadataResponse, error) {
+	c := newCall(ctx)
+	return s.modelMetadata(&c, req)
+}
+
+// ModelInfer runs the request through proxy.Server.Infer (modelInfer).
+// With a model cache, the coalesce-cache response header says hit, miss
+// or shared, as the Coalesce-Cache HTTP header does; a request sampled
+// for drift that carried no id (neither the message's id nor x-request-id
+// metadata) gets the one it is kept under in the x-request-id header.
+func (s *service) ModelInfer(ctx context.Context, req *inferencepb.ModelInferRequest) (*inferencepb.ModelInferResponse, error) {
+	c := newCall(ctx)
+	c.Bytes = int64(proto.Size(req))
+	resp, cache, err := s.modelInfer(&c, req)
+	if err != nil {
+		return nil, err
+	}
+	// Best effort: SetHeader fails only when the headers were sent, which
+	// a unary handler has not done yet.
+	if cache != "" {
+		_ = grpc.SetHeader(ctx, metadata.Pairs("coalesce-cache", cache))
+	}
+	if c.SampledID != nil {
+		_ = grpc.SetHeader(ctx, metadata.Pairs("x-request-id", string(c.SampledID)))
+	}
+	return resp, nil
+}
+
+// The methods below are the service on a proxy.Call, shared by grpc-go's
+// handlers above and the transport's unary fast path (fastpath.go): the
+// response, or the error as a gRPC status.
+
+func (s *service) serverLive(*proxy.Call, *inferencepb.ServerLiveRequest) (*inferencepb.ServerLiveResponse, error) {
+	return &inferencepb.ServerLiveResponse{Live: true}, nil
+}
+
+func (s *service) serverReady(*proxy.Call, *inferencepb.ServerReadyRequest) (*inferencepb.ServerReadyResponse, error) {
+	return &inferencepb.ServerReadyResponse{Ready: s.p.Ready()}, nil
+}
+
+func (s *service) modelReady(c *proxy.Call, req *inferencepb.ModelReadyRequest) (*inferencepb.ModelReadyResponse, error) {
+	mi, err := s.p.Model(c, req.GetName(), req.GetVersion())
 	if err != nil {
 		return nil, proxy.GRPCStatus(err)
 	}
 	return &inferencepb.ModelReadyResponse{Ready: mi.Ready}, nil
 }
 
-func (s *service) ServerMetadata(ctx context.Context, _ *inferencepb.ServerMetadataRequest) (*inferencepb.ServerMetadataResponse, error) {
-	c := newCall(ctx)
-	if err := s.p.Authenticate(&c); err != nil {
+func (s *service) serverMetadata(c *proxy.Call, _ *inferencepb.ServerMetadataRequest) (*inferencepb.ServerMetadataResponse, error) {
+	if err := s.p.Authenticate(c); err != nil {
 		return nil, proxy.GRPCStatus(err)
 	}
 	// The extensions of GET /v2: one server, one set of extensions.
 	return &inferencepb.ServerMetadataResponse{Name: "coalesce", Version: s.p.Version(), Extensions: []string{"binary_tensor_data"}}, nil
 }
 
-func (s *service) ModelMetadata(ctx context.Context, req *inferencepb.ModelMetadataRequest) (*inferencepb.ModelMetadataResponse, error) {
-	c := newCall(ctx)
-	mi, err := s.p.Model(&c, req.GetName(), req.GetVersion())
+func (s *service) modelMetadata(c *proxy.Call, req *inferencepb.ModelMetadataRequest) (*inferencepb.ModelMetadataResponse, error) {
+	mi, err := s.p.Model(c, req.GetName(), req.GetVersion())
 	if err != nil {
 		return nil, proxy.GRPCStatus(err)
 	}
@@ -72,31 +119,23 @@ func tensorMetadata(specs []backends.TensorSpec) []*inferencepb.ModelMetadataRes
 	return md
 }
 
-// ModelInfer runs the request through proxy.Server.Infer, charging its
-// message size to the in-flight byte budget. With a model cache, the
-// coalesce-cache response header says hit, miss or shared, as the
-// Coalesce-Cache HTTP header does; a request sampled for drift that
-// carried no id (neither the message's id nor x-request-id metadata)
-// gets the one it is kept under in the x-request-id header.
-func (s *service) ModelInfer(ctx context.Context, req *inferencepb.ModelInferRequest) (*inferencepb.ModelInferResponse, error) {
-	c := newCall(ctx)
-	c.Bytes = int64(proto.Size(req))
-	x := exchange{ctx: ctx, req: req}
-	if err := s.p.Infer(&c, req.GetModelName(), req.GetModelVersion(), &x); err != nil {
-		return nil, proxy.GRPCStatus(err)
+// modelInfer runs req through proxy.Server.Infer, its size (c.Bytes)
+// charged to the in-flight byte budget; it returns the response and the
+// cache's word on it (hit, miss, shared, or "" without a cache).
+func (s *service) modelInfer(c *proxy.Call, req *inferencepb.ModelInferRequest) (*inferencepb.ModelInferResponse, string, error) {
+	x := exchange{req: req}
+	if err := s.p.Infer(c, req.GetModelName(), req.GetModelVersion(), &x); err != nil {
+		return nil, "", proxy.GRPCStatus(err)
 	}
-	if c.SampledID != nil {
-		_ = grpc.SetHeader(ctx, metadata.Pairs("x-request-id", string(c.SampledID))) // as in Encode
-	}
-	return x.resp, nil
+	return x.resp, x.cache, nil
 }
 
 // exchange is one ModelInfer call: the message received and the one to
 // send.
 type exchange struct {
-	ctx  context.Context
-	req  *inferencepb.ModelInferRequest
-	resp *inferencepb.ModelInferResponse
+	req   *inferencepb.ModelInferRequest
+	resp  *inferencepb.ModelInferResponse
+	cache string // Encode's cacheStatus
 }
 
 func (x *exchange) Decode(r *codec.Request) error { return codec.DecodeGRPC(r, x.req) }
@@ -106,12 +145,7 @@ func (x *exchange) Decode(r *codec.Request) error { return codec.DecodeGRPC(r, x
 func (x *exchange) ModelLabel() (string, error) { return codec.GRPCLabel(x.req) }
 
 func (x *exchange) Encode(r *codec.Request, out []*tensor.Tensor, cacheStatus string) error {
-	x.resp = codec.EncodeGRPC(r, out)
-	if cacheStatus != "" {
-		// Best effort: it fails only when the headers were sent, which
-		// a unary handler has not done yet.
-		_ = grpc.SetHeader(x.ctx, metadata.Pairs("coalesce-cache", cacheStatus))
-	}
+	x.resp, x.cache = codec.EncodeGRPC(r, out), cacheStatus
 	return nil
 }
 
