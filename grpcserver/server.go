@@ -19,6 +19,7 @@ import (
 	"time"
 
 	"google.golang.org/grpc"
+	_ "google.golang.org/grpc/encoding/gzip" // gzip-compressed calls, served by grpc-go (slowpath.go)
 	"google.golang.org/grpc/health"
 	healthpb "google.golang.org/grpc/health/grpc_health_v1"
 	"google.golang.org/grpc/reflection"
@@ -59,6 +60,7 @@ type Server struct {
 	maxMsg           int // limits.max_body_bytes
 	keepaliveTime    time.Duration
 	keepaliveMinTime time.Duration
+	kaTimeout        time.Duration // keepaliveTimeout; shorter in tests
 	tls              *tls.Config
 	ctx              context.Context // grpc-go's calls' parent
 	cancel           context.CancelFunc
@@ -82,7 +84,7 @@ func New(cfg *config.Config, p *proxy.Server) *Server {
 	s := &Server{gs: grpc.NewServer(grpc.MaxRecvMsgSize(int(cfg.Limits.MaxBodyBytes))), health: health.NewServer(),
 		svc: &service{p: p}, fast: fastMethods(), maxConns: cfg.HTTP.MaxConnections,
 		maxStreams: g.MaxConcurrentStreams, maxMsg: int(cfg.Limits.MaxBodyBytes),
-		keepaliveTime: g.KeepaliveTime, keepaliveMinTime: g.KeepaliveMinTime,
+		keepaliveTime: g.KeepaliveTime, keepaliveMinTime: g.KeepaliveMinTime, kaTimeout: keepaliveTimeout,
 		work: make(chan *stream), conns: make(map[*conn]struct{})}
 	s.ctx, s.cancel = context.WithCancel(context.Background())
 	if tc := p.TLSConfig(); tc != nil {

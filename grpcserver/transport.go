@@ -52,6 +52,9 @@ const (
 	// on average has them run on workers, so that a call arriving during
 	// one does not wait for it to end before it is even read.
 	inlineLimit = 200 * time.Microsecond
+	// pingAckDelay is how long a PING's answer may wait for a flush
+	// (ping).
+	pingAckDelay = time.Millisecond
 	// drainTimeout is how long a graceful stop waits for the client to
 	// answer the ping sent with its first GOAWAY.
 	drainTimeout = time.Second
@@ -106,6 +109,7 @@ type conn struct {
 	kaPinged bool
 	kaTimer  *time.Timer
 	watch    *time.Timer   // takes the reading over from a long inline call
+	ackTimer *time.Timer   // flushes a PING answer no answer carried
 	role     atomic.Uint64 // runInline's epoch
 	done     chan struct{} // closed when serve returns
 }
@@ -195,6 +199,8 @@ func (c *conn) start() bool {
 	c.mu.Unlock()
 	c.watch = time.AfterFunc(time.Hour, c.takeOver)
 	c.watch.Stop()
+	c.ackTimer = time.AfterFunc(time.Hour, c.flushAck)
+	c.ackTimer.Stop()
 	return true
 }
 
@@ -258,6 +264,8 @@ func (c *conn) teardown() {
 	c.mu.Unlock()
 	if t != nil {
 		t.Stop()
+		c.watch.Stop()
+		c.ackTimer.Stop()
 	}
 	c.close()
 	close(c.done)
@@ -582,12 +590,23 @@ func (c *conn) ping(f *http2.PingFrame) error {
 		c.goAway(c.maxID, http2.ErrCodeEnhanceYourCalm, []byte("too_many_pings"))
 		return errConnClosed
 	}
+	// The answer waits in the write buffer for the next flush, an
+	// answer's most often, or pingAckDelay: grpc-go's client pings after
+	// every DATA it receives (its BDP estimator), and an answer of its own
+	// cost a write here and a wake-up there per call (in process, the ack
+	// took more CPU than the call's answer).
 	c.wmu.Lock()
-	defer c.wmu.Unlock()
-	if err := c.fr.WritePing(true, f.Data); err != nil {
-		return err
-	}
-	return c.bw.Flush()
+	err := c.fr.WritePing(true, f.Data)
+	c.wmu.Unlock()
+	c.ackTimer.Reset(pingAckDelay)
+	return err
+}
+
+// flushAck sends a PING answer still in the write buffer.
+func (c *conn) flushAck() {
+	c.wmu.Lock()
+	_ = c.bw.Flush()
+	c.wmu.Unlock()
 }
 
 // keepalive runs on a timer every grpc.keepalive_time: a connection
@@ -617,7 +636,7 @@ func (c *conn) keepalive() {
 		c.nc.Close()
 		return
 	}
-	t.Reset(keepaliveTimeout)
+	t.Reset(c.s.kaTimeout)
 }
 
 // resetStream sends RST_STREAM for id and forgets the stream.
