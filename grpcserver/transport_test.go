@@ -387,7 +387,10 @@ func FuzzTransport(f *testing.F) {
 		_ = fr.WriteData(1, true, msg[7:])
 		_ = fr.WriteRSTStream(1, http2.ErrCodeCancel)
 	})
-	seed(func() { hdr(1, "/grpc.health.v1.Health/Check", false); _ = fr.WriteData(1, true, []byte{0, 0, 0, 0, 0}) })
+	seed(func() {
+		hdr(1, "/grpc.health.v1.Health/Check", false)
+		_ = fr.WriteData(1, true, []byte{0, 0, 0, 0, 0})
+	})
 	seed(func() {
 		hdr(3, "/inference.GRPCInferenceService/ServerLive", true)
 		_ = fr.WriteSettings(http2.Setting{ID: http2.SettingInitialWindowSize, Val: 1}, http2.Setting{ID: http2.SettingMaxFrameSize, Val: 16384})
