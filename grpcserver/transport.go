@@ -104,6 +104,7 @@ type conn struct {
 	maxFrame uint32 // the client's SETTINGS_MAX_FRAME_SIZE
 	wrote    atomic.Bool
 
+	started  atomic.Bool   // the server's settings were sent
 	frames   atomic.Uint64 // frames read, for the keepalive timer
 	kaFrames uint64        // frames at the keepalive timer's last look
 	kaPinged bool
@@ -197,6 +198,7 @@ func (c *conn) start() bool {
 	c.mu.Lock()
 	c.kaTimer = time.AfterFunc(c.s.keepaliveTime, c.keepalive)
 	c.mu.Unlock()
+	c.started.Store(true)
 	c.watch = time.AfterFunc(time.Hour, c.takeOver)
 	c.watch.Stop()
 	c.ackTimer = time.AfterFunc(time.Hour, c.flushAck)
@@ -314,6 +316,9 @@ func (c *conn) frame(f http2.Frame) error {
 // running forgotten, and one running has its answer dropped.
 func (c *conn) forgetStream(st *stream) {
 	st.reset.Store(true)
+	c.mu.Lock()
+	c.cond.Broadcast() // a writer waiting for window gives up
+	c.mu.Unlock()
 	st.ended = true
 	if st.slow != nil {
 		st.slow.abort(errReset)
@@ -438,13 +443,32 @@ func (c *conn) endOfStream(st *stream) error {
 // there is what saves the hand-offs; the cost is that frames arriving
 // meanwhile wait for it, hence the conditions.
 func (c *conn) inline() bool {
-	if c.br.Buffered() > 0 || time.Duration(c.inlineCost.Load()) > inlineLimit {
+	if c.callWaiting() || time.Duration(c.inlineCost.Load()) > inlineLimit {
 		return false
 	}
 	c.mu.Lock()
 	n := len(c.streams)
 	c.mu.Unlock()
 	return n == 1
+}
+
+// callWaiting says whether the frames already read from the socket and
+// not yet handled may hold another call: a HEADERS frame, or a frame not
+// yet whole. A PING or WINDOW_UPDATE, which grpc-go's client sends along
+// with its calls, can wait for an inline call.
+func (c *conn) callWaiting() bool {
+	b, _ := c.br.Peek(c.br.Buffered())
+	for len(b) > 0 {
+		if len(b) < 9 || http2.FrameType(b[3]) == http2.FrameHeaders {
+			return true
+		}
+		n := 9 + int(b[0])<<16 | int(b[1])<<8 | int(b[2])
+		if n > len(b) {
+			return http2.FrameType(b[3]) != http2.FrameData // a DATA frame is some call's message
+		}
+		b = b[n:]
+	}
+	return false
 }
 
 // run runs a fast call, writes its answer and ends the stream. On the
@@ -519,6 +543,9 @@ func (c *conn) settings(f *http2.SettingsFrame) error {
 		return nil
 	}
 	err := f.ForeachSetting(func(s http2.Setting) error {
+		if err := s.Valid(); err != nil {
+			return err
+		}
 		switch s.ID {
 		case http2.SettingInitialWindowSize:
 			c.mu.Lock()
@@ -675,8 +702,13 @@ func (c *conn) goAway(last uint32, code http2.ErrCode, debug []byte) {
 
 // drain begins a graceful stop: a GOAWAY that lets every stream in
 // flight on the wire through, and a PING whose answer (drainSecond)
-// sends the GOAWAY naming the last stream that will be served.
+// sends the GOAWAY naming the last stream that will be served. A
+// connection that has not sent its settings yet is closed.
 func (c *conn) drain() {
+	if !c.started.Load() {
+		c.nc.Close()
+		return
+	}
 	c.wmu.Lock()
 	err := c.fr.WriteGoAway(math.MaxInt32, http2.ErrCodeNo, nil)
 	if err == nil {
@@ -718,10 +750,15 @@ func (c *conn) shut() {
 	c.wmu.Lock()
 	_ = c.bw.Flush()
 	c.wmu.Unlock()
-	if tc, ok := c.nc.(*net.TCPConn); ok {
-		_ = tc.CloseWrite()
+	// Closing with the client's frames unread would send it a TCP reset,
+	// which may discard the last answers before it reads them: the
+	// writing side is closed, and the reading goroutine closes the rest
+	// when the client ends its side, or after a second.
+	if cw, ok := c.nc.(interface{ CloseWrite() error }); !ok || cw.CloseWrite() != nil {
+		c.nc.Close()
+		return
 	}
-	c.nc.Close()
+	_ = c.nc.SetReadDeadline(time.Now().Add(drainTimeout))
 }
 
 // close ends the connection: its socket, the calls of grpc-go's path
