@@ -535,10 +535,10 @@ func (cn *h2conn) read(c *call, deadline time.Time) error {
 // frameBuffered reports whether a whole frame waits in br, so that
 // reading it does not block.
 func (cn *h2conn) frameBuffered() bool {
-	h, err := cn.br.Peek(9)
-	if err != nil || cn.br.Buffered() < 9 {
-		return false
+	if cn.br.Buffered() < 9 {
+		return false // Peek would read the socket
 	}
+	h, _ := cn.br.Peek(9)
 	return cn.br.Buffered() >= 9+int(h[0])<<16|int(h[1])<<8|int(h[2])
 }
 
