@@ -494,42 +494,43 @@ func (cn *h2conn) handOff() {
 // (errTimeout). mu is held on entry and return, and released while
 // reading the socket and writing control frames.
 func (cn *h2conn) read(c *call, deadline time.Time) error {
+	var err error
 	for {
 		cn.mu.Unlock()
 		if len(cn.ctl) > 0 && !cn.frameBuffered() {
 			cn.flushCtl() // before blocking on the socket
 		}
-		f, err := cn.fr.ReadFrame()
+		f, rerr := cn.fr.ReadFrame()
 		cn.mu.Lock()
 		var se http2.StreamError
 		switch {
-		case err == nil:
+		case rerr == nil:
 			cn.dispatch(f)
-		case errors.As(err, &se):
+		case errors.As(rerr, &se):
 			if s := cn.streams[se.StreamID]; s != nil {
 				s.msg = se.Error()
 				cn.finish(s, codes.Internal)
 			}
 			cn.ctl = append(cn.ctl, ctlFrame{kind: ctlReset, id: se.StreamID, n: uint32(se.Code)})
 		default:
-			cn.fail(err)
+			cn.fail(rerr)
 		}
 		if cn.ready(c) || cn.err != nil {
 			break
 		}
 		if !time.Now().Before(deadline) {
+			err = errTimeout
 			break
 		}
 	}
+	// Not readiness again after this: while mu is released, another call
+	// may take the send window c was waiting for; await checks again.
 	if len(cn.ctl) > 0 && cn.err == nil {
 		cn.mu.Unlock()
 		cn.flushCtl()
 		cn.mu.Lock()
 	}
-	if !cn.ready(c) && cn.err == nil {
-		return errTimeout
-	}
-	return nil
+	return err
 }
 
 // frameBuffered reports whether a whole frame waits in br, so that
