@@ -30,7 +30,8 @@ func runCmd(ctx context.Context, args []string) error {
 	name := fs.String("name", "target", "label of the server in the report")
 	protocol := fs.String("protocol", "predict", "predict, v2-json, v2-binary, tfs, grpc (KServe V2 gRPC ModelInfer, raw_input_contents; -addr is the gRPC port) or grpc-typed (fp32_contents)")
 	grpcConns := fs.Int("grpc-conns", 1, "gRPC: HTTP/2 connections the -c streams share (1: all on one, as gRPC clients do; 0: one per stream)")
-	grpcWindow := fs.Int("grpc-window", 0, "gRPC: fixed flow-control window of the client's connections in bytes, turning off BDP estimation (0: grpc-go's dynamic windows)")
+	grpcWindow := fs.Int("grpc-window", 0, "gRPC: fixed flow-control window of the client's connections in bytes, turning off BDP estimation (0: grpc-go's dynamic windows; lean: 1 MiB per stream, 16 MiB per connection)")
+	grpcClient := fs.String("grpc-client", "grpc-go", "gRPC: the client, grpc-go or lean (the tool's own HTTP/2 unary client: callers write and read the connection themselves, no writer and reader goroutines)")
 	model := fs.String("model", "digits-mlp", "model whose golden rows make the bodies")
 	models := fs.String("models", "models", "model repository holding <model>/golden.json")
 	path := fs.String("path", "", "request path (default: the protocol's path for -model)")
@@ -91,7 +92,10 @@ func runCmd(ctx context.Context, args []string) error {
 		if *grpcConns < 0 || *grpcWindow < 0 {
 			return fmt.Errorf("-grpc-conns %d, -grpc-window %d; want 0 or more", *grpcConns, *grpcWindow)
 		}
-		gc = &grpcload.Config{Addr: *addr, Channels: *grpcConns, StaticWindow: int32(*grpcWindow)}
+		if *grpcClient != "grpc-go" && *grpcClient != "lean" {
+			return fmt.Errorf("-grpc-client %q; want grpc-go or lean", *grpcClient)
+		}
+		gc = &grpcload.Config{Addr: *addr, Channels: *grpcConns, StaticWindow: int32(*grpcWindow), Lean: *grpcClient == "lean"}
 		for i := 0; i+1 < len(headers); i += 2 {
 			gc.Metadata = append(gc.Metadata, strings.ToLower(headers[i]), headers[i+1])
 		}

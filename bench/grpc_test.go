@@ -23,7 +23,8 @@ import (
 
 // TestRunGRPC measures a real gRPC front end (grpcserver on a
 // proxy.Server serving ../models) with bench run -protocol grpc and
-// grpc-typed, over one shared channel and one per stream, and checks that
+// grpc-typed, over one shared channel and one per stream, with grpc-go's
+// client and the lean one, and checks that
 // the report holds successful calls under the protocol's name.
 func TestRunGRPC(t *testing.T) {
 	cfg := config.Default()
@@ -50,6 +51,8 @@ func TestRunGRPC(t *testing.T) {
 		{"-protocol", "grpc"},
 		{"-protocol", "grpc", "-grpc-conns", "0", "-grpc-window", "1048576"},
 		{"-protocol", "grpc-typed", "-grpc-conns", "2"},
+		{"-protocol", "grpc", "-grpc-client", "lean"},
+		{"-protocol", "grpc-typed", "-grpc-client", "lean", "-grpc-conns", "0"},
 	} {
 		out := t.TempDir()
 		err := runCmd(context.Background(), append(args, "-addr", ln.Addr().String(), "-models", modelsDir, "-c", "1,4",

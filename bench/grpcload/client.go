@@ -15,6 +15,12 @@
 // holds one channel, grpc-go multiplexes every call of a ClientConn on
 // one connection); one channel per stream is the closest match to an
 // HTTP/1.1 client with one connection per request in flight.
+//
+// Two clients make the calls: grpc-go's (the default) and, with
+// Config.Lean, the package's own unary HTTP/2 client (lean.go), which
+// writes and reads on the calling goroutines instead of handing every
+// call to a writer and a reader goroutine, so that the figures are the
+// server's more than grpc-go's client's.
 package grpcload
 
 import (
@@ -56,16 +62,22 @@ type Config struct {
 	// and window updates on every read); 0 keeps grpc-go's dynamic
 	// windows.
 	StaticWindow int32
-	// Options are added to the client's dial options.
+	// Options are added to the client's dial options (grpc-go only).
 	Options []grpc.DialOption
+	// Lean, when true, makes the calls with the package's own HTTP/2
+	// client (lean.go) instead of grpc-go's. StaticWindow then sets the
+	// windows it grants the server (0: 1 MiB per stream, 16 MiB per
+	// connection); Options are not used.
+	Lean bool
 }
 
 // Client holds the channels of one measurement. Create it with New, hand
 // Conn to loadgen.Config.NewConn, and Close it after the run. It is safe
 // for concurrent use.
 type Client struct {
-	ccs  []*grpc.ClientConn
-	base context.Context // with the outgoing metadata
+	ccs   []*grpc.ClientConn
+	base  context.Context // with the outgoing metadata
+	chans []*channel      // Config.Lean
 }
 
 // New returns a Client for cfg. Channels connect on their first call (the
@@ -77,6 +89,9 @@ func New(cfg Config) (*Client, error) {
 	}
 	if n < 0 || cfg.Addr == "" || len(cfg.Metadata)%2 != 0 {
 		return nil, fmt.Errorf("grpcload: address %q, %d channels, %d metadata strings; want an address, channels ≥ 0 and name, value pairs", cfg.Addr, cfg.Channels, len(cfg.Metadata))
+	}
+	if cfg.Lean {
+		return newLean(cfg, n), nil
 	}
 	opts := []grpc.DialOption{
 		grpc.WithTransportCredentials(insecure.NewCredentials()),
@@ -104,6 +119,9 @@ func New(cfg Config) (*Client, error) {
 // Conn returns worker i's connection: one stream at a time on channel
 // i mod Channels. Its Close does not close the channel; Client.Close does.
 func (c *Client) Conn(i int) loadgen.Conn {
+	if c.chans != nil {
+		return &leanStream{ch: c.chans[i%len(c.chans)]}
+	}
 	return &stream{cc: c.ccs[i%len(c.ccs)], base: c.base}
 }
 
@@ -111,6 +129,9 @@ func (c *Client) Conn(i int) loadgen.Conn {
 func (c *Client) Close() {
 	for _, cc := range c.ccs {
 		cc.Close()
+	}
+	for _, ch := range c.chans {
+		ch.close()
 	}
 }
 
