@@ -141,6 +141,7 @@ func newConn(s *Server, nc net.Conn) *conn {
 	c.fr = http2.NewFramer(c.bw, c.br)
 	c.fr.ReadMetaHeaders = hpack.NewDecoder(4096, nil)
 	c.fr.MaxHeaderListSize = maxHeaderBytes
+	c.fr.SetReuseFrames() // a DATA frame's payload is copied before the next read
 	c.henc = hpack.NewEncoder(&c.hbuf)
 	c.remote = nc.RemoteAddr().String()
 	if a, ok := nc.RemoteAddr().(*net.TCPAddr); ok {
@@ -217,6 +218,13 @@ func (c *conn) readLoop() {
 		}
 		if err == errLostRole {
 			return
+		}
+		var se http2.StreamError
+		if errors.As(err, &se) { // a malformed header block: only its stream ends
+			c.mu.Lock()
+			c.maxID = max(c.maxID, se.StreamID)
+			c.mu.Unlock()
+			err = c.resetStream(se.StreamID, se.Code)
 		}
 		if err != nil {
 			c.readError(err)

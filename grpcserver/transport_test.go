@@ -422,3 +422,27 @@ func FuzzTransport(f *testing.F) {
 		}
 	})
 }
+
+// TestMalformedHeaders: a header block HTTP/2 forbids (an uppercase
+// field name) resets its stream only; the connection serves the next
+// call.
+func TestMalformedHeaders(t *testing.T) {
+	h := start(t, testConfig())
+	rc := dialRaw(t, h.addr)
+	var buf bytes.Buffer
+	enc := hpack.NewEncoder(&buf)
+	for _, f := range [][2]string{{":method", "POST"}, {":scheme", "http"}, {":path", "/inference.GRPCInferenceService/ServerLive"}, {"Bad-Name", "x"}} {
+		must(t, enc.WriteField(hpack.HeaderField{Name: f[0], Value: f[1]}))
+	}
+	must(t, rc.fr.WriteHeaders(http2.HeadersFrameParam{StreamID: 1, BlockFragment: buf.Bytes(), EndHeaders: true, EndStream: true}))
+	f := rc.until("RST_STREAM", func(f http2.Frame) bool { _, ok := f.(*http2.RSTStreamFrame); return ok }).(*http2.RSTStreamFrame)
+	if f.StreamID != 1 || f.ErrCode != http2.ErrCodeProtocol {
+		t.Errorf("RST_STREAM on %d, %v; want stream 1, PROTOCOL_ERROR", f.StreamID, f.ErrCode)
+	}
+	rc.headers(3, false)
+	must(t, rc.fr.WriteData(3, true, message(t, doubleReq(1, 2, 3, 4))))
+	rc.until("the next call's trailers", func(f http2.Frame) bool {
+		mh, ok := f.(*http2.MetaHeadersFrame)
+		return ok && mh.StreamID == 3 && mh.StreamEnded()
+	})
+}
