@@ -48,6 +48,10 @@ import (
 //
 // COALESCE_FIGURES_RATE (requests/s, default 4000), COALESCE_FIGURES_ROUNDS
 // (default 10: each mode twice in each position of the rotating order) and COALESCE_FIGURES_PHASE (default 3s) change the load.
+// COALESCE_FIGURES_MODES (comma-separated, the first being the reference
+// of the ratios) measures a subset. Each mode's runtime scheduling
+// latencies, GC cycles and user CPU are logged; under go test -trace each
+// phase ("phase <mode>") and each request ("request") is a trace region.
 func TestShadowFigures(t *testing.T) {
 	if os.Getenv("COALESCE_FIGURES") != "1" {
 		t.Skip("set COALESCE_FIGURES=1 to measure")
