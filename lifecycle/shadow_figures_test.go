@@ -2,11 +2,15 @@ package lifecycle_test
 
 import (
 	"context"
+	"fmt"
 	"io"
 	"log/slog"
+	"math"
 	"net"
 	"os"
 	"path/filepath"
+	rtmetrics "runtime/metrics"
+	"runtime/trace"
 	"slices"
 	"strconv"
 	"strings"
@@ -44,6 +48,10 @@ import (
 //
 // COALESCE_FIGURES_RATE (requests/s, default 4000), COALESCE_FIGURES_ROUNDS
 // (default 10: each mode twice in each position of the rotating order) and COALESCE_FIGURES_PHASE (default 3s) change the load.
+// COALESCE_FIGURES_MODES (comma-separated, the first being the reference
+// of the ratios) measures a subset. Each mode's runtime scheduling
+// latencies, GC cycles and user CPU are logged; under go test -trace each
+// phase ("phase <mode>") and each request ("request") is a trace region.
 func TestShadowFigures(t *testing.T) {
 	if os.Getenv("COALESCE_FIGURES") != "1" {
 		t.Skip("set COALESCE_FIGURES=1 to measure")
@@ -97,6 +105,10 @@ func TestShadowFigures(t *testing.T) {
 	body := goldenBody(t, filepath.Join(src, "golden.json"))
 
 	modes := []string{"off", "off2", "on", "share", "slow"}
+	if m := os.Getenv("COALESCE_FIGURES_MODES"); m != "" {
+		modes = strings.Split(m, ",") // the first is the reference of the ratios
+	}
+	sched := map[string]*schedStats{}
 	p50s, p99s := map[string][]time.Duration{}, map[string][]time.Duration{}
 	ratios := map[string][]float64{}
 	paced(t, c, "/v2/models/off/versions/1/infer", body, rate, phase) // warm-up: connections, cost model, heap
@@ -107,14 +119,21 @@ func TestShadowFigures(t *testing.T) {
 		// shadow's held batch) or always comes first.
 		order := append(slices.Clone(modes[r%len(modes):]), modes[:r%len(modes)]...)
 		for _, mode := range order {
+			before := readSched()
+			ph := trace.StartRegion(context.Background(), "phase "+mode) // the phases of a go test -trace
 			lat := paced(t, c, "/v2/models/"+mode+"/versions/1/infer", body, rate, phase)
+			ph.End()
+			if sched[mode] == nil {
+				sched[mode] = &schedStats{}
+			}
+			sched[mode].add(before, readSched())
 			slices.Sort(lat)
 			p50s[mode] = append(p50s[mode], lat[len(lat)/2])
 			p99s[mode] = append(p99s[mode], lat[len(lat)*99/100])
 			line = append(line, mode+" p50 "+lat[len(lat)/2].String()+" p99 "+lat[len(lat)*99/100].String()+" ("+strconv.Itoa(len(lat))+")")
 		}
 		for _, mode := range modes[1:] {
-			ratios[mode] = append(ratios[mode], float64(p99s[mode][r])/float64(p99s["off"][r]))
+			ratios[mode] = append(ratios[mode], float64(p99s[mode][r])/float64(p99s[modes[0]][r]))
 		}
 		t.Logf("round %d: %s", r+1, strings.Join(line, ", "))
 	}
@@ -123,9 +142,12 @@ func TestShadowFigures(t *testing.T) {
 	for _, mode := range modes {
 		t.Logf("%s: median p50 %v, median p99 %v (rounds' p99 %v)", mode, med(p50s[mode]), med(p99s[mode]), p99s[mode])
 	}
+	for _, mode := range modes {
+		t.Logf("%s: runtime %s", mode, sched[mode])
+	}
 	for _, mode := range modes[1:] {
-		t.Logf("%s ÷ off: p50 %.3fx, p99 %.3fx (ratio of medians); median of the rounds' p99 ratios %.3fx (%.2f)", mode,
-			float64(med(p50s[mode]))/float64(med(p50s["off"])), float64(med(p99s[mode]))/float64(med(p99s["off"])), medf(ratios[mode]), ratios[mode])
+		t.Logf("%s ÷ "+modes[0]+": p50 %.3fx, p99 %.3fx (ratio of medians); median of the rounds' p99 ratios %.3fx (%.2f)", mode,
+			float64(med(p50s[mode]))/float64(med(p50s[modes[0]])), float64(med(p99s[mode]))/float64(med(p99s[modes[0]])), medf(ratios[mode]), ratios[mode])
 	}
 	var sb strings.Builder
 	set.WritePrometheus(&sb)
@@ -163,8 +185,15 @@ func paced(t *testing.T, c *fasthttp.HostClient, path, body string, rate int, d 
 				req.SetRequestURI("http://test" + path)
 				req.SetBodyString(body)
 				sent := time.Now()
+				var rg *trace.Region
+				if trace.IsEnabled() {
+					rg = trace.StartRegion(context.Background(), "request")
+				}
 				err := c.DoTimeout(req, resp, time.Minute)
 				lat = append(lat, time.Since(sent))
+				if rg != nil {
+					rg.End()
+				}
 				if err != nil || resp.StatusCode() != 200 {
 					t.Errorf("POST %s = %v %d %s", path, err, resp.StatusCode(), resp.Body())
 					return
@@ -192,4 +221,69 @@ type slowBackend struct {
 func (b slowBackend) Infer(ctx context.Context, in []*tensor.Tensor) ([]*tensor.Tensor, error) {
 	time.Sleep(b.delay)
 	return b.Backend.Infer(ctx, in)
+}
+
+// schedSample is what readSched reads of the runtime's metrics.
+type schedSample struct {
+	lat          *rtmetrics.Float64Histogram // /sched/latencies:seconds
+	gcs, cpuUser float64
+}
+
+func readSched() schedSample {
+	s := []rtmetrics.Sample{{Name: "/sched/latencies:seconds"}, {Name: "/gc/cycles/total:gc-cycles"}, {Name: "/cpu/classes/user:cpu-seconds"}}
+	rtmetrics.Read(s)
+	h := s[0].Value.Float64Histogram()
+	return schedSample{lat: &rtmetrics.Float64Histogram{Counts: slices.Clone(h.Counts), Buckets: h.Buckets},
+		gcs: float64(s[1].Value.Uint64()), cpuUser: s[2].Value.Float64()}
+}
+
+// schedStats sums, over a mode's phases, the runtime's scheduling
+// latencies (time goroutines spent runnable before running), its GC
+// cycles and its user CPU (estimated by the runtime).
+type schedStats struct {
+	counts       []uint64
+	buckets      []float64
+	gcs, cpuUser float64
+}
+
+func (st *schedStats) add(a, b schedSample) {
+	if st.counts == nil {
+		st.counts, st.buckets = make([]uint64, len(b.lat.Counts)), b.lat.Buckets
+	}
+	for i := range st.counts {
+		st.counts[i] += b.lat.Counts[i] - a.lat.Counts[i]
+	}
+	st.gcs += b.gcs - a.gcs
+	st.cpuUser += b.cpuUser - a.cpuUser
+}
+
+// quantile returns the upper bound of the bucket holding quantile q.
+func (st *schedStats) quantile(q float64) float64 {
+	var n uint64
+	for _, c := range st.counts {
+		n += c
+	}
+	var acc uint64
+	for i, c := range st.counts {
+		acc += c
+		if float64(acc) >= q*float64(n) {
+			return st.buckets[i+1]
+		}
+	}
+	return math.Inf(1)
+}
+
+func (st *schedStats) String() string {
+	if st == nil {
+		return "-"
+	}
+	var n, over uint64
+	for i, c := range st.counts {
+		n += c
+		if st.buckets[i] >= 20e-6 {
+			over += c
+		}
+	}
+	return fmt.Sprintf("scheduling latency p50 %.1fµs p99 %.1fµs p99.9 %.1fµs, %.2f%% of %d ≥20µs; GC cycles %.0f; user CPU %.2fs",
+		st.quantile(0.5)*1e6, st.quantile(0.99)*1e6, st.quantile(0.999)*1e6, 100*float64(over)/float64(max(n, 1)), n, st.gcs, st.cpuUser)
 }
