@@ -22,14 +22,14 @@ import (
 // method is a unary method of GRPCInferenceService as the fast path runs
 // it: the request message's bytes in, the response and the coalesce-cache
 // header's value out, or an error carrying its gRPC status.
-type method func(s *service, c *proxy.Call, msg []byte) (proto.Message, string, error)
+type method func(s *service, c *proxy.Call, msg []byte, fields []hpack.HeaderField) (proto.Message, string, error)
 
 // unary makes a method of one of service's methods on a proxy.Call.
 func unary[Req any, PReq interface {
 	*Req
 	proto.Message
 }, Resp proto.Message](f func(*service, *proxy.Call, PReq) (Resp, error)) method {
-	return func(s *service, c *proxy.Call, msg []byte) (proto.Message, string, error) {
+	return func(s *service, c *proxy.Call, msg []byte, _ []hpack.HeaderField) (proto.Message, string, error) {
 		req := PReq(new(Req))
 		if err := proto.Unmarshal(msg, req); err != nil {
 			return nil, "", status.Errorf(codes.Internal, "grpc: error unmarshalling request: %v", err)
@@ -56,7 +56,7 @@ func fastMethods() map[string]method {
 // one kept from an earlier call reuses its slices.
 var inferRequests = sync.Pool{New: func() any { return new(inferencepb.ModelInferRequest) }}
 
-func modelInfer(s *service, c *proxy.Call, msg []byte) (proto.Message, string, error) {
+func modelInfer(s *service, c *proxy.Call, msg []byte, fields []hpack.HeaderField) (proto.Message, string, error) {
 	req := inferRequests.Get().(*inferencepb.ModelInferRequest)
 	defer inferRequests.Put(req)
 	// Unmarshal resets req first; proxy.Server.Infer keeps nothing of it
@@ -64,7 +64,7 @@ func modelInfer(s *service, c *proxy.Call, msg []byte) (proto.Message, string, e
 	if err := proto.Unmarshal(msg, req); err != nil {
 		return nil, "", status.Errorf(codes.Internal, "grpc: error unmarshalling request: %v", err)
 	}
-	resp, cache, err := s.modelInfer(c, req)
+	resp, cache, err := s.modelInfer(c, req, exchange{fields: fields})
 	if err != nil {
 		return nil, "", err
 	}
@@ -73,7 +73,8 @@ func modelInfer(s *service, c *proxy.Call, msg []byte) (proto.Message, string, e
 
 // callHeaders is what a call's headers say.
 type callHeaders struct {
-	c           proxy.Call // credentials, Cache-Control, x-request-id
+	c           proxy.Call          // credentials, Cache-Control, x-request-id
+	fields      []hpack.HeaderField // all of them, for the canary's sticky header
 	timeout     time.Duration
 	deadline    bool // grpc-timeout was sent
 	contentType string
@@ -93,6 +94,7 @@ type headerInfo struct {
 // malformed grpc-timeout) goes to grpc-go, which answers as it does.
 func parseHeaders(f *http2.MetaHeadersFrame) headerInfo {
 	h := headerInfo{fast: true}
+	h.call.fields = f.Fields // a new slice for every frame
 	encoding := ""
 	for _, hf := range f.Fields {
 		switch hf.Name {

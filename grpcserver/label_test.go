@@ -3,11 +3,15 @@ package grpcserver_test
 import (
 	"context"
 	"errors"
+	"fmt"
 	"strings"
 	"testing"
 	"time"
 
+	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/encoding/gzip"
+	"google.golang.org/grpc/metadata"
 	"google.golang.org/grpc/status"
 
 	"github.com/coalesce-ml/coalesce/backends"
@@ -95,5 +99,47 @@ func TestModelInferCanary(t *testing.T) {
 	}
 	if got := h.set.GetOrCreateCounter(`coalesce_requests_total{model="double",version="2",protocol="grpc",code="500"}`).Get(); got != 3 {
 		t.Errorf("canary failures counted = %d; want 3", got)
+	}
+}
+
+// TestModelInferStickyCanary: with canary.sticky_header, a gRPC call's
+// metadata of that name decides its side as the HTTP header does: every
+// call of one user lands on one version, on both of the transport's paths
+// (plain calls run on its fast path, gzip-compressed ones on grpc-go's),
+// and on the version an HTTP request with the same header value lands on.
+func TestModelInferStickyCanary(t *testing.T) {
+	h := start(t, testConfig())
+	reg := h.p.Registry()
+	v2, err := reg.Get("double", "2")
+	must(t, err)
+	cfg := v2.Config
+	cfg.Canary = config.Canary{Version: "2", Weight: 0.5, StickyHeader: "X-User"}
+	must(t, h.p.Update(reg.With(&backends.ModelVersion{Name: "double", Version: "2", Path: v2.Path, Config: cfg, Backend: v2.Backend, Meta: v2.Meta})))
+	sides := map[string]int{}
+	for u := range 16 {
+		user := fmt.Sprintf("user-%d", u)
+		ctx := metadata.AppendToOutgoingContext(context.Background(), "x-user", user)
+		want := ""
+		for i := range 6 {
+			var opts []grpc.CallOption
+			if i%2 == 1 {
+				opts = append(opts, grpc.UseCompressor(gzip.Name))
+			}
+			resp, err := h.infer.ModelInfer(ctx, doubleReq(1, 2, 3, 4), opts...)
+			must(t, err)
+			if want == "" {
+				want = resp.GetModelVersion()
+			} else if got := resp.GetModelVersion(); got != want {
+				t.Fatalf("%s: call %d answered by version %s, an earlier one by %s; want one side per user", user, i, got, want)
+			}
+		}
+		sides[want]++
+		code, _, body := h.httpDo(t, "POST", "/v2/models/double/infer", []byte(`{"inputs":[{"name":"x","datatype":"FP32","shape":[1,4],"data":[1,2,3,4]}]}`), "X-User", user)
+		if code != 200 || !strings.Contains(string(body), `"model_version":"`+want+`"`) {
+			t.Errorf("%s over HTTP: %d %s; want version %s, as over gRPC", user, code, body, want)
+		}
+	}
+	if sides["1"] == 0 || sides["2"] == 0 {
+		t.Errorf("16 users split %v; want both versions used at weight 0.5", sides)
 	}
 }

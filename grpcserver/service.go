@@ -4,8 +4,11 @@ import (
 	"context"
 	"net"
 	"net/netip"
+	"strings"
 	"time"
+	"unsafe"
 
+	"golang.org/x/net/http2/hpack"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/metadata"
 	"google.golang.org/grpc/peer"
@@ -59,7 +62,8 @@ func (s *service) ModelMetadata(ctx context.Context, req *inferencepb.ModelMetad
 func (s *service) ModelInfer(ctx context.Context, req *inferencepb.ModelInferRequest) (*inferencepb.ModelInferResponse, error) {
 	c := newCall(ctx)
 	c.Bytes = int64(proto.Size(req))
-	resp, cache, err := s.modelInfer(&c, req)
+	md, _ := metadata.FromIncomingContext(ctx)
+	resp, cache, err := s.modelInfer(&c, req, exchange{md: md})
 	if err != nil {
 		return nil, err
 	}
@@ -120,10 +124,11 @@ func tensorMetadata(specs []backends.TensorSpec) []*inferencepb.ModelMetadataRes
 }
 
 // modelInfer runs req through proxy.Server.Infer, its size (c.Bytes)
-// charged to the in-flight byte budget; it returns the response and the
-// cache's word on it (hit, miss, shared, or "" without a cache).
-func (s *service) modelInfer(c *proxy.Call, req *inferencepb.ModelInferRequest) (*inferencepb.ModelInferResponse, string, error) {
-	x := exchange{req: req}
+// charged to the in-flight byte budget; x carries the call's metadata.
+// It returns the response and the cache's word on it (hit, miss, shared,
+// or "" without a cache).
+func (s *service) modelInfer(c *proxy.Call, req *inferencepb.ModelInferRequest, x exchange) (*inferencepb.ModelInferResponse, string, error) {
+	x.req = req
 	if err := s.p.Infer(c, req.GetModelName(), req.GetModelVersion(), &x); err != nil {
 		return nil, "", proxy.GRPCStatus(err)
 	}
@@ -136,7 +141,30 @@ type exchange struct {
 	req   *inferencepb.ModelInferRequest
 	resp  *inferencepb.ModelInferResponse
 	cache string // Encode's cacheStatus
+	// The call's metadata: grpc-go's, or the header fields the
+	// transport's fast path read.
+	md     metadata.MD
+	fields []hpack.HeaderField
 }
+
+// Peek makes the exchange a proxy.Peeker: a metadata value for the canary
+// split's sticky_header, as an HTTP request's header is.
+func (x *exchange) Peek(key string) []byte {
+	for _, f := range x.fields {
+		if strings.EqualFold(f.Name, key) {
+			return view(f.Value)
+		}
+	}
+	for k, vs := range x.md {
+		if strings.EqualFold(k, key) && len(vs) > 0 {
+			return view(vs[0])
+		}
+	}
+	return nil
+}
+
+// view is the bytes of str, without a copy, only read.
+func view(str string) []byte { return unsafe.Slice(unsafe.StringData(str), len(str)) }
 
 func (x *exchange) Decode(r *codec.Request) error { return codec.DecodeGRPC(r, x.req) }
 

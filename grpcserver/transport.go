@@ -490,7 +490,7 @@ func (c *conn) run(st *stream, inline bool) {
 	}
 	call.Peer = c.peer
 	call.Bytes = int64(len(st.msg) - 5)
-	resp, cache, err := st.m(c.s.svc, call, st.msg[5:])
+	resp, cache, err := st.m(c.s.svc, call, st.msg[5:], st.call.fields)
 	releaseMsg(st.msg)
 	st.msg = nil
 	// The average feeds on every call, inline or not, so that a

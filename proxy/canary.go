@@ -8,7 +8,6 @@ import (
 	"time"
 
 	"github.com/VictoriaMetrics/metrics"
-	"github.com/valyala/fasthttp"
 
 	"github.com/coalesce-ml/coalesce/config"
 )
@@ -178,16 +177,16 @@ func (s *Server) logRollback(c *canary, ev *rollbackEvent) {
 }
 
 // pickSplit routes an unpinned request for e's model through its canary
-// split, if it has one. ctx is nil for a gRPC call, which is split per
-// request (canary.sticky_header is an HTTP header).
-func (sn *snapshot) pickSplit(ctx *fasthttp.RequestCtx, e *entry) *entry {
+// split, if it has one: by the hash of hdr's canary.sticky_header when it
+// has one, else by a draw.
+func (sn *snapshot) pickSplit(hdr Peeker, e *entry) *entry {
 	sp := sn.splits[e.Name]
 	if sp == nil {
 		return e
 	}
 	var key []byte
-	if h := sp.c.cfg.StickyHeader; h != "" && ctx != nil {
-		key = ctx.Request.Header.Peek(h)
+	if h := sp.c.cfg.StickyHeader; h != "" && hdr != nil {
+		key = hdr.Peek(h)
 	}
 	if sp.c.pick(key) {
 		return sp.canary

@@ -31,7 +31,7 @@ func (s *Server) predict(ctx *fasthttp.RequestCtx, sn *snapshot) (*entry, error)
 	if len(label) == 0 {
 		label = ctx.Request.Header.Peek(labelHeader)
 	}
-	e, pinned, err := s.resolve(ctx, sn, name, version, label)
+	e, pinned, err := s.resolve(&ctx.Request.Header, sn, name, version, label)
 	if err != nil {
 		return nil, err
 	}

@@ -39,16 +39,17 @@ func (s *Server) v2Label(ctx *fasthttp.RequestCtx, action []byte) ([]byte, error
 // config.yaml labels) names; else the highest served version. pinned
 // reports whether the request chose its version (by number or label): a
 // pinned request whose version is retired under it is never moved to
-// another version (snapshot.successor). ctx (nil for a gRPC call) gives
-// the canary split its sticky header.
-func (s *Server) resolve(ctx *fasthttp.RequestCtx, sn *snapshot, name, version, label []byte) (e *entry, pinned bool, err error) {
+// another version (snapshot.successor). hdr (the HTTP request's headers,
+// a gRPC call's metadata, or nil) gives the canary split its sticky
+// header.
+func (s *Server) resolve(hdr Peeker, sn *snapshot, name, version, label []byte) (e *entry, pinned bool, err error) {
 	if len(version) == 0 && len(label) > 0 {
 		e, err := sn.label(name, label)
 		return e, true, err
 	}
 	e, err = lookup(sn, name, version)
 	if err == nil && len(version) == 0 && len(sn.splits) > 0 {
-		e = sn.pickSplit(ctx, e)
+		e = sn.pickSplit(hdr, e)
 	}
 	return e, len(version) > 0, err
 }
@@ -75,9 +76,17 @@ type Labeled interface {
 	ModelLabel() (string, error)
 }
 
+// Peeker is a request's headers for the canary split's sticky header:
+// Peek returns the value of the header key names (case-insensitive), or
+// nil. *fasthttp.RequestHeader is one; a gRPC front end's Exchange may be
+// one, over its call's metadata.
+type Peeker interface {
+	Peek(key string) []byte
+}
+
 // resolveCall is resolve for a Call of Infer: the label is the one x's
-// request names, if x is Labeled; a call carries no sticky header, so the
-// canary split draws per request.
+// request names, if x is Labeled; the sticky header is x's, if x is a
+// Peeker (else the canary split draws per request).
 func (s *Server) resolveCall(sn *snapshot, name, version string, x Exchange) (e *entry, pinned bool, err error) {
 	var label string
 	if l, ok := x.(Labeled); ok && version == "" {
@@ -85,7 +94,8 @@ func (s *Server) resolveCall(sn *snapshot, name, version string, x Exchange) (e 
 			return nil, false, err
 		}
 	}
-	return s.resolve(nil, sn, view(name), view(version), view(label))
+	hdr, _ := x.(Peeker)
+	return s.resolve(hdr, sn, view(name), view(version), view(label))
 }
 
 // view is the bytes of str, without a copy; they must not be modified.

@@ -37,7 +37,7 @@ func (s *Server) routeTFS(ctx *fasthttp.RequestCtx, sn *snapshot, rest []byte) (
 	if len(name) == 0 {
 		return nil, &Error{Status: fasthttp.StatusNotFound, Msg: "empty model name in path; want /v1/models/{model}"}
 	}
-	m, pinned, err := s.resolve(ctx, sn, name, version, label)
+	m, pinned, err := s.resolve(&ctx.Request.Header, sn, name, version, label)
 	if err != nil {
 		return nil, err
 	}

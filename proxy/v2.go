@@ -95,7 +95,7 @@ func (s *Server) v2Model(ctx *fasthttp.RequestCtx, sn *snapshot, rest []byte) (*
 	if err != nil {
 		return nil, err
 	}
-	m, pinned, err := s.resolve(ctx, sn, name, version, label)
+	m, pinned, err := s.resolve(&ctx.Request.Header, sn, name, version, label)
 	if err != nil {
 		return nil, err
 	}
