@@ -183,7 +183,9 @@ var errHeaderList = &statusError{codes.Internal, fmt.Sprintf("grpc: the request'
 
 // receive appends a DATA frame's payload to the message; it refuses a
 // message over limit (limits.max_body_bytes) as soon as its length prefix
-// says so, as grpc-go does, and a second message.
+// says so, as grpc-go does, then one that does not fit the in-flight byte
+// budget (limits.inflight_bytes, held from then until the call ends, as
+// an HTTP body's is from its headers), and a second message.
 func (st *stream) receive(p []byte, limit int) *statusError {
 	if st.msg == nil {
 		st.msg = getMsg()
@@ -198,6 +200,11 @@ func (st *stream) receive(p []byte, limit int) *statusError {
 			return &statusError{codes.ResourceExhausted, fmt.Sprintf("grpc: received message larger than max (%d vs. %d)", n, limit)}
 		}
 		st.want = 5 + int(n)
+		if err := st.c.s.svc.p.ReserveBytes(int64(n)); err != nil {
+			s := status.Convert(proxy.GRPCStatus(err))
+			return &statusError{s.Code(), s.Message()}
+		}
+		st.held = int64(n)
 	}
 	if st.want > 0 && len(st.msg) > st.want {
 		return &statusError{codes.Unimplemented, "grpc: more than one request message on a unary method"}

@@ -11,11 +11,13 @@ import (
 	"time"
 
 	"github.com/valyala/fasthttp"
+	"golang.org/x/net/http2"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/credentials/insecure"
 	"google.golang.org/grpc/metadata"
 	"google.golang.org/grpc/status"
+	"google.golang.org/protobuf/proto"
 
 	"github.com/coalesce-ml/coalesce/internal/fakemodel"
 	"github.com/coalesce-ml/coalesce/proto/inferencepb"
@@ -149,5 +151,55 @@ func TestGRPCMaxConnections(t *testing.T) {
 		}
 		third.Connect()
 		time.Sleep(50 * time.Millisecond)
+	}
+}
+
+// TestGRPCBudgetHeldWhileReceived: a message's bytes are held in the
+// in-flight byte budget from its length prefix on, as an HTTP body's are
+// from its Content-Length, so that clients sending messages slowly cannot
+// hold more memory than the budget; they come back when its stream is
+// reset or its connection closes.
+func TestGRPCBudgetHeldWhileReceived(t *testing.T) {
+	cfg := testConfig()
+	cfg.Limits.InflightBytes = 1000
+	h := start(t, cfg)
+	call := func() error {
+		_, err := h.infer.ModelInfer(context.Background(), zipRequest("some-request-id-that-is-long"))
+		return err
+	}
+	must(t, call())
+	// waitFits polls until a call fits again: the bytes come back when the
+	// server has read the reset or the close, which sends nothing back.
+	waitFits := func(after string) {
+		t.Helper()
+		for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(time.Millisecond) {
+			err := call()
+			if err == nil {
+				return
+			}
+			if time.Now().After(deadline) {
+				t.Fatalf("a call still refused 10s after %s: %v", after, err)
+			}
+		}
+	}
+	for _, end := range []string{"RST_STREAM", "closed connection"} {
+		rc := dialRaw(t, h.addr)
+		rc.headers(1, false)
+		// Announced: just too many for the call's message to fit beside
+		// them; sent: 3.
+		hold := 1000 - proto.Size(zipRequest("some-request-id-that-is-long")) + 1
+		must(t, rc.fr.WriteData(1, false, append(binary.BigEndian.AppendUint32([]byte{0}, uint32(hold)), 1, 2, 3)))
+		// A PING's answer says the server has read the DATA before it.
+		must(t, rc.fr.WritePing(false, [8]byte{7}))
+		rc.until("the PING's answer", func(f http2.Frame) bool { p, ok := f.(*http2.PingFrame); return ok && p.IsAck() })
+		if st := status.Convert(call()); st.Code() != codes.Unavailable || !strings.Contains(st.Message(), "limits.inflight_bytes") {
+			t.Fatalf("a call while %d of 1000 bytes are held = %v %q; want Unavailable naming limits.inflight_bytes", hold, st.Code(), st.Message())
+		}
+		if end == "RST_STREAM" {
+			must(t, rc.fr.WriteRSTStream(1, http2.ErrCodeCancel))
+		} else {
+			rc.nc.Close()
+		}
+		waitFits(end)
 	}
 }

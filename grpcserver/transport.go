@@ -130,6 +130,7 @@ type stream struct {
 	reset  atomic.Bool  // the client reset the stream: its answer is not written
 	slow   *slowStream  // grpc-go's path
 	failed *statusError // fast path: refused while being received
+	held   int64        // fast path: bytes of the in-flight budget held for its message
 }
 
 func newConn(s *Server, nc net.Conn) *conn {
@@ -489,10 +490,14 @@ func (c *conn) run(st *stream, inline bool) {
 		call.Timeout = max(st.call.timeout, 1) // passed: the batcher refuses it as expired
 	}
 	call.Peer = c.peer
-	call.Bytes = int64(len(st.msg) - 5)
+	// The message's bytes were held when its length came (receive), so
+	// the call charges none: they are given back once it has run.
+	call.Bytes = 0
 	resp, cache, err := st.m(c.s.svc, call, st.msg[5:], st.call.fields)
 	releaseMsg(st.msg)
 	st.msg = nil
+	c.s.svc.p.ReleaseBytes(st.held)
+	st.held = 0
 	// The average feeds on every call, inline or not, so that a
 	// connection whose calls got short again goes back to inline.
 	d := int64(time.Since(call.Arrived))
@@ -533,9 +538,11 @@ func (c *conn) remove(st *stream) {
 		c.mu.Unlock()
 		return
 	}
-	if !st.begun { // else run released it
+	if !st.begun { // else run released them
 		releaseMsg(st.msg)
 		st.msg = nil
+		c.s.svc.p.ReleaseBytes(st.held)
+		st.held = 0
 	}
 	delete(c.streams, st.id)
 	last := c.draining && len(c.streams) == 0
@@ -770,14 +777,19 @@ func (c *conn) shut() {
 }
 
 // close ends the connection: its socket, the calls of grpc-go's path
-// still reading or writing, and the server's record of it.
+// still reading or writing, the messages still being received (their
+// buffers and budget), and the server's record of it. It runs on the
+// reading goroutine, the owner of the messages not yet whole.
 func (c *conn) close() {
 	c.mu.Lock()
 	c.closed = true
-	slow := make([]*slowStream, 0, len(c.streams))
+	var slow []*slowStream
+	var partial []*stream
 	for _, st := range c.streams {
 		if st.slow != nil {
 			slow = append(slow, st.slow)
+		} else if !st.begun {
+			partial = append(partial, st)
 		}
 	}
 	c.cond.Broadcast()
@@ -785,6 +797,9 @@ func (c *conn) close() {
 	c.nc.Close()
 	for _, ss := range slow {
 		ss.abort(errConnClosed)
+	}
+	for _, st := range partial {
+		c.remove(st)
 	}
 	c.s.forget(c)
 }

@@ -284,6 +284,23 @@ func (s *Server) tooLarge() *Error {
 	return &Error{Status: fasthttp.StatusRequestEntityTooLarge, Msg: fmt.Sprintf("request body is larger than the limit of %d bytes (limits.max_body_bytes)", int(s.cfg.Limits.MaxBodyBytes))}
 }
 
+// ReserveBytes takes n bytes of the in-flight byte budget
+// (limits.inflight_bytes) for a message a front end is about to read,
+// as the data plane does for an HTTP body by its Content-Length: the gRPC
+// transport, once a message's length prefix has come. The error, when
+// they do not fit, is the HTTP 503's (GRPCStatus: Unavailable). A call
+// whose bytes were reserved runs with Call.Bytes 0; ReleaseBytes gives
+// them back when it ends.
+func (s *Server) ReserveBytes(n int64) error {
+	if !s.edge.budget.acquire(n) {
+		return s.overBudget()
+	}
+	return nil
+}
+
+// ReleaseBytes gives back what ReserveBytes took.
+func (s *Server) ReleaseBytes(n int64) { s.edge.budget.release(n) }
+
 func (s *Server) overBudget() *Error {
 	return &Error{Status: fasthttp.StatusServiceUnavailable, Msg: fmt.Sprintf("server is at its budget of %d request body bytes in flight (limits.inflight_bytes); retry later", s.edge.budget.max)}
 }
