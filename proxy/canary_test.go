@@ -214,54 +214,6 @@ func TestShadowNeverBlocks(t *testing.T) {
 	}
 }
 
-// TestShadowSteps: copies that queued up while the shadow was busy run in
-// steps of at most shadowStepRows rows, merged up to that, and all of them
-// are compared.
-func TestShadowSteps(t *testing.T) {
-	release := make(chan struct{})
-	shadowB := fakemodel.Models["double"]()
-	run := shadowB.Run
-	shadowB.Run = func(ctx context.Context, in []*tensor.Tensor) ([]*tensor.Tensor, error) {
-		<-release
-		return run(ctx, in)
-	}
-	s, c, set := testServerWith(t, patientConfig())
-	must(t, s.Update(withVersion2(t, shadowB, func(m *config.ModelConfig) {
-		m.Shadow = config.Shadow{Version: "2", Share: 1, Queue: 64}
-	})))
-	body := []byte(`{"inputs":[{"name":"x","datatype":"FP32","shape":[1,4],"data":[1,2,3,4]}]}`)
-	const n = 20
-	for i := range n {
-		if r := do(t, c, "POST", "/v2/models/double/versions/1/infer", body); r.status != 200 {
-			t.Fatalf("primary request %d = %d %s; want 200", i, r.status, r.body)
-		}
-	}
-	close(release)
-	for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(time.Millisecond) {
-		var sb strings.Builder
-		set.WritePrometheus(&sb)
-		if strings.Contains(sb.String(), `coalesce_shadow_agreeing_rows_total{model="double",version="2"} 20`+"\n") {
-			break
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("after 10s, not all %d copies compared and agreeing:\n%s", n, grepShadow(sb.String()))
-		}
-	}
-	if m := shadowB.MaxRows.Load(); m > shadowStepRows || shadowStepRows > 1 && m < 2 {
-		t.Errorf("largest shadow batch = %d rows; want 2 to shadowStepRows %d", m, shadowStepRows)
-	}
-}
-
-func grepShadow(exposition string) string {
-	var out []string
-	for _, line := range strings.Split(exposition, "\n") {
-		if strings.HasPrefix(line, "coalesce_shadow_") {
-			out = append(out, line)
-		}
-	}
-	return strings.Join(out, "\n")
-}
-
 // TestShadowCompare: rows agree when their integer and string outputs are
 // equal and their float rows have the same argmax; the float difference
 // is the largest over all elements; merged copies compare as one batch.

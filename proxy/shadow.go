@@ -44,19 +44,6 @@ import (
 // millisecond, which costs the shadow less CPU.
 const shadowPoll = time.Millisecond
 
-// shadowStepRows is the most rows of queued copies one shadow run takes,
-// and shadowStep the wait between runs while copies remain. The worker
-// holds a P (of the primary's few) while it runs: short runs, with the
-// worker parked on its timer between them rather than yielding with
-// runtime.Gosched (which requeues it where its own P picks it again
-// before stealing another P's queued requests), give the P back to a
-// burst of primary requests within one run. Measured in
-// bench/RESULTS.md (shadow4).
-const (
-	shadowStepRows = 4
-	shadowStep     = 20 * time.Microsecond
-)
-
 // shadowRoute is one snapshot's shadow of a model.
 type shadowRoute struct {
 	sh     *shadow
@@ -191,65 +178,48 @@ func (s *Server) runShadow(sh *shadow) {
 	}()
 	poll := time.NewTimer(shadowPoll)
 	defer poll.Stop()
-	var batch []*shadowJob // copies for one target that fit one step
-	var next *shadowJob    // taken from the queue, for the next step
-	// step runs the next copies for one target, at most shadowStepRows
-	// rows of them (a larger copy alone), and reports whether more wait.
-	step := func() bool {
-		rows := 0
-		for {
-			j := next
-			next = nil
-			if j == nil {
-				select {
-				case j = <-sh.q:
-				default:
-				}
-			}
-			if j == nil {
-				break
-			}
-			limit := min(shadowStepRows, j.target.b.Config().MaxBatchSize)
-			if len(batch) > 0 && (j.target != batch[0].target || rows+j.rows() > limit ||
-				!slices.EqualFunc(j.outputs, batch[0].outputs, sameName)) {
-				next = j
-				break
-			}
-			batch, rows = append(batch, j), rows+j.rows()
-			if rows >= limit {
-				break
-			}
+	var batch []*shadowJob // copies for one target that fit one batch
+	rows := 0
+	flush := func() {
+		if len(batch) == 0 {
+			return
 		}
-		if len(batch) > 0 {
-			s.shadowBatch(sh, batch)
-			clear(batch)
-			batch = batch[:0]
+		s.shadowBatch(sh, batch)
+		clear(batch)
+		batch, rows = batch[:0], 0
+	}
+	add := func(j *shadowJob) {
+		if len(batch) > 0 && (j.target != batch[0].target || rows+j.rows() > j.target.b.Config().MaxBatchSize ||
+			!slices.EqualFunc(j.outputs, batch[0].outputs, sameName)) {
+			flush()
 		}
-		return next != nil || len(sh.q) > 0
+		batch, rows = append(batch, j), rows+j.rows()
 	}
 	for {
 		// Idle: the first copy after a quiet spell wakes the worker...
 		select {
 		case <-sh.quit:
 			return // copies still queued are dropped
-		case next = <-sh.q:
+		case j := <-sh.q:
+			add(j)
 		}
-		// ...which then runs what queued in steps of shadowStepRows
-		// rows, waiting shadowStep between steps while copies remain and
-		// shadowPoll once none do, until a poll finds the queue empty:
-		// under load no copy's send readies it.
+		// ...which then polls until a poll finds the queue empty, so
+		// that under load no copy's send readies it. The copies that
+		// queued since the last poll run as batches of up to the
+		// shadow's max_batch_size rows: a shadow that keeps up costs the
+		// CPU its batched rows, not one call per copy.
 		for {
-			wait := shadowPoll
-			if step() {
-				wait = shadowStep
+			for n := len(sh.q); n > 0; n-- {
+				add(<-sh.q)
 			}
-			poll.Reset(wait)
+			flush()
+			poll.Reset(shadowPoll)
 			select {
 			case <-sh.quit:
 				return
 			case <-poll.C:
 			}
-			if next == nil && len(sh.q) == 0 {
+			if len(sh.q) == 0 {
 				break
 			}
 		}
