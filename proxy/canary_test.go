@@ -225,7 +225,7 @@ func TestShadowCompare(t *testing.T) {
 	outputs := []backends.TensorSpec{{Name: "y"}, {Name: "cls"}}
 	f := func(primary, shadow []*tensor.Tensor, wantRows, wantAgreed int, wantDiff float64) {
 		t.Helper()
-		rows, agreed, diff := compare(outputs, primary, target, shadow)
+		rows, agreed, diff := compare(new([]bool), outputs, primary, target, shadow)
 		if rows != wantRows || agreed != wantAgreed || math.Abs(diff-wantDiff) > 1e-6 {
 			t.Errorf("compare = %d rows, %d agreed, diff %v; want %d, %d, %v", rows, agreed, diff, wantRows, wantAgreed, wantDiff)
 		}
@@ -241,13 +241,69 @@ func TestShadowCompare(t *testing.T) {
 	if got := a.inputs[0].Float32s(); !slices.Equal(got, []float32{1, 2, 3, 4}) || a.primary[1].Int64s()[0] != 3 {
 		t.Errorf("copy of the inputs = %v, class %d; want [1 2 3 4], 3 (a copy)", got, a.primary[1].Int64s()[0])
 	}
-	m, ok := merge([]*shadowJob{a, c})
-	if !ok || m.rows() != 2 || m.primary[1].Int64s()[1] != 0 || m.inputs[0].Float32s()[4] != 4 {
+	var m shadowJob
+	if ok := merge(&m, []*shadowJob{a, c}); !ok || m.rows() != 2 || m.primary[1].Int64s()[1] != 0 || m.inputs[0].Float32s()[4] != 4 {
 		t.Fatalf("merge = %+v, %v; want 2 rows", m, ok)
+	}
+	wide := copyJob(target, outputs, []*tensor.Tensor{tensor.FromFloat32s("x", []int64{1, 2}, []float32{1, 2})}, []*tensor.Tensor{y(2, 4, 6, 8), cls(3)})
+	if merge(&m, []*shadowJob{a, wide}) {
+		t.Errorf("merge of inputs [1 4] and [1 2] = true; want false")
 	}
 	a.release()
 	c.release()
-	m.release()
+	wide.release()
+
+	// String outputs agree element by element.
+	sb := fakemodel.Models["strs"]()
+	strs := &entry{ModelVersion: &backends.ModelVersion{Name: "strs", Version: "2", Backend: sb, Meta: sb.Metadata()}}
+	label := func(v ...string) []*tensor.Tensor {
+		return []*tensor.Tensor{tensor.FromStrings("label", []int64{int64(len(v))}, v)}
+	}
+	for _, tt := range []struct {
+		primary, shadow []*tensor.Tensor
+		agreed          int
+	}{
+		{label("a+b", "c+d"), label("a+b", "c+d"), 2},
+		{label("a+b", "c+d"), label("a+b", "c+e"), 1},
+		{label("a+b", "c+d"), label("a+", "bc+d"), 0},
+	} {
+		if rows, agreed, _ := compare(new([]bool), []backends.TensorSpec{{Name: "label"}}, tt.primary, strs, append([]*tensor.Tensor{nil}, tt.shadow...)); rows != 2 || agreed != tt.agreed {
+			t.Errorf("compare(%q, %q) = %d rows, %d agreed; want 2, %d", tt.primary[0].Strings(), tt.shadow[0].Strings(), rows, agreed, tt.agreed)
+		}
+	}
+}
+
+// TestShadowRunAllocs: the worker's run of queued copies (merged, run on
+// the shadow's batcher, compared) allocates nothing of its own once warm;
+// the backend here reuses its outputs.
+func TestShadowRunAllocs(t *testing.T) {
+	if raceEnabled {
+		t.Skip("sync.Pool drops items at random under -race")
+	}
+	s, _, _ := testServerWith(t, patientConfig())
+	must(t, s.Update(withVersion2(t, reusingDouble(), func(m *config.ModelConfig) {
+		m.Shadow = config.Shadow{Version: "2", Share: 1, Queue: 64}
+	})))
+	sn := s.snap.Load()
+	ran, err := sn.get("double", "1")
+	must(t, err)
+	r := sn.shadows["double"]
+	r.sh.stop() // this test is the worker
+	in := []*tensor.Tensor{tensor.FromFloat32s("x", []int64{1, 4}, []float32{1, 2, 3, 4})}
+	out := []*tensor.Tensor{tensor.FromFloat32s("y", []int64{1, 4}, []float32{2, 4, 6, 8}), tensor.FromInt64s("cls", []int64{1}, []int64{3})}
+	batch := make([]*shadowJob, 3)
+	run := func() {
+		for i := range batch {
+			batch[i] = copyJob(r.target, ran.Meta.Outputs, in, out)
+		}
+		s.shadowBatch(r.sh, batch)
+	}
+	if n := testing.AllocsPerRun(100, run); n != 0 {
+		t.Errorf("a shadow run of 3 copies allocates %.0f times; want 0", n)
+	}
+	if rows, agreed := r.sh.rows.Get(), r.sh.agreeing.Get(); rows != 303 || agreed != rows {
+		t.Errorf("after 101 runs of 3 copies: %d rows compared, %d agreeing; want 303, 303", rows, agreed)
+	}
 }
 
 // TestShadowCopyAllocs: taking a request's copy for the shadow and

@@ -1,6 +1,7 @@
 package proxy
 
 import (
+	"bytes"
 	"math"
 	"slices"
 	"sync"
@@ -62,6 +63,11 @@ type shadow struct {
 
 	rows, agreeing, dropped, errors *metrics.Counter
 	maxDiff                         *metrics.Histogram
+
+	// Owned by the worker (runShadow), reused from one run to the next so
+	// that a run allocates nothing of its own.
+	merged shadowJob // the copies of a run, merged
+	agree  []bool    // compare's per-row flags
 }
 
 // shadowJob is one copy for a shadow (or several, merged). A copy taken
@@ -94,16 +100,7 @@ func copyJob(target *entry, outputs []backends.TensorSpec, inputs, out []*tensor
 			size += (len(t.Data) + 7) &^ 7
 		}
 	}
-	if cap(j.ts) < n {
-		j.ts, j.ptrs = make([]tensor.Tensor, n), make([]*tensor.Tensor, n)
-	}
-	if cap(j.shapes) < dims {
-		j.shapes = make([]int64, dims)
-	}
-	if cap(j.data) < size {
-		j.data = tensor.Alloc(size)
-	}
-	j.ts, j.ptrs, j.shapes, j.data = j.ts[:n], j.ptrs[:n], j.shapes[:dims], j.data[:size]
+	j.grow(n, dims, size)
 	i, d, b := 0, 0, 0
 	for _, ts := range [2][]*tensor.Tensor{inputs, out} {
 		for _, t := range ts {
@@ -120,14 +117,31 @@ func copyJob(target *entry, outputs []backends.TensorSpec, inputs, out []*tensor
 	return j
 }
 
-// release returns a copy taken by copyJob to the pool.
-func (j *shadowJob) release() {
-	if j.ts == nil {
-		return // a merged job: its tensors were allocated by merge
+// grow sizes j's memory for n tensors of dims dimensions and size bytes
+// in all (each tensor's data rounded up to 8), reusing what it has.
+func (j *shadowJob) grow(n, dims, size int) {
+	if cap(j.ts) < n {
+		j.ts, j.ptrs = make([]tensor.Tensor, n), make([]*tensor.Tensor, n)
 	}
-	clear(j.ts) // no names or data of this request stay reachable...
+	if cap(j.shapes) < dims {
+		j.shapes = make([]int64, dims)
+	}
+	if cap(j.data) < size {
+		j.data = tensor.Alloc(size)
+	}
+	j.ts, j.ptrs, j.shapes, j.data = j.ts[:n], j.ptrs[:n], j.shapes[:dims], j.data[:size]
+}
+
+// reset drops j's references, keeping its memory.
+func (j *shadowJob) reset() {
+	clear(j.ts) // no names or data of a request stay reachable...
 	clear(j.ptrs)
 	j.target, j.outputs, j.inputs, j.primary = nil, nil, nil, nil // ...nor a retired entry
+}
+
+// release returns a copy taken by copyJob to the pool.
+func (j *shadowJob) release() {
+	j.reset()
 	shadowJobs.Put(j)
 }
 
@@ -170,16 +184,7 @@ func (s *Server) runShadow(sh *shadow) {
 		if len(batch) == 0 {
 			return
 		}
-		if m, ok := merge(batch); ok {
-			s.shadowRun(sh, m)
-		} else {
-			for _, b := range batch {
-				s.shadowRun(sh, b)
-			}
-		}
-		for _, b := range batch {
-			b.release()
-		}
+		s.shadowBatch(sh, batch)
 		clear(batch)
 		batch, rows = batch[:0], 0
 	}
@@ -225,34 +230,69 @@ func sameName(a, b backends.TensorSpec) bool { return a.Name == b.Name }
 
 func (j *shadowJob) rows() int { return j.inputs[0].BatchSize() }
 
-// merge joins jobs for one target into one batch: inputs and the
-// primary's outputs concatenated along the batch dimension. It reports
-// false when their shapes do not allow it.
-func merge(jobs []*shadowJob) (*shadowJob, bool) {
-	if len(jobs) == 1 {
-		return jobs[0], true
-	}
-	m := &shadowJob{target: jobs[0].target, outputs: jobs[0].outputs,
-		inputs: make([]*tensor.Tensor, len(jobs[0].inputs)), primary: make([]*tensor.Tensor, len(jobs[0].primary))}
-	parts := make([]*tensor.Tensor, len(jobs))
-	var err error
-	for i := range m.inputs {
-		for k, j := range jobs {
-			parts[k] = j.inputs[i]
-		}
-		if m.inputs[i], err = tensor.Concat(parts[0].Name, parts); err != nil {
-			return m, false
+// shadowBatch runs batch, copies for one target that fit one batch, as
+// one run when they merge (each alone otherwise), and returns them to the
+// pool.
+func (s *Server) shadowBatch(sh *shadow, batch []*shadowJob) {
+	switch {
+	case len(batch) == 1:
+		s.shadowRun(sh, batch[0])
+	case merge(&sh.merged, batch):
+		s.shadowRun(sh, &sh.merged)
+		sh.merged.reset()
+	default:
+		for _, j := range batch {
+			s.shadowRun(sh, j)
 		}
 	}
-	for i := range m.primary {
-		for k, j := range jobs {
-			parts[k] = j.primary[i]
-		}
-		if m.primary[i], err = tensor.Concat(parts[0].Name, parts); err != nil {
-			return m, false
+	for _, j := range batch {
+		j.release()
+	}
+}
+
+// merge joins jobs, copies taken by copyJob for one target, into m,
+// reusing m's memory: inputs and the primary's outputs concatenated along
+// the batch dimension. It reports false when their shapes do not allow
+// it.
+func merge(m *shadowJob, jobs []*shadowJob) bool {
+	first := jobs[0]
+	n, dims, size := len(first.ptrs), 0, 0
+	for _, j := range jobs {
+		if len(j.ptrs) != n || len(j.inputs) != len(first.inputs) {
+			return false
 		}
 	}
-	return m, true
+	for i, t0 := range first.ptrs {
+		b := 0
+		for _, j := range jobs {
+			t := j.ptrs[i]
+			if t.DType != t0.DType || len(t.Shape) == 0 || len(t.Shape) != len(t0.Shape) || !slices.Equal(t.Shape[1:], t0.Shape[1:]) {
+				return false
+			}
+			b += len(t.Data)
+		}
+		dims += len(t0.Shape)
+		size += (b + 7) &^ 7
+	}
+	m.grow(n, dims, size)
+	d, b := 0, 0
+	for i, t0 := range first.ptrs {
+		sh := m.shapes[d : d+len(t0.Shape) : d+len(t0.Shape)]
+		copy(sh, t0.Shape)
+		sh[0] = 0
+		start := b
+		for _, j := range jobs {
+			t := j.ptrs[i]
+			sh[0] += t.Shape[0]
+			b += copy(m.data[b:], t.Data)
+		}
+		m.ts[i] = tensor.Tensor{Name: t0.Name, DType: t0.DType, Shape: sh, Data: m.data[start:b:b]}
+		m.ptrs[i] = &m.ts[i]
+		d, b = d+len(t0.Shape), (b+7)&^7
+	}
+	m.target, m.outputs = first.target, first.outputs
+	m.inputs, m.primary = m.ptrs[:len(first.inputs)], m.ptrs[len(first.inputs):]
+	return true
 }
 
 // shadowRun runs one (possibly merged) copy on the shadow and compares.
@@ -262,7 +302,7 @@ func (s *Server) shadowRun(sh *shadow, j *shadowJob) {
 		sh.errors.Inc()
 		return
 	}
-	rows, agreed, diff := compare(j.outputs, j.primary, j.target, out)
+	rows, agreed, diff := compare(&sh.agree, j.outputs, j.primary, j.target, out)
 	sh.rows.Add(rows)
 	sh.agreeing.Add(agreed)
 	if !math.IsNaN(diff) {
@@ -300,13 +340,14 @@ func (s *Server) offerShadow(sn *snapshot, ran *entry, inputs, out []*tensor.Ten
 // compare returns the rows compared, those whose labels agree, and the
 // largest absolute difference of the float outputs (NaN: none compared).
 // Outputs are matched by name; those whose datatype or shape differ are
-// skipped.
-func compare(outputs []backends.TensorSpec, primary []*tensor.Tensor, target *entry, out []*tensor.Tensor) (rows, agreed int, diff float64) {
+// skipped. flags is its per-row memory, reused from call to call.
+func compare(flags *[]bool, outputs []backends.TensorSpec, primary []*tensor.Tensor, target *entry, out []*tensor.Tensor) (rows, agreed int, diff float64) {
 	if len(primary) == 0 {
 		return 0, 0, math.NaN()
 	}
 	rows = primary[0].BatchSize()
-	ok := make([]bool, rows)
+	ok := slices.Grow((*flags)[:0], rows)[:rows]
+	*flags = ok
 	for i := range ok {
 		ok[i] = true
 	}
@@ -320,10 +361,16 @@ func compare(outputs []backends.TensorSpec, primary []*tensor.Tensor, target *en
 		width := p.Len() / rows
 		switch {
 		case p.DType == tensor.Bytes:
-			ps, qs := p.Strings(), q.Strings()
+			// Element by element in both, without copying them out
+			// (Strings); a malformed element disagrees.
+			pd, qd := p.Data, q.Data
 			for r := range rows {
-				for c := range width {
-					if ps[r*width+c] != qs[r*width+c] {
+				for range width {
+					var pe, qe []byte
+					var pok, qok bool
+					pe, pd, pok = tensor.NextString(pd)
+					qe, qd, qok = tensor.NextString(qd)
+					if !pok || !qok || !bytes.Equal(pe, qe) {
 						ok[r] = false
 					}
 				}

@@ -55,3 +55,62 @@ func BenchmarkOfferShadow(b *testing.B) {
 		}
 	})
 }
+
+// BenchmarkShadowRun is the shadow worker's part of a copy: four one-row
+// copies queued together, merged, run on the shadow version's batcher and
+// compared with the primary's outputs. The shadow backend writes into
+// outputs it reuses, so that what is counted is the worker's and the
+// batcher's, not a backend's (the CPU engine allocates two blocks per
+// Infer for its outputs).
+func BenchmarkShadowRun(b *testing.B) {
+	s, _, _ := testServerWith(b, patientConfig())
+	must(b, s.Update(withVersion2(b, reusingDouble(), func(m *config.ModelConfig) {
+		m.Shadow = config.Shadow{Version: "2", Share: 1, Queue: 1024}
+	})))
+	sn := s.snap.Load()
+	ran, err := sn.get("double", "1")
+	must(b, err)
+	r := sn.shadows["double"]
+	r.sh.stop() // this benchmark is the worker
+	in := []*tensor.Tensor{tensor.FromFloat32s("x", []int64{1, 4}, []float32{1, 2, 3, 4})}
+	out := []*tensor.Tensor{tensor.FromFloat32s("y", []int64{1, 4}, []float32{2, 4, 6, 8}), tensor.FromInt64s("cls", []int64{1}, []int64{3})}
+	batch := make([]*shadowJob, 4)
+	b.ReportAllocs()
+	for b.Loop() {
+		for i := range batch {
+			batch[i] = copyJob(r.target, ran.Meta.Outputs, in, out)
+		}
+		s.shadowBatch(r.sh, batch)
+	}
+	if got := r.sh.rows.Get(); got == 0 || r.sh.agreeing.Get() != got {
+		b.Fatalf("%d rows compared, %d agreeing; want all of them", got, r.sh.agreeing.Get())
+	}
+}
+
+// reusingDouble is fakemodel's double, writing into outputs it reuses
+// from one call to the next (the caller reads them before its next call).
+func reusingDouble() *fakemodel.Backend {
+	d := fakemodel.Models["double"]()
+	var outs [8][]*tensor.Tensor // by rows - 1
+	d.Run = func(_ context.Context, in []*tensor.Tensor) ([]*tensor.Tensor, error) {
+		rows := in[0].BatchSize()
+		o := outs[rows-1]
+		if o == nil {
+			o = []*tensor.Tensor{tensor.New("y", tensor.FP32, []int64{int64(rows), 4}), tensor.New("cls", tensor.Int64, []int64{int64(rows)})}
+			outs[rows-1] = o
+		}
+		x, ys, cs := in[0].Float32s(), o[0].Float32s(), o[1].Int64s()
+		for r := range rows {
+			best := 0
+			for j := range 4 {
+				ys[r*4+j] = 2 * x[r*4+j]
+				if x[r*4+j] > x[r*4+best] {
+					best = j
+				}
+			}
+			cs[r] = int64(best)
+		}
+		return o, nil
+	}
+	return d
+}
