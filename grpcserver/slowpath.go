@@ -91,9 +91,7 @@ func (ss *slowStream) WriteHeader(code int) {
 			}
 		case strings.HasPrefix(k, http.TrailerPrefix):
 		default:
-			for _, v := range vs {
-				fields = append(fields, hpack.HeaderField{Name: strings.ToLower(k), Value: v})
-			}
+			fields = appendFields(fields, k, vs)
 		}
 	}
 	c := ss.st.c
@@ -148,15 +146,11 @@ func (ss *slowStream) finish() {
 	}
 	var fields []hpack.HeaderField
 	for _, k := range ss.trailers {
-		for _, v := range ss.hdr[k] {
-			fields = append(fields, hpack.HeaderField{Name: strings.ToLower(k), Value: v})
-		}
+		fields = appendFields(fields, k, ss.hdr[k])
 	}
 	for k, vs := range ss.hdr {
 		if name, ok := strings.CutPrefix(k, http.TrailerPrefix); ok {
-			for _, v := range vs {
-				fields = append(fields, hpack.HeaderField{Name: strings.ToLower(name), Value: v})
-			}
+			fields = appendFields(fields, name, vs)
 		}
 	}
 	c := ss.st.c
@@ -175,6 +169,16 @@ func (ss *slowStream) finish() {
 	}
 	_ = c.bw.Flush()
 	c.wmu.Unlock()
+}
+
+// appendFields appends header name's values, the name lowercased as
+// HTTP/2 wants it.
+func appendFields(fields []hpack.HeaderField, name string, vs []string) []hpack.HeaderField {
+	name = strings.ToLower(name)
+	for _, v := range vs {
+		fields = append(fields, hpack.HeaderField{Name: name, Value: v})
+	}
+	return fields
 }
 
 // maxFrameSize is the client's SETTINGS_MAX_FRAME_SIZE.

@@ -181,19 +181,17 @@ func (c *conn) start() bool {
 		return false
 	}
 	_ = c.nc.SetReadDeadline(time.Time{})
-	c.wmu.Lock()
-	err := c.fr.WriteSettings(
-		http2.Setting{ID: http2.SettingMaxConcurrentStreams, Val: uint32(c.s.maxStreams)},
-		http2.Setting{ID: http2.SettingInitialWindowSize, Val: streamWindow},
-		http2.Setting{ID: http2.SettingMaxHeaderListSize, Val: maxHeaderBytes},
-	)
-	if err == nil {
-		err = c.fr.WriteWindowUpdate(0, connWindow-65535)
-	}
-	if err == nil {
-		err = c.bw.Flush()
-	}
-	c.wmu.Unlock()
+	err := c.send(func() error {
+		err := c.fr.WriteSettings(
+			http2.Setting{ID: http2.SettingMaxConcurrentStreams, Val: uint32(c.s.maxStreams)},
+			http2.Setting{ID: http2.SettingInitialWindowSize, Val: streamWindow},
+			http2.Setting{ID: http2.SettingMaxHeaderListSize, Val: maxHeaderBytes},
+		)
+		if err != nil {
+			return err
+		}
+		return c.fr.WriteWindowUpdate(0, connWindow-65535)
+	})
 	if err != nil {
 		return false
 	}
@@ -585,12 +583,7 @@ func (c *conn) settings(f *http2.SettingsFrame) error {
 	if err != nil {
 		return err
 	}
-	c.wmu.Lock()
-	defer c.wmu.Unlock()
-	if err := c.fr.WriteSettingsAck(); err != nil {
-		return err
-	}
-	return c.bw.Flush()
+	return c.send(c.fr.WriteSettingsAck)
 }
 
 func (c *conn) windowUpdate(f *http2.WindowUpdateFrame) error {
@@ -668,13 +661,7 @@ func (c *conn) keepalive() {
 		return
 	}
 	c.kaPinged = true
-	c.wmu.Lock()
-	err := c.fr.WritePing(false, [8]byte{'k', 'e', 'e', 'p'})
-	if err == nil {
-		err = c.bw.Flush()
-	}
-	c.wmu.Unlock()
-	if err != nil {
+	if c.send(func() error { return c.fr.WritePing(false, [8]byte{'k', 'e', 'e', 'p'}) }) != nil {
 		c.nc.Close()
 		return
 	}
@@ -689,30 +676,26 @@ func (c *conn) resetStream(id uint32, code http2.ErrCode) error {
 	if st != nil {
 		c.forgetStream(st)
 	}
-	c.wmu.Lock()
-	defer c.wmu.Unlock()
-	if err := c.fr.WriteRSTStream(id, code); err != nil {
-		return err
-	}
-	return c.bw.Flush()
+	return c.send(func() error { return c.fr.WriteRSTStream(id, code) })
 }
 
 func (c *conn) writeWindowUpdate(id, n uint32) error {
+	return c.send(func() error { return c.fr.WriteWindowUpdate(id, n) })
+}
+
+// goAway sends GOAWAY.
+func (c *conn) goAway(last uint32, code http2.ErrCode, debug []byte) {
+	_ = c.send(func() error { return c.fr.WriteGoAway(last, code, debug) })
+}
+
+// send runs write, which writes frames, and flushes them, holding wmu.
+func (c *conn) send(write func() error) error {
 	c.wmu.Lock()
 	defer c.wmu.Unlock()
-	if err := c.fr.WriteWindowUpdate(id, n); err != nil {
+	if err := write(); err != nil {
 		return err
 	}
 	return c.bw.Flush()
-}
-
-// goAway sends GOAWAY and closes the connection's writing side.
-func (c *conn) goAway(last uint32, code http2.ErrCode, debug []byte) {
-	c.wmu.Lock()
-	if c.fr.WriteGoAway(last, code, debug) == nil {
-		_ = c.bw.Flush()
-	}
-	c.wmu.Unlock()
 }
 
 // drain begins a graceful stop: a GOAWAY that lets every stream in
@@ -724,15 +707,12 @@ func (c *conn) drain() {
 		c.nc.Close()
 		return
 	}
-	c.wmu.Lock()
-	err := c.fr.WriteGoAway(math.MaxInt32, http2.ErrCodeNo, nil)
-	if err == nil {
-		err = c.fr.WritePing(false, drainPing)
-	}
-	if err == nil {
-		err = c.bw.Flush()
-	}
-	c.wmu.Unlock()
+	err := c.send(func() error {
+		if err := c.fr.WriteGoAway(math.MaxInt32, http2.ErrCodeNo, nil); err != nil {
+			return err
+		}
+		return c.fr.WritePing(false, drainPing)
+	})
 	if err != nil {
 		c.nc.Close()
 		return
