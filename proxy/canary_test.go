@@ -280,24 +280,7 @@ func TestShadowRunAllocs(t *testing.T) {
 	if raceEnabled {
 		t.Skip("sync.Pool drops items at random under -race")
 	}
-	s, _, _ := testServerWith(t, patientConfig())
-	must(t, s.Update(withVersion2(t, reusingDouble(), func(m *config.ModelConfig) {
-		m.Shadow = config.Shadow{Version: "2", Share: 1, Queue: 64}
-	})))
-	sn := s.snap.Load()
-	ran, err := sn.get("double", "1")
-	must(t, err)
-	r := sn.shadows["double"]
-	r.sh.stop() // this test is the worker
-	in := []*tensor.Tensor{tensor.FromFloat32s("x", []int64{1, 4}, []float32{1, 2, 3, 4})}
-	out := []*tensor.Tensor{tensor.FromFloat32s("y", []int64{1, 4}, []float32{2, 4, 6, 8}), tensor.FromInt64s("cls", []int64{1}, []int64{3})}
-	batch := make([]*shadowJob, 3)
-	run := func() {
-		for i := range batch {
-			batch[i] = copyJob(r.target, ran.Meta.Outputs, in, out)
-		}
-		s.shadowBatch(r.sh, batch)
-	}
+	r, run := shadowWorker(t, 3)
 	if n := testing.AllocsPerRun(100, run); n != 0 {
 		t.Errorf("a shadow run of 3 copies allocates %.0f times; want 0", n)
 	}

@@ -63,27 +63,37 @@ func BenchmarkOfferShadow(b *testing.B) {
 // batcher's, not a backend's (the CPU engine allocates two blocks per
 // Infer for its outputs).
 func BenchmarkShadowRun(b *testing.B) {
-	s, _, _ := testServerWith(b, patientConfig())
-	must(b, s.Update(withVersion2(b, reusingDouble(), func(m *config.ModelConfig) {
+	r, run := shadowWorker(b, 4)
+	b.ReportAllocs()
+	for b.Loop() {
+		run()
+	}
+	if got := r.sh.rows.Get(); got == 0 || r.sh.agreeing.Get() != got {
+		b.Fatalf("%d rows compared, %d agreeing; want all of them", got, r.sh.agreeing.Get())
+	}
+}
+
+// shadowWorker serves double with version 2 as its shadow (reusingDouble,
+// share 1) and stops the shadow's worker, so that the caller is it: run
+// takes n one-row copies of a request and runs them as one shadow batch.
+func shadowWorker(tb testing.TB, n int) (*shadowRoute, func()) {
+	s, _, _ := testServerWith(tb, patientConfig())
+	must(tb, s.Update(withVersion2(tb, reusingDouble(), func(m *config.ModelConfig) {
 		m.Shadow = config.Shadow{Version: "2", Share: 1, Queue: 1024}
 	})))
 	sn := s.snap.Load()
 	ran, err := sn.get("double", "1")
-	must(b, err)
+	must(tb, err)
 	r := sn.shadows["double"]
-	r.sh.stop() // this benchmark is the worker
+	r.sh.stop()
 	in := []*tensor.Tensor{tensor.FromFloat32s("x", []int64{1, 4}, []float32{1, 2, 3, 4})}
 	out := []*tensor.Tensor{tensor.FromFloat32s("y", []int64{1, 4}, []float32{2, 4, 6, 8}), tensor.FromInt64s("cls", []int64{1}, []int64{3})}
-	batch := make([]*shadowJob, 4)
-	b.ReportAllocs()
-	for b.Loop() {
+	batch := make([]*shadowJob, n)
+	return r, func() {
 		for i := range batch {
 			batch[i] = copyJob(r.target, ran.Meta.Outputs, in, out)
 		}
 		s.shadowBatch(r.sh, batch)
-	}
-	if got := r.sh.rows.Get(); got == 0 || r.sh.agreeing.Get() != got {
-		b.Fatalf("%d rows compared, %d agreeing; want all of them", got, r.sh.agreeing.Get())
 	}
 }
 
