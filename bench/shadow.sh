@@ -44,16 +44,27 @@ for r in $(seq "$ROUNDS"); do
     rm -rf "$OUT/res"
     ${BENCH:-bin/bench} run -addr 127.0.0.1:$H -pid $S -protocol v2-binary -models "$R" -model $m \
       -path /v2/models/$m/versions/1/infer -rate "$RATE" -d "$DUR" -warmup 1s -name $m -out "$OUT/res" >/dev/null 2>&1
-    # The first run's latency block: p50, p99, answered, errors, server CPU s.
-    awk -v r=$r -v m=$m '/"p50_us"/ && !a {a=$2} /"p99_us"/ && !b {b=$2} /"ok"/ && !o {o=$2}
-      /"server_cpu_s"/ && !c {c=$2} END {gsub(/,/, "", a); gsub(/,/, "", b); gsub(/,/, "", o); print r, m, a+0, b+0, o+0, c+0}' \
+    # The first run's latency block: p50, p99, answered, server CPU s; then
+    # the 1-minute load average after the run.
+    awk -v r=$r -v m=$m -v l="$(cut -d' ' -f1 /proc/loadavg)" '/"p50_us"/ && !a {a=$2} /"p99_us"/ && !b {b=$2}
+      /"ok"/ && !o {o=$2} /"server_cpu_s"/ && !c {c=$2}
+      END {gsub(/,/, "", a); gsub(/,/, "", b); gsub(/,/, "", o); print r, m, a+0, b+0, o+0, c+0, l}' \
       "$OUT"/res/*/results.json | tee -a "$OUT/runs"
   done
   flock -u 9
 done
 echo "load average: $(cut -d' ' -f1-3 /proc/loadavg)"
-curl -s 127.0.0.1:$M/metrics | grep -E '^coalesce_shadow_(rows|dropped)_total'
-echo "columns: round mode p50_us p99_us answered server_cpu_s; ratios are to off's p99 in the same round"
+MET=$(curl -s 127.0.0.1:$M/metrics)
+echo "$MET" | grep -E '^coalesce_shadow_(rows|dropped)_total'
+# The server's own view (its request histogram, warm-ups included): the
+# share of each mode's requests that took longer than 50, 100 and 200 µs
+# from the handler's start to its answer.
+for m in $MODES; do
+  echo "$MET" | grep "^coalesce_request_duration_seconds_bucket{model=\"$m\",version=\"1\",protocol=\"v2\"" |
+    awk -v m=$m -F'[ "]' '{c[$(NF-2)] = $NF} END {printf "%-6s server-side: %d requests, over 50 us %.2f %%, 100 us %.2f %%, 200 us %.3f %%\n",
+      m, c["+Inf"], 100 - 100 * c["5e-05"] / c["+Inf"], 100 - 100 * c["0.0001"] / c["+Inf"], 100 - 100 * c["0.0002"] / c["+Inf"]}'
+done
+echo "columns: round mode p50_us p99_us answered server_cpu_s load1; ratios are to off's p99 in the same round"
 awk -v modes="$MODES" 'BEGIN {srand(16); n = split(modes, ms, " ")}
   {p50[$2, $1] = $3; p99[$2, $1] = $4; if ($1 > R) R = $1}
   function med(v, k,   i, j, t) { # median of v[1..k], sorted in place
