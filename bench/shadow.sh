@@ -1,0 +1,85 @@
+#!/bin/sh
+# shadow.sh: what a shadow costs the primary's p50 and p99 out of process:
+# one server (COALESCE, default bin/coalesce) alone in its process, the
+# load from bench run (BENCH, default bin/bench) in another, open loop
+# (Poisson) at RATE (default 4000) requests/s of one digits-mlp row each
+# (KServe V2 binary tensors), DUR (default 5s) per run after 1s of warm-up.
+# A temporary repository holds four copies of digits-mlp, each with
+# versions 1 and 2 (the same model.onnx) and requests sent to version 1:
+#   off    no shadow: the reference of the ratios
+#   aa     no shadow, identical to off: the A/A control (the measure's noise)
+#   on     shadow version 2 at share 1 (every answer copied), queue 64
+#   share  shadow version 2 at share 0.1, queue 64
+# ROUNDS (default 12) rounds; each starts at another mode (so that no mode
+# always follows the same one), and each round holds /tmp/coalesce-bench.lock
+# (flock) from its first run to its last, so that its four runs are not
+# split by other sessions' measurements. Per round, each mode's p99 ÷ off's
+# p99; the report gives per mode the median p50 and p99, the median, range
+# and a bootstrap 95 % interval (2,000 resamples of the rounds) of the
+# median per-round p99 ratio. Extra flags for the server go in SERVER_FLAGS.
+cd "$(dirname "$0")/.."
+ROUNDS=${ROUNDS:-12} DUR=${DUR:-5s} RATE=${RATE:-4000} H=${PORT:-27380} MODES="off aa on share"
+M=$((H + 10))
+OUT=$(mktemp -d) && R="$OUT/repo"
+for m in $MODES; do
+  mkdir -p "$R/$m/1" "$R/$m/2"
+  cp models/digits-mlp/1/model.onnx "$R/$m/1/" && cp models/digits-mlp/1/model.onnx "$R/$m/2/"
+  cp models/digits-mlp/golden.json models/digits-mlp/config.yaml "$R/$m/"
+  printf '\nversion_policy: {latest: 2}\n' >>"$R/$m/config.yaml"
+done
+printf 'shadow: {version: 2, share: 1, queue: 64}\n' >>"$R/on/config.yaml"
+printf 'shadow: {version: 2, share: 0.1, queue: 64}\n' >>"$R/share/config.yaml"
+${COALESCE:-bin/coalesce} serve --models.repository "$R" --config /dev/null --http.addr 127.0.0.1:$H --admin.addr 127.0.0.1:$M --log.level warn $SERVER_FLAGS >"$OUT/server.log" 2>&1 &
+S=$!
+trap 'kill $S 2>/dev/null; rm -rf "$OUT"' EXIT
+sleep 3
+kill -0 $S 2>/dev/null || { cat "$OUT/server.log" >&2; exit 1; }
+echo "load average: $(cut -d' ' -f1-3 /proc/loadavg)"
+exec 9>/tmp/coalesce-bench.lock
+for r in $(seq "$ROUNDS"); do
+  k=$(((r - 1) % 4))
+  order=$(echo $MODES $MODES | cut -d' ' -f$((k + 1))-$((k + 4)))
+  flock 9
+  for m in $order; do
+    rm -rf "$OUT/res"
+    ${BENCH:-bin/bench} run -addr 127.0.0.1:$H -pid $S -protocol v2-binary -models "$R" -model $m \
+      -path /v2/models/$m/versions/1/infer -rate "$RATE" -d "$DUR" -warmup 1s -name $m -out "$OUT/res" >/dev/null 2>&1
+    # The first run's latency block: p50, p99, answered, server CPU s; then
+    # the 1-minute load average after the run.
+    awk -v r=$r -v m=$m -v l="$(cut -d' ' -f1 /proc/loadavg)" '/"p50_us"/ && !a {a=$2} /"p99_us"/ && !b {b=$2}
+      /"ok"/ && !o {o=$2} /"server_cpu_s"/ && !c {c=$2}
+      END {gsub(/,/, "", a); gsub(/,/, "", b); gsub(/,/, "", o); print r, m, a+0, b+0, o+0, c+0, l}' \
+      "$OUT"/res/*/results.json | tee -a "$OUT/runs"
+  done
+  flock -u 9
+done
+echo "load average: $(cut -d' ' -f1-3 /proc/loadavg)"
+MET=$(curl -s 127.0.0.1:$M/metrics)
+echo "$MET" | grep -E '^coalesce_shadow_(rows|dropped)_total'
+# The server's own view (its request histogram, warm-ups included): the
+# share of each mode's requests that took longer than 50, 100 and 200 µs
+# from the handler's start to its answer.
+for m in $MODES; do
+  echo "$MET" | grep "^coalesce_request_duration_seconds_bucket{model=\"$m\",version=\"1\",protocol=\"v2\"" |
+    awk -v m=$m -F'[ "]' '{c[$(NF-2)] = $NF} END {printf "%-6s server-side: %d requests, over 50 us %.2f %%, 100 us %.2f %%, 200 us %.3f %%\n",
+      m, c["+Inf"], 100 - 100 * c["5e-05"] / c["+Inf"], 100 - 100 * c["0.0001"] / c["+Inf"], 100 - 100 * c["0.0002"] / c["+Inf"]}'
+done
+echo "columns: round mode p50_us p99_us answered server_cpu_s load1; ratios are to off's p99 in the same round"
+awk -v modes="$MODES" 'BEGIN {srand(16); n = split(modes, ms, " ")}
+  {p50[$2, $1] = $3; p99[$2, $1] = $4; if ($1 > R) R = $1}
+  function med(v, k,   i, j, t) { # median of v[1..k], sorted in place
+    for (i = 2; i <= k; i++) { t = v[i]; for (j = i - 1; j > 0 && v[j] > t; j--) v[j + 1] = v[j]; v[j + 1] = t }
+    return k % 2 ? v[(k + 1) / 2] : (v[k / 2] + v[k / 2 + 1]) / 2 }
+  END {
+    for (i = 1; i <= n; i++) {
+      m = ms[i]; k = 0; lo = 1e9; hi = 0
+      for (r = 1; r <= R; r++) { a[r] = p50[m, r]; b[r] = p99[m, r]; x[r] = p99[m, r] / p99["off", r]
+        if (x[r] < lo) lo = x[r]; if (x[r] > hi) hi = x[r] }
+      for (r = 1; r <= R; r++) y[r] = x[r]
+      mx = med(y, R)
+      for (s = 1; s <= 2000; s++) { for (r = 1; r <= R; r++) y[r] = x[int(rand() * R) + 1]; bs[s] = med(y, R) }
+      med(bs, 2000)
+      printf "%-6s p50 %5.0f us  p99 %5.0f us  p99/off median %.3f  range %.3f-%.3f  95%% [%.3f, %.3f]  (%d rounds)\n",
+        m, med(a, R), med(b, R), mx, lo, hi, bs[51], bs[1950], R
+    }
+  }' "$OUT/runs"
