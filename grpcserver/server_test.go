@@ -126,6 +126,32 @@ func TestHealth(t *testing.T) {
 	}
 }
 
+// TestHealthWatch: the streaming Watch of grpc.health.v1, which the
+// transport hands to grpc-go (slowpath.go), sends the current status at
+// once and each change as it happens, on a stream that stays open.
+func TestHealthWatch(t *testing.T) {
+	h := start(t, testConfig())
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	w, err := healthpb.NewHealthClient(h.conn).Watch(ctx, &healthpb.HealthCheckRequest{Service: grpcserver.ServiceName})
+	must(t, err)
+	if r, err := w.Recv(); err != nil || r.GetStatus() != healthpb.HealthCheckResponse_SERVING {
+		t.Fatalf("Watch's first status = %v, %v; want SERVING", r.GetStatus(), err)
+	}
+	// A call on the same connection while the stream is open.
+	if _, err := h.infer.ModelInfer(context.Background(), doubleReq(1, 2, 3, 4)); err != nil {
+		t.Fatalf("a call beside the open Watch: %v", err)
+	}
+	h.g.SetDraining()
+	if r, err := w.Recv(); err != nil || r.GetStatus() != healthpb.HealthCheckResponse_NOT_SERVING {
+		t.Fatalf("Watch's status after SetDraining = %v, %v; want NOT_SERVING", r.GetStatus(), err)
+	}
+	cancel()
+	if _, err := w.Recv(); status.Code(err) != codes.Canceled {
+		t.Errorf("Watch after the client cancelled = %v; want Canceled", err)
+	}
+}
+
 // TestReflection: server reflection lists the services, so that grpcurl
 // works without the proto file, and describes the inference service.
 func TestReflection(t *testing.T) {
