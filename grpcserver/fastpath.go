@@ -126,12 +126,18 @@ func parseHeaders(f *http2.MetaHeadersFrame) headerInfo {
 }
 
 // firstOf keeps the first value of a repeated metadata key, as
-// metadata.MD.Get(key)[0] does.
+// metadata.MD.Get(key)[0] does. The value is not copied: the decoded
+// header list lives as long as the stream (callHeaders.fields), and a
+// proxy.Call's credentials, Cache-Control and id are only read during
+// the call.
 func firstOf(have []byte, v string) []byte {
 	if have != nil {
 		return have
 	}
-	return []byte(v)
+	if v == "" {
+		return []byte{} // present, and empty
+	}
+	return view(v)
 }
 
 // isGRPC says whether a content type is gRPC's with the protobuf codec:
