@@ -20,11 +20,15 @@ build: $(WIDE_MLP)
 run: build
 	./$(BIN) serve --config configs/coalesce.yaml --models.default digits-mlp
 
-# Every test, with the race detector, then a short run of every fuzz target,
-# then the deploy module's tests (manifests, rules, dashboard).
+# Every test, with the race detector, then the tests that skip under it
+# (allocation and memory counts: the race detector drops sync.Pool items at
+# random and inflates memory) without it, then a short run of every fuzz
+# target, then the deploy module's tests (manifests, rules, dashboard).
+NORACE_TESTS = ^(TestShadowRunAllocs|TestShadowCopyAllocs|TestRequestMetricsAllocs|TestIdleConnMemory)$$
 test: $(WIDE_MLP)
 	$(GO) vet ./...
 	$(GO) test -race -count=1 ./...
+	$(GO) test -count=1 -run '$(NORACE_TESTS)' ./proxy/
 	$(MAKE) fuzz FUZZTIME=5s
 	$(MAKE) test-deploy
 

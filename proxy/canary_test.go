@@ -278,7 +278,7 @@ func TestShadowCompare(t *testing.T) {
 // the backend here reuses its outputs.
 func TestShadowRunAllocs(t *testing.T) {
 	if raceEnabled {
-		t.Skip("sync.Pool drops items at random under -race")
+		t.Skip("sync.Pool drops items at random under -race; make test runs this without it (NORACE_TESTS)")
 	}
 	r, run := shadowWorker(t, 3)
 	if n := testing.AllocsPerRun(100, run); n != 0 {
@@ -293,7 +293,7 @@ func TestShadowRunAllocs(t *testing.T) {
 // returning it allocates nothing once the pool holds one.
 func TestShadowCopyAllocs(t *testing.T) {
 	if raceEnabled {
-		t.Skip("sync.Pool drops items at random under -race")
+		t.Skip("sync.Pool drops items at random under -race; make test runs this without it (NORACE_TESTS)")
 	}
 	b := fakemodel.Models["double"]()
 	target := &entry{ModelVersion: &backends.ModelVersion{Name: "double", Version: "2", Backend: b, Meta: b.Metadata()}}

@@ -22,7 +22,7 @@ const maxIdleConnBytes = 10_000
 // needs ulimit -n above 20000).
 func TestIdleConnMemory(t *testing.T) {
 	if raceEnabled {
-		t.Skip("the race detector multiplies memory use")
+		t.Skip("the race detector multiplies memory use; make test runs this without it (NORACE_TESTS)")
 	}
 	n := 1000
 	if v := os.Getenv("COALESCE_IDLE_CONNS"); v != "" {

@@ -75,7 +75,7 @@ func TestRequestMetricsByVersion(t *testing.T) {
 // cached handles allocates nothing.
 func TestRequestMetricsAllocs(t *testing.T) {
 	if raceEnabled {
-		t.Skip("allocations are not representative under -race")
+		t.Skip("allocations are not representative under -race; make test runs this without it (NORACE_TESTS)")
 	}
 	s, _, _ := testServer(t)
 	e, err := s.snap.Load().get("double", "1")
