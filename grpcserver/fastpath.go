@@ -15,6 +15,7 @@ import (
 	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/proto"
 
+	"github.com/coalesce-ml/coalesce/internal/h2"
 	"github.com/coalesce-ml/coalesce/proto/inferencepb"
 	"github.com/coalesce-ml/coalesce/proxy"
 )
@@ -248,15 +249,17 @@ func releaseMsg(b []byte) {
 }
 
 // marshal returns resp framed as a gRPC message: uncompressed, its
-// length, its bytes.
-func marshal(resp proto.Message) []byte {
+// length, its bytes; a response that does not marshal (a string field
+// that is not UTF-8) is an Internal error, as grpc-go reports it.
+func marshal(resp proto.Message) ([]byte, error) {
 	b := append(getMsg(), 0, 0, 0, 0, 0)
 	b, err := proto.MarshalOptions{}.MarshalAppend(b, resp)
-	if err != nil { // a message built by this package always marshals
-		panic(err)
+	if err != nil {
+		releaseMsg(b)
+		return nil, status.Errorf(codes.Internal, "grpc: error while marshaling: %v", err)
 	}
 	binary.BigEndian.PutUint32(b[1:5], uint32(len(b)-5))
-	return b
+	return b, nil
 }
 
 // reserve takes n bytes of the connection's and the stream's send
@@ -392,22 +395,7 @@ func (c *conn) writeHeaders(id uint32, end bool, fields []hpack.HeaderField) err
 			return err
 		}
 	}
-	block := c.hbuf.Bytes()
-	first := true
-	for first || len(block) > 0 {
-		k := min(len(block), int(c.maxFrame))
-		var err error
-		if first {
-			err = c.fr.WriteHeaders(http2.HeadersFrameParam{StreamID: id, BlockFragment: block[:k], EndStream: end, EndHeaders: k == len(block)})
-		} else {
-			err = c.fr.WriteContinuation(id, k == len(block), block[:k])
-		}
-		if err != nil {
-			return err
-		}
-		block, first = block[k:], false
-	}
-	return nil
+	return h2.WriteBlock(c.fr, id, end, c.hbuf.Bytes(), int(c.maxFrame))
 }
 
 // encodeGRPCMessage percent-encodes grpc-message as gRPC's HTTP/2

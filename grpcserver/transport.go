@@ -13,6 +13,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/coalesce-ml/coalesce/internal/h2"
 	"golang.org/x/net/http2"
 	"golang.org/x/net/http2/hpack"
 )
@@ -469,7 +470,7 @@ func (c *conn) callWaiting() bool {
 		if len(b) < 9 || http2.FrameType(b[3]) == http2.FrameHeaders {
 			return true
 		}
-		n := 9 + int(b[0])<<16 | int(b[1])<<8 | int(b[2])
+		n := h2.FrameLen(b)
 		if n > len(b) {
 			return http2.FrameType(b[3]) != http2.FrameData // a DATA frame is some call's message
 		}
@@ -501,12 +502,15 @@ func (c *conn) run(st *stream, inline bool) {
 	d := int64(time.Since(call.Arrived))
 	avg := c.inlineCost.Load()
 	c.inlineCost.Store(avg + (d-avg)/8)
+	var b []byte
+	if err == nil {
+		b, err = marshal(resp)
+	}
 	if err != nil {
 		c.writeError(st, err)
 		c.remove(st)
 		return
 	}
-	b := marshal(resp)
 	switch {
 	case c.reserve(st, len(b)):
 		c.writeAnswer(st, b, cache, true)

@@ -17,6 +17,7 @@ import (
 	"google.golang.org/grpc/codes"
 
 	"github.com/coalesce-ml/coalesce/bench/loadgen"
+	"github.com/coalesce-ml/coalesce/internal/h2"
 )
 
 // h2conn is one HTTP/2 connection of the lean client, carrying unary
@@ -227,21 +228,7 @@ func (cn *h2conn) writeHeaders(id uint32, path string) error {
 	for i := 0; i+1 < len(cn.md); i += 2 {
 		f(cn.md[i], cn.md[i+1])
 	}
-	block, first := cn.hbuf.Bytes(), true
-	for {
-		frag := block[:min(len(block), cn.maxFrame)]
-		block = block[len(frag):]
-		var err error
-		if first {
-			err = cn.fr.WriteHeaders(http2.HeadersFrameParam{StreamID: id, BlockFragment: frag, EndHeaders: len(block) == 0})
-		} else {
-			err = cn.fr.WriteContinuation(id, len(block) == 0, frag)
-		}
-		if err != nil || len(block) == 0 {
-			return err
-		}
-		first = false
-	}
+	return h2.WriteBlock(cn.fr, id, false, cn.hbuf.Bytes(), cn.maxFrame)
 }
 
 // send writes c's DATA as far as the server's windows allow, END_STREAM
@@ -540,7 +527,7 @@ func (cn *h2conn) frameBuffered() bool {
 		return false // Peek would read the socket
 	}
 	h, _ := cn.br.Peek(9)
-	return cn.br.Buffered() >= 9+int(h[0])<<16|int(h[1])<<8|int(h[2])
+	return cn.br.Buffered() >= h2.FrameLen(h)
 }
 
 // flushCtl writes and flushes the control frames owed. The caller holds
