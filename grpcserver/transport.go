@@ -349,13 +349,6 @@ func (c *conn) headers(f *http2.MetaHeadersFrame) error {
 	if id%2 == 0 || id <= c.maxID {
 		return http2.ConnectionError(http2.ErrCodeProtocol)
 	}
-	c.mu.Lock()
-	c.maxID = id
-	refuse := (c.draining && id > c.lastID) || len(c.streams) >= c.s.maxStreams
-	c.mu.Unlock()
-	if refuse {
-		return c.resetStream(id, http2.ErrCodeRefusedStream)
-	}
 	st = &stream{c: c, id: id}
 	h := parseHeaders(f)
 	st.call = h.call
@@ -363,9 +356,16 @@ func (c *conn) headers(f *http2.MetaHeadersFrame) error {
 		st.m = m
 	}
 	c.mu.Lock()
-	st.send = c.initWindow
-	c.streams[id] = st
+	c.maxID = id
+	refuse := (c.draining && id > c.lastID) || len(c.streams) >= c.s.maxStreams
+	if !refuse {
+		st.send = c.initWindow
+		c.streams[id] = st
+	}
 	c.mu.Unlock()
+	if refuse {
+		return c.resetStream(id, http2.ErrCodeRefusedStream)
+	}
 	if f.Truncated {
 		st.failed = errHeaderList
 		c.fail(st)
