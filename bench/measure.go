@@ -8,6 +8,7 @@ import (
 	"strconv"
 	"time"
 
+	"github.com/HdrHistogram/hdrhistogram-go"
 	"github.com/coalesce-ml/coalesce/bench/grpcload"
 	"github.com/coalesce-ml/coalesce/bench/loadgen"
 	"github.com/coalesce-ml/coalesce/bench/report"
@@ -98,10 +99,9 @@ func measure(ctx context.Context, s server, l load, progress io.Writer) (report.
 	if len(run.Errors) == 0 {
 		run.Errors = nil
 	}
-	p := loadgen.Summarize(res.Latency)
-	run.Latency = report.Latency{P50: p.P50, P90: p.P90, P99: p.P99, P999: p.P999, Max: p.Max, Mean: p.Mean}
-	sp := loadgen.Summarize(res.ShedLatency)
-	run.ShedLatency = report.Latency{P50: sp.P50, P90: sp.P90, P99: sp.P99, P999: sp.P999, Max: sp.Max, Mean: sp.Mean}
+	run.Latency = latencyOf(res.Latency)
+	run.ServiceLatency = latencyOf(res.Service)
+	run.ShedLatency = latencyOf(res.ShedLatency)
 	if cpu0 >= 0 {
 		if c, err := targets.CPUSeconds(s.pid); err == nil {
 			run.ServerCPU = c - cpu0
@@ -120,4 +120,10 @@ func levelWord(m loadgen.Mode) string {
 		return "rate"
 	}
 	return "c"
+}
+
+// latencyOf summarises a latency histogram for a report.
+func latencyOf(h *hdrhistogram.Histogram) report.Latency {
+	p := loadgen.Summarize(h)
+	return report.Latency{P50: p.P50, P90: p.P90, P99: p.P99, P999: p.P999, Max: p.Max, Mean: p.Mean}
 }

@@ -44,11 +44,14 @@ for r in $(seq "$ROUNDS"); do
     rm -rf "$OUT/res"
     ${BENCH:-bin/bench} run -addr 127.0.0.1:$H -pid $S -protocol v2-binary -models "$R" -model $m \
       -path /v2/models/$m/versions/1/infer -rate "$RATE" -d "$DUR" -warmup 1s -name $m -out "$OUT/res" >/dev/null 2>&1
-    # The first run's latency block: p50, p99, answered, server CPU s; then
-    # the 1-minute load average after the run.
-    awk -v r=$r -v m=$m -v l="$(cut -d' ' -f1 /proc/loadavg)" '/"p50_us"/ && !a {a=$2} /"p99_us"/ && !b {b=$2}
-      /"ok"/ && !o {o=$2} /"server_cpu_s"/ && !c {c=$2}
-      END {gsub(/,/, "", a); gsub(/,/, "", b); gsub(/,/, "", o); print r, m, a+0, b+0, o+0, c+0, l}' \
+    # The run's latency from the intended send time and from the actual
+    # send (service_latency: without the client's timer lateness), p50 and
+    # p99 of each; answered, server CPU s; the 1-minute load average after.
+    awk -v r=$r -v m=$m -v l="$(cut -d' ' -f1 /proc/loadavg)" '
+      /"service_latency"/ {b = "s"} /"shed_latency"/ {b = "x"} /"latency"/ && !/_latency/ {b = "l"}
+      /"p50_us"/ || /"p99_us"/ || /"ok"/ || /"server_cpu_s"/ {k = $1; gsub(/[",:]/, "", k); v = $2; gsub(/,/, "", v)
+        if (k == "ok" || k == "server_cpu_s") {if (!(k in f)) f[k] = v + 0} else if (!((b k) in f)) f[b k] = v + 0}
+      END {print r, m, f["lp50_us"], f["lp99_us"], f["sp50_us"], f["sp99_us"], f["ok"], f["server_cpu_s"], l}' \
       "$OUT"/res/*/results.json | tee -a "$OUT/runs"
   done
   flock -u 9
@@ -64,9 +67,15 @@ for m in $MODES; do
     awk -v m=$m -F'[ "]' '{c[$(NF-2)] = $NF} END {printf "%-6s server-side: %d requests, over 50 us %.2f %%, 100 us %.2f %%, 200 us %.3f %%\n",
       m, c["+Inf"], 100 - 100 * c["5e-05"] / c["+Inf"], 100 - 100 * c["0.0001"] / c["+Inf"], 100 - 100 * c["0.0002"] / c["+Inf"]}'
 done
-echo "columns: round mode p50_us p99_us answered server_cpu_s load1; ratios are to off's p99 in the same round"
-awk -v modes="$MODES" 'BEGIN {srand(16); n = split(modes, ms, " ")}
-  {p50[$2, $1] = $3; p99[$2, $1] = $4; if ($1 > R) R = $1}
+echo "columns: round mode p50_us p99_us service_p50_us service_p99_us answered server_cpu_s load1"
+echo "(latency from the intended send time, then from the actual send; ratios are to off's p99 in the same round)"
+# Per mode and per latency (column 4: from the intended time; 6: from the
+# send): the median p50 and p99 over the rounds, and the median, range and
+# bootstrap 95 % interval of the per-round ratio of p99 to off's.
+for col in 4 6; do
+  [ $col = 4 ] && echo "from the intended send time:" || echo "from the actual send (service latency):"
+  awk -v modes="$MODES" -v c=$col 'BEGIN {srand(16); n = split(modes, ms, " ")}
+  {p50[$2, $1] = $(c - 1); p99[$2, $1] = $c; if ($1 > R) R = $1}
   function med(v, k,   i, j, t) { # median of v[1..k], sorted in place
     for (i = 2; i <= k; i++) { t = v[i]; for (j = i - 1; j > 0 && v[j] > t; j--) v[j + 1] = v[j]; v[j + 1] = t }
     return k % 2 ? v[(k + 1) / 2] : (v[k / 2] + v[k / 2 + 1]) / 2 }
@@ -79,7 +88,8 @@ awk -v modes="$MODES" 'BEGIN {srand(16); n = split(modes, ms, " ")}
       mx = med(y, R)
       for (s = 1; s <= 2000; s++) { for (r = 1; r <= R; r++) y[r] = x[int(rand() * R) + 1]; bs[s] = med(y, R) }
       med(bs, 2000)
-      printf "%-6s p50 %5.0f us  p99 %5.0f us  p99/off median %.3f  range %.3f-%.3f  95%% [%.3f, %.3f]  (%d rounds)\n",
+      printf "  %-6s p50 %5.0f us  p99 %5.0f us  p99/off median %.3f  range %.3f-%.3f  95%% [%.3f, %.3f]  (%d rounds)\n",
         m, med(a, R), med(b, R), mx, lo, hi, bs[51], bs[1950], R
     }
   }' "$OUT/runs"
+done

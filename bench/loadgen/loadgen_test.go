@@ -9,6 +9,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/HdrHistogram/hdrhistogram-go"
+
 	"github.com/valyala/fasthttp"
 )
 
@@ -210,15 +212,18 @@ func TestOpenLoopShowsQueueing(t *testing.T) {
 		if mode == Open && (res.Offered != 200 || res.Errors["unsent"] != 0) {
 			t.Errorf("open loop offered %v, unsent %d; want 200 and none", res.Offered, res.Errors["unsent"])
 		}
-		// Requests that waited at least 100ms.
-		n := int64(0)
-		for _, b := range res.Latency.Distribution() {
-			if b.From >= 100_000 {
-				n += b.Count
-			}
+		n, served := slowAnswers(res.Latency), slowAnswers(res.Service)
+		t.Logf("%v loop: %d requests, %d waited ≥100ms (%d from their send), p99 %.1f ms, max %.1f ms", mode, res.Requests, n,
+			served, float64(res.Latency.ValueAtQuantile(99))/1000, float64(res.Latency.Max())/1000)
+		if res.Service.TotalCount() != res.Latency.TotalCount() {
+			t.Errorf("%v loop: %d service latencies, %d latencies; want one of each per answer", mode, res.Service.TotalCount(), res.Latency.TotalCount())
 		}
-		t.Logf("%v loop: %d requests, %d waited ≥100ms, p99 %.1f ms, max %.1f ms", mode, res.Requests, n,
-			float64(res.Latency.ValueAtQuantile(99))/1000, float64(res.Latency.Max())/1000)
+		// From their send, only the requests in flight when the stall
+		// began waited: one per connection (the stall may catch a
+		// connection twice at its edges).
+		if served > 4 {
+			t.Errorf("%v loop: %d requests waited ≥100ms from their send; want at most the 2 connections' requests in flight", mode, served)
+		}
 		return n
 	}
 	open := slow(Open)
@@ -229,5 +234,39 @@ func TestOpenLoopShowsQueueing(t *testing.T) {
 	}
 	if closed >= open {
 		t.Errorf("closed loop saw %d slow requests, open loop %d; want the open loop to show more", closed, open)
+	}
+}
+
+// slowAnswers counts the latencies of h of 100 ms or more.
+func slowAnswers(h *hdrhistogram.Histogram) int64 {
+	n := int64(0)
+	for _, b := range h.Distribution() {
+		if b.From >= 100_000 {
+			n += b.Count
+		}
+	}
+	return n
+}
+
+// TestWindowStretchesToLastAnswer stalls the server across the end of the
+// measured window: the request sent before the end is answered after it,
+// and throughput is counted over the time it took to answer.
+func TestWindowStretchesToLastAnswer(t *testing.T) {
+	ts := startTestServer(t)
+	reqs := []Request{NewRequest("POST", ts.addr, "/ok", []byte(`{}`))}
+	ch := make(chan struct{})
+	go func() {
+		time.Sleep(150 * time.Millisecond)
+		ts.stall.Store(&ch)
+		time.Sleep(500 * time.Millisecond) // until ~350 ms past the window's end
+		ts.stall.Store(nil)
+		close(ch)
+	}()
+	res, err := Run(context.Background(), Config{Addr: ts.addr, Requests: reqs, Connections: 1, Duration: 300 * time.Millisecond})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if res.Seconds < 0.45 {
+		t.Errorf("Seconds = %.3f; want the window stretched to the answer that came ~0.65 s after the start", res.Seconds)
 	}
 }

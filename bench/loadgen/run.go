@@ -102,6 +102,14 @@ type Result struct {
 	// Latency of every answered request, in microseconds (open loop: from
 	// the intended send time).
 	Latency *hdrhistogram.Histogram
+	// Service is the same answers' latency from the moment each request
+	// was sent, in microseconds: in a closed loop the same as Latency; in
+	// an open loop it leaves out the client's own lateness (a Go timer
+	// sleeping under a millisecond may fire up to ~1 ms late when the
+	// process is idle) and any wait behind the connection's previous
+	// request, so it is the server's and the network's part alone, and
+	// hides coordinated omission: read it only next to Latency.
+	Service *hdrhistogram.Histogram
 	// ShedLatency holds the 429 and 503 answers alone: how fast the server
 	// refused load.
 	ShedLatency *hdrhistogram.Histogram
@@ -155,6 +163,7 @@ type worker struct {
 
 	mu       sync.Mutex // guards the fields below; the progress line reads them
 	hist     *hdrhistogram.Histogram
+	service  *hdrhistogram.Histogram
 	shedHist *hdrhistogram.Histogram
 	interval *hdrhistogram.Histogram // since the last progress line
 	requests int64
@@ -202,7 +211,7 @@ func Run(ctx context.Context, cfg Config) (*Result, error) {
 		if cfg.NewConn != nil {
 			c = cfg.NewConn(i)
 		}
-		workers[i] = &worker{c: c, hist: NewHistogram(), shedHist: NewHistogram(), interval: NewHistogram(), errors: map[string]int64{}}
+		workers[i] = &worker{c: c, hist: NewHistogram(), service: NewHistogram(), shedHist: NewHistogram(), interval: NewHistogram(), errors: map[string]int64{}}
 	}
 	cpu0 := cpuSeconds()
 	start := time.Now()
@@ -253,13 +262,14 @@ func Run(ctx context.Context, cfg Config) (*Result, error) {
 	}
 	<-done
 
-	res := &Result{Latency: NewHistogram(), ShedLatency: NewHistogram(), Errors: map[string]int64{}, ClientCPU: cpuSeconds() - cpu0}
+	res := &Result{Latency: NewHistogram(), Service: NewHistogram(), ShedLatency: NewHistogram(), Errors: map[string]int64{}, ClientCPU: cpuSeconds() - cpu0}
 	var lastEnd time.Time
 	for _, w := range workers {
 		if w.lastEnd.After(lastEnd) {
 			lastEnd = w.lastEnd
 		}
 		res.Latency.Merge(w.hist)
+		res.Service.Merge(w.service)
 		res.ShedLatency.Merge(w.shedHist)
 		res.Requests += w.requests
 		res.OK += w.ok
@@ -320,7 +330,7 @@ func (r *run) closed(i int, w *worker) {
 		req := &r.cfg.Requests[idx%n]
 		idx++
 		status, err := w.c.Do(req, t0.Add(r.timeout))
-		r.record(w, t0, time.Now(), status, err)
+		r.record(w, t0, t0, time.Now(), status, err)
 		var de *DialError
 		if errors.As(err, &de) {
 			pause(time.Millisecond) // the server is not listening: don't spin
@@ -370,25 +380,22 @@ func (r *run) open(i int, w *worker, start time.Time) {
 		}
 		req := &r.cfg.Requests[idx%n]
 		idx++
-		status, err := w.c.Do(req, time.Now().Add(r.timeout))
-		r.record(w, next, time.Now(), status, err)
+		sent := time.Now()
+		status, err := w.c.Do(req, sent.Add(r.timeout))
+		r.record(w, next, sent, time.Now(), status, err)
 		next = next.Add(gap())
 	}
 }
 
-// record files one outcome under w. Only requests whose intended time
-// falls in the measured window count; every answer feeds the live line.
-func (r *run) record(w *worker, intended, end time.Time, status int, err error) {
-	us := end.Sub(intended).Microseconds()
-	if us < 1 {
-		us = 1
-	}
-	if us > maxLatencyUS {
-		us = maxLatencyUS
-	}
+// record files one outcome under w: a request meant to leave at intended,
+// sent at sent, answered (or failed) at end. Only requests whose intended
+// time falls in the measured window count; every answer feeds the live
+// line.
+func (r *run) record(w *worker, intended, sent, end time.Time, status int, err error) {
+	us := clampUS(end.Sub(intended))
 	answered := err == nil || status > 0
-	start, end := r.window()
-	measured := !intended.Before(start) && intended.Before(end)
+	from, to := r.window()
+	measured := !intended.Before(from) && intended.Before(to)
 	w.mu.Lock()
 	if answered {
 		w.interval.RecordValue(us)
@@ -401,6 +408,7 @@ func (r *run) record(w *worker, intended, end time.Time, status int, err error) 
 	case answered:
 		w.requests++
 		w.hist.RecordValue(us)
+		w.service.RecordValue(clampUS(end.Sub(sent)))
 		if end.After(w.lastEnd) {
 			w.lastEnd = end
 		}
@@ -421,6 +429,12 @@ func (r *run) record(w *worker, intended, end time.Time, status int, err error) 
 		r.stopAt.Store(time.Now().UnixNano())
 		r.stop.Store(true)
 	}
+}
+
+// clampUS returns d in whole microseconds, within what a latency
+// histogram holds.
+func clampUS(d time.Duration) int64 {
+	return min(max(d.Microseconds(), 1), maxLatencyUS)
 }
 
 // errorKind names the cause of a request that got no answer, from a

@@ -80,6 +80,10 @@ type Run struct {
 	// Latency covers every answered request; in open loop it is measured
 	// from the intended send time, so it includes queueing delay.
 	Latency Latency `json:"latency"`
+	// ServiceLatency covers the same answers from the moment each request
+	// was sent (open loop: without the client's lateness or a wait behind
+	// the connection's previous request; closed loop: equal to Latency).
+	ServiceLatency Latency `json:"service_latency"`
 	// ShedLatency covers the 429 and 503 answers alone: how fast load was
 	// refused.
 	ShedLatency Latency `json:"shed_latency"`
