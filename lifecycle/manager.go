@@ -37,10 +37,17 @@ type Target interface {
 }
 
 // Retirer is a Target that reports whether a version it dropped is still
-// draining (*proxy.Server): the index reports an unloaded version
-// UNLOADING until its last request was answered and its backend closed.
+// draining (*proxy.Server): the index and the state gauge report an
+// unloaded version UNLOADING until its last request was answered and its
+// backend closed.
 type Retirer interface {
+	// Retiring reports whether a load of name at version that Update
+	// dropped is still draining or closing.
 	Retiring(name, version string) bool
+	// OnRetired makes the Retirer call f, without holding any lock that
+	// Retiring takes, whenever Retiring may have turned false for a
+	// version. New sets it once.
+	OnRetired(f func(name, version string))
 }
 
 // State is a model version's state, as the repository API reports it
@@ -87,7 +94,7 @@ type Manager struct {
 	stamps map[key]string // fingerprint of the files of each served version
 	failed map[key]string // fingerprint of each version whose last load failed
 
-	smu    sync.Mutex // guards status (read by Index while mu is held for a load)
+	smu    sync.Mutex // guards status (read by Index while mu is held for a load); taken before the Retirer's lock
 	status map[key]*Status
 
 	rescan chan struct{} // capacity 1: a pending rescan request
@@ -114,6 +121,9 @@ func New(cfg *config.Config, target Target, loaders map[string]backends.Loader, 
 		m.stamps[k] = stamp(filepath.Join(m.dir, mv.Name), mv.Version)
 		m.setState(k, Ready, "")
 	}
+	if r, ok := target.(Retirer); ok {
+		r.OnRetired(m.retired)
+	}
 	return m
 }
 
@@ -126,11 +136,9 @@ func (m *Manager) Index() []Status {
 		out = append(out, *st)
 	}
 	m.smu.Unlock()
-	if r, ok := m.target.(Retirer); ok {
-		for i, st := range out {
-			if st.State == Unavailable && st.Reason == "unloaded" && r.Retiring(st.Name, st.Version) {
-				out[i].State = Unloading
-			}
+	for i, st := range out {
+		if st.unloaded() && m.retiring(key{st.Name, st.Version}) {
+			out[i].State = Unloading
 		}
 	}
 	sort.Slice(out, func(i, j int) bool {
@@ -335,9 +343,10 @@ func (m *Manager) loadAndWarm(dir, name, version string, cfg config.ModelConfig)
 	return mv, "", nil
 }
 
-// forgetGone drops the index entries of versions of models names that
-// are neither served nor on disk any more, so that a server polling a
-// repository whose versions come and go keeps a bounded index.
+// forgetGone drops the index entries and state series of versions of
+// models names that are neither served nor on disk any more, so that a
+// server polling a repository whose versions come and go keeps a bounded
+// index and set of series.
 func (m *Manager) forgetGone(names []string) {
 	m.smu.Lock()
 	defer m.smu.Unlock()
@@ -348,6 +357,7 @@ func (m *Manager) forgetGone(names []string) {
 		if _, err := os.Stat(filepath.Join(m.dir, k.name, k.version)); errors.Is(err, os.ErrNotExist) {
 			delete(m.status, k)
 			delete(m.failed, k)
+			m.syncGauge(k) // its series go with its entry
 		}
 	}
 }

@@ -1,6 +1,7 @@
 package lifecycle_test
 
 import (
+	"slices"
 	"strconv"
 	"strings"
 	"testing"
@@ -40,14 +41,14 @@ func TestReloadUnderLoad(t *testing.T) {
 	t.Logf("%d swaps under 64 clients: %d requests, 0 failed; p99 steady %v, during swaps %v (ratio %.2f)",
 		swaps, l.count.Load(), p99(l.lat), p99(l.during), float64(p99(l.during))/float64(max(p99(l.lat), 1)))
 
+	// Version 20 may still drain (UNLOADING); then no retired version
+	// keeps a state series.
+	waitFor(func() bool { return len(e.stateSeries("double", "20")) == 0 })
 	var sb strings.Builder
 	e.set.WritePrometheus(&sb)
 	prom := sb.String()
-	if !strings.Contains(prom, `coalesce_model_state{model="double",version="21",state="READY"} 1`) {
-		t.Errorf("no READY state series for version 21 in:\n%s", grepLines(prom, "coalesce_model_"))
-	}
-	if strings.Contains(prom, `coalesce_model_state{model="double",version="20"`) {
-		t.Errorf("unloaded version 20 keeps a state series:\n%s", grepLines(prom, "coalesce_model_state"))
+	if got, want := grepLines(prom, "coalesce_model_state{"), `coalesce_model_state{model="double",version="21",state="READY"} 1`; got != want {
+		t.Errorf("state series after 20 swaps:\n%s\nwant only %s", got, want)
 	}
 	if !strings.Contains(prom, `coalesce_model_loads_total{model="double",result="success"} 20`) {
 		t.Errorf("want 20 successful loads:\n%s", grepLines(prom, "coalesce_model_loads"))
@@ -109,10 +110,21 @@ func TestFailedLoadKeepsServing(t *testing.T) {
 		}
 	}
 
-	// The same broken files are not retried; a fixed one is loaded.
+	// The same broken files are not retried; a fixed one is loaded. A
+	// failed version whose directory is gone leaves the index and its
+	// state series goes with it.
+	if got, want := e.stateSeries("double", "2"), []string{`coalesce_model_state{model="double",version="2",state="UNAVAILABLE"} 1`}; !slices.Equal(got, want) {
+		t.Errorf("failed version 2: state series %q; want %q", got, want)
+	}
 	n := len(e.fake.loaded())
 	must(t, removeVersion(dir, "double", "2"))
 	must(t, e.m.Sync()) // nothing new to report: version 3's files did not change
+	if st := e.status("double", "2"); st != (lifecycle.Status{}) {
+		t.Errorf("version 2, removed from disk, in the index as %+v; want gone", st)
+	}
+	if got := e.stateSeries("double", "2"); len(got) > 0 {
+		t.Errorf("version 2, removed from disk, keeps state series %q", got)
+	}
 	if st := e.status("double", "3"); !strings.Contains(st.Reason, "kernel exploded") {
 		t.Errorf("version 3 after a second Sync = %+v; want its reason kept", st)
 	}

@@ -88,7 +88,7 @@ var families = map[string]family{
 	"coalesce_feedback_mean_absolute_error": {help: "Rolling mean absolute error of a regressor's predictions against posted ground truth."},
 
 	// The model lifecycle: reloads, canary and shadow.
-	"coalesce_model_state":                {help: "1 for a model version's current state (label state: LOADING, READY, UNLOADING, UNAVAILABLE), else 0."},
+	"coalesce_model_state":                {help: "1 for a model version's state in the repository index (label state: LOADING, READY, UNLOADING, UNAVAILABLE); an unloaded version's series goes once it has drained."},
 	"coalesce_model_loads_total":          {help: "Model versions loaded, checked, warmed and swapped in."},
 	"coalesce_model_load_failures_total":  {help: "Model versions that failed to load, by reason (config, load, warm, update); what served keeps serving."},
 	"coalesce_canary_weight":              {help: "Share of a model's unversioned requests routed to its canary version (0 after a rollback)."},

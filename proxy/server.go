@@ -40,7 +40,7 @@ type Server struct {
 	guard    guard                    // API keys, rate limits, TLS pair (guard.go)
 	repo     Repository               // the repository API's model manager; nil: none (repository.go)
 
-	mu       sync.Mutex         // serializes Update and Close; guards gen, closed, series, retired, canaries and shadows
+	mu       sync.Mutex         // serializes Update and Close; guards gen, closed, series, retired, onRetired, canaries and shadows
 	gen      uint64             // the last load generation given out
 	closed   bool               // Close ran
 	canaries map[string]*canary // by model name, kept across Updates (canary.go)
@@ -54,6 +54,9 @@ type Server struct {
 	// retired counts the retired entries of each model version
 	// (seriesKey) whose queues are still draining (Retiring).
 	retired map[string]int
+	// onRetired is told when a version's count in retired drops to 0
+	// (OnRetired); nil: nobody listens.
+	onRetired func(name, version string)
 }
 
 // New returns a Server for the model versions of reg, configured by cfg

@@ -262,8 +262,10 @@ func (s *Server) retire(e *entry) {
 	}
 	s.mu.Lock()
 	key := seriesKey(e.ModelVersion)
+	var notify func(name, version string)
 	if s.retired[key]--; s.retired[key] <= 0 {
 		delete(s.retired, key)
+		notify = s.onRetired
 	}
 	if s.series[key]--; s.series[key] <= 0 {
 		delete(s.series, key)
@@ -272,6 +274,12 @@ func (s *Server) retire(e *entry) {
 	}
 	s.mu.Unlock()
 	s.log.Info("model version retired", "model", e.Name, "version", e.Version, "generation", e.gen)
+	if notify != nil {
+		// Without s.mu: the listener (lifecycle.Manager) takes its own
+		// lock and, under it, calls Retiring, which takes s.mu; holding
+		// s.mu here would invert that order.
+		notify(e.Name, e.Version)
+	}
 }
 
 // Retiring reports whether a load of model name at version that an
@@ -281,6 +289,21 @@ func (s *Server) Retiring(name, version string) bool {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	return s.retired[versionKey(name, version)] > 0
+}
+
+// OnRetired makes the server call f(name, version) each time the last
+// retiring load of a model version has drained and closed its backend,
+// so that Retiring turns false for it (lifecycle.Retirer: the manager
+// then removes the version's UNLOADING state series). f runs on the
+// retiring goroutine, without the server's lock (it may call Retiring),
+// and Close waits for it as for the retirement; by the time it runs a
+// later Update may have retired the same version again, so f should ask
+// Retiring rather than assume. f replaces any earlier one; nil stops the
+// calls.
+func (s *Server) OnRetired(f func(name, version string)) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.onRetired = f
 }
 
 // Models returns every served model version, by name then ascending

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -222,5 +223,83 @@ func TestReaddedVersionKeepsItsSeries(t *testing.T) {
 	}
 	if got := seriesNames(set, `coalesce_request_duration_seconds{model="double",version="3",protocol="v2"}`); len(got) != 1 {
 		t.Errorf("version 3, served again, has %d request duration series after its predecessor retired; want 1", len(got))
+	}
+}
+
+// TestOnRetired: the OnRetired listener hears of a version once, when the
+// last of its retiring loads has drained (not when an earlier one of two
+// has), sees Retiring false then, and may call it: the server's lock is
+// not held.
+func TestOnRetired(t *testing.T) {
+	s, c, set := testServerWith(t, patientConfig())
+	v2 := s.snap.Load().reg.Versions("double")[1]
+	type notice struct {
+		name, version string
+		retiring      bool
+	}
+	notices := make(chan notice, 4)
+	s.OnRetired(func(name, version string) { notices <- notice{name, version, s.Retiring(name, version)} })
+	retired := func() int { // the retiring loads of version 3
+		s.mu.Lock()
+		defer s.mu.Unlock()
+		return s.retired[versionKey("double", "3")]
+	}
+
+	// A load of version 3 whose backend holds one request until gate is
+	// closed.
+	gate := make(chan struct{})
+	held := reload(v2, "3", 0)
+	b := held.Backend.(*fakemodel.Backend)
+	run := b.Run
+	b.Run = func(ctx context.Context, in []*tensor.Tensor) ([]*tensor.Tensor, error) {
+		<-gate
+		return run(ctx, in)
+	}
+	must(t, s.Update(s.snap.Load().reg.With(held)))
+	// One request in the backend (concurrency 1) and one queued behind
+	// it, which the retirement must drain.
+	answered := make(chan result, 2)
+	for range 2 {
+		go func() {
+			r, _ := doErr(c, "POST", "/v2/models/double/versions/3/infer", []byte(`{"inputs":[{"name":"x","shape":[1,4],"datatype":"FP32","data":[1,2,3,4]}]}`))
+			answered <- r
+		}()
+	}
+	queued := set.GetOrCreateGauge(`coalesce_queue_requests{model="double",version="3"}`, nil)
+	for b.Calls.Load() == 0 || queued.Get() != 1 {
+		time.Sleep(time.Millisecond)
+	}
+
+	// Retire it, add a second load of version 3 and retire that one too:
+	// the second drains at once, the first is held.
+	must(t, s.Update(s.snap.Load().reg.Without("double", "3")))
+	must(t, s.Update(s.snap.Load().reg.With(reload(v2, "3", 0))))
+	must(t, s.Update(s.snap.Load().reg.Without("double", "3")))
+	for retired() != 1 {
+		time.Sleep(time.Millisecond)
+	}
+	select {
+	case n := <-notices:
+		t.Fatalf("notice %+v while a load of version 3 still drains; want none", n)
+	default:
+	}
+	if !s.Retiring("double", "3") {
+		t.Error(`Retiring("double", "3") = false while a load drains; want true`)
+	}
+
+	close(gate)
+	for range 2 {
+		if r := <-answered; r.status != 200 {
+			t.Errorf("request held across the retirements = %d %s; want 200", r.status, r.body)
+		}
+	}
+	s.retiring.Wait()
+	close(notices)
+	var got []notice
+	for n := range notices {
+		got = append(got, n)
+	}
+	if want := []notice{{"double", "3", false}}; !slices.Equal(got, want) {
+		t.Errorf("notices = %+v; want %+v", got, want)
 	}
 }
