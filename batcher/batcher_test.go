@@ -628,6 +628,33 @@ func TestCloseFlushesAndRefuses(t *testing.T) {
 	wantErr(t, h.submit(time.Second, 0, 6), ErrClosed)
 }
 
+// TestCloseWaitsForInlineRun closes a batcher while a lone request's batch
+// runs on its submitter's goroutine (the fast path, which no worker
+// goroutine tracks): Close must return only once that backend call has,
+// since the caller closes the backend next.
+func TestCloseWaitsForInlineRun(t *testing.T) {
+	h := newHarness(t, Config{Enabled: false}, 1, true)
+	ch := h.submit(time.Hour, 0, 3)
+	h.batch() // in the backend, on the submitter's goroutine
+	closed := make(chan error, 1)
+	go func() { closed <- h.bt.Close(context.Background()) }()
+	select {
+	case err := <-closed:
+		t.Fatalf("Close returned (%v) while a batch was still in the backend", err)
+	case <-time.After(50 * time.Millisecond):
+	}
+	h.backend.gate <- struct{}{}
+	wantResult(t, ch, 3)
+	select {
+	case err := <-closed:
+		if err != nil {
+			t.Fatal(err)
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatal("Close did not return once the batch was done")
+	}
+}
+
 // TestStress sends many concurrent requests through a real-clock batcher
 // whose outputs identify their inputs: every answer must be its own, with
 // exactly its rows.

@@ -33,7 +33,11 @@ func (bt *Batcher) schedule() {
 			wakeAt = next // the tightest deadline of what is still queued
 		}
 		bt.armed = wakeAt
-		finished := bt.closing && bt.requests == 0
+		// Closing ends once nothing is queued and every worker slot is
+		// free again: a lone request's batch that its submitter runs
+		// itself (Submit's fast path) holds a slot but not wg, and its
+		// backend must not be closed under it.
+		finished := bt.closing && bt.requests == 0 && bt.idle == bt.workers
 		bt.met.depth(bt.rows, bt.requests)
 		bt.mu.Unlock()
 

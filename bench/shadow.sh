@@ -31,7 +31,7 @@ printf 'shadow: {version: 2, share: 1, queue: 64}\n' >>"$R/on/config.yaml"
 printf 'shadow: {version: 2, share: 0.1, queue: 64}\n' >>"$R/share/config.yaml"
 ${COALESCE:-bin/coalesce} serve --models.repository "$R" --config /dev/null --http.addr 127.0.0.1:$H --admin.addr 127.0.0.1:$M --log.level warn $SERVER_FLAGS >"$OUT/server.log" 2>&1 &
 S=$!
-trap 'kill $S 2>/dev/null; rm -rf "$OUT"' EXIT
+trap 'kill $S 2>/dev/null; wait $S; rm -rf "$OUT"' EXIT
 sleep 3
 kill -0 $S 2>/dev/null || { cat "$OUT/server.log" >&2; exit 1; }
 echo "load average: $(cut -d' ' -f1-3 /proc/loadavg)"
