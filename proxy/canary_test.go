@@ -303,3 +303,68 @@ func TestShadowCopyAllocs(t *testing.T) {
 		t.Errorf("a shadow copy allocates %.0f times; want 0", n)
 	}
 }
+
+// TestShadowWorkerSchedule: the request path never wakes the shadow's
+// worker for a copy, except the copy that fills half the queue; otherwise
+// the worker takes the queued copies on its own clock, every
+// shadow.interval.
+func TestShadowWorkerSchedule(t *testing.T) {
+	s, c, set := testServerWith(t, patientConfig())
+	body := []byte(`{"inputs":[{"name":"x","datatype":"FP32","shape":[1,4],"data":[1,2,3,4]}]}`)
+	send := func(n int) {
+		t.Helper()
+		for i := range n {
+			if r := do(t, c, "POST", "/v2/models/double/versions/1/infer", body); r.status != 200 {
+				t.Fatalf("request %d = %d %s; want 200", i, r.status, r.body)
+			}
+		}
+	}
+	const rowsName = `coalesce_shadow_rows_total{model="double",version="2"}`
+	waitRows := func(want string) {
+		t.Helper()
+		for deadline := time.Now().Add(10 * time.Second); metricValue(t, set, rowsName) != want; time.Sleep(time.Millisecond) {
+			if time.Now().After(deadline) {
+				t.Fatalf("after 10s: %s = %s; want %s", rowsName, metricValue(t, set, rowsName), want)
+			}
+		}
+	}
+
+	// An hour's interval: three copies in a queue of 8 stay queued...
+	must(t, s.Update(withVersion2(t, fakemodel.Models["double"](), func(m *config.ModelConfig) {
+		m.Shadow = config.Shadow{Version: "2", Share: 1, Queue: 8, Interval: time.Hour}
+	})))
+	send(3)
+	time.Sleep(50 * time.Millisecond)
+	if got := metricValue(t, set, rowsName); got != "0" {
+		t.Fatalf("%s = %s after 3 copies into a queue of 8 with an hour's interval; want 0: a copy below half the queue must not wake the worker", rowsName, got)
+	}
+	// ...and the fourth, half the queue, wakes the worker for all four.
+	send(1)
+	waitRows("4")
+
+	// A short interval: one copy is compared on the worker's clock. The
+	// new configuration starts a new worker for the same version, which
+	// goes on counting in the same series: the old worker, stopping, must
+	// not remove them.
+	must(t, s.Update(withVersion2(t, fakemodel.Models["double"](), func(m *config.ModelConfig) {
+		m.Shadow = config.Shadow{Version: "2", Share: 1, Queue: 64, Interval: 5 * time.Millisecond}
+	})))
+	time.Sleep(20 * time.Millisecond) // the old worker has stopped
+	send(1)
+	waitRows("5")
+}
+
+func TestShadowWaitBacksOff(t *testing.T) {
+	wait := shadowWait(10 * time.Millisecond)
+	var got []time.Duration
+	for _, busy := range []bool{true, false, false, false, false, false, true, false} {
+		got = append(got, wait(busy))
+	}
+	want := []time.Duration{10, 20, 40, 80, 80, 80, 10, 20}
+	for i := range want {
+		want[i] *= time.Millisecond
+	}
+	if !slices.Equal(got, want) {
+		t.Errorf("waits %v; want %v (doubling while idle up to 8 intervals, back to 1 after copies)", got, want)
+	}
+}

@@ -40,7 +40,7 @@ type Server struct {
 	guard    guard                    // API keys, rate limits, TLS pair (guard.go)
 	repo     Repository               // the repository API's model manager; nil: none (repository.go)
 
-	mu       sync.Mutex         // serializes Update and Close; guards gen, closed, series, retired, onRetired, canaries and shadows
+	mu       sync.Mutex         // serializes Update and Close; guards gen, closed, series, retired, onRetired, canaries, shadows and shadowSeries
 	gen      uint64             // the last load generation given out
 	closed   bool               // Close ran
 	canaries map[string]*canary // by model name, kept across Updates (canary.go)
@@ -57,6 +57,11 @@ type Server struct {
 	// onRetired is told when a version's count in retired drops to 0
 	// (OnRetired); nil: nobody listens.
 	onRetired func(name, version string)
+	// shadowSeries counts the shadow workers of each {model,version}
+	// series (shadow.key): a worker replaced by one of a new configuration
+	// for the same version shares its series, which the last to stop
+	// removes.
+	shadowSeries map[string]int
 }
 
 // New returns a Server for the model versions of reg, configured by cfg

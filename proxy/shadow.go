@@ -2,6 +2,7 @@ package proxy
 
 import (
 	"bytes"
+	"cmp"
 	"math"
 	"slices"
 	"sync"
@@ -21,10 +22,10 @@ import (
 // copy (inputs and the primary's outputs, cloned) goes into a queue of
 // shadow.queue entries and is dropped when the queue is full, so that a
 // slow shadow never adds latency to an answer or memory with load. One
-// goroutine per shadow, woken by the first copy after an idle spell, takes
-// the queued copies every shadowPoll while they keep coming, runs them
-// through the shadow version's batcher at the lowest priority (copies that
-// queued up together as one batch) and compares the outputs:
+// goroutine per shadow takes the queued copies every shadow.interval (see
+// shadowWait), runs them through the shadow version's batcher at the
+// lowest priority (copies that queued up together as one batch) and
+// compares the outputs:
 //
 //	coalesce_shadow_rows_total{model,version}          rows compared
 //	coalesce_shadow_agreeing_rows_total{model,version} rows whose labels (integer and string outputs, argmax of float rows) all match
@@ -35,14 +36,22 @@ import (
 // When the shadow version is also the canary, agreement feeds the
 // canary's rollback (canary.rollback.min_agreement).
 
-// shadowPoll is how often a busy shadow's worker takes the queued
-// copies. A busy worker does not wait on the queue: a send to a channel a
-// goroutine waits on readies that goroutine on the sender's P, ahead of
-// the requests queued there, so that each request's copy would put the
-// shadow's inference before other requests' answers. Only the first copy
-// after an idle spell wakes it; polling also batches the copies of a
-// millisecond, which costs the shadow less CPU.
-const shadowPoll = time.Millisecond
+// The shadow's worker is woken by its clock, not by the request path: a
+// send to a channel a goroutine waits on readies that goroutine (and may
+// wake a thread to run it, a futex call) on the request's own path before
+// its answer is written, and runs the shadow's inference next to the
+// answers still being served. Measured out of process, that wake-up per
+// copy (the worker waited on the queue after each empty poll) was what a
+// shadow cost the primary, at share 0.1 as much as at share 1; a worker
+// that only polls left the server's own latency where it was without a
+// shadow (bench/RESULTS.md). So the worker takes the queued copies every
+// shadow.interval, backing off to shadowIdleBackoff intervals while the
+// queue stays empty; a copy that fills half the queue kicks it awake
+// (once per wait), so that a burst is not dropped while it sleeps.
+const (
+	defaultShadowInterval = 10 * time.Millisecond
+	shadowIdleBackoff     = 8 // the longest wait, in intervals, of an idle worker
+)
 
 // shadowRoute is one snapshot's shadow of a model.
 type shadowRoute struct {
@@ -56,6 +65,7 @@ type shadow struct {
 	model   string
 	cfg     config.Shadow
 	q       chan *shadowJob // capacity cfg.Queue; never closed (senders never block)
+	kick    chan struct{}   // capacity 1: a copy filled half of q (offerShadow)
 	quit    chan struct{}   // closed by stop
 	stopped atomic.Bool
 	draws   atomic.Uint64
@@ -145,17 +155,26 @@ func (j *shadowJob) release() {
 	shadowJobs.Put(j)
 }
 
+// newShadow starts the worker of model's shadow, configured by cfg. s.mu
+// is held.
 func (s *Server) newShadow(model string, cfg config.Shadow) *shadow {
-	sh := &shadow{model: model, cfg: cfg, q: make(chan *shadowJob, max(cfg.Queue, 1)), quit: make(chan struct{})}
+	sh := &shadow{model: model, cfg: cfg, q: make(chan *shadowJob, max(cfg.Queue, 1)), kick: make(chan struct{}, 1), quit: make(chan struct{})}
 	sh.rows = s.set.GetOrCreateCounter(sh.series("coalesce_shadow_rows_total"))
 	sh.agreeing = s.set.GetOrCreateCounter(sh.series("coalesce_shadow_agreeing_rows_total"))
 	sh.dropped = s.set.GetOrCreateCounter(sh.series("coalesce_shadow_dropped_total"))
 	sh.errors = s.set.GetOrCreateCounter(sh.series("coalesce_shadow_errors_total"))
 	sh.maxDiff = s.set.GetOrCreateHistogram(sh.series("coalesce_shadow_max_abs_diff"))
+	if s.shadowSeries == nil {
+		s.shadowSeries = map[string]int{}
+	}
+	s.shadowSeries[sh.key()]++
 	s.retiring.Add(1)
 	go s.runShadow(sh)
 	return sh
 }
+
+// key names sh's series among the Server's shadowSeries.
+func (sh *shadow) key() string { return versionKey(sh.model, sh.cfg.Version) }
 
 func (sh *shadow) series(name string) string {
 	return name + `{model="` + sh.model + `",version="` + sh.cfg.Version + `"}`
@@ -172,12 +191,23 @@ func (sh *shadow) stop() {
 func (s *Server) runShadow(sh *shadow) {
 	defer s.retiring.Done()
 	defer func() {
+		// Under s.mu, so that a worker Update starts meanwhile for the
+		// same series either counts before this one's decrement or
+		// registers them again after their removal.
+		s.mu.Lock()
+		defer s.mu.Unlock()
+		if s.shadowSeries[sh.key()]--; s.shadowSeries[sh.key()] > 0 {
+			return // a newer worker of the same version counts on them
+		}
+		delete(s.shadowSeries, sh.key())
 		for _, n := range []string{"coalesce_shadow_rows_total", "coalesce_shadow_agreeing_rows_total", "coalesce_shadow_dropped_total", "coalesce_shadow_errors_total", "coalesce_shadow_max_abs_diff"} {
 			s.set.UnregisterMetric(sh.series(n))
 		}
 	}()
-	poll := time.NewTimer(shadowPoll)
-	defer poll.Stop()
+	interval := cmp.Or(sh.cfg.Interval, defaultShadowInterval)
+	wait := shadowWait(interval)
+	clock := time.NewTimer(wait(true))
+	defer clock.Stop()
 	var batch []*shadowJob // copies for one target that fit one batch
 	rows := 0
 	flush := func() {
@@ -196,33 +226,37 @@ func (s *Server) runShadow(sh *shadow) {
 		batch, rows = append(batch, j), rows+j.rows()
 	}
 	for {
-		// Idle: the first copy after a quiet spell wakes the worker...
 		select {
 		case <-sh.quit:
 			return // copies still queued are dropped
-		case j := <-sh.q:
-			add(j)
+		case <-clock.C:
+		case <-sh.kick:
 		}
-		// ...which then polls until a poll finds the queue empty, so
-		// that under load no copy's send readies it. The copies that
-		// queued since the last poll run as batches of up to the
-		// shadow's max_batch_size rows: a shadow that keeps up costs the
-		// CPU its batched rows, not one call per copy.
-		for {
-			for n := len(sh.q); n > 0; n-- {
-				add(<-sh.q)
-			}
-			flush()
-			poll.Reset(shadowPoll)
-			select {
-			case <-sh.quit:
-				return
-			case <-poll.C:
-			}
-			if len(sh.q) == 0 {
-				break
-			}
+		// The copies that queued since the last look run as batches of
+		// up to the shadow's max_batch_size rows: a shadow that keeps up
+		// costs the CPU its batched rows, not one call per copy.
+		found := len(sh.q)
+		for range found {
+			add(<-sh.q)
 		}
+		flush()
+		clock.Reset(wait(found > 0))
+	}
+}
+
+// shadowWait returns the worker's schedule: wait(busy) is how long to
+// sleep after a look at the queue, interval after one that found copies,
+// and twice the last wait after one that found none, up to
+// shadowIdleBackoff intervals.
+func shadowWait(interval time.Duration) func(busy bool) time.Duration {
+	d := interval
+	return func(busy bool) time.Duration {
+		if busy {
+			d = interval
+		} else {
+			d = min(2*d, shadowIdleBackoff*interval)
+		}
+		return d
 	}
 }
 
@@ -330,10 +364,17 @@ func (s *Server) offerShadow(sn *snapshot, ran *entry, inputs, out []*tensor.Ten
 	}
 	j := copyJob(r.target, ran.Meta.Outputs, inputs, out)
 	select {
-	case r.sh.q <- j: // buffered; under load no goroutine waits on it (shadowPoll)
+	case r.sh.q <- j: // buffered; no goroutine waits on it (the worker polls)
 	default: // filled up since the check
 		r.sh.dropped.Inc()
 		j.release()
+		return
+	}
+	if 2*len(r.sh.q) >= cap(r.sh.q) && len(r.sh.kick) == 0 {
+		select { // half full: wake the worker now rather than drop copies
+		case r.sh.kick <- struct{}{}:
+		default:
+		}
 	}
 }
 
