@@ -305,7 +305,7 @@ func TestShadowCopyAllocs(t *testing.T) {
 }
 
 // TestShadowWorkerSchedule: the request path never wakes the shadow's
-// worker for a copy, except the copy that fills half the queue; otherwise
+// worker for a copy, except the copy that fills 3/4 of the queue; otherwise
 // the worker takes the queued copies on its own clock, every
 // shadow.interval.
 func TestShadowWorkerSchedule(t *testing.T) {
@@ -329,18 +329,18 @@ func TestShadowWorkerSchedule(t *testing.T) {
 		}
 	}
 
-	// An hour's interval: three copies in a queue of 8 stay queued...
+	// An hour's interval: five copies in a queue of 8 stay queued...
 	must(t, s.Update(withVersion2(t, fakemodel.Models["double"](), func(m *config.ModelConfig) {
 		m.Shadow = config.Shadow{Version: "2", Share: 1, Queue: 8, Interval: time.Hour}
 	})))
-	send(3)
+	send(5)
 	time.Sleep(50 * time.Millisecond)
 	if got := metricValue(t, set, rowsName); got != "0" {
-		t.Fatalf("%s = %s after 3 copies into a queue of 8 with an hour's interval; want 0: a copy below half the queue must not wake the worker", rowsName, got)
+		t.Fatalf("%s = %s after 5 copies into a queue of 8 with an hour's interval; want 0: a copy below 3/4 of the queue must not wake the worker", rowsName, got)
 	}
-	// ...and the fourth, half the queue, wakes the worker for all four.
+	// ...and the sixth, 3/4 of the queue, wakes the worker for all six.
 	send(1)
-	waitRows("4")
+	waitRows("6")
 
 	// A short interval: one copy is compared on the worker's clock. The
 	// new configuration starts a new worker for the same version, which
@@ -351,7 +351,7 @@ func TestShadowWorkerSchedule(t *testing.T) {
 	})))
 	time.Sleep(20 * time.Millisecond) // the old worker has stopped
 	send(1)
-	waitRows("5")
+	waitRows("7")
 }
 
 func TestShadowWaitBacksOff(t *testing.T) {
