@@ -42,8 +42,13 @@ func (b *Backend) Infer(ctx context.Context, inputs []*tensor.Tensor) ([]*tensor
 	if err := ctx.Err(); err != nil {
 		return nil, fmt.Errorf("cpu: infer: %w", err)
 	}
-	b.split.Enter()
-	defer b.split.Leave()
+	if backends.IsBackground(ctx) { // a shadow's copies: one core, no helpers
+		b.split.EnterAlone()
+		defer b.split.LeaveAlone()
+	} else {
+		b.split.Enter()
+		defer b.split.Leave()
+	}
 	return b.run(w, inputs)
 }
 
