@@ -716,8 +716,8 @@ type deadlineContext struct {
 	deadline   time.Time
 	background bool
 	once       sync.Once
-	done     chan struct{}
-	timer    *time.Timer
+	done       chan struct{}
+	timer      *time.Timer
 }
 
 func (c *deadlineContext) Deadline() (time.Time, bool) { return c.deadline, true }

@@ -97,10 +97,10 @@ func (t *fakeTimer) Stop() bool {
 type fakeBackend struct {
 	meta       backends.Metadata
 	background chan bool // each call's backends.IsBackground, when not nil
-	gated bool
-	gate  chan struct{}
-	seen  chan []float32
-	fail  func(x []float32) error
+	gated      bool
+	gate       chan struct{}
+	seen       chan []float32
+	fail       func(x []float32) error
 }
 
 func newFakeBackend(concurrency int, gated bool) *fakeBackend {
