@@ -52,7 +52,7 @@ type Shadow struct {
 	// Queue bounds the copies waiting for the shadow; more are dropped.
 	Queue int `koanf:"queue" help:"copies waiting for the shadow; beyond it copies are dropped"`
 	// Interval is how often the shadow's worker takes the queued copies
-	// (sooner when 3/4 of the queue is taken); 0 means 5ms.
+	// (sooner when 3/4 of the queue is taken); 0 means 10ms.
 	Interval time.Duration `koanf:"interval" help:"how often the shadow's worker takes the queued copies (sooner once 3/4 of the queue is taken)"`
 }
 
@@ -96,7 +96,7 @@ func (m *ModelConfig) validateLifecycle() error {
 		return fmt.Errorf("config: shadow.queue: %d is negative; want 1 or more", s.Queue)
 	}
 	if s.Interval < 0 {
-		return fmt.Errorf("config: shadow.interval: %v is negative; want a duration such as 5ms", s.Interval)
+		return fmt.Errorf("config: shadow.interval: %v is negative; want a duration such as 10ms", s.Interval)
 	}
 	return nil
 }

@@ -27,8 +27,8 @@ shadow: {version: 4, share: 0.1}
 	if m.Canary != want {
 		t.Errorf("canary = %+v; want %+v", m.Canary, want)
 	}
-	if m.Shadow != (Shadow{Version: "4", Share: 0.1, Queue: 64, Interval: 5 * time.Millisecond}) {
-		t.Errorf("shadow = %+v; want the default queue of 64 and interval of 5ms", m.Shadow)
+	if m.Shadow != (Shadow{Version: "4", Share: 0.1, Queue: 64, Interval: 10 * time.Millisecond}) {
+		t.Errorf("shadow = %+v; want the default queue of 64 and interval of 10ms", m.Shadow)
 	}
 	if d := DefaultModelConfig(); d.VersionPolicy.Latest != 1 || d.Canary.Rollback.Window != time.Minute || d.Canary.Rollback.MinRequests != 100 {
 		t.Errorf("defaults = %+v", d)

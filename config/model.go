@@ -73,7 +73,7 @@ type Predict struct {
 
 // DefaultModelConfig returns the defaults of a model configuration.
 func DefaultModelConfig() ModelConfig {
-	return ModelConfig{Predict: Predict{Transform: "none"}, VersionPolicy: VersionPolicy{Latest: 1}, Shadow: Shadow{Queue: 64, Interval: 5 * time.Millisecond},
+	return ModelConfig{Predict: Predict{Transform: "none"}, VersionPolicy: VersionPolicy{Latest: 1}, Shadow: Shadow{Queue: 64, Interval: 10 * time.Millisecond},
 		Canary: Canary{Rollback: Rollback{Window: time.Minute, MinRequests: 100}}}
 }
 
