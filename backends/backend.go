@@ -72,21 +72,6 @@ type Backend interface {
 	Close() error
 }
 
-// BackgroundKey is the context key under which a call says it is
-// background work (a shadow's copies): a backend that can spread one call
-// over several cores (the CPU engine's split products) keeps such a call
-// on the one goroutine that makes it, so that it never takes a second
-// core from the requests being answered. Read it with IsBackground.
-var BackgroundKey any = backgroundKey{}
-
-type backgroundKey struct{}
-
-// IsBackground reports whether ctx carries BackgroundKey set to true.
-func IsBackground(ctx context.Context) bool {
-	b, _ := ctx.Value(BackgroundKey).(bool)
-	return b
-}
-
 // Sentinel errors of the registry and of backends. The proxy maps them to
 // status codes.
 var (

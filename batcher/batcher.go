@@ -49,11 +49,6 @@ type Request struct {
 	// Priority is 1 (highest) to PriorityLevels; 0 means the lowest
 	// level.
 	Priority int
-	// Background marks work no answer waits for (a shadow's copies): a
-	// batch made only of background requests runs with
-	// backends.BackgroundKey set in its context, so that the backend
-	// keeps it on one core.
-	Background bool
 }
 
 // Errors of Submit. The proxy maps ErrQueueFull, ErrOverloaded and
@@ -660,11 +655,7 @@ func (bt *Batcher) execute(b *batch) (out [][]*tensor.Tensor, err error) {
 			deadline = c.req.Deadline
 		}
 	}
-	background := true
-	for _, c := range b.calls {
-		background = background && c.req.Background
-	}
-	b.ctx = deadlineContext{deadline: deadline, background: background}
+	b.ctx = deadlineContext{deadline: deadline}
 	res, err := bt.backend.Infer(&b.ctx, inputs)
 	b.ctx.stop()
 	if err != nil {
@@ -710,24 +701,16 @@ func (bt *Batcher) worker() {
 // channel and timer are made only if a backend asks for Done (the CPU
 // engine does so only when it has to wait for a worker). The batcher
 // enforces deadlines itself; a request that expires while queued is
-// answered and never run. It also carries backends.BackgroundKey for a
-// batch of background requests.
+// answered and never run.
 type deadlineContext struct {
-	deadline   time.Time
-	background bool
-	once       sync.Once
-	done       chan struct{}
-	timer      *time.Timer
+	deadline time.Time
+	once     sync.Once
+	done     chan struct{}
+	timer    *time.Timer
 }
 
 func (c *deadlineContext) Deadline() (time.Time, bool) { return c.deadline, true }
-
-func (c *deadlineContext) Value(key any) any {
-	if key == backends.BackgroundKey && c.background {
-		return true
-	}
-	return nil
-}
+func (*deadlineContext) Value(any) any                 { return nil }
 
 func (c *deadlineContext) Done() <-chan struct{} {
 	c.once.Do(func() {

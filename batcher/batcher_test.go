@@ -95,12 +95,11 @@ func (t *fakeTimer) Stop() bool {
 // batch waits for a token on gate. Every batch's x values are sent to
 // seen (buffered).
 type fakeBackend struct {
-	meta       backends.Metadata
-	background chan bool // each call's backends.IsBackground, when not nil
-	gated      bool
-	gate       chan struct{}
-	seen       chan []float32
-	fail       func(x []float32) error
+	meta  backends.Metadata
+	gated bool
+	gate  chan struct{}
+	seen  chan []float32
+	fail  func(x []float32) error
 }
 
 func newFakeBackend(concurrency int, gated bool) *fakeBackend {
@@ -116,11 +115,8 @@ func newFakeBackend(concurrency int, gated bool) *fakeBackend {
 
 func (f *fakeBackend) Metadata() *backends.Metadata { return &f.meta }
 func (f *fakeBackend) Close() error                 { return nil }
-func (f *fakeBackend) Infer(ctx context.Context, in []*tensor.Tensor) ([]*tensor.Tensor, error) {
+func (f *fakeBackend) Infer(_ context.Context, in []*tensor.Tensor) ([]*tensor.Tensor, error) {
 	x := in[0].Float32s()
-	if f.background != nil {
-		f.background <- backends.IsBackground(ctx)
-	}
 	f.seen <- append([]float32(nil), x...)
 	if f.gated {
 		<-f.gate
@@ -656,53 +652,6 @@ func TestCloseWaitsForInlineRun(t *testing.T) {
 		}
 	case <-time.After(5 * time.Second):
 		t.Fatal("Close did not return once the batch was done")
-	}
-}
-
-// TestBackgroundBatches: a batch made only of background requests tells
-// the backend so (backends.BackgroundKey); one that holds any other
-// request does not.
-func TestBackgroundBatches(t *testing.T) {
-	h := newHarness(t, Config{Enabled: true, MaxBatchSize: 8}, 1, true)
-	h.backend.background = make(chan bool, 10)
-	submit := func(background bool, x float32) chan result {
-		req := Request{Inputs: []*tensor.Tensor{tensor.FromFloat32s("x", []int64{1, 1}, []float32{x})},
-			Deadline: h.clock.Now().Add(time.Hour), Background: background}
-		ch := make(chan result, 1)
-		go func() { out, err := h.bt.Submit(req); ch <- result{out, err} }()
-		<-h.admits
-		return ch
-	}
-	for _, tc := range []struct {
-		name string
-		bg   []bool
-		want bool
-	}{{"alone, background", []bool{true}, true}, {"alone", []bool{false}, false},
-		{"all background", []bool{true, true, true}, true}, {"mixed", []bool{true, false, true}, false}} {
-		var blocker chan result
-		if len(tc.bg) > 1 { // a request in the backend, so that the others queue up as one batch
-			blocker = submit(false, 100)
-			h.batch()
-			<-h.backend.background
-		}
-		var chs []chan result
-		for i, bg := range tc.bg {
-			chs = append(chs, submit(bg, float32(i+1)))
-		}
-		if blocker != nil {
-			h.backend.gate <- struct{}{}
-			wantResult(t, blocker, 100)
-		}
-		if b := h.batch(); len(b) != len(tc.bg) {
-			t.Fatalf("%s: the backend saw %v; want the %d requests as one batch", tc.name, b, len(tc.bg))
-		}
-		if got := <-h.backend.background; got != tc.want {
-			t.Errorf("%s: backend saw background %v; want %v", tc.name, got, tc.want)
-		}
-		h.backend.gate <- struct{}{}
-		for i, ch := range chs {
-			wantResult(t, ch, float32(i+1))
-		}
 	}
 }
 

@@ -337,7 +337,7 @@ func merge(m *shadowJob, jobs []*shadowJob) bool {
 
 // shadowRun runs one (possibly merged) copy on the shadow and compares.
 func (s *Server) shadowRun(sh *shadow, j *shadowJob) {
-	out, err := j.target.b.Submit(batcher.Request{Inputs: j.inputs, Deadline: time.Now().Add(j.target.timeout), Background: true})
+	out, err := j.target.b.Submit(batcher.Request{Inputs: j.inputs, Deadline: time.Now().Add(j.target.timeout)})
 	if err != nil || len(out) != len(j.target.Meta.Outputs) {
 		sh.errors.Inc()
 		return

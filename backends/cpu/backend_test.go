@@ -7,7 +7,6 @@ import (
 	"math"
 	"os"
 	"reflect"
-	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -348,42 +347,4 @@ func TestUnpackedModel(t *testing.T) {
 	x := iotaT(2, 3)
 	outs := runModel(t, m.Bytes(), x)
 	expectClose(t, outs[0], ref{sh(2, 3), []float64{0, 2, 4, 1, 3, 5}})
-}
-
-// backgroundCtx marks a call as background work (backends.BackgroundKey).
-type backgroundCtx struct{ context.Context }
-
-func (backgroundCtx) Value(key any) any {
-	if key == backends.BackgroundKey {
-		return true
-	}
-	return nil
-}
-
-// TestBackgroundCall: a background call computes the same outputs as an
-// ordinary one and gives back the helper budget it holds while it runs
-// (sgemm's TestEnterAlone: no helper joins it).
-func TestBackgroundCall(t *testing.T) {
-	be := testMLP(t, Options{Concurrency: 2, SplitRows: 1})
-	defer be.Close()
-	in := []*tensor.Tensor{randTensor(newRand(), tensor.FP32, 100, 8)}
-	want, err := be.Infer(context.Background(), in)
-	if err != nil {
-		t.Fatal(err)
-	}
-	// The helpers that joined give their tokens back once they stop
-	// spinning for more work.
-	for deadline := time.Now().Add(5 * time.Second); be.g.split.Busy() != 0 && time.Now().Before(deadline); {
-		time.Sleep(time.Millisecond)
-	}
-	got, err := be.Infer(backgroundCtx{context.Background()}, in)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if !slices.Equal(got[0].Data, want[0].Data) {
-		t.Error("a background call's outputs differ from an ordinary call's")
-	}
-	if n := be.g.split.Busy(); n != 0 {
-		t.Errorf("splitter busy %d after the calls returned; want 0", n)
-	}
 }

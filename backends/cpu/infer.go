@@ -42,13 +42,8 @@ func (b *Backend) Infer(ctx context.Context, inputs []*tensor.Tensor) ([]*tensor
 	if err := ctx.Err(); err != nil {
 		return nil, fmt.Errorf("cpu: infer: %w", err)
 	}
-	if backends.IsBackground(ctx) { // a shadow's copies: one core, no helpers
-		b.split.EnterAlone()
-		defer b.split.LeaveAlone()
-	} else {
-		b.split.Enter()
-		defer b.split.Leave()
-	}
+	b.split.Enter()
+	defer b.split.Leave()
 	return b.run(w, inputs)
 }
 

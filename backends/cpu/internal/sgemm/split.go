@@ -184,23 +184,6 @@ func (sp *Splitter) Leave() {
 	}
 }
 
-// EnterAlone is Enter for a call that must stay on its own goroutine (a
-// background call): it counts as every core of the budget, so that no
-// helper joins its products, and helpers that spin for work stop. While
-// it runs, the backend's other calls do not split either.
-func (sp *Splitter) EnterAlone() {
-	if sp != nil {
-		sp.busy.Add(sp.procs)
-	}
-}
-
-// LeaveAlone ends what EnterAlone began.
-func (sp *Splitter) LeaveAlone() {
-	if sp != nil {
-		sp.busy.Add(-sp.procs)
-	}
-}
-
 // SplitsColumns reports whether Gemm splits products with B p at any
 // number of rows (by columns below colSplitMaxRows rows, or always when
 // B exceeds colSplitAlwaysBytes): one such call uses every core there are

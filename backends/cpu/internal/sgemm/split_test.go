@@ -148,29 +148,3 @@ func TestSplitConcurrent(t *testing.T) {
 		time.Sleep(time.Millisecond)
 	}
 }
-
-// TestEnterAlone: a call entered alone counts as every core, so that no
-// helper token can be taken while it runs; leaving gives the budget back.
-func TestEnterAlone(t *testing.T) {
-	sp := NewSplitter(1, 2)
-	if sp == nil {
-		t.Skip("GOMAXPROCS is 1: no splitting, nothing to keep a call from")
-	}
-	sp.EnterAlone()
-	if sp.acquire() {
-		t.Fatalf("a helper token was taken while a call entered alone computes (busy %d of %d)", sp.Busy(), sp.procs)
-	}
-	sp.Enter() // another call of the backend meanwhile: no helpers either
-	if sp.acquire() {
-		t.Fatal("a helper token was taken for a second call while a call entered alone computes")
-	}
-	sp.Leave()
-	sp.LeaveAlone()
-	if sp.Busy() != 0 {
-		t.Fatalf("busy %d after every call left; want 0", sp.Busy())
-	}
-	sp.Enter()
-	if !sp.acquire() {
-		t.Fatal("no helper token for an ordinary call once the alone call left")
-	}
-}
