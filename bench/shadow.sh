@@ -13,7 +13,8 @@
 # ROUNDS (default 12) rounds; each starts at another mode (so that no mode
 # always follows the same one), and each round holds /tmp/coalesce-bench.lock
 # (flock) from its first run to its last, so that its four runs are not
-# split by other sessions' measurements. Per round, each mode's p99 ÷ off's
+# split by other sessions' measurements. INTERVAL sets the shadows'
+# shadow.interval (default: the server's). Per round, each mode's p99 ÷ off's
 # p99; the report gives per mode the median p50 and p99, the median, range
 # and a bootstrap 95 % interval (2,000 resamples of the rounds) of the
 # median per-round p99 ratio. Extra flags for the server go in SERVER_FLAGS.
@@ -27,8 +28,9 @@ for m in $MODES; do
   cp models/digits-mlp/golden.json models/digits-mlp/config.yaml "$R/$m/"
   printf '\nversion_policy: {latest: 2}\n' >>"$R/$m/config.yaml"
 done
-printf 'shadow: {version: 2, share: 1, queue: 64}\n' >>"$R/on/config.yaml"
-printf 'shadow: {version: 2, share: 0.1, queue: 64}\n' >>"$R/share/config.yaml"
+I=${INTERVAL:+, interval: $INTERVAL}
+printf 'shadow: {version: 2, share: 1, queue: 64%s}\n' "$I" >>"$R/on/config.yaml"
+printf 'shadow: {version: 2, share: 0.1, queue: 64%s}\n' "$I" >>"$R/share/config.yaml"
 ${COALESCE:-bin/coalesce} serve --models.repository "$R" --config /dev/null --http.addr 127.0.0.1:$H --admin.addr 127.0.0.1:$M --log.level warn $SERVER_FLAGS >"$OUT/server.log" 2>&1 &
 S=$!
 trap 'kill $S 2>/dev/null; wait $S; rm -rf "$OUT"' EXIT

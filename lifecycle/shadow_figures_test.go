@@ -47,7 +47,8 @@ import (
 //	COALESCE_FIGURES=1 go test -count=1 -run TestShadowFigures -v -timeout 20m ./lifecycle
 //
 // COALESCE_FIGURES_RATE (requests/s, default 4000), COALESCE_FIGURES_ROUNDS
-// (default 10: each mode twice in each position of the rotating order) and COALESCE_FIGURES_PHASE (default 3s) change the load.
+// (default 10: each mode twice in each position of the rotating order) and COALESCE_FIGURES_PHASE (default 3s) change the load;
+// COALESCE_FIGURES_INTERVAL sets the shadows' shadow.interval.
 // COALESCE_FIGURES_MODES (comma-separated, the first being the reference
 // of the ratios) measures a subset. Each mode's runtime scheduling
 // latencies, GC cycles and user CPU are logged; under go test -trace each
@@ -66,6 +67,10 @@ func TestShadowFigures(t *testing.T) {
 	if n, err := strconv.Atoi(os.Getenv("COALESCE_FIGURES_ROUNDS")); err == nil && n > 0 {
 		rounds = n
 	}
+	interval := "" // the default shadow.interval
+	if d, err := time.ParseDuration(os.Getenv("COALESCE_FIGURES_INTERVAL")); err == nil {
+		interval = ", interval: " + d.String()
+	}
 	dir := t.TempDir()
 	src := filepath.Join("..", "models", "digits-mlp")
 	conf, err := os.ReadFile(filepath.Join(src, "config.yaml"))
@@ -73,9 +78,9 @@ func TestShadowFigures(t *testing.T) {
 	for name, extra := range map[string]string{
 		"off":   "version_policy: {latest: 2}\n",
 		"off2":  "version_policy: {latest: 2}\n",
-		"on":    "version_policy: {latest: 2}\nshadow: {version: 2, share: 1, queue: 64}\n",
-		"share": "version_policy: {latest: 2}\nshadow: {version: 2, share: 0.1, queue: 64}\n",
-		"slow":  "version_policy: {latest: 2}\nshadow: {version: 2, share: 1, queue: 64}\n"} {
+		"on":    "version_policy: {latest: 2}\nshadow: {version: 2, share: 1, queue: 64" + interval + "}\n",
+		"share": "version_policy: {latest: 2}\nshadow: {version: 2, share: 0.1, queue: 64" + interval + "}\n",
+		"slow":  "version_policy: {latest: 2}\nshadow: {version: 2, share: 1, queue: 64" + interval + "}\n"} {
 		copyFile(t, filepath.Join(src, "golden.json"), filepath.Join(dir, name, "golden.json"))
 		for _, v := range []string{"1", "2"} {
 			copyFile(t, filepath.Join(src, "1", "model.onnx"), filepath.Join(dir, name, v, "model.onnx"))
