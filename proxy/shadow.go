@@ -39,21 +39,19 @@ import (
 // The shadow's worker is woken by its clock, not by the request path: a
 // send to a channel a goroutine waits on readies that goroutine (and may
 // wake a thread to run it, a futex call) on the request's own path before
-// its answer is written, and runs the shadow's inference next to the
-// answers still being served. Measured out of process, that wake-up per
-// copy (the worker waited on the queue after each empty poll) was what a
-// shadow cost the primary, at share 0.1 as much as at share 1; a worker
-// that only polls left the server's own latency where it was without a
-// shadow (bench/RESULTS.md). So the worker takes the queued copies every
-// shadow.interval, backing off to shadowIdleBackoff intervals while the
-// queue stays empty; a copy that fills three quarters of the queue kicks
-// it awake (once per wait), so that a burst is not dropped while it
-// sleeps: with the default queue of 64 and interval of 10 ms that is rare
-// below ~4,000 copies/s (48 copies in 10 ms), and at higher rates a kick
-// comes at most once per 48 copies. Measured out of process at 4,000
-// copies/s, a 10 ms interval without kicks left the primary's p99 where
-// it was without a shadow, and 1 ms nearly so; with a kick at half the
-// queue, most looks at 10 ms were kicks, and the p99 moved.
+// its answer is written. Measured out of process, that wake-up per copy
+// (the worker waited on the queue after each empty poll) was most of what
+// a shadow cost the primary: share 0.1 cost about as much as share 1. A
+// worker that only polls left the server's own tail where it was without
+// a shadow at share 0.1 and grew it a third as much as before at share 1
+// (bench/RESULTS.md, "The worker on its own clock"). So the worker takes
+// the queued copies every shadow.interval, backing off to
+// shadowIdleBackoff intervals while the queue stays empty; a copy that
+// fills three quarters of the queue kicks it awake (once per wait), so
+// that a burst is not dropped while it sleeps: with the default queue of
+// 64 and interval of 10 ms that is rare below ~4,000 copies/s (48 copies
+// in 10 ms), and at higher rates a kick comes at most once per 48 copies.
+// A kick at half the queue fired on most looks at 4,000 copies/s.
 const (
 	defaultShadowInterval = 10 * time.Millisecond
 	shadowIdleBackoff     = 8 // the longest wait, in intervals, of an idle worker
