@@ -1,8 +1,6 @@
 package proxy
 
 import (
-	"unsafe"
-
 	"github.com/coalesce-ml/coalesce/codec"
 	"github.com/valyala/fasthttp"
 )
@@ -25,7 +23,7 @@ func (s *Server) predict(ctx *fasthttp.RequestCtx, sn *snapshot) (*entry, error)
 	args := ctx.QueryArgs()
 	name, version := args.Peek("model"), args.Peek("version")
 	if len(name) == 0 {
-		name = unsafe.Slice(unsafe.StringData(sn.def), len(sn.def)) // only read
+		name = view(sn.def) // only read
 	}
 	label := args.Peek("label")
 	if len(label) == 0 {
