@@ -18,6 +18,9 @@
 # p99; the report gives per mode the median p50 and p99, the median, range
 # and a bootstrap 95 % interval (2,000 resamples of the rounds) of the
 # median per-round p99 ratio. Extra flags for the server go in SERVER_FLAGS.
+# PIN=1 runs the server on CPU 1 alone (taskset; Go then runs one P) and
+# the load on CPU 0: the shadow then shares its one core with the answers
+# only, and the load no longer takes the server's cycles.
 cd "$(dirname "$0")/.."
 ROUNDS=${ROUNDS:-12} DUR=${DUR:-5s} RATE=${RATE:-4000} H=${PORT:-27380} MODES="off aa on share"
 M=$((H + 10))
@@ -31,7 +34,9 @@ done
 I=${INTERVAL:+, interval: $INTERVAL}
 printf 'shadow: {version: 2, share: 1, queue: 64%s}\n' "$I" >>"$R/on/config.yaml"
 printf 'shadow: {version: 2, share: 0.1, queue: 64%s}\n' "$I" >>"$R/share/config.yaml"
-${COALESCE:-bin/coalesce} serve --models.repository "$R" --config /dev/null --http.addr 127.0.0.1:$H --admin.addr 127.0.0.1:$M --log.level warn $SERVER_FLAGS >"$OUT/server.log" 2>&1 &
+SRV= CLI=
+[ "${PIN:-}" = 1 ] && SRV="taskset -c 1" CLI="taskset -c 0"
+$SRV ${COALESCE:-bin/coalesce} serve --models.repository "$R" --config /dev/null --http.addr 127.0.0.1:$H --admin.addr 127.0.0.1:$M --log.level warn $SERVER_FLAGS >"$OUT/server.log" 2>&1 &
 S=$!
 trap 'kill $S 2>/dev/null; wait $S; rm -rf "$OUT"' EXIT
 sleep 3
@@ -44,7 +49,7 @@ for r in $(seq "$ROUNDS"); do
   flock 9
   for m in $order; do
     rm -rf "$OUT/res"
-    ${BENCH:-bin/bench} run -addr 127.0.0.1:$H -pid $S -protocol v2-binary -models "$R" -model $m \
+    $CLI ${BENCH:-bin/bench} run -addr 127.0.0.1:$H -pid $S -protocol v2-binary -models "$R" -model $m \
       -path /v2/models/$m/versions/1/infer -rate "$RATE" -d "$DUR" -warmup 1s -name $m -out "$OUT/res" >/dev/null 2>&1
     # The run's latency from the intended send time and from the actual
     # send (service_latency: without the client's timer lateness), p50 and

@@ -7,6 +7,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -366,5 +367,164 @@ func TestShadowWaitBacksOff(t *testing.T) {
 	}
 	if !slices.Equal(got, want) {
 		t.Errorf("waits %v; want %v (doubling while idle up to 8 intervals, back to 1 after copies)", got, want)
+	}
+}
+
+// TestShadowTakesIdleMoments: the shadow's runs have at most
+// shadowSliceRows rows whatever its max_batch_size, and none starts while
+// a request is being handled, until the look's interval has passed.
+func TestShadowTakesIdleMoments(t *testing.T) {
+	s, c, set := testServerWith(t, patientConfig())
+	b := fakemodel.Models["double"]()
+	b.Meta.MaxBatchSize = 64
+	run := b.Run
+	var mu sync.Mutex
+	var calls []int // rows of each shadow run
+	b.Run = func(ctx context.Context, in []*tensor.Tensor) ([]*tensor.Tensor, error) {
+		mu.Lock()
+		calls = append(calls, in[0].BatchSize())
+		mu.Unlock()
+		return run(ctx, in)
+	}
+	must(t, s.Update(withVersion2(t, b, func(m *config.ModelConfig) {
+		m.MaxBatchSize = 64
+		m.Shadow = config.Shadow{Version: "2", Share: 1, Queue: 32, Interval: time.Hour}
+	})))
+	body := []byte(`{"inputs":[{"name":"x","datatype":"FP32","shape":[1,4],"data":[1,2,3,4]}]}`)
+	const rowsName = `coalesce_shadow_rows_total{model="double",version="2"}`
+
+	// A request in flight from here on (as if being handled): the 24
+	// copies that fill 3/4 of the queue wake the worker, whose runs wait
+	// for the server to be idle (an hour, its interval, at most).
+	s.inflight.Add(1)
+	for i := range 24 {
+		if r := do(t, c, "POST", "/v2/models/double/versions/1/infer", body); r.status != 200 {
+			t.Fatalf("request %d = %d %s; want 200", i, r.status, r.body)
+		}
+	}
+	time.Sleep(100 * time.Millisecond)
+	if got := metricValue(t, set, rowsName); got != "0" {
+		t.Fatalf("%s = %s while a request was in flight; want 0: the shadow runs in idle moments", rowsName, got)
+	}
+	s.inflight.Add(-1)
+	for deadline := time.Now().Add(10 * time.Second); metricValue(t, set, rowsName) != "24"; time.Sleep(time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatalf("10s after the server went idle: %s = %s; want 24", rowsName, metricValue(t, set, rowsName))
+		}
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	sum := 0
+	for _, n := range calls {
+		if n > shadowSliceRows {
+			t.Errorf("a shadow run of %d rows; want at most %d (shadowSliceRows) with max_batch_size 64", n, shadowSliceRows)
+		}
+		sum += n
+	}
+	if sum != 24 || len(calls) != 24/shadowSliceRows {
+		t.Errorf("shadow runs %v; want %d runs of %d rows (24 one-row copies)", calls, 24/shadowSliceRows, shadowSliceRows)
+	}
+}
+
+// TestAwaitIdle: the worker's wait for an idle moment ends when no
+// request is in flight, at the look's deadline, or when the shadow stops.
+func TestAwaitIdle(t *testing.T) {
+	s := &Server{}
+	sh := &shadow{quit: make(chan struct{})}
+	start := time.Now()
+	s.awaitIdle(sh, start.Add(time.Hour)) // idle: at once
+	s.inflight.Add(1)
+	start = time.Now()
+	s.awaitIdle(sh, start.Add(30*time.Millisecond))
+	if d := time.Since(start); d < 30*time.Millisecond {
+		t.Errorf("awaitIdle with a request in flight returned after %v; want its deadline, 30ms", d)
+	}
+	done := make(chan struct{})
+	go func() {
+		s.awaitIdle(sh, time.Now().Add(time.Hour))
+		close(done)
+	}()
+	select {
+	case <-done:
+		t.Fatal("awaitIdle returned with a request in flight, before its deadline")
+	case <-time.After(50 * time.Millisecond):
+	}
+	s.inflight.Add(-1)
+	<-done // the server is idle: it returns (the test's timeout otherwise)
+	s.inflight.Add(1)
+	sh.stop()
+	s.awaitIdle(sh, time.Now().Add(time.Hour)) // stopped: at once
+}
+
+// TestShadowSlowRunsFullBatches: a shadow whose runs took half an
+// interval or more runs its next look's copies as one batch (up to
+// max_batch_size rows), not in slices, and slices again once its runs are
+// short.
+func TestShadowSlowRunsFullBatches(t *testing.T) {
+	s, c, set := testServerWith(t, patientConfig())
+	b := fakemodel.Models["double"]()
+	b.Meta.MaxBatchSize = 64
+	run := b.Run
+	gate := make(chan struct{})
+	var mu sync.Mutex
+	var calls []int // rows of each shadow run
+	b.Run = func(ctx context.Context, in []*tensor.Tensor) ([]*tensor.Tensor, error) {
+		mu.Lock()
+		calls = append(calls, in[0].BatchSize())
+		first := len(calls) == 1
+		mu.Unlock()
+		if first {
+			<-gate
+		}
+		return run(ctx, in)
+	}
+	must(t, s.Update(withVersion2(t, b, func(m *config.ModelConfig) {
+		m.MaxBatchSize = 64
+		m.Shadow = config.Shadow{Version: "2", Share: 1, Queue: 64, Interval: 20 * time.Millisecond}
+	})))
+	body := []byte(`{"inputs":[{"name":"x","datatype":"FP32","shape":[1,4],"data":[1,2,3,4]}]}`)
+	send := func(n int) {
+		t.Helper()
+		for i := range n {
+			if r := do(t, c, "POST", "/v2/models/double/versions/1/infer", body); r.status != 200 {
+				t.Fatalf("request %d = %d %s; want 200", i, r.status, r.body)
+			}
+		}
+	}
+	const rowsName = `coalesce_shadow_rows_total{model="double",version="2"}`
+	waitRows := func(want string) {
+		t.Helper()
+		for deadline := time.Now().Add(10 * time.Second); metricValue(t, set, rowsName) != want; time.Sleep(time.Millisecond) {
+			if time.Now().After(deadline) {
+				t.Fatalf("after 10s: %s = %s; want %s", rowsName, metricValue(t, set, rowsName), want)
+			}
+		}
+	}
+	started := func() int {
+		mu.Lock()
+		defer mu.Unlock()
+		return len(calls)
+	}
+	send(1)
+	for deadline := time.Now().Add(10 * time.Second); started() == 0; time.Sleep(time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatal("the shadow's first run did not start within 10s")
+		}
+	}
+	send(24) // queued while the first run is held
+	time.Sleep(50 * time.Millisecond)
+	close(gate) // the first run took 50ms or more: over half the interval
+	waitRows("25")
+	send(16)
+	waitRows("41")
+	mu.Lock()
+	defer mu.Unlock()
+	if len(calls) < 3 || calls[0] != 1 || calls[1] != 24 {
+		t.Fatalf("shadow runs %v; want 1 row, then the 24 copies queued meanwhile as one run (the first run was slow), then slices", calls)
+	}
+	for _, n := range calls[2:] {
+		if n > shadowSliceRows {
+			t.Errorf("shadow runs %v: a run of %d rows after a fast one; want at most %d (shadowSliceRows)", calls, n, shadowSliceRows)
+		}
 	}
 }

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"cmp"
 	"math"
+	"runtime"
 	"slices"
 	"sync"
 	"sync/atomic"
@@ -55,6 +56,31 @@ import (
 const (
 	defaultShadowInterval = 10 * time.Millisecond
 	shadowIdleBackoff     = 8 // the longest wait, in intervals, of an idle worker
+)
+
+// The shadow's runs take the server's idle moments, in small slices: its
+// inference is CPU the answers would otherwise have. A run of many rows
+// holds a core (and with 16 rows or more in the CPU engine, both: it
+// splits large products over its helpers) for hundreds of microseconds,
+// and every request that arrives meanwhile shares the cores with it; on
+// two cores shared with the load, one such burst every interval touched
+// about as many requests as the p99 leaves out. So a run has at most
+// shadowSliceRows rows (fewer than the engine splits), and before each
+// one the worker waits until no request is being handled (Server.inflight
+// is 0): it yields its thread (runtime.Gosched) shadowSpins times, then
+// naps shadowNap at a time. A look at the queue waits so at most one
+// interval in all; its remaining runs then go without waiting, so that a
+// server busy without a pause still compares copies (and drops what its
+// queue cannot hold) instead of starving the shadow. Slices are for a
+// shadow whose runs are short: one whose runs took half an interval or
+// more at the last look that found copies (a remote model, a large one)
+// would keep up with fewer rows per call than before, so its next look
+// runs full batches (up to max_batch_size rows) at once, as a slow
+// shadow's rows are bounded by its calls, not its CPU.
+const (
+	shadowSliceRows = 8
+	shadowSpins     = 4
+	shadowNap       = 50 * time.Microsecond
 )
 
 // shadowRoute is one snapshot's shadow of a model.
@@ -212,18 +238,30 @@ func (s *Server) runShadow(sh *shadow) {
 	wait := shadowWait(interval)
 	clock := time.NewTimer(wait(true))
 	defer clock.Stop()
-	var batch []*shadowJob // copies for one target that fit one batch
+	var batch []*shadowJob // copies for one target that fit one run
 	rows := 0
+	var until time.Time     // the end of this look's wait for idle moments
+	var spent time.Duration // this look's time in runs
+	sliced := true          // whether this look runs slices in idle moments
 	flush := func() {
 		if len(batch) == 0 {
 			return
 		}
+		if sliced {
+			s.awaitIdle(sh, until)
+		}
+		start := time.Now()
 		s.shadowBatch(sh, batch)
+		spent += time.Since(start)
 		clear(batch)
 		batch, rows = batch[:0], 0
 	}
 	add := func(j *shadowJob) {
-		if len(batch) > 0 && (j.target != batch[0].target || rows+j.rows() > j.target.b.Config().MaxBatchSize ||
+		limit := j.target.b.Config().MaxBatchSize
+		if sliced {
+			limit = min(limit, shadowSliceRows)
+		}
+		if len(batch) > 0 && (j.target != batch[0].target || rows+j.rows() > limit ||
 			!slices.EqualFunc(j.outputs, batch[0].outputs, sameName)) {
 			flush()
 		}
@@ -236,15 +274,39 @@ func (s *Server) runShadow(sh *shadow) {
 		case <-clock.C:
 		case <-sh.kick:
 		}
-		// The copies that queued since the last look run as batches of
-		// up to the shadow's max_batch_size rows: a shadow that keeps up
-		// costs the CPU its batched rows, not one call per copy.
+		// The copies that queued since the last look run as slices of
+		// up to shadowSliceRows rows (fewer if the shadow's
+		// max_batch_size is smaller), each in an idle moment (awaitIdle):
+		// a shadow that keeps up costs the CPU its batched rows, not one
+		// call per copy, and not while an answer is being computed.
 		found := len(sh.q)
+		until = time.Now().Add(interval)
+		if found > 0 {
+			sliced, spent = spent < interval/2, 0
+		}
 		for range found {
+			if sh.stopped.Load() {
+				return
+			}
 			add(<-sh.q)
 		}
 		flush()
 		clock.Reset(wait(found > 0))
+	}
+}
+
+// awaitIdle waits until no request is being handled or until the time
+// until, whichever comes first, or until sh stops.
+func (s *Server) awaitIdle(sh *shadow, until time.Time) {
+	for spins := 0; s.inflight.Load() > 0 && !sh.stopped.Load(); spins++ {
+		if spins < shadowSpins {
+			runtime.Gosched()
+			continue
+		}
+		if !time.Now().Before(until) {
+			return
+		}
+		time.Sleep(shadowNap)
 	}
 }
 
