@@ -35,6 +35,9 @@ func runCmd(ctx context.Context, args []string) error {
 	model := fs.String("model", "digits-mlp", "model whose golden rows make the bodies")
 	models := fs.String("models", "models", "model repository holding <model>/golden.json")
 	path := fs.String("path", "", "request path (default: the protocol's path for -model)")
+	switchPath := fs.String("switch-path", "", "open loop: a switchback run between -path (arm 0) and this path (arm 1), alternating every -block; results.json's arms hold each arm's latency")
+	block := fs.Duration("block", 200*time.Millisecond, "switchback: the length of one arm's block")
+	settle := fs.Duration("settle", 40*time.Millisecond, "switchback: requests intended this soon after a block starts are sent but left out of the arms' figures")
 	batch := fs.String("batch", "1", "rows per request, a comma-separated mix drawn uniformly, e.g. 1,1,4,16")
 	repeat := fs.Float64("repeat", 0, "share of requests (0..1) that repeat a hot set of 8 inputs")
 	pool := fs.Int("pool", 0, "requests in the pool each connection cycles through (0: 512); raise it so that a response cache sees no repeats")
@@ -68,6 +71,20 @@ func runCmd(ctx context.Context, args []string) error {
 	reqs, err := workload.Build(workload.Spec{Model: *model, ModelsDir: *models, Protocol: *protocol, Path: *path, Batch: mix, RepeatShare: *repeat, Count: *pool, Headers: headers}, *addr)
 	if err != nil {
 		return err
+	}
+	var sw *loadgen.Switch
+	if *switchPath != "" {
+		if *rates == "" {
+			return fmt.Errorf("-switch-path needs an open loop (-rate)")
+		}
+		if *protocol == workload.GRPC || *protocol == workload.GRPCTyped {
+			return fmt.Errorf("-switch-path: HTTP protocols only")
+		}
+		other, err := workload.Build(workload.Spec{Model: *model, ModelsDir: *models, Protocol: *protocol, Path: *switchPath, Batch: mix, RepeatShare: *repeat, Count: *pool, Headers: headers}, *addr)
+		if err != nil {
+			return err
+		}
+		sw = &loadgen.Switch{Requests: other, Block: *block, Settle: *settle}
 	}
 	var loads []load
 	if *rates != "" {
@@ -107,6 +124,7 @@ func runCmd(ctx context.Context, args []string) error {
 			l := l
 			l.scenario, l.protocol, l.rep, l.reqs, l.grpc = *protocol, *protocol, rep, reqs, gc
 			l.warmup, l.duration, l.maxRequests = *warmup, *duration, *maxReq
+			l.sw = sw
 			run, err := measure(ctx, s, l, os.Stderr)
 			if err != nil {
 				return err

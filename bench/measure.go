@@ -41,6 +41,9 @@ type load struct {
 	// grpc, when set, sends reqs as gRPC calls (bench/grpcload) on
 	// channels made for this run; Channels 0 means one per connection.
 	grpc *grpcload.Config
+	// sw, when set, makes an open loop a switchback run between reqs
+	// (arm 0) and sw.Requests (arm 1).
+	sw *loadgen.Switch
 }
 
 // measure runs one load against one server and returns its figures,
@@ -57,6 +60,7 @@ func measure(ctx context.Context, s server, l load, progress io.Writer) (report.
 	} else {
 		cfg.Connections = int(l.level)
 	}
+	cfg.Switch = l.sw
 	if l.grpc != nil {
 		gc := *l.grpc
 		if gc.Channels == 0 {
@@ -102,6 +106,13 @@ func measure(ctx context.Context, s server, l load, progress io.Writer) (report.
 	run.Latency = latencyOf(res.Latency)
 	run.ServiceLatency = latencyOf(res.Service)
 	run.ShedLatency = latencyOf(res.ShedLatency)
+	for i, a := range res.Arms {
+		reqs := l.reqs
+		if i == 1 {
+			reqs = l.sw.Requests
+		}
+		run.Arms = append(run.Arms, report.Arm{Path: reqs[0].Path, Requests: a.Requests, Latency: latencyOf(a.Latency), ServiceLatency: latencyOf(a.Service)})
+	}
 	if cpu0 >= 0 {
 		if c, err := targets.CPUSeconds(s.pid); err == nil {
 			run.ServerCPU = c - cpu0

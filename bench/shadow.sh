@@ -21,6 +21,14 @@
 # PIN=1 runs the server on CPU 1 alone (taskset; Go then runs one P) and
 # the load on CPU 0: the shadow then shares its one core with the answers
 # only, and the load no longer takes the server's cycles.
+# SWITCH=1 measures by switchback instead (bench run -switch-path): each
+# round is three runs, off against aa, on and share, each run alternating
+# between off (arm 0) and the other (arm 1) every BLOCK (default 200ms),
+# leaving out the first SETTLE (default 40ms) of every block (the shadow's
+# copies still queued from the block before); the round's ratio is arm 1's
+# p99 ÷ arm 0's in the same run. Noise that lasts longer than a block (a
+# neighbour on the host) then falls on both arms, where sequential runs
+# each catch their own.
 cd "$(dirname "$0")/.."
 ROUNDS=${ROUNDS:-12} DUR=${DUR:-5s} RATE=${RATE:-4000} H=${PORT:-27380} MODES="off aa on share"
 M=$((H + 10))
@@ -43,7 +51,30 @@ sleep 3
 kill -0 $S 2>/dev/null || { cat "$OUT/server.log" >&2; exit 1; }
 echo "load average: $(cut -d' ' -f1-3 /proc/loadavg)"
 exec 9>/tmp/coalesce-bench.lock
-for r in $(seq "$ROUNDS"); do
+if [ "${SWITCH:-}" = 1 ]; then
+  for r in $(seq "$ROUNDS"); do
+    k=$(((r - 1) % 3))
+    order=$(echo aa on share aa on share | cut -d' ' -f$((k + 1))-$((k + 3)))
+    flock 9
+    for m in $order; do
+      rm -rf "$OUT/res"
+      $CLI ${BENCH:-bin/bench} run -addr 127.0.0.1:$H -pid $S -protocol v2-binary -models "$R" -model off \
+        -path /v2/models/off/versions/1/infer -switch-path /v2/models/$m/versions/1/infer \
+        -block "${BLOCK:-200ms}" -settle "${SETTLE:-40ms}" -rate "$RATE" -d "$DUR" -warmup 1s -name $m -out "$OUT/res" >/dev/null 2>&1
+      # Per arm (0: off, 1: m), p50 and p99 from the intended send time
+      # and from the send; then the ratios of arm 1's p99 to arm 0's.
+      awk -v r=$r -v m=$m -v l="$(cut -d' ' -f1 /proc/loadavg)" '
+        /"arms"/ {in_arms = 1} in_arms && /"path"/ {a++}
+        in_arms && /"service_latency"/ {b = "s"} in_arms && /"latency"/ && !/_latency/ {b = "l"}
+        in_arms && (/"p50_us"/ || /"p99_us"/) {k = $1; gsub(/[",:]/, "", k); v = $2; gsub(/,/, "", v); f[a b k] = v + 0}
+        END {printf "%s %s %d %d %d %d %d %d %d %d %.4f %.4f %s\n", r, m, f["1lp50_us"], f["1lp99_us"], f["1sp50_us"], f["1sp99_us"],
+          f["2lp50_us"], f["2lp99_us"], f["2sp50_us"], f["2sp99_us"], f["2lp99_us"] / f["1lp99_us"], f["2sp99_us"] / f["1sp99_us"], l}' \
+        "$OUT"/res/*/results.json | tee -a "$OUT/runs"
+    done
+    flock -u 9
+  done
+fi
+for r in $( [ "${SWITCH:-}" = 1 ] || seq "$ROUNDS"); do
   k=$(((r - 1) % 4))
   order=$(echo $MODES $MODES | cut -d' ' -f$((k + 1))-$((k + 4)))
   flock 9
@@ -74,29 +105,45 @@ for m in $MODES; do
     awk -v m=$m -F'[ "]' '{c[$(NF-2)] = $NF} END {printf "%-6s server-side: %d requests, over 50 us %.2f %%, 100 us %.2f %%, 200 us %.3f %%\n",
       m, c["+Inf"], 100 - 100 * c["5e-05"] / c["+Inf"], 100 - 100 * c["0.0001"] / c["+Inf"], 100 - 100 * c["0.0002"] / c["+Inf"]}'
 done
-echo "columns: round mode p50_us p99_us service_p50_us service_p99_us answered server_cpu_s load1"
-echo "(latency from the intended send time, then from the actual send; ratios are to off's p99 in the same round)"
-# Per mode and per latency (column 4: from the intended time; 6: from the
-# send): the median p50 and p99 over the rounds, and the median, range and
-# bootstrap 95 % interval of the per-round ratio of p99 to off's.
-for col in 4 6; do
-  [ $col = 4 ] && echo "from the intended send time:" || echo "from the actual send (service latency):"
-  awk -v modes="$MODES" -v c=$col 'BEGIN {srand(16); n = split(modes, ms, " ")}
-  {p50[$2, $1] = $(c - 1); p99[$2, $1] = $c; if ($1 > R) R = $1}
+if [ "${SWITCH:-}" = 1 ]; then
+  echo "columns: round mode, off's p50_us p99_us service_p50_us service_p99_us, the mode's same four, p99 ratio, service p99 ratio, load1"
+  echo "(each ratio is the mode's p99 ÷ off's in the same switchback run)"
+  SHOWN="aa on share"
+else
+  echo "columns: round mode p50_us p99_us service_p50_us service_p99_us answered server_cpu_s load1"
+  echo "(latency from the intended send time, then from the actual send; ratios are to off's p99 in the same round)"
+  SHOWN=$MODES
+fi
+# ratios K prints, per round and mode, "mode p50 p99 ratio" of latency K
+# (l: from the intended send time; s: from the send): the ratio is to
+# off's p99 in the same round, or in the same switchback run.
+ratios() {
+  if [ "${SWITCH:-}" = 1 ]; then
+    awk -v k=$1 '{print $2, (k == "l" ? $7 : $9), (k == "l" ? $8 : $10), (k == "l" ? $11 : $12)}' "$OUT/runs"
+  else
+    awk -v c=$([ $1 = l ] && echo 4 || echo 6) '{p50[$2, $1] = $(c - 1); p99[$2, $1] = $c; ms[$2]; if ($1 > R) R = $1}
+      END {for (m in ms) for (r = 1; r <= R; r++) print m, p50[m, r], p99[m, r], p99[m, r] / p99["off", r]}' "$OUT/runs"
+  fi
+}
+# Per mode and per latency: the median p50 and p99 over the rounds, and
+# the median, range and bootstrap 95 % interval of the per-round ratio.
+for k in l s; do
+  [ $k = l ] && echo "from the intended send time:" || echo "from the actual send (service latency):"
+  ratios $k | awk -v modes="$SHOWN" 'BEGIN {srand(16); n = split(modes, ms, " ")}
+  {R[$1]++; p50[$1, R[$1]] = $2; p99[$1, R[$1]] = $3; x[$1, R[$1]] = $4}
   function med(v, k,   i, j, t) { # median of v[1..k], sorted in place
     for (i = 2; i <= k; i++) { t = v[i]; for (j = i - 1; j > 0 && v[j] > t; j--) v[j + 1] = v[j]; v[j + 1] = t }
     return k % 2 ? v[(k + 1) / 2] : (v[k / 2] + v[k / 2 + 1]) / 2 }
   END {
     for (i = 1; i <= n; i++) {
-      m = ms[i]; k = 0; lo = 1e9; hi = 0
-      for (r = 1; r <= R; r++) { a[r] = p50[m, r]; b[r] = p99[m, r]; x[r] = p99[m, r] / p99["off", r]
-        if (x[r] < lo) lo = x[r]; if (x[r] > hi) hi = x[r] }
-      for (r = 1; r <= R; r++) y[r] = x[r]
-      mx = med(y, R)
-      for (s = 1; s <= 2000; s++) { for (r = 1; r <= R; r++) y[r] = x[int(rand() * R) + 1]; bs[s] = med(y, R) }
+      m = ms[i]; N = R[m]; lo = 1e9; hi = 0
+      for (r = 1; r <= N; r++) { a[r] = p50[m, r]; b[r] = p99[m, r]; y[r] = x[m, r]
+        if (y[r] < lo) lo = y[r]; if (y[r] > hi) hi = y[r] }
+      mx = med(y, N)
+      for (s = 1; s <= 2000; s++) { for (r = 1; r <= N; r++) y[r] = x[m, int(rand() * N) + 1]; bs[s] = med(y, N) }
       med(bs, 2000)
       printf "  %-6s p50 %5.0f us  p99 %5.0f us  p99/off median %.3f  range %.3f-%.3f  95%% [%.3f, %.3f]  (%d rounds)\n",
-        m, med(a, R), med(b, R), mx, lo, hi, bs[51], bs[1950], R
+        m, med(a, N), med(b, N), mx, lo, hi, bs[51], bs[1950], N
     }
-  }' "$OUT/runs"
+  }'
 done

@@ -52,8 +52,9 @@ type Shadow struct {
 	// Queue bounds the copies waiting for the shadow; more are dropped.
 	Queue int `koanf:"queue" help:"copies waiting for the shadow; beyond it copies are dropped"`
 	// Interval is how often the shadow's worker takes the queued copies
-	// (sooner when 3/4 of the queue is taken); 0 means 10ms.
-	Interval time.Duration `koanf:"interval" help:"how often the shadow's worker takes the queued copies (sooner once 3/4 of the queue is taken)"`
+	// (sooner when 3/4 of the queue is taken), and the longest it waits
+	// for the server's idle moments to run them; 0 means 10ms.
+	Interval time.Duration `koanf:"interval" help:"how often the shadow's worker takes the queued copies (sooner once 3/4 of the queue is taken), and the longest it waits for idle moments to run them"`
 }
 
 func (m *ModelConfig) validateLifecycle() error {

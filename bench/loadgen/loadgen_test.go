@@ -93,6 +93,7 @@ func TestSummarizeMergedHistograms(t *testing.T) {
 type testServer struct {
 	addr  string
 	count atomic.Int64
+	slow  atomic.Int64 // requests to /slow
 	stall atomic.Pointer[chan struct{}]
 }
 
@@ -113,6 +114,9 @@ func startTestServer(t *testing.T) *testServer {
 			ctx.SetBodyString(`{"prediction":[0]}`)
 		case "/shed":
 			ctx.SetStatusCode(503)
+		case "/slow":
+			ts.slow.Add(1)
+			time.Sleep(20 * time.Millisecond)
 		default:
 			ctx.SetStatusCode(500)
 		}
@@ -268,5 +272,53 @@ func TestWindowStretchesToLastAnswer(t *testing.T) {
 	}
 	if res.Seconds < 0.45 {
 		t.Errorf("Seconds = %.3f; want the window stretched to the answer that came ~0.65 s after the start", res.Seconds)
+	}
+}
+
+// TestSwitchback: a switchback run sends each block's requests to its
+// arm's path, and files each arm's answers apart, without the settling
+// start of each block.
+func TestSwitchback(t *testing.T) {
+	ts := startTestServer(t)
+	ok := []Request{NewRequest("POST", ts.addr, "/ok", []byte(`{}`))}
+	slow := []Request{NewRequest("POST", ts.addr, "/slow", []byte(`{}`))}
+	sw := &Switch{Requests: slow, Block: 50 * time.Millisecond, Settle: 10 * time.Millisecond}
+	res, err := Run(context.Background(), Config{Addr: ts.addr, Requests: ok, Mode: Open, Connections: 16, Rate: 400,
+		Poisson: true, Warmup: 100 * time.Millisecond, Duration: time.Second, Switch: sw})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(res.Arms) != 2 {
+		t.Fatalf("%d arms; want 2", len(res.Arms))
+	}
+	a0, a1 := res.Arms[0], res.Arms[1]
+	t.Logf("%d requests; arm 0 %d (p50 %d µs), arm 1 %d (min %d µs); %d sent to /slow", res.Requests, a0.Requests,
+		a0.Service.ValueAtQuantile(50), a1.Requests, a1.Service.Min(), ts.slow.Load())
+	if a0.Requests == 0 || a1.Requests == 0 || a0.Latency.TotalCount() != a0.Requests || a1.Service.TotalCount() != a1.Requests {
+		t.Fatalf("arms of %d and %d requests (latencies %d, %d); want both arms measured, a latency per request", a0.Requests, a1.Requests, a0.Latency.TotalCount(), a1.Service.TotalCount())
+	}
+	if m := a1.Service.Min(); m < 20_000 {
+		t.Errorf("arm 1's fastest answer took %d µs; want every one from /slow (20 ms)", m)
+	}
+	if p := a0.Service.ValueAtQuantile(50); p >= 20_000 {
+		t.Errorf("arm 0's p50 = %d µs; want its requests sent to /ok, not /slow (20 ms)", p)
+	}
+	// A block's first 10 ms of 50 settle: the arms hold about 80 % of
+	// the measured answers, and never all of them.
+	if n := a0.Requests + a1.Requests; n >= res.Requests || float64(n) < 0.6*float64(res.Requests) {
+		t.Errorf("arms hold %d of %d answers; want about 80 %% (settling times left out)", n, res.Requests)
+	}
+	if s := ts.slow.Load(); s < a1.Requests {
+		t.Errorf("/slow served %d requests, fewer than arm 1's %d", s, a1.Requests)
+	}
+
+	for _, bad := range []Config{
+		{Addr: ts.addr, Requests: ok, Mode: Closed, Connections: 1, Duration: time.Second, Switch: sw},
+		{Addr: ts.addr, Requests: ok, Mode: Open, Rate: 1, Connections: 1, Duration: time.Second, Switch: &Switch{Block: time.Second}},
+		{Addr: ts.addr, Requests: ok, Mode: Open, Rate: 1, Connections: 1, Duration: time.Second, Switch: &Switch{Requests: slow, Block: time.Second, Settle: time.Second}},
+	} {
+		if _, err := Run(context.Background(), bad); err == nil {
+			t.Errorf("Run with switch %+v in a %v loop = nil error; want one", *bad.Switch, bad.Mode)
+		}
 	}
 }

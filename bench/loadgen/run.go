@@ -84,6 +84,32 @@ type Config struct {
 	// fall before the server's snapshot. Requests sent while it runs are
 	// warm-up.
 	MeasureStart func()
+	// Switch, when set, makes an open loop a switchback experiment (see
+	// Switch).
+	Switch *Switch
+}
+
+// Switch alternates an open loop between two arms in blocks of time, so
+// that a comparison of two servers' or two models' latencies sees the
+// same machine: noise that lasts longer than a block (another process, a
+// neighbour on the host) falls on both arms alike, where runs of one arm
+// after the other each catch their own. The request intended at offset t
+// from the run's start belongs to arm (t / Block) mod 2: arm 0 sends from
+// Config.Requests, arm 1 from Switch.Requests. A request intended within
+// Settle of its block's start is sent but left out of the arms' figures
+// (it may still feel the other arm's after-effects: a shadow's queued
+// work, a cache); every request counts in Result's other figures.
+type Switch struct {
+	Requests      []Request
+	Block, Settle time.Duration
+}
+
+// Arm is one arm's figures in a switchback run (Config.Switch): its
+// answered measured requests outside the settling time, their latency
+// from the intended send time and from the send.
+type Arm struct {
+	Requests         int64
+	Latency, Service *hdrhistogram.Histogram
 }
 
 // Result holds the figures of one run.
@@ -115,6 +141,9 @@ type Result struct {
 	ShedLatency *hdrhistogram.Histogram
 	Offered     float64 // open loop: intended arrivals per second
 	ClientCPU   float64 // seconds of CPU this process used during the run
+	// Arms holds a switchback run's two arms (Config.Switch); nil
+	// otherwise.
+	Arms []Arm
 }
 
 // Throughput returns OK answers per second.
@@ -170,6 +199,7 @@ type worker struct {
 	ok, shed int64
 	errors   map[string]int64
 	lastEnd  time.Time // when the last measured answer arrived
+	arms     [2]Arm    // switchback runs only
 }
 
 // run is the shared state of one Run.
@@ -212,6 +242,11 @@ func Run(ctx context.Context, cfg Config) (*Result, error) {
 			c = cfg.NewConn(i)
 		}
 		workers[i] = &worker{c: c, hist: NewHistogram(), service: NewHistogram(), shedHist: NewHistogram(), interval: NewHistogram(), errors: map[string]int64{}}
+		if cfg.Switch != nil {
+			for a := range workers[i].arms {
+				workers[i].arms[a] = Arm{Latency: NewHistogram(), Service: NewHistogram()}
+			}
+		}
 	}
 	cpu0 := cpuSeconds()
 	start := time.Now()
@@ -263,8 +298,16 @@ func Run(ctx context.Context, cfg Config) (*Result, error) {
 	<-done
 
 	res := &Result{Latency: NewHistogram(), Service: NewHistogram(), ShedLatency: NewHistogram(), Errors: map[string]int64{}, ClientCPU: cpuSeconds() - cpu0}
+	if cfg.Switch != nil {
+		res.Arms = []Arm{{Latency: NewHistogram(), Service: NewHistogram()}, {Latency: NewHistogram(), Service: NewHistogram()}}
+	}
 	var lastEnd time.Time
 	for _, w := range workers {
+		for a := range res.Arms {
+			res.Arms[a].Requests += w.arms[a].Requests
+			res.Arms[a].Latency.Merge(w.arms[a].Latency)
+			res.Arms[a].Service.Merge(w.arms[a].Service)
+		}
 		if w.lastEnd.After(lastEnd) {
 			lastEnd = w.lastEnd
 		}
@@ -313,6 +356,13 @@ func check(cfg *Config) error {
 		return errors.New("loadgen: duration must be positive")
 	case cfg.Mode == Open && !(cfg.Rate > 0):
 		return errors.New("loadgen: open loop needs a positive rate")
+	case cfg.Switch == nil:
+	case cfg.Mode != Open:
+		return errors.New("loadgen: a switchback run needs an open loop")
+	case len(cfg.Switch.Requests) == 0:
+		return errors.New("loadgen: a switchback run needs arm 1's requests")
+	case cfg.Switch.Block <= 0 || cfg.Switch.Settle < 0 || cfg.Switch.Settle >= cfg.Switch.Block:
+		return fmt.Errorf("loadgen: switchback block %v, settle %v; want a positive block longer than the settling time", cfg.Switch.Block, cfg.Switch.Settle)
 	}
 	return nil
 }
@@ -330,7 +380,7 @@ func (r *run) closed(i int, w *worker) {
 		req := &r.cfg.Requests[idx%n]
 		idx++
 		status, err := w.c.Do(req, t0.Add(r.timeout))
-		r.record(w, t0, t0, time.Now(), status, err)
+		r.record(w, t0, t0, time.Now(), status, err, -1)
 		var de *DialError
 		if errors.As(err, &de) {
 			pause(time.Millisecond) // the server is not listening: don't spin
@@ -378,20 +428,29 @@ func (r *run) open(i int, w *worker, start time.Time) {
 			w.mu.Unlock()
 			return
 		}
-		req := &r.cfg.Requests[idx%n]
+		req, arm := &r.cfg.Requests[idx%n], -1
+		if sw := r.cfg.Switch; sw != nil {
+			off := next.Sub(start)
+			if a := int(off/sw.Block) % 2; a == 1 {
+				req = &sw.Requests[idx%len(sw.Requests)]
+			}
+			if off%sw.Block >= sw.Settle {
+				arm = int(off/sw.Block) % 2
+			}
+		}
 		idx++
 		sent := time.Now()
 		status, err := w.c.Do(req, sent.Add(r.timeout))
-		r.record(w, next, sent, time.Now(), status, err)
+		r.record(w, next, sent, time.Now(), status, err, arm)
 		next = next.Add(gap())
 	}
 }
 
 // record files one outcome under w: a request meant to leave at intended,
-// sent at sent, answered (or failed) at end. Only requests whose intended
-// time falls in the measured window count; every answer feeds the live
-// line.
-func (r *run) record(w *worker, intended, sent, end time.Time, status int, err error) {
+// sent at sent, answered (or failed) at end, of a switchback run's arm
+// (-1: none, or settling). Only requests whose intended time falls in the
+// measured window count; every answer feeds the live line.
+func (r *run) record(w *worker, intended, sent, end time.Time, status int, err error, arm int) {
 	us := clampUS(end.Sub(intended))
 	answered := err == nil || status > 0
 	from, to := r.window()
@@ -409,6 +468,12 @@ func (r *run) record(w *worker, intended, sent, end time.Time, status int, err e
 		w.requests++
 		w.hist.RecordValue(us)
 		w.service.RecordValue(clampUS(end.Sub(sent)))
+		if arm >= 0 {
+			a := &w.arms[arm]
+			a.Requests++
+			a.Latency.RecordValue(us)
+			a.Service.RecordValue(clampUS(end.Sub(sent)))
+		}
 		if end.After(w.lastEnd) {
 			w.lastEnd = end
 		}

@@ -87,6 +87,10 @@ type Run struct {
 	// ShedLatency covers the 429 and 503 answers alone: how fast load was
 	// refused.
 	ShedLatency Latency `json:"shed_latency"`
+	// Arms holds a switchback run's two arms (bench run -switch-path):
+	// arm 0 sent to the run's path, arm 1 to the other, alternating in
+	// blocks of time, without each block's settling time.
+	Arms []Arm `json:"arms,omitempty"`
 
 	ClientCPU float64 `json:"client_cpu_s"` // seconds of CPU the load generator used
 	// ServerCPU is the seconds of CPU the server process (and its
@@ -146,4 +150,14 @@ type Overhead struct {
 	Ours        []float64 `json:"ours_rps"`
 	// Ratio is the median of Ours[i]/Wrk[i].
 	Ratio float64 `json:"ratio"`
+}
+
+// Arm is one arm of a switchback run: its measured answers outside the
+// settling time, and their latency from the intended send time and from
+// the send.
+type Arm struct {
+	Path           string  `json:"path"`
+	Requests       int64   `json:"requests"`
+	Latency        Latency `json:"latency"`
+	ServiceLatency Latency `json:"service_latency"`
 }
