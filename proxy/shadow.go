@@ -62,14 +62,12 @@ const (
 // inference is CPU the answers would otherwise have. A run of many rows
 // holds a core (and with 16 rows or more in the CPU engine, both: it
 // splits large products over its helpers) for hundreds of microseconds,
-// and every request that arrives meanwhile shares the cores with it; on
-// two cores shared with the load, one such burst every interval touched
-// about as many requests as the p99 leaves out. So a run has at most
-// shadowSliceRows rows (fewer than the engine splits), and before each
-// one the worker waits until no request is being handled (Server.inflight
-// is 0): it yields its thread (runtime.Gosched) shadowSpins times, then
-// naps shadowNap at a time. A look at the queue waits so at most one
-// interval in all; its remaining runs then go without waiting, so that a
+// and every request that arrives meanwhile shares the cores with it. So
+// a run has at most shadowSliceRows rows (fewer than the engine splits),
+// and before each one the worker waits until no request is being handled
+// (Server.inflight is 0): it yields its thread (runtime.Gosched)
+// shadowSpins times, then naps shadowNap at a time. A look at the queue
+// waits so at most one interval in all; its remaining runs then go without waiting, so that a
 // server busy without a pause still compares copies (and drops what its
 // queue cannot hold) instead of starving the shadow. Slices are for a
 // shadow whose runs are short: one whose runs took half an interval or
@@ -77,6 +75,16 @@ const (
 // would keep up with fewer rows per call than before, so its next look
 // runs full batches (up to max_batch_size rows) at once, as a slow
 // shadow's rows are bounded by its calls, not its CPU.
+//
+// Measured by switchback (bench/RESULTS.md, "Slices in idle moments"),
+// with the server and its load on two shared cores, this took share 1's
+// addition to the primary's p99 from +13 % to +9 % and share 0.1's from
+// +4 % to +1 %. With the server alone on one core it did not help (+23 to
+// +28 % at share 1). A likely cause, not shown: with one P, a request
+// that has arrived but not been read is not in flight, and the network is
+// polled only when the run queues are empty, which the worker's goroutine
+// hops keep from happening while a look runs; a nap between slices did
+// not help either.
 const (
 	shadowSliceRows = 8
 	shadowSpins     = 4
