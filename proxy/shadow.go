@@ -78,8 +78,8 @@ const (
 //
 // Measured by switchback (bench/RESULTS.md, "Slices in idle moments"),
 // with the server and its load on two shared cores, this took share 1's
-// addition to the primary's p99 from +13 % to +9 % and share 0.1's from
-// +4 % to +1 %. With the server alone on one core it did not help (+23 to
+// addition to the primary's p99 from +14 % to +10 % and share 0.1's from
+// +4 % to +3 %. With the server alone on one core it did not help (+23 to
 // +28 % at share 1). A likely cause, not shown: with one P, a request
 // that has arrived but not been read is not in flight, and the network is
 // polled only when the run queues are empty, which the worker's goroutine
