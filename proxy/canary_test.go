@@ -13,10 +13,12 @@ import (
 
 	"go.uber.org/goleak"
 
+	"github.com/VictoriaMetrics/metrics"
 	"github.com/coalesce-ml/coalesce/backends"
 	"github.com/coalesce-ml/coalesce/config"
 	"github.com/coalesce-ml/coalesce/internal/fakemodel"
 	"github.com/coalesce-ml/coalesce/tensor"
+	"github.com/valyala/fasthttp"
 )
 
 // TestCanarySplit: 100,000 deterministic draws at weight 0.05 send
@@ -311,24 +313,8 @@ func TestShadowCopyAllocs(t *testing.T) {
 // shadow.interval.
 func TestShadowWorkerSchedule(t *testing.T) {
 	s, c, set := testServerWith(t, patientConfig())
-	body := []byte(`{"inputs":[{"name":"x","datatype":"FP32","shape":[1,4],"data":[1,2,3,4]}]}`)
-	send := func(n int) {
-		t.Helper()
-		for i := range n {
-			if r := do(t, c, "POST", "/v2/models/double/versions/1/infer", body); r.status != 200 {
-				t.Fatalf("request %d = %d %s; want 200", i, r.status, r.body)
-			}
-		}
-	}
-	const rowsName = `coalesce_shadow_rows_total{model="double",version="2"}`
-	waitRows := func(want string) {
-		t.Helper()
-		for deadline := time.Now().Add(10 * time.Second); metricValue(t, set, rowsName) != want; time.Sleep(time.Millisecond) {
-			if time.Now().After(deadline) {
-				t.Fatalf("after 10s: %s = %s; want %s", rowsName, metricValue(t, set, rowsName), want)
-			}
-		}
-	}
+	send := func(n int) { sendDouble(t, c, n) }
+	waitRows := func(want string) { waitShadowRows(t, set, want) }
 
 	// An hour's interval: five copies in a queue of 8 stay queued...
 	must(t, s.Update(withVersion2(t, fakemodel.Models["double"](), func(m *config.ModelConfig) {
@@ -336,8 +322,8 @@ func TestShadowWorkerSchedule(t *testing.T) {
 	})))
 	send(5)
 	time.Sleep(50 * time.Millisecond)
-	if got := metricValue(t, set, rowsName); got != "0" {
-		t.Fatalf("%s = %s after 5 copies into a queue of 8 with an hour's interval; want 0: a copy below 3/4 of the queue must not wake the worker", rowsName, got)
+	if got := metricValue(t, set, shadowRowsName); got != "0" {
+		t.Fatalf("%s = %s after 5 copies into a queue of 8 with an hour's interval; want 0: a copy below 3/4 of the queue must not wake the worker", shadowRowsName, got)
 	}
 	// ...and the sixth, 3/4 of the queue, wakes the worker for all six.
 	send(1)
@@ -390,28 +376,18 @@ func TestShadowTakesIdleMoments(t *testing.T) {
 		m.MaxBatchSize = 64
 		m.Shadow = config.Shadow{Version: "2", Share: 1, Queue: 32, Interval: time.Hour}
 	})))
-	body := []byte(`{"inputs":[{"name":"x","datatype":"FP32","shape":[1,4],"data":[1,2,3,4]}]}`)
-	const rowsName = `coalesce_shadow_rows_total{model="double",version="2"}`
 
 	// A request in flight from here on (as if being handled): the 24
 	// copies that fill 3/4 of the queue wake the worker, whose runs wait
 	// for the server to be idle (an hour, its interval, at most).
 	s.inflight.Add(1)
-	for i := range 24 {
-		if r := do(t, c, "POST", "/v2/models/double/versions/1/infer", body); r.status != 200 {
-			t.Fatalf("request %d = %d %s; want 200", i, r.status, r.body)
-		}
-	}
+	sendDouble(t, c, 24)
 	time.Sleep(100 * time.Millisecond)
-	if got := metricValue(t, set, rowsName); got != "0" {
-		t.Fatalf("%s = %s while a request was in flight; want 0: the shadow runs in idle moments", rowsName, got)
+	if got := metricValue(t, set, shadowRowsName); got != "0" {
+		t.Fatalf("%s = %s while a request was in flight; want 0: the shadow runs in idle moments", shadowRowsName, got)
 	}
 	s.inflight.Add(-1)
-	for deadline := time.Now().Add(10 * time.Second); metricValue(t, set, rowsName) != "24"; time.Sleep(time.Millisecond) {
-		if time.Now().After(deadline) {
-			t.Fatalf("10s after the server went idle: %s = %s; want 24", rowsName, metricValue(t, set, rowsName))
-		}
-	}
+	waitShadowRows(t, set, "24")
 	mu.Lock()
 	defer mu.Unlock()
 	sum := 0
@@ -482,24 +458,8 @@ func TestShadowSlowRunsFullBatches(t *testing.T) {
 		m.MaxBatchSize = 64
 		m.Shadow = config.Shadow{Version: "2", Share: 1, Queue: 64, Interval: 20 * time.Millisecond}
 	})))
-	body := []byte(`{"inputs":[{"name":"x","datatype":"FP32","shape":[1,4],"data":[1,2,3,4]}]}`)
-	send := func(n int) {
-		t.Helper()
-		for i := range n {
-			if r := do(t, c, "POST", "/v2/models/double/versions/1/infer", body); r.status != 200 {
-				t.Fatalf("request %d = %d %s; want 200", i, r.status, r.body)
-			}
-		}
-	}
-	const rowsName = `coalesce_shadow_rows_total{model="double",version="2"}`
-	waitRows := func(want string) {
-		t.Helper()
-		for deadline := time.Now().Add(10 * time.Second); metricValue(t, set, rowsName) != want; time.Sleep(time.Millisecond) {
-			if time.Now().After(deadline) {
-				t.Fatalf("after 10s: %s = %s; want %s", rowsName, metricValue(t, set, rowsName), want)
-			}
-		}
-	}
+	send := func(n int) { sendDouble(t, c, n) }
+	waitRows := func(want string) { waitShadowRows(t, set, want) }
 	started := func() int {
 		mu.Lock()
 		defer mu.Unlock()
@@ -525,6 +485,31 @@ func TestShadowSlowRunsFullBatches(t *testing.T) {
 	for _, n := range calls[2:] {
 		if n > shadowSliceRows {
 			t.Errorf("shadow runs %v: a run of %d rows after a fast one; want at most %d (shadowSliceRows)", calls, n, shadowSliceRows)
+		}
+	}
+}
+
+// sendDouble sends n one-row V2 requests to double version 1, each to be
+// answered 200.
+func sendDouble(t *testing.T, c *fasthttp.HostClient, n int) {
+	t.Helper()
+	body := []byte(`{"inputs":[{"name":"x","datatype":"FP32","shape":[1,4],"data":[1,2,3,4]}]}`)
+	for i := range n {
+		if r := do(t, c, "POST", "/v2/models/double/versions/1/infer", body); r.status != 200 {
+			t.Fatalf("request %d = %d %s; want 200", i, r.status, r.body)
+		}
+	}
+}
+
+const shadowRowsName = `coalesce_shadow_rows_total{model="double",version="2"}`
+
+// waitShadowRows waits up to 10s for double's shadow (version 2) to have
+// compared want rows.
+func waitShadowRows(t *testing.T, set *metrics.Set, want string) {
+	t.Helper()
+	for deadline := time.Now().Add(10 * time.Second); metricValue(t, set, shadowRowsName) != want; time.Sleep(time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatalf("after 10s: %s = %s; want %s", shadowRowsName, metricValue(t, set, shadowRowsName), want)
 		}
 	}
 }
