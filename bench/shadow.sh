@@ -39,14 +39,31 @@ for m in $MODES; do
   cp models/digits-mlp/golden.json models/digits-mlp/config.yaml "$R/$m/"
   printf '\nversion_policy: {latest: 2}\n' >>"$R/$m/config.yaml"
 done
+# UPSTREAM=1 serves the shadows' version 2 from a second server (nice 19,
+# on the first server's CPUs) as an upstream (upstream.yaml, V2 binary):
+# the shadow's inference then runs in a process of lower OS priority.
+U=$((H + 20))
+if [ "${UPSTREAM:-}" = 1 ]; then
+  mkdir -p "$OUT/up/digits-mlp/1" && cp models/digits-mlp/1/model.onnx "$OUT/up/digits-mlp/1/" &&
+    cp models/digits-mlp/golden.json models/digits-mlp/config.yaml "$OUT/up/digits-mlp/"
+  for m in on share; do
+    rm "$R/$m/2/model.onnx"
+    printf 'protocol: kserve-v2-binary\nendpoints: [http://127.0.0.1:%s]\nmodel: digits-mlp\nversion: "1"\n' $U >"$R/$m/2/upstream.yaml"
+  done
+fi
 I=${INTERVAL:+, interval: $INTERVAL}
 printf 'shadow: {version: 2, share: 1, queue: 64%s}\n' "$I" >>"$R/on/config.yaml"
 printf 'shadow: {version: 2, share: 0.1, queue: 64%s}\n' "$I" >>"$R/share/config.yaml"
 SRV= CLI=
 [ "${PIN:-}" = 1 ] && SRV="taskset -c 1" CLI="taskset -c 0"
+if [ "${UPSTREAM:-}" = 1 ]; then
+  $SRV nice -n 19 ${COALESCE:-bin/coalesce} serve --models.repository "$OUT/up" --config /dev/null --http.addr 127.0.0.1:$U --admin.addr 127.0.0.1:$((U + 1)) --log.level warn >"$OUT/upstream.log" 2>&1 &
+  UP=$!
+  sleep 2
+fi
 $SRV ${COALESCE:-bin/coalesce} serve --models.repository "$R" --config /dev/null --http.addr 127.0.0.1:$H --admin.addr 127.0.0.1:$M --log.level warn $SERVER_FLAGS >"$OUT/server.log" 2>&1 &
 S=$!
-trap 'kill $S 2>/dev/null; wait $S; rm -rf "$OUT"' EXIT
+trap 'kill $S ${UP:-} 2>/dev/null; wait $S ${UP:-}; rm -rf "$OUT"' EXIT
 sleep 3
 kill -0 $S 2>/dev/null || { cat "$OUT/server.log" >&2; exit 1; }
 echo "load average: $(cut -d' ' -f1-3 /proc/loadavg)"
