@@ -90,27 +90,28 @@ if [ "${SWITCH:-}" = 1 ]; then
     done
     flock -u 9
   done
-fi
-for r in $( [ "${SWITCH:-}" = 1 ] || seq "$ROUNDS"); do
-  k=$(((r - 1) % 4))
-  order=$(echo $MODES $MODES | cut -d' ' -f$((k + 1))-$((k + 4)))
-  flock 9
-  for m in $order; do
-    rm -rf "$OUT/res"
-    $CLI ${BENCH:-bin/bench} run -addr 127.0.0.1:$H -pid $S -protocol v2-binary -models "$R" -model $m \
-      -path /v2/models/$m/versions/1/infer -rate "$RATE" -d "$DUR" -warmup 1s -name $m -out "$OUT/res" >/dev/null 2>&1
-    # The run's latency from the intended send time and from the actual
-    # send (service_latency: without the client's timer lateness), p50 and
-    # p99 of each; answered, server CPU s; the 1-minute load average after.
-    awk -v r=$r -v m=$m -v l="$(cut -d' ' -f1 /proc/loadavg)" '
-      /"service_latency"/ {b = "s"} /"shed_latency"/ {b = "x"} /"latency"/ && !/_latency/ {b = "l"}
-      /"p50_us"/ || /"p99_us"/ || /"ok"/ || /"server_cpu_s"/ {k = $1; gsub(/[",:]/, "", k); v = $2; gsub(/,/, "", v)
-        if (k == "ok" || k == "server_cpu_s") {if (!(k in f)) f[k] = v + 0} else if (!((b k) in f)) f[b k] = v + 0}
-      END {print r, m, f["lp50_us"], f["lp99_us"], f["sp50_us"], f["sp99_us"], f["ok"], f["server_cpu_s"], l}' \
-      "$OUT"/res/*/results.json | tee -a "$OUT/runs"
+else
+  for r in $(seq "$ROUNDS"); do
+    k=$(((r - 1) % 4))
+    order=$(echo $MODES $MODES | cut -d' ' -f$((k + 1))-$((k + 4)))
+    flock 9
+    for m in $order; do
+      rm -rf "$OUT/res"
+      $CLI ${BENCH:-bin/bench} run -addr 127.0.0.1:$H -pid $S -protocol v2-binary -models "$R" -model $m \
+        -path /v2/models/$m/versions/1/infer -rate "$RATE" -d "$DUR" -warmup 1s -name $m -out "$OUT/res" >/dev/null 2>&1
+      # The run's latency from the intended send time and from the actual
+      # send (service_latency: without the client's timer lateness), p50 and
+      # p99 of each; answered, server CPU s; the 1-minute load average after.
+      awk -v r=$r -v m=$m -v l="$(cut -d' ' -f1 /proc/loadavg)" '
+        /"service_latency"/ {b = "s"} /"shed_latency"/ {b = "x"} /"latency"/ && !/_latency/ {b = "l"}
+        /"p50_us"/ || /"p99_us"/ || /"ok"/ || /"server_cpu_s"/ {k = $1; gsub(/[",:]/, "", k); v = $2; gsub(/,/, "", v)
+          if (k == "ok" || k == "server_cpu_s") {if (!(k in f)) f[k] = v + 0} else if (!((b k) in f)) f[b k] = v + 0}
+        END {print r, m, f["lp50_us"], f["lp99_us"], f["sp50_us"], f["sp99_us"], f["ok"], f["server_cpu_s"], l}' \
+        "$OUT"/res/*/results.json | tee -a "$OUT/runs"
+    done
+    flock -u 9
   done
-  flock -u 9
-done
+fi
 echo "load average: $(cut -d' ' -f1-3 /proc/loadavg)"
 MET=$(curl -s 127.0.0.1:$M/metrics)
 echo "$MET" | grep -E '^coalesce_shadow_(rows|dropped)_total'

@@ -313,21 +313,19 @@ func TestShadowCopyAllocs(t *testing.T) {
 // shadow.interval.
 func TestShadowWorkerSchedule(t *testing.T) {
 	s, c, set := testServerWith(t, patientConfig())
-	send := func(n int) { sendDouble(t, c, n) }
-	waitRows := func(want string) { waitShadowRows(t, set, want) }
 
 	// An hour's interval: five copies in a queue of 8 stay queued...
 	must(t, s.Update(withVersion2(t, fakemodel.Models["double"](), func(m *config.ModelConfig) {
 		m.Shadow = config.Shadow{Version: "2", Share: 1, Queue: 8, Interval: time.Hour}
 	})))
-	send(5)
+	sendDouble(t, c, 5)
 	time.Sleep(50 * time.Millisecond)
 	if got := metricValue(t, set, shadowRowsName); got != "0" {
 		t.Fatalf("%s = %s after 5 copies into a queue of 8 with an hour's interval; want 0: a copy below 3/4 of the queue must not wake the worker", shadowRowsName, got)
 	}
 	// ...and the sixth, 3/4 of the queue, wakes the worker for all six.
-	send(1)
-	waitRows("6")
+	sendDouble(t, c, 1)
+	waitShadowRows(t, set, "6")
 
 	// A short interval: one copy is compared on the worker's clock. The
 	// new configuration starts a new worker for the same version, which
@@ -337,8 +335,8 @@ func TestShadowWorkerSchedule(t *testing.T) {
 		m.Shadow = config.Shadow{Version: "2", Share: 1, Queue: 64, Interval: 5 * time.Millisecond}
 	})))
 	time.Sleep(20 * time.Millisecond) // the old worker has stopped
-	send(1)
-	waitRows("7")
+	sendDouble(t, c, 1)
+	waitShadowRows(t, set, "7")
 }
 
 func TestShadowWaitBacksOff(t *testing.T) {
@@ -361,17 +359,7 @@ func TestShadowWaitBacksOff(t *testing.T) {
 // a request is being handled, until the look's interval has passed.
 func TestShadowTakesIdleMoments(t *testing.T) {
 	s, c, set := testServerWith(t, patientConfig())
-	b := fakemodel.Models["double"]()
-	b.Meta.MaxBatchSize = 64
-	run := b.Run
-	var mu sync.Mutex
-	var calls []int // rows of each shadow run
-	b.Run = func(ctx context.Context, in []*tensor.Tensor) ([]*tensor.Tensor, error) {
-		mu.Lock()
-		calls = append(calls, in[0].BatchSize())
-		mu.Unlock()
-		return run(ctx, in)
-	}
+	b, rowsOf := rowsRecordingDouble(nil)
 	must(t, s.Update(withVersion2(t, b, func(m *config.ModelConfig) {
 		m.MaxBatchSize = 64
 		m.Shadow = config.Shadow{Version: "2", Share: 1, Queue: 32, Interval: time.Hour}
@@ -388,8 +376,7 @@ func TestShadowTakesIdleMoments(t *testing.T) {
 	}
 	s.inflight.Add(-1)
 	waitShadowRows(t, set, "24")
-	mu.Lock()
-	defer mu.Unlock()
+	calls := rowsOf()
 	sum := 0
 	for _, n := range calls {
 		if n > shadowSliceRows {
@@ -438,47 +425,25 @@ func TestAwaitIdle(t *testing.T) {
 // short.
 func TestShadowSlowRunsFullBatches(t *testing.T) {
 	s, c, set := testServerWith(t, patientConfig())
-	b := fakemodel.Models["double"]()
-	b.Meta.MaxBatchSize = 64
-	run := b.Run
 	gate := make(chan struct{})
-	var mu sync.Mutex
-	var calls []int // rows of each shadow run
-	b.Run = func(ctx context.Context, in []*tensor.Tensor) ([]*tensor.Tensor, error) {
-		mu.Lock()
-		calls = append(calls, in[0].BatchSize())
-		first := len(calls) == 1
-		mu.Unlock()
-		if first {
-			<-gate
-		}
-		return run(ctx, in)
-	}
+	b, rowsOf := rowsRecordingDouble(gate)
 	must(t, s.Update(withVersion2(t, b, func(m *config.ModelConfig) {
 		m.MaxBatchSize = 64
 		m.Shadow = config.Shadow{Version: "2", Share: 1, Queue: 64, Interval: 20 * time.Millisecond}
 	})))
-	send := func(n int) { sendDouble(t, c, n) }
-	waitRows := func(want string) { waitShadowRows(t, set, want) }
-	started := func() int {
-		mu.Lock()
-		defer mu.Unlock()
-		return len(calls)
-	}
-	send(1)
-	for deadline := time.Now().Add(10 * time.Second); started() == 0; time.Sleep(time.Millisecond) {
+	sendDouble(t, c, 1)
+	for deadline := time.Now().Add(10 * time.Second); len(rowsOf()) == 0; time.Sleep(time.Millisecond) {
 		if time.Now().After(deadline) {
 			t.Fatal("the shadow's first run did not start within 10s")
 		}
 	}
-	send(24) // queued while the first run is held
+	sendDouble(t, c, 24) // queued while the first run is held
 	time.Sleep(50 * time.Millisecond)
 	close(gate) // the first run took 50ms or more: over half the interval
-	waitRows("25")
-	send(16)
-	waitRows("41")
-	mu.Lock()
-	defer mu.Unlock()
+	waitShadowRows(t, set, "25")
+	sendDouble(t, c, 16)
+	waitShadowRows(t, set, "41")
+	calls := rowsOf()
 	if len(calls) < 3 || calls[0] != 1 || calls[1] != 24 {
 		t.Fatalf("shadow runs %v; want 1 row, then the 24 copies queued meanwhile as one run (the first run was slow), then slices", calls)
 	}
@@ -511,5 +476,31 @@ func waitShadowRows(t *testing.T, set *metrics.Set, want string) {
 		if time.Now().After(deadline) {
 			t.Fatalf("after 10s: %s = %s; want %s", shadowRowsName, metricValue(t, set, shadowRowsName), want)
 		}
+	}
+}
+
+// rowsRecordingDouble is fakemodel's double with a max_batch_size of 64,
+// recording the rows of each call (rowsOf returns a copy); when gate is
+// not nil, its first call waits for gate to close.
+func rowsRecordingDouble(gate chan struct{}) (b *fakemodel.Backend, rowsOf func() []int) {
+	b = fakemodel.Models["double"]()
+	b.Meta.MaxBatchSize = 64
+	run := b.Run
+	var mu sync.Mutex
+	var calls []int
+	b.Run = func(ctx context.Context, in []*tensor.Tensor) ([]*tensor.Tensor, error) {
+		mu.Lock()
+		calls = append(calls, in[0].BatchSize())
+		first := len(calls) == 1
+		mu.Unlock()
+		if first && gate != nil {
+			<-gate
+		}
+		return run(ctx, in)
+	}
+	return b, func() []int {
+		mu.Lock()
+		defer mu.Unlock()
+		return slices.Clone(calls)
 	}
 }

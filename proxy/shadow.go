@@ -25,7 +25,8 @@ import (
 // slow shadow never adds latency to an answer or memory with load. One
 // goroutine per shadow takes the queued copies every shadow.interval (see
 // shadowWait), runs them through the shadow version's batcher at the
-// lowest priority (copies that queued up together as one batch) and
+// lowest priority (copies that queued up together merged, in slices of a
+// few rows in the server's idle moments: see shadowSliceRows) and
 // compares the outputs:
 //
 //	coalesce_shadow_rows_total{model,version}          rows compared
@@ -67,9 +68,10 @@ const (
 // and before each one the worker waits until no request is being handled
 // (Server.inflight is 0): it yields its thread (runtime.Gosched)
 // shadowSpins times, then naps shadowNap at a time. A look at the queue
-// waits so at most one interval in all; its remaining runs then go without waiting, so that a
-// server busy without a pause still compares copies (and drops what its
-// queue cannot hold) instead of starving the shadow. Slices are for a
+// waits so at most one interval in all; its remaining runs then go
+// without waiting, so that a server busy without a pause still compares
+// copies (and drops what its queue cannot hold) instead of starving the
+// shadow. Slices are for a
 // shadow whose runs are short: one whose runs took half an interval or
 // more at the last look that found copies (a remote model, a large one)
 // would keep up with fewer rows per call than before, so its next look

@@ -431,11 +431,12 @@ func (r *run) open(i int, w *worker, start time.Time) {
 		req, arm := &r.cfg.Requests[idx%n], -1
 		if sw := r.cfg.Switch; sw != nil {
 			off := next.Sub(start)
-			if a := int(off/sw.Block) % 2; a == 1 {
+			block := int(off/sw.Block) % 2
+			if block == 1 {
 				req = &sw.Requests[idx%len(sw.Requests)]
 			}
 			if off%sw.Block >= sw.Settle {
-				arm = int(off/sw.Block) % 2
+				arm = block
 			}
 		}
 		idx++
