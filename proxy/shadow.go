@@ -15,6 +15,7 @@ import (
 	"github.com/coalesce-ml/coalesce/backends"
 	"github.com/coalesce-ml/coalesce/batcher"
 	"github.com/coalesce-ml/coalesce/config"
+	"github.com/coalesce-ml/coalesce/internal/idlethread"
 	"github.com/coalesce-ml/coalesce/tensor"
 )
 
@@ -230,6 +231,11 @@ func (sh *shadow) stop() {
 
 func (s *Server) runShadow(sh *shadow) {
 	defer s.retiring.Done()
+	release, err := idlethread.Lower()
+	defer release()
+	if err != nil {
+		s.log.Warn("shadow runs at normal priority", "model", sh.model, "version", sh.cfg.Version, "error", err)
+	}
 	defer func() {
 		// Under s.mu, so that a worker Update starts meanwhile for the
 		// same series either counts before this one's decrement or

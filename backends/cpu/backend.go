@@ -11,6 +11,7 @@ import (
 	"github.com/coalesce-ml/coalesce/backends"
 	"github.com/coalesce-ml/coalesce/backends/cpu/internal/onnx"
 	"github.com/coalesce-ml/coalesce/backends/cpu/internal/sgemm"
+	"github.com/coalesce-ml/coalesce/internal/idlethread"
 	"github.com/coalesce-ml/coalesce/tensor"
 )
 
@@ -24,7 +25,9 @@ type Options struct {
 	// accepts; 0 means no limit.
 	MaxBatchSize int
 	// Concurrency is how many Infer calls run at once, each on its own
-	// arena; 0 means runtime.GOMAXPROCS(0).
+	// arena; 0 means one per P that runs Go code at normal priority
+	// (idlethread.Procs: GOMAXPROCS without the Ps added for a shadow's
+	// lowered worker, which are not for this work).
 	Concurrency int
 	// Kernels selects the matrix-multiply kernels: "avx512", "avx2" or
 	// "generic" (portable Go); "" or "auto" means the fastest this CPU
@@ -118,7 +121,7 @@ func newBackend(g *graph, opts Options, platform string) (be *Backend, err error
 		return nil, fmt.Errorf("cpu: options: negative MaxBatchSize or Concurrency")
 	}
 	if opts.Concurrency == 0 {
-		opts.Concurrency = runtime.GOMAXPROCS(0)
+		opts.Concurrency = idlethread.Procs()
 	}
 	ks, err := sgemm.Lookup(opts.Kernels)
 	if err != nil {

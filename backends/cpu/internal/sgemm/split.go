@@ -5,6 +5,8 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
+
+	"github.com/coalesce-ml/coalesce/internal/idlethread"
 )
 
 // Intra-operator splitting: a matrix product with packed constant B and at
@@ -122,9 +124,10 @@ type splitJob struct {
 // NewSplitter returns a pool that splits products of at least minRows
 // rows (0: the default, 16; < 0: never) for up to concurrency concurrent
 // callers; it does not start it. It returns nil when splitting is off or
-// GOMAXPROCS is 1.
+// GOMAXPROCS is 1. GOMAXPROCS here and below means idlethread.Procs: the
+// Ps of normal priority (a shadow's lowered worker adds one that is not).
 func NewSplitter(minRows, concurrency int) *Splitter {
-	procs := runtime.GOMAXPROCS(0)
+	procs := idlethread.Procs()
 	if minRows == 0 {
 		minRows = defaultSplitRows
 	}

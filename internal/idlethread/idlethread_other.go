@@ -1,0 +1,6 @@
+//go:build !linux
+
+package idlethread
+
+func lower() error   { return ErrUnsupported }
+func lowered() bool { return false }
