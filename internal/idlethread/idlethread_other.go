@@ -2,5 +2,5 @@
 
 package idlethread
 
-func lower() error   { return ErrUnsupported }
+func lower() error  { return ErrUnsupported }
 func lowered() bool { return false }
