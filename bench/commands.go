@@ -2,6 +2,7 @@ package main
 
 import (
 	"bufio"
+	"cmp"
 	"context"
 	"flag"
 	"fmt"
@@ -36,6 +37,7 @@ func runCmd(ctx context.Context, args []string) error {
 	models := fs.String("models", "models", "model repository holding <model>/golden.json")
 	path := fs.String("path", "", "request path (default: the protocol's path for -model)")
 	switchPath := fs.String("switch-path", "", "open loop: a switchback run between -path (arm 0) and this path (arm 1), alternating every -block; results.json's arms hold each arm's latency")
+	switchAddr := fs.String("switch-addr", "", "switchback: arm 1's server, host:port (default: -addr): compares two servers, e.g. with and without a shadow")
 	block := fs.Duration("block", 200*time.Millisecond, "switchback: the length of one arm's block")
 	settle := fs.Duration("settle", 40*time.Millisecond, "switchback: requests intended this soon after a block starts are sent but left out of the arms' figures")
 	batch := fs.String("batch", "1", "rows per request, a comma-separated mix drawn uniformly, e.g. 1,1,4,16")
@@ -80,11 +82,11 @@ func runCmd(ctx context.Context, args []string) error {
 		if *protocol == workload.GRPC || *protocol == workload.GRPCTyped {
 			return fmt.Errorf("-switch-path: HTTP protocols only")
 		}
-		other, err := workload.Build(workload.Spec{Model: *model, ModelsDir: *models, Protocol: *protocol, Path: *switchPath, Batch: mix, RepeatShare: *repeat, Count: *pool, Headers: headers}, *addr)
+		other, err := workload.Build(workload.Spec{Model: *model, ModelsDir: *models, Protocol: *protocol, Path: *switchPath, Batch: mix, RepeatShare: *repeat, Count: *pool, Headers: headers}, cmp.Or(*switchAddr, *addr))
 		if err != nil {
 			return err
 		}
-		sw = &loadgen.Switch{Requests: other, Block: *block, Settle: *settle}
+		sw = &loadgen.Switch{Requests: other, Block: *block, Settle: *settle, Addr: *switchAddr}
 	}
 	var loads []load
 	if *rates != "" {

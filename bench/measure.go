@@ -107,11 +107,11 @@ func measure(ctx context.Context, s server, l load, progress io.Writer) (report.
 	run.ServiceLatency = latencyOf(res.Service)
 	run.ShedLatency = latencyOf(res.ShedLatency)
 	for i, a := range res.Arms {
-		reqs := l.reqs
+		reqs, addr := l.reqs, ""
 		if i == 1 {
-			reqs = l.sw.Requests
+			reqs, addr = l.sw.Requests, l.sw.Addr
 		}
-		run.Arms = append(run.Arms, report.Arm{Path: reqs[0].Path, Requests: a.Requests, Latency: latencyOf(a.Latency), ServiceLatency: latencyOf(a.Service)})
+		run.Arms = append(run.Arms, report.Arm{Addr: addr, Path: reqs[0].Path, Requests: a.Requests, Latency: latencyOf(a.Latency), ServiceLatency: latencyOf(a.Service)})
 	}
 	if cpu0 >= 0 {
 		if c, err := targets.CPUSeconds(s.pid); err == nil {

@@ -29,6 +29,13 @@
 # p99 ÷ arm 0's in the same run. Noise that lasts longer than a block (a
 # neighbour on the host) then falls on both arms, where sequential runs
 # each catch their own.
+# APART=1 (with SWITCH=1) adds two comparisons across processes: a second
+# server of the same binary (same CPUs) serving only off, without any
+# shadow, is arm 0, and this server's off (xoff) or on (xon) is arm 1.
+# A shadow costs its process more than its model's requests: the
+# worker's thread, and the P the runtime is given for it
+# (internal/idlethread); xon is the whole cost to a primary, against a
+# server that has no shadow at all.
 cd "$(dirname "$0")/.."
 ROUNDS=${ROUNDS:-12} DUR=${DUR:-5s} RATE=${RATE:-4000} H=${PORT:-27380} MODES="off aa on share"
 M=$((H + 10))
@@ -61,6 +68,12 @@ if [ "${UPSTREAM:-}" = 1 ]; then
   UP=$!
   sleep 2
 fi
+P=$((H + 30))
+if [ "${APART:-}" = 1 ]; then
+  mkdir -p "$OUT/plain" && cp -r "$R/off" "$OUT/plain/"
+  $SRV ${COALESCE:-bin/coalesce} serve --models.repository "$OUT/plain" --config /dev/null --http.addr 127.0.0.1:$P --admin.addr 127.0.0.1:$((P + 1)) --log.level warn $SERVER_FLAGS >"$OUT/plain.log" 2>&1 &
+  UP="${UP:-} $!"
+fi
 $SRV ${COALESCE:-bin/coalesce} serve --models.repository "$R" --config /dev/null --http.addr 127.0.0.1:$H --admin.addr 127.0.0.1:$M --log.level warn $SERVER_FLAGS >"$OUT/server.log" 2>&1 &
 S=$!
 trap 'kill $S ${UP:-} 2>/dev/null; wait $S ${UP:-}; rm -rf "$OUT"' EXIT
@@ -68,15 +81,21 @@ sleep 3
 kill -0 $S 2>/dev/null || { cat "$OUT/server.log" >&2; exit 1; }
 echo "load average: $(cut -d' ' -f1-3 /proc/loadavg)"
 exec 9>/tmp/coalesce-bench.lock
+SWITCHED="aa on share"
+[ "${APART:-}" = 1 ] && SWITCHED="$SWITCHED xoff xon"
 if [ "${SWITCH:-}" = 1 ]; then
+  n=$(echo $SWITCHED | wc -w)
   for r in $(seq "$ROUNDS"); do
-    k=$(((r - 1) % 3))
-    order=$(echo aa on share aa on share | cut -d' ' -f$((k + 1))-$((k + 3)))
+    k=$(((r - 1) % n))
+    order=$(echo $SWITCHED $SWITCHED | cut -d' ' -f$((k + 1))-$((k + n)))
     flock 9
     for m in $order; do
       rm -rf "$OUT/res"
-      $CLI ${BENCH:-bin/bench} run -addr 127.0.0.1:$H -pid $S -protocol v2-binary -models "$R" -model off \
-        -path /v2/models/off/versions/1/infer -switch-path /v2/models/$m/versions/1/infer \
+      # xoff, xon: arm 0 on the plain server, arm 1 this server's off or on.
+      a0=$H sa=
+      case $m in x*) a0=$P sa="-switch-addr 127.0.0.1:$H" ;; esac
+      $CLI ${BENCH:-bin/bench} run -addr 127.0.0.1:$a0 -pid $S -protocol v2-binary -models "$R" -model off \
+        -path /v2/models/off/versions/1/infer $sa -switch-path /v2/models/${m#x}/versions/1/infer \
         -block "${BLOCK:-200ms}" -settle "${SETTLE:-40ms}" -rate "$RATE" -d "$DUR" -warmup 1s -name $m -out "$OUT/res" >/dev/null 2>&1
       # Per arm (0: off, 1: m), p50 and p99 from the intended send time
       # and from the send; then the ratios of arm 1's p99 to arm 0's.
@@ -126,7 +145,7 @@ done
 if [ "${SWITCH:-}" = 1 ]; then
   echo "columns: round mode, off's p50_us p99_us service_p50_us service_p99_us, the mode's same four, p99 ratio, service p99 ratio, load1"
   echo "(each ratio is the mode's p99 ÷ off's in the same switchback run)"
-  SHOWN="aa on share"
+  SHOWN=$SWITCHED
 else
   echo "columns: round mode p50_us p99_us service_p50_us service_p99_us answered server_cpu_s load1"
   echo "(latency from the intended send time, then from the actual send; ratios are to off's p99 in the same round)"

@@ -314,11 +314,35 @@ func TestSwitchback(t *testing.T) {
 
 	for _, bad := range []Config{
 		{Addr: ts.addr, Requests: ok, Mode: Closed, Connections: 1, Duration: time.Second, Switch: sw},
+		{Addr: ts.addr, Requests: ok, Mode: Open, Rate: 1, Connections: 1, Duration: time.Second, NewConn: func(int) Conn { return nil },
+			Switch: &Switch{Requests: slow, Block: time.Second, Addr: ts.addr}},
 		{Addr: ts.addr, Requests: ok, Mode: Open, Rate: 1, Connections: 1, Duration: time.Second, Switch: &Switch{Block: time.Second}},
 		{Addr: ts.addr, Requests: ok, Mode: Open, Rate: 1, Connections: 1, Duration: time.Second, Switch: &Switch{Requests: slow, Block: time.Second, Settle: time.Second}},
 	} {
 		if _, err := Run(context.Background(), bad); err == nil {
 			t.Errorf("Run with switch %+v in a %v loop = nil error; want one", *bad.Switch, bad.Mode)
 		}
+	}
+}
+
+// TestSwitchbackAddr: with Switch.Addr, arm 1's requests go to that
+// server and arm 0's to the run's.
+func TestSwitchbackAddr(t *testing.T) {
+	ts0, ts1 := startTestServer(t), startTestServer(t)
+	ok := []Request{NewRequest("POST", ts0.addr, "/ok", []byte(`{}`))}
+	sw := &Switch{Requests: ok, Block: 50 * time.Millisecond, Settle: 10 * time.Millisecond, Addr: ts1.addr}
+	res, err := Run(context.Background(), Config{Addr: ts0.addr, Requests: ok, Mode: Open, Connections: 4, Rate: 400,
+		Poisson: true, Warmup: 100 * time.Millisecond, Duration: time.Second, Switch: sw})
+	if err != nil {
+		t.Fatal(err)
+	}
+	a0, a1 := res.Arms[0], res.Arms[1]
+	n0, n1 := ts0.count.Load(), ts1.count.Load()
+	t.Logf("arm 0 %d, arm 1 %d measured; servers answered %d and %d", a0.Requests, a1.Requests, n0, n1)
+	if a0.Requests == 0 || a1.Requests == 0 || n0 < a0.Requests || n1 < a1.Requests {
+		t.Errorf("arms of %d and %d requests, servers answered %d and %d; want each arm's requests on its own server", a0.Requests, a1.Requests, n0, n1)
+	}
+	if total := n0 + n1; n0 > total*3/4 || n1 > total*3/4 {
+		t.Errorf("servers answered %d and %d; want about half each", n0, n1)
 	}
 }

@@ -98,10 +98,14 @@ type Config struct {
 // Config.Requests, arm 1 from Switch.Requests. A request intended within
 // Settle of its block's start is sent but left out of the arms' figures
 // (it may still feel the other arm's after-effects: a shadow's queued
-// work, a cache); every request counts in Result's other figures.
+// work, a cache); every request counts in Result's other figures. With
+// Addr set, arm 1's requests go to that server instead (each worker then
+// holds a connection to both): two processes compared on the same
+// machine, e.g. a server with a shadow against one without.
 type Switch struct {
 	Requests      []Request
 	Block, Settle time.Duration
+	Addr          string // arm 1's server; "" means Config.Addr
 }
 
 // Arm is one arm's figures in a switchback run (Config.Switch): its
@@ -188,7 +192,8 @@ func (c *httpConn) Close() { c.close() }
 
 // worker is one connection's state and figures.
 type worker struct {
-	c Conn
+	c  Conn
+	c1 Conn // a switchback run's arm 1 when Switch.Addr is set (otherwise c)
 
 	mu       sync.Mutex // guards the fields below; the progress line reads them
 	hist     *hdrhistogram.Histogram
@@ -241,7 +246,10 @@ func Run(ctx context.Context, cfg Config) (*Result, error) {
 		if cfg.NewConn != nil {
 			c = cfg.NewConn(i)
 		}
-		workers[i] = &worker{c: c, hist: NewHistogram(), service: NewHistogram(), shedHist: NewHistogram(), interval: NewHistogram(), errors: map[string]int64{}}
+		workers[i] = &worker{c: c, c1: c, hist: NewHistogram(), service: NewHistogram(), shedHist: NewHistogram(), interval: NewHistogram(), errors: map[string]int64{}}
+		if cfg.Switch != nil && cfg.Switch.Addr != "" {
+			workers[i].c1 = &httpConn{conn: conn{addr: cfg.Switch.Addr}, slack: r.timeout / 4}
+		}
 		if cfg.Switch != nil {
 			for a := range workers[i].arms {
 				workers[i].arms[a] = Arm{Latency: NewHistogram(), Service: NewHistogram()}
@@ -284,6 +292,9 @@ func Run(ctx context.Context, cfg Config) (*Result, error) {
 		go func() {
 			defer wg.Done()
 			defer w.c.Close()
+			if w.c1 != w.c {
+				defer w.c1.Close()
+			}
 			if cfg.Mode == Open {
 				r.open(i, w, start)
 			} else {
@@ -361,6 +372,8 @@ func check(cfg *Config) error {
 		return errors.New("loadgen: a switchback run needs an open loop")
 	case len(cfg.Switch.Requests) == 0:
 		return errors.New("loadgen: a switchback run needs arm 1's requests")
+	case cfg.Switch.Addr != "" && cfg.NewConn != nil:
+		return errors.New("loadgen: a switchback run to a second address needs the built-in HTTP connections")
 	case cfg.Switch.Block <= 0 || cfg.Switch.Settle < 0 || cfg.Switch.Settle >= cfg.Switch.Block:
 		return fmt.Errorf("loadgen: switchback block %v, settle %v; want a positive block longer than the settling time", cfg.Switch.Block, cfg.Switch.Settle)
 	}
@@ -428,12 +441,12 @@ func (r *run) open(i int, w *worker, start time.Time) {
 			w.mu.Unlock()
 			return
 		}
-		req, arm := &r.cfg.Requests[idx%n], -1
+		req, arm, c := &r.cfg.Requests[idx%n], -1, w.c
 		if sw := r.cfg.Switch; sw != nil {
 			off := next.Sub(start)
 			block := int(off/sw.Block) % 2
 			if block == 1 {
-				req = &sw.Requests[idx%len(sw.Requests)]
+				req, c = &sw.Requests[idx%len(sw.Requests)], w.c1
 			}
 			if off%sw.Block >= sw.Settle {
 				arm = block
@@ -441,7 +454,7 @@ func (r *run) open(i int, w *worker, start time.Time) {
 		}
 		idx++
 		sent := time.Now()
-		status, err := w.c.Do(req, sent.Add(r.timeout))
+		status, err := c.Do(req, sent.Add(r.timeout))
 		r.record(w, next, sent, time.Now(), status, err, arm)
 		next = next.Add(gap())
 	}

@@ -156,6 +156,7 @@ type Overhead struct {
 // settling time, and their latency from the intended send time and from
 // the send.
 type Arm struct {
+	Addr           string  `json:"addr,omitempty"` // arm 1's server when not the run's (bench run -switch-addr)
 	Path           string  `json:"path"`
 	Requests       int64   `json:"requests"`
 	Latency        Latency `json:"latency"`
