@@ -104,7 +104,7 @@ var families = map[string]family{
 	"go_info_ext":                         {help: "Always 1; the labels name the compiler, GOARCH and GOOS."},
 	"go_goroutines":                       {help: "Goroutines that exist now."},
 	"go_threads":                          {help: "OS threads the Go runtime created."},
-	"go_gomaxprocs":                       {help: "GOMAXPROCS: threads that may run Go code at once (from the container's CPU limit since Go 1.25)."},
+	"go_gomaxprocs":                       {help: "GOMAXPROCS: threads that may run Go code at once (from the container's CPU limit since Go 1.25; one more per shadow, whose worker runs at idle priority)."},
 	"go_memlimit_bytes":                   {help: "The Go runtime's soft memory limit (GOMEMLIMIT) in bytes."},
 	"go_gc_duration_seconds":              {help: "Summary of stop-the-world garbage collection pause durations."},
 	"go_gc_pauses_seconds":                {help: "Distribution of stop-the-world garbage collection pause durations."},

@@ -83,11 +83,23 @@ const (
 // with the server and its load on two shared cores, this took share 1's
 // addition to the primary's p99 from +14 % to +10 % and share 0.1's from
 // +4 % to +3 %. With the server alone on one core it did not help (+23 to
-// +28 % at share 1). A likely cause, not shown: with one P, a request
-// that has arrived but not been read is not in flight, and the network is
-// polled only when the run queues are empty, which the worker's goroutine
-// hops keep from happening while a look runs; a nap between slices did
-// not help either.
+// +28 % at share 1): the gate sees only the requests Go has read.
+//
+// So the worker also runs on a thread of its own in the kernel's idle
+// scheduling class (internal/idlethread: SCHED_IDLE, with one P added to
+// the runtime for it, so that a starved worker holding a P takes none
+// from the answers). An in-process shadow's inference runs on that
+// thread (the batcher's fast path runs a lone batch on the goroutine that
+// submits it), which the kernel runs only on a CPU no other thread wants
+// and preempts as soon as an answer's thread wakes: the kernel sees every
+// thread, arrived requests included. A remote shadow's calls, and the
+// batches of a shadow version that also takes traffic while its batcher
+// is busy, run on the batcher's goroutines at normal priority. Where the
+// class cannot be set (not Linux; a seccomp profile refusing
+// sched_setattr) the worker logs a warning and runs as before. Measured
+// by switchback (bench/RESULTS.md, "The shadow's thread in the idle
+// class"), share 1's addition went from +9 to +11 % to +3 % on two shared
+// cores, and from +35 % to +10 to +12 % on one core.
 const (
 	shadowSliceRows = 8
 	shadowSpins     = 4
