@@ -3,6 +3,7 @@ package proxy
 import (
 	"bytes"
 	"cmp"
+	"errors"
 	"math"
 	"runtime"
 	"slices"
@@ -245,7 +246,10 @@ func (s *Server) runShadow(sh *shadow) {
 	defer s.retiring.Done()
 	release, err := idlethread.Lower()
 	defer release()
-	if err != nil {
+	switch {
+	case errors.Is(err, idlethread.ErrOneCPU):
+		s.log.Info("shadow runs at normal priority", "model", sh.model, "version", sh.cfg.Version, "reason", err)
+	case err != nil:
 		s.log.Warn("shadow runs at normal priority", "model", sh.model, "version", sh.cfg.Version, "error", err)
 	}
 	defer func() {

@@ -31,6 +31,20 @@ import (
 // idle scheduling class (every system but Linux).
 var ErrUnsupported = errors.New("idlethread: no idle scheduling class on " + runtime.GOOS)
 
+// ErrOneCPU is returned by Lower when the process may run on one CPU only
+// (its affinity mask: a cpuset of one CPU, taskset). The P Lower would
+// add could then only share that CPU with the process's other work: the
+// runtime runs its goroutines on both Ps' threads, which take turns on
+// the one CPU. Measured with the server alone on one CPU and a shadow at
+// share 1 (bench/RESULTS.md, "The shadow's thread in the idle class"),
+// the added P took the share of answers of another model that the server
+// itself took over 100 µs from 0.01 % to 0.26 %, and that model's p99
+// 14 % up, more than lowering the shadow saved its own model's.
+var ErrOneCPU = errors.New("idlethread: the process runs on one CPU, which an added P would share")
+
+// numCPU is runtime.NumCPU; tests replace it.
+var numCPU = runtime.NumCPU
+
 var (
 	mu    sync.Mutex // guards added and base, and GOMAXPROCS changes
 	added int        // Ps added for lowered goroutines
@@ -43,10 +57,13 @@ var (
 // not unlock its thread (runtime.UnlockOSThread): Go ends a thread whose
 // goroutine exits locked to it, so the lowered thread is never given to
 // other goroutines. When the class cannot be set (ErrUnsupported; a
-// seccomp profile refusing sched_setattr), Lower leaves the goroutine as
-// it was and returns the error with a release that does nothing: the
-// caller goes on at normal priority.
+// seccomp profile refusing sched_setattr), or should not be (ErrOneCPU),
+// Lower leaves the goroutine as it was and returns the error with a
+// release that does nothing: the caller goes on at normal priority.
 func Lower() (release func(), err error) {
+	if numCPU() < 2 {
+		return func() {}, ErrOneCPU
+	}
 	runtime.LockOSThread()
 	if err := lower(); err != nil {
 		runtime.UnlockOSThread()

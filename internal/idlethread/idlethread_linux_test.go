@@ -1,6 +1,7 @@
 package idlethread
 
 import (
+	"errors"
 	"os"
 	"runtime"
 	"strconv"
@@ -15,6 +16,9 @@ import (
 // (and Procs does not count it), and the thread ends with its goroutine
 // instead of going back to Go's pool of threads.
 func TestLower(t *testing.T) {
+	if numCPU() < 2 {
+		t.Skip("the process runs on one CPU, where Lower refuses (TestLowerOneCPU)")
+	}
 	runtime.LockOSThread()
 	defer runtime.UnlockOSThread()
 	procs := runtime.GOMAXPROCS(0)
@@ -65,4 +69,30 @@ func TestLower(t *testing.T) {
 			t.Fatalf("%s still exists 10s after its lowered goroutine exited; want the thread ended", task)
 		}
 	}
+}
+
+// TestLowerOneCPU: a process that may run on one CPU only is not lowered
+// and gets no P.
+func TestLowerOneCPU(t *testing.T) {
+	defer func(f func() int) { numCPU = f }(numCPU)
+	numCPU = func() int { return 1 }
+	procs := runtime.GOMAXPROCS(0)
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		runtime.LockOSThread() // so that Lowered's answer is this goroutine's
+		defer runtime.UnlockOSThread()
+		release, err := Lower()
+		defer release()
+		if !errors.Is(err, ErrOneCPU) {
+			t.Errorf("Lower() on one CPU = %v; want ErrOneCPU", err)
+		}
+		if Lowered() {
+			t.Error("Lowered() = true after Lower on one CPU; want false")
+		}
+		if got := runtime.GOMAXPROCS(0); got != procs {
+			t.Errorf("GOMAXPROCS = %d after Lower on one CPU; want %d, unchanged", got, procs)
+		}
+	}()
+	<-done
 }
