@@ -97,10 +97,13 @@ const (
 // batches of a shadow version that also takes traffic while its batcher
 // is busy, run on the batcher's goroutines at normal priority. Where the
 // class cannot be set (not Linux; a seccomp profile refusing
-// sched_setattr) the worker logs a warning and runs as before. Measured
-// by switchback (bench/RESULTS.md, "The shadow's thread in the idle
-// class"), share 1's addition went from +9 to +11 % to +3 % on two shared
-// cores, and from +35 % to +10 to +12 % on one core.
+// sched_setattr) the worker logs a warning and runs as before; in a
+// process that may run on one CPU only it runs as before too
+// (idlethread.ErrOneCPU: the added P would share that CPU with the
+// answers). Measured by switchback (bench/RESULTS.md, "The shadow's
+// thread in the idle class") with the server and its load on two shared
+// cores, share 1's addition to the primary's p99 went from +10 % to +3 %,
+// against a server without any shadow as well as within one.
 const (
 	shadowSliceRows = 8
 	shadowSpins     = 4
