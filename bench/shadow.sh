@@ -65,18 +65,19 @@ SRV= CLI=
 [ "${PIN:-}" = 1 ] && SRV="taskset -c 1" CLI="taskset -c 0"
 if [ "${UPSTREAM:-}" = 1 ]; then
   $SRV nice -n 19 ${COALESCE:-bin/coalesce} serve --models.repository "$OUT/up" --config /dev/null --http.addr 127.0.0.1:$U --admin.addr 127.0.0.1:$((U + 1)) --log.level warn >"$OUT/upstream.log" 2>&1 &
-  UP=$!
+  OTHERS=$!
   sleep 2
 fi
 P=$((H + 30))
 if [ "${APART:-}" = 1 ]; then
   mkdir -p "$OUT/plain" && cp -r "$R/off" "$OUT/plain/"
   $SRV ${COALESCE:-bin/coalesce} serve --models.repository "$OUT/plain" --config /dev/null --http.addr 127.0.0.1:$P --admin.addr 127.0.0.1:$((P + 1)) --log.level warn $SERVER_FLAGS >"$OUT/plain.log" 2>&1 &
-  UP="${UP:-} $!"
+  OTHERS="${OTHERS:-} $!"
 fi
 $SRV ${COALESCE:-bin/coalesce} serve --models.repository "$R" --config /dev/null --http.addr 127.0.0.1:$H --admin.addr 127.0.0.1:$M --log.level warn $SERVER_FLAGS >"$OUT/server.log" 2>&1 &
 S=$!
-trap 'kill $S ${UP:-} 2>/dev/null; wait $S ${UP:-}; rm -rf "$OUT"' EXIT
+# OTHERS: the pids of the upstream and plain servers, when started.
+trap 'kill $S ${OTHERS:-} 2>/dev/null; wait $S ${OTHERS:-}; rm -rf "$OUT"' EXIT
 sleep 3
 kill -0 $S 2>/dev/null || { cat "$OUT/server.log" >&2; exit 1; }
 echo "load average: $(cut -d' ' -f1-3 /proc/loadavg)"

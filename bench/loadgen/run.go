@@ -247,10 +247,10 @@ func Run(ctx context.Context, cfg Config) (*Result, error) {
 			c = cfg.NewConn(i)
 		}
 		workers[i] = &worker{c: c, c1: c, hist: NewHistogram(), service: NewHistogram(), shedHist: NewHistogram(), interval: NewHistogram(), errors: map[string]int64{}}
-		if cfg.Switch != nil && cfg.Switch.Addr != "" {
-			workers[i].c1 = &httpConn{conn: conn{addr: cfg.Switch.Addr}, slack: r.timeout / 4}
-		}
-		if cfg.Switch != nil {
+		if sw := cfg.Switch; sw != nil {
+			if sw.Addr != "" {
+				workers[i].c1 = &httpConn{conn: conn{addr: sw.Addr}, slack: r.timeout / 4}
+			}
 			for a := range workers[i].arms {
 				workers[i].arms[a] = Arm{Latency: NewHistogram(), Service: NewHistogram()}
 			}
